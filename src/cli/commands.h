@@ -1,0 +1,13 @@
+// One function per subcommand: register adds it to the app, and the callback runs it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace nanoserve::cli {
+
+void register_generate(CLI::App& app);
+void register_logits(CLI::App& app);
+void register_perplexity(CLI::App& app);
+void register_inspect(CLI::App& app);
+
+}  // namespace nanoserve::cli

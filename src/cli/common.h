@@ -1,0 +1,27 @@
+// What the subcommands share: model options, loading with timing, errors to stderr.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "model/loader.h"
+#include "tokenizer/tokenizer.h"
+
+namespace nanoserve::cli {
+
+struct ModelOptions {
+  std::string model_dir;  // empty: the bundled demo model
+  int threads = 0;        // 0: all cores
+};
+
+// Adds -m/--model and --threads to a subcommand.
+void add_model_options(CLI::App& command, ModelOptions& options);
+
+// Applies --threads and loads the model, reporting the load time on stderr.
+Model load(const ModelOptions& options);
+Tokenizer load_tokenizer(const ModelOptions& options);
+std::string model_dir(const ModelOptions& options);
+
+double seconds_since(std::chrono::steady_clock::time_point start);
+
+}  // namespace nanoserve::cli

@@ -1,0 +1,24 @@
+// nanoserve: an LLM inference engine. Each subcommand lives in its own file in this directory.
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "util/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"nanoserve: run large language models from Hugging Face checkpoints", "nanoserve"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "nanoserve 0.1.0");
+  nanoserve::cli::register_generate(app);
+  nanoserve::cli::register_logits(app);
+  nanoserve::cli::register_perplexity(app);
+  nanoserve::cli::register_inspect(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const nanoserve::Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}

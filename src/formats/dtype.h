@@ -1,0 +1,43 @@
+// Element types of tensors on disk, and conversion of 16-bit floats to float.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace nanoserve {
+
+enum class DType { F32, F16, BF16, I64 };
+
+size_t dtype_size(DType dtype);
+std::string_view dtype_name(DType dtype);         // "F32", as safetensors spells it
+bool parse_dtype(std::string_view name, DType* out);  // false for names nanoserve does not read
+
+inline float bf16_to_float(uint16_t bits) {
+  uint32_t u = static_cast<uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// IEEE half: 1 sign, 5 exponent, 10 mantissa bits; subnormals and inf/nan handled.
+inline float f16_to_float(uint16_t bits) {
+  uint32_t sign = static_cast<uint32_t>(bits & 0x8000) << 16;
+  uint32_t exponent = (bits >> 10) & 0x1f, mantissa = bits & 0x3ff;
+  uint32_t u;
+  if (exponent == 0x1f) {
+    u = sign | 0x7f800000 | (mantissa << 13);
+  } else if (exponent != 0) {
+    u = sign | ((exponent + 112) << 23) | (mantissa << 13);
+  } else {
+    float magnitude = static_cast<float>(mantissa) * 5.9604644775390625e-8f;  // 2^-24
+    std::memcpy(&u, &magnitude, sizeof u);
+    u |= sign;
+  }
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+}  // namespace nanoserve

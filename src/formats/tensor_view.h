@@ -1,0 +1,26 @@
+// A named, typed, shaped view of tensor bytes owned by someone else (usually a mapped file).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "formats/dtype.h"
+
+namespace nanoserve {
+
+using Shape = std::vector<int64_t>;
+
+struct TensorView {
+  std::string name;
+  DType dtype = DType::F32;
+  Shape shape;
+  const uint8_t* data = nullptr;
+  size_t nbytes = 0;
+
+  int64_t numel() const;
+};
+
+std::string shape_str(const Shape& shape);  // "[512, 2048]"
+
+}  // namespace nanoserve

@@ -1,0 +1,29 @@
+// A compiled PCRE2 pattern with Unicode properties (\p{L}, \p{N}) as tokenizer.json uses them.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+struct pcre2_real_code_8;
+
+namespace nanoserve {
+
+class Regex {
+ public:
+  // literal: match the pattern text as is (tokenizer.json's {"String": ...} patterns).
+  Regex(const std::string& pattern, bool literal);
+  ~Regex();
+  Regex(const Regex&) = delete;
+  Regex& operator=(const Regex&) = delete;
+
+  // [begin, end) byte ranges of successive non-overlapping matches. Throws Error if text is not UTF-8.
+  std::vector<std::pair<size_t, size_t>> find_all(std::string_view text) const;
+
+ private:
+  pcre2_real_code_8* code_ = nullptr;
+};
+
+}  // namespace nanoserve
