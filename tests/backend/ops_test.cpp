@@ -1,0 +1,124 @@
+// The CPU kernels against plain double-precision loops.
+#include "backend/cpu/ops.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "util/thread_pool.h"
+
+namespace nanoserve {
+namespace {
+
+uint16_t to_bf16(float f) {  // truncation is fine: the test widens the same bits it stores
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+struct RandomWeights {
+  std::vector<float> f32;
+  std::vector<uint16_t> bf16;
+  TensorView view(DType dtype, int64_t n, int64_t k) const {
+    TensorView v{"w", dtype, {n, k}, nullptr, 0};
+    v.data = dtype == DType::F32 ? reinterpret_cast<const uint8_t*>(f32.data()) : reinterpret_cast<const uint8_t*>(bf16.data());
+    v.nbytes = static_cast<size_t>(n * k) * dtype_size(dtype);
+    return v;
+  }
+};
+
+RandomWeights random_weights(int64_t count, std::mt19937& rng) {
+  std::normal_distribution<float> dist(0, 1);
+  RandomWeights w;
+  for (int64_t i = 0; i < count; ++i) {
+    w.bf16.push_back(to_bf16(dist(rng)));
+    w.f32.push_back(bf16_to_float(w.bf16.back()));  // the same values in both dtypes
+  }
+  return w;
+}
+
+// Odd sizes exercise every tile remainder (rows % 4, k % 8).
+TEST(CpuOps, MatmulMatchesDoubleReferenceForEveryDtypeAndShape) {
+  std::mt19937 rng(7);
+  for (auto [rows, n, k] : {std::tuple{1, 7, 13}, {5, 9, 64}, {4, 4, 8}, {6, 33, 100}}) {
+    auto w = random_weights(n * k, rng);
+    std::vector<float> x(static_cast<size_t>(rows * k));
+    std::normal_distribution<float> dist(0, 1);
+    for (auto& v : x) v = dist(rng);
+    for (DType dtype : {DType::F32, DType::BF16}) {
+      std::vector<float> out(static_cast<size_t>(rows * n));
+      cpu::matmul(x.data(), rows, w.view(dtype, n, k), out.data());
+      for (int r = 0; r < rows; ++r) {
+        for (int o = 0; o < n; ++o) {
+          double expected = 0;
+          for (int i = 0; i < k; ++i) expected += static_cast<double>(x[static_cast<size_t>(r * k + i)]) * w.f32[static_cast<size_t>(o * k + i)];
+          EXPECT_NEAR(out[static_cast<size_t>(r * n + o)], expected, 1e-4 * std::sqrt(k)) << rows << "x" << n << "x" << k;
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuOps, MatmulRowsDoNotDependOnBatch) {
+  std::mt19937 rng(3);
+  const int64_t n = 21, k = 77, rows = 7;
+  auto w = random_weights(n * k, rng);
+  std::vector<float> x(static_cast<size_t>(rows * k));
+  std::normal_distribution<float> dist(0, 1);
+  for (auto& v : x) v = dist(rng);
+  std::vector<float> batched(static_cast<size_t>(rows * n)), single(static_cast<size_t>(n));
+  cpu::matmul(x.data(), rows, w.view(DType::BF16, n, k), batched.data());
+  for (int64_t r = 0; r < rows; ++r) {
+    cpu::matmul(x.data() + r * k, 1, w.view(DType::BF16, n, k), single.data());
+    for (int64_t o = 0; o < n; ++o) ASSERT_EQ(single[static_cast<size_t>(o)], batched[static_cast<size_t>(r * n + o)]);
+  }
+}
+
+TEST(CpuOps, RmsNorm) {
+  float x[4] = {1, -2, 3, -4};
+  float w[4] = {1, 0.5f, 2, 1};
+  TensorView weight{"w", DType::F32, {4}, reinterpret_cast<const uint8_t*>(w), sizeof w};
+  float out[4];
+  cpu::rms_norm(x, weight, 1, 4, 1e-6, out);
+  const double rms = std::sqrt((1 + 4 + 9 + 16) / 4.0 + 1e-6);
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(out[i], x[i] / rms * w[i], 1e-6);
+}
+
+TEST(CpuOps, SiluMul) {
+  float gate[3] = {-1, 0, 2};
+  const float up[3] = {2, 3, 0.5f};
+  cpu::silu_mul(gate, up, 3);
+  EXPECT_NEAR(gate[0], -1 / (1 + std::exp(1.0)) * 2, 1e-6);
+  EXPECT_EQ(gate[1], 0.0f);
+  EXPECT_NEAR(gate[2], 2 / (1 + std::exp(-2.0)) * 0.5, 1e-6);
+}
+
+// Two query heads sharing one KV head; the second query sees both positions, the first only one.
+TEST(CpuOps, CausalGroupedAttention) {
+  const float k[2 * 2] = {1, 0, 0, 1};         // [positions, kv_heads * head_dim] with head_dim 2
+  const float v[2 * 2] = {10, 20, 30, 40};
+  const float q[2 * 4] = {1, 0, 0, 1,          // token 0: head 0, head 1
+                          1, 0, 0, 2};         // token 1
+  float out[2 * 4];
+  cpu::attention(q, 2, 0, k, v, {2, 1, 2}, out);
+  EXPECT_FLOAT_EQ(out[0], 10);  // token 0 attends only to position 0
+  EXPECT_FLOAT_EQ(out[3], 20);
+  const double s = 1 / std::sqrt(2.0);
+  double p1 = std::exp(0.0) / (std::exp(1 * s) + std::exp(0.0));  // token 1, head 0: scores (s, 0)
+  EXPECT_NEAR(out[4], (1 - p1) * 10 + p1 * 30, 1e-5);
+  double p2 = std::exp(2 * s) / (std::exp(0.0) + std::exp(2 * s));  // head 1: scores (0, 2s)
+  EXPECT_NEAR(out[7], (1 - p2) * 20 + p2 * 40, 1e-5);
+}
+
+TEST(CpuOps, Float16Widening) {
+  EXPECT_EQ(f16_to_float(0x3C00), 1.0f);
+  EXPECT_EQ(f16_to_float(0xC000), -2.0f);
+  EXPECT_EQ(f16_to_float(0x0001), 5.9604644775390625e-8f);  // smallest subnormal
+  EXPECT_TRUE(std::isinf(f16_to_float(0x7C00)));
+  EXPECT_TRUE(std::isnan(f16_to_float(0x7E00)));
+  EXPECT_EQ(bf16_to_float(0x3F80), 1.0f);
+}
+
+}  // namespace
+}  // namespace nanoserve

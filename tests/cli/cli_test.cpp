@@ -1,0 +1,120 @@
+// The nanoserve binary end to end: what a user types, what they see.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+#include "formats/safetensors.h"
+#include "test_support.h"
+#include "tokenizer/tokenizer.h"
+
+namespace nanoserve {
+namespace {
+
+using test::run_cli;
+
+bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
+
+TEST(Cli, HelpExplainsEveryCommand) {
+  auto r = run_cli({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* cmd : {"generate", "logits", "perplexity", "inspect"}) EXPECT_TRUE(contains(r.out, cmd)) << r.out;
+  r = run_cli({"generate", "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* flag : {"--model", "--prompt", "--max-tokens", "--temperature", "--seed"}) EXPECT_TRUE(contains(r.out, flag)) << r.out;
+}
+
+// With no -m the bundled demo model runs; greedy text is the float64 HF reference continuation.
+TEST(Cli, GenerateWithDefaultModelMatchesReferenceContinuation) {
+  auto ref = test::read_reference(test::fixture("demo/reference.safetensors"));
+  Tokenizer tokenizer = Tokenizer::from_file(test::demo_model_dir());
+  const auto& greedy = ref.ints.at("greedy_tokens");
+  const std::string prompt = "And the LORD said unto Moses,";
+  auto r = run_cli({"generate", "-p", prompt, "-n", "32", "--temperature", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, prompt + tokenizer.decode({greedy.begin(), greedy.end()}) + "\n");
+  EXPECT_TRUE(contains(r.err, "tok/s")) << r.err;
+}
+
+TEST(Cli, SeededSamplingIsReproducible) {
+  auto a = run_cli({"generate", "-p", "The", "-n", "16", "--temperature", "0.8", "--seed", "7"});
+  auto b = run_cli({"generate", "-p", "The", "-n", "16", "--temperature", "0.8", "--seed", "7"});
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+}
+
+TEST(Cli, LogitsCommandMatchesReference) {
+  auto ref = test::read_reference(test::fixture("llama32/reference.safetensors"));
+  test::ScratchDir dir;
+  const auto& ids = ref.ints.at("input_ids");
+  write_safetensors(dir.file("in.safetensors"), {{"input_ids", DType::I64, {static_cast<int64_t>(ids.size())}, ids.data()}});
+  auto r = run_cli({"logits", "-m", test::fixture("llama32"), "--input", dir.file("in.safetensors"), "--output",
+                    dir.file("out.safetensors")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  SafetensorsFile out(dir.file("out.safetensors"));
+  const TensorView& logits = out.tensors().at("logits");
+  EXPECT_EQ(logits.shape, ref.shapes.at("logits"));
+  const auto& expected = ref.floats.at("logits");
+  EXPECT_LE(test::max_abs_diff(reinterpret_cast<const float*>(logits.data), expected.data(), expected.size()), 1e-4f);
+}
+
+TEST(Cli, LogitsRejectsIdsOutsideVocabulary) {
+  test::ScratchDir dir;
+  const int64_t ids[2] = {1, 9999};
+  write_safetensors(dir.file("in.safetensors"), {{"input_ids", DType::I64, {2}, ids}});
+  auto r = run_cli({"logits", "-m", test::fixture("llama32"), "--input", dir.file("in.safetensors"), "--output",
+                    dir.file("out.safetensors")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "input_ids[1] = 9999 is outside the vocabulary of 512")) << r.err;
+}
+
+// MODEL_CARD.md: the held-out documents in 512-token windows give ppl 30.069.
+TEST(Cli, DemoPerplexityMatchesModelCard) {
+  auto r = run_cli({"perplexity", "--file", test::demo_model_dir() + "/heldout.jsonl", "--window", "512"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  int windows = 0, scored = 0;
+  double nll = 0, ppl = 0;
+  ASSERT_EQ(std::sscanf(r.out.c_str(), "windows %d, tokens scored %d, nll %lf, ppl %lf", &windows, &scored, &nll, &ppl), 4)
+      << r.out;
+  EXPECT_EQ(windows, 55);
+  EXPECT_EQ(scored, 28160);
+  EXPECT_NEAR(nll, 3.40350, 5e-5);
+  EXPECT_NEAR(ppl, 30.069, 0.01);
+  std::printf("  %s", r.out.c_str());
+}
+
+TEST(Cli, InspectShowsTiedAliasAndParameterCount) {
+  auto r = run_cli({"inspect"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "alias of embed (same storage, verified)")) << r.out;
+  // 4096x256 embedding + 8 layers x (2x256 norms + 256x256 q, o + 2x 128x256 k, v + 3x 768x256 MLP) + 256 final norm
+  EXPECT_TRUE(contains(r.out, "parameters    7344384 (7.34M)")) << r.out;
+  EXPECT_TRUE(contains(r.out, "GQA 2:1")) << r.out;
+}
+
+TEST(Cli, ErrorsAreClearAndExitOne) {
+  auto r = run_cli({"generate", "-m", "/nonexistent/model", "-p", "hi"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "error: /nonexistent/model: not a model directory\n");
+  r = run_cli({"generate", "-p", "hi", "-n", "5000"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "exceeds the model's context of 1024 tokens")) << r.err;
+  r = run_cli({"perplexity", "--file", "/nonexistent.jsonl"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "/nonexistent.jsonl: cannot open")) << r.err;
+  r = run_cli({"frobnicate"});
+  EXPECT_NE(r.exit_code, 0);
+  r = run_cli({"generate"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.err, "--prompt is required")) << r.err;
+}
+
+TEST(Cli, MalformedJsonlNamesTheLine) {
+  test::ScratchDir dir;
+  test::write_file(dir.file("bad.jsonl"), "{\"text\": \"fine\"}\n{\"txt\": 1}\n");
+  auto r = run_cli({"perplexity", "--file", dir.file("bad.jsonl")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "bad.jsonl:2: expected a JSON object")) << r.err;
+}
+
+}  // namespace
+}  // namespace nanoserve

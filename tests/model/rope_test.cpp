@@ -1,0 +1,52 @@
+#include "model/rope.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace nanoserve {
+namespace {
+
+TEST(Rope, DefaultFrequencies) {
+  RopeConfig rope;  // theta 10000
+  auto f = rope_inv_freq(rope, 8);
+  ASSERT_EQ(f.size(), 4u);
+  EXPECT_FLOAT_EQ(f[0], 1.0f);
+  EXPECT_FLOAT_EQ(f[1], 0.1f);
+  EXPECT_FLOAT_EQ(f[2], 0.01f);
+  EXPECT_FLOAT_EQ(f[3], 0.001f);
+}
+
+TEST(Rope, LinearDividesEveryFrequency) {
+  RopeConfig rope{.scaling = RopeScaling::Linear, .factor = 4.0};
+  auto base = rope_inv_freq(RopeConfig{}, 16), scaled = rope_inv_freq(rope, 16);
+  for (size_t i = 0; i < base.size(); ++i) EXPECT_FLOAT_EQ(scaled[i], base[i] / 4);
+}
+
+// llama3 keeps wavelengths below original/high_freq_factor, divides those above original/low_freq_factor
+// by factor, and interpolates between.
+TEST(Rope, Llama3Bands) {
+  RopeConfig rope{.scaling = RopeScaling::Llama3, .factor = 8.0, .low_freq_factor = 1.0, .high_freq_factor = 4.0,
+                  .original_max_positions = 32};
+  auto base = rope_inv_freq(RopeConfig{}, 16), scaled = rope_inv_freq(rope, 16);
+  EXPECT_FLOAT_EQ(scaled[0], base[0]);  // wavelength 6.3 < 8: kept
+  const float wavelen1 = static_cast<float>(2 * M_PI) / base[1];  // 19.9: in the band
+  const float smooth = (32 / wavelen1 - 1) / 3;
+  EXPECT_FLOAT_EQ(scaled[1], (1 - smooth) * base[1] / 8 + smooth * base[1]);
+  for (size_t i = 2; i < base.size(); ++i) EXPECT_FLOAT_EQ(scaled[i], base[i] / 8);  // > 32: scaled
+}
+
+TEST(Rope, RotatesPairsHalfApart) {
+  // head_dim 4: pairs (0, 2) and (1, 3); at position p pair i turns by p * inv_freq[i].
+  std::vector<float> inv_freq = {1.0f, 0.5f};
+  float x[4] = {1, 2, 3, 4};
+  int64_t pos = 2;
+  apply_rope(x, 1, 1, 4, &pos, inv_freq);
+  EXPECT_NEAR(x[0], 1 * std::cos(2.0) - 3 * std::sin(2.0), 1e-6);
+  EXPECT_NEAR(x[2], 3 * std::cos(2.0) + 1 * std::sin(2.0), 1e-6);
+  EXPECT_NEAR(x[1], 2 * std::cos(1.0) - 4 * std::sin(1.0), 1e-6);
+  EXPECT_NEAR(x[3], 4 * std::cos(1.0) + 2 * std::sin(1.0), 1e-6);
+}
+
+}  // namespace
+}  // namespace nanoserve

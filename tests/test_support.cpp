@@ -1,0 +1,94 @@
+#include "test_support.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "formats/safetensors.h"
+
+namespace nanoserve::test {
+
+namespace fs = std::filesystem;
+
+std::string fixture(const std::string& relative) { return (fs::path(NANOSERVE_FIXTURES) / relative).string(); }
+
+std::string demo_model_dir() { return NANOSERVE_DEFAULT_MODEL; }
+
+Reference read_reference(const std::string& path) {
+  SafetensorsFile file(path);
+  Reference ref;
+  for (const auto& [name, t] : file.tensors()) {
+    ref.shapes[name] = t.shape;
+    const auto n = static_cast<size_t>(t.numel());
+    if (t.dtype == DType::F32) {
+      auto& v = ref.floats[name];
+      v.resize(n);
+      std::memcpy(v.data(), t.data, n * sizeof(float));
+    } else if (t.dtype == DType::I64) {
+      auto& v = ref.ints[name];
+      v.resize(n);
+      std::memcpy(v.data(), t.data, n * sizeof(int64_t));
+    }
+  }
+  return ref;
+}
+
+float max_abs_diff(const float* a, const float* b, size_t n) {
+  float worst = 0;
+  for (size_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(a[i] - b[i]));
+  return worst;
+}
+
+ScratchDir::ScratchDir() {
+  std::random_device rd;
+  path_ = fs::temp_directory_path() / ("nanoserve-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
+  fs::create_directories(path_);
+}
+
+ScratchDir::~ScratchDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void copy_dir(const std::string& src, const std::string& dst) {
+  fs::create_directories(dst);
+  for (const auto& entry : fs::directory_iterator(src)) {
+    fs::copy_file(entry.path(), fs::path(dst) / entry.path().filename(), fs::copy_options::overwrite_existing);
+  }
+}
+
+namespace {
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+}  // namespace
+
+CommandResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text) {
+  ScratchDir dir;
+  write_file(dir.file("stdin"), stdin_text);
+  std::string command = shell_quote(NANOSERVE_BINARY);
+  for (const auto& a : args) command += " " + shell_quote(a);
+  command += " <" + dir.file("stdin") + " >" + dir.file("out") + " 2>" + dir.file("err");
+  const int status = std::system(command.c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(dir.file("out")), read_file(dir.file("err"))};
+}
+
+}  // namespace nanoserve::test

@@ -1,0 +1,51 @@
+// Shared by the tests: fixture paths, reference tensors, scratch directories, running the CLI.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace nanoserve::test {
+
+std::string fixture(const std::string& relative);  // tests/fixtures/<relative>
+std::string demo_model_dir();                        // models/demo
+
+// Every tensor of a reference.safetensors file, widened: F32 as float, I64 as int64.
+struct Reference {
+  std::map<std::string, std::vector<float>> floats;
+  std::map<std::string, std::vector<int64_t>> ints;
+  std::map<std::string, std::vector<int64_t>> shapes;
+};
+Reference read_reference(const std::string& path);
+
+float max_abs_diff(const float* a, const float* b, size_t n);
+
+// A fresh directory under the system temp dir, removed with the object.
+class ScratchDir {
+ public:
+  ScratchDir();
+  ~ScratchDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+void write_file(const std::string& path, const std::string& bytes);
+std::string read_file(const std::string& path);
+
+// Copies a model directory (following the index of shards) into dst.
+void copy_dir(const std::string& src, const std::string& dst);
+
+struct CommandResult {
+  int exit_code;
+  std::string out, err;
+};
+// Runs the nanoserve binary with the given arguments (shell-quoted here), capturing both streams.
+CommandResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text = "");
+
+}  // namespace nanoserve::test

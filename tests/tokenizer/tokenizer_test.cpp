@@ -1,0 +1,107 @@
+#include "tokenizer/tokenizer.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "test_support.h"
+#include "tokenizer/stream_decoder.h"
+#include "util/utf8.h"
+#include "util/error.h"
+
+namespace nanoserve {
+namespace {
+
+class DemoTokenizer : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    tokenizer_ = new Tokenizer(Tokenizer::from_file(test::demo_model_dir()));
+    cases_ = nlohmann::json::parse(test::read_file(test::fixture("demo/tokenizer_ids.json")))["cases"];
+  }
+  static void TearDownTestSuite() { delete tokenizer_; }
+  static Tokenizer* tokenizer_;
+  static nlohmann::json cases_;
+};
+Tokenizer* DemoTokenizer::tokenizer_ = nullptr;
+nlohmann::json DemoTokenizer::cases_;
+
+// Ids identical to Hugging Face tokenizers for every held-out document and edge case.
+TEST_F(DemoTokenizer, IdsMatchHuggingFace) {
+  ASSERT_GE(cases_.size(), 200u);
+  size_t mismatches = 0, tokens = 0;
+  for (const auto& c : cases_) {
+    const auto text = c["text"].get<std::string>();
+    const auto expected = c["ids"].get<std::vector<int32_t>>();
+    const auto expected_plain = c["ids_no_special"].get<std::vector<int32_t>>();
+    const auto got = tokenizer_->encode(text);
+    mismatches += got != expected;
+    mismatches += tokenizer_->encode(text, false) != expected_plain;
+    EXPECT_EQ(got, expected) << text;
+    tokens += got.size();
+  }
+  EXPECT_EQ(mismatches, 0u);
+  std::printf("  %zu texts, %zu tokens, %zu mismatches\n", cases_.size(), tokens, mismatches);
+}
+
+TEST_F(DemoTokenizer, DecodeRoundTrips) {
+  for (const auto& c : cases_) {
+    const auto text = c["text"].get<std::string>();
+    EXPECT_EQ(tokenizer_->decode(c["ids_no_special"].get<std::vector<int32_t>>(), false), text);
+  }
+}
+
+TEST_F(DemoTokenizer, BosFromPostProcessorAndSpecialTokensSkipped) {
+  const auto ids = tokenizer_->encode("Hello");
+  ASSERT_FALSE(ids.empty());
+  EXPECT_EQ(ids[0], 0);  // <|begin_of_text|>
+  EXPECT_EQ(tokenizer_->decode(ids), "Hello");
+  EXPECT_EQ(tokenizer_->decode(ids, false), "<|begin_of_text|>Hello");
+  EXPECT_TRUE(tokenizer_->is_special(1));
+  EXPECT_FALSE(tokenizer_->is_special(100));
+}
+
+// Streaming prints exactly the full decode, and never part of a multi-byte character.
+TEST_F(DemoTokenizer, StreamDecoderNeverSplitsCharacters) {
+  for (const char* text : {"Emoji: 👍🏽 👨‍👩‍👧 🇩🇪", "北京 東京 한국어", "café naïve", "plain"}) {
+    const auto ids = tokenizer_->encode(text, false);
+    StreamDecoder stream(*tokenizer_);
+    std::string out;
+    for (int32_t id : ids) {
+      std::string piece = stream.push(id);
+      EXPECT_EQ(complete_utf8_prefix(piece), piece.size()) << "split character in " << text;
+      out += piece;
+    }
+    out += stream.finish();
+    EXPECT_EQ(out, text);
+  }
+}
+
+TEST_F(DemoTokenizer, InvalidUtf8IsAnError) {
+  EXPECT_THROW(tokenizer_->encode("bad \xff\xfe bytes"), Error);
+}
+
+TEST_F(DemoTokenizer, IdOutsideVocabularyIsAnError) { EXPECT_THROW(tokenizer_->decode({5000}), Error); }
+
+TEST(Tokenizer, UnsupportedComponentsAreNamed) {
+  test::ScratchDir dir;
+  auto j = nlohmann::json::parse(test::read_file(test::demo_model_dir() + "/tokenizer.json"));
+  j["pre_tokenizer"] = {{"type", "Whitespace"}};
+  test::write_file(dir.file("tokenizer.json"), j.dump());
+  try {
+    Tokenizer::from_file(dir.path().string());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("pre-tokenizer type 'Whitespace' is not supported"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Tokenizer, MalformedFileIsAnError) {
+  test::ScratchDir dir;
+  test::write_file(dir.file("tokenizer.json"), R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a", "zz"]]}})");
+  EXPECT_THROW(Tokenizer::from_file(dir.file("tokenizer.json")), Error);
+  test::write_file(dir.file("tokenizer.json"), R"({"model": 5})");
+  EXPECT_THROW(Tokenizer::from_file(dir.file("tokenizer.json")), Error);
+}
+
+}  // namespace
+}  // namespace nanoserve

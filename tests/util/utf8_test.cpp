@@ -1,0 +1,34 @@
+#include "util/utf8.h"
+
+#include <gtest/gtest.h>
+
+namespace nanoserve {
+namespace {
+
+TEST(Utf8, EncodesEveryLength) {
+  std::string s;
+  for (char32_t cp : {U'A', U'é', U'北', U'👍'}) append_utf8(s, cp);
+  EXPECT_EQ(s, "Aé北👍");
+  size_t pos = 0;
+  EXPECT_EQ(next_code_point(s, pos), U'A');
+  EXPECT_EQ(next_code_point(s, pos), U'é');
+  EXPECT_EQ(next_code_point(s, pos), U'北');
+  EXPECT_EQ(next_code_point(s, pos), U'👍');
+  EXPECT_EQ(pos, s.size());
+}
+
+TEST(Utf8, CompletePrefixHoldsBackPartialCharacters) {
+  const std::string thumbs = "👍";  // 4 bytes
+  for (size_t cut = 1; cut < 4; ++cut) EXPECT_EQ(complete_utf8_prefix("ok" + thumbs.substr(0, cut)), 2u);
+  EXPECT_EQ(complete_utf8_prefix("ok" + thumbs), 6u);
+  EXPECT_EQ(complete_utf8_prefix(""), 0u);
+}
+
+TEST(Utf8, InvalidBytesDecodeAsReplacement) {
+  size_t pos = 0;
+  EXPECT_EQ(next_code_point("\xff", pos), char32_t{0xFFFD});
+  EXPECT_EQ(pos, 1u);
+}
+
+}  // namespace
+}  // namespace nanoserve
