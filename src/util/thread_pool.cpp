@@ -1,18 +1,26 @@
 #include "util/thread_pool.h"
 
+#include <immintrin.h>
+
 #include <memory>
 
 namespace nanoserve {
 
 namespace {
+
+// About 50-100 microseconds of spinning before a worker sleeps.
+constexpr int kSpinIterations = 20000;
+
 std::unique_ptr<ThreadPool>& global_pool() {
   static std::unique_ptr<ThreadPool> pool;
   return pool;
 }
 
 std::pair<size_t, size_t> split(size_t n, int parts, int index) {
-  return {n * index / parts, n * (index + 1) / parts};
+  return {n * static_cast<size_t>(index) / static_cast<size_t>(parts),
+          n * static_cast<size_t>(index + 1) / static_cast<size_t>(parts)};
 }
+
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
@@ -35,39 +43,44 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
     return;
   }
   {
+    // Publishing under the mutex means a worker that checked and is about to sleep cannot miss it.
     std::lock_guard lock(mutex_);
     job_ = &fn;
     job_size_ = n;
-    pending_ = static_cast<int>(workers_.size());
-    ++generation_;
+    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   auto [begin, end] = split(n, size(), 0);
   fn(begin, end);
+  while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
+}
+
+bool ThreadPool::wait_for_job(uint64_t seen) {
+  for (int i = 0; i < kSpinIterations; ++i) {
+    if (generation_.load(std::memory_order_acquire) != seen) return true;
+    if (stopping_.load(std::memory_order_relaxed)) return false;
+    _mm_pause();
+  }
   std::unique_lock lock(mutex_);
-  done_.wait(lock, [this] { return pending_ == 0; });
-  job_ = nullptr;
+  wake_.wait(lock, [&] { return stopping_ || generation_.load(std::memory_order_acquire) != seen; });
+  return !stopping_;
 }
 
 void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
-  for (;;) {
+  while (wait_for_job(seen)) {
     const std::function<void(size_t, size_t)>* job;
     size_t n;
     {
-      std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-      if (stopping_) return;
-      seen = generation_;
+      std::lock_guard lock(mutex_);
+      seen = generation_.load(std::memory_order_acquire);
       job = job_;
       n = job_size_;
     }
     auto [begin, end] = split(n, size(), index);
     if (begin < end) (*job)(begin, end);
-    {
-      std::lock_guard lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
-    }
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 

@@ -1,7 +1,9 @@
-// A fixed pool of worker threads for data-parallel loops. Workers start once and wait between
-// calls, so a parallel_for costs a wake-up, not a thread start.
+// A fixed pool of worker threads for data-parallel loops. Workers start once; between calls they
+// spin briefly (a decode step issues dozens of small loops back to back, and a sleeping thread takes
+// tens of microseconds to wake), then sleep on a condition variable.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
@@ -21,7 +23,7 @@ class ThreadPool {
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Splits [0, n) into size() contiguous ranges (static split) and runs fn(begin, end) on each;
-  // the calling thread takes the first range. Returns when all are done.
+  // the calling thread takes the first range. Returns when all are done. Not reentrant.
   void parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn);
 
   // The process-wide pool used by the kernels; sized by set_global_threads (default: all cores).
@@ -30,15 +32,16 @@ class ThreadPool {
 
  private:
   void worker_loop(int index);
+  bool wait_for_job(uint64_t seen);  // false when stopping
 
   std::vector<std::thread> workers_;
   std::mutex mutex_;
-  std::condition_variable wake_, done_;
+  std::condition_variable wake_;
   const std::function<void(size_t, size_t)>* job_ = nullptr;
   size_t job_size_ = 0;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stopping_ = false;
+  std::atomic<uint64_t> generation_{0};  // bumped once per parallel_for
+  std::atomic<int> pending_{0};          // workers still running the current job
+  std::atomic<bool> stopping_{false};
 };
 
 }  // namespace nanoserve
