@@ -17,8 +17,10 @@ struct TensorView {
   Shape shape;
   const uint8_t* data = nullptr;
   size_t nbytes = 0;
+  int64_t row_stride = 0;  // elements from one row to the next; 0: rows are contiguous (shape.back())
 
   int64_t numel() const;
+  int64_t stride() const { return row_stride ? row_stride : shape.back(); }
 };
 
 std::string shape_str(const Shape& shape);  // "[512, 2048]"

@@ -12,33 +12,77 @@ using json = nlohmann::json;
 namespace {
 
 RopeScaling parse_scaling_type(const std::string& type, const std::string& source) {
-  if (type == "default") return RopeScaling::None;
-  if (type == "linear") return RopeScaling::Linear;
-  if (type == "llama3") return RopeScaling::Llama3;
-  fail("{}: unsupported RoPE scaling type '{}' (supported: default, linear, llama3)", source, type);
+  static const std::pair<const char*, RopeScaling> kTypes[] = {
+      {"default", RopeScaling::None}, {"linear", RopeScaling::Linear},   {"llama3", RopeScaling::Llama3},
+      {"yarn", RopeScaling::Yarn},    {"dynamic", RopeScaling::Dynamic}, {"longrope", RopeScaling::LongRope}};
+  for (const auto& [name, scaling] : kTypes) {
+    if (type == name) return scaling;
+  }
+  fail("{}: unsupported RoPE scaling type '{}' (supported: default, linear, llama3, yarn, dynamic, longrope)", source,
+       type);
 }
 
-// The scaling parameters, from either rope_parameters or rope_scaling.
-void parse_scaling(const json& params, const std::string& source, RopeConfig& rope) {
-  JsonFields f(params, source);
-  // transformers < 4.45 spelled the key "type".
+std::vector<double> number_list(const JsonFields& f, const std::string& key) {
+  const json& v = f.value(key);
+  if (!v.is_array() || v.empty()) f.invalid(key, "a non-empty list of numbers");
+  std::vector<double> out;
+  for (const auto& x : v) {
+    if (!x.is_number()) f.invalid(key, "a non-empty list of numbers");
+    out.push_back(x.get<double>());
+  }
+  return out;
+}
+
+// original_max_position_embeddings lives in the RoPE parameters, or at the top level in older files.
+int64_t original_max(const JsonFields& params, const JsonFields& top) {
+  const char* key = "original_max_position_embeddings";
+  return params.has(key) ? params.positive_int(key) : top.positive_int(key);
+}
+
+// factor, or when absent the ratio of the extended context to the original one.
+double factor_or_context_ratio(const JsonFields& params, const JsonFields& top, int64_t original) {
+  if (params.has("factor")) return params.positive_number("factor");
+  return static_cast<double>(top.positive_int("max_position_embeddings", 2048)) / static_cast<double>(original);
+}
+
+void parse_scaling(const json& params, const json& top_json, const std::string& source, RopeConfig& rope) {
+  JsonFields f(params, source), top(top_json, source);
+  // transformers < 4.45 spelled the key "type"; llama3 configs of that era spell it "rope_type".
   std::string type = f.has("rope_type") ? f.string("rope_type") : f.string("type", "default");
   rope.scaling = parse_scaling_type(type, source);
   switch (rope.scaling) {
     case RopeScaling::None:
       break;
     case RopeScaling::Linear:
+    case RopeScaling::Dynamic:
       rope.factor = f.positive_number("factor");
       break;
     case RopeScaling::Llama3:
       rope.factor = f.positive_number("factor");
       rope.low_freq_factor = f.positive_number("low_freq_factor");
       rope.high_freq_factor = f.positive_number("high_freq_factor");
-      rope.original_max_positions = f.positive_int("original_max_position_embeddings");
+      rope.original_max_positions = original_max(f, top);
       if (rope.high_freq_factor <= rope.low_freq_factor) {
         fail("{}: high_freq_factor ({}) must exceed low_freq_factor ({})", source, rope.high_freq_factor,
              rope.low_freq_factor);
       }
+      break;
+    case RopeScaling::Yarn:
+      rope.original_max_positions = original_max(f, top);
+      rope.factor = factor_or_context_ratio(f, top, rope.original_max_positions);
+      rope.beta_fast = f.positive_number("beta_fast", 32);
+      rope.beta_slow = f.positive_number("beta_slow", 1);
+      rope.mscale = f.positive_number("mscale", 0);
+      rope.mscale_all_dim = f.positive_number("mscale_all_dim", 0);
+      rope.truncate = f.boolean("truncate", true);
+      if (f.has("attention_factor")) rope.attention_factor = f.positive_number("attention_factor");
+      break;
+    case RopeScaling::LongRope:
+      rope.original_max_positions = original_max(f, top);
+      rope.factor = factor_or_context_ratio(f, top, rope.original_max_positions);
+      rope.short_factor = number_list(f, "short_factor");
+      rope.long_factor = number_list(f, "long_factor");
+      if (f.has("attention_factor")) rope.attention_factor = f.positive_number("attention_factor");
       break;
   }
 }
@@ -68,18 +112,21 @@ std::optional<int64_t> parse_bos(const JsonFields& f) {
 
 }  // namespace
 
+RopeConfig parse_rope_parameters(const json& params, const json& top, const std::string& source) {
+  JsonFields f(params, source), t(top, source);
+  RopeConfig rope;
+  parse_scaling(params, top, source, rope);
+  rope.theta = f.positive_number("rope_theta", t.positive_number("rope_theta", 10000.0));
+  rope.partial_rotary_factor = f.positive_number("partial_rotary_factor", t.positive_number("partial_rotary_factor", 1.0));
+  if (rope.partial_rotary_factor > 1) f.invalid("partial_rotary_factor", "at most 1");
+  return rope;
+}
+
 RopeConfig parse_rope_config(const json& j, const std::string& source) {
   JsonFields f(j, source);
-  RopeConfig rope;
-  if (f.has("rope_parameters")) {
-    const json& params = f.object("rope_parameters");
-    parse_scaling(params, source + ": rope_parameters", rope);
-    rope.theta = JsonFields(params, source + ": rope_parameters").positive_number("rope_theta", f.positive_number("rope_theta", 10000.0));
-  } else {
-    rope.theta = f.positive_number("rope_theta", 10000.0);
-    if (f.has("rope_scaling")) parse_scaling(f.object("rope_scaling"), source + ": rope_scaling", rope);
-  }
-  return rope;
+  if (f.has("rope_parameters")) return parse_rope_parameters(f.object("rope_parameters"), j, source + ": rope_parameters");
+  if (f.has("rope_scaling")) return parse_rope_parameters(f.object("rope_scaling"), j, source + ": rope_scaling");
+  return parse_rope_parameters(json::object(), j, source);
 }
 
 ModelConfig parse_model_config(const json& j, const std::string& source) {
@@ -107,8 +154,8 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   if (c.heads % c.kv_heads != 0) {
     fail("{}: num_attention_heads ({}) must be a multiple of num_key_value_heads ({})", source, c.heads, c.kv_heads);
   }
-  if (c.head_dim % 2 != 0) fail("{}: head_dim ({}) must be even for rotary embeddings", source, c.head_dim);
   c.rope = parse_rope_config(j, source);
+  if (c.head_dim % 2 != 0) fail("{}: head_dim ({}) must be even for rotary embeddings", source, c.head_dim);
   c.bos_token_id = parse_bos(f);
   c.eos_token_ids = parse_token_ids(f, "eos_token_id");
   return c;

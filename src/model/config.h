@@ -11,18 +11,27 @@
 namespace nanoserve {
 
 enum class RopeScaling {
-  None,    // "default": inv_freq = theta^(-2i/head_dim)
-  Linear,  // positions divided by factor
-  Llama3,  // low frequencies divided by factor, a smooth band between, high frequencies kept
+  None,      // "default": inv_freq = theta^(-2i/rotary_dim)
+  Linear,    // positions divided by factor
+  Llama3,    // low frequencies divided by factor, a smooth band between, high frequencies kept
+  Yarn,      // interpolation below a ramp of dimensions, extrapolation above; cos/sin scaled
+  Dynamic,   // NTK: theta grows with the sequence length once it passes max_position_embeddings
+  LongRope,  // per-dimension factors, short or long by sequence length; cos/sin scaled (Phi-3)
 };
 
 struct RopeConfig {
   double theta = 10000.0;        // rope_theta: base of the rotary frequencies
   RopeScaling scaling = RopeScaling::None;
-  double factor = 1.0;           // linear, llama3: context extension factor
+  double factor = 1.0;           // linear, llama3, yarn, dynamic: context extension factor
   double low_freq_factor = 1.0;  // llama3: wavelengths above original_max / low_freq_factor are scaled
   double high_freq_factor = 4.0; // llama3: wavelengths below original_max / high_freq_factor are kept
-  int64_t original_max_positions = 0;  // llama3: context length the model was pre-trained with
+  int64_t original_max_positions = 0;  // llama3, yarn, longrope: context length of pre-training
+  double beta_fast = 32, beta_slow = 1;   // yarn: rotation counts bounding the ramp
+  double mscale = 0, mscale_all_dim = 0;  // yarn: optional attention-factor shaping (DeepSeek)
+  bool truncate = true;                   // yarn: round the ramp bounds to whole dimensions
+  std::optional<double> attention_factor = {};  // yarn, longrope: cos/sin scale; derived when absent
+  std::vector<double> short_factor = {}, long_factor = {};  // longrope: one divisor per frequency
+  double partial_rotary_factor = 1.0;     // fraction of head_dim that is rotated
 };
 
 struct ModelConfig {
@@ -46,8 +55,11 @@ struct ModelConfig {
 ModelConfig parse_model_config(const nlohmann::json& j, const std::string& source);
 ModelConfig read_model_config(const std::string& path);
 
-// Parses rope_parameters (transformers 5) or rope_theta + rope_scaling (earlier versions).
+// Parses rope_parameters (transformers 5) or rope_theta + rope_scaling (earlier versions) from the
+// top level of config.json.
 RopeConfig parse_rope_config(const nlohmann::json& j, const std::string& source);
+// Parses one RoPE parameter object; `top` is config.json, for the keys older files keep at top level.
+RopeConfig parse_rope_parameters(const nlohmann::json& params, const nlohmann::json& top, const std::string& source);
 
 // bos/eos from generation_config.json when present, else from config.json (already in cfg).
 void apply_generation_config(ModelConfig& cfg, const std::string& path);

@@ -1,6 +1,6 @@
-// Rotary position embeddings: the per-pair inverse frequencies for each scaling kind, and the
-// cos/sin tables the attention applies. Frequencies are computed in float32 exactly as Hugging Face
-// computes them, so positions far into the context rotate by the same angles.
+// Rotary position embeddings: the per-pair inverse frequencies for each scaling kind, and their
+// application. Frequencies are computed in float32 the way Hugging Face computes them, so positions
+// far into the context rotate by the same angles.
 #pragma once
 
 #include <vector>
@@ -9,12 +9,21 @@
 
 namespace nanoserve {
 
-// [head_dim / 2] inverse frequencies after scaling.
-std::vector<float> rope_inv_freq(const RopeConfig& rope, int64_t head_dim);
+struct RopeFrequencies {
+  std::vector<float> inv_freq;    // [rotary_dim / 2]
+  int64_t rotary_dim = 0;         // leading dims of each head that rotate; the rest pass through
+  float attention_scaling = 1.0f; // multiplies cos and sin (yarn, longrope)
+};
 
-// Rotates x [tokens, n_heads * head_dim] in place, token t at positions[t]. Pairs are (i, i + head_dim/2)
-// (the "rotate half" layout of HF checkpoints).
+// seq_len: the length the sequence reaches in this forward pass (dynamic and longrope depend on it).
+RopeFrequencies rope_frequencies(const RopeConfig& rope, int64_t head_dim, int64_t max_positions, int64_t seq_len);
+
+// True when rope_frequencies changes with seq_len.
+bool rope_depends_on_length(const RopeConfig& rope);
+
+// Rotates x [tokens, n_heads * head_dim] in place, token t at positions[t]. Within the rotary dims,
+// pairs are (i, i + rotary_dim/2): the "rotate half" layout of HF checkpoints.
 void apply_rope(float* x, int64_t tokens, int64_t n_heads, int64_t head_dim, const int64_t* positions,
-                const std::vector<float>& inv_freq);
+                const RopeFrequencies& freqs);
 
 }  // namespace nanoserve

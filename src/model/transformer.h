@@ -9,6 +9,7 @@
 
 #include "model/kv_cache.h"
 #include "model/loader.h"
+#include "model/rope.h"
 
 namespace nanoserve {
 
@@ -23,7 +24,7 @@ class Transformer {
   explicit Transformer(const Model& model);
 
   // Runs `tokens` at positions cache.length() onwards, appends their keys and values to the cache,
-  // and returns logits [1 or tokens, vocab]. Throws Error if the cache or the context is full.
+  // and returns logits [1 or tokens, vocab]. Throws Error if the cache is full.
   std::vector<float> forward(std::span<const int32_t> tokens, KvCache& cache, LogitsFor which,
                              const ActivationSink* sink = nullptr) const;
 
@@ -31,12 +32,14 @@ class Transformer {
   KvCache new_cache(int64_t capacity) const { return KvCache(model_.config, capacity); }
 
  private:
-  void attention_block(int64_t layer, const float* normed, int64_t tokens, KvCache& cache, float* out,
-                       const ActivationSink* sink) const;
+  struct Step;  // per-forward state: positions, RoPE tables, sink
+  void embed(const Step& step, std::span<const int32_t> tokens, float* x) const;
+  void attention_block(const Step& step, int64_t layer, const float* normed, KvCache& cache, float* out) const;
+  void project_qkv(const Step& step, int64_t layer, const float* normed, float* q, float* k, float* v) const;
   void mlp_block(int64_t layer, const float* normed, int64_t tokens, float* out) const;
+  void moe_block(int64_t layer, const float* normed, int64_t tokens, float* out) const;
 
   const Model& model_;
-  std::vector<float> inv_freq_;  // [head_dim / 2]
 };
 
 }  // namespace nanoserve

@@ -5,42 +5,62 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/ops.h"
 #include "formats/tensor_view.h"
 #include "model/arch.h"
 #include "model/config.h"
 
 namespace nanoserve {
 
+using cpu::Linear;
+using cpu::Norm;
+
+struct Expert {
+  Linear gate, up, down;  // [intermediate, hidden], [intermediate, hidden], [hidden, intermediate]
+};
+
 struct LayerWeights {
-  TensorView attn_norm;  // [hidden]
-  TensorView q;          // [heads * head_dim, hidden]
-  TensorView k;          // [kv_heads * head_dim, hidden]
-  TensorView v;          // [kv_heads * head_dim, hidden]
-  TensorView o;          // [hidden, heads * head_dim]
-  TensorView mlp_norm;   // [hidden]
-  TensorView gate;       // [intermediate, hidden]
-  TensorView up;         // [intermediate, hidden]
-  TensorView down;       // [hidden, intermediate]
+  Norm attn_norm;       // [hidden]
+  Linear q;             // [heads * head_dim, hidden]
+  Linear k, v;          // [kv_heads * head_dim, hidden]
+  Norm q_norm, k_norm;  // [head_dim] per head, or [heads * head_dim] / [kv_heads * head_dim] whole
+  Linear o;             // [hidden, heads * head_dim]
+  Norm post_attn_norm;  // [hidden]
+  Norm mlp_norm;        // [hidden]
+  Linear gate, up;      // [intermediate, hidden] (a plain MLP has only up)
+  Linear down;          // [hidden, intermediate]
+  Norm post_mlp_norm;   // [hidden]
+  Linear router;        // [experts, hidden]
+  std::vector<Expert> experts;
 };
 
 struct Weights {
-  TensorView embed;                 // [vocab, hidden]
+  TensorView embed;           // [vocab, hidden]
+  TensorView position_embed;  // [max_positions, hidden] (learned positions only)
   std::vector<LayerWeights> layers;
-  TensorView final_norm;            // [hidden]
-  TensorView lm_head;               // [vocab, hidden]; the same bytes as embed when tied
+  Norm final_norm;            // [hidden]
+  TensorView lm_head;         // [vocab, hidden]; the same bytes as embed when tied
 };
 
-// One weight the model needs: where it goes, what it is called on disk, the shape the config implies.
+// One tensor on disk and where it goes. A fused tensor has several parts, split along its output
+// dimension (rows of [out, in], columns of [in, out], elements of a bias).
 struct WeightSlot {
+  struct Part {
+    std::string name;  // canonical name of the view
+    TensorView* target;
+    int64_t size;
+  };
   std::string name;          // canonical, e.g. "layers.3.attn.k"
   std::string hf_name;       // e.g. "model.layers.3.self_attn.k_proj.weight"
-  Shape shape;
+  Shape shape;               // on disk
   std::string shape_reason;  // the config fields behind the shape, e.g. "num_key_value_heads=4, head_dim=64"
-  TensorView* tensor;
+  std::vector<Part> parts;
+  bool in_out = false;       // 2-D and stored [in, out]
 };
 
 // Every weight, listed exactly once: the same list drives loading, validation and parameter counts.
 // A tied LM head is not listed (it aliases the embedding).
-std::vector<WeightSlot> weight_slots(Weights& weights, const ModelConfig& config, const HfWeightNames& names);
+std::vector<WeightSlot> weight_slots(Weights& weights, const ModelConfig& config, const ArchSpec& arch,
+                                     const HfWeightNames& names);
 
 }  // namespace nanoserve

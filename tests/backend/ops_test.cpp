@@ -48,7 +48,7 @@ TEST(CpuOps, MatmulMatchesDoubleReferenceForEveryDtypeAndShape) {
     for (auto& v : x) v = dist(rng);
     for (DType dtype : {DType::F32, DType::BF16}) {
       std::vector<float> out(static_cast<size_t>(rows * n));
-      cpu::matmul(x.data(), rows, w.view(dtype, n, k), out.data());
+      cpu::linear(x.data(), rows, {w.view(dtype, n, k), {}, false}, out.data());
       for (int r = 0; r < rows; ++r) {
         for (int o = 0; o < n; ++o) {
           double expected = 0;
@@ -68,9 +68,9 @@ TEST(CpuOps, MatmulRowsDoNotDependOnBatch) {
   std::normal_distribution<float> dist(0, 1);
   for (auto& v : x) v = dist(rng);
   std::vector<float> batched(static_cast<size_t>(rows * n)), single(static_cast<size_t>(n));
-  cpu::matmul(x.data(), rows, w.view(DType::BF16, n, k), batched.data());
+  cpu::linear(x.data(), rows, {w.view(DType::BF16, n, k), {}, false}, batched.data());
   for (int64_t r = 0; r < rows; ++r) {
-    cpu::matmul(x.data() + r * k, 1, w.view(DType::BF16, n, k), single.data());
+    cpu::linear(x.data() + r * k, 1, {w.view(DType::BF16, n, k), {}, false}, single.data());
     for (int64_t o = 0; o < n; ++o) ASSERT_EQ(single[static_cast<size_t>(o)], batched[static_cast<size_t>(r * n + o)]);
   }
 }
@@ -80,7 +80,7 @@ TEST(CpuOps, RmsNorm) {
   float w[4] = {1, 0.5f, 2, 1};
   TensorView weight{"w", DType::F32, {4}, reinterpret_cast<const uint8_t*>(w), sizeof w};
   float out[4];
-  cpu::rms_norm(x, weight, 1, 4, 1e-6, out);
+  cpu::norm(cpu::NormKind::Rms, x, {weight, {}}, 1, 4, 1e-6, out);
   const double rms = std::sqrt((1 + 4 + 9 + 16) / 4.0 + 1e-6);
   for (int i = 0; i < 4; ++i) EXPECT_NEAR(out[i], x[i] / rms * w[i], 1e-6);
 }
@@ -88,7 +88,7 @@ TEST(CpuOps, RmsNorm) {
 TEST(CpuOps, SiluMul) {
   float gate[3] = {-1, 0, 2};
   const float up[3] = {2, 3, 0.5f};
-  cpu::silu_mul(gate, up, 3);
+  cpu::act_mul(cpu::Activation::Silu, gate, up, 3);
   EXPECT_NEAR(gate[0], -1 / (1 + std::exp(1.0)) * 2, 1e-6);
   EXPECT_EQ(gate[1], 0.0f);
   EXPECT_NEAR(gate[2], 2 / (1 + std::exp(-2.0)) * 0.5, 1e-6);
@@ -101,7 +101,7 @@ TEST(CpuOps, CausalGroupedAttention) {
   const float q[2 * 4] = {1, 0, 0, 1,          // token 0: head 0, head 1
                           1, 0, 0, 2};         // token 1
   float out[2 * 4];
-  cpu::attention(q, 2, 0, k, v, {2, 1, 2}, out);
+  cpu::attention(q, 2, 0, k, v, {2, 1, 2, static_cast<float>(1 / std::sqrt(2.0))}, out);
   EXPECT_FLOAT_EQ(out[0], 10);  // token 0 attends only to position 0
   EXPECT_FLOAT_EQ(out[3], 20);
   const double s = 1 / std::sqrt(2.0);
@@ -109,6 +109,58 @@ TEST(CpuOps, CausalGroupedAttention) {
   EXPECT_NEAR(out[4], (1 - p1) * 10 + p1 * 30, 1e-5);
   double p2 = std::exp(2 * s) / (std::exp(0.0) + std::exp(2 * s));  // head 1: scores (0, 2s)
   EXPECT_NEAR(out[7], (1 - p2) * 20 + p2 * 40, 1e-5);
+}
+
+// A column range of an [in, out] matrix (GPT-2's fused c_attn split into q, k, v) with a bias.
+TEST(CpuOps, InOutLayoutColumnViewWithBias) {
+  const float w[2 * 6] = {1, 2, 3, 4, 5, 6,
+                          7, 8, 9, 10, 11, 12};  // [in 2, out 6]
+  const float b[2] = {0.5f, -0.5f};
+  TensorView view{"w", DType::F32, {2, 2}, reinterpret_cast<const uint8_t*>(w + 2), sizeof w, 6};  // columns 2..3
+  TensorView bias{"b", DType::F32, {2}, reinterpret_cast<const uint8_t*>(b), sizeof b};
+  const float x[2] = {1, 10};
+  float out[2];
+  cpu::linear(x, 1, {view, bias, true}, out);
+  EXPECT_FLOAT_EQ(out[0], 1 * 3 + 10 * 9 + 0.5f);
+  EXPECT_FLOAT_EQ(out[1], 1 * 4 + 10 * 10 - 0.5f);
+}
+
+TEST(CpuOps, NormKinds) {
+  float x[3] = {1, 2, 6};
+  float w[3] = {0.5f, 1, 2}, b[3] = {1, 0, -1};
+  TensorView wv{"w", DType::F32, {3}, reinterpret_cast<const uint8_t*>(w), sizeof w};
+  TensorView bv{"b", DType::F32, {3}, reinterpret_cast<const uint8_t*>(b), sizeof b};
+  float out[3];
+  cpu::norm(cpu::NormKind::RmsPlusOne, x, {wv, {}}, 1, 3, 0, out);
+  const double rms = std::sqrt((1 + 4 + 36) / 3.0);
+  EXPECT_NEAR(out[2], 6 / rms * 3, 1e-5);
+  cpu::norm(cpu::NormKind::Layer, x, {wv, bv}, 1, 3, 0, out);
+  const double mean = 3, sd = std::sqrt((4 + 1 + 9) / 3.0);
+  EXPECT_NEAR(out[0], (1 - mean) / sd * 0.5 + 1, 1e-5);
+  EXPECT_NEAR(out[2], (6 - mean) / sd * 2 - 1, 1e-5);
+}
+
+// A window of 2 hides position 0 from the query at position 2; softcap bends the scores.
+TEST(CpuOps, SlidingWindowAndSoftcap) {
+  const float k[3] = {1, 1, 1};
+  const float v[3] = {100, 10, 20};
+  const float q[1] = {1};
+  float out[1];
+  cpu::attention(q, 1, 2, k, v, {1, 1, 1, 1.0f, 0.0f, 2}, out);
+  EXPECT_FLOAT_EQ(out[0], 15);  // equal scores over positions 1 and 2 only
+  const float k2[2] = {1, 3};
+  const float v2[2] = {0, 1};
+  cpu::attention(q, 1, 1, k2, v2, {1, 1, 1, 1.0f, 2.0f, 0}, out);
+  const double s0 = 2 * std::tanh(0.5), s1 = 2 * std::tanh(1.5);
+  EXPECT_NEAR(out[0], std::exp(s1) / (std::exp(s0) + std::exp(s1)), 1e-6);
+}
+
+TEST(CpuOps, GeluTanh) {
+  float x[2] = {1.0f, -2.0f};
+  cpu::activate(cpu::Activation::GeluTanh, x, 2);
+  auto gelu = [](double v) { return 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v))); };
+  EXPECT_NEAR(x[0], gelu(1.0), 1e-6);
+  EXPECT_NEAR(x[1], gelu(-2.0), 1e-6);
 }
 
 TEST(CpuOps, Float16Widening) {

@@ -96,6 +96,40 @@ TEST(ModelConfig, GenerationConfigOverridesEos) {
   EXPECT_EQ(c.bos_token_id, 5);
 }
 
+TEST(ModelConfig, YarnWithDefaults) {
+  json j = minimal_llama();
+  j["rope_scaling"] = json::parse(R"({"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768})");
+  RopeConfig r = parse_model_config(j, "config.json").rope;
+  EXPECT_EQ(r.scaling, RopeScaling::Yarn);
+  EXPECT_DOUBLE_EQ(r.factor, 4.0);
+  EXPECT_DOUBLE_EQ(r.beta_fast, 32);
+  EXPECT_DOUBLE_EQ(r.beta_slow, 1);
+  EXPECT_TRUE(r.truncate);
+  EXPECT_FALSE(r.attention_factor.has_value());
+}
+
+// Phi-3 files keep original_max_position_embeddings at the top level; factor defaults to the ratio.
+TEST(ModelConfig, LongRopeFromOlderPhi3Layout) {
+  json j = minimal_llama();
+  j["max_position_embeddings"] = 131072;
+  j["original_max_position_embeddings"] = 4096;
+  j["partial_rotary_factor"] = 0.75;
+  j["rope_scaling"] = json::parse(R"({"type": "longrope", "short_factor": [1.0, 1.1], "long_factor": [2.0, 3.0]})");
+  RopeConfig r = parse_model_config(j, "config.json").rope;
+  EXPECT_EQ(r.scaling, RopeScaling::LongRope);
+  EXPECT_EQ(r.original_max_positions, 4096);
+  EXPECT_DOUBLE_EQ(r.factor, 32.0);
+  EXPECT_DOUBLE_EQ(r.partial_rotary_factor, 0.75);
+  EXPECT_EQ(r.long_factor, (std::vector<double>{2.0, 3.0}));
+}
+
+TEST(ModelConfigErrors, LongRopeWithoutFactors) {
+  json j = minimal_llama();
+  j["rope_parameters"] = json::parse(R"({"rope_type": "longrope", "original_max_position_embeddings": 32,
+    "short_factor": [1.0]})");
+  expect_config_error(j, "missing field 'long_factor'");
+}
+
 TEST(ModelConfigErrors, MissingField) {
   json j = minimal_llama();
   j.erase("hidden_size");
@@ -123,7 +157,7 @@ TEST(ModelConfigErrors, HeadsNotMultipleOfKvHeads) {
 TEST(ModelConfigErrors, UnknownRopeType) {
   json j = minimal_llama();
   j["rope_scaling"] = json::parse(R"({"rope_type": "su", "factor": 2.0})");
-  expect_config_error(j, "unsupported RoPE scaling type 'su'");
+  expect_config_error(j, "unsupported RoPE scaling type 'su' (supported: default, linear, llama3, yarn, dynamic, longrope)");
 }
 
 TEST(ModelConfigErrors, Llama3MissingParameter) {

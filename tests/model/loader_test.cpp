@@ -2,11 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <nlohmann/json.hpp>
 
 #include "formats/safetensors.h"
+#include "model/transformer.h"
 #include "test_support.h"
 #include "util/error.h"
 
@@ -58,7 +60,7 @@ std::string load_error(const std::string& dir) {
 TEST(Loader, BindsEveryWeightToTheRightBytes) {
   Model m = load_model(test::fixture("tinyllama"));
   SafetensorsFile file(test::fixture("tinyllama/model.safetensors"));
-  const TensorView& k1 = m.weights.layers[1].k;
+  const TensorView& k1 = m.weights.layers[1].k.weight;
   const TensorView& disk = file.tensors().at("model.layers.1.self_attn.k_proj.weight");
   ASSERT_EQ(k1.nbytes, disk.nbytes);
   EXPECT_EQ(std::memcmp(k1.data, disk.data, disk.nbytes), 0);
@@ -81,7 +83,85 @@ TEST(Loader, TiedHeadIsAnAliasOfTheEmbedding) {
 TEST(Loader, ShardedCheckpoint) {
   Model m = load_model(test::fixture("sharded"));
   EXPECT_EQ(m.weights.layers.size(), 3u);
-  EXPECT_EQ(m.weights.layers[2].down.dtype, DType::F16);
+  EXPECT_EQ(m.weights.layers[2].down.weight.dtype, DType::F16);
+}
+
+// Fused tensors are split by views into the mapped file: no copies.
+TEST(Loader, FusedQkvAndGateUpAreViews) {
+  Model m = load_model(test::fixture("phi3"));
+  const auto& on_disk = m.checkpoint->tensors();
+  const TensorView& qkv = on_disk.at("model.layers.1.self_attn.qkv_proj.weight");  // [128, 64] bf16
+  const LayerWeights& l = m.weights.layers[1];
+  EXPECT_EQ(l.q.weight.data, qkv.data);
+  EXPECT_EQ(l.k.weight.data, qkv.data + 64 * 64 * 2);  // after 64 rows of q
+  EXPECT_EQ(l.v.weight.data, qkv.data + 96 * 64 * 2);
+  EXPECT_EQ(l.k.weight.shape, (Shape{32, 64}));
+  const TensorView& gate_up = on_disk.at("model.layers.1.mlp.gate_up_proj.weight");
+  EXPECT_EQ(l.gate.weight.data, gate_up.data);
+  EXPECT_EQ(l.up.weight.data, gate_up.data + 128 * 64 * 2);
+}
+
+// GPT-2 stores c_attn as [in, out]: q, k and v are column ranges sharing the row stride.
+TEST(Loader, Conv1DColumnViews) {
+  Model m = load_model(test::fixture("gpt2"));
+  const LayerWeights& l = m.weights.layers[0];
+  EXPECT_TRUE(l.k.in_out);
+  EXPECT_EQ(l.k.weight.shape, (Shape{64, 64}));
+  EXPECT_EQ(l.k.weight.row_stride, 192);
+  EXPECT_EQ(l.k.weight.data, l.q.weight.data + 64 * 4);
+  EXPECT_EQ(l.v.bias.data, l.q.bias.data + 128 * 4);
+  EXPECT_EQ(m.weights.lm_head.data, m.weights.embed.data);
+}
+
+TEST(Loader, FamilyOptionsFromConfig) {
+  Model gemma = load_model(test::fixture("gemma2"));
+  EXPECT_EQ(gemma.arch.norm, NormKind::RmsPlusOne);
+  EXPECT_FLOAT_EQ(gemma.arch.attn_scale, static_cast<float>(1 / std::sqrt(24.0)));
+  EXPECT_EQ(gemma.arch.layers[0].sliding_window, 8);
+  EXPECT_EQ(gemma.arch.layers[1].sliding_window, 0);
+  Model olmoe = load_model(test::fixture("olmoe_norm_topk"));
+  EXPECT_EQ(olmoe.arch.moe.experts, 8);
+  EXPECT_EQ(olmoe.arch.moe.top_k, 3);
+  EXPECT_TRUE(olmoe.arch.moe.norm_topk_prob);
+  EXPECT_FLOAT_EQ(olmoe.arch.clip_qkv, 1.0f);
+  Model gemma3 = load_model(test::fixture("gemma3"));
+  ASSERT_TRUE(gemma3.arch.local_rope.has_value());
+  EXPECT_DOUBLE_EQ(gemma3.arch.local_rope->theta, 10000.0);
+  EXPECT_DOUBLE_EQ(gemma3.config.rope.theta, 1000000.0);
+  EXPECT_EQ(gemma3.config.rope.scaling, RopeScaling::Linear);
+}
+
+TEST(LoaderErrors, UnsupportedLayerType) {
+  test::ScratchDir dir;
+  test::copy_dir(test::fixture("gemma2"), dir.path().string());
+  edit_config(dir, [](json& j) { j["layer_types"] = {"sliding_attention", "chunked_attention", "full_attention"}; });
+  EXPECT_NE(load_error(dir.path().string()).find("layer_types[1] = 'chunked_attention' is not supported"), std::string::npos)
+      << load_error(dir.path().string());
+}
+
+TEST(LoaderErrors, UnsupportedFamilyOption) {
+  test::ScratchDir dir;
+  test::copy_dir(test::fixture("gemma2"), dir.path().string());
+  edit_config(dir, [](json& j) { j["use_bidirectional_attention"] = true; });
+  EXPECT_NE(load_error(dir.path().string()).find("use_bidirectional_attention=true is not supported for gemma2"),
+            std::string::npos)
+      << load_error(dir.path().string());
+}
+
+TEST(LoaderErrors, LongRopeFactorCount) {
+  test::ScratchDir dir;
+  test::copy_dir(test::fixture("phi3"), dir.path().string());
+  edit_config(dir, [](json& j) { j["rope_parameters"]["long_factor"] = {1.0, 2.0}; });
+  Model m = load_model(dir.path().string(), {.prefetch = false});
+  Transformer transformer(m);
+  KvCache cache = transformer.new_cache(40);
+  std::vector<int32_t> ids(40, 5);
+  try {
+    transformer.forward(ids, cache, LogitsFor::LastToken);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("longrope: 2 factors given for 4 rotary frequencies"), std::string::npos) << e.what();
+  }
 }
 
 TEST(LoaderErrors, WrongShapeNamesTensorShapesAndConfig) {
@@ -136,7 +216,9 @@ TEST(LoaderErrors, UnknownArchitecture) {
   test::ScratchDir dir;
   write_variant(dir, [](auto&) {});
   edit_config(dir, [](json& j) { j["model_type"] = "mamba"; });
-  EXPECT_NE(load_error(dir.path().string()).find("unsupported architecture: model_type 'mamba' (supported: llama"),
+  EXPECT_NE(load_error(dir.path().string())
+                .find("unsupported architecture: model_type 'mamba' (supported: llama, mistral, qwen2, qwen3, gemma2, "
+                      "gemma3_text, olmoe, phi3, gpt2)"),
             std::string::npos)
       << load_error(dir.path().string());
 }

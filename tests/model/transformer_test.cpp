@@ -13,6 +13,10 @@
 namespace nanoserve {
 namespace {
 
+// Components: 1e-5, relative to the component's largest value once that exceeds 1. The reference is
+// float64 but transformers rounds to float32 inside every RMSNorm and softmax, so at |x| ~ 30 (Gemma's
+// residual stream, embeddings x8) the reference itself carries ~3e-5 of float32 rounding.
+// Logits: 1e-4 absolute.
 constexpr float kComponentTolerance = 1e-5f;
 constexpr float kLogitsTolerance = 1e-4f;
 
@@ -21,11 +25,15 @@ struct Case {
   std::string model_dir;
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 std::vector<Case> cases() {
-  return {{"tinyllama", test::fixture("tinyllama")},
-          {"llama32", test::fixture("llama32")},
-          {"sharded", test::fixture("sharded")},
-          {"demo", test::demo_model_dir()}};
+  std::vector<Case> out = {{"demo", test::demo_model_dir()}};
+  for (const char* name : {"tinyllama", "llama32", "sharded", "llama_dynamic", "mistral", "qwen2", "qwen3", "gemma2",
+                           "gemma3", "olmoe", "olmoe_norm_topk", "phi3", "gpt2"}) {
+    out.push_back({name, test::fixture(name)});
+  }
+  return out;
 }
 
 class FixtureTest : public ::testing::TestWithParam<Case> {
@@ -55,20 +63,28 @@ TEST_P(FixtureTest, ComponentsAndLogitsMatchReference) {
   got["logits"] = logits;
 
   size_t compared = 0;
+  float worst_component = 0, worst_relative = 0, logits_diff = 0;
   for (const auto& [name, expected] : ref_.floats) {
     if (name == "greedy_margins") continue;
     ASSERT_TRUE(got.count(name)) << "forward pass did not report " << name;
     ASSERT_EQ(got[name].size(), expected.size()) << name;
     const float diff = test::max_abs_diff(got[name].data(), expected.data(), expected.size());
-    const float tolerance = name == "logits" ? kLogitsTolerance : kComponentTolerance;
-    EXPECT_LE(diff, tolerance) << GetParam().name << " " << name;
+    float scale = 1;
+    for (float v : expected) scale = std::max(scale, std::abs(v));
+    const float tolerance = name == "logits" ? kLogitsTolerance : kComponentTolerance * scale;
+    EXPECT_LE(diff, tolerance) << GetParam().name << " " << name << " (largest reference value " << scale << ")";
     RecordProperty(name, std::to_string(diff));
-    if (name == "logits" || name == "embed" || name.find("layer0.") == 0 || name == "final_norm") {
-      std::printf("  %-10s %-20s max abs diff %.3g\n", GetParam().name, name.c_str(), diff);
+    if (name == "logits") {
+      logits_diff = diff;
+    } else {
+      worst_component = std::max(worst_component, diff);
+      worst_relative = std::max(worst_relative, diff / scale);
     }
     ++compared;
   }
   EXPECT_GE(compared, 8u);
+  std::printf("  %-16s max abs diff: components %.3g (%.3g relative to scale), logits %.3g\n", GetParam().name,
+              worst_component, worst_relative, logits_diff);
 }
 
 // Greedy decoding with the KV cache, one token at a time, reproduces the reference continuation
@@ -93,6 +109,10 @@ TEST_P(FixtureTest, GreedyContinuationMatchesReference) {
 // Prefill in chunks and decode one token at a time must give exactly the logits of one full forward:
 // every kernel computes a row the same way whatever else is in the batch.
 TEST_P(FixtureTest, IncrementalDecodeEqualsFullForward) {
+  if (rope_depends_on_length(model_->config.rope)) {
+    GTEST_SKIP() << "RoPE frequencies depend on the sequence length (dynamic, longrope): a cached key keeps the "
+                    "rotation of the length it was computed at, as in transformers";
+  }
   Transformer transformer(*model_);
   const auto input = ids("input_ids");
   const int64_t n = static_cast<int64_t>(input.size()), vocab = model_->config.vocab_size;
@@ -111,7 +131,7 @@ TEST_P(FixtureTest, IncrementalDecodeEqualsFullForward) {
   EXPECT_EQ(cache.length(), n);
 }
 
-INSTANTIATE_TEST_SUITE_P(Llama, FixtureTest, ::testing::ValuesIn(cases()),
+INSTANTIATE_TEST_SUITE_P(Families, FixtureTest, ::testing::ValuesIn(cases()),
                          [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Transformer, CacheOverflowIsAnError) {

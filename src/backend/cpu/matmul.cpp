@@ -72,9 +72,8 @@ void multiply_rows(const float* const* w, int64_t count, const float* x, int64_t
   }
 }
 
-}  // namespace
-
-void matmul(const float* x, int64_t rows, const TensorView& w, float* out) {
+// out[rows, n] = x[rows, k] * w^T for w [n, k].
+void multiply_out_in(const float* x, int64_t rows, const TensorView& w, float* out) {
   const int64_t n = w.shape[0], k = w.shape[1];
   const int64_t tiles = (n + kRowTile - 1) / kRowTile;
   ThreadPool::global().parallel_for(static_cast<size_t>(tiles), [&](size_t begin, size_t end) {
@@ -84,7 +83,7 @@ void matmul(const float* x, int64_t rows, const TensorView& w, float* out) {
       const float* wr[kRowTile];
       for (int64_t r = 0; r < count; ++r) {
         if (w.dtype == DType::F32) {
-          wr[r] = reinterpret_cast<const float*>(w.data) + (r0 + r) * k;
+          wr[r] = reinterpret_cast<const float*>(w.data) + (r0 + r) * w.stride();
         } else {
           load_row(w, r0 + r, widened.data() + r * k);
           wr[r] = widened.data() + r * k;
@@ -93,6 +92,45 @@ void matmul(const float* x, int64_t rows, const TensorView& w, float* out) {
       multiply_rows(wr, count, x, rows, k, out + r0, n);
     }
   });
+}
+
+// out[rows, n] = x[rows, k] * w for w [k, n] (possibly a column range: row_stride >= n). Each output
+// sums over k in order, so it does not depend on the batch.
+void multiply_in_out(const float* x, int64_t rows, const TensorView& w, float* out) {
+  const int64_t k = w.shape[0], n = w.shape[1];
+  constexpr int64_t kBlock = 64;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  ThreadPool::global().parallel_for(static_cast<size_t>(blocks), [&](size_t begin, size_t end) {
+    std::vector<float> row(static_cast<size_t>(n));
+    std::vector<float> acc(static_cast<size_t>(kBlock));
+    for (size_t b = begin; b < end; ++b) {
+      const int64_t c0 = static_cast<int64_t>(b) * kBlock, width = std::min(kBlock, n - c0);
+      for (int64_t r = 0; r < rows; ++r) {
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        for (int64_t i = 0; i < k; ++i) {
+          load_row(w, i, row.data());  // widening a whole row per block keeps this simple; GPT-2 is the only user
+          const float xi = x[r * k + i];
+          for (int64_t c = 0; c < width; ++c) acc[static_cast<size_t>(c)] += xi * row[static_cast<size_t>(c0 + c)];
+        }
+        std::copy(acc.begin(), acc.begin() + width, out + r * n + c0);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void linear(const float* x, int64_t rows, const Linear& layer, float* out) {
+  if (layer.in_out) {
+    multiply_in_out(x, rows, layer.weight, out);
+  } else {
+    multiply_out_in(x, rows, layer.weight, out);
+  }
+  if (!layer.bias.data) return;
+  const int64_t n = layer.out_features();
+  std::vector<float> bias(static_cast<size_t>(n));
+  load_row(layer.bias, 0, bias.data());
+  for (int64_t r = 0; r < rows; ++r) add(out + r * n, bias.data(), n);
 }
 
 }  // namespace nanoserve::cpu

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "util/error.h"
@@ -11,7 +12,7 @@ namespace nanoserve::cpu {
 
 void load_row(const TensorView& w, int64_t row, float* out) {
   const int64_t cols = w.shape.back();
-  const size_t offset = static_cast<size_t>(row * cols);
+  const size_t offset = static_cast<size_t>(row * w.stride());
   switch (w.dtype) {
     case DType::F32:
       std::memcpy(out, reinterpret_cast<const float*>(w.data) + offset, static_cast<size_t>(cols) * sizeof(float));
@@ -40,24 +41,65 @@ void embed(const TensorView& table, std::span<const int32_t> tokens, float* out)
   }
 }
 
-void rms_norm(const float* x, const TensorView& weight, int64_t rows, int64_t cols, double eps, float* out) {
-  std::vector<float> w(static_cast<size_t>(cols));
-  load_row(weight, 0, w.data());
+void norm(NormKind kind, const float* x, const Norm& params, int64_t rows, int64_t cols, double eps, float* out) {
+  std::vector<float> w(static_cast<size_t>(cols)), b(static_cast<size_t>(cols), 0.0f);
+  load_row(params.weight, 0, w.data());
+  if (kind == NormKind::RmsPlusOne) {
+    for (auto& v : w) v += 1.0f;
+  }
+  if (params.bias.data) load_row(params.bias, 0, b.data());
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * cols;
+    float* o = out + r * cols;
+    double mean = 0;
+    if (kind == NormKind::Layer) {
+      for (int64_t i = 0; i < cols; ++i) mean += xr[i];
+      mean /= static_cast<double>(cols);
+    }
     double sum_sq = 0;
-    for (int64_t i = 0; i < cols; ++i) sum_sq += static_cast<double>(xr[i]) * xr[i];
-    const float scale = static_cast<float>(1.0 / std::sqrt(sum_sq / static_cast<double>(cols) + eps));
-    for (int64_t i = 0; i < cols; ++i) out[r * cols + i] = w[static_cast<size_t>(i)] * (xr[i] * scale);
+    for (int64_t i = 0; i < cols; ++i) sum_sq += (xr[i] - mean) * (xr[i] - mean);
+    const float inv = static_cast<float>(1.0 / std::sqrt(sum_sq / static_cast<double>(cols) + eps));
+    const float shift = static_cast<float>(mean);
+    for (int64_t i = 0; i < cols; ++i) {
+      o[i] = w[static_cast<size_t>(i)] * ((xr[i] - shift) * inv) + b[static_cast<size_t>(i)];
+    }
   }
 }
 
-void silu_mul(float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+namespace {
+float apply(Activation act, float x) {
+  switch (act) {
+    case Activation::Silu:
+      return x / (1.0f + std::exp(-x));
+    case Activation::GeluTanh:
+      return 0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+  }
+  return x;
+}
+}  // namespace
+
+void act_mul(Activation act, float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) gate[i] = apply(act, gate[i]) * up[i];
+}
+
+void activate(Activation act, float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = apply(act, x[i]);
 }
 
 void add(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+void scale(float* x, float factor, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= factor;
+}
+
+void softcap(float* x, float cap, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i] / cap) * cap;
+}
+
+void clamp(float* x, float limit, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = std::clamp(x[i], -limit, limit);
 }
 
 namespace {
@@ -72,21 +114,24 @@ float dot(const float* a, const float* b, int64_t n) {
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-// One query row of one head against positions [0, last].
-void attend_one(const float* q, const float* k, const float* v, int64_t last, int64_t kv_stride, int64_t head_dim,
-                float scale, float* scores, float* out) {
+// One query row of one head against positions [first, last].
+void attend_one(const float* q, const float* k, const float* v, int64_t first, int64_t last, int64_t kv_stride,
+                const AttentionParams& a, float* scores, float* out) {
   float max_score = -INFINITY;
-  for (int64_t p = 0; p <= last; ++p) {
-    scores[p] = dot(q, k + p * kv_stride, head_dim) * scale;
-    max_score = std::max(max_score, scores[p]);
+  for (int64_t p = first; p <= last; ++p) {
+    float s = dot(q, k + p * kv_stride, a.head_dim) * a.scale;
+    if (a.softcap > 0) s = std::tanh(s / a.softcap) * a.softcap;
+    scores[p] = s;
+    max_score = std::max(max_score, s);
   }
   float sum = 0;
-  for (int64_t p = 0; p <= last; ++p) {
+  for (int64_t p = first; p <= last; ++p) {
     scores[p] = std::exp(scores[p] - max_score);
     sum += scores[p];
   }
+  const int64_t head_dim = a.head_dim;
   std::fill(out, out + head_dim, 0.0f);
-  for (int64_t p = 0; p <= last; ++p) {
+  for (int64_t p = first; p <= last; ++p) {
     const float weight = scores[p] / sum;
     const float* vp = v + p * kv_stride;
     for (int64_t i = 0; i < head_dim; ++i) out[i] += weight * vp[i];
@@ -96,16 +141,16 @@ void attend_one(const float* q, const float* k, const float* v, int64_t last, in
 }  // namespace
 
 void attention(const float* q, int64_t tokens, int64_t first_pos, const float* k, const float* v,
-               const AttentionShape& s, float* out) {
+               const AttentionParams& s, float* out) {
   const int64_t group = s.heads / s.kv_heads, kv_stride = s.kv_heads * s.head_dim, q_stride = s.heads * s.head_dim;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
   ThreadPool::global().parallel_for(static_cast<size_t>(tokens * s.heads), [&](size_t begin, size_t end) {
     std::vector<float> scores(static_cast<size_t>(first_pos + tokens));
     for (size_t job = begin; job < end; ++job) {
       const int64_t t = static_cast<int64_t>(job) / s.heads, h = static_cast<int64_t>(job) % s.heads;
       const int64_t kv_offset = (h / group) * s.head_dim;
-      attend_one(q + t * q_stride + h * s.head_dim, k + kv_offset, v + kv_offset, first_pos + t, kv_stride,
-                 s.head_dim, scale, scores.data(), out + t * q_stride + h * s.head_dim);
+      const int64_t pos = first_pos + t, first_key = s.window > 0 ? std::max<int64_t>(0, pos - s.window + 1) : 0;
+      attend_one(q + t * q_stride + h * s.head_dim, k + kv_offset, v + kv_offset, first_key, pos, kv_stride, s,
+                 scores.data(), out + t * q_stride + h * s.head_dim);
     }
   });
 }

@@ -1,5 +1,6 @@
 // CPU kernels of the forward pass, in float32 math. Activations are row-major [rows, cols] float
 // arrays; weights are TensorViews of F32, F16 or BF16 read in place and widened in registers.
+// Every kernel computes an output row the same way whatever else is in the batch.
 #pragma once
 
 #include <cstdint>
@@ -9,30 +10,66 @@
 
 namespace nanoserve::cpu {
 
+// A linear layer: weight [out, in], or [in, out] when in_out (GPT-2's Conv1D), in which case the
+// view may be a column range of a wider matrix (row_stride). bias [out] is optional (data == nullptr).
+struct Linear {
+  TensorView weight, bias;
+  bool in_out = false;
+  int64_t out_features() const { return weight.shape[in_out ? 1 : 0]; }
+  int64_t in_features() const { return weight.shape[in_out ? 0 : 1]; }
+};
+
+// A normalization's parameters; bias only for LayerNorm.
+struct Norm {
+  TensorView weight, bias;
+};
+
+enum class NormKind {
+  Rms,         // x / rms(x) * w
+  RmsPlusOne,  // x / rms(x) * (1 + w)   (Gemma)
+  Layer,       // (x - mean) / std * w + b   (GPT-2)
+};
+
+enum class Activation {
+  Silu,      // x * sigmoid(x)
+  GeluTanh,  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  (gelu_pytorch_tanh, gelu_new)
+};
+
 // out[t] = table[tokens[t]]: [tokens, hidden] from table [vocab, hidden].
 void embed(const TensorView& table, std::span<const int32_t> tokens, float* out);
 
-// out = x / sqrt(mean(x^2) + eps) * weight, row by row; x and out are [rows, cols].
-void rms_norm(const float* x, const TensorView& weight, int64_t rows, int64_t cols, double eps, float* out);
+// Normalizes each row of x [rows, cols] into out (which may alias x).
+void norm(NormKind kind, const float* x, const Norm& params, int64_t rows, int64_t cols, double eps, float* out);
 
-// out[rows, w.shape[0]] = x[rows, w.shape[1]] * w^T. Each output depends only on its own row of x
-// and of w, computed in a fixed order: results do not change with how many rows are batched.
-void matmul(const float* x, int64_t rows, const TensorView& w, float* out);
+// out[rows, out_features] = x[rows, in_features] * W^T + bias.
+void linear(const float* x, int64_t rows, const Linear& layer, float* out);
 
-// gate = silu(gate) * up, elementwise over n values.
-void silu_mul(float* gate, const float* up, int64_t n);
+// gate = act(gate) * up, elementwise over n values.
+void act_mul(Activation act, float* gate, const float* up, int64_t n);
+// x = act(x).
+void activate(Activation act, float* x, int64_t n);
 
 // x += y over n values.
 void add(float* x, const float* y, int64_t n);
+// x = x * scale.
+void scale(float* x, float scale, int64_t n);
+// x = cap * tanh(x / cap).
+void softcap(float* x, float cap, int64_t n);
+// x = clamp(x, -limit, limit).
+void clamp(float* x, float limit, int64_t n);
+
+struct AttentionParams {
+  int64_t heads, kv_heads, head_dim;
+  float scale;            // multiplies q.k
+  float softcap = 0;      // > 0: scores = softcap * tanh(scores / softcap)
+  int64_t window = 0;     // > 0: a query at position p sees keys at (p - window, p]
+};
 
 // Causal attention for `tokens` queries at positions first_pos.. over keys/values at 0..first_pos+tokens-1.
 // q, out: [tokens, heads * head_dim]; k, v: [positions, kv_heads * head_dim]. Query head h reads
 // kv head h / (heads / kv_heads).
-struct AttentionShape {
-  int64_t heads, kv_heads, head_dim;
-};
 void attention(const float* q, int64_t tokens, int64_t first_pos, const float* k, const float* v,
-               const AttentionShape& shape, float* out);
+               const AttentionParams& params, float* out);
 
 // Widens one row of a weight tensor to float: row r of a [rows, cols] tensor.
 void load_row(const TensorView& w, int64_t row, float* out);

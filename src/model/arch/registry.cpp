@@ -1,14 +1,16 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "model/arch/families.h"
+#include "model/arch/common.h"
 #include "util/error.h"
 
 namespace nanoserve {
 
 namespace {
 // The explicit list of families (no self-registration: it can vanish when linking statically).
-const ArchFamily* const kFamilies[] = {&arch::llama()};
+const ArchFamily* const kFamilies[] = {&arch::llama(), &arch::mistral(), &arch::qwen2(), &arch::qwen3(),
+                                       &arch::gemma2(), &arch::gemma3(), &arch::olmoe(), &arch::phi3(),
+                                       &arch::gpt2()};
 }  // namespace
 
 std::vector<std::string_view> supported_model_types() {
