@@ -91,6 +91,24 @@ TEST(Cli, InspectShowsTiedAliasAndParameterCount) {
   EXPECT_TRUE(contains(r.out, "GQA 2:1")) << r.out;
 }
 
+// inspect names the family and every option that changes the math.
+TEST(Cli, InspectShowsFamilyOptions) {
+  auto r = run_cli({"inspect", "-m", test::fixture("gemma3")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* line : {"family        gemma3 (model_type gemma3_text)", "norm          rms (1 + w), eps 1e-05, plus post-attention",
+                           "mlp           gated, gelu (tanh)", "qk norm       per head", "attention     scale 0.25",
+                           "sliding       8 on layers 0*,2* (* local RoPE)", "rope          theta 1000000, scaling linear, factor 2",
+                           "local rope    theta 10000, scaling default", "embed scale   8", "logit softcap 10"}) {
+    EXPECT_TRUE(contains(r.out, line)) << line << "\n" << r.out;
+  }
+  r = run_cli({"inspect", "-m", test::fixture("olmoe_norm_topk")});
+  EXPECT_TRUE(contains(r.out, "experts       8, top 3, renormalized")) << r.out;
+  EXPECT_TRUE(contains(r.out, "clip qkv 1")) << r.out;
+  r = run_cli({"inspect", "-m", test::fixture("gpt2")});
+  EXPECT_TRUE(contains(r.out, "positions     learned (128)")) << r.out;
+  EXPECT_TRUE(contains(r.out, "biases        q/k/v true, o true, mlp true")) << r.out;
+}
+
 TEST(Cli, ErrorsAreClearAndExitOne) {
   auto r = run_cli({"generate", "-m", "/nonexistent/model", "-p", "hi"});
   EXPECT_EQ(r.exit_code, 1);
