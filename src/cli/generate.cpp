@@ -34,7 +34,7 @@ void run_generate(const GenerateOptions& opt) {
     fail("the prompt ({} tokens) plus -n {} exceeds the model's context of {} tokens", prompt.size(), opt.max_tokens,
          context);
   }
-  KvCache cache = transformer.new_cache(static_cast<int64_t>(prompt.size()) + opt.max_tokens);
+  SequenceCache cache = transformer.new_cache(static_cast<int64_t>(prompt.size()) + opt.max_tokens);
   StreamDecoder stream(tokenizer);
   fmt::print("{}", opt.prompt);
   std::fflush(stdout);

@@ -43,7 +43,7 @@ void run_logits(const LogitsOptions& opt) {
     fail("{}: {} tokens exceed the model's context of {}", opt.input, tokens, model.config.max_positions);
   }
   Transformer transformer(model);
-  KvCache cache = transformer.new_cache(tokens);
+  SequenceCache cache = transformer.new_cache(tokens);
   const std::vector<float> logits = transformer.forward(ids, cache, LogitsFor::AllTokens);
   write_safetensors(opt.output, {{"logits", DType::F32, {tokens, model.config.vocab_size}, logits.data()}});
   fmt::print(stderr, "wrote logits [{}, {}] to {}\n", tokens, model.config.vocab_size, opt.output);

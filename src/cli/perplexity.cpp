@@ -66,7 +66,7 @@ void run_perplexity(const PerplexityOptions& opt) {
   const int64_t window = opt.window, windows = (static_cast<int64_t>(stream.size()) - 1) / window;
   if (windows < 1) fail("{}: {} tokens, fewer than one window of {}", opt.file, stream.size(), window + 1);
   Transformer transformer(model);
-  KvCache cache = transformer.new_cache(window + 1);
+  SequenceCache cache = transformer.new_cache(window + 1);
   double nll = 0;
   const auto start = std::chrono::steady_clock::now();
   {

@@ -10,27 +10,23 @@
 
 namespace nanoserve {
 
-KvCache::KvCache(const ModelConfig& c, int64_t capacity)
-    : capacity_(capacity), row_width_(c.kv_heads * c.head_dim) {
-  const size_t n = static_cast<size_t>(capacity * row_width_);
-  keys_.assign(static_cast<size_t>(c.layers), std::vector<float>(n));
-  values_.assign(static_cast<size_t>(c.layers), std::vector<float>(n));
-}
-
-struct Transformer::Step {
-  int64_t tokens, first;           // this call's tokens start at position `first`
+struct Transformer::Batch {
+  struct Sequence {
+    int64_t offset, count, first;  // its tokens are rows [offset, offset + count), at positions first..
+    std::span<const int32_t> blocks;
+    RopeFrequencies rope, local_rope;
+  };
+  int64_t tokens = 0;
   std::vector<int64_t> positions;  // [tokens]
-  RopeFrequencies rope, local_rope;
-  const ActivationSink* sink;
+  std::vector<Sequence> sequences;
+  const ActivationSink* sink = nullptr;
 
   void emit(const std::string& name, const float* data, int64_t cols) const {
     if (sink) (*sink)(name, data, tokens, cols);
   }
 };
 
-Transformer::Transformer(const Model& model) : model_(model) {}
-
-void Transformer::embed(const Step& step, std::span<const int32_t> token_ids, float* x) const {
+void Transformer::embed(const Batch& step, std::span<const int32_t> token_ids, float* x) const {
   const ArchSpec& a = model_.arch;
   const int64_t hidden = model_.config.hidden_size, n = step.tokens * hidden;
   cpu::embed(model_.weights.embed, token_ids, x);
@@ -49,7 +45,7 @@ void Transformer::embed(const Step& step, std::span<const int32_t> token_ids, fl
 }
 
 // q [tokens, heads * head_dim]; k, v [tokens, kv_heads * head_dim], after biases, norms, clipping and RoPE.
-void Transformer::project_qkv(const Step& step, int64_t layer, const float* normed, float* q, float* k, float* v) const {
+void Transformer::project_qkv(const Batch& step, int64_t layer, const float* normed, float* q, float* k, float* v) const {
   const ModelConfig& c = model_.config;
   const ArchSpec& a = model_.arch;
   const LayerWeights& w = model_.weights.layers[static_cast<size_t>(layer)];
@@ -70,9 +66,13 @@ void Transformer::project_qkv(const Step& step, int64_t layer, const float* norm
     cpu::clamp(v, a.clip_qkv, tokens * kv_dim);
   }
   if (a.rope) {
-    const RopeFrequencies& freqs = a.layers[static_cast<size_t>(layer)].local_rope ? step.local_rope : step.rope;
-    apply_rope(q, tokens, c.heads, c.head_dim, step.positions.data(), freqs);
-    apply_rope(k, tokens, c.kv_heads, c.head_dim, step.positions.data(), freqs);
+    const bool local = a.layers[static_cast<size_t>(layer)].local_rope;
+    for (const auto& s : step.sequences) {
+      const RopeFrequencies& freqs = local ? s.local_rope : s.rope;
+      const int64_t* positions = step.positions.data() + s.offset;
+      apply_rope(q + s.offset * q_dim, s.count, c.heads, c.head_dim, positions, freqs);
+      apply_rope(k + s.offset * kv_dim, s.count, c.kv_heads, c.head_dim, positions, freqs);
+    }
   }
   if (layer == 0) {
     step.emit("layer0.q_rope", q, q_dim);
@@ -80,21 +80,39 @@ void Transformer::project_qkv(const Step& step, int64_t layer, const float* norm
   }
 }
 
-void Transformer::attention_block(const Step& step, int64_t layer, const float* normed, KvCache& cache,
+void Transformer::attention_block(const Batch& batch, int64_t layer, const float* normed, KvCache& cache,
                                   float* out) const {
   const ModelConfig& c = model_.config;
   const ArchSpec& a = model_.arch;
-  const int64_t tokens = step.tokens, q_dim = c.heads * c.head_dim, kv_dim = c.kv_heads * c.head_dim;
+  const int64_t tokens = batch.tokens, q_dim = c.heads * c.head_dim, kv_dim = c.kv_heads * c.head_dim;
+  const int64_t block_size = cache.block_size();
   std::vector<float> q(static_cast<size_t>(tokens * q_dim));  // [tokens, heads * head_dim]
-  float* k = cache.keys(layer) + step.first * kv_dim;           // [tokens, kv_heads * head_dim], in the cache
-  float* v = cache.values(layer) + step.first * kv_dim;
-  project_qkv(step, layer, normed, q.data(), k, v);
+  std::vector<float> k(static_cast<size_t>(tokens * kv_dim)), v(k.size());  // [tokens, kv_heads * head_dim]
+  project_qkv(batch, layer, normed, q.data(), k.data(), v.data());
 
   cpu::AttentionParams params{c.heads, c.kv_heads, c.head_dim, a.attn_scale, a.attn_softcap,
                               a.layers[static_cast<size_t>(layer)].sliding_window};
   if (a.attn_scale_by_layer) params.scale /= static_cast<float>(layer + 1);
   std::vector<float> attn(static_cast<size_t>(tokens * q_dim));  // [tokens, heads * head_dim]
-  cpu::attention(q.data(), tokens, step.first, cache.keys(layer), cache.values(layer), params, attn.data());
+  std::vector<const float*> k_rows, v_rows;                      // [positions]: rows through the block table
+  for (const auto& s : batch.sequences) {
+    const int64_t end = s.first + s.count;
+    k_rows.resize(static_cast<size_t>(end));
+    v_rows.resize(static_cast<size_t>(end));
+    for (int64_t p = 0; p < end; ++p) {
+      const int32_t block = s.blocks[static_cast<size_t>(p / block_size)];
+      float* key = cache.key(layer, block, p % block_size);
+      float* value = cache.value(layer, block, p % block_size);
+      if (p >= s.first) {  // a new token: store its key and value
+        std::copy_n(k.data() + (s.offset + p - s.first) * kv_dim, kv_dim, key);
+        std::copy_n(v.data() + (s.offset + p - s.first) * kv_dim, kv_dim, value);
+      }
+      k_rows[static_cast<size_t>(p)] = key;
+      v_rows[static_cast<size_t>(p)] = value;
+    }
+    cpu::attention(q.data() + s.offset * q_dim, s.count, s.first, k_rows.data(), v_rows.data(), params,
+                   attn.data() + s.offset * q_dim);
+  }
   cpu::linear(attn.data(), tokens, model_.weights.layers[static_cast<size_t>(layer)].o, out);
 }
 
@@ -168,32 +186,42 @@ void Transformer::moe_block(int64_t layer, const float* normed, int64_t tokens, 
   }
 }
 
-std::vector<float> Transformer::forward(std::span<const int32_t> token_ids, KvCache& cache, LogitsFor which,
+std::vector<float> Transformer::forward(std::span<const SequenceSlice> slices, KvCache& cache,
                                         const ActivationSink* sink) const {
   const ModelConfig& c = model_.config;
   const ArchSpec& a = model_.arch;
   const Weights& w = model_.weights;
-  const int64_t tokens = static_cast<int64_t>(token_ids.size()), hidden = c.hidden_size;
-  if (tokens == 0) fail("forward needs at least one token");
-  if (cache.length() + tokens > cache.capacity()) {
-    fail("sequence of {} tokens exceeds the KV cache capacity of {}", cache.length() + tokens, cache.capacity());
+  const int64_t hidden = c.hidden_size;
+  Batch batch;
+  batch.sink = sink;
+  std::vector<int32_t> token_ids;
+  for (const auto& slice : slices) {
+    const auto count = static_cast<int64_t>(slice.tokens.size());
+    if (count == 0) fail("forward needs at least one token per sequence");
+    const int64_t end = slice.first_pos + count;
+    if (end > static_cast<int64_t>(slice.blocks.size()) * cache.block_size()) {
+      fail("sequence of {} tokens exceeds its {} KV blocks of {}", end, slice.blocks.size(), cache.block_size());
+    }
+    Batch::Sequence s{batch.tokens, count, slice.first_pos, slice.blocks, {}, {}};
+    if (a.rope) s.rope = rope_frequencies(c.rope, c.head_dim, c.max_positions, end);
+    if (a.local_rope) s.local_rope = rope_frequencies(*a.local_rope, c.head_dim, c.max_positions, end);
+    batch.sequences.push_back(std::move(s));
+    for (int64_t p = slice.first_pos; p < end; ++p) batch.positions.push_back(p);
+    token_ids.insert(token_ids.end(), slice.tokens.begin(), slice.tokens.end());
+    batch.tokens += count;
   }
-  Step step{tokens, cache.length(), std::vector<int64_t>(static_cast<size_t>(tokens)), {}, {}, sink};
-  std::iota(step.positions.begin(), step.positions.end(), step.first);
-  const int64_t seq_len = step.first + tokens;
-  if (a.rope) step.rope = rope_frequencies(c.rope, c.head_dim, c.max_positions, seq_len);
-  if (a.local_rope) step.local_rope = rope_frequencies(*a.local_rope, c.head_dim, c.max_positions, seq_len);
+  const int64_t tokens = batch.tokens;
 
   std::vector<float> x(static_cast<size_t>(tokens * hidden));  // [tokens, hidden]: the residual stream
   std::vector<float> normed(x.size()), branch(x.size());       // [tokens, hidden]
-  embed(step, token_ids, x.data());
-  step.emit("embed", x.data(), hidden);
+  embed(batch, token_ids, x.data());
+  batch.emit("embed", x.data(), hidden);
   for (int64_t l = 0; l < c.layers; ++l) {
     const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
     cpu::norm(a.norm, x.data(), lw.attn_norm, tokens, hidden, c.norm_eps, normed.data());
-    if (l == 0) step.emit("layer0.input_norm", normed.data(), hidden);
-    attention_block(step, l, normed.data(), cache, branch.data());
-    step.emit(fmt::format("layer{}.attn_out", l), branch.data(), hidden);
+    if (l == 0) batch.emit("layer0.input_norm", normed.data(), hidden);
+    attention_block(batch, l, normed.data(), cache, branch.data());
+    batch.emit(fmt::format("layer{}.attn_out", l), branch.data(), hidden);
     if (a.post_norms) cpu::norm(a.norm, branch.data(), lw.post_attn_norm, tokens, hidden, c.norm_eps, branch.data());
     cpu::add(x.data(), branch.data(), tokens * hidden);
     cpu::norm(a.norm, x.data(), lw.mlp_norm, tokens, hidden, c.norm_eps, normed.data());
@@ -202,19 +230,38 @@ std::vector<float> Transformer::forward(std::span<const int32_t> token_ids, KvCa
     } else {
       mlp_block(l, normed.data(), tokens, branch.data());
     }
-    step.emit(fmt::format("layer{}.mlp_out", l), branch.data(), hidden);
+    batch.emit(fmt::format("layer{}.mlp_out", l), branch.data(), hidden);
     if (a.post_norms) cpu::norm(a.norm, branch.data(), lw.post_mlp_norm, tokens, hidden, c.norm_eps, branch.data());
     cpu::add(x.data(), branch.data(), tokens * hidden);
-    step.emit(fmt::format("layer{}.out", l), x.data(), hidden);
+    batch.emit(fmt::format("layer{}.out", l), x.data(), hidden);
   }
-  cache.advance(tokens);
 
-  const int64_t first_row = which == LogitsFor::LastToken ? tokens - 1 : 0, rows = tokens - first_row;
-  cpu::norm(a.norm, x.data() + first_row * hidden, w.final_norm, rows, hidden, c.norm_eps, normed.data());
-  if (which == LogitsFor::AllTokens) step.emit("final_norm", normed.data(), hidden);
-  std::vector<float> logits(static_cast<size_t>(rows * c.vocab_size));  // [rows, vocab]
-  cpu::linear(normed.data(), rows, {w.lm_head, {}, false}, logits.data());
+  // Only the rows that want logits go through the final norm and the LM head.
+  std::vector<float> rows;
+  for (size_t i = 0; i < slices.size(); ++i) {
+    const auto& s = batch.sequences[i];
+    const int64_t first = slices[i].logits == LogitsFor::AllTokens ? 0 : s.count - 1;
+    if (slices[i].logits == LogitsFor::None) continue;
+    rows.insert(rows.end(), x.begin() + (s.offset + first) * hidden, x.begin() + (s.offset + s.count) * hidden);
+  }
+  const int64_t n = static_cast<int64_t>(rows.size()) / hidden;
+  if (n == 0) return {};
+  cpu::norm(a.norm, rows.data(), w.final_norm, n, hidden, c.norm_eps, rows.data());
+  if (n == tokens) batch.emit("final_norm", rows.data(), hidden);
+  std::vector<float> logits(static_cast<size_t>(n * c.vocab_size));  // [n, vocab]
+  cpu::linear(rows.data(), n, {w.lm_head, {}, false}, logits.data());
   if (a.final_softcap > 0) cpu::softcap(logits.data(), a.final_softcap, static_cast<int64_t>(logits.size()));
+  return logits;
+}
+
+std::vector<float> Transformer::forward(std::span<const int32_t> tokens, SequenceCache& cache, LogitsFor which,
+                                        const ActivationSink* sink) const {
+  if (cache.length() + static_cast<int64_t>(tokens.size()) > cache.capacity()) {
+    fail("sequence of {} tokens exceeds the KV cache capacity of {}", cache.length() + tokens.size(), cache.capacity());
+  }
+  const SequenceSlice slice{tokens, cache.length(), cache.blocks(), which};
+  auto logits = forward(std::span(&slice, 1), cache.cache(), sink);
+  cache.advance(static_cast<int64_t>(tokens.size()));
   return logits;
 }
 

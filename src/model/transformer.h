@@ -1,5 +1,6 @@
 // The forward pass of every decoder family: one implementation reading the ArchSpec, calling the
-// backend's named operations.
+// backend's named operations. It runs a batch of sequence slices at once: matrix products over all
+// their tokens together, attention per sequence through its block table.
 #pragma once
 
 #include <functional>
@@ -17,25 +18,39 @@ namespace nanoserve {
 // for verification against reference implementations.
 using ActivationSink = std::function<void(const std::string& name, const float* data, int64_t rows, int64_t cols)>;
 
-enum class LogitsFor { LastToken, AllTokens };
+enum class LogitsFor { None, LastToken, AllTokens };
+
+// New tokens of one sequence: positions first_pos.. ; keys and values of [0, first_pos) are already
+// in the cache; `blocks` covers [0, first_pos + tokens.size()).
+struct SequenceSlice {
+  std::span<const int32_t> tokens;
+  int64_t first_pos = 0;
+  std::span<const int32_t> blocks;
+  LogitsFor logits = LogitsFor::LastToken;
+};
 
 class Transformer {
  public:
-  explicit Transformer(const Model& model);
+  explicit Transformer(const Model& model) : model_(model) {}
 
-  // Runs `tokens` at positions cache.length() onwards, appends their keys and values to the cache,
-  // and returns logits [1 or tokens, vocab]. Throws Error if the cache is full.
-  std::vector<float> forward(std::span<const int32_t> tokens, KvCache& cache, LogitsFor which,
+  // Runs every slice, writes their keys and values into the cache, and returns the logits rows the
+  // slices ask for, in slice order ([rows, vocab]).
+  std::vector<float> forward(std::span<const SequenceSlice> slices, KvCache& cache,
+                             const ActivationSink* sink = nullptr) const;
+
+  // One sequence in its own cache: runs tokens at positions cache.length() onwards and advances it.
+  // Throws Error if the cache is full.
+  std::vector<float> forward(std::span<const int32_t> tokens, SequenceCache& cache, LogitsFor which,
                              const ActivationSink* sink = nullptr) const;
 
   const ModelConfig& config() const { return model_.config; }
-  KvCache new_cache(int64_t capacity) const { return KvCache(model_.config, capacity); }
+  SequenceCache new_cache(int64_t capacity) const { return SequenceCache(model_.config, capacity); }
 
  private:
-  struct Step;  // per-forward state: positions, RoPE tables, sink
-  void embed(const Step& step, std::span<const int32_t> tokens, float* x) const;
-  void attention_block(const Step& step, int64_t layer, const float* normed, KvCache& cache, float* out) const;
-  void project_qkv(const Step& step, int64_t layer, const float* normed, float* q, float* k, float* v) const;
+  struct Batch;  // per-call state: positions, per-sequence RoPE tables and block rows, sink
+  void embed(const Batch& batch, std::span<const int32_t> tokens, float* x) const;
+  void attention_block(const Batch& batch, int64_t layer, const float* normed, KvCache& cache, float* out) const;
+  void project_qkv(const Batch& batch, int64_t layer, const float* normed, float* q, float* k, float* v) const;
   void mlp_block(int64_t layer, const float* normed, int64_t tokens, float* out) const;
   void moe_block(int64_t layer, const float* normed, int64_t tokens, float* out) const;
 

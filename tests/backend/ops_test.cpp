@@ -38,6 +38,13 @@ RandomWeights random_weights(int64_t count, std::mt19937& rng) {
   return w;
 }
 
+// Row pointers of a contiguous [positions, width] array, as attention reads cache blocks.
+std::vector<const float*> rows(const float* base, int64_t positions, int64_t width) {
+  std::vector<const float*> out;
+  for (int64_t p = 0; p < positions; ++p) out.push_back(base + p * width);
+  return out;
+}
+
 // Odd sizes exercise every tile remainder (rows % 4, k % 8).
 TEST(CpuOps, MatmulMatchesDoubleReferenceForEveryDtypeAndShape) {
   std::mt19937 rng(7);
@@ -101,7 +108,7 @@ TEST(CpuOps, CausalGroupedAttention) {
   const float q[2 * 4] = {1, 0, 0, 1,          // token 0: head 0, head 1
                           1, 0, 0, 2};         // token 1
   float out[2 * 4];
-  cpu::attention(q, 2, 0, k, v, {2, 1, 2, static_cast<float>(1 / std::sqrt(2.0))}, out);
+  cpu::attention(q, 2, 0, rows(k, 2, 2).data(), rows(v, 2, 2).data(), {2, 1, 2, static_cast<float>(1 / std::sqrt(2.0))}, out);
   EXPECT_FLOAT_EQ(out[0], 10);  // token 0 attends only to position 0
   EXPECT_FLOAT_EQ(out[3], 20);
   const double s = 1 / std::sqrt(2.0);
@@ -146,11 +153,11 @@ TEST(CpuOps, SlidingWindowAndSoftcap) {
   const float v[3] = {100, 10, 20};
   const float q[1] = {1};
   float out[1];
-  cpu::attention(q, 1, 2, k, v, {1, 1, 1, 1.0f, 0.0f, 2}, out);
+  cpu::attention(q, 1, 2, rows(k, 3, 1).data(), rows(v, 3, 1).data(), {1, 1, 1, 1.0f, 0.0f, 2}, out);
   EXPECT_FLOAT_EQ(out[0], 15);  // equal scores over positions 1 and 2 only
   const float k2[2] = {1, 3};
   const float v2[2] = {0, 1};
-  cpu::attention(q, 1, 1, k2, v2, {1, 1, 1, 1.0f, 2.0f, 0}, out);
+  cpu::attention(q, 1, 1, rows(k2, 2, 1).data(), rows(v2, 2, 1).data(), {1, 1, 1, 1.0f, 2.0f, 0}, out);
   const double s0 = 2 * std::tanh(0.5), s1 = 2 * std::tanh(1.5);
   EXPECT_NEAR(out[0], std::exp(s1) / (std::exp(s0) + std::exp(s1)), 1e-6);
 }

@@ -154,7 +154,7 @@ TEST(LoaderErrors, LongRopeFactorCount) {
   edit_config(dir, [](json& j) { j["rope_parameters"]["long_factor"] = {1.0, 2.0}; });
   Model m = load_model(dir.path().string(), {.prefetch = false});
   Transformer transformer(m);
-  KvCache cache = transformer.new_cache(40);
+  SequenceCache cache = transformer.new_cache(40);
   std::vector<int32_t> ids(40, 5);
   try {
     transformer.forward(ids, cache, LogitsFor::LastToken);

@@ -54,7 +54,7 @@ class FixtureTest : public ::testing::TestWithParam<Case> {
 TEST_P(FixtureTest, ComponentsAndLogitsMatchReference) {
   Transformer transformer(*model_);
   const auto input = ids("input_ids");
-  KvCache cache = transformer.new_cache(static_cast<int64_t>(input.size()));
+  SequenceCache cache = transformer.new_cache(static_cast<int64_t>(input.size()));
   std::map<std::string, std::vector<float>> got;
   ActivationSink sink = [&](const std::string& name, const float* data, int64_t rows, int64_t cols) {
     got[name].assign(data, data + rows * cols);
@@ -94,7 +94,7 @@ TEST_P(FixtureTest, GreedyContinuationMatchesReference) {
   const auto prompt = ids("greedy_prompt");
   const auto expected = ref_.ints.at("greedy_tokens");
   const auto& margins = ref_.floats.at("greedy_margins");
-  KvCache cache = transformer.new_cache(static_cast<int64_t>(prompt.size() + expected.size()));
+  SequenceCache cache = transformer.new_cache(static_cast<int64_t>(prompt.size() + expected.size()));
   auto logits = transformer.forward(prompt, cache, LogitsFor::LastToken);
   for (size_t step = 0; step < expected.size(); ++step) {
     const int32_t next = argmax(logits);
@@ -116,10 +116,10 @@ TEST_P(FixtureTest, IncrementalDecodeEqualsFullForward) {
   Transformer transformer(*model_);
   const auto input = ids("input_ids");
   const int64_t n = static_cast<int64_t>(input.size()), vocab = model_->config.vocab_size;
-  KvCache full_cache = transformer.new_cache(n);
+  SequenceCache full_cache = transformer.new_cache(n);
   const auto full = transformer.forward(input, full_cache, LogitsFor::AllTokens);
 
-  KvCache cache = transformer.new_cache(n);
+  SequenceCache cache = transformer.new_cache(n);
   const int64_t prefill = n / 3;
   auto logits = transformer.forward(std::span(input).first(static_cast<size_t>(prefill)), cache, LogitsFor::AllTokens);
   ASSERT_EQ(test::max_abs_diff(logits.data(), full.data(), static_cast<size_t>(prefill * vocab)), 0.0f);
@@ -137,7 +137,7 @@ INSTANTIATE_TEST_SUITE_P(Families, FixtureTest, ::testing::ValuesIn(cases()),
 TEST(Transformer, CacheOverflowIsAnError) {
   Model m = load_model(test::fixture("tinyllama"));
   Transformer transformer(m);
-  KvCache cache = transformer.new_cache(4);
+  SequenceCache cache = transformer.new_cache(4);
   const int32_t tokens[5] = {3, 4, 5, 6, 7};
   EXPECT_THROW(transformer.forward(tokens, cache, LogitsFor::LastToken), Error);
 }
@@ -145,7 +145,7 @@ TEST(Transformer, CacheOverflowIsAnError) {
 TEST(Transformer, TokenOutsideVocabularyIsAnError) {
   Model m = load_model(test::fixture("tinyllama"));
   Transformer transformer(m);
-  KvCache cache = transformer.new_cache(4);
+  SequenceCache cache = transformer.new_cache(4);
   const int32_t tokens[1] = {512};
   EXPECT_THROW(transformer.forward(tokens, cache, LogitsFor::LastToken), Error);
 }

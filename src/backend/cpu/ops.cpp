@@ -114,12 +114,12 @@ float dot(const float* a, const float* b, int64_t n) {
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-// One query row of one head against positions [first, last].
-void attend_one(const float* q, const float* k, const float* v, int64_t first, int64_t last, int64_t kv_stride,
-                const AttentionParams& a, float* scores, float* out) {
+// One query row of one head against positions [first, last]; kv_offset selects the head in a row.
+void attend_one(const float* q, const float* const* k_rows, const float* const* v_rows, int64_t kv_offset,
+                int64_t first, int64_t last, const AttentionParams& a, float* scores, float* out) {
   float max_score = -INFINITY;
   for (int64_t p = first; p <= last; ++p) {
-    float s = dot(q, k + p * kv_stride, a.head_dim) * a.scale;
+    float s = dot(q, k_rows[p] + kv_offset, a.head_dim) * a.scale;
     if (a.softcap > 0) s = std::tanh(s / a.softcap) * a.softcap;
     scores[p] = s;
     max_score = std::max(max_score, s);
@@ -133,24 +133,24 @@ void attend_one(const float* q, const float* k, const float* v, int64_t first, i
   std::fill(out, out + head_dim, 0.0f);
   for (int64_t p = first; p <= last; ++p) {
     const float weight = scores[p] / sum;
-    const float* vp = v + p * kv_stride;
+    const float* vp = v_rows[p] + kv_offset;
     for (int64_t i = 0; i < head_dim; ++i) out[i] += weight * vp[i];
   }
 }
 
 }  // namespace
 
-void attention(const float* q, int64_t tokens, int64_t first_pos, const float* k, const float* v,
-               const AttentionParams& s, float* out) {
-  const int64_t group = s.heads / s.kv_heads, kv_stride = s.kv_heads * s.head_dim, q_stride = s.heads * s.head_dim;
+void attention(const float* q, int64_t tokens, int64_t first_pos, const float* const* k_rows,
+               const float* const* v_rows, const AttentionParams& s, float* out) {
+  const int64_t group = s.heads / s.kv_heads, q_stride = s.heads * s.head_dim;
   ThreadPool::global().parallel_for(static_cast<size_t>(tokens * s.heads), [&](size_t begin, size_t end) {
     std::vector<float> scores(static_cast<size_t>(first_pos + tokens));
     for (size_t job = begin; job < end; ++job) {
       const int64_t t = static_cast<int64_t>(job) / s.heads, h = static_cast<int64_t>(job) % s.heads;
       const int64_t kv_offset = (h / group) * s.head_dim;
       const int64_t pos = first_pos + t, first_key = s.window > 0 ? std::max<int64_t>(0, pos - s.window + 1) : 0;
-      attend_one(q + t * q_stride + h * s.head_dim, k + kv_offset, v + kv_offset, first_key, pos, kv_stride, s,
-                 scores.data(), out + t * q_stride + h * s.head_dim);
+      attend_one(q + t * q_stride + h * s.head_dim, k_rows, v_rows, kv_offset, first_key, pos, s, scores.data(),
+                 out + t * q_stride + h * s.head_dim);
     }
   });
 }

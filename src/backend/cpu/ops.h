@@ -66,10 +66,11 @@ struct AttentionParams {
 };
 
 // Causal attention for `tokens` queries at positions first_pos.. over keys/values at 0..first_pos+tokens-1.
-// q, out: [tokens, heads * head_dim]; k, v: [positions, kv_heads * head_dim]. Query head h reads
-// kv head h / (heads / kv_heads).
-void attention(const float* q, int64_t tokens, int64_t first_pos, const float* k, const float* v,
-               const AttentionParams& params, float* out);
+// q, out: [tokens, heads * head_dim]; k_rows[p], v_rows[p]: the [kv_heads * head_dim] row of position p
+// (rows live in cache blocks, so each position has its own pointer). Query head h reads kv head
+// h / (heads / kv_heads).
+void attention(const float* q, int64_t tokens, int64_t first_pos, const float* const* k_rows,
+               const float* const* v_rows, const AttentionParams& params, float* out);
 
 // Widens one row of a weight tensor to float: row r of a [rows, cols] tensor.
 void load_row(const TensorView& w, int64_t row, float* out);
