@@ -137,8 +137,9 @@ INSTANTIATE_TEST_SUITE_P(Families, FixtureTest, ::testing::ValuesIn(cases()),
 TEST(Transformer, CacheOverflowIsAnError) {
   Model m = load_model(test::fixture("tinyllama"));
   Transformer transformer(m);
-  SequenceCache cache = transformer.new_cache(4);
-  const int32_t tokens[5] = {3, 4, 5, 6, 7};
+  SequenceCache cache = transformer.new_cache(4);  // rounded up to one block of 16 positions
+  EXPECT_EQ(cache.capacity(), 16);
+  const std::vector<int32_t> tokens(17, 3);
   EXPECT_THROW(transformer.forward(tokens, cache, LogitsFor::LastToken), Error);
 }
 
