@@ -1,15 +1,12 @@
 // nanoserve generate: stream a continuation of a prompt to stdout.
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
 #include "cli/commands.h"
 #include "cli/common.h"
-#include "engine/sampler.h"
-#include "model/transformer.h"
-#include "tokenizer/stream_decoder.h"
+#include "cli/sampling_options.h"
 #include "util/error.h"
 
 namespace nanoserve::cli {
@@ -19,46 +16,36 @@ namespace {
 struct GenerateOptions {
   ModelOptions model;
   std::string prompt;
-  int max_tokens = 64;
-  SamplingParams sampling;
+  SamplingParams sampling{.temperature = 0.0f, .max_tokens = 64};
+  EngineOptions engine;
+  double kv_cache_gib = 0.25;
 };
 
 void run_generate(const GenerateOptions& opt) {
   Model model = load(opt.model);
   Tokenizer tokenizer = load_tokenizer(opt.model);
-  Transformer transformer(model);
-  Sampler sampler(opt.sampling);
+  Engine engine(model, &tokenizer, engine_options(opt.engine, opt.kv_cache_gib, model.config));
   const std::vector<int32_t> prompt = tokenizer.encode(opt.prompt);
-  const int64_t context = model.config.max_positions;
-  if (static_cast<int64_t>(prompt.size()) + opt.max_tokens > context) {
-    fail("the prompt ({} tokens) plus -n {} exceeds the model's context of {} tokens", prompt.size(), opt.max_tokens,
-         context);
-  }
-  SequenceCache cache = transformer.new_cache(static_cast<int64_t>(prompt.size()) + opt.max_tokens);
-  StreamDecoder stream(tokenizer);
   fmt::print("{}", opt.prompt);
   std::fflush(stdout);
-
-  const auto prefill_start = std::chrono::steady_clock::now();
-  std::vector<float> logits = transformer.forward(prompt, cache, LogitsFor::LastToken);
-  const double prefill_seconds = seconds_since(prefill_start);
-  const auto decode_start = std::chrono::steady_clock::now();
-  int generated = 0;
-  const auto& eos = model.config.eos_token_ids;
-  while (generated < opt.max_tokens) {
-    const int32_t next = sampler.sample(logits);
-    ++generated;
-    if (std::find(eos.begin(), eos.end(), next) != eos.end()) break;
-    fmt::print("{}", stream.push(next));
+  const auto start = std::chrono::steady_clock::now();
+  double first_token_seconds = 0;
+  int64_t generated = 0;
+  std::string error;
+  engine.submit({prompt, opt.sampling}, [&](const Event& e) {
+    if (generated == 0) first_token_seconds = seconds_since(start);
+    generated += static_cast<int64_t>(e.tokens.size());
+    fmt::print("{}", e.text);
     std::fflush(stdout);
-    if (generated == opt.max_tokens) break;
-    const int32_t step[1] = {next};
-    logits = transformer.forward(step, cache, LogitsFor::LastToken);
-  }
-  fmt::print("{}\n", stream.finish());
-  const double decode_seconds = seconds_since(decode_start);
+    if (e.finish == FinishReason::Error) error = e.error;
+  });
+  engine.run_until_idle();
+  fmt::print("\n");
+  if (!error.empty()) fail("{}", error);
+  const double total = seconds_since(start);
   fmt::print(stderr, "prompt: {} tokens, {:.1f} tok/s | generated: {} tokens, {:.1f} tok/s\n", prompt.size(),
-             static_cast<double>(prompt.size()) / prefill_seconds, generated, generated / decode_seconds);
+             static_cast<double>(prompt.size()) / first_token_seconds, generated,
+             generated > 1 ? static_cast<double>(generated - 1) / (total - first_token_seconds) : 0.0);
 }
 
 }  // namespace
@@ -68,11 +55,8 @@ void register_generate(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("generate", "Generate a continuation of a prompt, streamed to stdout");
   add_model_options(*cmd, opt->model);
   cmd->add_option("-p,--prompt", opt->prompt, "prompt text")->required();
-  cmd->add_option("-n,--max-tokens", opt->max_tokens, "tokens to generate at most (stops early at end of text)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--temperature", opt->sampling.temperature, "0 for greedy decoding; higher is more random")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--seed", opt->sampling.seed, "random seed for sampling (same seed, same text)");
+  add_sampling_options(*cmd, opt->sampling);
+  add_engine_options(*cmd, opt->engine, opt->kv_cache_gib);
   cmd->callback([opt] { run_generate(*opt); });
 }
 

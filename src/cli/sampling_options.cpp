@@ -1,0 +1,40 @@
+#include "cli/sampling_options.h"
+
+#include <fmt/format.h>
+
+namespace nanoserve::cli {
+
+void add_sampling_options(CLI::App& cmd, SamplingParams& p) {
+  cmd.add_option("-n,--max-tokens", p.max_tokens, "tokens to generate at most (stops early at end of text)")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--temperature", p.temperature, "0 for greedy decoding; higher is more random")->check(CLI::NonNegativeNumber);
+  cmd.add_option("--top-k", p.top_k, "sample among the k most likely tokens (0: off)")->check(CLI::NonNegativeNumber);
+  cmd.add_option("--top-p", p.top_p, "sample among the most likely tokens holding this probability (1: off)");
+  cmd.add_option("--min-p", p.min_p, "drop tokens less likely than min-p x the most likely one (0: off)");
+  cmd.add_option("--repetition-penalty", p.repetition_penalty, "> 1 discourages tokens seen in the prompt or output");
+  cmd.add_option("--presence-penalty", p.presence_penalty, "subtracted from tokens already generated (-2..2)");
+  cmd.add_option("--frequency-penalty", p.frequency_penalty, "subtracted per time a token was generated (-2..2)");
+  cmd.add_option("--seed", p.seed, "random seed (same seed, same text)");
+  cmd.add_option("--stop", p.stop, "stop when the text contains this string (repeatable); it is not printed");
+  cmd.add_flag("--ignore-eos", p.ignore_eos, "keep generating past the end-of-text token");
+}
+
+void add_engine_options(CLI::App& cmd, EngineOptions& options, double& kv_cache_gib) {
+  cmd.add_option("--kv-cache-memory", kv_cache_gib, "GiB for the KV block pool (default 0.25)")->check(CLI::PositiveNumber);
+  cmd.add_option("--max-num-seqs", options.limits.max_num_seqs, "sequences running at once")->check(CLI::PositiveNumber);
+  cmd.add_option("--max-batched-tokens", options.limits.max_batched_tokens, "tokens per engine step (prefill chunk budget)")
+      ->check(CLI::PositiveNumber);
+  cmd.add_flag("!--no-prefix-caching", options.prefix_caching, "do not reuse the KV blocks of earlier prompts");
+}
+
+EngineOptions engine_options(const EngineOptions& options, double kv_cache_gib, const ModelConfig& config) {
+  EngineOptions out = options;
+  out.kv_cache_bytes = static_cast<int64_t>(kv_cache_gib * (1 << 30));
+  const int64_t blocks = out.kv_cache_bytes / KvCache::bytes_per_block(config, out.block_size);
+  fmt::print(stderr, "KV cache: {:.2f} GiB, {} blocks of {} tokens = {} tokens ({} full-context sequences of {})\n",
+             kv_cache_gib, blocks, out.block_size, blocks * out.block_size,
+             blocks * out.block_size / config.max_positions, config.max_positions);
+  return out;
+}
+
+}  // namespace nanoserve::cli

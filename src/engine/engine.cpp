@@ -1,0 +1,256 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <random>
+
+#include "util/error.h"
+
+namespace nanoserve {
+
+namespace {
+
+int64_t blocks_for(int64_t tokens, int64_t block_size) { return (tokens + block_size - 1) / block_size; }
+
+uint64_t sample_seed(const SamplingParams& p, int32_t index) {
+  if (!p.seed) return std::random_device{}() * 0x100000001ull + std::random_device{}();
+  return *p.seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(index);
+}
+
+}  // namespace
+
+Engine::Engine(const Model& model, const Tokenizer* tokenizer, const EngineOptions& options)
+    : model_(model),
+      tokenizer_(tokenizer),
+      transformer_(model),
+      cache_(model.config, std::max<int64_t>(1, options.kv_cache_bytes / KvCache::bytes_per_block(model.config, options.block_size)),
+             options.block_size),
+      blocks_(cache_.num_blocks(), options.block_size, options.prefix_caching),
+      scheduler_(blocks_, cache_, options.limits) {
+  stats_.total_blocks = cache_.num_blocks();
+}
+
+Engine::~Engine() { stop(); }
+
+uint64_t Engine::submit(Request request, EventCallback callback) {
+  const ModelConfig& c = model_.config;
+  request.params.validate(c.vocab_size);
+  if (request.prompt.empty()) fail("the prompt is empty");
+  for (size_t i = 0; i < request.prompt.size(); ++i) {
+    if (request.prompt[i] < 0 || request.prompt[i] >= c.vocab_size) {
+      fail("prompt token {} at position {} is outside the vocabulary of {}", request.prompt[i], i, c.vocab_size);
+    }
+  }
+  if (!tokenizer_ && !request.params.stop.empty()) fail("stop strings need a tokenizer");
+  const auto prompt = static_cast<int64_t>(request.prompt.size());
+  const int64_t total = prompt + request.params.max_tokens;
+  if (total > c.max_positions) {
+    fail("the prompt ({} tokens) plus max_tokens ({}) is {} tokens, more than the model's context of {}", prompt,
+         request.params.max_tokens, total, c.max_positions);
+  }
+  const int64_t needed = blocks_for(total, cache_.block_size());
+  if (needed > cache_.num_blocks()) {
+    fail("the prompt ({} tokens) plus max_tokens ({}) needs {} KV blocks of {} tokens, but the pool holds only {} "
+         "blocks ({} tokens); raise --kv-cache-memory or lower max_tokens",
+         prompt, request.params.max_tokens, needed, cache_.block_size(), cache_.num_blocks(),
+         cache_.num_blocks() * cache_.block_size());
+  }
+  auto state = std::make_shared<RequestState>();
+  state->params = std::move(request.params);
+  state->callback = std::move(callback);
+  auto s = std::make_unique<Sequence>();
+  s->request = state;
+  s->prompt_len = prompt;
+  s->tokens = std::move(request.prompt);
+  s->sampler = std::make_unique<Sampler>(state->params, s->tokens, sample_seed(state->params, 0));
+  if (tokenizer_) s->decoder = std::make_unique<StreamDecoder>(*tokenizer_);
+  s->stop = StopMatcher(state->params.stop);
+  {
+    std::lock_guard lock(mutex_);
+    state->id = next_id_++;
+    inbox_.push_back(std::move(s));
+  }
+  wake_.notify_one();
+  return state->id;
+}
+
+void Engine::cancel(uint64_t request_id) {
+  {
+    std::lock_guard lock(mutex_);
+    cancelled_.insert(request_id);
+  }
+  wake_.notify_one();
+}
+
+void Engine::drain_inbox() {
+  std::deque<std::unique_ptr<Sequence>> incoming;
+  std::unordered_set<uint64_t> cancelled;
+  {
+    std::lock_guard lock(mutex_);
+    incoming.swap(inbox_);
+    cancelled.swap(cancelled_);
+  }
+  for (auto& s : incoming) scheduler_.add(std::move(s));
+  if (cancelled.empty()) return;
+  for (Sequence* s : scheduler_.all()) {
+    if (cancelled.count(s->request->id)) finish(*s, FinishReason::Cancelled, Event{});
+  }
+}
+
+bool Engine::is_eos(int32_t token) const {
+  const auto& eos = model_.config.eos_token_ids;
+  return std::find(eos.begin(), eos.end(), token) != eos.end();
+}
+
+void Engine::finish(Sequence& s, FinishReason reason, Event event) {
+  event.request_id = s.request->id;
+  event.index = s.index;
+  event.finish = reason;
+  if (reason != FinishReason::Cancelled && reason != FinishReason::Error && !s.stop.stopped()) {
+    // Text held back for a possible stop string, then an incomplete character, are final now.
+    event.text += s.stop.push(s.decoder ? s.decoder->finish() : std::string());
+    event.text += s.stop.flush();
+  }
+  event.prompt_tokens = s.prompt_len;
+  event.cached_prompt_tokens = s.cached_prompt_tokens;
+  event.completion_tokens = s.generated();
+  auto callback = s.request->callback;
+  scheduler_.finish(&s);  // s is gone after this
+  callback(event);
+}
+
+// The first sample of an n > 1 request, once its prompt is computed, gets n - 1 siblings that share
+// its blocks (copy-on-write protects the partly filled last one).
+void Engine::fork_samples(Sequence& first) {
+  first.forked = true;
+  for (int32_t i = 1; i < first.request->params.n; ++i) {
+    auto s = std::make_unique<Sequence>();
+    s->request = first.request;
+    s->index = i;
+    s->tokens = first.tokens;
+    s->prompt_len = first.prompt_len;
+    s->computed = first.computed;
+    s->blocks = first.blocks;
+    for (int32_t b : s->blocks) blocks_.retain(b);
+    s->published = first.published;
+    s->chain_hash = first.chain_hash;
+    s->cached_prompt_tokens = first.cached_prompt_tokens;
+    s->forked = true;
+    s->sampler = std::make_unique<Sampler>(first.request->params, s->tokens, sample_seed(first.request->params, i));
+    if (tokenizer_) s->decoder = std::make_unique<StreamDecoder>(*tokenizer_);
+    s->stop = StopMatcher(first.request->params.stop);
+    scheduler_.add_running(std::move(s));
+  }
+}
+
+void Engine::sample(Sequence& s, std::span<const float> logits) {
+  const SamplingParams& p = s.request->params;
+  TokenLogprob logprob{};
+  const int32_t token = s.sampler->sample(logits, &logprob);
+  s.tokens.push_back(token);
+  Event event;
+  event.request_id = s.request->id;
+  event.index = s.index;
+  if (p.logprobs >= 0) event.logprobs.push_back(logprob);
+  const bool stop_token = std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), token) != p.stop_token_ids.end();
+  if (stop_token || (!p.ignore_eos && is_eos(token))) {
+    finish(s, FinishReason::Stop, std::move(event));  // the stop token is not part of the output
+    return;
+  }
+  event.tokens.push_back(token);
+  if (s.decoder) event.text = s.stop.push(s.decoder->push(token));
+  if (s.stop.stopped()) {
+    finish(s, FinishReason::Stop, std::move(event));
+  } else if (s.generated() >= p.max_tokens || static_cast<int64_t>(s.tokens.size()) >= model_.config.max_positions) {
+    finish(s, FinishReason::Length, std::move(event));
+  } else {
+    s.request->callback(event);
+  }
+}
+
+bool Engine::step() {
+  drain_inbox();
+  const auto plan = scheduler_.schedule();
+  if (plan.empty()) return false;
+  std::vector<SequenceSlice> slices;
+  for (const auto& p : plan) {
+    const Sequence& s = *p.sequence;
+    slices.push_back({std::span(s.tokens).subspan(static_cast<size_t>(s.computed), static_cast<size_t>(p.count)),
+                      s.computed, s.blocks, p.wants_logits ? LogitsFor::LastToken : LogitsFor::None});
+  }
+  std::vector<float> logits;
+  try {
+    logits = transformer_.forward(slices, cache_);
+  } catch (const Error& e) {  // fails the requests in this batch, not the engine
+    for (const auto& p : plan) {
+      Event event;
+      event.error = e.what();
+      finish(*p.sequence, FinishReason::Error, std::move(event));
+    }
+    return true;
+  }
+  const int64_t vocab = model_.config.vocab_size;
+  int64_t row = 0, prompt_tokens = 0, generated = 0;
+  for (const auto& p : plan) {
+    Sequence& s = *p.sequence;
+    prompt_tokens += std::max<int64_t>(0, std::min(s.computed + p.count, s.prompt_len) - s.computed);
+    scheduler_.computed(s, p.count);
+    if (!p.wants_logits) continue;
+    std::span<const float> row_logits(logits.data() + row++ * vocab, static_cast<size_t>(vocab));
+    if (s.request->params.n > 1 && !s.forked) fork_samples(s);
+    std::vector<Sequence*> samples{&s};
+    if (s.generated() == 0 && s.index == 0 && s.request->params.n > 1) {
+      for (Sequence* other : scheduler_.all()) {
+        if (other->request == s.request && other->index > 0 && other->generated() == 0) samples.push_back(other);
+      }
+    }
+    for (Sequence* x : samples) {
+      sample(*x, row_logits);
+      ++generated;
+    }
+  }
+  std::lock_guard lock(mutex_);
+  stats_.prompt_tokens_computed += prompt_tokens;
+  stats_.generated_tokens += generated;
+  stats_.used_blocks = blocks_.used_blocks();
+  stats_.peak_used_blocks = std::max(stats_.peak_used_blocks, stats_.used_blocks);
+  stats_.running = scheduler_.running();
+  stats_.waiting = scheduler_.waiting();
+  stats_.prefix_queries = blocks_.prefix_queries();
+  stats_.prefix_hits = blocks_.prefix_hits();
+  stats_.preemptions = scheduler_.preemptions();
+  return true;
+}
+
+void Engine::run_until_idle() {
+  while (step()) {
+  }
+}
+
+void Engine::start() {
+  stopping_ = false;
+  loop_ = std::thread([this] {
+    while (!stopping_) {
+      if (step()) continue;
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !inbox_.empty() || !cancelled_.empty(); });
+    }
+  });
+}
+
+void Engine::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (loop_.joinable()) loop_.join();
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard lock(mutex_);
+  EngineStats s = stats_;
+  s.used_blocks = blocks_.used_blocks();
+  return s;
+}
+
+}  // namespace nanoserve

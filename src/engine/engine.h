@@ -1,0 +1,84 @@
+// The inference engine: requests in, streams of events out. Each step schedules a batch (decode
+// tokens and prefill chunks of many sequences), runs one forward pass over it, and samples.
+// submit() and cancel() may be called from any thread; step() runs on one thread (the caller's,
+// or the engine's own after start()).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+#include "engine/block_manager.h"
+#include "engine/request.h"
+#include "engine/scheduler.h"
+#include "model/kv_cache.h"
+#include "model/transformer.h"
+#include "tokenizer/tokenizer.h"
+
+namespace nanoserve {
+
+struct EngineOptions {
+  int64_t kv_cache_bytes = 256ll << 20;  // memory for the KV block pool
+  int64_t block_size = 16;               // positions per KV block
+  SchedulerLimits limits;
+  bool prefix_caching = true;
+};
+
+struct EngineStats {
+  int64_t total_blocks = 0, used_blocks = 0, peak_used_blocks = 0;
+  int64_t running = 0, waiting = 0;
+  int64_t prefix_queries = 0, prefix_hits = 0;
+  int64_t preemptions = 0;
+  int64_t prompt_tokens_computed = 0, generated_tokens = 0;
+};
+
+class Engine {
+ public:
+  // tokenizer may be null: events then carry no text, and stop strings are refused.
+  Engine(const Model& model, const Tokenizer* tokenizer, const EngineOptions& options);
+  ~Engine();
+
+  // Validates and queues a request; returns its id. Throws Error naming what is wrong (bad
+  // parameter, prompt longer than the context, more KV than the whole pool).
+  uint64_t submit(Request request, EventCallback callback);
+  void cancel(uint64_t request_id);  // its samples end with FinishReason::Cancelled
+
+  bool step();            // one scheduling step; false when there was nothing to do
+  void run_until_idle();  // steps until every request has finished
+
+  void start();  // runs steps on a background thread until stop()
+  void stop();
+
+  EngineStats stats() const;
+  const ModelConfig& config() const { return model_.config; }
+
+ private:
+  void drain_inbox();
+  void sample(Sequence& s, std::span<const float> logits);
+  void fork_samples(Sequence& first);
+  void finish(Sequence& s, FinishReason reason, Event event);
+  bool is_eos(int32_t token) const;
+
+  const Model& model_;
+  const Tokenizer* tokenizer_;
+  Transformer transformer_;
+  KvCache cache_;
+  BlockManager blocks_;
+  Scheduler scheduler_;
+
+  mutable std::mutex mutex_;  // guards the inbox, cancellations and stats
+  std::condition_variable wake_;
+  std::deque<std::unique_ptr<Sequence>> inbox_;
+  std::unordered_set<uint64_t> cancelled_;
+  uint64_t next_id_ = 1;
+  EngineStats stats_;
+  std::thread loop_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace nanoserve
