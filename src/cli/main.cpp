@@ -19,6 +19,9 @@ int main(int argc, char** argv) {
   } catch (const nanoserve::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "error: out of memory\n");
+    return 1;
   }
   return 0;
 }

@@ -115,7 +115,7 @@ TEST(Cli, ErrorsAreClearAndExitOne) {
   EXPECT_EQ(r.err, "error: /nonexistent/model: not a model directory\n");
   r = run_cli({"generate", "-p", "hi", "-n", "5000"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(contains(r.err, "exceeds the model's context of 1024 tokens")) << r.err;
+  EXPECT_TRUE(contains(r.err, "error: the prompt (2 tokens) plus max_tokens (5000) is 5002 tokens, more than the model's context of 1024")) << r.err;
   r = run_cli({"perplexity", "--file", "/nonexistent.jsonl"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(contains(r.err, "/nonexistent.jsonl: cannot open")) << r.err;
