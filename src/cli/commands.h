@@ -9,5 +9,6 @@ void register_generate(CLI::App& app);
 void register_logits(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_inspect(CLI::App& app);
+void register_bench(CLI::App& app);
 
 }  // namespace nanoserve::cli

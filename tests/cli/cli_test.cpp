@@ -109,6 +109,23 @@ TEST(Cli, InspectShowsFamilyOptions) {
   EXPECT_TRUE(contains(r.out, "biases        q/k/v true, o true, mlp true")) << r.out;
 }
 
+TEST(Cli, BenchReportsThroughputAndLatency) {
+  auto r = run_cli({"bench", "--num-requests", "6", "--input-len", "20", "--output-len", "8", "--concurrency", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* line : {"requests 6 | input 20 | output 8 | concurrency 3", "requests/s", "output tok/s", "TTFT ms p50 / p99",
+                           "time per output token ms", "peak KV blocks used", "preemptions"}) {
+    EXPECT_TRUE(contains(r.out, line)) << line << "\n" << r.out;
+  }
+  EXPECT_TRUE(contains(r.err, "KV cache: 0.25 GiB, 2048 blocks of 16 tokens")) << r.err;
+}
+
+TEST(Cli, GenerateStopsAtAStopString) {
+  auto full = run_cli({"generate", "-p", "And the LORD said unto Moses,", "-n", "32"});
+  auto cut = run_cli({"generate", "-p", "And the LORD said unto Moses,", "-n", "32", "--stop", "Aaron"});
+  ASSERT_EQ(cut.exit_code, 0) << cut.err;
+  EXPECT_EQ(cut.out, full.out.substr(0, full.out.find("Aaron")) + "\n");
+}
+
 TEST(Cli, ErrorsAreClearAndExitOne) {
   auto r = run_cli({"generate", "-m", "/nonexistent/model", "-p", "hi"});
   EXPECT_EQ(r.exit_code, 1);

@@ -1,0 +1,159 @@
+// nanoserve bench: offline throughput. N requests of given input/output lengths (random token ids,
+// or prompts from a JSONL file) kept `concurrency` at a time in flight on the engine's loop.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/sampling_options.h"
+#include "util/error.h"
+#include "util/thread_pool.h"
+
+namespace nanoserve::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct BenchOptions {
+  ModelOptions model;
+  int num_requests = 64, input_len = 128, output_len = 128, concurrency = 8;
+  std::string dataset;
+  uint64_t seed = 0;
+  EngineOptions engine;
+  double kv_cache_gib = 0.25;
+};
+
+struct Timing {
+  Clock::time_point submitted, first_token, finished;
+  int64_t prompt_tokens = 0, output_tokens = 0;
+};
+
+std::vector<std::vector<int32_t>> make_prompts(const BenchOptions& opt, const Model& model) {
+  std::vector<std::vector<int32_t>> prompts;
+  if (!opt.dataset.empty()) {
+    Tokenizer tokenizer = load_tokenizer(opt.model);
+    std::ifstream in(opt.dataset);
+    if (!in) fail("{}: cannot open", opt.dataset);
+    std::string line;
+    for (int n = 1; std::getline(in, line) && static_cast<int>(prompts.size()) < opt.num_requests; ++n) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      const char* key = j.is_object() && j.contains("prompt") ? "prompt" : "text";
+      if (!j.is_object() || !j.contains(key) || !j[key].is_string()) fail("{}:{}: expected {{\"prompt\": ...}} or {{\"text\": ...}}", opt.dataset, n);
+      auto ids = tokenizer.encode(j[key].get<std::string>());
+      if (static_cast<int>(ids.size()) > opt.input_len) ids.resize(static_cast<size_t>(opt.input_len));
+      prompts.push_back(std::move(ids));
+    }
+    if (prompts.empty()) fail("{}: no prompts", opt.dataset);
+    while (static_cast<int>(prompts.size()) < opt.num_requests) prompts.push_back(prompts[prompts.size() % prompts.size()]);
+    return prompts;
+  }
+  std::mt19937_64 rng(opt.seed);
+  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(model.config.vocab_size - 1));
+  for (int i = 0; i < opt.num_requests; ++i) {
+    std::vector<int32_t> ids(static_cast<size_t>(opt.input_len));
+    for (auto& t : ids) t = token(rng);
+    prompts.push_back(std::move(ids));
+  }
+  return prompts;
+}
+
+double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const auto i = static_cast<size_t>(p * static_cast<double>(values.size() - 1) + 0.5);
+  return values[std::min(i, values.size() - 1)];
+}
+
+double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+void run_bench(const BenchOptions& opt) {
+  Model model = load(opt.model);
+  const auto prompts = make_prompts(opt, model);
+  Engine engine(model, nullptr, engine_options(opt.engine, opt.kv_cache_gib, model.config));
+  std::vector<Timing> timings(prompts.size());
+  std::mutex m;
+  std::condition_variable done;
+  size_t next = 0, finished = 0, in_flight = 0;
+  std::string error;
+
+  auto submit_next = [&]() {  // with m held
+    const size_t i = next++;
+    SamplingParams p;
+    p.temperature = 0;
+    p.max_tokens = opt.output_len;
+    p.ignore_eos = true;
+    timings[i].submitted = Clock::now();
+    timings[i].prompt_tokens = static_cast<int64_t>(prompts[i].size());
+    ++in_flight;
+    engine.submit({prompts[i], p}, [&, i](const Event& e) {
+      std::lock_guard lock(m);
+      Timing& t = timings[i];
+      if (t.output_tokens == 0 && !e.tokens.empty()) t.first_token = Clock::now();
+      t.output_tokens += static_cast<int64_t>(e.tokens.size());
+      if (!e.finish) return;
+      if (*e.finish == FinishReason::Error) error = e.error;
+      t.finished = Clock::now();
+      ++finished;
+      --in_flight;
+      done.notify_one();
+    });
+  };
+
+  const auto start = Clock::now();
+  engine.start();
+  {
+    std::unique_lock lock(m);
+    while (finished < prompts.size()) {
+      while (next < prompts.size() && in_flight < static_cast<size_t>(opt.concurrency)) submit_next();
+      done.wait(lock);
+    }
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  engine.stop();
+  if (!error.empty()) fail("{}", error);
+
+  int64_t input = 0, output = 0;
+  std::vector<double> ttft, tpot;
+  for (const auto& t : timings) {
+    input += t.prompt_tokens;
+    output += t.output_tokens;
+    ttft.push_back(ms(t.first_token - t.submitted));
+    if (t.output_tokens > 1) tpot.push_back(ms(t.finished - t.first_token) / static_cast<double>(t.output_tokens - 1));
+  }
+  const EngineStats stats = engine.stats();
+  fmt::print("requests {} | input {} | output {} | concurrency {} | threads {}\n", prompts.size(), opt.input_len,
+             opt.output_len, opt.concurrency, ThreadPool::global().size());
+  fmt::print("{:<28}{:>12.2f}\n", "requests/s", static_cast<double>(prompts.size()) / seconds);
+  fmt::print("{:<28}{:>12.1f}\n", "input tok/s", static_cast<double>(input) / seconds);
+  fmt::print("{:<28}{:>12.1f}\n", "output tok/s", static_cast<double>(output) / seconds);
+  fmt::print("{:<28}{:>12.2f}{:>12.2f}\n", "TTFT ms p50 / p99", percentile(ttft, 0.5), percentile(ttft, 0.99));
+  fmt::print("{:<28}{:>12.3f}{:>12.3f}\n", "time per output token ms", percentile(tpot, 0.5), percentile(tpot, 0.99));
+  fmt::print("{:<28}{:>12} / {}\n", "peak KV blocks used", stats.peak_used_blocks, stats.total_blocks);
+  fmt::print("{:<28}{:>12}\n", "preemptions", stats.preemptions);
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto opt = std::make_shared<BenchOptions>();
+  CLI::App* cmd = app.add_subcommand("bench", "Offline throughput: many requests through the engine at a given concurrency");
+  add_model_options(*cmd, opt->model);
+  cmd->add_option("--num-requests", opt->num_requests, "requests to run (default 64)")->check(CLI::PositiveNumber);
+  cmd->add_option("--input-len", opt->input_len, "prompt tokens per request (default 128)")->check(CLI::PositiveNumber);
+  cmd->add_option("--output-len", opt->output_len, "generated tokens per request (default 128)")->check(CLI::PositiveNumber);
+  cmd->add_option("--concurrency", opt->concurrency, "requests in flight at once (default 8)")->check(CLI::PositiveNumber);
+  cmd->add_option("--dataset", opt->dataset, "JSONL of {\"prompt\": ...} or {\"text\": ...} instead of random token ids");
+  cmd->add_option("--seed", opt->seed, "seed for the random prompts");
+  add_engine_options(*cmd, opt->engine, opt->kv_cache_gib);
+  cmd->callback([opt] { run_bench(*opt); });
+}
+
+}  // namespace nanoserve::cli
