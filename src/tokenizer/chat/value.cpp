@@ -1,0 +1,223 @@
+#include "tokenizer/chat/value.h"
+
+#include <cmath>
+#include <fmt/format.h>
+
+namespace nanoserve::jinja {
+
+using json = nlohmann::json;
+
+Value Value::from_json(const json& j) {
+  switch (j.type()) {
+    case json::value_t::null: return none();
+    case json::value_t::boolean: return from(j.get<bool>());
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned: return from(j.get<int64_t>());
+    case json::value_t::number_float: return from(j.get<double>());
+    case json::value_t::string: return from(j.get<std::string>());
+    case json::value_t::array: {
+      jinja::Array a;
+      for (const auto& x : j) a.push_back(from_json(x));
+      return from(std::move(a));
+    }
+    case json::value_t::object: {
+      jinja::Object o;
+      for (const auto& [k, x] : j.items()) o.emplace_back(k, from_json(x));
+      return from(std::move(o));
+    }
+    default: return {};
+  }
+}
+
+bool Value::truthy() const {
+  switch (kind) {
+    case Kind::Undefined:
+    case Kind::None: return false;
+    case Kind::Bool: return boolean;
+    case Kind::Int: return integer != 0;
+    case Kind::Float: return number != 0;
+    case Kind::String: return !string.empty();
+    case Kind::Array: return !array->empty();
+    case Kind::Object: return !object->empty();
+    case Kind::Function: return true;
+  }
+  return false;
+}
+
+namespace {
+std::string float_str(double d) {
+  if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
+  if (std::isnan(d)) return "nan";
+  std::string s = fmt::format("{}", d);  // shortest round-trip, like Python's repr
+  if (s.find_first_of(".en") == std::string::npos) s += ".0";
+  return s;
+}
+
+std::string quote(const std::string& s) {
+  const char q = s.find('\'') != std::string::npos && s.find('"') == std::string::npos ? '"' : '\'';
+  std::string out(1, q);
+  for (char c : s) {
+    if (c == q || c == '\\') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out + q;
+}
+}  // namespace
+
+std::string Value::str() const {
+  switch (kind) {
+    case Kind::Undefined: return "";
+    case Kind::String: return string;
+    default: return repr();
+  }
+}
+
+std::string Value::repr() const {
+  switch (kind) {
+    case Kind::Undefined: return "";
+    case Kind::None: return "None";
+    case Kind::Bool: return boolean ? "True" : "False";
+    case Kind::Int: return std::to_string(integer);
+    case Kind::Float: return float_str(number);
+    case Kind::String: return quote(string);
+    case Kind::Array: {
+      std::string out = "[";
+      for (size_t i = 0; i < array->size(); ++i) out += (i ? ", " : "") + (*array)[i].repr();
+      return out + "]";
+    }
+    case Kind::Object: {
+      std::string out = "{";
+      for (size_t i = 0; i < object->size(); ++i) out += (i ? ", " : "") + quote((*object)[i].first) + ": " + (*object)[i].second.repr();
+      return out + "}";
+    }
+    case Kind::Function: return "<function>";
+  }
+  return "";
+}
+
+std::string Value::type_name() const {
+  static const char* names[] = {"undefined", "none", "bool", "int", "float", "string", "list", "dict", "function"};
+  return names[static_cast<int>(kind)];
+}
+
+json Value::to_json() const {
+  switch (kind) {
+    case Kind::Undefined:
+    case Kind::None:
+    case Kind::Function: return nullptr;
+    case Kind::Bool: return boolean;
+    case Kind::Int: return integer;
+    case Kind::Float: return number;
+    case Kind::String: return string;
+    case Kind::Array: {
+      json a = json::array();
+      for (const auto& x : *array) a.push_back(x.to_json());
+      return a;
+    }
+    case Kind::Object: {
+      json o = json::object();
+      for (const auto& [k, x] : *object) o[k] = x.to_json();
+      return o;
+    }
+  }
+  return nullptr;
+}
+
+const Value* Value::get(const std::string& key) const {
+  if (kind != Kind::Object) return nullptr;
+  for (const auto& [k, v] : *object) {
+    if (k == key) return &v;
+  }
+  return nullptr;
+}
+
+void Value::set(const std::string& key, Value v) {
+  for (auto& [k, x] : *object) {
+    if (k == key) {
+      x = std::move(v);
+      return;
+    }
+  }
+  object->emplace_back(key, std::move(v));
+}
+
+bool operator==(const Value& a, const Value& b) {
+  using K = Value::Kind;
+  if (a.is_number() && b.is_number()) return a.as_double() == b.as_double();
+  if ((a.kind == K::Bool && b.is_number()) || (a.is_number() && b.kind == K::Bool)) {  // True == 1, as in Python
+    auto number = [](const Value& v) { return v.kind == K::Bool ? (v.boolean ? 1.0 : 0.0) : v.as_double(); };
+    return number(a) == number(b);
+  }
+  if (a.kind != b.kind) return false;
+  switch (a.kind) {
+    case K::Undefined:
+    case K::None: return true;
+    case K::Bool: return a.boolean == b.boolean;
+    case K::String: return a.string == b.string;
+    case K::Array: return *a.array == *b.array;
+    case K::Object: return *a.object == *b.object;
+    case K::Function: return a.function == b.function;
+    default: return false;
+  }
+}
+
+namespace {
+void dump(const json& j, int indent, int depth, std::string& out) {
+  const std::string pad = indent > 0 ? "\n" + std::string(static_cast<size_t>(indent * (depth + 1)), ' ') : "";
+  const std::string close = indent > 0 ? "\n" + std::string(static_cast<size_t>(indent * depth), ' ') : "";
+  const char* comma = indent > 0 ? "," : ", ";
+  if (j.is_object()) {
+    if (j.empty()) {
+      out += "{}";
+      return;
+    }
+    out += "{";
+    bool first = true;
+    for (const auto& [k, v] : j.items()) {
+      out += (first ? "" : comma) + pad + json(k).dump(-1, ' ', false) + ": ";
+      dump(v, indent, depth + 1, out);
+      first = false;
+    }
+    out += close + "}";
+  } else if (j.is_array()) {
+    if (j.empty()) {
+      out += "[]";
+      return;
+    }
+    out += "[";
+    for (size_t i = 0; i < j.size(); ++i) {
+      out += (i ? comma : "") + pad;
+      dump(j[i], indent, depth + 1, out);
+    }
+    out += close + "]";
+  } else if (j.is_number_float()) {
+    out += float_str(j.get<double>());
+  } else {
+    out += j.dump(-1, ' ', false);
+  }
+}
+}  // namespace
+
+std::string dump_json(const json& j, int indent) {
+  std::string out;
+  dump(j, indent, 0, out);
+  return out;
+}
+
+const Value* Arguments::find(size_t position, const std::string& keyword) const {
+  for (const auto& [k, v] : keywords) {
+    if (k == keyword) return &v;
+  }
+  return position < positional.size() ? &positional[position] : nullptr;
+}
+
+Value Arguments::get(size_t position, const std::string& keyword, Value fallback) const {
+  const Value* v = find(position, keyword);
+  return v ? *v : fallback;
+}
+
+}  // namespace nanoserve::jinja

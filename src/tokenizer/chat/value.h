@@ -1,0 +1,71 @@
+// Values of the chat-template language (a Jinja subset): Python-like semantics for truthiness,
+// equality, printing and JSON. Lists and dicts have reference semantics, as in Python, which is what
+// `namespace()` and `list.append` rely on.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace nanoserve::jinja {
+
+struct Value;
+using Array = std::vector<Value>;
+using Object = std::vector<std::pair<std::string, Value>>;  // insertion order, as Python dicts
+struct Arguments;
+using Function = std::function<Value(Arguments&)>;
+
+struct Value {
+  enum class Kind { Undefined, None, Bool, Int, Float, String, Array, Object, Function };
+  Kind kind = Kind::Undefined;
+  bool boolean = false;
+  int64_t integer = 0;
+  double number = 0;
+  std::string string;
+  std::shared_ptr<jinja::Array> array;
+  std::shared_ptr<jinja::Object> object;
+  std::shared_ptr<jinja::Function> function;
+
+  static Value none() { Value v; v.kind = Kind::None; return v; }
+  static Value from(bool b) { Value v; v.kind = Kind::Bool; v.boolean = b; return v; }
+  static Value from(int64_t i) { Value v; v.kind = Kind::Int; v.integer = i; return v; }
+  static Value from(double d) { Value v; v.kind = Kind::Float; v.number = d; return v; }
+  static Value from(std::string s) { Value v; v.kind = Kind::String; v.string = std::move(s); return v; }
+  static Value from(jinja::Array a) { Value v; v.kind = Kind::Array; v.array = std::make_shared<jinja::Array>(std::move(a)); return v; }
+  static Value from(jinja::Object o) { Value v; v.kind = Kind::Object; v.object = std::make_shared<jinja::Object>(std::move(o)); return v; }
+  static Value from(jinja::Function f) { Value v; v.kind = Kind::Function; v.function = std::make_shared<jinja::Function>(std::move(f)); return v; }
+  static Value from_json(const nlohmann::json& j);
+
+  bool is(Kind k) const { return kind == k; }
+  bool defined() const { return kind != Kind::Undefined; }
+  bool is_number() const { return kind == Kind::Int || kind == Kind::Float; }
+  double as_double() const { return kind == Kind::Int ? static_cast<double>(integer) : number; }
+  bool truthy() const;
+  std::string str() const;                   // what {{ value }} prints (Python's str)
+  std::string repr() const;                  // Python's repr, used inside lists and dicts
+  std::string type_name() const;
+  nlohmann::json to_json() const;
+  const Value* get(const std::string& key) const;  // dict lookup; nullptr when absent
+  void set(const std::string& key, Value v);       // dict assignment
+};
+
+bool operator==(const Value& a, const Value& b);
+
+// Python's json.dumps with ensure_ascii=False: ", " and ": " separators, or `indent` spaces per level.
+std::string dump_json(const nlohmann::json& j, int indent);
+
+// Positional and keyword arguments of a call, with typed access that names the function in errors.
+struct Arguments {
+  std::string function;
+  std::vector<Value> positional;
+  std::vector<std::pair<std::string, Value>> keywords;
+
+  const Value* find(size_t position, const std::string& keyword) const;
+  Value get(size_t position, const std::string& keyword, Value fallback = {}) const;
+};
+
+}  // namespace nanoserve::jinja

@@ -1,0 +1,63 @@
+#include "tokenizer/chat_template.h"
+
+#include <filesystem>
+
+#include "tokenizer/chat/context.h"
+#include "tokenizer/chat/parser.h"
+#include "util/error.h"
+#include "util/json_fields.h"
+
+namespace nanoserve {
+
+ChatTemplate::ChatTemplate(const std::string& source) : body_(std::make_unique<jinja::Body>(jinja::parse(source))) {}
+ChatTemplate::~ChatTemplate() = default;
+ChatTemplate::ChatTemplate(ChatTemplate&&) noexcept = default;
+ChatTemplate& ChatTemplate::operator=(ChatTemplate&&) noexcept = default;
+
+std::string ChatTemplate::render(const nlohmann::json& context) const {
+  nlohmann::json full = context;
+  if (!full.contains("bos_token")) full["bos_token"] = bos_token_;
+  if (!full.contains("eos_token")) full["eos_token"] = eos_token_;
+  jinja::Context ctx(jinja::Value::from_json(full));
+  for (const auto& s : *body_) {
+    s->exec(ctx);
+    ctx.flow = jinja::Context::Flow::Normal;
+  }
+  return std::move(ctx.output());
+}
+
+namespace {
+// bos_token / eos_token are a string or an AddedToken object {"content": ...}.
+std::string token_text(const nlohmann::json& config, const char* key) {
+  if (!config.contains(key)) return "";
+  const auto& v = config[key];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+  return "";
+}
+}  // namespace
+
+std::optional<ChatTemplate> ChatTemplate::from_model_dir(const std::string& directory) {
+  const std::string path = (std::filesystem::path(directory) / "tokenizer_config.json").string();
+  if (!std::filesystem::exists(path)) return std::nullopt;
+  const auto config = read_json_file(path);
+  if (!config.is_object() || !config.contains("chat_template") || config["chat_template"].is_null()) return std::nullopt;
+  const auto& t = config["chat_template"];
+  std::string source;
+  if (t.is_string()) {
+    source = t.get<std::string>();
+  } else if (t.is_array()) {  // [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
+    for (const auto& named : t) {
+      if (named.is_object() && named.value("name", "") == "default" && named.contains("template")) source = named["template"].get<std::string>();
+    }
+    if (source.empty()) fail("{}: chat_template lists no template named 'default'", path);
+  } else {
+    fail("{}: chat_template must be a string or a list of named templates", path);
+  }
+  ChatTemplate result = with_context(path, [&] { return ChatTemplate(source); });
+  result.bos_token_ = token_text(config, "bos_token");
+  result.eos_token_ = token_text(config, "eos_token");
+  return result;
+}
+
+}  // namespace nanoserve

@@ -1,0 +1,37 @@
+// A model's chat template (tokenizer_config.json's `chat_template`, a Jinja template) rendered
+// with messages the way Hugging Face's apply_chat_template renders it.
+#pragma once
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+namespace nanoserve {
+
+namespace jinja {
+struct Stmt;
+}
+
+class ChatTemplate {
+ public:
+  explicit ChatTemplate(const std::string& source);  // throws Error with the template line
+  ~ChatTemplate();
+  ChatTemplate(ChatTemplate&&) noexcept;
+  ChatTemplate& operator=(ChatTemplate&&) noexcept;
+
+  // context: messages, add_generation_prompt, bos_token, eos_token, tools, ... (any JSON object).
+  std::string render(const nlohmann::json& context) const;
+
+  // From a model directory's tokenizer_config.json: the template (a string, or the "default" of a
+  // named list) and its bos/eos token strings. Empty when the model has none.
+  static std::optional<ChatTemplate> from_model_dir(const std::string& directory);
+  const std::string& bos_token() const { return bos_token_; }
+  const std::string& eos_token() const { return eos_token_; }
+
+ private:
+  std::unique_ptr<std::vector<std::unique_ptr<jinja::Stmt>>> body_;
+  std::string bos_token_, eos_token_;
+};
+
+}  // namespace nanoserve

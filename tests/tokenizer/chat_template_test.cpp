@@ -1,0 +1,124 @@
+#include "tokenizer/chat_template.h"
+
+#include <gtest/gtest.h>
+
+#include "test_support.h"
+#include "util/error.h"
+
+namespace nanoserve {
+namespace {
+
+using json = nlohmann::json;
+
+std::string render(const std::string& source, const json& context = json::object()) {
+  return ChatTemplate(source).render(context);
+}
+
+json chat(std::initializer_list<std::pair<const char*, const char*>> turns) {
+  json messages = json::array();
+  for (const auto& [role, content] : turns) messages.push_back({{"role", role}, {"content", content}});
+  return messages;
+}
+
+TEST(ChatTemplate, DemoModelTemplate) {
+  auto t = ChatTemplate::from_model_dir(test::demo_model_dir());
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(t->bos_token(), "<|begin_of_text|>");
+  EXPECT_EQ(t->render({{"messages", chat({{"system", "Be brief."}, {"user", "  Who begat Enos?  "}})},
+                       {"add_generation_prompt", true}}),
+            "<|begin_of_text|>System: Be brief.\nUser: Who begat Enos?\nAssistant:");
+  EXPECT_EQ(t->render({{"messages", chat({{"user", "Hi"}})}, {"add_generation_prompt", false}}), "<|begin_of_text|>User: Hi\n");
+}
+
+// Llama 3's template, verbatim: filters bind tighter than +, loop.index0, set inside a loop.
+TEST(ChatTemplate, Llama3Template) {
+  const std::string llama3 =
+      "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
+      "message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% "
+      "set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ "
+      "'<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+  EXPECT_EQ(render(llama3, {{"messages", chat({{"system", "S"}, {"user", " Hi "}})}, {"add_generation_prompt", true},
+                            {"bos_token", "<|begin_of_text|>"}}),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|><|start_header_id|>user<|end_header_id|>"
+            "\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+// trim_blocks drops the newline after a block tag; lstrip_blocks the indentation before one.
+TEST(ChatTemplate, WhitespaceControl) {
+  const json ctx = {{"messages", chat({{"a", "1"}, {"b", "2"}})}};
+  EXPECT_EQ(render("{% for m in messages %}\n  {{ m.role }}\n{% endfor %}", ctx), "  a\n  b\n");
+  EXPECT_EQ(render("{% for m in messages %}\n    {% if m.role == 'b' %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}", ctx),
+            "[2]\n");
+  EXPECT_EQ(render("x  {%- if true -%}  y  {%- endif -%}  z"), "xyz");
+  EXPECT_EQ(render("a {{- ' b ' -}} c"), "a b c");
+  EXPECT_EQ(render("{# a comment #}\nkept"), "kept");
+}
+
+TEST(ChatTemplate, NamespaceMacrosAndLoops) {
+  const std::string source =
+      "{% set ns = namespace(system='', count=0) %}"
+      "{% for m in messages %}{% if m.role == 'system' %}{% set ns.system = m.content %}{% else %}"
+      "{% set ns.count = ns.count + 1 %}{% endif %}{% endfor %}"
+      "{% macro tag(name, value='-') %}<{{ name }}={{ value }}>{% endmacro %}"
+      "{{ tag('sys', ns.system) }}{{ tag('n', ns.count) }}{{ tag('x') }}"
+      "{% for m in messages if m.role != 'system' %}{{ loop.index }}/{{ loop.length }}{{ ',' if not loop.last }}{% endfor %}"
+      "{% for i in range(5) %}{% if i == 1 %}{% continue %}{% endif %}{% if i == 3 %}{% break %}{% endif %}{{ i }}{% endfor %}";
+  EXPECT_EQ(render(source, {{"messages", chat({{"system", "S"}, {"user", "u"}, {"assistant", "a"}})}}),
+            "<sys=S><n=2><x=->1/2,2/202");
+}
+
+TEST(ChatTemplate, ExpressionsFiltersAndMethods) {
+  EXPECT_EQ(render("{{ 'hello'[1:3] }}{{ [1, 2, 3][::-1] }}{{ ' x '.strip() }}{{ 'a,b'.split(',') }}"), "el[3, 2, 1]x['a', 'b']");
+  EXPECT_EQ(render("{{ 7 // 2 }} {{ 7 / 2 }} {{ 2 ** 10 }} {{ -7 % 3 }} {{ 'ab' * 2 }} {{ 1 ~ 'x' }}"), "3 3.5 1024 2 abab 1x");
+  EXPECT_EQ(render("{{ x is defined }} {{ none is none }} {{ 3 is odd }} {{ 'a' in 'cat' }} {{ 2 not in [1] }}"),
+            "False True True True True");
+  EXPECT_EQ(render("{{ d | tojson }}", {{"d", {{"a", json::array({1, 2.5, "x"})}, {"b", nullptr}}}}),
+            "{\"a\": [1, 2.5, \"x\"], \"b\": null}");
+  EXPECT_EQ(render("{{ d | tojson(indent=2) }}", {{"d", {{"k", json::array({1})}}}}), "{\n  \"k\": [\n    1\n  ]\n}");
+  EXPECT_EQ(render("{{ d.items() | list }} {{ d.get('z', 'none') }} {{ d | length }}", {{"d", {{"k", 1}}}}),
+            "[['k', 1]] none 1");
+  EXPECT_EQ(render("{{ msgs | selectattr('role', 'equalto', 'user') | map(attribute='content') | join('+') }}",
+                   {{"msgs", chat({{"user", "a"}, {"bot", "b"}, {"user", "c"}})}}),
+            "a+c");
+  EXPECT_EQ(render("{{ 'yes' if flag else 'no' }} {{ missing | default('d') }} {{ 'Ab cD' | title }} {{ 'x' | capitalize }}",
+                   {{"flag", false}}),
+            "no d Ab Cd X");
+  EXPECT_EQ(render("{% set xs = [] %}{% set _ = xs.append(1) %}{{ xs }}{{ {'a': none} }}{{ 1.0 }} {{ true }}"),
+            "[1]{'a': None}1.0 True");
+}
+
+TEST(ChatTemplate, RaiseExceptionIsAnError) {
+  try {
+    render("{% if messages | length == 0 %}{{ raise_exception('Conversation roles must alternate') }}{% endif %}",
+           {{"messages", json::array()}});
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "chat template raised an error: Conversation roles must alternate");
+  }
+}
+
+TEST(ChatTemplate, SyntaxErrorsNameTheLine) {
+  auto error_of = [](const std::string& source) {
+    try {
+      ChatTemplate t(source);
+      t.render({});
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  EXPECT_EQ(error_of("line one\n{% if x %}\nno end"), "chat template line 3: missing {% endif %}");
+  EXPECT_EQ(error_of("ok\n\n{{ 1 + }}"), "chat template line 3: expected an expression (at '')");
+  EXPECT_EQ(error_of("{% frobnicate %}"), "chat template line 1: unsupported statement 'frobnicate'");
+  EXPECT_EQ(error_of("{{ 'open }}"), "chat template line 1: unterminated string");
+  EXPECT_EQ(error_of("{{ x | nosuchfilter }}"), "chat template line 1: unknown filter 'nosuchfilter'");
+  EXPECT_EQ(error_of("{{ 1 / 0 }}"), "chat template line 1: division by zero");
+}
+
+TEST(ChatTemplate, RunawayOutputAndRecursionAreBounded) {
+  EXPECT_THROW(render("{% for i in range(1000000) %}{{ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' }}{% endfor %}"), Error);
+  EXPECT_THROW(render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"), Error);
+}
+
+}  // namespace
+}  // namespace nanoserve
