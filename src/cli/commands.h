@@ -10,5 +10,6 @@ void register_logits(CLI::App& app);
 void register_perplexity(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_chat(CLI::App& app);
 
 }  // namespace nanoserve::cli

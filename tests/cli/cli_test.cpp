@@ -126,6 +126,27 @@ TEST(Cli, GenerateStopsAtAStopString) {
   EXPECT_EQ(cut.out, full.out.substr(0, full.out.find("Aaron")) + "\n");
 }
 
+// Two turns and a reset through the demo model's template; the second turn finds the first in the
+// prefix cache, and the reset conversation starts from scratch.
+TEST(Cli, ChatKeepsTheConversationAndReusesItsBlocks) {
+  auto r = run_cli({"chat", "--temperature", "0", "-n", "24"}, "Hello there\nWhat is wisdom?\n/reset\nHello there\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "[prompt 15 tokens, 0 from cache | 24 tokens")) << r.err;
+  EXPECT_TRUE(contains(r.err, "16 from cache")) << r.err;
+  // After /reset the same first message renders the same 15-token prompt again.
+  const std::string first_turn = "[prompt 15 tokens, 0 from cache | 24 tokens";
+  EXPECT_NE(r.err.find(first_turn), r.err.rfind(first_turn)) << r.err;
+}
+
+TEST(Cli, ChatNeedsATemplate) {
+  test::ScratchDir dir;
+  test::copy_dir(test::demo_model_dir(), dir.path().string());
+  test::write_file(dir.file("tokenizer_config.json"), "{}");
+  auto r = run_cli({"chat", "-m", dir.path().string()}, "hi\n");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "tokenizer_config.json has no chat_template")) << r.err;
+}
+
 TEST(Cli, ErrorsAreClearAndExitOne) {
   auto r = run_cli({"generate", "-m", "/nonexistent/model", "-p", "hi"});
   EXPECT_EQ(r.exit_code, 1);

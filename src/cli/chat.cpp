@@ -1,0 +1,98 @@
+// nanoserve chat: an interactive conversation in the terminal, rendered with the model's chat
+// template. One engine serves every turn, so earlier turns come from the prefix cache.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/sampling_options.h"
+#include "tokenizer/chat_template.h"
+#include "util/error.h"
+
+namespace nanoserve::cli {
+
+namespace {
+
+struct ChatOptions {
+  ModelOptions model;
+  std::string system;
+  SamplingParams sampling{.temperature = 0.8f, .top_p = 0.95f, .max_tokens = 256};
+  EngineOptions engine;
+  double kv_cache_gib = 0.25;
+};
+
+std::string trim(const std::string& s) {
+  const size_t begin = s.find_first_not_of(" \t\r\n");
+  return begin == std::string::npos ? "" : s.substr(begin, s.find_last_not_of(" \t\r\n") - begin + 1);
+}
+
+// One assistant turn: renders the conversation, streams the reply, returns it.
+std::string reply(Engine& engine, const Tokenizer& tokenizer, const ChatTemplate& chat_template,
+                  const nlohmann::json& messages, const SamplingParams& sampling) {
+  const std::string prompt = chat_template.render({{"messages", messages}, {"add_generation_prompt", true}});
+  const auto ids = tokenizer.encode(prompt, /*add_special=*/false);  // the template writes the special tokens
+  const auto start = std::chrono::steady_clock::now();
+  std::string text, error;
+  int64_t cached = 0, generated = 0;
+  engine.submit({ids, sampling}, [&](const Event& e) {
+    fmt::print("{}", e.text);
+    std::fflush(stdout);
+    text += e.text;
+    generated += static_cast<int64_t>(e.tokens.size());
+    if (e.finish) cached = e.cached_prompt_tokens;
+    if (e.finish == FinishReason::Error) error = e.error;
+  });
+  engine.run_until_idle();
+  fmt::print("\n");
+  if (!error.empty()) fail("{}", error);
+  fmt::print(stderr, "[prompt {} tokens, {} from cache | {} tokens in {:.2f}s]\n", ids.size(), cached, generated,
+             seconds_since(start));
+  return text;
+}
+
+void run_chat(const ChatOptions& opt) {
+  Model model = load(opt.model);
+  Tokenizer tokenizer = load_tokenizer(opt.model);
+  auto chat_template = ChatTemplate::from_model_dir(model_dir(opt.model));
+  if (!chat_template) {
+    fail("{}: tokenizer_config.json has no chat_template; use `nanoserve generate` for plain text", model_dir(opt.model));
+  }
+  Engine engine(model, &tokenizer, engine_options(opt.engine, opt.kv_cache_gib, model.config));
+  const nlohmann::json start = opt.system.empty() ? nlohmann::json::array()
+                                                  : nlohmann::json::array({{{"role", "system"}, {"content", opt.system}}});
+  nlohmann::json messages = start;
+  const bool interactive = ::isatty(STDIN_FILENO) == 1;
+  if (interactive) fmt::print(stderr, "Chatting with {}. /reset starts over, /exit or Ctrl-D quits.\n", model_dir(opt.model));
+  std::string line;
+  while (true) {
+    if (interactive) fmt::print(stderr, "> ");
+    if (!std::getline(std::cin, line)) break;
+    line = trim(line);
+    if (line == "/exit" || line == "/quit") break;
+    if (line == "/reset") {
+      messages = start;
+      continue;
+    }
+    if (line.empty()) continue;
+    messages.push_back({{"role", "user"}, {"content", line}});
+    messages.push_back({{"role", "assistant"}, {"content", reply(engine, tokenizer, *chat_template, messages, opt.sampling)}});
+  }
+}
+
+}  // namespace
+
+void register_chat(CLI::App& app) {
+  auto opt = std::make_shared<ChatOptions>();
+  CLI::App* cmd = app.add_subcommand("chat", "Chat in the terminal using the model's chat template");
+  add_model_options(*cmd, opt->model);
+  cmd->add_option("--system", opt->system, "system prompt");
+  add_sampling_options(*cmd, opt->sampling);
+  add_engine_options(*cmd, opt->engine, opt->kv_cache_gib);
+  cmd->callback([opt] { run_chat(*opt); });
+}
+
+}  // namespace nanoserve::cli
