@@ -227,6 +227,7 @@ TEST_F(EngineTest, SeedIsIndependentOfTheBatch) {
   std::vector<uint64_t> ids;
   auto out = run(engine, crowd, &ids);
   EXPECT_EQ(out.at({ids[0], 0}).tokens, alone.tokens);
+  EXPECT_EQ(engine.stats().used_blocks, 0);
   SamplingParams different = p;
   different.seed = 4321;
   EXPECT_NE(run_alone({r.prompt, different}).tokens, alone.tokens);
