@@ -81,10 +81,13 @@ std::string shell_quote(const std::string& s) {
 }
 }  // namespace
 
-CommandResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text) {
+CommandResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text,
+                      const std::vector<std::string>& env) {
   ScratchDir dir;
   write_file(dir.file("stdin"), stdin_text);
-  std::string command = shell_quote(NANOSERVE_BINARY);
+  std::string command = "env";
+  for (const auto& e : env) command += " " + shell_quote(e);
+  command += " " + shell_quote(NANOSERVE_BINARY);
   for (const auto& a : args) command += " " + shell_quote(a);
   command += " <" + dir.file("stdin") + " >" + dir.file("out") + " 2>" + dir.file("err");
   const int status = std::system(command.c_str());

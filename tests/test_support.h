@@ -46,6 +46,8 @@ struct CommandResult {
   std::string out, err;
 };
 // Runs the nanoserve binary with the given arguments (shell-quoted here), capturing both streams.
-CommandResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text = "");
+// env: "NAME=value" settings for the child only.
+CommandResult run_cli(const std::vector<std::string>& args, const std::string& stdin_text = "",
+                      const std::vector<std::string>& env = {});
 
 }  // namespace nanoserve::test

@@ -11,5 +11,6 @@ void register_perplexity(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_chat(CLI::App& app);
+void register_pull(CLI::App& app);
 
 }  // namespace nanoserve::cli

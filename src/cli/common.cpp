@@ -4,19 +4,20 @@
 
 #include <chrono>
 
+#include "hub/hub.h"
 #include "util/thread_pool.h"
 
 namespace nanoserve::cli {
 
 void add_model_options(CLI::App& command, ModelOptions& options) {
   command.add_option("-m,--model", options.model_dir,
-                     "Hugging Face model directory (config.json, *.safetensors, tokenizer.json); "
-                     "default: the bundled demo model");
+                     "Hugging Face model directory (config.json, *.safetensors, tokenizer.json), or a Hub id "
+                     "ORG/NAME[@REVISION] (pulled into the Hugging Face cache when missing); default: the bundled demo model");
   command.add_option("--threads", options.threads, "worker threads (default: one per core)")->check(CLI::NonNegativeNumber);
 }
 
 std::string model_dir(const ModelOptions& options) {
-  return options.model_dir.empty() ? std::string(NANOSERVE_DEFAULT_MODEL) : options.model_dir;
+  return options.model_dir.empty() ? std::string(NANOSERVE_DEFAULT_MODEL) : hub::resolve_model(options.model_dir);
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   nanoserve::cli::register_inspect(app);
   nanoserve::cli::register_bench(app);
   nanoserve::cli::register_chat(app);
+  nanoserve::cli::register_pull(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
