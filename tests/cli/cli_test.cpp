@@ -150,7 +150,7 @@ TEST(Cli, ChatNeedsATemplate) {
 TEST(Cli, ErrorsAreClearAndExitOne) {
   auto r = run_cli({"generate", "-m", "/nonexistent/model", "-p", "hi"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err, "error: /nonexistent/model: not a model directory\n");
+  EXPECT_EQ(r.err, "error: /nonexistent/model: no such file or directory, and not a Hub repository id (ORG/NAME[@REVISION])\n");
   r = run_cli({"generate", "-p", "hi", "-n", "5000"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(contains(r.err, "error: the prompt (2 tokens) plus max_tokens (5000) is 5002 tokens, more than the model's context of 1024")) << r.err;
