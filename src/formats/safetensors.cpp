@@ -75,33 +75,42 @@ void check_no_overlap(const std::map<std::string, TensorView>& tensors) {
 
 }  // namespace
 
+SafetensorsContents parse_safetensors(const uint8_t* bytes, uint64_t size) {
+  SafetensorsContents out;
+  if (size < 8) fail("file is {} bytes, too short for a safetensors header", size);
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, bytes, 8);  // little-endian on every platform nanoserve runs on
+  if (header_len > kMaxHeaderBytes) fail("header length {} exceeds the {} byte limit", header_len, kMaxHeaderBytes);
+  if (header_len > size - 8) fail("header length {} runs past the end of the {} byte file", header_len, size);
+  const char* header = reinterpret_cast<const char*>(bytes + 8);
+  json j = json::parse(header, header + header_len, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) fail("header is not valid JSON");
+  if (!j.is_object()) fail("header must be a JSON object");
+  const uint8_t* data = bytes + 8 + header_len;
+  const uint64_t data_size = size - 8 - header_len;
+  for (const auto& [name, entry] : j.items()) {
+    if (name == "__metadata__") {
+      if (!entry.is_object()) fail("__metadata__ must be an object of strings");
+      for (const auto& [k, v] : entry.items()) {
+        if (!v.is_string()) fail("__metadata__.{} must be a string", k);
+        out.metadata[k] = v.get<std::string>();
+      }
+      continue;
+    }
+    const std::string& tensor_name = name;  // structured bindings cannot be captured before C++20 in clang 14
+    const json& tensor_entry = entry;
+    out.tensors[name] = with_context("tensor '" + name + "'", [&] { return parse_tensor(tensor_name, tensor_entry, data, data_size); });
+  }
+  check_no_overlap(out.tensors);
+  return out;
+}
+
 SafetensorsFile::SafetensorsFile(const std::string& path) {
   with_context(path, [&] {
     file_ = std::make_unique<MappedFile>(path);
-    const uint64_t size = file_->size();
-    if (size < 8) fail("file is {} bytes, too short for a safetensors header", size);
-    uint64_t header_len = 0;
-    std::memcpy(&header_len, file_->data(), 8);  // little-endian on every platform nanoserve runs on
-    if (header_len > kMaxHeaderBytes) fail("header length {} exceeds the {} byte limit", header_len, kMaxHeaderBytes);
-    if (header_len > size - 8) fail("header length {} runs past the end of the {} byte file", header_len, size);
-    const char* header = reinterpret_cast<const char*>(file_->data() + 8);
-    json j = json::parse(header, header + header_len, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) fail("header is not valid JSON");
-    if (!j.is_object()) fail("header must be a JSON object");
-    const uint8_t* data = file_->data() + 8 + header_len;
-    const uint64_t data_size = size - 8 - header_len;
-    for (const auto& [name, entry] : j.items()) {
-      if (name == "__metadata__") {
-        if (!entry.is_object()) fail("__metadata__ must be an object of strings");
-        for (const auto& [k, v] : entry.items()) {
-          if (!v.is_string()) fail("__metadata__.{} must be a string", k);
-          metadata_[k] = v.get<std::string>();
-        }
-        continue;
-      }
-      tensors_[name] = with_context("tensor '" + name + "'", [&] { return parse_tensor(name, entry, data, data_size); });
-    }
-    check_no_overlap(tensors_);
+    auto contents = parse_safetensors(file_->data(), file_->size());
+    tensors_ = std::move(contents.tensors);
+    metadata_ = std::move(contents.metadata);
   });
 }
 

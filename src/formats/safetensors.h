@@ -12,6 +12,14 @@
 
 namespace nanoserve {
 
+// Parses and validates a whole safetensors image in memory (header and data section); the views
+// point into `data`. Throws Error naming the problem. SafetensorsFile uses it on a mapped file.
+struct SafetensorsContents {
+  std::map<std::string, TensorView> tensors;
+  std::map<std::string, std::string> metadata;
+};
+SafetensorsContents parse_safetensors(const uint8_t* data, uint64_t size);
+
 class SafetensorsFile {
  public:
   // Maps the file and validates the whole header; throws Error naming the file and the problem.

@@ -48,8 +48,12 @@ void parse_post_processor(const json& post, std::vector<int32_t>& prefix, std::v
 }  // namespace
 
 Tokenizer Tokenizer::from_file(const std::string& path) {
-  std::string file = std::filesystem::is_directory(path) ? (std::filesystem::path(path) / "tokenizer.json").string() : path;
-  json j = read_json_file(file);
+  const std::string file =
+      std::filesystem::is_directory(path) ? (std::filesystem::path(path) / "tokenizer.json").string() : path;
+  return from_json(read_json_file(file), file);
+}
+
+Tokenizer Tokenizer::from_json(const json& j, const std::string& file) {
   Tokenizer tok;
   with_context(file, [&] {
     try {
@@ -74,13 +78,19 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
       fail("malformed tokenizer.json: {}", e.what());
     }
   });
+  // Ids are dense in real files; bounding them by the number of tokens keeps a hostile file from
+  // sizing the id table.
+  const auto max_ids = static_cast<int64_t>(tok.model_->vocab().size() + tok.added_.size());
+  auto check_id = [&](int32_t id) {
+    if (id < 0 || id >= max_ids) fail("{}: token id {} is out of range for {} tokens", file, id, max_ids);
+  };
   for (const auto& [token, id] : tok.model_->vocab()) {
-    if (id < 0) fail("{}: negative token id {}", file, id);
+    check_id(id);
     if (static_cast<size_t>(id) >= tok.id_to_token_.size()) tok.id_to_token_.resize(static_cast<size_t>(id) + 1);
     tok.id_to_token_[static_cast<size_t>(id)] = token;
   }
   for (const auto& t : tok.added_) {
-    if (t.id < 0) fail("{}: negative token id {}", file, t.id);
+    check_id(t.id);
     if (static_cast<size_t>(t.id) >= tok.id_to_token_.size()) tok.id_to_token_.resize(static_cast<size_t>(t.id) + 1);
     tok.id_to_token_[static_cast<size_t>(t.id)] = t.content;
   }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,8 @@ class Tokenizer {
  public:
   // path: a tokenizer.json file, or a directory holding one. Throws Error naming the file.
   static Tokenizer from_file(const std::string& path);
+  // From tokenizer.json's parsed contents; source names it in errors.
+  static Tokenizer from_json(const nlohmann::json& j, const std::string& source);
 
   // add_special: apply the post-processor (e.g. prepend BOS). Added tokens in the text are always
   // matched, as Hugging Face does by default.

@@ -1,0 +1,21 @@
+// A chat template from a stranger's tokenizer_config.json: parse and render with a conversation.
+#include <cstdint>
+#include <nlohmann/json.hpp>
+
+#include "tokenizer/chat_template.h"
+#include "util/error.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const nlohmann::json context = {
+      {"messages", {{{"role", "system"}, {"content", "Be brief."}},
+                    {{"role", "user"}, {"content", "Hi <|eot_id|>"}},
+                    {{"role", "assistant"}, {"content", "Hello."}, {"tool_calls", nlohmann::json::array()}}}},
+      {"add_generation_prompt", true},
+      {"tools", {{{"type", "function"}, {"function", {{"name", "f"}, {"parameters", nlohmann::json::object()}}}}}}};
+  try {
+    nanoserve::ChatTemplate t(std::string(reinterpret_cast<const char*>(data), size));
+    t.render(context);
+  } catch (const nanoserve::Error&) {
+  }
+  return 0;
+}
