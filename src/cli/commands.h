@@ -12,5 +12,6 @@ void register_inspect(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_chat(CLI::App& app);
 void register_pull(CLI::App& app);
+void register_serve(CLI::App& app);
 
 }  // namespace nanoserve::cli

@@ -81,18 +81,28 @@ void Engine::cancel(uint64_t request_id) {
   wake_.notify_one();
 }
 
+void Engine::cancel_all() {
+  {
+    std::lock_guard lock(mutex_);
+    cancel_everything_ = true;
+  }
+  wake_.notify_one();
+}
+
 void Engine::drain_inbox() {
   std::deque<std::unique_ptr<Sequence>> incoming;
   std::unordered_set<uint64_t> cancelled;
+  bool everything = false;
   {
     std::lock_guard lock(mutex_);
     incoming.swap(inbox_);
     cancelled.swap(cancelled_);
+    everything = std::exchange(cancel_everything_, false);
   }
   for (auto& s : incoming) scheduler_.add(std::move(s));
-  if (cancelled.empty()) return;
+  if (cancelled.empty() && !everything) return;
   for (Sequence* s : scheduler_.all()) {
-    if (cancelled.count(s->request->id)) finish(*s, FinishReason::Cancelled, Event{});
+    if (everything || cancelled.count(s->request->id)) finish(*s, FinishReason::Cancelled, Event{});
   }
 }
 
@@ -114,8 +124,20 @@ void Engine::finish(Sequence& s, FinishReason reason, Event event) {
   event.cached_prompt_tokens = s.cached_prompt_tokens;
   event.completion_tokens = s.generated();
   auto callback = s.request->callback;
+  // Samples of an n > 1 request that never forked (cancelled or failed during prefill) end too.
+  const int32_t unforked = s.index == 0 && !s.forked ? s.request->params.n - 1 : 0;
   scheduler_.finish(&s);  // s is gone after this
   callback(event);
+  for (int32_t i = 1; i <= unforked; ++i) {
+    Event sibling;
+    sibling.request_id = event.request_id;
+    sibling.index = i;
+    sibling.finish = reason;
+    sibling.error = event.error;
+    sibling.prompt_tokens = event.prompt_tokens;
+    sibling.cached_prompt_tokens = event.cached_prompt_tokens;
+    callback(sibling);
+  }
 }
 
 // The first sample of an n > 1 request, once its prompt is computed, gets n - 1 siblings that share
@@ -170,7 +192,10 @@ void Engine::sample(Sequence& s, std::span<const float> logits) {
 bool Engine::step() {
   drain_inbox();
   const auto plan = scheduler_.schedule();
-  if (plan.empty()) return false;
+  if (plan.empty()) {
+    publish_stats(0, 0);  // cancellations may have changed the counts
+    return false;
+  }
   std::vector<SequenceSlice> slices;
   for (const auto& p : plan) {
     const Sequence& s = *p.sequence;
@@ -208,6 +233,11 @@ bool Engine::step() {
       ++generated;
     }
   }
+  publish_stats(prompt_tokens, generated);
+  return true;
+}
+
+void Engine::publish_stats(int64_t prompt_tokens, int64_t generated) {
   std::lock_guard lock(mutex_);
   stats_.prompt_tokens_computed += prompt_tokens;
   stats_.generated_tokens += generated;
@@ -218,7 +248,6 @@ bool Engine::step() {
   stats_.prefix_queries = blocks_.prefix_queries();
   stats_.prefix_hits = blocks_.prefix_hits();
   stats_.preemptions = scheduler_.preemptions();
-  return true;
 }
 
 void Engine::run_until_idle() {
@@ -232,7 +261,7 @@ void Engine::start() {
     while (!stopping_) {
       if (step()) continue;
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !inbox_.empty() || !cancelled_.empty(); });
+      wake_.wait(lock, [&] { return stopping_ || !inbox_.empty() || !cancelled_.empty() || cancel_everything_; });
     }
   });
 }
@@ -248,9 +277,7 @@ void Engine::stop() {
 
 EngineStats Engine::stats() const {
   std::lock_guard lock(mutex_);
-  EngineStats s = stats_;
-  s.used_blocks = blocks_.used_blocks();
-  return s;
+  return stats_;
 }
 
 }  // namespace nanoserve

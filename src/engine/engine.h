@@ -47,6 +47,7 @@ class Engine {
   // parameter, prompt longer than the context, more KV than the whole pool).
   uint64_t submit(Request request, EventCallback callback);
   void cancel(uint64_t request_id);  // its samples end with FinishReason::Cancelled
+  void cancel_all();                 // every request queued or running so far (server shutdown)
 
   bool step();            // one scheduling step; false when there was nothing to do
   void run_until_idle();  // steps until every request has finished
@@ -63,6 +64,7 @@ class Engine {
   void fork_samples(Sequence& first);
   void finish(Sequence& s, FinishReason reason, Event event);
   bool is_eos(int32_t token) const;
+  void publish_stats(int64_t prompt_tokens, int64_t generated);  // for stats(), read on other threads
 
   const Model& model_;
   const Tokenizer* tokenizer_;
@@ -75,6 +77,7 @@ class Engine {
   std::condition_variable wake_;
   std::deque<std::unique_ptr<Sequence>> inbox_;
   std::unordered_set<uint64_t> cancelled_;
+  bool cancel_everything_ = false;
   uint64_t next_id_ = 1;
   EngineStats stats_;
   std::thread loop_;

@@ -1,0 +1,172 @@
+// nanoserve serve: the OpenAI-compatible HTTP server. One io thread handles every connection,
+// the engine steps on its own thread; SIGTERM/SIGINT stop accepting, let requests in flight finish
+// for a grace period, then end the rest with a final event and exit 0.
+#include <fmt/format.h>
+#include <sys/resource.h>
+
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <filesystem>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/sampling_options.h"
+#include "server/api.h"
+#include "server/http_server.h"
+#include "util/error.h"
+
+namespace nanoserve::cli {
+
+namespace {
+
+struct ServeOptions {
+  ModelOptions model;
+  std::string host = "127.0.0.1";
+  uint16_t port = 8080;
+  std::string api_key;
+  std::string served_model_name;
+  EngineOptions engine;
+  double kv_cache_gib = 0.25;
+  int64_t max_queued = 1024;
+  uint64_t max_body_bytes = 8ull << 20;
+  double shutdown_grace = 30;
+  double request_timeout = 30;
+};
+
+// Each connection is a file descriptor: allow as many as the hard limit permits.
+void raise_open_files_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+std::string default_model_name(const ServeOptions& opt) {
+  if (!opt.served_model_name.empty()) return opt.served_model_name;
+  if (opt.model.model_dir.empty()) return "demo";
+  return std::filesystem::path(opt.model.model_dir).filename().string().empty()
+             ? std::filesystem::path(opt.model.model_dir).parent_path().filename().string()
+             : opt.model.model_dir;
+}
+
+// Shutdown on SIGTERM or SIGINT: stop accepting, wait for requests in flight until the grace
+// period ends, then cancel them (their streams end with finish_reason "abort"). Once none is left,
+// nothing keeps the io loop alive but connections closing, and io.run() returns. A second signal
+// ends the grace period at once.
+class Shutdown {
+ public:
+  Shutdown(boost::asio::io_context& io, server::HttpServer& http, server::Api& api, Engine& engine, double grace)
+      : signals_(io, SIGTERM, SIGINT), timer_(io), http_(http), api_(api), engine_(engine), grace_(grace) {
+    wait_for_signal();
+  }
+
+ private:
+  void wait_for_signal() {
+    signals_.async_wait([this](boost::system::error_code ec, int) {
+      if (ec) return;
+      begin();
+      if (!done_) wait_for_signal();
+    });
+  }
+
+  void begin() {
+    if (started_) {
+      engine_.cancel_all();
+      return;
+    }
+    started_ = true;
+    deadline_ = std::chrono::steady_clock::now() +
+                std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(grace_));
+    fmt::print(stderr, "shutting down: {} requests in flight, {:.0f}s grace\n", api_.in_flight(), grace_);
+    http_.stop_accepting();
+    api_.drain();
+    poll();
+  }
+
+  void poll() {
+    http_.close_idle();
+    if (api_.in_flight() == 0) {
+      done_ = true;
+      signals_.cancel();
+      return;
+    }
+    if (!cancelled_ && std::chrono::steady_clock::now() >= deadline_) {
+      fmt::print(stderr, "grace period over: ending {} requests\n", api_.in_flight());
+      engine_.cancel_all();
+      cancelled_ = true;
+    }
+    timer_.expires_after(std::chrono::milliseconds(50));
+    timer_.async_wait([this](boost::system::error_code) { poll(); });
+  }
+
+  boost::asio::signal_set signals_;
+  boost::asio::steady_timer timer_;
+  server::HttpServer& http_;
+  server::Api& api_;
+  Engine& engine_;
+  double grace_;
+  std::chrono::steady_clock::time_point deadline_;
+  bool started_ = false, cancelled_ = false, done_ = false;
+};
+
+void run_serve(const ServeOptions& opt) {
+  raise_open_files_limit();
+  Model model = load(opt.model);
+  Tokenizer tokenizer = load_tokenizer(opt.model);
+  std::optional<ChatTemplate> chat_template;
+  try {
+    chat_template = ChatTemplate::from_model_dir(model_dir(opt.model));
+  } catch (const Error& e) {
+    fmt::print(stderr, "warning: the chat template cannot be used, /v1/chat/completions will refuse requests: {}\n", e.what());
+  }
+  const EngineOptions engine_opts = engine_options(opt.engine, opt.kv_cache_gib, model.config);
+  Engine engine(model, &tokenizer, engine_opts);
+  const EngineStats stats = engine.stats();
+
+  boost::asio::io_context io;
+  server::ApiOptions api_options{.model_name = default_model_name(opt),
+                                 .api_key = opt.api_key,
+                                 .max_queued = opt.max_queued,
+                                 .max_prompt_tokens = model.config.max_positions - 1,
+                                 .kv_tokens = stats.total_blocks * engine_opts.block_size};
+  server::Api api(io, engine, tokenizer, chat_template ? &*chat_template : nullptr, api_options);
+  server::HttpLimits limits;
+  limits.max_body_bytes = opt.max_body_bytes;
+  limits.read_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(opt.request_timeout));
+  server::HttpServer http(io, opt.host, opt.port, limits, [&api](std::shared_ptr<server::Exchange> e) { api.handle(e); });
+  Shutdown shutdown(io, http, api, engine, opt.shutdown_grace);
+  engine.start();
+  http.start();
+  fmt::print(stderr, "serving {} at http://{}:{} (OpenAI API under /v1, chat page at /){}\n", api_options.model_name,
+             opt.host, http.port(), opt.api_key.empty() ? "" : ", API key required");
+  io.run();
+  engine.stop();
+  fmt::print(stderr, "stopped\n");
+}
+
+}  // namespace
+
+void register_serve(CLI::App& app) {
+  auto opt = std::make_shared<ServeOptions>();
+  CLI::App* cmd = app.add_subcommand("serve", "Serve the OpenAI API (completions, chat, streaming) over HTTP");
+  add_model_options(*cmd, opt->model);
+  cmd->add_option("--host", opt->host, "address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)");
+  cmd->add_option("--port", opt->port, "port to listen on (default 8080; 0 picks a free one)");
+  cmd->add_option("--api-key", opt->api_key, "require 'Authorization: Bearer KEY' on /v1 routes")
+      ->envname("NANOSERVE_API_KEY");
+  cmd->add_option("--served-model-name", opt->served_model_name, "the model id clients name (default: the -m argument)");
+  cmd->add_option("--max-queued", opt->max_queued, "requests in flight beyond which new ones get 503 (default 1024)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-body-bytes", opt->max_body_bytes, "largest request body accepted; larger gets 413 (default 8 MiB)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--shutdown-grace", opt->shutdown_grace, "seconds requests in flight may finish after SIGTERM (default 30)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--request-timeout", opt->request_timeout,
+                  "seconds a client has to send a whole request; slower ones are disconnected (default 30)")
+      ->check(CLI::PositiveNumber);
+  add_engine_options(*cmd, opt->engine, opt->kv_cache_gib);
+  cmd->callback([opt] { run_serve(*opt); });
+}
+
+}  // namespace nanoserve::cli

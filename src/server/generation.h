@@ -1,0 +1,92 @@
+// One completions or chat-completions call in flight: its engine requests (one per prompt, each
+// with n samples), the events they send back, and the answer they add up to, whole or streamed as
+// server-sent events. Lives on the io thread; engine events are posted to it.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/engine.h"
+#include "server/http_server.h"
+#include "server/metrics.h"
+#include "server/openai_request.h"
+
+namespace nanoserve::server {
+
+struct GenerationContext {
+  boost::asio::io_context& io;
+  Engine& engine;
+  const Tokenizer& tokenizer;
+  Metrics& metrics;
+  std::string model_name;
+};
+
+struct Prompt {
+  std::vector<int32_t> ids;
+  std::string text;  // for echo
+};
+
+class Generation : public std::enable_shared_from_this<Generation> {
+ public:
+  // Called once, when every engine request of the call has ended, with the HTTP status it got
+  // (499 when the client went away first).
+  using Done = std::function<void(int status)>;
+
+  // Submits the prompts; throws ApiError (400) if the engine refuses one, before anything is sent.
+  static void start(const GenerationContext& context, std::shared_ptr<Exchange> exchange, GenerationRequest request,
+                    std::vector<Prompt> prompts, Done done);
+
+ private:
+  struct Choice {
+    std::string text;
+    std::vector<TokenLogprob> logprobs;
+    int64_t text_offset = 0;  // completions logprobs: where the next token's text starts
+    std::optional<FinishReason> finish;
+    std::string error;
+    int64_t completion_tokens = 0;
+    bool sent_first = false;  // streaming: the role (chat) or echo (completions) chunk is out
+    std::optional<std::chrono::steady_clock::time_point> last_token;
+  };
+  struct PromptState {
+    uint64_t request_id = 0;
+    int64_t prompt_tokens = 0, cached_tokens = 0;
+  };
+
+  Generation(const GenerationContext& context, std::shared_ptr<Exchange> exchange, GenerationRequest request,
+             std::vector<Prompt> prompts, Done done);
+  void submit_all();
+  void on_event(const Event& event);
+  void record_timing(Choice& choice, size_t tokens);
+  void stream_event(size_t index, const Event& event);
+  void stream_first(size_t index);
+  nlohmann::json chunk(nlohmann::json choices) const;
+  nlohmann::json choice_delta(size_t index, const std::string& text, const std::vector<TokenLogprob>& logprobs,
+                              const std::optional<FinishReason>& finish);
+  void complete();
+  nlohmann::json full_response();
+  nlohmann::json totals() const;
+  void cancel_all();
+
+  GenerationContext context_;
+  std::shared_ptr<Exchange> exchange_;
+  GenerationRequest request_;
+  std::vector<Prompt> prompts_;
+  Done done_;
+  std::string id_;
+  int64_t created_;
+  std::chrono::steady_clock::time_point arrival_;
+  std::vector<PromptState> prompt_states_;
+  std::unordered_map<uint64_t, size_t> prompt_of_request_;
+  std::vector<Choice> choices_;
+  size_t finished_ = 0;
+  bool client_gone_ = false;
+};
+
+}  // namespace nanoserve::server

@@ -1,0 +1,35 @@
+// The bodies of POST /v1/completions and /v1/chat/completions, read into what the engine runs.
+// Every field is type-checked and a wrong one is an ApiError naming it; ranges are checked by
+// SamplingParams::validate at submission. Unknown fields are ignored, as OpenAI's API does.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/request.h"
+
+namespace nanoserve::server {
+
+enum class ApiKind { Completion, Chat };
+
+struct GenerationRequest {
+  ApiKind kind = ApiKind::Completion;
+  std::string model;              // as the client named it (may be empty)
+  nlohmann::json prompt;          // completions: string, [string], [int] or [[int]]
+  nlohmann::json messages;        // chat: the conversation
+  nlohmann::json template_extras; // chat: tools and chat_template_kwargs, passed to the template
+  bool add_generation_prompt = true;
+  SamplingParams params;
+  bool max_tokens_given = false;  // chat defaults to the rest of the context
+  bool stream = false, include_usage = false, echo = false;
+};
+
+// body: the parsed JSON. Throws ApiError (400) naming the offending field.
+GenerationRequest parse_generation_request(const nlohmann::json& body, ApiKind kind);
+
+// The text of a chat message's content: a string, or a list of {"type": "text", "text": ...} parts.
+std::string message_text(const nlohmann::json& content, size_t index);
+
+}  // namespace nanoserve::server

@@ -1,0 +1,87 @@
+// Starts `nanoserve serve` on a free loopback port for a test file and reads the demo fixtures.
+// NANOSERVE_BINARY and NANOSERVE_FIXTURES come from ctest (tests/CMakeLists.txt).
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import net from "node:net";
+
+export const binary = process.env.NANOSERVE_BINARY;
+export const fixtures = process.env.NANOSERVE_FIXTURES;
+
+// Resolves once the server prints its address; rejects if it exits first.
+export function startServer(args = []) {
+  const proc = spawn(binary, ["serve", "--port", "0", ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  return new Promise((resolve, reject) => {
+    proc.stderr.on("data", (d) => {
+      stderr += d;
+      const m = stderr.match(/at (http:\/\/127\.0\.0\.1:\d+)/);
+      if (m && !proc.url) {
+        proc.url = m[1];
+        resolve(server(proc, () => stderr));
+      }
+    });
+    proc.on("exit", (code) => reject(new Error(`nanoserve serve exited with ${code}:\n${stderr}`)));
+  });
+}
+
+function server(proc, log) {
+  const exited = new Promise((resolve) => proc.on("exit", (code, signal) => resolve({ code, signal })));
+  return {
+    url: proc.url,
+    port: Number(new URL(proc.url).port),
+    proc,
+    log,
+    exited,
+    async stop() {
+      if (proc.exitCode === null) proc.kill("SIGTERM");
+      return exited;
+    },
+  };
+}
+
+// The Prometheus text of /metrics as {name or name{labels}: number}.
+export async function metrics(url) {
+  const text = await (await fetch(url + "/metrics")).text();
+  const out = {};
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const at = line.lastIndexOf(" ");
+    out[line.slice(0, at)] = Number(line.slice(at + 1));
+  }
+  return out;
+}
+
+export async function waitFor(predicate, timeoutMs = 10000) {
+  const start = Date.now();
+  for (;;) {
+    if (await predicate()) return;
+    if (Date.now() - start > timeoutMs) throw new Error("timed out waiting for " + predicate);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+// An integer tensor of a safetensors file, as numbers.
+export function readInts(path, name) {
+  const bytes = readFileSync(path);
+  const headerLength = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString());
+  const t = header[name];
+  if (!t || t.dtype !== "I64") throw new Error(`${path}: no I64 tensor ${name}`);
+  const data = bytes.subarray(8 + headerLength + t.data_offsets[0], 8 + headerLength + t.data_offsets[1]);
+  const out = [];
+  for (let i = 0; i < data.length; i += 8) out.push(Number(data.readBigInt64LE(i)));
+  return out;
+}
+
+// Sends raw bytes and collects whatever the server answers until it closes (or timeoutMs passes).
+export function rawRequest(port, bytes, timeoutMs = 5000) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, "127.0.0.1");
+    let data = "";
+    const timer = setTimeout(() => { socket.destroy(); resolve({ data, closed: false }); }, timeoutMs);
+    socket.on("data", (d) => (data += d));
+    socket.on("close", () => { clearTimeout(timer); resolve({ data, closed: true }); });
+    socket.on("error", () => {});
+    socket.write(bytes);
+  });
+}

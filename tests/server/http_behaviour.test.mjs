@@ -1,0 +1,171 @@
+// Raw HTTP against `nanoserve serve`: malformed and oversized requests, routes, keys, slow clients,
+// disconnects that cancel generation, a full queue, and shutdown on SIGTERM.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import net from "node:net";
+import { startServer, metrics, waitFor, rawRequest } from "./harness.mjs";
+
+const post = (url, path, body, headers = {}) =>
+  fetch(url + path, { method: "POST", headers: { "Content-Type": "application/json", ...headers }, body });
+
+function assertOpenAiError(json, status) {
+  assert.equal(typeof json.error.message, "string", `status ${status}: ${JSON.stringify(json)}`);
+  assert.ok("type" in json.error && "param" in json.error && "code" in json.error);
+}
+
+// Opens a streaming completion and resolves with the socket once the first event has arrived.
+function openStream(port, body) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, "127.0.0.1", () => {
+      socket.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    });
+    let data = "";
+    socket.on("data", (d) => {
+      data += d;
+      if (data.includes("data: ") && !socket.resolved) {
+        socket.resolved = true;
+        resolve(socket);
+      }
+    });
+    socket.on("error", () => {});
+  });
+}
+
+test("bad requests get OpenAI-shaped errors with the right status, and the server lives on", async () => {
+  const s = await startServer(["--max-body-bytes", "65536"]);
+  try {
+    let r = await post(s.url, "/v1/completions", "{not json");
+    assert.equal(r.status, 400);
+    assertOpenAiError(await r.json(), 400);
+
+    r = await post(s.url, "/v1/chat/completions", JSON.stringify({ messages: "hello" }));
+    assert.equal(r.status, 400);
+    assert.equal((await r.json()).error.param, "messages");
+
+    r = await post(s.url, "/v1/chat/completions", JSON.stringify({ messages: [{ role: "wizard", content: "hi" }] }));
+    assert.equal(r.status, 400);
+    assert.match((await r.json()).error.message, /unknown role 'wizard'/);
+
+    r = await post(s.url, "/v1/completions", JSON.stringify({ prompt: "x", n: 1000 }));
+    assert.equal(r.status, 400);
+    assert.match((await r.json()).error.message, /n must be between 1 and 128/);
+
+    r = await post(s.url, "/v1/completions", JSON.stringify({ prompt: [1, 2, 99999] }));
+    assert.equal(r.status, 400);
+    assert.match((await r.json()).error.message, /outside the vocabulary/);
+
+    r = await post(s.url, "/v1/completions", JSON.stringify({ prompt: "x".repeat(70000) }));
+    assert.equal(r.status, 413);
+    assertOpenAiError(await r.json(), 413);
+
+    r = await fetch(s.url + "/v1/nothing-here");
+    assert.equal(r.status, 404);
+    assertOpenAiError(await r.json(), 404);
+
+    r = await fetch(s.url + "/v1/completions");
+    assert.equal(r.status, 405);
+
+    const garbage = await rawRequest(s.port, "HELLO THERE\r\n\r\n");
+    assert.match(garbage.data, /^HTTP\/1\.1 400/);
+    assert.ok(garbage.closed);
+
+    r = await fetch(s.url + "/health");
+    assert.equal(r.status, 200);
+    const m = await metrics(s.url);
+    assert.equal(m['nanoserve_requests_total{endpoint="/v1/completions",status="413"}'], undefined,
+      "a body refused by the parser never reaches a route");
+    assert.ok(m['nanoserve_requests_total{endpoint="/v1/completions",status="400"}'] >= 3);
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+});
+
+test("an API key guards /v1 but not /health; it is compared whole", async () => {
+  const s = await startServer(["--api-key", "secret-123"]);
+  try {
+    assert.equal((await fetch(s.url + "/v1/models")).status, 401);
+    assert.equal((await fetch(s.url + "/v1/models", { headers: { Authorization: "Bearer secret-12" } })).status, 401);
+    assert.equal((await fetch(s.url + "/v1/models", { headers: { Authorization: "Bearer secret-1234" } })).status, 401);
+    const bad = await fetch(s.url + "/v1/models", { headers: { Authorization: "secret-123" } });
+    assert.equal(bad.status, 401);
+    assert.equal((await bad.json()).error.code, "invalid_api_key");
+    assert.equal((await fetch(s.url + "/v1/models", { headers: { Authorization: "Bearer secret-123" } })).status, 200);
+    assert.equal((await fetch(s.url + "/health")).status, 200);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("a slow client is disconnected without holding up others", async () => {
+  const s = await startServer(["--request-timeout", "1"]);
+  try {
+    const started = Date.now();
+    const slow = rawRequest(s.port, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"pro", 8000);
+    const r = await post(s.url, "/v1/completions", JSON.stringify({ prompt: "Amen", max_tokens: 4 }));
+    assert.equal(r.status, 200);
+    const result = await slow;
+    assert.ok(result.closed, "the server closed the stalled connection");
+    const waited = Date.now() - started;
+    assert.ok(waited >= 900 && waited < 5000, `closed after ${waited} ms`);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("a client that disconnects mid-stream stops its generation and frees its blocks", async () => {
+  const s = await startServer([]);
+  try {
+    const body = JSON.stringify({ prompt: "And", max_tokens: 1000, ignore_eos: true, stream: true });
+    const socket = await openStream(s.port, body);
+    socket.destroy();
+    await waitFor(async () => (await metrics(s.url)).nanoserve_num_requests_running === 0);
+    const first = (await metrics(s.url)).nanoserve_tokens_generated_total;
+    await new Promise((r) => setTimeout(r, 300));
+    const m = await metrics(s.url);
+    assert.equal(m.nanoserve_tokens_generated_total, first, "no tokens are generated after the disconnect");
+    assert.ok(first < 1000, `generation stopped early (${first} tokens)`);
+    assert.equal(m.nanoserve_kv_blocks_used, 0);
+    assert.equal(m['nanoserve_requests_total{endpoint="/v1/completions",status="499"}'], 1);
+  } finally {
+    await s.stop();
+  }
+});
+
+test("a full queue answers 503 with Retry-After", async () => {
+  const s = await startServer(["--max-queued", "1"]);
+  try {
+    const socket = await openStream(s.port, JSON.stringify({ prompt: "And", max_tokens: 1000, ignore_eos: true, stream: true }));
+    const r = await post(s.url, "/v1/completions", JSON.stringify({ prompt: "x", max_tokens: 2 }));
+    assert.equal(r.status, 503);
+    assert.equal(r.headers.get("retry-after"), "1");
+    assert.equal((await r.json()).error.code, "overloaded");
+    socket.destroy();
+  } finally {
+    await s.stop();
+  }
+});
+
+test("SIGTERM lets requests in flight finish, then exits 0", async () => {
+  const s = await startServer([]);
+  const body = JSON.stringify({ prompt: "And", max_tokens: 300, ignore_eos: true, stream: true });
+  const response = post(s.url, "/v1/completions", body);
+  await new Promise((r) => setTimeout(r, 100));
+  s.proc.kill("SIGTERM");
+  const text = await (await response).text();
+  assert.match(text, /"finish_reason":"length"/);
+  assert.ok(text.endsWith("data: [DONE]\n\n"));
+  assert.equal((await s.exited).code, 0);
+});
+
+test("after the grace period, SIGTERM ends streams with a final event", async () => {
+  const s = await startServer(["--shutdown-grace", "0.2"]);
+  const body = JSON.stringify({ prompt: "And", max_tokens: 1000, ignore_eos: true, stream: true });
+  const response = post(s.url, "/v1/completions", body);
+  await new Promise((r) => setTimeout(r, 100));
+  s.proc.kill("SIGTERM");
+  const text = await (await response).text();
+  assert.match(text, /"finish_reason":"abort"/);
+  assert.ok(text.endsWith("data: [DONE]\n\n"));
+  assert.equal((await s.exited).code, 0);
+});
