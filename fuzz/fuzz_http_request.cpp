@@ -1,0 +1,45 @@
+// An HTTP request body from a stranger, taken as far as the engine: JSON, the OpenAI request
+// schema (completions or chat, by the first byte), the demo model's chat template and tokenizer,
+// and the sampling parameters' validation.
+#include <cstdint>
+#include <nlohmann/json.hpp>
+
+#include "server/api_error.h"
+#include "server/openai_request.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace {
+struct Demo {
+  nanoserve::Tokenizer tokenizer = nanoserve::Tokenizer::from_file(NANOSERVE_DEMO_DIR);
+  nanoserve::ChatTemplate chat = *nanoserve::ChatTemplate::from_model_dir(NANOSERVE_DEMO_DIR);
+};
+const Demo& demo() {
+  static const Demo d;
+  return d;
+}
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace nanoserve::server;
+  if (size == 0) return 0;
+  const auto kind = data[0] % 2 ? ApiKind::Chat : ApiKind::Completion;
+  auto body = nlohmann::json::parse(data + 1, data + size, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return 0;
+  try {
+    GenerationRequest r = parse_generation_request(body, kind);
+    if (kind == ApiKind::Chat) {
+      nlohmann::json context = r.template_extras;
+      context["messages"] = r.messages;
+      context["add_generation_prompt"] = r.add_generation_prompt;
+      demo().tokenizer.encode(demo().chat.render(context), /*add_special=*/false);
+    } else if (r.prompt.is_string()) {
+      demo().tokenizer.encode(r.prompt.get<std::string>());
+    }
+    r.params.validate(demo().tokenizer.vocab_size());
+  } catch (const ApiError&) {
+  } catch (const nanoserve::Error&) {
+  }
+  return 0;
+}
