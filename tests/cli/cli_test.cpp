@@ -17,10 +17,21 @@ bool contains(const std::string& haystack, const std::string& needle) { return h
 TEST(Cli, HelpExplainsEveryCommand) {
   auto r = run_cli({"--help"});
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* cmd : {"generate", "logits", "perplexity", "inspect"}) EXPECT_TRUE(contains(r.out, cmd)) << r.out;
+  for (const char* cmd : {"generate", "logits", "perplexity", "inspect", "serve"}) EXPECT_TRUE(contains(r.out, cmd)) << r.out;
   r = run_cli({"generate", "--help"});
   EXPECT_EQ(r.exit_code, 0);
   for (const char* flag : {"--model", "--prompt", "--max-tokens", "--temperature", "--seed"}) EXPECT_TRUE(contains(r.out, flag)) << r.out;
+  r = run_cli({"serve", "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* flag : {"--host", "--port", "--api-key", "--max-num-seqs", "--kv-cache-memory", "--shutdown-grace"}) {
+    EXPECT_TRUE(contains(r.out, flag)) << r.out;
+  }
+}
+
+TEST(Cli, ServeRefusesAnAddressItCannotUse) {
+  auto r = run_cli({"serve", "--host", "not-an-ip"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "error: --host not-an-ip: not an IP address")) << r.err;
 }
 
 // With no -m the bundled demo model runs; greedy text is the float64 HF reference continuation.
