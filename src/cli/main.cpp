@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   nanoserve::cli::register_chat(app);
   nanoserve::cli::register_pull(app);
   nanoserve::cli::register_serve(app);
+  nanoserve::cli::register_tokenize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -2,10 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <filesystem>
 
 #include "formats/safetensors.h"
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
+#include "util/json_fields.h"
 
 namespace nanoserve {
 namespace {
@@ -26,6 +28,27 @@ TEST(Cli, HelpExplainsEveryCommand) {
   for (const char* flag : {"--host", "--port", "--api-key", "--max-num-seqs", "--kv-cache-memory", "--shutdown-grace"}) {
     EXPECT_TRUE(contains(r.out, flag)) << r.out;
   }
+}
+
+// tokenize/detokenize against the Hugging Face ids of the demo's edge cases, from a directory
+// holding only the tokenizer files.
+TEST(Cli, TokenizeMatchesHuggingFaceAndDetokenizeRoundTrips) {
+  const auto cases = read_json_file(test::fixture("demo/tokenizer_ids.json")).at("cases");
+  test::ScratchDir dir;
+  std::filesystem::copy_file(test::demo_model_dir() + "/tokenizer.json", dir.file("tokenizer.json"));
+  for (size_t i = cases.size() - 13; i < cases.size(); ++i) {  // the edge-case strings
+    const std::string text = cases[i].at("text");
+    auto r = run_cli({"tokenize", "-m", dir.path().string()}, text);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(nlohmann::json::parse(r.out), cases[i].at("ids")) << text;
+    r = run_cli({"tokenize", "--no-special", "-m", dir.path().string()}, text);
+    EXPECT_EQ(nlohmann::json::parse(r.out), cases[i].at("ids_no_special")) << text;
+    r = run_cli({"detokenize", "--no-special", "-m", dir.path().string()}, cases[i].at("ids_no_special").dump());
+    EXPECT_EQ(r.out, text);
+  }
+  auto r = run_cli({"detokenize", "-m", dir.path().string()}, "[1, 99999]");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "element 1 (99999) is not a token id of this vocabulary (4096 tokens)")) << r.err;
 }
 
 TEST(Cli, ServeRefusesAnAddressItCannotUse) {
