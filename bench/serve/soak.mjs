@@ -35,9 +35,18 @@ const url = await new Promise((resolve, reject) => {
   });
   proc.on("exit", (code) => reject(new Error(`server exited with ${code}: ${log}`)));
 });
-const exited = new Promise((resolve) => proc.on("exit", (code) => resolve(code)));
+const exited = new Promise((resolve) => proc.on("exit", (code, signal) => {
+  if (code !== 0) console.error(`server exited with ${code ?? signal}:\n${log}`);
+  resolve(code);
+}));
 
-const rssMiB = () => Number(readFileSync(`/proc/${proc.pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]) / 1024;
+const rssMiB = () => {
+  try {
+    return Number(readFileSync(`/proc/${proc.pid}/status`, "utf8").match(/VmRSS:\s+(\d+)/)[1]) / 1024;
+  } catch {
+    return NaN;  // the server is gone; the exit code says why
+  }
+};
 
 const kinds = {
   completion: () => ({ path: "/v1/completions", body: JSON.stringify({ prompt: pick(["And", "Blessed are", "A fortune:"]),

@@ -119,7 +119,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     stream_.expires_after(server_.limits_.write_timeout);
     net::async_write(stream_, net::buffer(pending_.front()), [self = shared_from_this()](beast::error_code ec, size_t) {
       self->writing_ = false;
-      if (ec) return self->fail();
+      // The connection may have failed while this write was in flight (its handler queued with
+      // success): then the queue is already gone.
+      if (ec || self->closed_) return self->fail();
       self->pending_.pop_front();
       if (!self->pending_.empty()) return self->write_next();
       self->stream_.expires_never();
@@ -148,7 +150,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void fail() {
     if (closed_) return;
     closed_ = true;
-    pending_.clear();
+    // A write in flight still points into the front buffer; drop only what was never started.
+    pending_.erase(writing_ && !pending_.empty() ? pending_.begin() + 1 : pending_.begin(), pending_.end());
     if (exchange_) exchange_->peer_closed();
     exchange_.reset();
     stream_.close();
