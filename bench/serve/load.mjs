@@ -8,7 +8,7 @@
 //                                  [--url http://127.0.0.1:8080 | --binary build/src/nanoserve]
 import http from "node:http";
 import { parseArgs } from "node:util";
-import { spawn } from "node:child_process";
+import { startServer, metrics } from "../../tests/server/harness.mjs";
 
 const { values: opt } = parseArgs({
   options: {
@@ -25,20 +25,6 @@ const clients = Number(opt.clients), disconnectShare = Number(opt.disconnect), m
 // A small deterministic generator, so a run can be repeated.
 let state = Number(opt.seed) >>> 0 || 1;
 const random = () => ((state = (state * 1664525 + 1013904223) >>> 0) / 2 ** 32);
-
-async function startServer() {
-  const proc = spawn(opt.binary, ["serve", "--port", "0", "--max-queued", String(clients * 2)], { stdio: ["ignore", "ignore", "pipe"] });
-  let log = "";
-  const url = await new Promise((resolve, reject) => {
-    proc.stderr.on("data", (d) => {
-      log += d;
-      const m = log.match(/at (http:\/\/127\.0\.0\.1:\d+)/);
-      if (m) resolve(m[1]);
-    });
-    proc.on("exit", (code) => reject(new Error(`server exited with ${code}: ${log}`)));
-  });
-  return { url, proc };
-}
 
 const prompts = ["And the LORD said unto Moses,", "Blessed are the meek:", "A fortune for you:", "In the beginning",
   "The wise man says", "Thou shalt not"];
@@ -89,19 +75,12 @@ function streamRequest(url, hangUpAfterChunks) {
   });
 }
 
-async function metrics(url) {
-  const text = await (await fetch(url + "/metrics")).text();
-  const m = {};
-  for (const line of text.split("\n")) if (line && !line.startsWith("#")) m[line.slice(0, line.lastIndexOf(" "))] = Number(line.split(" ").at(-1));
-  return m;
-}
-
 const percentile = (values, p) => {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : NaN;
 };
 
-const server = opt.url ? { url: opt.url } : await startServer();
+const server = opt.url ? { url: opt.url } : await startServer(["--max-queued", String(clients * 2)], opt.binary);
 const started = performance.now();
 const results = await Promise.all(Array.from({ length: clients }, () =>
   streamRequest(server.url, random() < disconnectShare ? 1 + Math.floor(random() * maxTokens) : null)));

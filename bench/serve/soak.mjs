@@ -7,7 +7,7 @@
 // SIGTERM.
 //
 // Usage: node bench/serve/soak.mjs [--seconds 180] [--workers 32] [--binary build/src/nanoserve]
-import { spawn } from "node:child_process";
+import { startServer, metrics } from "../../tests/server/harness.mjs";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
@@ -25,20 +25,12 @@ let seed = 12345;
 const random = () => ((seed = (seed * 1664525 + 1013904223) >>> 0) / 2 ** 32);
 const pick = (items) => items[Math.floor(random() * items.length)];
 
-const proc = spawn(opt.binary, ["serve", "--port", "0", "--max-body-bytes", "262144"], { stdio: ["ignore", "ignore", "pipe"] });
-let log = "";
-const url = await new Promise((resolve, reject) => {
-  proc.stderr.on("data", (d) => {
-    log += d;
-    const m = log.match(/at (http:\/\/127\.0\.0\.1:\d+)/);
-    if (m) resolve(m[1]);
-  });
-  proc.on("exit", (code) => reject(new Error(`server exited with ${code}: ${log}`)));
+const server = await startServer(["--max-body-bytes", "262144"], opt.binary);
+const { url, proc } = server;
+const exited = server.exited.then(({ code, signal }) => {
+  if (code !== 0) console.error(`server exited with ${code ?? signal}:\n${server.log()}`);
+  return code;
 });
-const exited = new Promise((resolve) => proc.on("exit", (code, signal) => {
-  if (code !== 0) console.error(`server exited with ${code ?? signal}:\n${log}`);
-  resolve(code);
-}));
 
 const rssMiB = () => {
   try {
@@ -102,8 +94,7 @@ clearInterval(sampler);
 
 let m = {};
 for (let i = 0; i < 100; i++) {
-  const text = await (await fetch(url + "/metrics")).text();
-  m = Object.fromEntries(text.split("\n").filter((l) => l && !l.startsWith("#")).map((l) => [l.slice(0, l.lastIndexOf(" ")), Number(l.split(" ").at(-1))]));
+  m = await metrics(url);
   if (m.nanoserve_kv_blocks_used === 0 && m.nanoserve_num_requests_running === 0) break;
   await new Promise((r) => setTimeout(r, 50));
 }

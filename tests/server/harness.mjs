@@ -7,9 +7,10 @@ import net from "node:net";
 export const binary = process.env.NANOSERVE_BINARY;
 export const fixtures = process.env.NANOSERVE_FIXTURES;
 
-// Resolves once the server prints its address; rejects if it exits first.
-export function startServer(args = []) {
-  const proc = spawn(binary, ["serve", "--port", "0", ...args], { stdio: ["ignore", "ignore", "pipe"] });
+// Resolves once the server prints its address; rejects if it exits first. The benchmarks in
+// bench/serve pass their own binary.
+export function startServer(args = [], serverBinary = binary) {
+  const proc = spawn(serverBinary, ["serve", "--port", "0", ...args], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   return new Promise((resolve, reject) => {
     proc.stderr.on("data", (d) => {
