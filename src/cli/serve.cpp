@@ -128,7 +128,6 @@ void run_serve(const ServeOptions& opt) {
   server::ApiOptions api_options{.model_name = default_model_name(opt),
                                  .api_key = opt.api_key,
                                  .max_queued = opt.max_queued,
-                                 .max_prompt_tokens = model.config.max_positions - 1,
                                  .kv_tokens = stats.total_blocks * engine_opts.block_size};
   server::Api api(io, engine, tokenizer, chat_template ? &*chat_template : nullptr, api_options);
   server::HttpLimits limits;

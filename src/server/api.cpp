@@ -22,11 +22,6 @@ std::string sha256(std::string_view text) {
   return std::string(reinterpret_cast<const char*>(digest), length);
 }
 
-json error_body(const ApiError& e) {
-  auto or_null = [](const std::string& s) { return s.empty() ? json(nullptr) : json(s); };
-  return {{"error", {{"message", e.what()}, {"type", e.type}, {"param", or_null(e.param)}, {"code", or_null(e.code)}}}};
-}
-
 json parse_body(const HttpRequest& request) {
   json body = json::parse(request.body(), nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) throw ApiError(400, "the request body is not valid JSON");
@@ -53,19 +48,20 @@ void Api::handle(const std::shared_ptr<Exchange>& exchange) {
   try {
     route(exchange, path);
   } catch (const ApiError& e) {
-    std::vector<std::pair<std::string, std::string>> headers;
-    if (e.status == 503) headers.emplace_back("Retry-After", "1");
-    if (e.status == 401) headers.emplace_back("WWW-Authenticate", "Bearer");
-    metrics_.request_finished(path, e.status);
-    exchange->respond(static_cast<http::status>(e.status), "application/json", dump(error_body(e)), headers);
+    answer_error(exchange, path, e);
   } catch (const Error& e) {  // a template that raised, a tokenizer that refused the text, ...
-    metrics_.request_finished(path, 400);
-    exchange->respond(http::status::bad_request, "application/json", dump(error_body(ApiError(400, e.what()))));
+    answer_error(exchange, path, ApiError(400, e.what()));
   } catch (const std::exception& e) {
-    metrics_.request_finished(path, 500);
-    exchange->respond(http::status::internal_server_error, "application/json",
-                      dump(error_body(ApiError(500, fmt::format("internal error: {}", e.what()), "", "server_error"))));
+    answer_error(exchange, path, ApiError(500, fmt::format("internal error: {}", e.what()), "", "server_error"));
   }
+}
+
+void Api::answer_error(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, const ApiError& e) {
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (e.status == 503) headers.emplace_back("Retry-After", "1");
+  if (e.status == 401) headers.emplace_back("WWW-Authenticate", "Bearer");
+  metrics_.request_finished(endpoint, e.status);
+  exchange->respond(static_cast<http::status>(e.status), "application/json", dump(e.body()), headers);
 }
 
 void Api::route(const std::shared_ptr<Exchange>& exchange, const std::string& path) {
@@ -186,11 +182,12 @@ void Api::generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind) {
   }
   std::vector<Prompt> prompts = kind == ApiKind::Chat ? std::vector<Prompt>{chat_prompt(request)}
                                                       : completion_prompts(request.prompt);
+  const int64_t max_prompt_tokens = engine_.config().max_positions - 1;  // room for one generated token
   for (const Prompt& p : prompts) {
     const auto length = static_cast<int64_t>(p.ids.size());
-    if (length > options_.max_prompt_tokens) {
+    if (length > max_prompt_tokens) {
       throw ApiError(400, fmt::format("the prompt is {} tokens, more than the {} this model's context leaves for it", length,
-                                      options_.max_prompt_tokens),
+                                      max_prompt_tokens),
                      kind == ApiKind::Chat ? "messages" : "prompt", "invalid_request_error", "context_length_exceeded");
     }
     if (kind == ApiKind::Chat && !request.max_tokens_given) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "engine/engine.h"
+#include "server/api_error.h"
 #include "server/generation.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
@@ -20,7 +21,6 @@ struct ApiOptions {
   std::string model_name;
   std::string api_key;        // empty: no key needed
   int64_t max_queued = 1024;  // calls in flight beyond which new ones get 503
-  int64_t max_prompt_tokens = 0;  // the model's context, less one token to generate
   int64_t kv_tokens = 0;          // tokens the KV pool holds: chat's default max_tokens stays within it
 };
 
@@ -45,6 +45,7 @@ class Api {
   void check_key(const HttpRequest& request) const;
   void answer(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, http::status status,
               std::string_view content_type, std::string body);
+  void answer_error(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, const ApiError& error);
 
   boost::asio::io_context& io_;
   Engine& engine_;

@@ -49,9 +49,6 @@ Generation::Generation(const GenerationContext& context, std::shared_ptr<Exchang
 }
 
 void Generation::submit_all() {
-  if (request_.echo && request_.params.logprobs >= 0) {
-    throw ApiError(400, "echo with logprobs needs prompt logprobs, which this server does not compute", "echo");
-  }
   auto self = shared_from_this();
   for (size_t i = 0; i < prompts_.size(); ++i) {
     prompt_states_[i].prompt_tokens = static_cast<int64_t>(prompts_[i].ids.size());
@@ -160,7 +157,7 @@ void Generation::stream_first(size_t index) {
 
 void Generation::stream_event(size_t index, const Event& event) {
   if (event.finish == FinishReason::Error) {
-    exchange_->send(sse({{"error", {{"message", event.error}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}}));
+    exchange_->send(sse(ApiError(500, event.error, "", "server_error").body()));
     return;
   }
   if (!event.text.empty() || !event.logprobs.empty()) {
@@ -223,7 +220,7 @@ void Generation::complete() {
   } else if (failed != choices_.end()) {
     status = 500;
     exchange_->respond(http::status::internal_server_error, "application/json",
-                       dump({{"error", {{"message", failed->error}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}}));
+                       dump(ApiError(500, failed->error, "", "server_error").body()));
   } else {
     exchange_->respond(http::status::ok, "application/json", dump(full_response()));
   }

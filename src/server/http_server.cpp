@@ -6,6 +6,7 @@
 #include <optional>
 #include <sstream>
 
+#include "server/api_error.h"
 #include "util/error.h"
 
 namespace nanoserve::server {
@@ -88,7 +89,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     http::response<http::string_body> response{status, 11};
     response.set(http::field::content_type, "application/json");
     response.set(http::field::connection, "close");
-    response.body() = fmt::format(R"({{"error":{{"message":"{}","type":"invalid_request_error","param":null,"code":null}}}})", message);
+    response.body() = ApiError(static_cast<int>(status), message).body().dump();
     response.prepare_payload();
     std::ostringstream out;
     out << response;

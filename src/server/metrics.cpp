@@ -28,7 +28,7 @@ Metrics::Metrics()
       itl_({0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}) {}
 
 namespace {
-void gauge(std::string& out, const char* name, const char* type, const char* help, int64_t value) {
+void write_metric(std::string& out, const char* name, const char* type, const char* help, int64_t value) {
   out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, value);
 }
 }  // namespace
@@ -39,20 +39,20 @@ std::string Metrics::render(const EngineStats& e) const {
   for (const auto& [key, count] : requests_) {
     out += fmt::format("nanoserve_requests_total{{endpoint=\"{}\",status=\"{}\"}} {}\n", key.first, key.second, count);
   }
-  gauge(out, "nanoserve_prompt_tokens_total", "counter", "Prompt tokens of finished requests.", prompt_tokens_);
-  gauge(out, "nanoserve_generation_tokens_total", "counter", "Tokens generated for finished requests.", generated_tokens_);
-  gauge(out, "nanoserve_prompt_tokens_computed_total", "counter", "Prompt tokens run through the model (not from the prefix cache).",
-        e.prompt_tokens_computed);
-  gauge(out, "nanoserve_tokens_generated_total", "counter", "Tokens the engine has sampled, finished requests or not.",
-        e.generated_tokens);
-  gauge(out, "nanoserve_num_requests_running", "gauge", "Sequences in the running batch.", e.running);
-  gauge(out, "nanoserve_num_requests_waiting", "gauge", "Sequences waiting to be scheduled.", e.waiting);
-  gauge(out, "nanoserve_kv_blocks_total", "gauge", "KV cache blocks in the pool.", e.total_blocks);
-  gauge(out, "nanoserve_kv_blocks_used", "gauge", "KV cache blocks held by sequences.", e.used_blocks);
-  gauge(out, "nanoserve_kv_blocks_peak_used", "gauge", "Most KV cache blocks held at once.", e.peak_used_blocks);
-  gauge(out, "nanoserve_prefix_cache_queries_total", "counter", "Full prompt blocks looked up in the prefix cache.", e.prefix_queries);
-  gauge(out, "nanoserve_prefix_cache_hits_total", "counter", "Full prompt blocks found in the prefix cache.", e.prefix_hits);
-  gauge(out, "nanoserve_preemptions_total", "counter", "Sequences preempted when the KV pool ran out.", e.preemptions);
+  write_metric(out, "nanoserve_prompt_tokens_total", "counter", "Prompt tokens of finished requests.", prompt_tokens_);
+  write_metric(out, "nanoserve_generation_tokens_total", "counter", "Tokens generated for finished requests.", generated_tokens_);
+  write_metric(out, "nanoserve_prompt_tokens_computed_total", "counter", "Prompt tokens run through the model (not from the prefix cache).",
+               e.prompt_tokens_computed);
+  write_metric(out, "nanoserve_tokens_generated_total", "counter", "Tokens the engine has sampled, finished requests or not.",
+               e.generated_tokens);
+  write_metric(out, "nanoserve_num_requests_running", "gauge", "Sequences in the running batch.", e.running);
+  write_metric(out, "nanoserve_num_requests_waiting", "gauge", "Sequences waiting to be scheduled.", e.waiting);
+  write_metric(out, "nanoserve_kv_blocks_total", "gauge", "KV cache blocks in the pool.", e.total_blocks);
+  write_metric(out, "nanoserve_kv_blocks_used", "gauge", "KV cache blocks held by sequences.", e.used_blocks);
+  write_metric(out, "nanoserve_kv_blocks_peak_used", "gauge", "Most KV cache blocks held at once.", e.peak_used_blocks);
+  write_metric(out, "nanoserve_prefix_cache_queries_total", "counter", "Full prompt blocks looked up in the prefix cache.", e.prefix_queries);
+  write_metric(out, "nanoserve_prefix_cache_hits_total", "counter", "Full prompt blocks found in the prefix cache.", e.prefix_hits);
+  write_metric(out, "nanoserve_preemptions_total", "counter", "Sequences preempted when the KV pool ran out.", e.preemptions);
   ttft_.write(out, "nanoserve_time_to_first_token_seconds", "Time from arrival to the first generated token.");
   itl_.write(out, "nanoserve_inter_token_latency_seconds", "Time between consecutive generated tokens of a sequence.");
   return out;

@@ -154,6 +154,9 @@ void read_completion(const Body& body, GenerationRequest& r) {
   body.boolean("echo", r.echo);
   int32_t logprobs = -1;
   if (body.integer("logprobs", logprobs)) r.params.logprobs = logprobs;
+  if (r.echo && r.params.logprobs >= 0) {
+    throw ApiError(400, "echo with logprobs needs prompt logprobs, which this server does not compute", "echo");
+  }
   if (body.find("suffix")) throw ApiError(400, "suffix: not supported by this model", "suffix");
 }
 
