@@ -61,6 +61,21 @@ export async function waitFor(predicate, timeoutMs = 10000) {
   }
 }
 
+// After a client hangs up on a completion: waits until its call has ended as cancelled (the 499
+// count passes cancelledBefore: the engine has sent the final event, so nothing more is generated
+// for it) and nothing runs, reads the engine's generated-token counter, and reads the metrics again
+// after quietMs, so a test can assert that nothing was generated since.
+export async function settleAfterCancel(url, cancelledBefore, quietMs = 300) {
+  const cancelled = '/v1/completions",status="499"}';
+  await waitFor(async () => {
+    const m = await metrics(url);
+    return (m[`nanoserve_requests_total{endpoint="${cancelled}`] ?? 0) > cancelledBefore && m.nanoserve_num_requests_running === 0;
+  });
+  const stopped = (await metrics(url)).nanoserve_tokens_generated_total;
+  await new Promise((r) => setTimeout(r, quietMs));
+  return { stopped, after: await metrics(url) };
+}
+
 // An integer tensor of a safetensors file, as numbers.
 export function readInts(path, name) {
   const bytes = readFileSync(path);

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { startServer, metrics, waitFor, rawRequest } from "./harness.mjs";
+import { startServer, metrics, rawRequest, settleAfterCancel } from "./harness.mjs";
 
 const post = (url, path, body, headers = {}) =>
   fetch(url + path, { method: "POST", headers: { "Content-Type": "application/json", ...headers }, body });
@@ -119,10 +119,7 @@ test("a client that disconnects mid-stream stops its generation and frees its bl
     const body = JSON.stringify({ prompt: "And", max_tokens: 1000, ignore_eos: true, stream: true });
     const socket = await openStream(s.port, body);
     socket.destroy();
-    await waitFor(async () => (await metrics(s.url)).nanoserve_num_requests_running === 0);
-    const first = (await metrics(s.url)).nanoserve_tokens_generated_total;
-    await new Promise((r) => setTimeout(r, 300));
-    const m = await metrics(s.url);
+    const { stopped: first, after: m } = await settleAfterCancel(s.url, 0);
     assert.equal(m.nanoserve_tokens_generated_total, first, "no tokens are generated after the disconnect");
     assert.ok(first < 1000, `generation stopped early (${first} tokens)`);
     assert.equal(m.nanoserve_kv_blocks_used, 0);
@@ -146,26 +143,27 @@ test("a full queue answers 503 with Retry-After", async () => {
   }
 });
 
-test("SIGTERM lets requests in flight finish, then exits 0", async () => {
-  const s = await startServer([]);
-  const body = JSON.stringify({ prompt: "And", max_tokens: 300, ignore_eos: true, stream: true });
+// Streams a completion of maxTokens, sends SIGTERM 100 ms in, and returns the whole streamed text
+// after checking that the server exited 0.
+async function streamThroughSigterm(serverArgs, maxTokens) {
+  const s = await startServer(serverArgs);
+  const body = JSON.stringify({ prompt: "And", max_tokens: maxTokens, ignore_eos: true, stream: true });
   const response = post(s.url, "/v1/completions", body);
   await new Promise((r) => setTimeout(r, 100));
   s.proc.kill("SIGTERM");
   const text = await (await response).text();
+  assert.equal((await s.exited).code, 0);
+  return text;
+}
+
+test("SIGTERM lets requests in flight finish, then exits 0", async () => {
+  const text = await streamThroughSigterm([], 300);
   assert.match(text, /"finish_reason":"length"/);
   assert.ok(text.endsWith("data: [DONE]\n\n"));
-  assert.equal((await s.exited).code, 0);
 });
 
 test("after the grace period, SIGTERM ends streams with a final event", async () => {
-  const s = await startServer(["--shutdown-grace", "0.2"]);
-  const body = JSON.stringify({ prompt: "And", max_tokens: 1000, ignore_eos: true, stream: true });
-  const response = post(s.url, "/v1/completions", body);
-  await new Promise((r) => setTimeout(r, 100));
-  s.proc.kill("SIGTERM");
-  const text = await (await response).text();
+  const text = await streamThroughSigterm(["--shutdown-grace", "0.2"], 1000);
   assert.match(text, /"finish_reason":"abort"/);
   assert.ok(text.endsWith("data: [DONE]\n\n"));
-  assert.equal((await s.exited).code, 0);
 });
