@@ -113,6 +113,11 @@ TEST(ChatTemplate, SyntaxErrorsNameTheLine) {
   EXPECT_EQ(error_of("{{ 'open }}"), "chat template line 1: unterminated string");
   EXPECT_EQ(error_of("{{ x | nosuchfilter }}"), "chat template line 1: unknown filter 'nosuchfilter'");
   EXPECT_EQ(error_of("{{ 1 / 0 }}"), "chat template line 1: division by zero");
+  // Found by fuzz_chat_template: literals that do not fit used to escape as std::out_of_range.
+  EXPECT_EQ(error_of("{{ [2, 66666666666666666666666] }}"),
+            "chat template line 1: integer literal out of range (at '66666666666666666666666')");
+  const std::string huge = "1" + std::string(400, '0') + ".5";  // past the largest double
+  EXPECT_EQ(error_of("\n{{ " + huge + " }}"), "chat template line 2: number literal out of range (at '" + huge + "')");
 }
 
 TEST(ChatTemplate, RunawayOutputAndRecursionAreBounded) {

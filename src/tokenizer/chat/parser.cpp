@@ -1,5 +1,6 @@
 #include "tokenizer/chat/parser.h"
 
+#include <charconv>
 #include <initializer_list>
 
 #include "tokenizer/chat/lexer.h"
@@ -57,6 +58,18 @@ class Parser {
     ++pos_;
     return true;
   }
+  // The numeric literal at the current token; one that does not fit is an error, not a throw from
+  // the standard library.
+  template <typename T>
+  T number(const char* kind) {
+    const std::string& text = peek().text;
+    T value{};
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size()) error(std::string(kind) + " literal out of range");
+    next();
+    return value;
+  }
+
   [[noreturn]] void error(const std::string& what) const {
     fail("chat template line {}: {} (at '{}')", peek().line, what, peek().text);
   }
@@ -372,8 +385,8 @@ class Parser {
         while (at(T::String)) s += next().text;  // adjacent literals concatenate
         return literal(Value::from(std::move(s)));
       }
-      case T::Int: return literal(Value::from(static_cast<int64_t>(std::stoll(next().text))));
-      case T::Float: return literal(Value::from(std::stod(next().text)));
+      case T::Int: return literal(Value::from(number<int64_t>("integer")));
+      case T::Float: return literal(Value::from(number<double>("number")));
       case T::Name: {
         const std::string n = next().text;
         if (n == "true" || n == "True") return literal(Value::from(true));
