@@ -62,7 +62,7 @@ uint64_t Engine::submit(Request request, EventCallback callback) {
   s->prompt_len = prompt;
   s->tokens = std::move(request.prompt);
   s->sampler = std::make_unique<Sampler>(state->params, s->tokens, sample_seed(state->params, 0));
-  if (tokenizer_) s->decoder = std::make_unique<StreamDecoder>(*tokenizer_);
+  if (tokenizer_) s->decoder = std::make_unique<StreamDecoder>(*tokenizer_, s->tokens);
   s->stop = StopMatcher(state->params.stop);
   {
     std::lock_guard lock(mutex_);
@@ -158,7 +158,7 @@ void Engine::fork_samples(Sequence& first) {
     s->cached_prompt_tokens = first.cached_prompt_tokens;
     s->forked = true;
     s->sampler = std::make_unique<Sampler>(first.request->params, s->tokens, sample_seed(first.request->params, i));
-    if (tokenizer_) s->decoder = std::make_unique<StreamDecoder>(*tokenizer_);
+    if (tokenizer_) s->decoder = std::make_unique<StreamDecoder>(*tokenizer_, std::span(s->tokens).first(static_cast<size_t>(s->prompt_len)));
     s->stop = StopMatcher(first.request->params.stop);
     scheduler_.add_running(std::move(s));
   }

@@ -1,97 +1,119 @@
 #include "tokenizer/bpe.h"
 
-#include <queue>
+#include <algorithm>
 
 #include "util/error.h"
 #include "util/utf8.h"
 
 namespace nanoserve {
 
-using json = nlohmann::json;
-
-namespace {
-
-// A merge is written "a b" (older files) or ["a", "b"].
-std::pair<std::string, std::string> merge_parts(const json& m) {
-  if (m.is_array() && m.size() == 2) return {m[0].get<std::string>(), m[1].get<std::string>()};
-  if (m.is_string()) {
-    const auto s = m.get<std::string>();
-    const size_t space = s.find(' ', 1);
-    if (space != std::string::npos) return {s.substr(0, space), s.substr(space + 1)};
+BpeModel::BpeModel(Vocab vocab, std::span<const MergePair> merges, Options options)
+    : vocab_(std::move(vocab)), options_(std::move(options)) {
+  for (int b = 0; b < 256; ++b) {
+    byte_ids_[b] = vocab_.find(fmt::format("<0x{:02X}>", b)).value_or(-1);
   }
-  fail("BPE merge {} is neither \"a b\" nor [\"a\", \"b\"]", m.dump());
+  if (!options_.unk_token.empty()) {
+    const auto unk = vocab_.find(options_.unk_token);
+    if (!unk) fail("BPE unk_token '{}' is not in the vocabulary", options_.unk_token);
+    unk_id_ = *unk;
+  }
+  // Ids first, then the inserts, each prefetching the slot of one a little further on.
+  struct Resolved {
+    int32_t a, b, merged;
+  };
+  std::vector<Resolved> resolved;
+  resolved.reserve(merges.size());
+  std::string joined;
+  for (const auto& [a, b] : merges) {
+    joined.assign(a).append(b);
+    const auto ia = vocab_.find(a), ib = vocab_.find(b), im = vocab_.find(joined);
+    if (!ia || !ib || !im) fail("BPE merge '{} {}' refers to a token that is not in the vocabulary", a, b);
+    resolved.push_back({*ia, *ib, *im});
+  }
+  constexpr size_t kAhead = 16;
+  merges_.reserve(resolved.size());
+  for (size_t rank = 0; rank < resolved.size(); ++rank) {
+    if (rank + kAhead < resolved.size()) merges_.prefetch(resolved[rank + kAhead].a, resolved[rank + kAhead].b);
+    merges_.insert(resolved[rank].a, resolved[rank].b, {static_cast<int32_t>(rank), resolved[rank].merged});
+  }
 }
 
-}  // namespace
-
-BpeModel::BpeModel(const json& model) {
-  for (const char* unsupported : {"continuing_subword_prefix", "end_of_word_suffix", "dropout"}) {
-    if (model.contains(unsupported) && !model[unsupported].is_null()) {
-      fail("BPE option '{}' is not supported", unsupported);
+// One symbol per character; unknown characters as bytes, the unknown token, or an error.
+void BpeModel::add_symbols(std::string_view piece, std::vector<int32_t>& symbols) const {
+  bool pending_unk = false;
+  for (size_t pos = 0; pos < piece.size();) {
+    const size_t start = pos;
+    next_code_point(piece, pos);
+    const std::string_view ch = piece.substr(start, pos - start);
+    if (const auto id = vocab_.find(ch)) {
+      if (pending_unk) symbols.push_back(unk_id_);
+      pending_unk = false;
+      symbols.push_back(*id);
+      continue;
     }
-  }
-  if (model.value("byte_fallback", false)) fail("BPE option 'byte_fallback' is not supported yet");
-  ignore_merges_ = model.value("ignore_merges", false);
-  for (const auto& [token, id] : model.at("vocab").items()) vocab_[token] = id.get<int32_t>();
-  int32_t rank = 0;
-  for (const auto& m : model.at("merges")) {
-    auto [a, b] = merge_parts(m);
-    auto ia = vocab_.find(a), ib = vocab_.find(b), im = vocab_.find(a + b);
-    if (ia == vocab_.end() || ib == vocab_.end() || im == vocab_.end()) {
-      fail("BPE merge '{} {}' refers to a token that is not in the vocabulary", a, b);
+    if (options_.byte_fallback && std::all_of(ch.begin(), ch.end(), [&](char c) { return byte_ids_[static_cast<uint8_t>(c)] >= 0; })) {
+      for (char c : ch) symbols.push_back(byte_ids_[static_cast<uint8_t>(c)]);
+      continue;
     }
-    merges_.emplace(pair_key(ia->second, ib->second), Merge{rank++, im->second});
+    if (unk_id_ < 0) fail("character '{}' is not in the BPE vocabulary, which has no unknown token", ch);
+    if (pending_unk && !options_.fuse_unk) symbols.push_back(unk_id_);
+    pending_unk = true;
   }
+  if (pending_unk) symbols.push_back(unk_id_);
 }
 
 void BpeModel::encode(std::string_view piece, std::vector<int32_t>& out) const {
   if (piece.empty()) return;
-  if (ignore_merges_) {
-    auto it = vocab_.find(std::string(piece));
-    if (it != vocab_.end()) {
-      out.push_back(it->second);
+  if (options_.ignore_merges) {
+    if (const auto id = vocab_.find(piece)) {
+      out.push_back(*id);
       return;
     }
   }
-  // Symbols as a doubly linked list over a vector; a removed symbol has id -1.
+  // Scratch space reused across calls: most pieces are a few characters, and allocating for each
+  // would cost more than merging them.
   struct Symbol {
-    int32_t id;
+    int32_t id;  // -1 once merged into its left neighbour
     int prev, next;
   };
-  std::vector<Symbol> symbols;
-  for (size_t pos = 0; pos < piece.size();) {
-    const size_t start = pos;
-    next_code_point(piece, pos);
-    auto it = vocab_.find(std::string(piece.substr(start, pos - start)));
-    if (it == vocab_.end()) fail("character '{}' is not in the BPE vocabulary", piece.substr(start, pos - start));
-    const int index = static_cast<int>(symbols.size());
-    symbols.push_back({it->second, index - 1, index + 1});
-  }
-  symbols.back().next = -1;
-
-  // Candidate merges, lowest rank first and leftmost among equal ranks; stale ones are skipped.
-  struct Candidate {
+  struct Candidate {  // a merge of the symbol at `left` with its right neighbour
     int32_t rank;
     int left;
-    int32_t left_id, right_id;
+    int32_t left_id, right_id, merged;
     bool operator>(const Candidate& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
   };
-  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
+  thread_local std::vector<int32_t> ids;
+  thread_local std::vector<Symbol> symbols;
+  thread_local std::vector<Candidate> queue;  // a min-heap: lowest rank first, leftmost among equals
+  ids.clear();
+  add_symbols(piece, ids);
+  if (ids.size() <= 1) {
+    out.insert(out.end(), ids.begin(), ids.end());
+    return;
+  }
+  symbols.clear();
+  for (size_t i = 0; i < ids.size(); ++i) symbols.push_back({ids[i], static_cast<int>(i) - 1, static_cast<int>(i) + 1});
+  symbols.back().next = -1;
+  queue.clear();
   auto consider = [&](int left) {
     if (left < 0 || symbols[static_cast<size_t>(left)].next < 0) return;
-    const int right = symbols[static_cast<size_t>(left)].next;
-    const int32_t a = symbols[static_cast<size_t>(left)].id, b = symbols[static_cast<size_t>(right)].id;
-    auto it = merges_.find(pair_key(a, b));
-    if (it != merges_.end()) queue.push({it->second.rank, left, a, b});
+    const int32_t a = symbols[static_cast<size_t>(left)].id;
+    const int32_t b = symbols[static_cast<size_t>(symbols[static_cast<size_t>(left)].next)].id;
+    if (const MergeTable::Merge* m = merges_.find(a, b)) {
+      queue.push_back({m->rank, left, a, b, m->merged});
+      std::push_heap(queue.begin(), queue.end(), std::greater<>());
+    }
   };
   for (int i = 0; i + 1 < static_cast<int>(symbols.size()); ++i) consider(i);
   while (!queue.empty()) {
-    const Candidate c = queue.top();
-    queue.pop();
+    std::pop_heap(queue.begin(), queue.end(), std::greater<>());
+    const Candidate c = queue.back();
+    queue.pop_back();
     Symbol& left = symbols[static_cast<size_t>(c.left)];
+    // Stale: one side was merged into something else since this candidate was queued.
     if (left.id != c.left_id || left.next < 0 || symbols[static_cast<size_t>(left.next)].id != c.right_id) continue;
     Symbol& right = symbols[static_cast<size_t>(left.next)];
-    left.id = merges_.at(pair_key(c.left_id, c.right_id)).merged;
+    left.id = c.merged;
     right.id = -1;
     left.next = right.next;
     if (right.next >= 0) symbols[static_cast<size_t>(right.next)].prev = c.left;

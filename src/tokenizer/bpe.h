@@ -1,37 +1,47 @@
 // The BPE model of tokenizer.json: a vocabulary and ranked merges. A piece starts as one symbol per
-// character and the lowest-ranked adjacent pair is merged until no listed merge applies.
+// character and the lowest-ranked adjacent pair is merged until no listed merge applies. A character
+// outside the vocabulary becomes its bytes' <0xNN> tokens (byte_fallback, as SentencePiece models
+// do) or the unknown token.
 #pragma once
 
 #include <cstdint>
-#include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
+
+#include "tokenizer/merge_table.h"
+#include "tokenizer/token_table.h"
 
 namespace nanoserve {
 
 class BpeModel {
  public:
-  explicit BpeModel(const nlohmann::json& model);  // tokenizer.json's "model" object
+  using Vocab = TokenTable;
+  using MergePair = std::pair<std::string_view, std::string_view>;
+  struct Options {
+    bool ignore_merges = false;  // a piece that is itself in the vocabulary is taken whole
+    bool byte_fallback = false;
+    bool fuse_unk = false;       // consecutive unknown characters become one unknown token
+    std::string unk_token;       // empty: an unknown character is an error
+  };
+
+  // merges: highest priority first. Throws Error for a merge or unk_token outside the vocabulary.
+  BpeModel(Vocab vocab, std::span<const MergePair> merges, Options options);
 
   // Appends the ids of one pre-tokenized piece. Throws Error for a character outside the vocabulary.
   void encode(std::string_view piece, std::vector<int32_t>& out) const;
 
-  const std::unordered_map<std::string, int32_t>& vocab() const { return vocab_; }
+  const Vocab& vocab() const { return vocab_; }
 
  private:
-  struct Merge {
-    int32_t rank;
-    int32_t merged;  // id of the merged token
-  };
-  static uint64_t pair_key(int32_t a, int32_t b) {
-    return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
-  }
+  void add_symbols(std::string_view piece, std::vector<int32_t>& symbols) const;
 
-  std::unordered_map<std::string, int32_t> vocab_;
-  std::unordered_map<uint64_t, Merge> merges_;
-  bool ignore_merges_ = false;  // a piece that is itself in the vocabulary is taken whole
+  Vocab vocab_;
+  MergeTable merges_;
+  Options options_;
+  int32_t byte_ids_[256];  // <0xNN> token ids with byte_fallback, -1 where absent
+  int32_t unk_id_ = -1;    // -1: no unknown token
 };
 
 }  // namespace nanoserve

@@ -14,8 +14,8 @@ ChatTemplate::~ChatTemplate() = default;
 ChatTemplate::ChatTemplate(ChatTemplate&&) noexcept = default;
 ChatTemplate& ChatTemplate::operator=(ChatTemplate&&) noexcept = default;
 
-std::string ChatTemplate::render(const nlohmann::json& context) const {
-  nlohmann::json full = context;
+std::string ChatTemplate::render(const nlohmann::ordered_json& context) const {
+  nlohmann::ordered_json full = context;
   if (!full.contains("bos_token")) full["bos_token"] = bos_token_;
   if (!full.contains("eos_token")) full["eos_token"] = eos_token_;
   jinja::Context ctx(jinja::Value::from_json(full));

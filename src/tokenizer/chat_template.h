@@ -20,8 +20,9 @@ class ChatTemplate {
   ChatTemplate(ChatTemplate&&) noexcept;
   ChatTemplate& operator=(ChatTemplate&&) noexcept;
 
-  // context: messages, add_generation_prompt, bos_token, eos_token, tools, ... (any JSON object).
-  std::string render(const nlohmann::json& context) const;
+  // context: messages, add_generation_prompt, bos_token, eos_token, tools, ... (any JSON object;
+  // ordered, since tojson prints keys in the order the client sent them, as Python does).
+  std::string render(const nlohmann::ordered_json& context) const;
 
   // From a model directory's tokenizer_config.json: the template (a string, or the "default" of a
   // named list) and its bos/eos token strings. Empty when the model has none.

@@ -1,4 +1,4 @@
-// Pre-tokenizers of tokenizer.json: split the text into pieces that BPE encodes independently.
+// Pre-tokenizers of tokenizer.json: split the text into pieces that the model encodes independently.
 #pragma once
 
 #include <memory>
@@ -11,8 +11,9 @@ namespace nanoserve {
 class PreTokenizer {
  public:
   virtual ~PreTokenizer() = default;
-  // Replaces each piece by the pieces it splits into, in order.
-  virtual void split(std::vector<std::string>& pieces) const = 0;
+  // Replaces each piece by the pieces it splits into, in order. at_text_start: pieces[0] begins
+  // the input text (not a segment after an added token), which Metaspace's "first" scheme needs.
+  virtual void split(std::vector<std::string>& pieces, bool at_text_start) const = 0;
 };
 
 // From tokenizer.json's "pre_tokenizer"; nullptr for null. Throws Error for unsupported types.

@@ -18,13 +18,31 @@ std::string pcre2_message(int code) {
 Regex::Regex(const std::string& pattern, bool literal) {
   int error = 0;
   PCRE2_SIZE offset = 0;
-  const uint32_t options = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+  const uint32_t options = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);  // UCP cannot go with LITERAL
   code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), options, &error, &offset, nullptr);
   if (!code_) fail("invalid regex /{}/ at offset {}: {}", pattern, offset, pcre2_message(error));
   pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
 }
 
 Regex::~Regex() { pcre2_code_free(code_); }
+
+std::unique_ptr<Regex> Regex::from_pattern(const nlohmann::json& pattern) {
+  if (pattern.contains("String")) return std::make_unique<Regex>(pattern["String"].get<std::string>(), true);
+  if (pattern.contains("Regex")) return std::make_unique<Regex>(pattern["Regex"].get<std::string>(), false);
+  fail("pattern {} is neither {{\"String\": ...}} nor {{\"Regex\": ...}}", pattern.dump());
+}
+
+std::string Regex::replace_all(std::string_view text, std::string_view replacement) const {
+  std::string out;
+  size_t last = 0;
+  for (auto [begin, end] : find_all(text)) {
+    out.append(text.substr(last, begin - last));
+    out.append(replacement);
+    last = end;
+  }
+  out.append(text.substr(last));
+  return out;
+}
 
 std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) const {
   std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> match(

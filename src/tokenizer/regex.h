@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -15,12 +16,15 @@ class Regex {
  public:
   // literal: match the pattern text as is (tokenizer.json's {"String": ...} patterns).
   Regex(const std::string& pattern, bool literal);
+  // tokenizer.json's pattern object: {"String": text} (literal) or {"Regex": pattern}.
+  static std::unique_ptr<Regex> from_pattern(const nlohmann::json& pattern);
   ~Regex();
   Regex(const Regex&) = delete;
   Regex& operator=(const Regex&) = delete;
 
   // [begin, end) byte ranges of successive non-overlapping matches. Throws Error if text is not UTF-8.
   std::vector<std::pair<size_t, size_t>> find_all(std::string_view text) const;
+  std::string replace_all(std::string_view text, std::string_view replacement) const;
 
  private:
   pcre2_real_code_8* code_ = nullptr;

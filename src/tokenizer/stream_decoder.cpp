@@ -1,17 +1,47 @@
 #include "tokenizer/stream_decoder.h"
 
-#include "util/utf8.h"
+#include <algorithm>
 
 namespace nanoserve {
 
-std::string StreamDecoder::push(int32_t id) {
-  pending_ += tokenizer_.token_bytes(id);
-  const size_t ready = complete_utf8_prefix(pending_);
-  std::string out = pending_.substr(0, ready);
-  pending_.erase(0, ready);
-  return out;
+namespace {
+constexpr size_t kContextTokens = 4;  // enough for a leading space or a byte-fallback character
+constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD: what an incomplete character decodes to
+}  // namespace
+
+StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, std::span<const int32_t> context)
+    : tokenizer_(tokenizer), ids_(context.end() - static_cast<ptrdiff_t>(std::min(context.size(), kContextTokens)), context.end()) {
+  read_ = ids_.size();
 }
 
-std::string StreamDecoder::finish() { return std::exchange(pending_, {}); }
+std::string StreamDecoder::decode_from(size_t begin, size_t end) const {
+  return tokenizer_.decode(std::vector<int32_t>(ids_.begin() + static_cast<ptrdiff_t>(begin), ids_.begin() + static_cast<ptrdiff_t>(end)));
+}
+
+std::string StreamDecoder::push(int32_t id) {
+  ids_.push_back(id);
+  const std::string printed = decode_from(prefix_, read_);
+  const std::string text = decode_from(prefix_, ids_.size());
+  const bool incomplete = text.size() >= kReplacement.size() && text.compare(text.size() - kReplacement.size(), kReplacement.size(), kReplacement) == 0;
+  // The new text is what lies past the printed text's length (when a byte-fallback run turns out
+  // invalid, earlier characters can change; they stay printed as they were).
+  if (text.size() <= printed.size() || incomplete) return {};
+  prefix_ = read_;
+  read_ = ids_.size();
+  // Keep the window short: decoding cost stays constant however long the output grows.
+  if (prefix_ > kContextTokens) {
+    ids_.erase(ids_.begin(), ids_.begin() + static_cast<ptrdiff_t>(prefix_));
+    read_ -= prefix_;
+    prefix_ = 0;
+  }
+  return text.substr(printed.size());
+}
+
+std::string StreamDecoder::finish() {
+  const std::string printed = decode_from(prefix_, read_);
+  const std::string text = decode_from(prefix_, ids_.size());
+  prefix_ = read_ = ids_.size();
+  return text.size() > printed.size() ? text.substr(printed.size()) : std::string();
+}
 
 }  // namespace nanoserve

@@ -2,21 +2,16 @@
 
 #include <filesystem>
 
-#include "tokenizer/byte_level.h"
+#include "tokenizer/tokenizer_json.h"
 #include "util/error.h"
-#include "util/json_fields.h"
+#include "util/mapped_file.h"
+#include "util/utf8.h"
 
 namespace nanoserve {
 
 using json = nlohmann::json;
 
 namespace {
-
-void check_added_token(const json& t) {
-  for (const char* flag : {"lstrip", "rstrip", "single_word"}) {
-    if (t.value(flag, false)) fail("added token {}: option '{}' is not supported yet", t.at("content").dump(), flag);
-  }
-}
 
 // TemplateProcessing "single": the special-token ids before and after the sequence $A.
 void parse_template(const json& post, std::vector<int32_t>& prefix, std::vector<int32_t>& suffix) {
@@ -38,10 +33,15 @@ void parse_post_processor(const json& post, std::vector<int32_t>& prefix, std::v
   const auto type = post.at("type").get<std::string>();
   if (type == "TemplateProcessing") {
     parse_template(post, prefix, suffix);
+  } else if (type == "BertProcessing" || type == "RobertaProcessing") {  // [CLS] A [SEP], as ["token", id]
+    prefix.push_back(post.at("cls").at(1).get<int32_t>());
+    suffix.push_back(post.at("sep").at(1).get<int32_t>());
   } else if (type == "Sequence") {
     for (const auto& p : post.at("processors")) parse_post_processor(p, prefix, suffix);
   } else if (type != "ByteLevel") {  // ByteLevel post-processing only adjusts offsets
-    fail("post-processor type '{}' is not supported (supported: TemplateProcessing, ByteLevel, Sequence)", type);
+    fail("post-processor type '{}' is not supported (supported: TemplateProcessing, BertProcessing, "
+         "RobertaProcessing, ByteLevel, Sequence)",
+         type);
   }
 }
 
@@ -50,102 +50,154 @@ void parse_post_processor(const json& post, std::vector<int32_t>& prefix, std::v
 Tokenizer Tokenizer::from_file(const std::string& path) {
   const std::string file =
       std::filesystem::is_directory(path) ? (std::filesystem::path(path) / "tokenizer.json").string() : path;
-  return from_json(read_json_file(file), file);
+  const MappedFile mapped(file);
+  return from_text(std::string_view(reinterpret_cast<const char*>(mapped.data()), mapped.size()), file);
 }
 
-Tokenizer Tokenizer::from_json(const json& j, const std::string& file) {
+Tokenizer Tokenizer::from_text(std::string_view text, const std::string& file) {
   Tokenizer tok;
   with_context(file, [&] {
+    TokenizerJson parts = parse_tokenizer_json(text);
     try {
-      const json& model = j.at("model");
-      if (model.value("type", "BPE") != "BPE") fail("model type '{}' is not supported (supported: BPE)", model.value("type", ""));
-      tok.model_ = std::make_unique<BpeModel>(model);
-      if (j.contains("normalizer") && !j["normalizer"].is_null()) {
-        fail("normalizer type '{}' is not supported yet", j["normalizer"].value("type", "?"));
-      }
-      tok.pre_tokenizer_ = make_pre_tokenizer(j.value("pre_tokenizer", json()));
-      const json decoder = j.value("decoder", json());
-      tok.byte_level_decoder_ = !decoder.is_null() && decoder.at("type") == "ByteLevel";
-      if (!decoder.is_null() && !tok.byte_level_decoder_) {
-        fail("decoder type '{}' is not supported yet (supported: ByteLevel)", decoder.at("type").get<std::string>());
-      }
-      for (const auto& t : j.value("added_tokens", json::array())) {
-        check_added_token(t);
-        tok.added_.push_back({t.at("id").get<int32_t>(), t.at("content").get<std::string>(), t.value("special", false)});
-      }
-      parse_post_processor(j.value("post_processor", json()), tok.prefix_, tok.suffix_);
+      tok.model_ = std::move(parts.model);
+      tok.normalizer_ = make_normalizer(parts.normalizer);
+      tok.pre_tokenizer_ = make_pre_tokenizer(parts.pre_tokenizer);
+      tok.decoder_ = make_decoder(parts.decoder);
+      for (const auto& t : parts.added_tokens) tok.add_token(AddedToken::from_json(t));
+      parse_post_processor(parts.post_processor, tok.prefix_, tok.suffix_);
     } catch (const json::exception& e) {
       fail("malformed tokenizer.json: {}", e.what());
     }
+    tok.build_id_table(file);
   });
-  // Ids are dense in real files; bounding them by the number of tokens keeps a hostile file from
-  // sizing the id table.
-  const auto max_ids = static_cast<int64_t>(tok.model_->vocab().size() + tok.added_.size());
-  auto check_id = [&](int32_t id) {
-    if (id < 0 || id >= max_ids) fail("{}: token id {} is out of range for {} tokens", file, id, max_ids);
-  };
-  for (const auto& [token, id] : tok.model_->vocab()) {
-    check_id(id);
-    if (static_cast<size_t>(id) >= tok.id_to_token_.size()) tok.id_to_token_.resize(static_cast<size_t>(id) + 1);
-    tok.id_to_token_[static_cast<size_t>(id)] = token;
-  }
-  for (const auto& t : tok.added_) {
-    check_id(t.id);
-    if (static_cast<size_t>(t.id) >= tok.id_to_token_.size()) tok.id_to_token_.resize(static_cast<size_t>(t.id) + 1);
-    tok.id_to_token_[static_cast<size_t>(t.id)] = t.content;
-  }
-  tok.special_.assign(tok.id_to_token_.size(), false);
-  for (const auto& t : tok.added_) tok.special_[static_cast<size_t>(t.id)] = t.special;
   return tok;
 }
 
-void Tokenizer::encode_ordinary(std::string_view text, std::vector<int32_t>& out) const {
-  if (text.empty()) return;
-  std::vector<std::string> pieces{std::string(text)};
-  if (pre_tokenizer_) pre_tokenizer_->split(pieces);
+void Tokenizer::add_token(const AddedToken& token) {
+  added_.push_back(token);
+  if (token.special) special_text_.add(token);
+  // A normalized token is looked for in normalized text, so in its normalized form.
+  if (token.normalized && normalizer_) {
+    AddedToken normalized = token;
+    normalized.content = normalizer_->normalize(token.content);
+    if (!normalized.content.empty()) normalized_added_.add(normalized);
+  } else {
+    raw_added_.add(token);
+  }
+}
+
+void Tokenizer::build_id_table(const std::string& file) {
+  // Ids are nearly dense in real files (gpt-4o's leave a few gaps); bounding them by the number of
+  // tokens plus a margin keeps a hostile file from sizing the id table.
+  const auto max_ids = static_cast<int64_t>(model_->vocab().size() + added_.size()) + (1 << 16);
+  auto check = [&](int32_t id) {
+    if (id < 0 || id >= max_ids) fail("{}: token id {} is out of range for {} tokens", file, id, max_ids);
+  };
+  auto place = [&](int32_t id, const std::string& token) {
+    check(id);
+    if (static_cast<size_t>(id) >= id_to_token_.size()) id_to_token_.resize(static_cast<size_t>(id) + 1);
+    id_to_token_[static_cast<size_t>(id)] = token;
+  };
+  model_->vocab().for_each([&](std::string_view token, int32_t id) { place(id, std::string(token)); });
+  for (const auto& t : added_) place(t.id, t.content);
+  special_.assign(id_to_token_.size(), false);
+  for (const auto& t : added_) special_[static_cast<size_t>(t.id)] = t.special;
+  for (int32_t id : prefix_) check(id);
+  for (int32_t id : suffix_) check(id);
+}
+
+void Tokenizer::encode_ordinary(std::string_view text, bool at_text_start, std::vector<int32_t>& out) const {
+  std::string plain = strip_literal_marks(std::string(text));
+  if (plain.empty()) return;
+  std::vector<std::string> pieces{std::move(plain)};
+  if (pre_tokenizer_) pre_tokenizer_->split(pieces, at_text_start);
   for (const auto& piece : pieces) model_->encode(piece, out);
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special) const {
+// A segment between raw-matched added tokens: normalized, then split on the normalized ones.
+void Tokenizer::encode_segment(std::string_view text, bool at_text_start, bool parse_special,
+                               std::vector<int32_t>& out) const {
+  if (!normalizer_) return encode_ordinary(text, at_text_start, out);
+  const std::string normalized = normalizer_->normalize(std::string(text));
+  for (const Segment& s : normalized_added_.split(normalized, parse_special)) {
+    if (s.token >= 0) {
+      out.push_back(s.token);
+    } else {
+      encode_ordinary(s.text, at_text_start && s.offset == 0, out);
+    }
+  }
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
   std::vector<int32_t> ids;
   if (add_special) ids = prefix_;
-  // Leftmost match of any added token; the longest one wins at the same position.
-  size_t done = 0;
-  while (done < text.size()) {
-    size_t best_pos = std::string_view::npos;
-    const AddedToken* best = nullptr;
-    for (const auto& t : added_) {
-      if (t.content.empty()) continue;
-      const size_t pos = text.find(t.content, done);
-      if (pos < best_pos || (pos == best_pos && pos != std::string_view::npos && t.content.size() > best->content.size())) {
-        best_pos = pos;
-        best = &t;
-      }
+  for (const Segment& s : raw_added_.split(text, parse_special)) {
+    if (s.token >= 0) {
+      ids.push_back(s.token);
+    } else {
+      encode_segment(s.text, s.offset == 0, parse_special, ids);
     }
-    if (!best) break;
-    encode_ordinary(text.substr(done, best_pos - done), ids);
-    ids.push_back(best->id);
-    done = best_pos + best->content.size();
   }
-  if (done < text.size()) encode_ordinary(text.substr(done), ids);
   if (add_special) ids.insert(ids.end(), suffix_.begin(), suffix_.end());
   return ids;
+}
+
+std::string Tokenizer::protect_special_text(std::string_view text) const {
+  std::string out;
+  for (const Segment& s : special_text_.split(text, /*match_special=*/true)) {
+    if (s.token < 0) {
+      out += s.text;
+      continue;
+    }
+    for (size_t pos = 0; pos < s.text.size();) {  // a mark after every character: no part of it matches
+      const size_t start = pos;
+      next_code_point(s.text, pos);
+      out += s.text.substr(start, pos - start);
+      if (pos < s.text.size()) out += kLiteralMark;
+    }
+  }
+  return out;
+}
+
+std::string Tokenizer::strip_literal_marks(std::string text) {
+  for (size_t mark = text.find(kLiteralMark); mark != std::string::npos; mark = text.find(kLiteralMark, mark)) {
+    text.erase(mark, kLiteralMark.size());
+  }
+  return text;
 }
 
 bool Tokenizer::is_special(int32_t id) const {
   return id >= 0 && static_cast<size_t>(id) < special_.size() && special_[static_cast<size_t>(id)];
 }
 
+std::optional<int32_t> Tokenizer::token_id(std::string_view token) const {
+  for (const auto& t : added_) {
+    if (t.content == token) return t.id;
+  }
+  return model_->vocab().find(token);
+}
+
 std::string Tokenizer::token_bytes(int32_t id, bool skip_special) const {
   if (id < 0 || id >= vocab_size()) fail("token id {} is outside the vocabulary of {} tokens", id, vocab_size());
   if (skip_special && is_special(id)) return {};
   const std::string& token = id_to_token_[static_cast<size_t>(id)];
-  return byte_level_decoder_ ? byte_level_to_bytes(token) : token;
+  return decoder_ ? decoder_->token_bytes(token) : token;
 }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special) const {
+  std::vector<std::string> tokens;
+  tokens.reserve(ids.size());
+  for (int32_t id : ids) {
+    if (id < 0 || id >= vocab_size()) fail("token id {} is outside the vocabulary of {} tokens", id, vocab_size());
+    if (!(skip_special && is_special(id))) tokens.push_back(id_to_token_[static_cast<size_t>(id)]);
+  }
   std::string out;
-  for (int32_t id : ids) out += token_bytes(id, skip_special);
+  if (decoder_) {
+    decoder_->decode_chain(tokens);
+    for (const auto& t : tokens) out += t;
+  } else {  // Hugging Face joins undecoded tokens with spaces
+    for (size_t i = 0; i < tokens.size(); ++i) out += (i ? " " : "") + tokens[i];
+  }
   return out;
 }
 

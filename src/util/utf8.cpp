@@ -51,6 +51,55 @@ char32_t next_code_point(std::string_view text, size_t& pos) {
   return cp;
 }
 
+namespace {
+// Bytes of the well-formed sequence at text[pos], or 0 with `consumed` set to the maximal subpart
+// of one that is ill-formed (Unicode's table 3-7 of well-formed byte sequences).
+size_t well_formed_length(std::string_view text, size_t pos, size_t& consumed) {
+  const auto lead = static_cast<unsigned char>(text[pos]);
+  consumed = 1;
+  if (lead < 0x80) return 1;
+  size_t len = 0;
+  unsigned char low = 0x80, high = 0xBF;  // range of the second byte
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    len = 2;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    len = 3;
+    if (lead == 0xE0) low = 0xA0;
+    if (lead == 0xED) high = 0x9F;
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    len = 4;
+    if (lead == 0xF0) low = 0x90;
+    if (lead == 0xF4) high = 0x8F;
+  } else {
+    return 0;
+  }
+  for (size_t i = 1; i < len; ++i) {
+    if (pos + i >= text.size()) return 0;
+    const auto byte = static_cast<unsigned char>(text[pos + i]);
+    if (byte < (i == 1 ? low : 0x80) || byte > (i == 1 ? high : 0xBF)) return 0;
+    consumed = i + 1;
+  }
+  return len;
+}
+}  // namespace
+
+std::string valid_utf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t pos = 0; pos < text.size();) {
+    size_t consumed = 0;
+    const size_t len = well_formed_length(text, pos, consumed);
+    if (len) {
+      out.append(text.substr(pos, len));
+      pos += len;
+    } else {
+      out.append("\xEF\xBF\xBD");  // U+FFFD
+      pos += consumed;
+    }
+  }
+  return out;
+}
+
 size_t complete_utf8_prefix(std::string_view text) {
   // Look back at most 3 bytes for the lead byte of a sequence that is not yet complete.
   for (size_t back = 1; back <= 4 && back <= text.size(); ++back) {

@@ -85,13 +85,13 @@ TEST_F(DemoTokenizer, IdOutsideVocabularyIsAnError) { EXPECT_THROW(tokenizer_->d
 TEST(Tokenizer, UnsupportedComponentsAreNamed) {
   test::ScratchDir dir;
   auto j = nlohmann::json::parse(test::read_file(test::demo_model_dir() + "/tokenizer.json"));
-  j["pre_tokenizer"] = {{"type", "Whitespace"}};
+  j["pre_tokenizer"] = {{"type", "BertPreTokenizer"}};
   test::write_file(dir.file("tokenizer.json"), j.dump());
   try {
     Tokenizer::from_file(dir.path().string());
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("pre-tokenizer type 'Whitespace' is not supported"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("pre-tokenizer type 'BertPreTokenizer' is not supported"), std::string::npos) << e.what();
   }
 }
 

@@ -5,7 +5,7 @@
 
 namespace nanoserve::jinja {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;  // dicts keep insertion order, as in Python
 
 Value Value::from_json(const json& j) {
   switch (j.type()) {

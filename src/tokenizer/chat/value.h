@@ -38,7 +38,7 @@ struct Value {
   static Value from(jinja::Array a) { Value v; v.kind = Kind::Array; v.array = std::make_shared<jinja::Array>(std::move(a)); return v; }
   static Value from(jinja::Object o) { Value v; v.kind = Kind::Object; v.object = std::make_shared<jinja::Object>(std::move(o)); return v; }
   static Value from(jinja::Function f) { Value v; v.kind = Kind::Function; v.function = std::make_shared<jinja::Function>(std::move(f)); return v; }
-  static Value from_json(const nlohmann::json& j);
+  static Value from_json(const nlohmann::ordered_json& j);  // keys keep their order
 
   bool is(Kind k) const { return kind == k; }
   bool defined() const { return kind != Kind::Undefined; }
@@ -48,7 +48,7 @@ struct Value {
   std::string str() const;                   // what {{ value }} prints (Python's str)
   std::string repr() const;                  // Python's repr, used inside lists and dicts
   std::string type_name() const;
-  nlohmann::json to_json() const;
+  nlohmann::ordered_json to_json() const;
   const Value* get(const std::string& key) const;  // dict lookup; nullptr when absent
   void set(const std::string& key, Value v);       // dict assignment
 };
@@ -56,7 +56,7 @@ struct Value {
 bool operator==(const Value& a, const Value& b);
 
 // Python's json.dumps with ensure_ascii=False: ", " and ": " separators, or `indent` spaces per level.
-std::string dump_json(const nlohmann::json& j, int indent);
+std::string dump_json(const nlohmann::ordered_json& j, int indent);
 
 // Positional and keyword arguments of a call, with typed access that names the function in errors.
 struct Arguments {
