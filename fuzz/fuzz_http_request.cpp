@@ -6,7 +6,7 @@
 
 #include "server/api_error.h"
 #include "server/openai_request.h"
-#include "tokenizer/chat_template.h"
+#include "tokenizer/chat_prompt.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -25,15 +25,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace nanoserve::server;
   if (size == 0) return 0;
   const auto kind = data[0] % 2 ? ApiKind::Chat : ApiKind::Completion;
-  auto body = nlohmann::json::parse(data + 1, data + size, nullptr, /*allow_exceptions=*/false);
+  auto body = nlohmann::ordered_json::parse(data + 1, data + size, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return 0;
   try {
     GenerationRequest r = parse_generation_request(body, kind);
     if (kind == ApiKind::Chat) {
-      nlohmann::json context = r.template_extras;
+      nlohmann::ordered_json context = r.template_extras;
       context["messages"] = r.messages;
       context["add_generation_prompt"] = r.add_generation_prompt;
-      demo().tokenizer.encode(demo().chat.render(context), /*add_special=*/false);
+      nanoserve::encode_chat(demo().chat, demo().tokenizer, std::move(context), r.parse_special_tokens);
     } else if (r.prompt.is_string()) {
       demo().tokenizer.encode(r.prompt.get<std::string>());
     }

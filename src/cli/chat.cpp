@@ -10,7 +10,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/sampling_options.h"
-#include "tokenizer/chat_template.h"
+#include "tokenizer/chat_prompt.h"
 #include "util/error.h"
 
 namespace nanoserve::cli {
@@ -32,9 +32,8 @@ std::string trim(const std::string& s) {
 
 // One assistant turn: renders the conversation, streams the reply, returns it.
 std::string reply(Engine& engine, const Tokenizer& tokenizer, const ChatTemplate& chat_template,
-                  const nlohmann::json& messages, const SamplingParams& sampling) {
-  const std::string prompt = chat_template.render({{"messages", messages}, {"add_generation_prompt", true}});
-  const auto ids = tokenizer.encode(prompt, /*add_special=*/false);  // the template writes the special tokens
+                  const nlohmann::ordered_json& messages, const SamplingParams& sampling) {
+  const auto ids = encode_chat(chat_template, tokenizer, {{"messages", messages}, {"add_generation_prompt", true}}).ids;
   const auto start = std::chrono::steady_clock::now();
   std::string text, error;
   int64_t cached = 0, generated = 0;
@@ -61,10 +60,11 @@ void run_chat(const ChatOptions& opt) {
   if (!chat_template) {
     fail("{}: tokenizer_config.json has no chat_template; use `nanoserve generate` for plain text", model_dir(opt.model));
   }
+  add_end_of_turn_ids(model, tokenizer, &*chat_template);
   Engine engine(model, &tokenizer, engine_options(opt.engine, opt.kv_cache_gib, model.config));
-  const nlohmann::json start = opt.system.empty() ? nlohmann::json::array()
-                                                  : nlohmann::json::array({{{"role", "system"}, {"content", opt.system}}});
-  nlohmann::json messages = start;
+  using Json = nlohmann::ordered_json;
+  const Json start = opt.system.empty() ? Json::array() : Json::array({{{"role", "system"}, {"content", opt.system}}});
+  Json messages = start;
   const bool interactive = ::isatty(STDIN_FILENO) == 1;
   if (interactive) fmt::print(stderr, "Chatting with {}. /reset starts over, /exit or Ctrl-D quits.\n", model_dir(opt.model));
   std::string line;

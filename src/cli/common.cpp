@@ -2,9 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "hub/hub.h"
+#include "tokenizer/chat_prompt.h"
 #include "util/thread_pool.h"
 
 namespace nanoserve::cli {
@@ -34,5 +36,17 @@ Model load(const ModelOptions& options) {
 }
 
 Tokenizer load_tokenizer(const ModelOptions& options) { return Tokenizer::from_file(model_dir(options)); }
+
+void add_end_of_turn_ids(Model& model, const Tokenizer& tokenizer, const ChatTemplate* chat_template) {
+  if (!chat_template) return;
+  auto& eos = model.config.eos_token_ids;
+  std::vector<std::string> added;
+  for (int32_t id : end_of_turn_ids(*chat_template, tokenizer)) {
+    if (id >= model.config.vocab_size || std::find(eos.begin(), eos.end(), id) != eos.end()) continue;
+    eos.push_back(id);
+    added.push_back(fmt::format("{} {}", id, tokenizer.decode({id}, /*skip_special=*/false)));
+  }
+  if (!added.empty()) fmt::print(stderr, "generation also stops at the chat template's end of turn: {}\n", fmt::join(added, ", "));
+}
 
 }  // namespace nanoserve::cli

@@ -4,7 +4,10 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include <optional>
+
 #include "model/loader.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace nanoserve::cli {
@@ -21,6 +24,10 @@ void add_model_options(CLI::App& command, ModelOptions& options);
 Model load(const ModelOptions& options);
 Tokenizer load_tokenizer(const ModelOptions& options);
 std::string model_dir(const ModelOptions& options);
+
+// The end-of-turn token of the chat template and the tokenizer's eos join the model's eos ids, so
+// that generation stops there whatever generation_config.json lists; printed on stderr.
+void add_end_of_turn_ids(Model& model, const Tokenizer& tokenizer, const ChatTemplate* chat_template);
 
 double seconds_since(std::chrono::steady_clock::time_point start);
 

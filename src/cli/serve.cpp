@@ -120,6 +120,7 @@ void run_serve(const ServeOptions& opt) {
   } catch (const Error& e) {
     fmt::print(stderr, "warning: the chat template cannot be used, /v1/chat/completions will refuse requests: {}\n", e.what());
   }
+  add_end_of_turn_ids(model, tokenizer, chat_template ? &*chat_template : nullptr);
   const EngineOptions engine_opts = engine_options(opt.engine, opt.kv_cache_gib, model.config);
   Engine engine(model, &tokenizer, engine_opts);
   const EngineStats stats = engine.stats();

@@ -7,6 +7,7 @@
 #include "server/api_error.h"
 #include "server/chat_page.h"
 #include "server/openai_response.h"
+#include "tokenizer/chat_prompt.h"
 #include "util/error.h"
 
 namespace nanoserve::server {
@@ -22,8 +23,9 @@ std::string sha256(std::string_view text) {
   return std::string(reinterpret_cast<const char*>(digest), length);
 }
 
-json parse_body(const HttpRequest& request) {
-  json body = json::parse(request.body(), nullptr, /*allow_exceptions=*/false);
+// Ordered, so that messages and tools reach the chat template as the client wrote them.
+nlohmann::ordered_json parse_body(const HttpRequest& request) {
+  auto body = nlohmann::ordered_json::parse(request.body(), nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) throw ApiError(400, "the request body is not valid JSON");
   if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
   return body;
@@ -132,7 +134,7 @@ void Api::models(const std::shared_ptr<Exchange>& exchange) {
   answer(exchange, "/v1/models", http::status::ok, "application/json", dump({{"object", "list"}, {"data", json::array({model})}}));
 }
 
-std::vector<Prompt> Api::completion_prompts(const json& prompt) const {
+std::vector<Prompt> Api::completion_prompts(const nlohmann::ordered_json& prompt) const {
   auto from_ids = [&](const json& ids) {
     Prompt p;
     for (const auto& id : ids) {
@@ -165,8 +167,8 @@ Prompt Api::chat_prompt(const GenerationRequest& request) const {
   json context = request.template_extras;
   context["messages"] = request.messages;
   context["add_generation_prompt"] = request.add_generation_prompt;
-  const std::string text = chat_template_->render(context);
-  return Prompt{tokenizer_.encode(text, /*add_special=*/false), text};  // the template writes the special tokens
+  ChatPrompt prompt = encode_chat(*chat_template_, tokenizer_, std::move(context), request.parse_special_tokens);
+  return Prompt{std::move(prompt.ids), std::move(prompt.text)};
 }
 
 void Api::generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind) {
@@ -211,7 +213,7 @@ void Api::generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind) {
 }
 
 void Api::tokenize(const std::shared_ptr<Exchange>& exchange) {
-  const json body = parse_body(exchange->request());
+  const auto body = parse_body(exchange->request());
   std::vector<int32_t> ids;
   if (body.contains("messages")) {
     GenerationRequest request = parse_generation_request(body, ApiKind::Chat);
@@ -228,7 +230,7 @@ void Api::tokenize(const std::shared_ptr<Exchange>& exchange) {
 }
 
 void Api::detokenize(const std::shared_ptr<Exchange>& exchange) {
-  const json body = parse_body(exchange->request());
+  const auto body = parse_body(exchange->request());
   auto tokens = body.find("tokens");
   if (tokens == body.end() || !tokens->is_array()) throw ApiError(400, "tokens: required array of token ids", "tokens");
   std::vector<int32_t> ids;

@@ -37,7 +37,7 @@ class Api {
  private:
   void route(const std::shared_ptr<Exchange>& exchange, const std::string& path);
   void generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind);
-  std::vector<Prompt> completion_prompts(const nlohmann::json& prompt) const;
+  std::vector<Prompt> completion_prompts(const nlohmann::ordered_json& prompt) const;
   Prompt chat_prompt(const GenerationRequest& request) const;
   void models(const std::shared_ptr<Exchange>& exchange);
   void tokenize(const std::shared_ptr<Exchange>& exchange);

@@ -11,7 +11,7 @@
 
 namespace nanoserve::server {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;
 
 namespace {
 
@@ -188,6 +188,7 @@ void read_chat(const Body& body, GenerationRequest& r) {
   if (has_top && !logprobs) throw ApiError(400, "top_logprobs: needs logprobs set to true", "top_logprobs");
   if (logprobs) r.params.logprobs = top;
   body.boolean("add_generation_prompt", r.add_generation_prompt);
+  body.boolean("parse_special_tokens", r.parse_special_tokens);
   r.template_extras = json::object();
   if (const json* tools = body.find("tools")) {
     if (!tools->is_array()) wrong_type("tools", "an array", *tools);

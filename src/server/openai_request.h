@@ -17,19 +17,21 @@ enum class ApiKind { Completion, Chat };
 struct GenerationRequest {
   ApiKind kind = ApiKind::Completion;
   std::string model;              // as the client named it (may be empty)
-  nlohmann::json prompt;          // completions: string, [string], [int] or [[int]]
-  nlohmann::json messages;        // chat: the conversation
-  nlohmann::json template_extras; // chat: tools and chat_template_kwargs, passed to the template
+  nlohmann::ordered_json prompt;       // completions: string, [string], [int] or [[int]]
+  nlohmann::ordered_json messages;       // chat: the conversation
+  nlohmann::ordered_json template_extras; // chat: tools and chat_template_kwargs, passed to the template
   bool add_generation_prompt = true;
+  bool parse_special_tokens = false;  // chat: special-token text typed in messages becomes control tokens
   SamplingParams params;
   bool max_tokens_given = false;  // chat defaults to the rest of the context
   bool stream = false, include_usage = false, echo = false;
 };
 
 // body: the parsed JSON. Throws ApiError (400) naming the offending field.
-GenerationRequest parse_generation_request(const nlohmann::json& body, ApiKind kind);
+// Ordered: the conversation reaches the chat template with its keys in the client's order.
+GenerationRequest parse_generation_request(const nlohmann::ordered_json& body, ApiKind kind);
 
 // The text of a chat message's content: a string, or a list of {"type": "text", "text": ...} parts.
-std::string message_text(const nlohmann::json& content, size_t index);
+std::string message_text(const nlohmann::ordered_json& content, size_t index);
 
 }  // namespace nanoserve::server
