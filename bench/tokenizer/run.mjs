@@ -3,9 +3,10 @@
 // Usage: node bench/tokenizer/run.mjs [--binary build/bench/tokenizer_encode] [--mb 4]
 //        [--out texts.jsonl]  (--out also writes the texts, for bench/tokenizer/hf_tokenizers.py)
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { corpus, loadReference, vocabularies } from "../../tests/tokenizer/hf/vocabularies.mjs";
 
@@ -13,13 +14,20 @@ const { values } = parseArgs({
   options: { binary: { type: "string", default: "build/bench/tokenizer_encode" }, mb: { type: "string", default: "4" }, out: { type: "string" } },
 });
 
-// Documents of every kind in the corpus, repeated up to the size asked for.
-const texts = [];
-for (let bytes = 0; bytes < Number(values.mb) * 1e6; ) {
-  for (const t of corpus) {
-    texts.push(t);
-    bytes += Buffer.byteLength(t);
-  }
+// Distinct text, so that no word cache is flattered by repetition: the multilingual test corpus and
+// the demo's held-out prose once, then the documentation and code of the npm packages installed
+// beside (Markdown, JavaScript, TypeScript), one document per file, up to the size asked for.
+const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
+const texts = [...corpus];
+for (const line of readFileSync(join(root, "models/demo/heldout.jsonl"), "utf8").trim().split("\n")) texts.push(JSON.parse(line).text);
+let gathered = texts.reduce((n, t) => n + Buffer.byteLength(t), 0);
+const files = readdirSync(join(root, "node_modules"), { recursive: true }).filter((f) => /\.(md|js|ts|mjs)$/.test(f)).sort();
+for (const f of files) {
+  if (gathered >= Number(values.mb) * 1e6) break;
+  const text = readFileSync(join(root, "node_modules", f), "utf8");
+  if (text.length < 200 || text.length > 200000) continue;
+  texts.push(text);
+  gathered += Buffer.byteLength(text);
 }
 const file = values.out ?? join(mkdtempSync(join(tmpdir(), "tokbench-")), "texts.jsonl");
 writeFileSync(file, texts.map((text) => JSON.stringify({ text })).join("\n") + "\n");

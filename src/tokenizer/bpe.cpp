@@ -1,6 +1,8 @@
 #include "tokenizer/bpe.h"
 
 #include <algorithm>
+#include <atomic>
+#include <unordered_map>
 
 #include "util/error.h"
 #include "util/utf8.h"
@@ -36,6 +38,7 @@ BpeModel::BpeModel(Vocab vocab, std::span<const MergePair> merges, Options optio
     if (rank + kAhead < resolved.size()) merges_.prefetch(resolved[rank + kAhead].a, resolved[rank + kAhead].b);
     merges_.insert(resolved[rank].a, resolved[rank].b, {static_cast<int32_t>(rank), resolved[rank].merged});
   }
+  find_word_boundaries();
 }
 
 // One symbol per character; unknown characters as bytes, the unknown token, or an error.
@@ -62,6 +65,52 @@ void BpeModel::add_symbols(std::string_view piece, std::vector<int32_t>& symbols
   if (pending_unk) symbols.push_back(unk_id_);
 }
 
+namespace {
+
+constexpr std::string_view kMetaspace = "\xE2\x96\x81";  // ▁ U+2581
+constexpr size_t kCachedWordBytes = 64;       // longer words are merged every time
+constexpr size_t kCacheWords = 1 << 15;       // a thread's cache starts over when this full
+
+std::atomic<uint64_t> next_instance{1};
+
+// Where the character that ends at byte `end` begins.
+size_t previous_char_start(std::string_view text, size_t end) {
+  size_t begin = end - 1;
+  while (begin > 0 && (static_cast<unsigned char>(text[begin]) & 0xC0) == 0x80) --begin;
+  return begin;
+}
+
+char32_t code_point_before(std::string_view text, size_t end) {
+  size_t begin = previous_char_start(text, end);
+  return next_code_point(text, begin);
+}
+
+// Words to their ids, per thread (no locking) and per model instance.
+struct WordCache {
+  uint64_t instance = 0;
+  std::unordered_map<std::string, std::vector<int32_t>> words;
+};
+thread_local WordCache word_cache;
+
+}  // namespace
+
+void BpeModel::find_word_boundaries() {
+  instance_ = next_instance++;
+  if (options_.ignore_merges) return;  // a whole piece may be one token: pieces stay whole
+  bool has_metaspace = false;
+  vocab_.for_each([&](std::string_view token, int32_t) {
+    for (size_t at = token.find(kMetaspace); at != std::string_view::npos; at = token.find(kMetaspace, at + 1)) {
+      has_metaspace = true;
+      if (at == 0) continue;
+      const char32_t before = code_point_before(token, at);
+      if (before != U'\u2581') joins_metaspace_.push_back(before);
+    }
+  });
+  std::sort(joins_metaspace_.begin(), joins_metaspace_.end());
+  joins_metaspace_.erase(std::unique(joins_metaspace_.begin(), joins_metaspace_.end()), joins_metaspace_.end());
+  split_words_ = has_metaspace;
+}
+
 void BpeModel::encode(std::string_view piece, std::vector<int32_t>& out) const {
   if (piece.empty()) return;
   if (options_.ignore_merges) {
@@ -70,6 +119,42 @@ void BpeModel::encode(std::string_view piece, std::vector<int32_t>& out) const {
       return;
     }
   }
+  if (!split_words_) return encode_word(piece, out);
+  size_t start = 0;
+  for (size_t at = piece.find(kMetaspace, 1); at != std::string_view::npos; at = piece.find(kMetaspace, at + 1)) {
+    const size_t before_start = previous_char_start(piece, at);
+    size_t pos = before_start;
+    const char32_t before = next_code_point(piece, pos);
+    if (before == U'\u2581' || std::binary_search(joins_metaspace_.begin(), joins_metaspace_.end(), before)) continue;
+    // A character spelled by byte tokens or the unknown token is not in the vocabulary; keep it
+    // with what follows rather than reason about merges of those.
+    if (!vocab_.find(piece.substr(before_start, at - before_start))) continue;
+    encode_word(piece.substr(start, at - start), out);
+    start = at;
+  }
+  encode_word(piece.substr(start), out);
+}
+
+void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) const {
+  if (word.size() > kCachedWordBytes) return merge(word, out);
+  WordCache& cache = word_cache;
+  if (cache.instance != instance_ || cache.words.size() >= kCacheWords) {
+    cache.words.clear();
+    cache.instance = instance_;
+  }
+  auto [it, inserted] = cache.words.try_emplace(std::string(word));
+  if (inserted) {
+    try {
+      merge(word, it->second);
+    } catch (...) {
+      cache.words.erase(it);
+      throw;
+    }
+  }
+  out.insert(out.end(), it->second.begin(), it->second.end());
+}
+
+void BpeModel::merge(std::string_view piece, std::vector<int32_t>& out) const {
   // Scratch space reused across calls: most pieces are a few characters, and allocating for each
   // would cost more than merging them.
   struct Symbol {

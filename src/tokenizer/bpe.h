@@ -36,12 +36,21 @@ class BpeModel {
 
  private:
   void add_symbols(std::string_view piece, std::vector<int32_t>& symbols) const;
+  void encode_word(std::string_view word, std::vector<int32_t>& out) const;  // through the word cache
+  void merge(std::string_view word, std::vector<int32_t>& out) const;
+  void find_word_boundaries();
 
   Vocab vocab_;
   MergeTable merges_;
   Options options_;
   int32_t byte_ids_[256];  // <0xNN> token ids with byte_fallback, -1 where absent
   int32_t unk_id_ = -1;    // -1: no unknown token
+  uint64_t instance_;      // tells this model's entries in a thread's word cache from another's
+  // SentencePiece-style pieces hold whole sentences (▁ for spaces, no pre-tokenizer). When no token
+  // joins a character to a following ▁ (found at load), no merge can cross such a place, so a piece
+  // is cut there into words, each encoded once and then served from the cache.
+  bool split_words_ = false;
+  std::vector<char32_t> joins_metaspace_;  // characters some token has right before a ▁, sorted
 };
 
 }  // namespace nanoserve
