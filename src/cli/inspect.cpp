@@ -1,10 +1,12 @@
 // nanoserve inspect: what a checkpoint holds and how nanoserve reads it.
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <map>
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "formats/gguf.h"
 #include "model/rope.h"
 
 namespace nanoserve::cli {
@@ -111,13 +113,39 @@ void print_tensors(Model& m) {
   }
 }
 
+// A GGUF file as it stands: its metadata and tensors (nanoserve does not run GGUF models yet).
+void print_gguf(const std::string& path) {
+  const GgufFile file(path);
+  const GgufContents& c = file.contents();
+  fmt::print("GGUF version {}, {} metadata entries, {} tensors, alignment {}, data at byte {}\n\n", c.version,
+             c.metadata.size(), c.tensors.size(), c.alignment, c.data_offset);
+  for (const auto& [key, value] : c.metadata) fmt::print("{:<40} {:<15} {}\n", key, value.type_name(), value.to_string());
+  fmt::print("\n");
+  std::map<std::string, std::pair<uint64_t, uint64_t>> by_type;  // type -> tensors, bytes
+  uint64_t params = 0;
+  for (const auto& t : c.tensors) {
+    const auto type = ggml_type_info(static_cast<uint32_t>(t.type))->name;
+    fmt::print("{:<32} {:<7} [{}] {} bytes\n", t.name, type, fmt::join(t.dims, ", "), t.bytes);
+    by_type[std::string(type)].first += 1;
+    by_type[std::string(type)].second += t.bytes;
+    params += t.elements();
+  }
+  fmt::print("\nparameters    {} ({:.2f}M)\n", params, static_cast<double>(params) / 1e6);
+  for (const auto& [type, count_bytes] : by_type) {
+    fmt::print("{:<7} {} tensors, {} bytes ({:.1f} MiB)\n", type, count_bytes.first, count_bytes.second,
+               static_cast<double>(count_bytes.second) / (1 << 20));
+  }
+}
+
 }  // namespace
 
 void register_inspect(CLI::App& app) {
   auto opt = std::make_shared<ModelOptions>();
-  CLI::App* cmd = app.add_subcommand("inspect", "Show a model's configuration, tensors and parameter count");
+  CLI::App* cmd = app.add_subcommand("inspect", "Show a model's configuration, tensors and parameter count "
+                                                 "(-m may also name a .gguf file: its metadata and tensors)");
   add_model_options(*cmd, *opt);
   cmd->callback([opt] {
+    if (std::filesystem::is_regular_file(opt->model_dir) && is_gguf_path(opt->model_dir)) return print_gguf(opt->model_dir);
     Model model = load(*opt);
     print_config(model);
     print_tensors(model);

@@ -1,0 +1,151 @@
+#include "formats/quant.h"
+
+#include <cstring>
+
+#include "formats/dtype.h"
+#include "util/error.h"
+
+namespace nanoserve {
+
+namespace {
+
+float half_at(const uint8_t* p) {
+  uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  return f16_to_float(bits);
+}
+
+// Q4_0: d, then 32 4-bit values: the low nibbles are values 0-15, the high nibbles 16-31; q - 8.
+void q4_0(const uint8_t* b, float* y) {
+  const float d = half_at(b);
+  const uint8_t* qs = b + 2;
+  for (int j = 0; j < 16; ++j) {
+    y[j] = static_cast<float>((qs[j] & 0x0F) - 8) * d;
+    y[j + 16] = static_cast<float>((qs[j] >> 4) - 8) * d;
+  }
+}
+
+// Q4_1: d and a minimum m; q * d + m.
+void q4_1(const uint8_t* b, float* y) {
+  const float d = half_at(b), m = half_at(b + 2);
+  const uint8_t* qs = b + 4;
+  for (int j = 0; j < 16; ++j) {
+    y[j] = static_cast<float>(qs[j] & 0x0F) * d + m;
+    y[j + 16] = static_cast<float>(qs[j] >> 4) * d + m;
+  }
+}
+
+// Q5_0 / Q5_1: a fifth bit per value from the 32-bit qh (bit j for value j).
+void q5(const uint8_t* b, float* y, bool with_min) {
+  const float d = half_at(b), m = with_min ? half_at(b + 2) : 0.0f;
+  const uint8_t* p = b + (with_min ? 4 : 2);
+  uint32_t qh;
+  std::memcpy(&qh, p, 4);
+  const uint8_t* qs = p + 4;
+  for (int j = 0; j < 16; ++j) {
+    const int low = (qs[j] & 0x0F) | static_cast<int>(((qh >> j) << 4) & 0x10);
+    const int high = (qs[j] >> 4) | static_cast<int>((qh >> (j + 12)) & 0x10);
+    if (with_min) {
+      y[j] = static_cast<float>(low) * d + m;
+      y[j + 16] = static_cast<float>(high) * d + m;
+    } else {
+      y[j] = static_cast<float>(low - 16) * d;
+      y[j + 16] = static_cast<float>(high - 16) * d;
+    }
+  }
+}
+
+void q8_0(const uint8_t* b, float* y) {
+  const float d = half_at(b);
+  const auto* qs = reinterpret_cast<const int8_t*>(b + 2);
+  for (int j = 0; j < 32; ++j) y[j] = static_cast<float>(qs[j]) * d;
+}
+
+// The 6-bit scale and min of sub-block j of a Q4_K/Q5_K block, packed into 12 bytes.
+void scale_min(int j, const uint8_t* scales, uint8_t& scale, uint8_t& min) {
+  if (j < 4) {
+    scale = scales[j] & 63;
+    min = scales[j + 4] & 63;
+  } else {
+    scale = static_cast<uint8_t>((scales[j + 4] & 0x0F) | ((scales[j - 4] >> 6) << 4));
+    min = static_cast<uint8_t>((scales[j + 4] >> 4) | ((scales[j] >> 6) << 4));
+  }
+}
+
+// Q4_K and Q5_K: 256 values in 8 sub-blocks of 32, each d * scale * q - dmin * min.
+void q45_k(const uint8_t* b, float* y, bool five_bit) {
+  const float d = half_at(b), dmin = half_at(b + 2);
+  const uint8_t* scales = b + 4;
+  const uint8_t* qh = b + 16;                  // Q5_K: the fifth bits
+  const uint8_t* qs = b + (five_bit ? 48 : 16);
+  for (int chunk = 0; chunk < 4; ++chunk) {    // 64 values: low nibbles, then high nibbles
+    for (int half = 0; half < 2; ++half) {
+      uint8_t scale, min;
+      scale_min(2 * chunk + half, scales, scale, min);
+      const float dl = d * static_cast<float>(scale), ml = dmin * static_cast<float>(min);
+      const int bit = 2 * chunk + half;
+      for (int l = 0; l < 32; ++l) {
+        int q = half ? qs[l] >> 4 : qs[l] & 0x0F;
+        if (five_bit && (qh[l] >> bit) & 1) q += 16;
+        *y++ = dl * static_cast<float>(q) - ml;
+      }
+    }
+    qs += 32;
+  }
+}
+
+// Q6_K: 256 values, 4 low bits in ql, 2 high bits in qh, 16 int8 scales; (q - 32) * d * scale.
+void q6_k(const uint8_t* b, float* y) {
+  const uint8_t* ql = b;
+  const uint8_t* qh = b + 128;
+  const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
+  const float d = half_at(b + 208);
+  for (int n = 0; n < 2; ++n) {  // two halves of 128
+    for (int l = 0; l < 32; ++l) {
+      const int is = l / 16;
+      const int q1 = ((ql[l] & 0x0F) | (((qh[l] >> 0) & 3) << 4)) - 32;
+      const int q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32;
+      const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+      const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+      y[l] = d * static_cast<float>(sc[is]) * static_cast<float>(q1);
+      y[l + 32] = d * static_cast<float>(sc[is + 2]) * static_cast<float>(q2);
+      y[l + 64] = d * static_cast<float>(sc[is + 4]) * static_cast<float>(q3);
+      y[l + 96] = d * static_cast<float>(sc[is + 6]) * static_cast<float>(q4);
+    }
+    y += 128;
+    ql += 64;
+    qh += 32;
+    sc += 8;
+  }
+}
+
+}  // namespace
+
+void dequantize_row(GgmlType type, const uint8_t* src, float* dst, int64_t n) {
+  const GgmlTypeInfo* info = ggml_type_info(static_cast<uint32_t>(type));
+  if (!info || !info->dequantizable) fail("tensor type {} cannot be read yet", info ? info->name : "unknown");
+  const int64_t blocks = n / info->block_elems;
+  for (int64_t i = 0; i < blocks; ++i, src += info->block_bytes, dst += info->block_elems) {
+    switch (type) {
+      case GgmlType::F32: std::memcpy(dst, src, 4); break;
+      case GgmlType::F16: *dst = half_at(src); break;
+      case GgmlType::BF16: {
+        uint16_t bits;
+        std::memcpy(&bits, src, 2);
+        *dst = bf16_to_float(bits);
+        break;
+      }
+      case GgmlType::Q4_0: q4_0(src, dst); break;
+      case GgmlType::Q4_1: q4_1(src, dst); break;
+      case GgmlType::Q5_0: q5(src, dst, false); break;
+      case GgmlType::Q5_1: q5(src, dst, true); break;
+      case GgmlType::Q8_0: q8_0(src, dst); break;
+      case GgmlType::Q4_K: q45_k(src, dst, false); break;
+      case GgmlType::Q5_K: q45_k(src, dst, true); break;
+      case GgmlType::Q6_K: q6_k(src, dst); break;
+      default: fail("tensor type {} cannot be read yet", info->name);
+    }
+  }
+}
+
+}  // namespace nanoserve
