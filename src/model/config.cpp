@@ -118,7 +118,8 @@ RopeConfig parse_rope_parameters(const json& params, const json& top, const std:
   parse_scaling(params, top, source, rope);
   rope.theta = f.positive_number("rope_theta", t.positive_number("rope_theta", 10000.0));
   rope.partial_rotary_factor = f.positive_number("partial_rotary_factor", t.positive_number("partial_rotary_factor", 1.0));
-  if (rope.partial_rotary_factor > 1) f.invalid("partial_rotary_factor", "at most 1");
+  // The factor may come from either object, so the error names the value rather than one of them.
+  if (rope.partial_rotary_factor > 1) fail("{}: partial_rotary_factor must be at most 1, got {}", source, rope.partial_rotary_factor);
   return rope;
 }
 

@@ -29,7 +29,7 @@ Regex::~Regex() { pcre2_code_free(code_); }
 std::unique_ptr<Regex> Regex::from_pattern(const nlohmann::json& pattern) {
   if (pattern.contains("String")) return std::make_unique<Regex>(pattern["String"].get<std::string>(), true);
   if (pattern.contains("Regex")) return std::make_unique<Regex>(pattern["Regex"].get<std::string>(), false);
-  fail("pattern {} is neither {{\"String\": ...}} nor {{\"Regex\": ...}}", pattern.dump());
+  fail("pattern {} is neither {{\"String\": ...}} nor {{\"Regex\": ...}}", pattern.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 std::string Regex::replace_all(std::string_view text, std::string_view replacement) const {

@@ -30,7 +30,7 @@ const json& JsonFields::value(const std::string& key) const {
 }
 
 void JsonFields::invalid(const std::string& key, const std::string& expected) const {
-  fail("{}: field '{}' must be {}, got {}", source_, key, expected, object_[key].dump());
+  fail("{}: field '{}' must be {}, got {}", source_, key, expected, object_.contains(key) ? object_[key].dump() : "nothing");
 }
 
 int64_t JsonFields::positive_int(const std::string& key) const {

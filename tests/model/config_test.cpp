@@ -36,6 +36,17 @@ TEST(ModelConfig, DefaultsAndDerivedHeadDim) {
   EXPECT_DOUBLE_EQ(c.rope.theta, 10000.0);
 }
 
+// Found by fuzz_config: the factor read from the top level was reported through the
+// rope_parameters object, which does not hold it (an assertion in the JSON library).
+TEST(ModelConfig, PartialRotaryFactorAboveOneIsAnErrorWhereverItIs) {
+  json j = minimal_llama();
+  j["partial_rotary_factor"] = 24;
+  j["rope_parameters"] = {{"rope_theta", 10000.0}, {"rope_type", "default"}};
+  expect_config_error(j, "partial_rotary_factor must be at most 1, got 24");
+  j.erase("rope_parameters");
+  expect_config_error(j, "partial_rotary_factor must be at most 1, got 24");
+}
+
 TEST(ModelConfig, ExplicitHeadDimAndMissingKvHeads) {
   json j = minimal_llama();
   j["head_dim"] = 128;

@@ -123,6 +123,39 @@ TEST(ChatTemplate, SyntaxErrorsNameTheLine) {
 TEST(ChatTemplate, RunawayOutputAndRecursionAreBounded) {
   EXPECT_THROW(render("{% for i in range(1000000) %}{{ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' }}{% endfor %}"), Error);
   EXPECT_THROW(render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"), Error);
+  EXPECT_THROW(render("{{ 'ab' * 10000000000 }}"), Error);  // refused before it is built
+  // Values that grow without being printed (found by fuzz_chat_template as a 1.4 GB render).
+  try {
+    render("{% set ns = namespace(x=[1]) %}{% for i in range(40) %}{% set ns.x = ns.x + ns.x %}{% endfor %}");
+    FAIL() << "a list of 2^40 items was built";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "chat template: a list of 1048576 items is over the limit of 1000000");
+  }
+}
+
+// Found by fuzz_chat_template: 250 nested brackets overflowed the parser's stack, and 10 ** 100
+// cast an infinite double to int64.
+TEST(ChatTemplate, DeepNestingAndIntegerOverflowAreErrors) {
+  auto error_of = [](const std::string& source) {
+    try {
+      return render(source);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+  };
+  EXPECT_EQ(error_of("{{ " + std::string(250, '[') + std::string(250, ']') + " }}"), "chat template line 1: nested deeper than 100 levels");
+  std::string nested_ifs;
+  for (int i = 0; i < 150; ++i) nested_ifs += "{% if true %}";
+  EXPECT_EQ(error_of(nested_ifs), "chat template line 1: nested deeper than 100 levels");
+  EXPECT_EQ(error_of("{{ 10 ** 100 }}"), "chat template line 1: integer overflow in 10 ** 100");
+  EXPECT_EQ(error_of("{{ 9223372036854775807 + 1 }}"), "chat template line 1: integer overflow in 9223372036854775807 + 1");
+  EXPECT_EQ(error_of("{{ 3037000500 * 3037000500 }}"), "chat template line 1: integer overflow in 3037000500 * 3037000500");
+  // Found by fuzz_chat_template: tojson of a string literal holding invalid UTF-8 threw nlohmann's
+  // type_error past the template's error handling; the bytes print as U+FFFD.
+  EXPECT_EQ(render("{{ 'a\xff' | tojson }}"), "\"a\xEF\xBF\xBD\"");
+  // Python's results where they fit.
+  EXPECT_EQ(render("{{ 2 ** 62 }} {{ -7 // 2 }} {{ -7 % 3 }} {{ 7 % -3 }} {{ -7.5 % 2 }} {{ 2 ** -1 }}"),
+            "4611686018427387904 -4 2 -2 0.5 0.5");
 }
 
 }  // namespace

@@ -317,6 +317,7 @@ Value call_method(Value& o, const std::string& name, Arguments& args, int line) 
     return v ? *v : args.get(1, "default", Value::none());
   }
   if (name == "append") {
+    Value::check_items(o.array->size() + 1);
     o.array->push_back(args.get(0, "object"));
     return Value::none();
   }

@@ -1,6 +1,7 @@
 // Evaluation of the syntax tree (ast.h): Python semantics where templates depend on them.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "tokenizer/chat/ast.h"
 #include "tokenizer/chat/context.h"
@@ -24,6 +25,34 @@ Arguments evaluate(Context& ctx, const CallArgs& args, std::string function) {
 
 int64_t index_of(int64_t i, size_t size) { return i < 0 ? i + static_cast<int64_t>(size) : i; }
 
+// Python's integer arithmetic on int64: floor division and modulo round toward minus infinity, and
+// a result that does not fit is an error rather than undefined behaviour.
+Value integer_arithmetic(const std::string& op, int64_t a, int64_t b, int line) {
+  int64_t r = 0;
+  bool overflow = false;
+  if (op == "+") {
+    overflow = __builtin_add_overflow(a, b, &r);
+  } else if (op == "-") {
+    overflow = __builtin_sub_overflow(a, b, &r);
+  } else if (op == "*") {
+    overflow = __builtin_mul_overflow(a, b, &r);
+  } else if (op == "//") {
+    overflow = a == INT64_MIN && b == -1;
+    if (!overflow) r = a / b - (a % b != 0 && (a < 0) != (b < 0));
+  } else if (op == "%") {
+    r = b == -1 ? 0 : a % b;
+    if (r != 0 && (r < 0) != (b < 0)) r += b;
+  } else {  // ** with b >= 0, by squaring
+    r = 1;
+    for (int64_t base = a, e = b; e > 0 && !overflow; e >>= 1) {
+      if (e & 1) overflow = __builtin_mul_overflow(r, base, &r);
+      if (e > 1 && !overflow) overflow = __builtin_mul_overflow(base, base, &base);
+    }
+  }
+  if (overflow) fail("chat template line {}: integer overflow in {} {} {}", line, a, op, b);
+  return Value::from(r);
+}
+
 Value arithmetic(const std::string& op, const Value& a, const Value& b, int line) {
   if (op == "+" && a.is(K::String) && b.is(K::String)) return Value::from(a.string + b.string);
   if (op == "+" && a.is(K::Array) && b.is(K::Array)) {
@@ -32,6 +61,9 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b, int line
     return Value::from(std::move(joined));
   }
   if (op == "*" && a.is(K::String) && b.is(K::Int)) {
+    if (b.integer > 0 && a.string.size() > kMaxOutputBytes / static_cast<uint64_t>(b.integer)) {
+      fail("chat template line {}: a string repeated {} times exceeds {} bytes", line, b.integer, kMaxOutputBytes);
+    }
     std::string out;
     for (int64_t i = 0; i < b.integer; ++i) out += a.string;
     return Value::from(std::move(out));
@@ -42,13 +74,18 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b, int line
   const bool ints = a.is(K::Int) && b.is(K::Int);
   const double x = a.as_double(), y = b.as_double();
   if ((op == "/" || op == "//" || op == "%") && y == 0) fail("chat template line {}: division by zero", line);
-  if (op == "+") return ints ? Value::from(a.integer + b.integer) : Value::from(x + y);
-  if (op == "-") return ints ? Value::from(a.integer - b.integer) : Value::from(x - y);
-  if (op == "*") return ints ? Value::from(a.integer * b.integer) : Value::from(x * y);
+  if (ints && op != "/" && (op != "**" || b.integer >= 0)) return integer_arithmetic(op, a.integer, b.integer, line);
+  if (op == "+") return Value::from(x + y);
+  if (op == "-") return Value::from(x - y);
+  if (op == "*") return Value::from(x * y);
   if (op == "/") return Value::from(x / y);
-  if (op == "//") return ints ? Value::from(static_cast<int64_t>(std::floor(x / y))) : Value::from(std::floor(x / y));
-  if (op == "%") return ints ? Value::from(((a.integer % b.integer) + b.integer) % b.integer) : Value::from(std::fmod(x, y));
-  return ints && b.integer >= 0 ? Value::from(static_cast<int64_t>(std::pow(x, y))) : Value::from(std::pow(x, y));  // **
+  if (op == "//") return Value::from(std::floor(x / y));
+  if (op == "%") {  // the sign of the divisor, as Python's
+    double r = std::fmod(x, y);
+    if (r != 0 && (r < 0) != (y < 0)) r += y;
+    return Value::from(r);
+  }
+  return Value::from(std::pow(x, y));  // **
 }
 
 bool less(const Value& a, const Value& b, int line) {

@@ -16,8 +16,27 @@ class Parser {
  public:
   explicit Parser(std::vector<Token> tokens) : tokens_(std::move(tokens)) {}
 
+  // Blocks inside blocks and expressions inside expressions recurse: real templates nest a few
+  // levels, and a hostile one must get an error, not a stack overflow.
+  static constexpr int kMaxNesting = 100;
+  class Nesting {
+   public:
+    explicit Nesting(Parser& p) : parser_(p) {
+      if (++parser_.nesting_ > kMaxNesting) {
+        fail("chat template line {}: nested deeper than {} levels", parser_.peek().line, kMaxNesting);
+      }
+    }
+    ~Nesting() { --parser_.nesting_; }
+    Nesting(const Nesting&) = delete;
+    Nesting& operator=(const Nesting&) = delete;
+
+   private:
+    Parser& parser_;
+  };
+
   // Statements until one of the `ends` block keywords (left unconsumed) or the end of input.
   Body parse_body(std::initializer_list<const char*> ends) {
+    const Nesting nesting(*this);
     Body body;
     while (true) {
       const Token& t = peek();
@@ -199,6 +218,7 @@ class Parser {
 
   // expression: or_expr ['if' or_expr ['else' expression]]
   ExprPtr expression() {
+    const Nesting nesting(*this);
     ExprPtr value = ternary_free_or();
     if (!at_name("if")) return value;
     auto c = node<Conditional>();
@@ -435,6 +455,7 @@ class Parser {
 
   std::vector<Token> tokens_;
   size_t pos_ = 0;
+  int nesting_ = 0;
 };
 
 }  // namespace

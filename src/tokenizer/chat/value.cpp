@@ -3,9 +3,19 @@
 #include <cmath>
 #include <fmt/format.h>
 
+#include "util/error.h"
+
 namespace nanoserve::jinja {
 
 using json = nlohmann::ordered_json;  // dicts keep insertion order, as in Python
+
+void Value::check_string(size_t bytes) {
+  if (bytes > kMaxStringBytes) fail("chat template: a string of {} bytes is over the limit of {}", bytes, kMaxStringBytes);
+}
+
+void Value::check_items(size_t items) {
+  if (items > kMaxItems) fail("chat template: a list of {} items is over the limit of {}", items, kMaxItems);
+}
 
 Value Value::from_json(const json& j) {
   switch (j.type()) {
@@ -178,7 +188,7 @@ void dump(const json& j, int indent, int depth, std::string& out) {
     out += "{";
     bool first = true;
     for (const auto& [k, v] : j.items()) {
-      out += (first ? "" : comma) + pad + json(k).dump(-1, ' ', false) + ": ";
+      out += (first ? "" : comma) + pad + json(k).dump(-1, ' ', false, json::error_handler_t::replace) + ": ";
       dump(v, indent, depth + 1, out);
       first = false;
     }
@@ -197,7 +207,7 @@ void dump(const json& j, int indent, int depth, std::string& out) {
   } else if (j.is_number_float()) {
     out += float_str(j.get<double>());
   } else {
-    out += j.dump(-1, ' ', false);
+    out += j.dump(-1, ' ', false, json::error_handler_t::replace);  // invalid UTF-8 in a template string: U+FFFD
   }
 }
 }  // namespace

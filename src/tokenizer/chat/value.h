@@ -34,11 +34,18 @@ struct Value {
   static Value from(bool b) { Value v; v.kind = Kind::Bool; v.boolean = b; return v; }
   static Value from(int64_t i) { Value v; v.kind = Kind::Int; v.integer = i; return v; }
   static Value from(double d) { Value v; v.kind = Kind::Float; v.number = d; return v; }
-  static Value from(std::string s) { Value v; v.kind = Kind::String; v.string = std::move(s); return v; }
-  static Value from(jinja::Array a) { Value v; v.kind = Kind::Array; v.array = std::make_shared<jinja::Array>(std::move(a)); return v; }
+  static Value from(std::string s) { check_string(s.size()); Value v; v.kind = Kind::String; v.string = std::move(s); return v; }
+  static Value from(jinja::Array a) { check_items(a.size()); Value v; v.kind = Kind::Array; v.array = std::make_shared<jinja::Array>(std::move(a)); return v; }
   static Value from(jinja::Object o) { Value v; v.kind = Kind::Object; v.object = std::make_shared<jinja::Object>(std::move(o)); return v; }
   static Value from(jinja::Function f) { Value v; v.kind = Kind::Function; v.function = std::make_shared<jinja::Function>(std::move(f)); return v; }
   static Value from_json(const nlohmann::ordered_json& j);  // keys keep their order
+
+  // A template may build values without printing them (a list doubled in a loop): every string and
+  // list a template makes is bounded, so memory is too. Throw Error past the limits.
+  static constexpr size_t kMaxStringBytes = 16 << 20;
+  static constexpr size_t kMaxItems = 1000000;
+  static void check_string(size_t bytes);
+  static void check_items(size_t items);
 
   bool is(Kind k) const { return kind == k; }
   bool defined() const { return kind != Kind::Undefined; }
