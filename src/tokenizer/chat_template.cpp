@@ -18,6 +18,7 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& context) const {
   nlohmann::ordered_json full = context;
   if (!full.contains("bos_token")) full["bos_token"] = bos_token_;
   if (!full.contains("eos_token")) full["eos_token"] = eos_token_;
+  jinja::Value::start_render();
   jinja::Context ctx(jinja::Value::from_json(full));
   for (const auto& s : *body_) {
     s->exec(ctx);

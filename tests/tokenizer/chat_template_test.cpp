@@ -131,6 +131,9 @@ TEST(ChatTemplate, RunawayOutputAndRecursionAreBounded) {
   } catch (const Error& e) {
     EXPECT_STREQ(e.what(), "chat template: a list of 1048576 items is over the limit of 1000000");
   }
+  EXPECT_THROW(render("{% set s = 'x' * 16000000 %}{% set l = [] %}{% for i in range(1000) %}{% set _ = l.append(s) %}"
+                      "{% endfor %}{{ l | length }}"),
+               Error);
 }
 
 // Found by fuzz_chat_template: 250 nested brackets overflowed the parser's stack, and 10 ** 100

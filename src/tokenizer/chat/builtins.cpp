@@ -318,7 +318,9 @@ Value call_method(Value& o, const std::string& name, Arguments& args, int line) 
   }
   if (name == "append") {
     Value::check_items(o.array->size() + 1);
-    o.array->push_back(args.get(0, "object"));
+    Value item = args.get(0, "object");
+    Value::check_string(item.string.size());  // the copy counts against the render's budget
+    o.array->push_back(std::move(item));
     return Value::none();
   }
   if (name == "index") {

@@ -9,8 +9,16 @@ namespace nanoserve::jinja {
 
 using json = nlohmann::ordered_json;  // dicts keep insertion order, as in Python
 
+namespace {
+thread_local size_t render_bytes = 0;  // string bytes made by the render under way on this thread
+}  // namespace
+
+void Value::start_render() { render_bytes = 0; }
+
 void Value::check_string(size_t bytes) {
   if (bytes > kMaxStringBytes) fail("chat template: a string of {} bytes is over the limit of {}", bytes, kMaxStringBytes);
+  render_bytes += bytes;
+  if (render_bytes > kMaxRenderBytes) fail("chat template: the render made over {} bytes of strings", kMaxRenderBytes);
 }
 
 void Value::check_items(size_t items) {

@@ -42,10 +42,14 @@ struct Value {
 
   // A template may build values without printing them (a list doubled in a loop): every string and
   // list a template makes is bounded, so memory is too. Throw Error past the limits.
+  // Strings also count against a budget for the whole render (a 16 MiB string appended to a list a
+  // thousand times), reset by start_render().
   static constexpr size_t kMaxStringBytes = 16 << 20;
+  static constexpr size_t kMaxRenderBytes = size_t{128} << 20;  // 16 times the largest request body
   static constexpr size_t kMaxItems = 1000000;
   static void check_string(size_t bytes);
   static void check_items(size_t items);
+  static void start_render();
 
   bool is(Kind k) const { return kind == k; }
   bool defined() const { return kind != Kind::Undefined; }
