@@ -54,8 +54,15 @@ Value integer_arithmetic(const std::string& op, int64_t a, int64_t b, int line) 
 }
 
 Value arithmetic(const std::string& op, const Value& a, const Value& b, int line) {
-  if (op == "+" && a.is(K::String) && b.is(K::String)) return Value::from(a.string + b.string);
+  // Sizes are checked before anything is built: a template that doubles a value in a loop stops at
+  // the limit without first allocating past it.
+  if (op == "+" && a.is(K::String) && b.is(K::String)) {
+    const size_t bytes = a.string.size() + b.string.size();
+    if (bytes > Value::kMaxStringBytes) Value::check_string(bytes);  // throws; from() counts the rest
+    return Value::from(a.string + b.string);
+  }
   if (op == "+" && a.is(K::Array) && b.is(K::Array)) {
+    Value::check_items(a.array->size() + b.array->size());
     Array joined = *a.array;
     joined.insert(joined.end(), b.array->begin(), b.array->end());
     return Value::from(std::move(joined));
@@ -270,7 +277,11 @@ Value Binary::eval(Context& ctx) const {
     return l.truthy() ? l : right->eval(ctx);
   }
   Value l = left->eval(ctx), r = right->eval(ctx);
-  if (op == "~") return Value::from(l.str() + r.str());
+  if (op == "~") {
+    std::string left = l.str(), right = r.str();
+    if (left.size() + right.size() > Value::kMaxStringBytes) Value::check_string(left.size() + right.size());  // throws
+    return Value::from(left + right);
+  }
   if (op == "==") return Value::from(l == r);
   if (op == "!=") return Value::from(!(l == r));
   if (op == "<") return Value::from(less(l, r, line));
