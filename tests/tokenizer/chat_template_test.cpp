@@ -14,6 +14,16 @@ std::string render(const std::string& source, const json& context = json::object
   return ChatTemplate(source).render(context);
 }
 
+// The message of the Error that parsing or rendering source throws.
+std::string error_of(const std::string& source) {
+  try {
+    render(source);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
 json chat(std::initializer_list<std::pair<const char*, const char*>> turns) {
   json messages = json::array();
   for (const auto& [role, content] : turns) messages.push_back({{"role", role}, {"content", content}});
@@ -98,15 +108,7 @@ TEST(ChatTemplate, RaiseExceptionIsAnError) {
 }
 
 TEST(ChatTemplate, SyntaxErrorsNameTheLine) {
-  auto error_of = [](const std::string& source) {
-    try {
-      ChatTemplate t(source);
-      t.render({});
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("(no error)");
-  };
+
   EXPECT_EQ(error_of("line one\n{% if x %}\nno end"), "chat template line 3: missing {% endif %}");
   EXPECT_EQ(error_of("ok\n\n{{ 1 + }}"), "chat template line 3: expected an expression (at '')");
   EXPECT_EQ(error_of("{% frobnicate %}"), "chat template line 1: unsupported statement 'frobnicate'");
@@ -139,13 +141,7 @@ TEST(ChatTemplate, RunawayOutputAndRecursionAreBounded) {
 // Found by fuzz_chat_template: 250 nested brackets overflowed the parser's stack, and 10 ** 100
 // cast an infinite double to int64.
 TEST(ChatTemplate, DeepNestingAndIntegerOverflowAreErrors) {
-  auto error_of = [](const std::string& source) {
-    try {
-      return render(source);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-  };
+
   EXPECT_EQ(error_of("{{ " + std::string(250, '[') + std::string(250, ']') + " }}"), "chat template line 1: nested deeper than 100 levels");
   std::string nested_ifs;
   for (int i = 0; i < 150; ++i) nested_ifs += "{% if true %}";
