@@ -152,6 +152,10 @@ TEST(ChatTemplate, DeepNestingAndIntegerOverflowAreErrors) {
   // Found by fuzz_chat_template: tojson of a string literal holding invalid UTF-8 threw nlohmann's
   // type_error past the template's error handling; the bytes print as U+FFFD.
   EXPECT_EQ(render("{{ 'a\xff' | tojson }}"), "\"a\xEF\xBF\xBD\"");
+  // Found by timing fuzz_chat_template's slowest inputs: a huge indent allocated a pad per line.
+  EXPECT_EQ(error_of("{{ [1, 2] | tojson(indent=2000000000) }}"), "chat template line 1: an indent of 2000000000 spaces is over the limit of 256");
+  EXPECT_EQ(error_of("{{ 'ab' | indent(99999999999) }}"), "chat template line 1: an indent of 99999999999 spaces is over the limit of 256");
+  EXPECT_EQ(render("{{ [1] | tojson(indent=2) }}|{{ 'a\nb' | indent(2) }}"), "[\n  1\n]|a\n  b");
   // Python's results where they fit.
   EXPECT_EQ(render("{{ 2 ** 62 }} {{ -7 // 2 }} {{ -7 % 3 }} {{ 7 % -3 }} {{ -7.5 % 2 }} {{ 2 ** -1 }}"),
             "4611686018427387904 -4 2 -2 0.5 0.5");

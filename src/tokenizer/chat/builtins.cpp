@@ -76,9 +76,16 @@ Value items(const Value& v) {
   return Value::from(std::move(out));
 }
 
-std::string to_json(const Value& v, Arguments& args) {
-  const Value indent = args.get(0, "indent");
-  return dump_json(v.to_json(), indent.is(K::Int) ? static_cast<int>(indent.integer) : 0);
+// An indentation width: real templates use a few spaces; a huge one would allocate a pad per line.
+constexpr int64_t kMaxIndent = 256;
+int indent_width(const Value& width, int64_t fallback, int line) {
+  const int64_t w = width.is(K::Int) ? width.integer : fallback;
+  if (w > kMaxIndent) fail("chat template line {}: an indent of {} spaces is over the limit of {}", line, w, kMaxIndent);
+  return static_cast<int>(std::max<int64_t>(0, w));
+}
+
+std::string to_json(const Value& v, Arguments& args, int line) {
+  return dump_json(v.to_json(), indent_width(args.get(0, "indent"), 0, line));
 }
 
 Array as_list(const Value& v, int line) {
@@ -122,7 +129,7 @@ Value call_filter(const std::string& name, Value v, Arguments& args, int line) {
   if (name == "length" || name == "count") return length(v, line);
   if (name == "string") return Value::from(v.str());
   if (name == "safe" || name == "e" || name == "escape") return v;  // chat templates render plain text
-  if (name == "tojson") return Value::from(to_json(v, args));
+  if (name == "tojson") return Value::from(to_json(v, args, line));
   if (name == "items") return items(v);
   if (name == "list") return Value::from(as_list(v, line));
   if (name == "first" || name == "last") {
@@ -191,9 +198,9 @@ Value call_filter(const std::string& name, Value v, Arguments& args, int line) {
     return Value::from(std::move(out));
   }
   if (name == "indent") {
-    const auto width = args.get(0, "width", Value::from(int64_t{4})).integer;
+    const int width = indent_width(args.get(0, "width", Value::from(int64_t{4})), 4, line);
     const bool first = args.get(1, "first", Value::from(false)).truthy();
-    const std::string pad(static_cast<size_t>(std::max<int64_t>(0, width)), ' ');
+    const std::string pad(static_cast<size_t>(width), ' ');
     std::string out = (first ? pad : "") + replace_all(v.str(), "\n", "\n" + pad);
     return Value::from(std::move(out));
   }
