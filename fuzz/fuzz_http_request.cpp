@@ -30,10 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     GenerationRequest r = parse_generation_request(body, kind);
     if (kind == ApiKind::Chat) {
-      nlohmann::ordered_json context = r.template_extras;
-      context["messages"] = r.messages;
-      context["add_generation_prompt"] = r.add_generation_prompt;
-      nanoserve::encode_chat(demo().chat, demo().tokenizer, std::move(context), r.parse_special_tokens);
+      nanoserve::encode_chat(demo().chat, demo().tokenizer, chat_template_context(r), r.parse_special_tokens);
     } else if (r.prompt.is_string()) {
       demo().tokenizer.encode(r.prompt.get<std::string>());
     }

@@ -164,10 +164,7 @@ Prompt Api::chat_prompt(const GenerationRequest& request) const {
     throw ApiError(400, "this model has no chat template (tokenizer_config.json has no chat_template); use /v1/completions",
                    "messages");
   }
-  json context = request.template_extras;
-  context["messages"] = request.messages;
-  context["add_generation_prompt"] = request.add_generation_prompt;
-  ChatPrompt prompt = encode_chat(*chat_template_, tokenizer_, std::move(context), request.parse_special_tokens);
+  ChatPrompt prompt = encode_chat(*chat_template_, tokenizer_, chat_template_context(request), request.parse_special_tokens);
   return Prompt{std::move(prompt.ids), std::move(prompt.text)};
 }
 

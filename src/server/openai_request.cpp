@@ -207,6 +207,13 @@ void read_chat(const Body& body, GenerationRequest& r) {
 
 }  // namespace
 
+json chat_template_context(const GenerationRequest& request) {
+  json context = request.template_extras;
+  context["messages"] = request.messages;
+  context["add_generation_prompt"] = request.add_generation_prompt;
+  return context;
+}
+
 std::string message_text(const json& content, size_t index) {
   if (content.is_string()) return content.get<std::string>();
   const std::string where = fmt::format("messages[{}].content", index);

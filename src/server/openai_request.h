@@ -31,6 +31,10 @@ struct GenerationRequest {
 // Ordered: the conversation reaches the chat template with its keys in the client's order.
 GenerationRequest parse_generation_request(const nlohmann::ordered_json& body, ApiKind kind);
 
+// What a chat request hands the template: template_extras with messages and add_generation_prompt,
+// keys in the client's order.
+nlohmann::ordered_json chat_template_context(const GenerationRequest& request);
+
 // The text of a chat message's content: a string, or a list of {"type": "text", "text": ...} parts.
 std::string message_text(const nlohmann::ordered_json& content, size_t index);
 

@@ -5,12 +5,13 @@
 // token it would start over. generation_config.json lists only the end-of-text token, so the stop
 // has to come from the template (Llama 3's <|eot_id|>) or tokenizer_config.json's eos_token.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import OpenAI from "openai";
-import { startServer } from "./harness.mjs";
+import { binary, startServer } from "./harness.mjs";
 import { vocabularies } from "../tokenizer/hf/vocabularies.mjs";
 
 const hidden = 8;
@@ -87,7 +88,8 @@ function buildModel(family) {
 
 for (const family of families) {
   test(`${family.name}: ${family.endOfTurn} ends the reply; typed special-token text stays text`, async () => {
-    const server = await startServer(["-m", buildModel(family), "--kv-cache-memory", "0.01", "--served-model-name", "m"]);
+    const dir = buildModel(family);
+    const server = await startServer(["-m", dir, "--kv-cache-memory", "0.01", "--served-model-name", "m"]);
     try {
       const client = new OpenAI({ baseURL: server.url + "/v1", apiKey: "unused" });
       const messages = [{ role: "user", content: "Hi" }];
@@ -109,6 +111,17 @@ for (const family of families) {
       const asControl = await client.chat.completions.create({ model: "m", messages: typed, max_tokens: 1, parse_special_tokens: true });
       assert.ok(asText.usage.prompt_tokens > asControl.usage.prompt_tokens + 2,
         `typed specials: ${asText.usage.prompt_tokens} prompt tokens as text, ${asControl.usage.prompt_tokens} as control tokens`);
+
+      // The server's prompt is the one `nanoserve chat-template` renders, tools included: the keys
+      // reach the template in the client's order, which tojson prints (Qwen 3 prints the tools).
+      const conversation = {
+        messages: [{ role: "user", content: "Weather?" }],
+        tools: [{ type: "function", function: { name: "get_weather", parameters: { type: "object", properties: {} } } }],
+      };
+      const served = await (await fetch(server.url + "/tokenize", { method: "POST", body: JSON.stringify(conversation) })).json();
+      const cli = spawnSync(binary, ["chat-template", "-m", dir, "--ids"], { input: JSON.stringify({ ...conversation, add_generation_prompt: true }) });
+      assert.equal(cli.status, 0, String(cli.stderr));
+      assert.deepEqual(served.tokens, JSON.parse(cli.stdout));
     } finally {
       await server.stop();
     }
