@@ -72,17 +72,11 @@ bool is_space(char32_t c) {
   const auto category = utf8proc_category(static_cast<utf8proc_int32_t>(c));
   return category == UTF8PROC_CATEGORY_ZS || category == UTF8PROC_CATEGORY_ZL || category == UTF8PROC_CATEGORY_ZP;
 }
-// Start of the code point that ends at `end`.
-size_t previous_start(std::string_view text, size_t end) {
-  size_t begin = end - 1;
-  while (begin > 0 && (static_cast<unsigned char>(text[begin]) & 0xC0) == 0x80) --begin;
-  return begin;
-}
 char32_t code_point_at(std::string_view text, size_t pos) { return next_code_point(text, pos); }
 }  // namespace
 
 bool AddedTokenMatcher::word_bounded(std::string_view text, size_t begin, size_t end) const {
-  if (begin > 0 && is_word_char(code_point_at(text, previous_start(text, begin)))) return false;
+  if (begin > 0 && is_word_char(code_point_before(text, begin))) return false;
   return end >= text.size() || !is_word_char(code_point_at(text, end));
 }
 
@@ -106,7 +100,7 @@ std::vector<Segment> AddedTokenMatcher::split(std::string_view text, bool match_
       continue;
     }
     if (token.lstrip) {
-      while (begin > done && is_space(code_point_at(text, previous_start(text, begin)))) begin = previous_start(text, begin);
+      while (begin > done && is_space(code_point_before(text, begin))) begin = previous_code_point_start(text, begin);
     }
     while (token.rstrip && end < text.size()) {
       size_t next = end;

@@ -73,18 +73,6 @@ constexpr size_t kCacheWords = 1 << 15;       // a thread's cache starts over wh
 
 std::atomic<uint64_t> next_instance{1};
 
-// Where the character that ends at byte `end` begins.
-size_t previous_char_start(std::string_view text, size_t end) {
-  size_t begin = end - 1;
-  while (begin > 0 && (static_cast<unsigned char>(text[begin]) & 0xC0) == 0x80) --begin;
-  return begin;
-}
-
-char32_t code_point_before(std::string_view text, size_t end) {
-  size_t begin = previous_char_start(text, end);
-  return next_code_point(text, begin);
-}
-
 // Words to their ids, per thread (no locking) and per model instance.
 struct WordCache {
   uint64_t instance = 0;
@@ -122,9 +110,8 @@ void BpeModel::encode(std::string_view piece, std::vector<int32_t>& out) const {
   if (!split_words_) return encode_word(piece, out);
   size_t start = 0;
   for (size_t at = piece.find(kMetaspace, 1); at != std::string_view::npos; at = piece.find(kMetaspace, at + 1)) {
-    const size_t before_start = previous_char_start(piece, at);
-    size_t pos = before_start;
-    const char32_t before = next_code_point(piece, pos);
+    const size_t before_start = previous_code_point_start(piece, at);
+    const char32_t before = code_point_before(piece, at);
     if (before == U'\u2581' || std::binary_search(joins_metaspace_.begin(), joins_metaspace_.end(), before)) continue;
     // A character spelled by byte tokens or the unknown token is not in the vocabulary; keep it
     // with what follows rather than reason about merges of those.

@@ -60,7 +60,7 @@ class ByteFallback : public Decoder {
       if (valid_utf8(bytes) == bytes) {
         out.push_back(bytes);
       } else {
-        for (size_t i = 0; i < bytes.size(); ++i) out.emplace_back("\xEF\xBF\xBD");
+        for (size_t i = 0; i < bytes.size(); ++i) out.emplace_back(kReplacementCharacter);
       }
       bytes.clear();
     };

@@ -2,11 +2,12 @@
 
 #include <algorithm>
 
+#include "util/utf8.h"
+
 namespace nanoserve {
 
 namespace {
 constexpr size_t kContextTokens = 4;  // enough for a leading space or a byte-fallback character
-constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD: what an incomplete character decodes to
 }  // namespace
 
 StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, std::span<const int32_t> context)
@@ -22,7 +23,7 @@ std::string StreamDecoder::push(int32_t id) {
   ids_.push_back(id);
   const std::string printed = decode_from(prefix_, read_);
   const std::string text = decode_from(prefix_, ids_.size());
-  const bool incomplete = text.size() >= kReplacement.size() && text.compare(text.size() - kReplacement.size(), kReplacement.size(), kReplacement) == 0;
+  const bool incomplete = text.ends_with(kReplacementCharacter);  // what an incomplete character decodes to
   // The new text is what lies past the printed text's length (when a byte-fallback run turns out
   // invalid, earlier characters can change; they stay printed as they were).
   if (text.size() <= printed.size() || incomplete) return {};

@@ -93,22 +93,22 @@ std::string valid_utf8(std::string_view text) {
       out.append(text.substr(pos, len));
       pos += len;
     } else {
-      out.append("\xEF\xBF\xBD");  // U+FFFD
+      out.append(kReplacementCharacter);
       pos += consumed;
     }
   }
   return out;
 }
 
-size_t complete_utf8_prefix(std::string_view text) {
-  // Look back at most 3 bytes for the lead byte of a sequence that is not yet complete.
-  for (size_t back = 1; back <= 4 && back <= text.size(); ++back) {
-    const auto byte = static_cast<unsigned char>(text[text.size() - back]);
-    if ((byte & 0xC0) == 0x80) continue;  // continuation byte: keep looking for the lead
-    const size_t len = sequence_length(byte);
-    return len > back ? text.size() - back : text.size();
-  }
-  return text.size();
+size_t previous_code_point_start(std::string_view text, size_t end) {
+  size_t begin = end - 1;
+  while (begin > 0 && (static_cast<unsigned char>(text[begin]) & 0xC0) == 0x80) --begin;
+  return begin;
+}
+
+char32_t code_point_before(std::string_view text, size_t end) {
+  size_t begin = previous_code_point_start(text, end);
+  return next_code_point(text, begin);
 }
 
 }  // namespace nanoserve

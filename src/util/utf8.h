@@ -7,6 +7,9 @@
 
 namespace nanoserve {
 
+// U+FFFD, the replacement character: what invalid or incomplete bytes decode to.
+inline constexpr std::string_view kReplacementCharacter = "\xEF\xBF\xBD";
+
 void append_utf8(std::string& out, char32_t code_point);
 
 // Decodes the code point starting at text[pos] and advances pos; returns U+FFFD for invalid bytes.
@@ -16,8 +19,8 @@ char32_t next_code_point(std::string_view text, size_t& pos);
 // (and so Hugging Face's decoders) does.
 std::string valid_utf8(std::string_view text);
 
-// Length of the longest prefix of text that does not end inside a multi-byte character: the part
-// that can be printed now while the rest may still be completed by the next token.
-size_t complete_utf8_prefix(std::string_view text);
+// Where the character that ends at byte `end` (> 0) begins, and its code point.
+size_t previous_code_point_start(std::string_view text, size_t end);
+char32_t code_point_before(std::string_view text, size_t end);
 
 }  // namespace nanoserve

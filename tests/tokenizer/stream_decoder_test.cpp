@@ -29,7 +29,7 @@ std::string stream(const Tokenizer& tokenizer, std::span<const int32_t> context,
   std::string out;
   for (int32_t id : ids) {
     const std::string piece = decoder.push(id);
-    EXPECT_EQ(complete_utf8_prefix(piece), piece.size()) << "a piece ends inside a character";
+    EXPECT_EQ(valid_utf8(piece), piece) << "a piece ends inside a character";
     out += piece;
   }
   return out + decoder.finish();

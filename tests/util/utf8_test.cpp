@@ -17,11 +17,19 @@ TEST(Utf8, EncodesEveryLength) {
   EXPECT_EQ(pos, s.size());
 }
 
-TEST(Utf8, CompletePrefixHoldsBackPartialCharacters) {
+TEST(Utf8, PartialCharacterBecomesOneReplacement) {
   const std::string thumbs = "👍";  // 4 bytes
-  for (size_t cut = 1; cut < 4; ++cut) EXPECT_EQ(complete_utf8_prefix("ok" + thumbs.substr(0, cut)), 2u);
-  EXPECT_EQ(complete_utf8_prefix("ok" + thumbs), 6u);
-  EXPECT_EQ(complete_utf8_prefix(""), 0u);
+  for (size_t cut = 1; cut < 4; ++cut) EXPECT_EQ(valid_utf8("ok" + thumbs.substr(0, cut)), "ok\uFFFD");
+  EXPECT_EQ(valid_utf8("ok" + thumbs), "ok" + thumbs);
+  EXPECT_EQ(valid_utf8(""), "");
+}
+
+TEST(Utf8, CodePointBeforeAnEnd) {
+  const std::string s = "a北👍";
+  EXPECT_EQ(code_point_before(s, s.size()), U'👍');
+  EXPECT_EQ(previous_code_point_start(s, s.size()), 4u);
+  EXPECT_EQ(code_point_before(s, 4), U'北');
+  EXPECT_EQ(code_point_before(s, 1), U'a');
 }
 
 TEST(Utf8, InvalidBytesDecodeAsReplacement) {
