@@ -42,6 +42,12 @@ nlohmann::ordered_json parse_json(const std::string& text, const char* expected)
   return j;
 }
 
+// Text on stdout: as is, or with --jsonl as one JSON string per line (invalid UTF-8 as U+FFFD).
+void print_text(const std::string& text, bool jsonl) {
+  if (!jsonl) return fmt::print("{}", text);
+  fmt::print("{}\n", nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
 void run_tokenize(const TokenizeOptions& opt) {
   const Tokenizer tokenizer = load_tokenizer(opt.model);
   for_each_input(opt.jsonl, [&](const std::string& input) {
@@ -68,12 +74,7 @@ void run_detokenize(const TokenizeOptions& opt) {
       }
       ids.push_back(j[i].get<int32_t>());
     }
-    const std::string text = tokenizer.decode(ids, /*skip_special=*/!opt.no_special);
-    if (opt.jsonl) {
-      fmt::print("{}\n", nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-    } else {
-      fmt::print("{}", text);
-    }
+    print_text(tokenizer.decode(ids, /*skip_special=*/!opt.no_special), opt.jsonl);
   });
 }
 
@@ -96,10 +97,8 @@ void run_chat_template(const ChatTemplateOptions& opt) {
     const ChatPrompt prompt = encode_chat(*chat_template, tokenizer, std::move(context), opt.parse_special);
     if (opt.ids) {
       fmt::print("{}\n", nlohmann::json(prompt.ids).dump());
-    } else if (opt.jsonl) {
-      fmt::print("{}\n", nlohmann::json(prompt.text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     } else {
-      fmt::print("{}", prompt.text);
+      print_text(prompt.text, opt.jsonl);
     }
   });
 }

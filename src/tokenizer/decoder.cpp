@@ -38,15 +38,14 @@ class ByteLevel : public Decoder {
 
 class Replace : public Decoder {
  public:
-  explicit Replace(const json& j) : pattern_(Regex::from_pattern(j.at("pattern"))), content_(j.at("content").get<std::string>()) {}
+  explicit Replace(const json& j) : replacement_(j) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
-    for (auto& t : tokens) t = token_bytes(std::move(t));
+    for (auto& t : tokens) t = replacement_.apply(t);
   }
-  std::string token_bytes(std::string token) const override { return pattern_->replace_all(token, content_); }
+  std::string token_bytes(std::string token) const override { return replacement_.apply(token); }
 
  private:
-  std::unique_ptr<Regex> pattern_;
-  std::string content_;
+  Replacement replacement_;
 };
 
 // Runs of <0xNN> tokens become the text they encode, or one U+FFFD per byte if that is not UTF-8.

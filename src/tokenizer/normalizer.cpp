@@ -63,12 +63,11 @@ class Prepend : public Normalizer {
 
 class Replace : public Normalizer {
  public:
-  explicit Replace(const json& j) : pattern_(Regex::from_pattern(j.at("pattern"))), content_(j.at("content").get<std::string>()) {}
-  std::string normalize(std::string text) const override { return pattern_->replace_all(text, content_); }
+  explicit Replace(const json& j) : replacement_(j) {}
+  std::string normalize(std::string text) const override { return replacement_.apply(text); }
 
  private:
-  std::unique_ptr<Regex> pattern_;
-  std::string content_;
+  Replacement replacement_;
 };
 
 // Strips whitespace from either end.

@@ -32,6 +32,9 @@ std::unique_ptr<Regex> Regex::from_pattern(const nlohmann::json& pattern) {
   fail("pattern {} is neither {{\"String\": ...}} nor {{\"Regex\": ...}}", pattern.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
+Replacement::Replacement(const nlohmann::json& j)
+    : pattern_(Regex::from_pattern(j.at("pattern"))), content_(j.at("content").get<std::string>()) {}
+
 std::string Regex::replace_all(std::string_view text, std::string_view replacement) const {
   std::string out;
   size_t last = 0;

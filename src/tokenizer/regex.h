@@ -30,4 +30,16 @@ class Regex {
   pcre2_real_code_8* code_ = nullptr;
 };
 
+// tokenizer.json's Replace step, the same as a normalizer and as a decoder: every match of
+// "pattern" becomes "content".
+class Replacement {
+ public:
+  explicit Replacement(const nlohmann::json& j);
+  std::string apply(std::string_view text) const { return pattern_->replace_all(text, content_); }
+
+ private:
+  std::unique_ptr<Regex> pattern_;
+  std::string content_;
+};
+
 }  // namespace nanoserve

@@ -57,8 +57,7 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b, int line
   // Sizes are checked before anything is built: a template that doubles a value in a loop stops at
   // the limit without first allocating past it.
   if (op == "+" && a.is(K::String) && b.is(K::String)) {
-    const size_t bytes = a.string.size() + b.string.size();
-    if (bytes > Value::kMaxStringBytes) Value::check_string(bytes);  // throws; from() counts the rest
+    Value::check_string_size(a.string.size() + b.string.size());
     return Value::from(a.string + b.string);
   }
   if (op == "+" && a.is(K::Array) && b.is(K::Array)) {
@@ -68,8 +67,8 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b, int line
     return Value::from(std::move(joined));
   }
   if (op == "*" && a.is(K::String) && b.is(K::Int)) {
-    if (b.integer > 0 && a.string.size() > kMaxOutputBytes / static_cast<uint64_t>(b.integer)) {
-      fail("chat template line {}: a string repeated {} times exceeds {} bytes", line, b.integer, kMaxOutputBytes);
+    if (b.integer > 0 && a.string.size() > Value::kMaxStringBytes / static_cast<uint64_t>(b.integer)) {
+      fail("chat template line {}: a string repeated {} times exceeds {} bytes", line, b.integer, Value::kMaxStringBytes);
     }
     std::string out;
     for (int64_t i = 0; i < b.integer; ++i) out += a.string;
@@ -279,7 +278,7 @@ Value Binary::eval(Context& ctx) const {
   Value l = left->eval(ctx), r = right->eval(ctx);
   if (op == "~") {
     std::string left = l.str(), right = r.str();
-    if (left.size() + right.size() > Value::kMaxStringBytes) Value::check_string(left.size() + right.size());  // throws
+    Value::check_string_size(left.size() + right.size());
     return Value::from(left + right);
   }
   if (op == "==") return Value::from(l == r);

@@ -15,8 +15,12 @@ thread_local size_t render_bytes = 0;  // string bytes made by the render under 
 
 void Value::start_render() { render_bytes = 0; }
 
-void Value::check_string(size_t bytes) {
+void Value::check_string_size(size_t bytes) {
   if (bytes > kMaxStringBytes) fail("chat template: a string of {} bytes is over the limit of {}", bytes, kMaxStringBytes);
+}
+
+void Value::check_string(size_t bytes) {
+  check_string_size(bytes);
   render_bytes += bytes;
   if (render_bytes > kMaxRenderBytes) fail("chat template: the render made over {} bytes of strings", kMaxRenderBytes);
 }

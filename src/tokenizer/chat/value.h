@@ -47,7 +47,8 @@ struct Value {
   static constexpr size_t kMaxStringBytes = 16 << 20;
   static constexpr size_t kMaxRenderBytes = size_t{128} << 20;  // 16 times the largest request body
   static constexpr size_t kMaxItems = 1000000;
-  static void check_string(size_t bytes);
+  static void check_string(size_t bytes);       // a string made: its size, and the render's budget
+  static void check_string_size(size_t bytes);  // a string about to be made: its size only
   static void check_items(size_t items);
   static void start_render();
 
