@@ -21,13 +21,15 @@ const char* scaling_name(RopeScaling s) {
     case RopeScaling::Yarn: return "yarn";
     case RopeScaling::Dynamic: return "dynamic";
     case RopeScaling::LongRope: return "longrope";
+    case RopeScaling::Factors: return "per-frequency factors";
   }
   return "?";
 }
 
 std::string rope_summary(const RopeConfig& r) {
   std::string s = fmt::format("theta {}, scaling {}", r.theta, scaling_name(r.scaling));
-  if (r.scaling != RopeScaling::None) s += fmt::format(", factor {}", r.factor);
+  if (r.scaling == RopeScaling::Factors) s += fmt::format(" [{:.4g}]", fmt::join(r.freq_factors, ", "));
+  if (r.scaling != RopeScaling::None && r.scaling != RopeScaling::Factors) s += fmt::format(", factor {}", r.factor);
   if (r.original_max_positions) s += fmt::format(", original context {}", r.original_max_positions);
   if (r.scaling == RopeScaling::Llama3) s += fmt::format(", low/high freq factor {}/{}", r.low_freq_factor, r.high_freq_factor);
   if (r.scaling == RopeScaling::Yarn) s += fmt::format(", beta fast/slow {}/{}", r.beta_fast, r.beta_slow);
@@ -76,7 +78,8 @@ void print_config(const Model& m) {
              a.clip_qkv > 0 ? fmt::format(", clip qkv {}", a.clip_qkv) : "");
   fmt::print("sliding       {}\n", windows(a));
   if (a.rope) {
-    fmt::print("rope          {}\n", rope_summary(c.rope));
+    fmt::print("rope          {}{}\n", rope_summary(c.rope),
+               a.rope_pairs == RopePairs::Interleaved ? ", interleaved pairs (q/k rows permuted by the GGUF converter)" : "");
     if (a.local_rope) fmt::print("local rope    {}\n", rope_summary(*a.local_rope));
   } else {
     fmt::print("positions     learned ({})\n", c.max_positions);
@@ -93,10 +96,10 @@ void print_tensors(Model& m) {
   std::map<std::string, uint64_t> bytes_by_dtype;
   uint64_t params = 0;
   Weights scratch;  // weight_slots needs a target; the names and shapes are what is listed here
-  const HfWeightNames& names = *find_family(m.config.model_type).names;
+  const WeightNames& names = m.names;
   for (const auto& slot : weight_slots(scratch, m.config, m.arch, names)) {
-    auto it = m.checkpoint->tensors().find(slot.hf_name);
-    if (it == m.checkpoint->tensors().end()) it = m.checkpoint->tensors().find(slot.hf_name.substr(names.optional_prefix.size()));
+    auto it = m.tensors.find(slot.file_name);
+    if (it == m.tensors.end()) it = m.tensors.find(slot.file_name.substr(names.optional_prefix.size()));
     const TensorView& t = it->second;
     fmt::print("{:<30} {:<56} {:<5} {}\n", slot.name, it->first, dtype_name(t.dtype), shape_str(t.shape));
     bytes_by_dtype[std::string(dtype_name(t.dtype))] += t.nbytes;
@@ -113,7 +116,7 @@ void print_tensors(Model& m) {
   }
 }
 
-// A GGUF file as it stands: its metadata and tensors (nanoserve does not run GGUF models yet).
+// A GGUF file as it stands: its metadata and tensors.
 void print_gguf(const std::string& path) {
   const GgufFile file(path);
   const GgufContents& c = file.contents();
@@ -142,10 +145,13 @@ void print_gguf(const std::string& path) {
 void register_inspect(CLI::App& app) {
   auto opt = std::make_shared<ModelOptions>();
   CLI::App* cmd = app.add_subcommand("inspect", "Show a model's configuration, tensors and parameter count "
-                                                 "(-m may also name a .gguf file: its metadata and tensors)");
+                                                 "(for a .gguf file, its metadata and tensors first)");
   add_model_options(*cmd, *opt);
   cmd->callback([opt] {
-    if (std::filesystem::is_regular_file(opt->model_dir) && is_gguf_path(opt->model_dir)) return print_gguf(opt->model_dir);
+    if (std::filesystem::is_regular_file(opt->model_dir) && is_gguf_path(opt->model_dir)) {
+      print_gguf(opt->model_dir);
+      fmt::print("\nas nanoserve runs it:\n");
+    }
     Model model = load(*opt);
     print_config(model);
     print_tensors(model);

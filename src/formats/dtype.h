@@ -1,4 +1,5 @@
-// Element types of tensors on disk, and conversion of 16-bit floats to float.
+// Element types of tensors on disk, and conversion of 16-bit floats to float. The block-quantized
+// types (GGUF's) store a row as blocks of dtype_block_elems values in dtype_block_bytes bytes.
 #pragma once
 
 #include <cstdint>
@@ -6,13 +7,21 @@
 #include <string>
 #include <string_view>
 
+#include "formats/ggml_type.h"
+
 namespace nanoserve {
 
-enum class DType { F32, F16, BF16, I64 };
+enum class DType { F32, F16, BF16, I64, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K };
 
-size_t dtype_size(DType dtype);
-std::string_view dtype_name(DType dtype);         // "F32", as safetensors spells it
-bool parse_dtype(std::string_view name, DType* out);  // false for names nanoserve does not read
+size_t dtype_size(DType dtype);  // bytes per element of a plain type (one block's bytes otherwise)
+int64_t dtype_block_elems(DType dtype);  // 1 for plain types
+// Bytes of `elements` values; elements is a whole number of blocks.
+int64_t dtype_bytes(DType dtype, int64_t elements);
+bool is_quantized(DType dtype);
+std::string_view dtype_name(DType dtype);         // "F32" as safetensors spells it; "Q8_0" as ggml does
+bool parse_dtype(std::string_view name, DType* out);  // a safetensors dtype name; false for others
+bool dtype_from_ggml(GgmlType type, DType* out);      // false for ggml types nanoserve does not read
+GgmlType ggml_type_of(DType dtype);                   // the ggml type of a float or quantized dtype
 
 inline float bf16_to_float(uint16_t bits) {
   uint32_t u = static_cast<uint32_t>(bits) << 16;

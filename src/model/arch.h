@@ -11,6 +11,7 @@
 
 #include "backend/cpu/ops.h"
 #include "model/config.h"
+#include "model/rope.h"
 
 namespace nanoserve {
 
@@ -59,14 +60,15 @@ struct ArchSpec {
   float attn_softcap = 0.0f;    // > 0: scores = cap * tanh(scores / cap) (Gemma 2)
   float final_softcap = 0.0f;   // > 0: the same on the logits (Gemma 2/3)
   float clip_qkv = 0.0f;        // > 0: q, k, v clamped to [-clip, clip] (OLMoE option)
+  RopePairs rope_pairs = RopePairs::Halves;  // the q/k layout of the checkpoint's rows
   std::vector<LayerSpec> layers;
   std::optional<RopeConfig> local_rope;
 };
 
-// Names of the weights in a Hugging Face checkpoint. "{layer}" and "{expert}" stand for indices;
-// an empty name means the family has no such tensor. A fused name (qkv, gate_up) replaces the
-// separate ones and is split by views at load.
-struct HfWeightNames {
+// Names of the weights in a checkpoint (a family's Hugging Face names, or GGUF's, derived from them).
+// "{layer}" and "{expert}" stand for indices; an empty name means the family has no such tensor. A
+// fused name (qkv, gate_up) replaces the separate ones and is split by views at load.
+struct WeightNames {
   std::string embed, position_embed, final_norm, final_norm_bias, lm_head;
   std::string attn_norm, attn_norm_bias;
   std::string q, k, v, qkv, q_bias, k_bias, v_bias, qkv_bias;
@@ -76,6 +78,7 @@ struct HfWeightNames {
   std::string gate, up, gate_up, up_bias, down, down_bias, post_mlp_norm;
   std::string router, expert_gate, expert_up, expert_down;
   bool in_out = false;                        // linear weights stored [in, out] (GPT-2 Conv1D)
+  bool experts_stacked = false;               // expert_* name one [experts, out, in] tensor per layer
   std::string optional_prefix;                // e.g. "transformer.": some checkpoints omit it
   std::vector<std::string> ignored_suffixes;  // buffers some checkpoints carry that are not weights
 };
@@ -86,8 +89,11 @@ struct ArchFamily {
   void (*normalize_config)(nlohmann::json& config_json);
   // Reads the family's own options; throws Error for options it does not support.
   ArchSpec (*describe)(const nlohmann::json& config_json, const ModelConfig& config, const std::string& source);
-  const HfWeightNames* names;
+  const WeightNames* names;
 };
+
+// The GGUF names (llama.cpp's) of the tensors a family has under `hf` names.
+WeightNames gguf_weight_names(const WeightNames& hf);
 
 // The family for a model_type; throws Error listing the supported ones.
 const ArchFamily& find_family(const std::string& model_type);

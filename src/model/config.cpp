@@ -52,6 +52,7 @@ void parse_scaling(const json& params, const json& top_json, const std::string& 
   rope.scaling = parse_scaling_type(type, source);
   switch (rope.scaling) {
     case RopeScaling::None:
+    case RopeScaling::Factors:  // a GGUF tensor, never named in config.json
       break;
     case RopeScaling::Linear:
     case RopeScaling::Dynamic:

@@ -17,6 +17,7 @@ enum class RopeScaling {
   Yarn,      // interpolation below a ramp of dimensions, extrapolation above; cos/sin scaled
   Dynamic,   // NTK: theta grows with the sequence length once it passes max_position_embeddings
   LongRope,  // per-dimension factors, short or long by sequence length; cos/sin scaled (Phi-3)
+  Factors,   // per-frequency divisors given as numbers (GGUF's rope_freqs, llama3 precomputed)
 };
 
 struct RopeConfig {
@@ -31,6 +32,7 @@ struct RopeConfig {
   bool truncate = true;                   // yarn: round the ramp bounds to whole dimensions
   std::optional<double> attention_factor = {};  // yarn, longrope: cos/sin scale; derived when absent
   std::vector<double> short_factor = {}, long_factor = {};  // longrope: one divisor per frequency
+  std::vector<double> freq_factors = {};  // factors: one divisor per frequency
   double partial_rotary_factor = 1.0;     // fraction of head_dim that is rotated
 };
 

@@ -13,32 +13,34 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool is_float(DType d) { return d == DType::F32 || d == DType::F16 || d == DType::BF16; }
-
 bool has_suffix(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// The view of part [offset, offset + size) of a tensor's output dimension.
+// The view of part [offset, offset + size) of a tensor's output dimension, or of slice `offset` of
+// a stacked [count, out, in] tensor.
 TensorView part_view(const TensorView& t, bool in_out, int64_t offset, int64_t size) {
   TensorView v = t;
-  const auto esize = static_cast<int64_t>(dtype_size(t.dtype));
-  if (t.shape.size() == 1) {
+  if (t.shape.size() == 3) {
+    v.shape = {t.shape[1], t.shape[2]};
+    v.data += dtype_bytes(t.dtype, offset * t.shape[1] * t.shape[2]);
+  } else if (t.shape.size() == 1) {
     v.shape = {size};
-    v.data += offset * esize;
+    v.data += dtype_bytes(t.dtype, offset);
   } else if (!in_out) {  // rows of [out, in]
     v.shape = {size, t.shape[1]};
-    v.data += offset * t.shape[1] * esize;
+    v.data += dtype_bytes(t.dtype, offset * t.shape[1]);
   } else {  // columns of [in, out]: rows keep the stride of the whole matrix
+    if (is_quantized(t.dtype)) fail("{}: a {} tensor cannot be split by columns", t.name, dtype_name(t.dtype));
     v.shape = {t.shape[0], size};
-    v.data += offset * esize;
+    v.data += dtype_bytes(t.dtype, offset);
     v.row_stride = t.shape[1];
   }
-  v.nbytes = static_cast<size_t>(v.shape[0] * (v.shape.size() == 1 ? 1 : v.stride()) * esize);
+  v.nbytes = static_cast<size_t>(dtype_bytes(v.dtype, v.shape.size() == 1 ? v.shape[0] : v.shape[0] * v.stride()));
   return v;
 }
 
-// The checkpoint's tensor for a slot: by its name, or by its name without the family's optional prefix.
+// The file's tensor for a slot: by its name, or by its name without the family's optional prefix.
 const TensorView* find_tensor(const std::map<std::string, TensorView>& on_disk, const std::string& name,
                               const std::string& optional_prefix, std::string* found_as) {
   auto it = on_disk.find(name);
@@ -51,12 +53,12 @@ const TensorView* find_tensor(const std::map<std::string, TensorView>& on_disk, 
 }
 
 void bind(const WeightSlot& slot, const TensorView* t) {
-  if (!t) fail("{}: missing from the checkpoint (expected shape {})", slot.hf_name, shape_str(slot.shape));
-  if (!is_float(t->dtype)) fail("{}: dtype {}, expected F32, F16 or BF16", slot.hf_name, dtype_name(t->dtype));
+  if (!t) fail("{}: missing from the checkpoint (expected shape {})", slot.file_name, shape_str(slot.shape));
+  if (t->dtype == DType::I64) fail("{}: dtype I64, expected a float or quantized weight type", slot.file_name);
   if (t->shape != slot.shape) {
-    fail("{}: shape {}, expected {} ({})", slot.hf_name, shape_str(t->shape), shape_str(slot.shape), slot.shape_reason);
+    fail("{}: shape {}, expected {} ({})", slot.file_name, shape_str(t->shape), shape_str(slot.shape), slot.shape_reason);
   }
-  if (slot.parts.size() == 1) {
+  if (slot.parts.size() == 1 && t->shape.size() < 3) {
     *slot.parts[0].target = *t;
     slot.parts[0].target->name = slot.parts[0].name;
     return;
@@ -69,25 +71,30 @@ void bind(const WeightSlot& slot, const TensorView* t) {
   }
 }
 
-void prefetch_weights(const std::vector<const TensorView*>& tensors, const HfCheckpoint& checkpoint) {
+void prefetch_weights(const std::vector<const TensorView*>& tensors, const std::vector<const MappedFile*>& files) {
   uint64_t total = 0;
   for (const auto* t : tensors) total += t->nbytes;
   ProgressBar bar("loading", total);
   for (const auto* t : tensors) {
-    for (const auto& file : checkpoint.files()) {
-      const uint8_t* begin = file->file().data();
-      if (t->data >= begin && t->data < begin + file->file().size()) {
-        file->file().prefetch(static_cast<size_t>(t->data - begin), t->nbytes);
-      }
+    for (const auto* file : files) {
+      const uint8_t* begin = file->data();
+      if (t->data >= begin && t->data < begin + file->size()) file->prefetch(static_cast<size_t>(t->data - begin), t->nbytes);
     }
     bar.advance(t->nbytes);
   }
 }
 
-}  // namespace
+std::vector<const MappedFile*> mapped_files(const Model& model) {
+  std::vector<const MappedFile*> files;
+  if (model.gguf) files.push_back(&model.gguf->file());
+  if (model.checkpoint) {
+    for (const auto& f : model.checkpoint->files()) files.push_back(&f->file());
+  }
+  return files;
+}
 
-Model load_model(const std::string& directory, const LoadOptions& options) {
-  if (!fs::is_directory(directory)) fail("{}: not a model directory", directory);
+Model load_hf_directory(const std::string& directory, const LoadOptions& options) {
+  if (!fs::is_directory(directory)) fail("{}: not a model directory or GGUF file", directory);
   const std::string config_path = (fs::path(directory) / "config.json").string();
   Model model;
   auto config_json = read_json_file(config_path);
@@ -102,35 +109,49 @@ Model load_model(const std::string& directory, const LoadOptions& options) {
   apply_generation_config(model.config, (fs::path(directory) / "generation_config.json").string());
   model.arch = family.describe(config_json, model.config, config_path);
   model.checkpoint = std::make_unique<HfCheckpoint>(directory);
-
+  model.tensors = model.checkpoint->tensors();
+  model.names = *family.names;
   with_context(directory, [&] {
-    const auto& on_disk = model.checkpoint->tensors();
-    auto slots = weight_slots(model.weights, model.config, model.arch, *family.names);
-    std::set<std::string> used;
-    std::vector<const TensorView*> bound;
-    for (const auto& slot : slots) {
-      std::string found_as;
-      const TensorView* t = find_tensor(on_disk, slot.hf_name, family.names->optional_prefix, &found_as);
-      bind(slot, t);
-      used.insert(found_as);
-      bound.push_back(t);
-    }
-    if (model.config.tied_embeddings) {
-      model.weights.lm_head = model.weights.embed;  // an alias: same bytes, never a copy
-      model.weights.lm_head.name = "lm_head";
-    }
-    for (const auto& [name, _] : on_disk) {
-      if (used.count(name)) continue;
-      bool ignorable = model.config.tied_embeddings && name == family.names->lm_head;  // HF ignores it too
-      for (const auto& suffix : family.names->ignored_suffixes) ignorable |= has_suffix(name, suffix);
-      if (!ignorable) {
-        fail("{}: unexpected tensor, not a weight of a {}-layer {} model", name, model.config.layers, model.arch.family);
-      }
-      model.ignored_tensors.push_back(name);
-    }
-    if (options.prefetch) prefetch_weights(bound, *model.checkpoint);
+    std::vector<std::string> ignorable = family.names->ignored_suffixes;
+    if (model.config.tied_embeddings) ignorable.push_back(family.names->lm_head);  // HF ignores it too
+    bind_weights(model, ignorable, family.names->optional_prefix, options);
   });
   return model;
+}
+
+}  // namespace
+
+void bind_weights(Model& model, const std::vector<std::string>& ignorable_suffixes, const std::string& optional_prefix,
+                  const LoadOptions& options) {
+  auto slots = weight_slots(model.weights, model.config, model.arch, model.names);
+  std::set<std::string> used;
+  std::vector<const TensorView*> bound;
+  for (const auto& slot : slots) {
+    std::string found_as;
+    const TensorView* t = find_tensor(model.tensors, slot.file_name, optional_prefix, &found_as);
+    bind(slot, t);
+    used.insert(found_as);
+    bound.push_back(t);
+  }
+  if (model.config.tied_embeddings) {
+    model.weights.lm_head = model.weights.embed;  // an alias: same bytes, never a copy
+    model.weights.lm_head.name = "lm_head";
+  }
+  for (const auto& [name, _] : model.tensors) {
+    if (used.count(name)) continue;
+    bool ignorable = false;
+    for (const auto& suffix : ignorable_suffixes) ignorable |= has_suffix(name, suffix);
+    if (!ignorable) {
+      fail("{}: unexpected tensor, not a weight of a {}-layer {} model", name, model.config.layers, model.arch.family);
+    }
+    model.ignored_tensors.push_back(name);
+  }
+  if (options.prefetch) prefetch_weights(bound, mapped_files(model));
+}
+
+Model load_model(const std::string& path, const LoadOptions& options) {
+  if (is_gguf_path(path)) return load_gguf_model(path, options);
+  return load_hf_directory(path, options);
 }
 
 }  // namespace nanoserve

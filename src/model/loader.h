@@ -1,10 +1,13 @@
-// Loads a Hugging Face model directory into a Model: config, family description, and weights
-// bound by canonical name and checked against the shapes the config implies.
+// Loads a model into a Model: config, family description, and weights bound by canonical name and
+// checked against the shapes the config implies. Two sources: a Hugging Face model directory, or a
+// GGUF file (model/gguf_loader.cpp maps its metadata onto the same description).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
+#include "formats/gguf.h"
 #include "formats/hf_checkpoint.h"
 #include "model/arch.h"
 #include "model/config.h"
@@ -16,16 +19,27 @@ struct Model {
   ModelConfig config;
   ArchSpec arch;
   Weights weights;
-  std::unique_ptr<HfCheckpoint> checkpoint;  // owns the mapped files the weights point into
-  std::vector<std::string> ignored_tensors;  // on disk but not weights (e.g. rotary buffers)
+  WeightNames names;                          // what the weights are called in the file(s)
+  std::map<std::string, TensorView> tensors;  // every tensor on disk, by its name there
+  std::unique_ptr<HfCheckpoint> checkpoint;   // owns the mapped files the weights point into...
+  std::unique_ptr<GgufFile> gguf;             // ...or this, for a GGUF file
+  std::vector<std::string> ignored_tensors;   // on disk but not weights (rotary buffers, GGUF RoPE factors)
 };
 
 struct LoadOptions {
   bool prefetch = true;  // read every weight page now (with a progress bar on a terminal)
 };
 
-// directory holds config.json, optional generation_config.json and the safetensors files.
-// Throws Error naming the file, tensor or field at fault.
-Model load_model(const std::string& directory, const LoadOptions& options = {});
+// path: a directory holding config.json, optional generation_config.json and the safetensors
+// files, or a .gguf file. Throws Error naming the file, tensor or field at fault.
+Model load_model(const std::string& path, const LoadOptions& options = {});
+
+// The GGUF half of load_model (model/gguf_loader.cpp).
+Model load_gguf_model(const std::string& path, const LoadOptions& options);
+
+// Binds model.weights from model.tensors by model.names (config and arch already set) and fails on
+// tensors that are neither weights nor `ignorable`; then prefetches the weights.
+void bind_weights(Model& model, const std::vector<std::string>& ignorable_suffixes, const std::string& optional_prefix,
+                  const LoadOptions& options);
 
 }  // namespace nanoserve

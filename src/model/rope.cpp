@@ -91,6 +91,9 @@ RopeFrequencies rope_frequencies(const RopeConfig& rope, int64_t head_dim, int64
   out.rotary_dim = dim;
   out.inv_freq.resize(static_cast<size_t>(dim / 2));
   float theta = static_cast<float>(rope.theta);
+  if (rope.scaling == RopeScaling::Factors && rope.freq_factors.size() != out.inv_freq.size()) {
+    fail("rope: {} frequency factors given for {} rotary frequencies", rope.freq_factors.size(), out.inv_freq.size());
+  }
   switch (rope.scaling) {
     case RopeScaling::Yarn:
       yarn(rope, dim, out);
@@ -113,14 +116,17 @@ RopeFrequencies rope_frequencies(const RopeConfig& rope, int64_t head_dim, int64
     float f = 1.0f / base_power(theta, i, dim);
     if (rope.scaling == RopeScaling::Linear) f /= static_cast<float>(rope.factor);
     if (rope.scaling == RopeScaling::Llama3) f = llama3_scale(f, rope);
+    if (rope.scaling == RopeScaling::Factors) f = 1.0f / (static_cast<float>(rope.freq_factors[i]) * base_power(theta, i, dim));
     out.inv_freq[i] = f;
   }
   return out;
 }
 
 void apply_rope(float* x, int64_t tokens, int64_t n_heads, int64_t head_dim, const int64_t* positions,
-                const RopeFrequencies& freqs) {
+                const RopeFrequencies& freqs, RopePairs pairs) {
   const int64_t half = freqs.rotary_dim / 2;
+  // Pair i is (first + i * step, second + i * step) within a head.
+  const int64_t step = pairs == RopePairs::Halves ? 1 : 2, second = pairs == RopePairs::Halves ? half : 1;
   std::vector<float> cos(static_cast<size_t>(half)), sin(static_cast<size_t>(half));
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t i = 0; i < half; ++i) {
@@ -132,9 +138,11 @@ void apply_rope(float* x, int64_t tokens, int64_t n_heads, int64_t head_dim, con
     for (int64_t h = 0; h < n_heads; ++h) {
       float* v = x + (t * n_heads + h) * head_dim;
       for (int64_t i = 0; i < half; ++i) {
-        const float a = v[i], b = v[i + half], c = cos[static_cast<size_t>(i)], s = sin[static_cast<size_t>(i)];
-        v[i] = a * c - b * s;
-        v[i + half] = b * c + a * s;
+        float& a = v[i * step];
+        float& b = v[i * step + second];
+        const float a0 = a, b0 = b, c = cos[static_cast<size_t>(i)], s = sin[static_cast<size_t>(i)];
+        a = a0 * c - b0 * s;
+        b = b0 * c + a0 * s;
       }
     }
   }

@@ -21,9 +21,14 @@ RopeFrequencies rope_frequencies(const RopeConfig& rope, int64_t head_dim, int64
 // True when rope_frequencies changes with seq_len.
 bool rope_depends_on_length(const RopeConfig& rope);
 
-// Rotates x [tokens, n_heads * head_dim] in place, token t at positions[t]. Within the rotary dims,
-// pairs are (i, i + rotary_dim/2): the "rotate half" layout of HF checkpoints.
+// Which dims of a head rotate together at frequency i.
+enum class RopePairs {
+  Halves,       // (i, i + rotary_dim/2): the "rotate half" layout of HF checkpoints
+  Interleaved,  // (2i, 2i + 1): llama.cpp's layout, whose converter permutes Llama q/k rows into it
+};
+
+// Rotates x [tokens, n_heads * head_dim] in place, token t at positions[t], over the rotary dims.
 void apply_rope(float* x, int64_t tokens, int64_t n_heads, int64_t head_dim, const int64_t* positions,
-                const RopeFrequencies& freqs);
+                const RopeFrequencies& freqs, RopePairs pairs = RopePairs::Halves);
 
 }  // namespace nanoserve

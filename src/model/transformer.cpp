@@ -70,8 +70,8 @@ void Transformer::project_qkv(const Batch& step, int64_t layer, const float* nor
     for (const auto& s : step.sequences) {
       const RopeFrequencies& freqs = local ? s.local_rope : s.rope;
       const int64_t* positions = step.positions.data() + s.offset;
-      apply_rope(q + s.offset * q_dim, s.count, c.heads, c.head_dim, positions, freqs);
-      apply_rope(k + s.offset * kv_dim, s.count, c.kv_heads, c.head_dim, positions, freqs);
+      apply_rope(q + s.offset * q_dim, s.count, c.heads, c.head_dim, positions, freqs, a.rope_pairs);
+      apply_rope(k + s.offset * kv_dim, s.count, c.kv_heads, c.head_dim, positions, freqs, a.rope_pairs);
     }
   }
   if (layer == 0) {

@@ -11,7 +11,7 @@ namespace {
 // Builds the slot list for one model; each method lists one kind of tensor.
 class SlotLister {
  public:
-  SlotLister(const HfWeightNames& names, std::vector<WeightSlot>& slots) : names_(names), slots_(slots) {}
+  SlotLister(const WeightNames& names, std::vector<WeightSlot>& slots) : names_(names), slots_(slots) {}
 
   void at(int64_t layer, int64_t expert = -1) {
     layer_ = layer;
@@ -39,6 +39,14 @@ class SlotLister {
     if (!bias.empty()) tensor(name + ".bias", bias, {out}, why, &l->bias);
   }
 
+  // One [count, out, in] tensor holding a linear per index of its first dimension (GGUF's experts).
+  void stacked(const std::string& name, const std::string& weight, int64_t out, int64_t in, const std::string& why,
+               const std::vector<std::pair<std::string, Linear*>>& parts) {
+    WeightSlot w{name, hf(weight), {static_cast<int64_t>(parts.size()), out, in}, why, {}, false};
+    for (const auto& [part_name, linear] : parts) w.parts.push_back({part_name, &linear->weight, 1});
+    slots_.push_back(std::move(w));
+  }
+
   // A tensor holding several linears stacked along the output dimension (qkv_proj, gate_up_proj).
   void fused(const std::string& name, const std::string& weight, const std::string& bias, int64_t in,
              const std::string& why, std::vector<std::pair<std::string, std::pair<Linear*, int64_t>>> parts) {
@@ -55,7 +63,7 @@ class SlotLister {
     b.shape = {out};
     slots_.push_back(std::move(w));
     if (!bias.empty()) {
-      b.hf_name = hf(bias);
+      b.file_name = hf(bias);
       slots_.push_back(std::move(b));
     }
   }
@@ -66,7 +74,7 @@ class SlotLister {
     return fmt::format(fmt::runtime(pattern), fmt::arg("layer", layer_), fmt::arg("expert", expert_));
   }
 
-  const HfWeightNames& names_;
+  const WeightNames& names_;
   std::vector<WeightSlot>& slots_;
   int64_t layer_ = 0, expert_ = 0;
 };
@@ -74,7 +82,7 @@ class SlotLister {
 std::string if_set(bool flag, const std::string& name) { return flag ? name : std::string(); }
 
 void list_attention(SlotLister& s, LayerWeights& l, const std::string& p, const ModelConfig& c, const ArchSpec& a,
-                    const HfWeightNames& n) {
+                    const WeightNames& n) {
   const int64_t hidden = c.hidden_size, q_dim = c.heads * c.head_dim, kv_dim = c.kv_heads * c.head_dim;
   const std::string q_why = fmt::format("num_attention_heads={}, head_dim={}, hidden_size={}", c.heads, c.head_dim, hidden);
   const std::string kv_why = fmt::format("num_key_value_heads={}, head_dim={}, hidden_size={}", c.kv_heads, c.head_dim, hidden);
@@ -97,8 +105,23 @@ void list_attention(SlotLister& s, LayerWeights& l, const std::string& p, const 
   s.linear(p + "attn.o", n.o, if_set(a.out_bias, n.o_bias), hidden, q_dim, q_why, &l.o);
 }
 
+// Each projection of all experts in one tensor; expert e's linear is slice e of it.
+void list_stacked_experts(SlotLister& s, LayerWeights& l, const std::string& p, const ModelConfig& c,
+                          const std::string& why, const WeightNames& n) {
+  std::vector<std::pair<std::string, Linear*>> gate, up, down;
+  for (size_t e = 0; e < l.experts.size(); ++e) {
+    const std::string ep = fmt::format("{}mlp.experts.{}.", p, e);
+    gate.push_back({ep + "gate", &l.experts[e].gate});
+    up.push_back({ep + "up", &l.experts[e].up});
+    down.push_back({ep + "down", &l.experts[e].down});
+  }
+  s.stacked(p + "mlp.experts.gate", n.expert_gate, c.intermediate_size, c.hidden_size, why, gate);
+  s.stacked(p + "mlp.experts.up", n.expert_up, c.intermediate_size, c.hidden_size, why, up);
+  s.stacked(p + "mlp.experts.down", n.expert_down, c.hidden_size, c.intermediate_size, why, down);
+}
+
 void list_mlp(SlotLister& s, LayerWeights& l, const std::string& p, int64_t layer, const ModelConfig& c,
-              const ArchSpec& a, const HfWeightNames& n) {
+              const ArchSpec& a, const WeightNames& n) {
   const int64_t hidden = c.hidden_size, inter = c.intermediate_size;
   const std::string why = fmt::format("intermediate_size={}, hidden_size={}", inter, hidden);
   switch (a.mlp) {
@@ -119,6 +142,10 @@ void list_mlp(SlotLister& s, LayerWeights& l, const std::string& p, int64_t laye
       s.linear(p + "mlp.router", n.router, "", a.moe.experts, hidden,
                fmt::format("num_experts={}, hidden_size={}", a.moe.experts, hidden), &l.router);
       l.experts.resize(static_cast<size_t>(a.moe.experts));
+      if (n.experts_stacked) {
+        list_stacked_experts(s, l, p, c, why, n);
+        break;
+      }
       for (int64_t e = 0; e < a.moe.experts; ++e) {
         s.at(layer, e);
         Expert& x = l.experts[static_cast<size_t>(e)];
@@ -135,7 +162,7 @@ void list_mlp(SlotLister& s, LayerWeights& l, const std::string& p, int64_t laye
 
 }  // namespace
 
-std::vector<WeightSlot> weight_slots(Weights& w, const ModelConfig& c, const ArchSpec& a, const HfWeightNames& n) {
+std::vector<WeightSlot> weight_slots(Weights& w, const ModelConfig& c, const ArchSpec& a, const WeightNames& n) {
   const int64_t hidden = c.hidden_size;
   const std::string hidden_why = fmt::format("hidden_size={}", hidden);
   const std::string vocab_why = fmt::format("vocab_size={}, hidden_size={}", c.vocab_size, hidden);

@@ -1,5 +1,5 @@
 // The weights of a decoder, as views into the checkpoint's mapped files, under canonical names.
-// Nothing here knows a file format; the loader fills these from HfWeightNames.
+// Nothing here knows a file format; the loader fills these from WeightNames.
 #pragma once
 
 #include <string>
@@ -43,7 +43,8 @@ struct Weights {
 };
 
 // One tensor on disk and where it goes. A fused tensor has several parts, split along its output
-// dimension (rows of [out, in], columns of [in, out], elements of a bias).
+// dimension (rows of [out, in], columns of [in, out], elements of a bias), or, stacked [count, out,
+// in] (GGUF experts), one part per slice.
 struct WeightSlot {
   struct Part {
     std::string name;  // canonical name of the view
@@ -51,7 +52,7 @@ struct WeightSlot {
     int64_t size;
   };
   std::string name;          // canonical, e.g. "layers.3.attn.k"
-  std::string hf_name;       // e.g. "model.layers.3.self_attn.k_proj.weight"
+  std::string file_name;       // e.g. "model.layers.3.self_attn.k_proj.weight"
   Shape shape;               // on disk
   std::string shape_reason;  // the config fields behind the shape, e.g. "num_key_value_heads=4, head_dim=64"
   std::vector<Part> parts;
@@ -61,6 +62,6 @@ struct WeightSlot {
 // Every weight, listed exactly once: the same list drives loading, validation and parameter counts.
 // A tied LM head is not listed (it aliases the embedding).
 std::vector<WeightSlot> weight_slots(Weights& weights, const ModelConfig& config, const ArchSpec& arch,
-                                     const HfWeightNames& names);
+                                     const WeightNames& names);
 
 }  // namespace nanoserve

@@ -200,8 +200,10 @@ TEST(Gguf, BadFilesGetErrorsNamingTheProblem) {
 TEST(Gguf, InspectShowsMetadataAndTensors) {
   test::ScratchDir dir;
   test::write_file(dir.file("m.gguf"), valid_image());
+  // Not a model (no hyperparameters): the file's contents still print before the error.
   const auto r = test::run_cli({"inspect", "-m", dir.file("m.gguf")});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("m.gguf: metadata llama.embedding_length is missing"), std::string::npos) << r.err;
   EXPECT_NE(r.out.find("GGUF version 3, 7 metadata entries, 2 tensors"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("tokens                                   array[string]   [\"a\", \"bc\"]"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("w                                q8_0    [32, 2] 68 bytes"), std::string::npos) << r.out;
@@ -211,6 +213,16 @@ TEST(Gguf, InspectShowsMetadataAndTensors) {
   const auto bad = test::run_cli({"inspect", "-m", dir.file("broken.gguf")});
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.err.find("broken.gguf: truncated at byte"), std::string::npos) << bad.err;
+}
+
+TEST(Gguf, InspectShowsHowAModelRuns) {
+  const auto r = test::run_cli({"inspect", "-m", test::fixture("gguf/llama32/model.gguf")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("llama.rope.freq_base                     float32         10000"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("rope          theta 10000, scaling per-frequency factors [1, 3.3, 8, 8, 8, 8, 8, 8], "
+                       "interleaved pairs"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("layers.1.attn.k                blk.1.attn_k.weight"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("-                              rope_freqs.weight"), std::string::npos) << r.out;
 }
 
 // Bit for bit what gguf-py (llama.cpp's reference) gives, for every type: random blocks (all quant

@@ -21,17 +21,39 @@ constexpr float kComponentTolerance = 1e-5f;
 constexpr float kLogitsTolerance = 1e-4f;
 
 struct Case {
-  const char* name;
-  std::string model_dir;
+  std::string name;
+  std::string model_path;  // a Hugging Face directory or a GGUF file
+  std::string reference;
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 std::vector<Case> cases() {
-  std::vector<Case> out = {{"demo", test::demo_model_dir()}};
+  std::vector<Case> out = {{"demo", test::demo_model_dir(), test::fixture("demo/reference.safetensors")}};
   for (const char* name : {"tinyllama", "llama32", "sharded", "llama_dynamic", "mistral", "qwen2", "qwen3", "gemma2",
                            "gemma3", "olmoe", "olmoe_norm_topk", "phi3", "gpt2"}) {
-    out.push_back({name, test::fixture(name)});
+    out.push_back({name, test::fixture(name), test::fixture(std::string(name) + "/reference.safetensors")});
+  }
+  // Converted by llama.cpp's convert_hf_to_gguf.py (tests/fixtures/README.md).
+  for (const char* name : {"tinyllama", "llama32", "qwen2", "gemma2", "olmoe", "phi3", "gpt2"}) {
+    const std::string dir = test::fixture(std::string("gguf/") + name);
+    out.push_back({std::string("gguf_") + name, dir + "/model.gguf", dir + "/reference.safetensors"});
+  }
+  return out;
+}
+
+// q or k after RoPE [tokens, heads * head_dim] from interleaved pairs (2i, 2i + 1) back to the
+// halves layout (i, i + head_dim/2) of the reference: a GGUF of a Llama model has its q/k rows permuted.
+std::vector<float> halves_layout(const std::vector<float>& x, int64_t head_dim) {
+  std::vector<float> out(x.size());
+  const int64_t half = head_dim / 2;
+  for (size_t head = 0; head < x.size() / static_cast<size_t>(head_dim); ++head) {
+    const float* in = x.data() + head * static_cast<size_t>(head_dim);
+    float* o = out.data() + head * static_cast<size_t>(head_dim);
+    for (int64_t i = 0; i < half; ++i) {
+      o[i] = in[2 * i];
+      o[i + half] = in[2 * i + 1];
+    }
   }
   return out;
 }
@@ -39,8 +61,8 @@ std::vector<Case> cases() {
 class FixtureTest : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
-    model_ = std::make_unique<Model>(load_model(GetParam().model_dir));
-    ref_ = test::read_reference(test::fixture(std::string(GetParam().name) + "/reference.safetensors"));
+    model_ = std::make_unique<Model>(load_model(GetParam().model_path));
+    ref_ = test::read_reference(GetParam().reference);
   }
   std::vector<int32_t> ids(const std::string& name) const {
     const auto& v = ref_.ints.at(name);
@@ -61,6 +83,9 @@ TEST_P(FixtureTest, ComponentsAndLogitsMatchReference) {
   };
   const auto logits = transformer.forward(input, cache, LogitsFor::AllTokens, &sink);
   got["logits"] = logits;
+  if (model_->arch.rope_pairs == RopePairs::Interleaved) {
+    for (const char* name : {"layer0.q_rope", "layer0.k_rope"}) got[name] = halves_layout(got[name], model_->config.head_dim);
+  }
 
   size_t compared = 0;
   float worst_component = 0, worst_relative = 0, logits_diff = 0;
@@ -83,7 +108,7 @@ TEST_P(FixtureTest, ComponentsAndLogitsMatchReference) {
     ++compared;
   }
   EXPECT_GE(compared, 8u);
-  std::printf("  %-16s max abs diff: components %.3g (%.3g relative to scale), logits %.3g\n", GetParam().name,
+  std::printf("  %-16s max abs diff: components %.3g (%.3g relative to scale), logits %.3g\n", GetParam().name.c_str(),
               worst_component, worst_relative, logits_diff);
 }
 
@@ -132,7 +157,7 @@ TEST_P(FixtureTest, IncrementalDecodeEqualsFullForward) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, FixtureTest, ::testing::ValuesIn(cases()),
-                         [](const auto& info) { return std::string(info.param.name); });
+                         [](const auto& info) { return info.param.name; });
 
 TEST(Transformer, CacheOverflowIsAnError) {
   Model m = load_model(test::fixture("tinyllama"));

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "formats/quant.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -12,7 +13,7 @@ namespace nanoserve::cpu {
 
 void load_row(const TensorView& w, int64_t row, float* out) {
   const int64_t cols = w.shape.back();
-  const size_t offset = static_cast<size_t>(row * w.stride());
+  const int64_t offset = row * w.stride();
   switch (w.dtype) {
     case DType::F32:
       std::memcpy(out, reinterpret_cast<const float*>(w.data) + offset, static_cast<size_t>(cols) * sizeof(float));
@@ -29,6 +30,9 @@ void load_row(const TensorView& w, int64_t row, float* out) {
     }
     case DType::I64:
       break;
+    default:  // block-quantized: rows start on a block boundary (the loader checks the shapes)
+      dequantize_row(ggml_type_of(w.dtype), w.data + dtype_bytes(w.dtype, offset), out, cols);
+      return;
   }
   fail("{}: dtype {} is not a weight type", w.name, dtype_name(w.dtype));
 }

@@ -1,5 +1,6 @@
 // CPU kernels of the forward pass, in float32 math. Activations are row-major [rows, cols] float
-// arrays; weights are TensorViews of F32, F16 or BF16 read in place and widened in registers.
+// arrays; weights are TensorViews of F32, F16, BF16 or a GGUF block type, read in place and
+// widened (dequantized) a few rows at a time.
 // Every kernel computes an output row the same way whatever else is in the batch.
 #pragma once
 

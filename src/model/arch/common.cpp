@@ -49,8 +49,8 @@ void reject_enabled(const JsonFields& f, const std::string& key, const std::stri
   if (f.boolean(key, false)) fail("{}: {}=true is not supported for {}", f.source(), key, family);
 }
 
-HfWeightNames llama_names() {
-  HfWeightNames n;
+WeightNames llama_names() {
+  WeightNames n;
   n.embed = "model.embed_tokens.weight";
   n.final_norm = "model.norm.weight";
   n.lm_head = "lm_head.weight";

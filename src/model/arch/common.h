@@ -36,6 +36,6 @@ void read_layer_types(const JsonFields& f, const ModelConfig& config, bool all_s
 void reject_enabled(const JsonFields& f, const std::string& key, const std::string& family);
 
 // Hugging Face names of the Llama layout, which most families share or extend.
-HfWeightNames llama_names();
+WeightNames llama_names();
 
 }  // namespace nanoserve::arch

@@ -83,8 +83,8 @@ void normalize_gemma2(json& j) {
   if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = true;
 }
 
-HfWeightNames gemma_names(bool qk_norm) {
-  HfWeightNames n = llama_names();
+WeightNames gemma_names(bool qk_norm) {
+  WeightNames n = llama_names();
   n.post_attn_norm = "model.layers.{layer}.post_attention_layernorm.weight";
   n.mlp_norm = "model.layers.{layer}.pre_feedforward_layernorm.weight";
   n.post_mlp_norm = "model.layers.{layer}.post_feedforward_layernorm.weight";
@@ -92,8 +92,8 @@ HfWeightNames gemma_names(bool qk_norm) {
   return n;
 }
 
-const HfWeightNames kGemma2Names = gemma_names(false);
-const HfWeightNames kGemma3Names = gemma_names(true);
+const WeightNames kGemma2Names = gemma_names(false);
+const WeightNames kGemma3Names = gemma_names(true);
 
 }  // namespace
 

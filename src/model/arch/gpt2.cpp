@@ -39,8 +39,8 @@ ArchSpec describe(const json& j, const ModelConfig& c, const std::string& source
   return spec;
 }
 
-HfWeightNames names() {
-  HfWeightNames n;
+WeightNames names() {
+  WeightNames n;
   n.embed = "transformer.wte.weight";
   n.position_embed = "transformer.wpe.weight";
   n.final_norm = "transformer.ln_f.weight";
@@ -64,7 +64,7 @@ HfWeightNames names() {
   return n;
 }
 
-const HfWeightNames kNames = names();
+const WeightNames kNames = names();
 
 }  // namespace
 

@@ -25,7 +25,7 @@ ArchSpec describe_mistral(const nlohmann::json& j, const ModelConfig& c, const s
   return describe_llama_like("mistral", j, c, source);
 }
 
-const HfWeightNames kNames = llama_names();
+const WeightNames kNames = llama_names();
 
 }  // namespace
 

@@ -23,8 +23,8 @@ ArchSpec describe(const nlohmann::json& j, const ModelConfig& c, const std::stri
   return spec;
 }
 
-HfWeightNames names() {
-  HfWeightNames n = llama_names();
+WeightNames names() {
+  WeightNames n = llama_names();
   n.gate = n.up = n.down = "";
   n.router = "model.layers.{layer}.mlp.gate.weight";
   n.expert_gate = "model.layers.{layer}.mlp.experts.{expert}.gate_proj.weight";
@@ -33,7 +33,7 @@ HfWeightNames names() {
   return n;
 }
 
-const HfWeightNames kNames = names();
+const WeightNames kNames = names();
 
 }  // namespace
 

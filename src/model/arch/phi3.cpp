@@ -14,15 +14,15 @@ ArchSpec describe(const nlohmann::json& j, const ModelConfig& c, const std::stri
   return spec;
 }
 
-HfWeightNames names() {
-  HfWeightNames n = llama_names();
+WeightNames names() {
+  WeightNames n = llama_names();
   n.q = n.k = n.v = n.gate = n.up = "";
   n.qkv = "model.layers.{layer}.self_attn.qkv_proj.weight";
   n.gate_up = "model.layers.{layer}.mlp.gate_up_proj.weight";
   return n;
 }
 
-const HfWeightNames kNames = names();
+const WeightNames kNames = names();
 
 }  // namespace
 

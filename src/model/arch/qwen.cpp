@@ -30,7 +30,7 @@ ArchSpec describe_qwen3(const nlohmann::json& j, const ModelConfig& c, const std
   return spec;
 }
 
-const HfWeightNames kNames = llama_names();
+const WeightNames kNames = llama_names();
 
 }  // namespace
 
