@@ -13,7 +13,7 @@
 namespace {
 struct Demo {
   nanoserve::Tokenizer tokenizer = nanoserve::Tokenizer::from_file(NANOSERVE_DEMO_DIR);
-  nanoserve::ChatTemplate chat = *nanoserve::ChatTemplate::from_model_dir(NANOSERVE_DEMO_DIR);
+  nanoserve::ChatTemplate chat = *nanoserve::ChatTemplate::from_model(NANOSERVE_DEMO_DIR);
 };
 const Demo& demo() {
   static const Demo d;

@@ -56,9 +56,10 @@ std::string reply(Engine& engine, const Tokenizer& tokenizer, const ChatTemplate
 void run_chat(const ChatOptions& opt) {
   Model model = load(opt.model);
   Tokenizer tokenizer = load_tokenizer(opt.model);
-  auto chat_template = ChatTemplate::from_model_dir(model_dir(opt.model));
+  auto chat_template = ChatTemplate::from_model(model_dir(opt.model));
   if (!chat_template) {
-    fail("{}: tokenizer_config.json has no chat_template; use `nanoserve generate` for plain text", model_dir(opt.model));
+    fail("{}: the model has no chat template (tokenizer_config.json chat_template, or GGUF tokenizer.chat_template); "
+         "use `nanoserve generate` for plain text", model_dir(opt.model));
   }
   add_end_of_turn_ids(model, tokenizer, &*chat_template);
   Engine engine(model, &tokenizer, engine_options(opt.engine, opt.kv_cache_gib, model.config));

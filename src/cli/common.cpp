@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <sys/resource.h>
 
 #include "hub/hub.h"
 #include "tokenizer/chat_prompt.h"
@@ -13,7 +14,7 @@ namespace nanoserve::cli {
 
 void add_model_options(CLI::App& command, ModelOptions& options) {
   command.add_option("-m,--model", options.model_dir,
-                     "Hugging Face model directory (config.json, *.safetensors, tokenizer.json), or a Hub id "
+                     "Hugging Face model directory (config.json, *.safetensors, tokenizer.json), a GGUF file, or a Hub id "
                      "ORG/NAME[@REVISION] (pulled into the Hugging Face cache when missing); default: the bundled demo model");
   command.add_option("--threads", options.threads, "worker threads (default: one per core)")->check(CLI::NonNegativeNumber);
 }
@@ -24,6 +25,12 @@ std::string model_dir(const ModelOptions& options) {
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double peak_memory_mib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
 Model load(const ModelOptions& options) {

@@ -30,5 +30,6 @@ std::string model_dir(const ModelOptions& options);
 void add_end_of_turn_ids(Model& model, const Tokenizer& tokenizer, const ChatTemplate* chat_template);
 
 double seconds_since(std::chrono::steady_clock::time_point start);
+double peak_memory_mib();  // the process's peak resident memory so far
 
 }  // namespace nanoserve::cli

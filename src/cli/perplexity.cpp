@@ -1,6 +1,11 @@
-// nanoserve perplexity: the protocol of models/demo/MODEL_CARD.md. Documents are tokenized with BOS
-// and followed by EOS, concatenated, and cut into non-overlapping windows; a window of W+1 tokens
-// scores its W next-token predictions; the last partial window is dropped.
+// nanoserve perplexity, by one of two protocols:
+// --file (JSONL), that of models/demo/MODEL_CARD.md: documents are tokenized with BOS and followed
+//   by EOS, concatenated, and cut into non-overlapping windows; a window of W+1 tokens scores its W
+//   next-token predictions; the last partial window is dropped.
+// --text (plain text), llama.cpp's llama-perplexity: the whole text is tokenized once, cut into
+//   chunks of C tokens whose first token becomes BOS (when the tokenizer adds one), and each chunk
+//   scores the predictions of its second half only (positions C/2 .. C-2), so every scored token
+//   has at least C/2 tokens of context; the last partial chunk is dropped.
 #include <fmt/format.h>
 
 #include <cmath>
@@ -9,6 +14,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/sampling_options.h"
 #include "model/transformer.h"
 #include "util/error.h"
 #include "util/progress.h"
@@ -19,8 +25,20 @@ namespace {
 
 struct PerplexityOptions {
   ModelOptions model;
-  std::string file;
+  std::string file, text;
   int window = 512;
+  int context = 512;
+  KvDType kv_dtype = KvDType::F32;
+};
+
+// Token windows and which of their predictions count.
+struct Windows {
+  std::vector<int32_t> stream;
+  int64_t length = 0;      // tokens per window
+  int64_t step = 0;        // from one window's start to the next
+  int64_t first = 0;       // the first scored prediction (it predicts token first + 1)
+  std::optional<int32_t> bos;  // replaces each window's first token
+  int64_t count() const { return (static_cast<int64_t>(stream.size()) - (length - step)) / step; }
 };
 
 std::vector<int32_t> read_documents(const std::string& path, const Tokenizer& tokenizer, int32_t eos) {
@@ -54,46 +72,79 @@ double negative_log_likelihood(const std::vector<float>& logits, int64_t vocab, 
   return total;
 }
 
+Windows document_windows(const PerplexityOptions& opt, const Model& model, const Tokenizer& tokenizer) {
+  if (model.config.eos_token_ids.empty()) fail("the model defines no eos_token_id to end each document with");
+  Windows w;
+  w.stream = read_documents(opt.file, tokenizer, static_cast<int32_t>(model.config.eos_token_ids[0]));
+  w.length = opt.window + 1;
+  w.step = opt.window;
+  return w;
+}
+
+Windows text_chunks(const PerplexityOptions& opt, const Tokenizer& tokenizer) {
+  std::ifstream in(opt.text, std::ios::binary);
+  if (!in) fail("{}: cannot open", opt.text);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  Windows w;
+  w.stream = with_context(opt.text, [&] { return tokenizer.encode(text); });
+  w.length = w.step = opt.context;
+  w.first = opt.context / 2;
+  const auto specials = tokenizer.encode("");
+  if (!specials.empty() && !w.stream.empty() && w.stream[0] == specials[0]) w.bos = specials[0];
+  return w;
+}
+
 void run_perplexity(const PerplexityOptions& opt) {
+  if (opt.file.empty() == opt.text.empty()) fail("give one of --file (JSONL documents) or --text (plain text)");
   Model model = load(opt.model);
   Tokenizer tokenizer = load_tokenizer(opt.model);
-  if (model.config.eos_token_ids.empty()) fail("the model defines no eos_token_id to end each document with");
-  if (opt.window + 1 > model.config.max_positions) {
-    fail("--window {} needs {} positions, more than the model's context of {}", opt.window, opt.window + 1,
-         model.config.max_positions);
+  const Windows w = opt.text.empty() ? document_windows(opt, model, tokenizer) : text_chunks(opt, tokenizer);
+  const std::string& source = opt.text.empty() ? opt.file : opt.text;
+  if (w.length > model.config.max_positions) {
+    fail("windows of {} tokens need more positions than the model's context of {}", w.length, model.config.max_positions);
   }
-  const auto stream = read_documents(opt.file, tokenizer, static_cast<int32_t>(model.config.eos_token_ids[0]));
-  const int64_t window = opt.window, windows = (static_cast<int64_t>(stream.size()) - 1) / window;
-  if (windows < 1) fail("{}: {} tokens, fewer than one window of {}", opt.file, stream.size(), window + 1);
+  const int64_t windows = w.count(), scored_per_window = w.length - 1 - w.first;
+  if (windows < 1) fail("{}: {} tokens, fewer than one window of {}", source, w.stream.size(), w.length);
   Transformer transformer(model);
-  SequenceCache cache = transformer.new_cache(window + 1);
+  SequenceCache cache = transformer.new_cache(w.length, opt.kv_dtype);
   double nll = 0;
   const auto start = std::chrono::steady_clock::now();
   {
     ProgressBar bar("scoring", static_cast<uint64_t>(windows));
-    for (int64_t w = 0; w < windows; ++w) {
+    std::vector<int32_t> tokens(static_cast<size_t>(w.length));
+    for (int64_t i = 0; i < windows; ++i) {
       cache.clear();
-      std::span<const int32_t> tokens(stream.data() + w * window, static_cast<size_t>(window + 1));
+      std::copy_n(w.stream.begin() + i * w.step, w.length, tokens.begin());
+      if (w.bos) tokens[0] = *w.bos;
       const auto logits = transformer.forward(tokens, cache, LogitsFor::AllTokens);
-      nll += negative_log_likelihood(logits, model.config.vocab_size, tokens.data() + 1, window);
+      const std::vector<float> scored(logits.begin() + w.first * model.config.vocab_size, logits.end() - model.config.vocab_size);
+      nll += negative_log_likelihood(scored, model.config.vocab_size, tokens.data() + w.first + 1, scored_per_window);
       bar.advance(1);
     }
   }
   const double seconds = seconds_since(start);
-  const int64_t scored = windows * window;
+  const int64_t scored = windows * scored_per_window;
   fmt::print("windows {}, tokens scored {}, nll {:.5f}, ppl {:.3f}\n", windows, scored, nll / scored,
              std::exp(nll / scored));
-  fmt::print(stderr, "{:.1f}s, {:.0f} tok/s\n", seconds, static_cast<double>(windows * (window + 1)) / seconds);
+  fmt::print(stderr, "{:.1f}s, {:.0f} tok/s, peak memory {:.1f} MiB\n", seconds,
+             static_cast<double>(windows * w.length) / seconds, peak_memory_mib());
 }
 
 }  // namespace
 
 void register_perplexity(CLI::App& app) {
   auto opt = std::make_shared<PerplexityOptions>();
-  CLI::App* cmd = app.add_subcommand("perplexity", "Perplexity over a JSONL file of {\"text\": ...} documents");
+  CLI::App* cmd = app.add_subcommand("perplexity", "Perplexity over JSONL documents (--file) or a plain text file (--text)");
   add_model_options(*cmd, opt->model);
-  cmd->add_option("--file", opt->file, "JSONL file, one {\"text\": ...} document per line")->required();
-  cmd->add_option("--window", opt->window, "tokens scored per window (default 512)")->check(CLI::PositiveNumber);
+  cmd->add_option("--file", opt->file,
+                  "JSONL file, one {\"text\": ...} document per line: each document gets BOS and EOS, windows of "
+                  "--window + 1 tokens score every prediction (models/demo/MODEL_CARD.md)");
+  cmd->add_option("--text", opt->text,
+                  "plain text file, scored as llama.cpp's llama-perplexity does: chunks of --context tokens starting "
+                  "with BOS, each scoring the predictions of its second half");
+  cmd->add_option("--window", opt->window, "--file: tokens scored per window (default 512)")->check(CLI::PositiveNumber);
+  cmd->add_option("--context", opt->context, "--text: tokens per chunk (default 512)")->check(CLI::Range(4, 1 << 20));
+  add_kv_dtype_option(*cmd, opt->kv_dtype);
   cmd->callback([opt] { run_perplexity(*opt); });
 }
 

@@ -25,14 +25,25 @@ void add_engine_options(CLI::App& cmd, EngineOptions& options, double& kv_cache_
   cmd.add_option("--max-batched-tokens", options.limits.max_batched_tokens, "tokens per engine step (prefill chunk budget)")
       ->check(CLI::PositiveNumber);
   cmd.add_flag("!--no-prefix-caching", options.prefix_caching, "do not reuse the KV blocks of earlier prompts");
+  add_kv_dtype_option(cmd, options.kv_dtype);
+}
+
+void add_kv_dtype_option(CLI::App& cmd, KvDType& dtype) {
+  cmd.add_option_function<std::string>(
+         "--kv-cache-dtype",
+         [&dtype](const std::string& name) {
+           if (!parse_kv_dtype(name, &dtype)) throw CLI::ValidationError("--kv-cache-dtype", "expected f32 or q8_0, got " + name);
+         },
+         "how the KV cache stores keys and values: f32 (default) or q8_0 (int8 blocks with a scale per 32 values, "
+         "27% of the memory)");
 }
 
 EngineOptions engine_options(const EngineOptions& options, double kv_cache_gib, const ModelConfig& config) {
   EngineOptions out = options;
   out.kv_cache_bytes = static_cast<int64_t>(kv_cache_gib * (1 << 30));
-  const int64_t blocks = out.kv_cache_bytes / KvCache::bytes_per_block(config, out.block_size);
-  fmt::print(stderr, "KV cache: {:.2f} GiB, {} blocks of {} tokens = {} tokens ({} full-context sequences of {})\n",
-             kv_cache_gib, blocks, out.block_size, blocks * out.block_size,
+  const int64_t blocks = out.kv_cache_bytes / KvCache::bytes_per_block(config, out.block_size, out.kv_dtype);
+  fmt::print(stderr, "KV cache: {:.2f} GiB {}, {} blocks of {} tokens = {} tokens ({} full-context sequences of {})\n",
+             kv_cache_gib, out.kv_dtype == KvDType::Q8_0 ? "q8_0" : "f32", blocks, out.block_size, blocks * out.block_size,
              blocks * out.block_size / config.max_positions, config.max_positions);
   return out;
 }

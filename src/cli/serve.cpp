@@ -116,7 +116,7 @@ void run_serve(const ServeOptions& opt) {
   Tokenizer tokenizer = load_tokenizer(opt.model);
   std::optional<ChatTemplate> chat_template;
   try {
-    chat_template = ChatTemplate::from_model_dir(model_dir(opt.model));
+    chat_template = ChatTemplate::from_model(model_dir(opt.model));
   } catch (const Error& e) {
     fmt::print(stderr, "warning: the chat template cannot be used, /v1/chat/completions will refuse requests: {}\n", e.what());
   }

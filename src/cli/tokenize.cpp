@@ -88,8 +88,8 @@ struct ChatTemplateOptions {
 // stdin: {"messages": [...], "tools": [...], "add_generation_prompt": true, ...any template variable}.
 void run_chat_template(const ChatTemplateOptions& opt) {
   const std::string dir = model_dir(opt.model);
-  const auto chat_template = ChatTemplate::from_model_dir(dir);
-  if (!chat_template) fail("{}: tokenizer_config.json has no chat_template", dir);
+  const auto chat_template = ChatTemplate::from_model(dir);
+  if (!chat_template) fail("{}: the model has no chat template (tokenizer_config.json chat_template, or GGUF tokenizer.chat_template)", dir);
   const Tokenizer tokenizer = load_tokenizer(opt.model);
   for_each_input(opt.jsonl, [&](const std::string& input) {
     auto context = parse_json(input, "a JSON object with \"messages\"");

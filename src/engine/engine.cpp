@@ -22,8 +22,10 @@ Engine::Engine(const Model& model, const Tokenizer* tokenizer, const EngineOptio
     : model_(model),
       tokenizer_(tokenizer),
       transformer_(model),
-      cache_(model.config, std::max<int64_t>(1, options.kv_cache_bytes / KvCache::bytes_per_block(model.config, options.block_size)),
-             options.block_size),
+      cache_(model.config,
+             std::max<int64_t>(1, options.kv_cache_bytes /
+                                      KvCache::bytes_per_block(model.config, options.block_size, options.kv_dtype)),
+             options.block_size, options.kv_dtype),
       blocks_(cache_.num_blocks(), options.block_size, options.prefix_caching),
       scheduler_(blocks_, cache_, options.limits) {
   stats_.total_blocks = cache_.num_blocks();

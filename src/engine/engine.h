@@ -25,6 +25,7 @@ namespace nanoserve {
 struct EngineOptions {
   int64_t kv_cache_bytes = 256ll << 20;  // memory for the KV block pool
   int64_t block_size = 16;               // positions per KV block
+  KvDType kv_dtype = KvDType::F32;       // how cached keys and values are stored
   SchedulerLimits limits;
   bool prefix_caching = true;
 };

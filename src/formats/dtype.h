@@ -49,4 +49,23 @@ inline float f16_to_float(uint16_t bits) {
   return f;
 }
 
+// Round to nearest even, as F16C's vcvtps2ph (ggml's float-to-half on x86) does; overflow to inf.
+inline uint16_t float_to_f16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000);
+  const uint32_t abs = u & 0x7fffffff;
+  if (abs >= 0x7f800000) return static_cast<uint16_t>(sign | 0x7c00 | (abs > 0x7f800000 ? 0x200 : 0));  // inf, nan
+  if (abs >= 0x477ff000) return static_cast<uint16_t>(sign | 0x7c00);  // rounds past the largest half
+  if (abs < 0x38800000) {  // a half subnormal: scale so the rounding happens at bit 0
+    float magnitude;
+    std::memcpy(&magnitude, &abs, sizeof magnitude);
+    const float scaled = magnitude * 16777216.0f;  // 2^24: one half subnormal step per unit
+    const auto q = static_cast<uint32_t>(__builtin_rintf(scaled));
+    return static_cast<uint16_t>(sign | q);
+  }
+  const uint32_t rounded = abs + 0xfff + ((abs >> 13) & 1);  // to nearest, ties to even at bit 13
+  return static_cast<uint16_t>(sign | ((rounded - 0x38000000) >> 13));
+}
+
 }  // namespace nanoserve

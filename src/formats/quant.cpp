@@ -1,5 +1,7 @@
 #include "formats/quant.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "formats/dtype.h"
@@ -145,6 +147,17 @@ void dequantize_row(GgmlType type, const uint8_t* src, float* dst, int64_t n) {
       case GgmlType::Q6_K: q6_k(src, dst); break;
       default: fail("tensor type {} cannot be read yet", info->name);
     }
+  }
+}
+
+void quantize_row_q8_0(const float* src, uint8_t* dst, int64_t n) {
+  for (int64_t b = 0; b < n / 32; ++b, src += 32, dst += 34) {
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::abs(src[j]));
+    const float d = amax / 127.0f, inverse = d != 0 ? 1.0f / d : 0.0f;
+    const uint16_t half = float_to_f16(d);
+    std::memcpy(dst, &half, 2);
+    for (int j = 0; j < 32; ++j) dst[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::round(src[j] * inverse)));
   }
 }
 

@@ -12,4 +12,8 @@ namespace nanoserve {
 // does not read (ggml_type_info(...)->dequantizable is false).
 void dequantize_row(GgmlType type, const uint8_t* src, float* dst, int64_t n);
 
+// n values (a multiple of 32) to Q8_0 blocks, as ggml's reference quantizer does: per block of 32,
+// d = max|x| / 127 stored as float16, q = round(x / d).
+void quantize_row_q8_0(const float* src, uint8_t* dst, int64_t n);
+
 }  // namespace nanoserve

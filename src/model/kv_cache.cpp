@@ -1,32 +1,84 @@
 #include "model/kv_cache.h"
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
+
+#include "formats/dtype.h"
+#include "formats/quant.h"
+#include "util/error.h"
 
 namespace nanoserve {
 
-KvCache::KvCache(const ModelConfig& c, int64_t num_blocks, int64_t block_size)
-    : num_blocks_(num_blocks), block_size_(block_size), row_width_(c.kv_heads * c.head_dim) {
-  const auto n = static_cast<size_t>(num_blocks * block_size * row_width_);
-  keys_.assign(static_cast<size_t>(c.layers), std::vector<float>(n));
-  values_.assign(static_cast<size_t>(c.layers), std::vector<float>(n));
+namespace {
+int64_t row_bytes(const ModelConfig& c, KvDType dtype) {
+  const int64_t width = c.kv_heads * c.head_dim;
+  if (dtype == KvDType::F32) return width * static_cast<int64_t>(sizeof(float));
+  if (c.head_dim % 32 != 0) fail("a q8_0 KV cache needs head_dim to be a multiple of 32 (this model: {})", c.head_dim);
+  return dtype_bytes(DType::Q8_0, width);
+}
+}  // namespace
+
+bool parse_kv_dtype(std::string_view name, KvDType* out) {
+  if (name == "f32") *out = KvDType::F32;
+  else if (name == "q8_0") *out = KvDType::Q8_0;
+  else return false;
+  return true;
 }
 
-int64_t KvCache::bytes_per_block(const ModelConfig& c, int64_t block_size) {
-  return 2 * c.layers * block_size * c.kv_heads * c.head_dim * static_cast<int64_t>(sizeof(float));
+KvCache::KvCache(const ModelConfig& c, int64_t num_blocks, int64_t block_size, KvDType dtype)
+    : num_blocks_(num_blocks), block_size_(block_size), row_width_(c.kv_heads * c.head_dim),
+      row_bytes_(row_bytes(c, dtype)), dtype_(dtype) {
+  const auto n = static_cast<size_t>(num_blocks * block_size * row_bytes_);
+  keys_.assign(static_cast<size_t>(c.layers), std::vector<uint8_t>(n));
+  values_.assign(static_cast<size_t>(c.layers), std::vector<uint8_t>(n));
 }
 
-void KvCache::copy_block(int32_t from, int32_t to) {
-  const auto n = static_cast<size_t>(block_size_ * row_width_);
-  for (auto* rows : {&keys_, &values_}) {
-    for (auto& layer : *rows) {
-      std::copy_n(layer.data() + from * static_cast<int64_t>(n), n, layer.data() + to * static_cast<int64_t>(n));
-    }
+int64_t KvCache::bytes_per_block(const ModelConfig& c, int64_t block_size, KvDType dtype) {
+  return 2 * c.layers * block_size * row_bytes(c, dtype);
+}
+
+uint8_t* KvCache::row(std::vector<std::vector<uint8_t>>& rows, int64_t layer, int32_t block, int64_t slot) {
+  return rows[static_cast<size_t>(layer)].data() + (block * block_size_ + slot) * row_bytes_;
+}
+
+void KvCache::write(int64_t layer, int32_t block, int64_t slot, const float* key, const float* value) {
+  uint8_t* k = row(keys_, layer, block, slot);
+  uint8_t* v = row(values_, layer, block, slot);
+  if (dtype_ == KvDType::F32) {
+    std::memcpy(k, key, static_cast<size_t>(row_bytes_));
+    std::memcpy(v, value, static_cast<size_t>(row_bytes_));
+  } else {
+    quantize_row_q8_0(key, k, row_width_);
+    quantize_row_q8_0(value, v, row_width_);
   }
 }
 
-SequenceCache::SequenceCache(const ModelConfig& c, int64_t capacity, int64_t block_size)
-    : cache_(c, (capacity + block_size - 1) / block_size, block_size),
+const float* KvCache::read(const std::vector<std::vector<uint8_t>>& rows, int64_t layer, int32_t block, int64_t slot,
+                           float* scratch) const {
+  const uint8_t* r = rows[static_cast<size_t>(layer)].data() + (block * block_size_ + slot) * row_bytes_;
+  if (dtype_ == KvDType::F32) return reinterpret_cast<const float*>(r);
+  dequantize_row(GgmlType::Q8_0, r, scratch, row_width_);
+  return scratch;
+}
+
+const float* KvCache::key(int64_t layer, int32_t block, int64_t slot, float* scratch) const {
+  return read(keys_, layer, block, slot, scratch);
+}
+
+const float* KvCache::value(int64_t layer, int32_t block, int64_t slot, float* scratch) const {
+  return read(values_, layer, block, slot, scratch);
+}
+
+void KvCache::copy_block(int32_t from, int32_t to) {
+  const auto n = static_cast<size_t>(block_size_ * row_bytes_);
+  for (auto* rows : {&keys_, &values_}) {
+    for (auto& layer : *rows) std::copy_n(layer.data() + from * n, n, layer.data() + to * n);
+  }
+}
+
+SequenceCache::SequenceCache(const ModelConfig& c, int64_t capacity, int64_t block_size, KvDType dtype)
+    : cache_(c, (capacity + block_size - 1) / block_size, block_size, dtype),
       blocks_(static_cast<size_t>((capacity + block_size - 1) / block_size)) {
   std::iota(blocks_.begin(), blocks_.end(), 0);
 }

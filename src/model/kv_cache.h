@@ -1,46 +1,60 @@
 // Paged key/value storage: fixed-size blocks of positions, shared by all sequences. A sequence
 // owns a block table (block ids in position order); position p lives in block table[p / block_size]
 // at slot p % block_size. Which sequence holds which block is the engine's business
-// (engine/block_manager.h); this class only stores rows.
+// (engine/block_manager.h); this class only stores rows, as float32 or as Q8_0 blocks (int8 with
+// a float16 scale per 32 values: 27% of the memory).
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "model/config.h"
 
 namespace nanoserve {
 
+enum class KvDType { F32, Q8_0 };
+
+// "f32" or "q8_0"; false for other names.
+bool parse_kv_dtype(std::string_view name, KvDType* out);
+
 class KvCache {
  public:
-  KvCache(const ModelConfig& config, int64_t num_blocks, int64_t block_size);
+  // Q8_0 needs head_dim to be a multiple of 32 (blocks never span heads); throws Error otherwise.
+  KvCache(const ModelConfig& config, int64_t num_blocks, int64_t block_size, KvDType dtype = KvDType::F32);
 
-  // Bytes one block takes over all layers, keys and values (float32).
-  static int64_t bytes_per_block(const ModelConfig& config, int64_t block_size);
+  // Bytes one block takes over all layers, keys and values.
+  static int64_t bytes_per_block(const ModelConfig& config, int64_t block_size, KvDType dtype = KvDType::F32);
 
   int64_t num_blocks() const { return num_blocks_; }
   int64_t block_size() const { return block_size_; }
   int64_t row_width() const { return row_width_; }  // kv_heads * head_dim
+  KvDType dtype() const { return dtype_; }
 
-  float* key(int64_t layer, int32_t block, int64_t slot) { return row(keys_, layer, block, slot); }
-  float* value(int64_t layer, int32_t block, int64_t slot) { return row(values_, layer, block, slot); }
+  // Stores one position's key and value rows [row_width].
+  void write(int64_t layer, int32_t block, int64_t slot, const float* key, const float* value);
+  // One position's key or value row as float: a pointer into the cache (F32), or `scratch`
+  // [row_width], which it fills (Q8_0).
+  const float* key(int64_t layer, int32_t block, int64_t slot, float* scratch) const;
+  const float* value(int64_t layer, int32_t block, int64_t slot, float* scratch) const;
   void copy_block(int32_t from, int32_t to);  // every layer, keys and values
 
  private:
-  float* row(std::vector<std::vector<float>>& rows, int64_t layer, int32_t block, int64_t slot) {
-    return rows[static_cast<size_t>(layer)].data() + (block * block_size_ + slot) * row_width_;
-  }
+  uint8_t* row(std::vector<std::vector<uint8_t>>& rows, int64_t layer, int32_t block, int64_t slot);
+  const float* read(const std::vector<std::vector<uint8_t>>& rows, int64_t layer, int32_t block, int64_t slot,
+                    float* scratch) const;
 
-  int64_t num_blocks_, block_size_, row_width_;
-  std::vector<std::vector<float>> keys_, values_;  // [layers][num_blocks * block_size * row_width]
+  int64_t num_blocks_, block_size_, row_width_, row_bytes_;
+  KvDType dtype_;
+  std::vector<std::vector<uint8_t>> keys_, values_;  // [layers][num_blocks * block_size * row_bytes]
 };
 
 // One sequence in a private KvCache with blocks 0, 1, 2, ... in order: what the CLI's one-shot
 // commands and the tests of the forward pass use.
 class SequenceCache {
  public:
-  SequenceCache(const ModelConfig& config, int64_t capacity, int64_t block_size = 16);
+  SequenceCache(const ModelConfig& config, int64_t capacity, int64_t block_size = 16, KvDType dtype = KvDType::F32);
 
   int64_t length() const { return length_; }  // positions filled
   int64_t capacity() const { return static_cast<int64_t>(blocks_.size()) * cache_.block_size(); }

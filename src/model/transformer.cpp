@@ -95,20 +95,25 @@ void Transformer::attention_block(const Batch& batch, int64_t layer, const float
   if (a.attn_scale_by_layer) params.scale /= static_cast<float>(layer + 1);
   std::vector<float> attn(static_cast<size_t>(tokens * q_dim));  // [tokens, heads * head_dim]
   std::vector<const float*> k_rows, v_rows;                      // [positions]: rows through the block table
+  std::vector<float> k_scratch, v_scratch;  // [positions, kv_dim]: dequantized rows of a quantized cache
   for (const auto& s : batch.sequences) {
     const int64_t end = s.first + s.count;
     k_rows.resize(static_cast<size_t>(end));
     v_rows.resize(static_cast<size_t>(end));
+    if (cache.dtype() != KvDType::F32) {
+      k_scratch.resize(static_cast<size_t>(end * kv_dim));
+      v_scratch.resize(k_scratch.size());
+    }
     for (int64_t p = 0; p < end; ++p) {
       const int32_t block = s.blocks[static_cast<size_t>(p / block_size)];
-      float* key = cache.key(layer, block, p % block_size);
-      float* value = cache.value(layer, block, p % block_size);
       if (p >= s.first) {  // a new token: store its key and value
-        std::copy_n(k.data() + (s.offset + p - s.first) * kv_dim, kv_dim, key);
-        std::copy_n(v.data() + (s.offset + p - s.first) * kv_dim, kv_dim, value);
+        const int64_t row = (s.offset + p - s.first) * kv_dim;
+        cache.write(layer, block, p % block_size, k.data() + row, v.data() + row);
       }
-      k_rows[static_cast<size_t>(p)] = key;
-      v_rows[static_cast<size_t>(p)] = value;
+      float* k_buf = k_scratch.empty() ? nullptr : k_scratch.data() + p * kv_dim;
+      float* v_buf = v_scratch.empty() ? nullptr : v_scratch.data() + p * kv_dim;
+      k_rows[static_cast<size_t>(p)] = cache.key(layer, block, p % block_size, k_buf);
+      v_rows[static_cast<size_t>(p)] = cache.value(layer, block, p % block_size, v_buf);
     }
     cpu::attention(q.data() + s.offset * q_dim, s.count, s.first, k_rows.data(), v_rows.data(), params,
                    attn.data() + s.offset * q_dim);

@@ -44,7 +44,9 @@ class Transformer {
                              const ActivationSink* sink = nullptr) const;
 
   const ModelConfig& config() const { return model_.config; }
-  SequenceCache new_cache(int64_t capacity) const { return SequenceCache(model_.config, capacity); }
+  SequenceCache new_cache(int64_t capacity, KvDType dtype = KvDType::F32) const {
+    return SequenceCache(model_.config, capacity, 16, dtype);
+  }
 
  private:
   struct Batch;  // per-call state: positions, per-sequence RoPE tables and block rows, sink

@@ -161,7 +161,7 @@ std::vector<Prompt> Api::completion_prompts(const nlohmann::ordered_json& prompt
 
 Prompt Api::chat_prompt(const GenerationRequest& request) const {
   if (!chat_template_) {
-    throw ApiError(400, "this model has no chat template (tokenizer_config.json has no chat_template); use /v1/completions",
+    throw ApiError(400, "this model has no chat template; use /v1/completions",
                    "messages");
   }
   ChatPrompt prompt = encode_chat(*chat_template_, tokenizer_, chat_template_context(request), request.parse_special_tokens);

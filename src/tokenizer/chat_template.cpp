@@ -2,9 +2,12 @@
 
 #include <filesystem>
 
+#include "formats/gguf.h"
+#include "formats/gguf_metadata.h"
 #include "tokenizer/chat/context.h"
 #include "tokenizer/chat/parser.h"
 #include "util/error.h"
+#include "tokenizer/gguf_vocab.h"
 #include "util/json_fields.h"
 
 namespace nanoserve {
@@ -38,7 +41,8 @@ std::string token_text(const nlohmann::json& config, const char* key) {
 }
 }  // namespace
 
-std::optional<ChatTemplate> ChatTemplate::from_model_dir(const std::string& directory) {
+std::optional<ChatTemplate> ChatTemplate::from_model(const std::string& directory) {
+  if (is_gguf_path(directory)) return from_gguf(directory);
   const std::string path = (std::filesystem::path(directory) / "tokenizer_config.json").string();
   if (!std::filesystem::exists(path)) return std::nullopt;
   const auto config = read_json_file(path);
@@ -58,6 +62,17 @@ std::optional<ChatTemplate> ChatTemplate::from_model_dir(const std::string& dire
   ChatTemplate result = with_context(path, [&] { return ChatTemplate(source); });
   result.bos_token_ = token_text(config, "bos_token");
   result.eos_token_ = token_text(config, "eos_token");
+  return result;
+}
+
+std::optional<ChatTemplate> ChatTemplate::from_gguf(const std::string& path) {
+  const GgufFile gguf(path);
+  const GgufMetadata m(gguf.contents(), path);
+  const auto source = m.string("tokenizer.chat_template");
+  if (!source) return std::nullopt;
+  ChatTemplate result = with_context(path + ": tokenizer.chat_template", [&] { return ChatTemplate(std::string(*source)); });
+  result.bos_token_ = gguf_token_text(gguf.contents(), path, "tokenizer.ggml.bos_token_id");
+  result.eos_token_ = gguf_token_text(gguf.contents(), path, "tokenizer.ggml.eos_token_id");
   return result;
 }
 

@@ -24,13 +24,16 @@ class ChatTemplate {
   // ordered, since tojson prints keys in the order the client sent them, as Python does).
   std::string render(const nlohmann::ordered_json& context) const;
 
-  // From a model directory's tokenizer_config.json: the template (a string, or the "default" of a
-  // named list) and its bos/eos token strings. Empty when the model has none.
-  static std::optional<ChatTemplate> from_model_dir(const std::string& directory);
+  // From a model directory's tokenizer_config.json (the template: a string, or the "default" of a
+  // named list) or a GGUF file's tokenizer.chat_template, with the bos/eos token strings. Empty when
+  // the model has none.
+  static std::optional<ChatTemplate> from_model(const std::string& path);
   const std::string& bos_token() const { return bos_token_; }
   const std::string& eos_token() const { return eos_token_; }
 
  private:
+  static std::optional<ChatTemplate> from_gguf(const std::string& path);
+
   std::unique_ptr<std::vector<std::unique_ptr<jinja::Stmt>>> body_;
   std::string bos_token_, eos_token_;
 };

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include "formats/gguf.h"
+#include "tokenizer/gguf_vocab.h"
 #include "tokenizer/tokenizer_json.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
@@ -48,6 +50,11 @@ void parse_post_processor(const json& post, std::vector<int32_t>& prefix, std::v
 }  // namespace
 
 Tokenizer Tokenizer::from_file(const std::string& path) {
+  if (is_gguf_path(path)) {
+    const GgufFile gguf(path);
+    const json described = gguf_tokenizer_json(gguf.contents(), path);
+    return from_text(with_context(path, [&] { return described.dump(); }), path);
+  }
   const std::string file =
       std::filesystem::is_directory(path) ? (std::filesystem::path(path) / "tokenizer.json").string() : path;
   const MappedFile mapped(file);

@@ -21,7 +21,8 @@ namespace nanoserve {
 
 class Tokenizer {
  public:
-  // path: a tokenizer.json file, or a directory holding one. Throws Error naming the file.
+  // path: a tokenizer.json file, a directory holding one, or a GGUF file (its tokenizer.ggml.*
+  // vocabulary). Throws Error naming the file.
   static Tokenizer from_file(const std::string& path);
   // From tokenizer.json's text; source names it in errors.
   static Tokenizer from_text(std::string_view text, const std::string& source);

@@ -7,56 +7,14 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "formats/dtype.h"
 #include "formats/quant.h"
+#include "gguf_builder.h"
 #include "test_support.h"
 #include "util/error.h"
 
 namespace nanoserve {
 namespace {
-
-// Builds GGUF images byte by byte, so that each test can break exactly one thing.
-class GgufBuilder {
- public:
-  explicit GgufBuilder(uint32_t version = 3) {
-    u32(0x46554747);
-    u32(version);
-    counts_at_ = bytes_.size();
-    u64(0);  // tensor count, patched by finish()
-    u64(0);  // metadata count
-  }
-  GgufBuilder& u8(uint8_t v) { return raw(&v, 1); }
-  GgufBuilder& u32(uint32_t v) { return raw(&v, 4); }
-  GgufBuilder& u64(uint64_t v) { return raw(&v, 8); }
-  GgufBuilder& f32(float v) { return raw(&v, 4); }
-  GgufBuilder& str(const std::string& s) { return u64(s.size()).raw(s.data(), s.size()); }
-  GgufBuilder& raw(const void* p, size_t n) {
-    bytes_.append(static_cast<const char*>(p), n);
-    return *this;
-  }
-  GgufBuilder& kv(const std::string& key, uint32_t type) {  // the value follows
-    ++kvs_;
-    return str(key).u32(type);
-  }
-  GgufBuilder& tensor(const std::string& name, std::vector<uint64_t> dims, uint32_t type, uint64_t offset) {
-    ++tensors_;
-    str(name).u32(static_cast<uint32_t>(dims.size()));
-    for (uint64_t d : dims) u64(d);
-    return u32(type).u64(offset);
-  }
-  // Pads to the alignment and appends the data section.
-  std::string finish(const std::string& data = "", size_t alignment = 32) {
-    std::string out = bytes_;
-    std::memcpy(out.data() + counts_at_, &tensors_, 8);
-    std::memcpy(out.data() + counts_at_ + 8, &kvs_, 8);
-    out.resize((out.size() + alignment - 1) / alignment * alignment, '\0');
-    return out + data;
-  }
-
- private:
-  std::string bytes_;
-  size_t counts_at_;
-  uint64_t tensors_ = 0, kvs_ = 0;
-};
 
 GgufContents parse(const std::string& image) {
   return parse_gguf(reinterpret_cast<const uint8_t*>(image.data()), image.size());
@@ -73,7 +31,7 @@ std::string error_of(const std::string& image) {
 
 // Every value type, a nested array, and two tensors (f32 and q8_0) at aligned offsets.
 std::string valid_image() {
-  GgufBuilder b;
+  test::GgufBuilder b;
   b.kv("general.architecture", 8).str("llama");
   b.kv("llama.block_count", 4).u32(8);
   b.kv("llama.attention.layer_norm_rms_epsilon", 6).f32(1e-5f);
@@ -123,11 +81,11 @@ TEST(Gguf, BadFilesGetErrorsNamingTheProblem) {
   std::string image = valid_image();
   image[0] = 'X';
   expect(image, "not a GGUF file");
-  expect(GgufBuilder(1).finish(), "GGUF version 1 is not supported");
-  expect(GgufBuilder(0x03000000).finish(), "the file is big-endian");
-  expect(GgufBuilder(4).finish(), "GGUF version 4 is not supported");
+  expect(test::GgufBuilder(1).finish(), "GGUF version 1 is not supported");
+  expect(test::GgufBuilder(0x03000000).finish(), "the file is big-endian");
+  expect(test::GgufBuilder(4).finish(), "GGUF version 4 is not supported");
   {  // counts no file could hold
-    std::string huge = GgufBuilder().finish();
+    std::string huge = test::GgufBuilder().finish();
     const uint64_t n = uint64_t{1} << 60;
     std::memcpy(huge.data() + 16, &n, 8);
     expect(huge, "metadata count 1152921504606846976 does not fit");
@@ -136,62 +94,62 @@ TEST(Gguf, BadFilesGetErrorsNamingTheProblem) {
     expect(huge, "tensor count 1152921504606846976 does not fit");
   }
   {
-    GgufBuilder b;
+    test::GgufBuilder b;
     b.kv("s", 8).u64(uint64_t{1} << 50);
     expect(b.finish(), "metadata 's': truncated");
   }
   {
-    GgufBuilder b;
+    test::GgufBuilder b;
     b.kv("a", 9).u32(4).u64(uint64_t{1} << 50);
     expect(b.finish(), "array of 1125899906842624 uint32 elements does not fit");
   }
   {
-    GgufBuilder b;
+    test::GgufBuilder b;
     b.kv("t", 13).u32(0);
     expect(b.finish(), "metadata 't': value type 13 is not a GGUF value type");
   }
   {
-    GgufBuilder b;
+    test::GgufBuilder b;
     b.kv("general.alignment", 8).str("32");
     expect(b.finish(), "general.alignment is string, expected uint32");
   }
   {
-    GgufBuilder b;
+    test::GgufBuilder b;
     b.kv("general.alignment", 4).u32(24);
     expect(b.finish(), "general.alignment 24 is not a power of two");
   }
   {
-    GgufBuilder b;
+    test::GgufBuilder b;
     b.kv("k", 4).u32(1).kv("k", 4).u32(2);
     expect(b.finish(), "metadata 'k': the key appears twice");
   }
   {
-    GgufBuilder b;
+    test::GgufBuilder b;
     b.tensor("w", {32}, 99, 0);
     expect(b.finish(std::string(64, '\0')), "tensor 'w': type 99 is no ggml type");
   }
   {
-    GgufBuilder b;
+    test::GgufBuilder b;
     b.tensor("w", {16, 2}, 8, 0);
     expect(b.finish(std::string(64, '\0')), "tensor 'w': row length 16 is not a multiple of q8_0's block of 32");
   }
   {
-    GgufBuilder b;
+    test::GgufBuilder b;
     b.tensor("w", {1, 1, 1, 1, 1}, 0, 0);
     expect(b.finish(std::string(64, '\0')), "tensor 'w' has 5 dimensions");
   }
   {
-    GgufBuilder b;
+    test::GgufBuilder b;
     b.tensor("w", {32, 4}, 0, 0);  // 512 bytes, 64 there
     expect(b.finish(std::string(64, '\0')), "tensor 'w': bytes [0, 512) of the data section lie past its end (64 bytes)");
   }
   {
-    GgufBuilder b;
+    test::GgufBuilder b;
     b.tensor("w", {4}, 0, 8);
     expect(b.finish(std::string(64, '\0')), "tensor 'w': offset 8 is not a multiple of the alignment 32");
   }
   {
-    GgufBuilder b;
+    test::GgufBuilder b;
     b.tensor("w", {uint64_t{1} << 40, uint64_t{1} << 40}, 0, 0);
     expect(b.finish(std::string(64, '\0')), "overflow");
   }
@@ -258,6 +216,61 @@ TEST(Dequantize, UnreadableTypeIsAnError) {
   uint8_t block[84] = {};
   float out[256];
   EXPECT_THROW(dequantize_row(GgmlType::Q2_K, block, out, 256), Error);
+}
+
+}  // namespace
+}  // namespace nanoserve
+
+namespace nanoserve {
+namespace {
+
+// Every half (but NaNs) survives float and back; midpoints round to even, as F16C does.
+TEST(Float16, RoundTripAndRoundToNearestEven) {
+  for (uint32_t bits = 0; bits < 0x10000; ++bits) {
+    const auto h = static_cast<uint16_t>(bits);
+    if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) continue;
+    ASSERT_EQ(float_to_f16(f16_to_float(h)), h) << bits;
+  }
+  EXPECT_EQ(float_to_f16(1.0f + 0x1p-11f), 0x3c00);             // halfway between 1 and 1 + 2^-10: even (1)
+  EXPECT_EQ(float_to_f16(1.0f + 3 * 0x1p-11f), 0x3c02);         // halfway between odd and even: up to even
+  EXPECT_EQ(float_to_f16(0x1p-25f), 0x0000);                     // half the smallest subnormal: even (0)
+  EXPECT_EQ(float_to_f16(3 * 0x1p-25f), 0x0002);                 // 1.5 subnormal steps: 2
+  EXPECT_EQ(float_to_f16(65520.0f), 0x7c00);                     // rounds past 65504: inf
+  EXPECT_EQ(float_to_f16(-65504.0f), 0xfbff);
+}
+
+// ggml's reference Q8_0: d = max|x| / 127 (kept as float16), q = round half away from zero.
+TEST(Quantize, Q8_0AsGgmlReference) {
+  std::vector<float> x(64);
+  for (int i = 0; i < 32; ++i) x[i] = static_cast<float>(i) - 15.5f;  // max |x| 15.5
+  x[31] = 127.0f;                                                     // now d = 1 exactly
+  for (int i = 32; i < 64; ++i) x[i] = 0.0f;                         // an all-zero block: d = 0
+  std::vector<uint8_t> blocks(68);
+  quantize_row_q8_0(x.data(), blocks.data(), 64);
+  uint16_t d;
+  std::memcpy(&d, blocks.data(), 2);
+  EXPECT_EQ(d, 0x3c00);
+  EXPECT_EQ(static_cast<int8_t>(blocks[2 + 0]), -16);  // -15.5 rounds away from zero
+  EXPECT_EQ(static_cast<int8_t>(blocks[2 + 15]), -1);  // -0.5 as well
+  EXPECT_EQ(static_cast<int8_t>(blocks[2 + 16]), 1);   // 0.5
+  EXPECT_EQ(static_cast<int8_t>(blocks[2 + 31]), 127);
+  std::vector<float> back(64);
+  dequantize_row(GgmlType::Q8_0, blocks.data(), back.data(), 64);
+  EXPECT_EQ(back[31], 127.0f);
+  EXPECT_EQ(back[40], 0.0f);
+  // Random rows: every value within half a step of the original, plus what rounding d to float16
+  // (relative 2^-11) costs at up to 127 steps: 0.5 + 127 * 2^-11 < 0.57 steps.
+  std::vector<float> row(4096);
+  for (size_t i = 0; i < row.size(); ++i) row[i] = std::sin(static_cast<float>(i) * 0.37f) * static_cast<float>(1 + i % 7);
+  std::vector<uint8_t> q(row.size() / 32 * 34);
+  quantize_row_q8_0(row.data(), q.data(), static_cast<int64_t>(row.size()));
+  std::vector<float> restored(row.size());
+  dequantize_row(GgmlType::Q8_0, q.data(), restored.data(), static_cast<int64_t>(row.size()));
+  for (size_t b = 0; b < row.size() / 32; ++b) {
+    float amax = 0;
+    for (size_t j = 0; j < 32; ++j) amax = std::max(amax, std::abs(row[b * 32 + j]));
+    for (size_t j = 0; j < 32; ++j) ASSERT_LE(std::abs(restored[b * 32 + j] - row[b * 32 + j]), amax / 127 * 0.57f);
+  }
 }
 
 }  // namespace

@@ -31,7 +31,7 @@ json chat(std::initializer_list<std::pair<const char*, const char*>> turns) {
 }
 
 TEST(ChatTemplate, DemoModelTemplate) {
-  auto t = ChatTemplate::from_model_dir(test::demo_model_dir());
+  auto t = ChatTemplate::from_model(test::demo_model_dir());
   ASSERT_TRUE(t.has_value());
   EXPECT_EQ(t->bos_token(), "<|begin_of_text|>");
   EXPECT_EQ(t->render({{"messages", chat({{"system", "Be brief."}, {"user", "  Who begat Enos?  "}})},

@@ -1,0 +1,155 @@
+// GGUF files as models: the demo's bf16 file against its safetensors twin, quantized weights kept in
+// place, and bad files, each a clear error. (The converted family fixtures run in
+// transformer_test.cpp beside their Hugging Face twins.)
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "engine/sampler.h"
+#include "gguf_builder.h"
+#include "model/loader.h"
+#include "model/transformer.h"
+#include "test_support.h"
+#include "util/error.h"
+
+namespace nanoserve {
+namespace {
+
+std::vector<float> logits_of(const Model& model, const std::vector<int32_t>& ids) {
+  Transformer transformer(model);
+  SequenceCache cache = transformer.new_cache(static_cast<int64_t>(ids.size()));
+  return transformer.forward(ids, cache, LogitsFor::AllTokens);
+}
+
+std::vector<int32_t> greedy(const Model& model, std::vector<int32_t> ids, int steps) {
+  Transformer transformer(model);
+  SequenceCache cache = transformer.new_cache(static_cast<int64_t>(ids.size()) + steps);
+  auto logits = transformer.forward(ids, cache, LogitsFor::LastToken);
+  std::vector<int32_t> out;
+  for (int i = 0; i < steps; ++i) {
+    out.push_back(argmax(logits));
+    const int32_t token[1] = {out.back()};
+    logits = transformer.forward(token, cache, LogitsFor::LastToken);
+  }
+  return out;
+}
+
+bool inside(const TensorView& t, const MappedFile& file) {
+  return t.data >= file.data() && t.data + t.nbytes <= file.data() + file.size();
+}
+
+// The same bf16 weights (q/k rows permuted by the converter, rotated as interleaved pairs here) and
+// float32 activations on both sides: only the order of float32 sums inside q.k differs, so the
+// logits agree to float32 rounding (1e-4, the fixtures' logit tolerance) and greedy text is identical.
+TEST(GgufModel, DemoBf16MatchesSafetensors) {
+  const Model gguf = load_model(test::demo_model_dir() + "/demo-bf16.gguf");
+  const Model hf = load_model(test::demo_model_dir());
+  EXPECT_EQ(gguf.arch.rope_pairs, RopePairs::Interleaved);
+  EXPECT_EQ(gguf.weights.layers[0].q.weight.dtype, DType::BF16);
+  EXPECT_TRUE(gguf.config.tied_embeddings);
+  EXPECT_EQ(gguf.config.eos_token_ids, hf.config.eos_token_ids);
+  const auto ref = test::read_reference(test::fixture("demo/reference.safetensors"));
+  const std::vector<int32_t> ids(ref.ints.at("input_ids").begin(), ref.ints.at("input_ids").end());
+  const auto a = logits_of(gguf, ids), b = logits_of(hf, ids);
+  ASSERT_EQ(a.size(), b.size());
+  const float diff = test::max_abs_diff(a.data(), b.data(), a.size());
+  EXPECT_LE(diff, 1e-4f);
+  std::printf("  demo-bf16.gguf vs safetensors: max abs logit diff %.3g over %zu logits\n", diff, a.size());
+  const std::vector<int32_t> prompt(ref.ints.at("greedy_prompt").begin(), ref.ints.at("greedy_prompt").end());
+  EXPECT_EQ(greedy(gguf, prompt, 32), greedy(hf, prompt, 32));
+}
+
+// Q4_K_M mixes q4_K and q6_K tensors; they are used where they lie in the mapped file.
+TEST(GgufModel, QuantizedWeightsStayInTheMappedFile) {
+  const Model m = load_model(test::demo_model_dir() + "/demo-q4_k_m.gguf");
+  EXPECT_EQ(m.weights.embed.dtype, DType::Q6_K);
+  EXPECT_EQ(m.weights.layers[0].q.weight.dtype, DType::Q4_K);
+  EXPECT_EQ(m.weights.lm_head.data, m.weights.embed.data);
+  for (const auto& layer : m.weights.layers) {
+    for (const Linear* l : {&layer.q, &layer.k, &layer.v, &layer.o, &layer.gate, &layer.up, &layer.down}) {
+      EXPECT_TRUE(inside(l->weight, m.gguf->file())) << l->weight.name;
+    }
+  }
+}
+
+// A one-layer llama of hidden 32 (F32 weights, zeros), with one thing changed by `edit`.
+struct TinyLlama {
+  std::string arch = "llama";
+  uint32_t heads_kv = 2;
+  uint32_t q_type = 0;  // ggml type of attn_q
+  std::string extra_tensor;
+  bool drop_ffn_down = false;
+  bool block_count_as_string = false;
+};
+
+std::string tiny_llama(const TinyLlama& o) {
+  test::GgufBuilder b;
+  b.kv("general.architecture", 8).str(o.arch);
+  if (o.block_count_as_string) {
+    b.kv(o.arch + ".block_count", 8).str("1");
+  } else {
+    b.kv(o.arch + ".block_count", 4).u32(1);
+  }
+  b.kv(o.arch + ".embedding_length", 4).u32(32);
+  b.kv(o.arch + ".feed_forward_length", 4).u32(64);
+  b.kv(o.arch + ".attention.head_count", 4).u32(2);
+  b.kv(o.arch + ".attention.head_count_kv", 4).u32(o.heads_kv);
+  b.kv(o.arch + ".attention.layer_norm_rms_epsilon", 6).f32(1e-5f);
+  b.kv(o.arch + ".context_length", 4).u32(64);
+  struct T {
+    std::string name;
+    std::vector<uint64_t> dims;  // ggml order
+    uint32_t type = 0;
+  };
+  std::vector<T> tensors = {{"token_embd.weight", {32, 8}},        {"output_norm.weight", {32}},
+                            {"blk.0.attn_norm.weight", {32}},      {"blk.0.attn_q.weight", {32, 32}, o.q_type},
+                            {"blk.0.attn_k.weight", {32, 32}},     {"blk.0.attn_v.weight", {32, 32}},
+                            {"blk.0.attn_output.weight", {32, 32}}, {"blk.0.ffn_norm.weight", {32}},
+                            {"blk.0.ffn_gate.weight", {32, 64}},   {"blk.0.ffn_up.weight", {32, 64}}};
+  if (!o.drop_ffn_down) tensors.push_back({"blk.0.ffn_down.weight", {64, 32}});
+  if (!o.extra_tensor.empty()) tensors.push_back({o.extra_tensor, {32}});
+  std::string data;
+  for (const auto& t : tensors) {
+    uint64_t elements = 1;
+    for (uint64_t d : t.dims) elements *= d;
+    const uint64_t bytes = t.type == 0 ? elements * 4 : elements / 32 * 18;  // f32, or iq4_nl blocks
+    b.tensor(t.name, t.dims, t.type, data.size());
+    data.append((bytes + 31) / 32 * 32, '\0');
+  }
+  return b.finish(data);
+}
+
+std::string load_error(const std::string& image) {
+  test::ScratchDir dir;
+  test::write_file(dir.file("m.gguf"), image);
+  try {
+    load_model(dir.file("m.gguf"));
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(GgufModel, TinyLlamaLoads) {
+  EXPECT_EQ(load_error(tiny_llama({})), "(no error)");
+}
+
+TEST(GgufModel, BadModelsAreClearErrors) {
+  auto expect = [](void (*edit)(TinyLlama&), const std::string& message) {
+    TinyLlama o;
+    edit(o);
+    const std::string err = load_error(tiny_llama(o));
+    EXPECT_NE(err.find(message), std::string::npos) << err;
+  };
+  expect([](TinyLlama& o) { o.arch = "mamba"; }, "unsupported architecture: general.architecture 'mamba' (supported: llama, qwen2");
+  expect([](TinyLlama& o) { o.heads_kv = 1; },
+         "blk.0.attn_k.weight: shape [32, 32], expected [16, 32] (num_key_value_heads=1, head_dim=16");
+  expect([](TinyLlama& o) { o.q_type = 20; }, "blk.0.attn_q.weight: tensor type iq4_nl is not supported");
+  expect([](TinyLlama& o) { o.extra_tensor = "blk.0.attn_sinks.weight"; },
+         "blk.0.attn_sinks.weight: unexpected tensor, not a weight of a 1-layer llama model");
+  expect([](TinyLlama& o) { o.drop_ffn_down = true; }, "blk.0.ffn_down.weight: missing from the checkpoint (expected shape [32, 64])");
+  expect([](TinyLlama& o) { o.block_count_as_string = true; }, "metadata llama.block_count is string, expected an integer");
+}
+
+}  // namespace
+}  // namespace nanoserve
