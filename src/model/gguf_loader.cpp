@@ -147,10 +147,39 @@ json config_json(const GgufMetadata& m, const GgufArch& arch, const std::map<std
   if (arch.gguf == "gemma2") {
     // llama.cpp scales queries by 1/sqrt(head_dim), except Gemma 2 27B (46 layers): hidden / heads.
     const int64_t heads = j["num_attention_heads"], layers = j["num_hidden_layers"], hidden = j["hidden_size"];
-    j["query_pre_attn_scalar"] = layers == 46 ? hidden / heads : j.value("head_dim", hidden / heads);
+    if (heads > 0) j["query_pre_attn_scalar"] = layers == 46 ? hidden / heads : j.value("head_dim", hidden / heads);
   }
   if (arch.gguf == "gemma3") j["rope_local_base_freq"] = 10000.0;  // llama.cpp's fixed local base
   return j;
+}
+
+// What a file says by having a tensor: q/k norms (per head, or over the whole projection, by the
+// gamma's length), Gemma-style norms after attention and MLP, and experts (Mixtral is a llama
+// file with ffn_*_exps: a softmax over the top-k router logits, so renormalized probabilities).
+void tensor_features(const GgufMetadata& m, const GgufArch& arch, const std::map<std::string, TensorView>& tensors,
+                     const ModelConfig& config, ArchSpec& spec) {
+  auto q_norm = tensors.find("blk.0.attn_q_norm.weight");
+  if (q_norm == tensors.end()) {
+    spec.qk_norm = QkNorm::None;
+  } else if (q_norm->second.numel() == config.head_dim) {
+    spec.qk_norm = QkNorm::PerHead;
+  } else if (q_norm->second.numel() == config.heads * config.head_dim) {
+    spec.qk_norm = QkNorm::Full;
+  } else {
+    fail("{}: blk.0.attn_q_norm.weight has {} values, neither head_dim ({}) nor heads * head_dim ({})", m.source(),
+         q_norm->second.numel(), config.head_dim, config.heads * config.head_dim);
+  }
+  spec.post_norms = tensors.count("blk.0.post_attention_norm.weight") > 0;
+  if (tensors.count("blk.0.ffn_gate_exps.weight") && spec.mlp != MlpKind::Moe) {
+    const std::string p = std::string(arch.gguf) + ".";
+    spec.mlp = MlpKind::Moe;
+    spec.moe.experts = m.required_integer(p + "expert_count");
+    spec.moe.top_k = m.required_integer(p + "expert_used_count");
+    spec.moe.norm_topk_prob = true;
+    if (spec.moe.experts < 1 || spec.moe.top_k < 1 || spec.moe.top_k > spec.moe.experts) {
+      fail("{}: {}expert_used_count {} of {}expert_count {}", m.source(), p, spec.moe.top_k, p, spec.moe.experts);
+    }
+  }
 }
 
 // Rotary dims below head_dim (rope.dimension_count) become partial_rotary_factor.
@@ -175,23 +204,31 @@ void frequency_factors(const std::map<std::string, TensorView>& tensors, const s
 
 }  // namespace
 
-Model load_gguf_model(const std::string& path, const LoadOptions& options) {
+Model model_from_gguf(const GgufContents& contents, const std::string& source) {
   Model model;
-  model.gguf = std::make_unique<GgufFile>(path);
-  const GgufMetadata meta(model.gguf->contents(), path);
-  const GgufArch& arch = find_arch(meta.required_string("general.architecture"), path);
-  model.tensors = tensor_views(model.gguf->contents(), path);
+  const GgufMetadata meta(contents, source);
+  const GgufArch& arch = find_arch(meta.required_string("general.architecture"), source);
+  model.tensors = tensor_views(contents, source);
   json j = config_json(meta, arch, model.tensors);
   const ArchFamily& family = find_family(std::string(arch.model_type));
   if (family.normalize_config) family.normalize_config(j);
-  model.config = parse_model_config(j, path);
+  model.config = parse_model_config(j, source);
   partial_rotary(meta, arch, model.config);
-  frequency_factors(model.tensors, path, model.config);
-  model.arch = family.describe(j, model.config, path);
+  frequency_factors(model.tensors, source, model.config);
+  model.arch = family.describe(j, model.config, source);
+  tensor_features(meta, arch, model.tensors, model.config, model.arch);
   if (arch.permuted_qk) model.arch.rope_pairs = RopePairs::Interleaved;
   if (arch.norms_plus_one && model.arch.norm == NormKind::RmsPlusOne) model.arch.norm = NormKind::Rms;
   model.names = gguf_weight_names(*family.names);
-  with_context(path, [&] { bind_weights(model, {kRopeFreqs, kRopeLong, kRopeShort}, "", options); });
+  with_context(source, [&] { bind_weights(model, {kRopeFreqs, kRopeLong, kRopeShort}, ""); });
+  return model;
+}
+
+Model load_gguf_model(const std::string& path, const LoadOptions& options) {
+  auto file = std::make_unique<GgufFile>(path);
+  Model model = model_from_gguf(file->contents(), path);
+  model.gguf = std::move(file);
+  if (options.prefetch) prefetch_weights(model);
   return model;
 }
 

@@ -1,5 +1,6 @@
 #include "model/loader.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -71,19 +72,6 @@ void bind(const WeightSlot& slot, const TensorView* t) {
   }
 }
 
-void prefetch_weights(const std::vector<const TensorView*>& tensors, const std::vector<const MappedFile*>& files) {
-  uint64_t total = 0;
-  for (const auto* t : tensors) total += t->nbytes;
-  ProgressBar bar("loading", total);
-  for (const auto* t : tensors) {
-    for (const auto* file : files) {
-      const uint8_t* begin = file->data();
-      if (t->data >= begin && t->data < begin + file->size()) file->prefetch(static_cast<size_t>(t->data - begin), t->nbytes);
-    }
-    bar.advance(t->nbytes);
-  }
-}
-
 std::vector<const MappedFile*> mapped_files(const Model& model) {
   std::vector<const MappedFile*> files;
   if (model.gguf) files.push_back(&model.gguf->file());
@@ -114,24 +102,22 @@ Model load_hf_directory(const std::string& directory, const LoadOptions& options
   with_context(directory, [&] {
     std::vector<std::string> ignorable = family.names->ignored_suffixes;
     if (model.config.tied_embeddings) ignorable.push_back(family.names->lm_head);  // HF ignores it too
-    bind_weights(model, ignorable, family.names->optional_prefix, options);
+    bind_weights(model, ignorable, family.names->optional_prefix);
   });
+  if (options.prefetch) prefetch_weights(model);
   return model;
 }
 
 }  // namespace
 
-void bind_weights(Model& model, const std::vector<std::string>& ignorable_suffixes, const std::string& optional_prefix,
-                  const LoadOptions& options) {
+void bind_weights(Model& model, const std::vector<std::string>& ignorable_suffixes, const std::string& optional_prefix) {
   auto slots = weight_slots(model.weights, model.config, model.arch, model.names);
   std::set<std::string> used;
-  std::vector<const TensorView*> bound;
   for (const auto& slot : slots) {
     std::string found_as;
     const TensorView* t = find_tensor(model.tensors, slot.file_name, optional_prefix, &found_as);
     bind(slot, t);
     used.insert(found_as);
-    bound.push_back(t);
   }
   if (model.config.tied_embeddings) {
     model.weights.lm_head = model.weights.embed;  // an alias: same bytes, never a copy
@@ -146,7 +132,23 @@ void bind_weights(Model& model, const std::vector<std::string>& ignorable_suffix
     }
     model.ignored_tensors.push_back(name);
   }
-  if (options.prefetch) prefetch_weights(bound, mapped_files(model));
+}
+
+void prefetch_weights(const Model& model) {
+  const auto files = mapped_files(model);
+  uint64_t total = 0;
+  for (const auto& [name, t] : model.tensors) {
+    if (std::find(model.ignored_tensors.begin(), model.ignored_tensors.end(), name) == model.ignored_tensors.end()) total += t.nbytes;
+  }
+  ProgressBar bar("loading", total);
+  for (const auto& [name, t] : model.tensors) {
+    if (std::find(model.ignored_tensors.begin(), model.ignored_tensors.end(), name) != model.ignored_tensors.end()) continue;
+    for (const auto* file : files) {
+      const uint8_t* begin = file->data();
+      if (t.data >= begin && t.data < begin + file->size()) file->prefetch(static_cast<size_t>(t.data - begin), t.nbytes);
+    }
+    bar.advance(t.nbytes);
+  }
 }
 
 Model load_model(const std::string& path, const LoadOptions& options) {

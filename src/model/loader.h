@@ -36,10 +36,13 @@ Model load_model(const std::string& path, const LoadOptions& options = {});
 
 // The GGUF half of load_model (model/gguf_loader.cpp).
 Model load_gguf_model(const std::string& path, const LoadOptions& options);
+// A model whose weights point into `contents` (the caller keeps it alive); source names it in errors.
+Model model_from_gguf(const GgufContents& contents, const std::string& source);
 
 // Binds model.weights from model.tensors by model.names (config and arch already set) and fails on
-// tensors that are neither weights nor `ignorable`; then prefetches the weights.
-void bind_weights(Model& model, const std::vector<std::string>& ignorable_suffixes, const std::string& optional_prefix,
-                  const LoadOptions& options);
+// tensors that are neither weights nor `ignorable`.
+void bind_weights(Model& model, const std::vector<std::string>& ignorable_suffixes, const std::string& optional_prefix);
+// Reads every weight's pages now (a progress bar on a terminal).
+void prefetch_weights(const Model& model);
 
 }  // namespace nanoserve

@@ -9,6 +9,7 @@
 
 #include "formats/gguf_metadata.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace nanoserve {
 
@@ -58,8 +59,17 @@ struct Vocabulary {
   std::vector<int64_t> types;
 };
 
+// JSON holds text: a token or merge that is not UTF-8 cannot be described (nor typed by a user).
+std::vector<std::string_view> utf8_strings(const GgufMetadata& m, const char* key) {
+  auto strings = m.strings(key);
+  for (size_t i = 0; i < strings.size(); ++i) {
+    if (valid_utf8(strings[i]) != strings[i]) fail("{}: {}[{}] is not valid UTF-8", m.source(), key, i);
+  }
+  return strings;
+}
+
 Vocabulary read_vocabulary(const GgufMetadata& m) {
-  Vocabulary v{m.strings("tokenizer.ggml.tokens"), m.integers("tokenizer.ggml.token_type")};
+  Vocabulary v{utf8_strings(m, "tokenizer.ggml.tokens"), m.integers("tokenizer.ggml.token_type")};
   if (v.tokens.empty()) fail("{}: metadata tokenizer.ggml.tokens is missing or empty", m.source());
   if (v.types.empty()) v.types.assign(v.tokens.size(), kNormal);
   if (v.types.size() != v.tokens.size()) {
@@ -108,7 +118,7 @@ json post_processor(const GgufMetadata& m, const Vocabulary& v, bool add_bos_def
 json byte_level_tokenizer(const GgufMetadata& m, const Vocabulary& v) {
   const PreTokenizer& pre = find_pre_tokenizer(m.string("tokenizer.ggml.pre").value_or("default"), m.source());
   json merges = json::array();
-  for (std::string_view merge : m.strings("tokenizer.ggml.merges")) merges.push_back(std::string(merge));
+  for (std::string_view merge : utf8_strings(m, "tokenizer.ggml.merges")) merges.push_back(std::string(merge));
   return {
       {"normalizer", nullptr},
       {"pre_tokenizer",

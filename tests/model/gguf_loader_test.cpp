@@ -3,6 +3,8 @@
 // transformer_test.cpp beside their Hugging Face twins.)
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "engine/sampler.h"
@@ -72,9 +74,10 @@ TEST(GgufModel, QuantizedWeightsStayInTheMappedFile) {
   }
 }
 
-// A one-layer llama of hidden 32 (F32 weights, zeros), with one thing changed by `edit`.
+// A one-layer llama of hidden 32 (F32 weights of small deterministic values), with one thing changed.
 struct TinyLlama {
   std::string arch = "llama";
+  uint32_t experts = 0;  // > 0: the MLP as that many identical stacked experts, all used (Mixtral's layout)
   uint32_t heads_kv = 2;
   uint32_t q_type = 0;  // ggml type of attn_q
   std::string extra_tensor;
@@ -96,10 +99,14 @@ std::string tiny_llama(const TinyLlama& o) {
   b.kv(o.arch + ".attention.head_count_kv", 4).u32(o.heads_kv);
   b.kv(o.arch + ".attention.layer_norm_rms_epsilon", 6).f32(1e-5f);
   b.kv(o.arch + ".context_length", 4).u32(64);
+  if (o.experts) b.kv(o.arch + ".expert_count", 4).u32(o.experts).kv(o.arch + ".expert_used_count", 4).u32(o.experts);
   struct T {
+    T(std::string n, std::vector<uint64_t> d, uint32_t t = 0, std::string of = "")
+        : name(std::move(n)), dims(std::move(d)), type(t), values_of(std::move(of)) {}
     std::string name;
     std::vector<uint64_t> dims;  // ggml order
-    uint32_t type = 0;
+    uint32_t type;
+    std::string values_of;  // the tensor whose values it repeats (an expert's copy of the MLP), or "zeros"
   };
   std::vector<T> tensors = {{"token_embd.weight", {32, 8}},        {"output_norm.weight", {32}},
                             {"blk.0.attn_norm.weight", {32}},      {"blk.0.attn_q.weight", {32, 32}, o.q_type},
@@ -108,13 +115,32 @@ std::string tiny_llama(const TinyLlama& o) {
                             {"blk.0.ffn_gate.weight", {32, 64}},   {"blk.0.ffn_up.weight", {32, 64}}};
   if (!o.drop_ffn_down) tensors.push_back({"blk.0.ffn_down.weight", {64, 32}});
   if (!o.extra_tensor.empty()) tensors.push_back({o.extra_tensor, {32}});
+  if (o.experts) {
+    tensors.erase(tensors.end() - 3, tensors.end());
+    tensors.push_back({"blk.0.ffn_gate_inp.weight", {32, o.experts}, 0, "zeros"});  // equal router probabilities
+    for (const char* proj : {"gate", "up", "down"}) {
+      const std::vector<uint64_t> dims = proj == std::string("down") ? std::vector<uint64_t>{64, 32, o.experts}
+                                                                      : std::vector<uint64_t>{32, 64, o.experts};
+      tensors.push_back({std::string("blk.0.ffn_") + proj + "_exps.weight", dims, 0, std::string("blk.0.ffn_") + proj + ".weight"});
+    }
+  }
   std::string data;
   for (const auto& t : tensors) {
     uint64_t elements = 1;
     for (uint64_t d : t.dims) elements *= d;
     const uint64_t bytes = t.type == 0 ? elements * 4 : elements / 32 * 18;  // f32, or iq4_nl blocks
     b.tensor(t.name, t.dims, t.type, data.size());
-    data.append((bytes + 31) / 32 * 32, '\0');
+    std::string bytes_of(bytes, '\0');
+    if (t.type == 0 && t.values_of != "zeros") {
+      const std::string& name = t.values_of.empty() ? t.name : t.values_of;
+      const uint64_t period = t.values_of.empty() ? elements : elements / o.experts;  // each expert repeats it
+      for (uint64_t i = 0; i < elements; ++i) {
+        const float v = 0.3f * std::sin(static_cast<float>(i % period) * 0.7f + static_cast<float>(name.size()));
+        std::memcpy(bytes_of.data() + i * 4, &v, 4);
+      }
+    }
+    data += bytes_of;
+    data.append((32 - bytes % 32) % 32, '\0');
   }
   return b.finish(data);
 }
@@ -130,8 +156,29 @@ std::string load_error(const std::string& image) {
   return "(no error)";
 }
 
-TEST(GgufModel, TinyLlamaLoads) {
-  EXPECT_EQ(load_error(tiny_llama({})), "(no error)");
+Model load_image(const test::ScratchDir& dir, const std::string& name, const std::string& image) {
+  test::write_file(dir.file(name), image);
+  return load_model(dir.file(name));
+}
+
+// A llama file with ffn_*_exps tensors (as Mixtral's) is a mixture of experts: two identical copies
+// of the MLP, both used at weight 1/2, give the dense model's logits exactly.
+TEST(GgufModel, StackedExpertsAreAMixture) {
+  test::ScratchDir dir;
+  TinyLlama moe;
+  moe.experts = 2;
+  const Model dense = load_image(dir, "dense.gguf", tiny_llama({}));
+  const Model mixture = load_image(dir, "moe.gguf", tiny_llama(moe));
+  ASSERT_EQ(mixture.arch.mlp, MlpKind::Moe);
+  EXPECT_EQ(mixture.arch.moe.top_k, 2);
+  EXPECT_TRUE(mixture.arch.moe.norm_topk_prob);
+  const auto& experts = mixture.weights.layers[0].experts;
+  ASSERT_EQ(experts.size(), 2u);
+  EXPECT_EQ(experts[1].down.weight.data, experts[0].down.weight.data + 32 * 64 * 4);  // slice 1 of [2, 32, 64]
+  const std::vector<int32_t> ids = {1, 5, 2, 7, 3};
+  const auto a = logits_of(dense, ids), b = logits_of(mixture, ids);
+  EXPECT_GT(*std::max_element(a.begin(), a.end()), 0.01f);
+  EXPECT_EQ(a, b);
 }
 
 TEST(GgufModel, BadModelsAreClearErrors) {

@@ -1,6 +1,7 @@
 // GGUF's tensor names, as llama.cpp's converter writes them. They name the same tensors whatever
-// the family, so a family's GGUF names follow from which of its Hugging Face names exist (fused
-// qkv and gate_up stay fused; experts are stacked per layer).
+// the family; only the fused projections follow the family (qkv and gate_up stay fused where its
+// Hugging Face names are fused). Which optional tensors a file has (q/k norms, post-norms, experts)
+// the loader reads from the file itself; experts are stacked per layer.
 #include <utility>
 
 #include "model/arch.h"
@@ -49,9 +50,15 @@ const std::pair<Field, const char*> kGgufNames[] = {
 
 WeightNames gguf_weight_names(const WeightNames& hf) {
   WeightNames names;
-  for (const auto& [field, gguf_name] : kGgufNames) {
-    if (!(hf.*field).empty()) names.*field = gguf_name;
+  for (const auto& [field, gguf_name] : kGgufNames) names.*field = gguf_name;
+  const bool fused_qkv = !hf.qkv.empty(), fused_gate_up = !hf.gate_up.empty();
+  for (Field separate : {&WeightNames::q, &WeightNames::k, &WeightNames::v, &WeightNames::q_bias, &WeightNames::k_bias,
+                         &WeightNames::v_bias}) {
+    if (fused_qkv) names.*separate = "";
   }
+  if (!fused_qkv) names.qkv = names.qkv_bias = "";
+  if (fused_gate_up) names.gate = names.up = "";
+  if (!fused_gate_up) names.gate_up = "";
   names.experts_stacked = true;
   return names;
 }
