@@ -27,34 +27,34 @@ void GgufMetadata::wrong_type(std::string_view key, const GgufValue& value, cons
   fail("{}: metadata {} is {}, expected {}", source_, key, value.type_name(), expected);
 }
 
-std::optional<int64_t> GgufMetadata::integer(std::string_view key) const {
+const GgufValue* GgufMetadata::scalar(std::string_view key, bool (*ok)(const GgufValue&), const char* expected) const {
   const GgufValue* v = contents_.find(key);
-  if (!v) return std::nullopt;
-  if (!is_integer(*v)) wrong_type(key, *v, "an integer");
+  if (!v) return nullptr;
+  if (!ok(*v)) wrong_type(key, *v, expected);
   if (!fits_int64(*v)) fail("{}: metadata {} = {} is too large", source_, key, v->uint_value);
-  return as_int64(*v);
+  return v;
+}
+
+std::optional<int64_t> GgufMetadata::integer(std::string_view key) const {
+  if (const GgufValue* v = scalar(key, is_integer, "an integer")) return as_int64(*v);
+  return std::nullopt;
 }
 
 std::optional<double> GgufMetadata::number(std::string_view key) const {
-  const GgufValue* v = contents_.find(key);
-  if (!v) return std::nullopt;
-  if (!is_number(*v)) wrong_type(key, *v, "a number");
-  if (!fits_int64(*v)) fail("{}: metadata {} = {} is too large", source_, key, v->uint_value);
-  return as_double(*v);
+  if (const GgufValue* v = scalar(key, is_number, "a number")) return as_double(*v);
+  return std::nullopt;
 }
 
 std::optional<bool> GgufMetadata::boolean(std::string_view key) const {
-  const GgufValue* v = contents_.find(key);
-  if (!v) return std::nullopt;
-  if (v->kind != GgufValue::Kind::Bool) wrong_type(key, *v, "a bool");
-  return v->bool_value;
+  if (const GgufValue* v = scalar(key, [](const GgufValue& x) { return x.kind == GgufValue::Kind::Bool; }, "a bool")) {
+    return v->bool_value;
+  }
+  return std::nullopt;
 }
 
 std::optional<std::string_view> GgufMetadata::string(std::string_view key) const {
-  const GgufValue* v = contents_.find(key);
-  if (!v) return std::nullopt;
-  if (!is_string(*v)) wrong_type(key, *v, "a string");
-  return v->string;
+  if (const GgufValue* v = scalar(key, is_string, "a string")) return v->string;
+  return std::nullopt;
 }
 
 int64_t GgufMetadata::required_integer(std::string_view key) const {

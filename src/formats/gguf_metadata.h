@@ -33,6 +33,7 @@ class GgufMetadata {
   const std::string& source() const { return source_; }
 
  private:
+  const GgufValue* scalar(std::string_view key, bool (*ok)(const GgufValue&), const char* expected) const;
   const GgufValue* array(std::string_view key, const char* expected, bool (*element_ok)(const GgufValue&)) const;
   [[noreturn]] void wrong_type(std::string_view key, const GgufValue& value, const char* expected) const;
 
