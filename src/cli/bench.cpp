@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "cli/bench_forward.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/sampling_options.h"
@@ -24,6 +25,7 @@ using Clock = std::chrono::steady_clock;
 
 struct BenchOptions {
   ModelOptions model;
+  int pp = 0, tg = 0, repetitions = 5;  // the forward-pass benchmark (bench_forward.cpp)
   int num_requests = 64, input_len = 128, output_len = 128, concurrency = 8;
   std::string dataset;
   uint64_t seed = 0;
@@ -153,7 +155,16 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--dataset", opt->dataset, "JSONL of {\"prompt\": ...} or {\"text\": ...} instead of random token ids");
   cmd->add_option("--seed", opt->seed, "seed for the random prompts");
   add_engine_options(*cmd, opt->engine, opt->kv_cache_gib);
-  cmd->callback([opt] { run_bench(*opt); });
+  cmd->add_option("--pp", opt->pp,
+                  "instead of the engine run: time the forward pass on a prompt of this many tokens (llama-bench -p)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--tg", opt->tg, "instead of the engine run: time this many one-token steps (llama-bench -n)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--repetitions", opt->repetitions, "--pp/--tg: runs of each, averaged (default 5)")->check(CLI::PositiveNumber);
+  cmd->callback([opt] {
+    if (opt->pp == 0 && opt->tg == 0) return run_bench(*opt);
+    run_forward_bench({opt->model, opt->pp, opt->tg, opt->repetitions, opt->seed, opt->engine.kv_dtype});
+  });
 }
 
 }  // namespace nanoserve::cli

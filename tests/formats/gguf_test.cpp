@@ -8,6 +8,7 @@
 #include <set>
 
 #include "formats/dtype.h"
+#include "formats/gguf_writer.h"
 #include "formats/quant.h"
 #include "gguf_builder.h"
 #include "test_support.h"
@@ -271,6 +272,50 @@ TEST(Quantize, Q8_0AsGgmlReference) {
     for (size_t j = 0; j < 32; ++j) amax = std::max(amax, std::abs(row[b * 32 + j]));
     for (size_t j = 0; j < 32; ++j) ASSERT_LE(std::abs(restored[b * 32 + j] - row[b * 32 + j]), amax / 127 * 0.57f);
   }
+}
+
+}  // namespace
+}  // namespace nanoserve
+
+namespace nanoserve {
+namespace {
+
+// What GgufWriter writes, the parser reads back: metadata of each type, tensors (dimensions
+// reversed on disk, data aligned).
+TEST(GgufWriter, RoundTripsThroughTheParser) {
+  test::ScratchDir dir;
+  GgufWriter w;
+  w.add_string("general.architecture", "llama");
+  w.add_u32("llama.block_count", 3);
+  w.add_f32("llama.rope.freq_base", 500000.0f);
+  w.add_bool("flag", true);
+  w.add_strings("tokens", {"a", "", "ccc"});
+  w.add_i32s("types", {1, -3});
+  w.add_f32s("scores", {0.5f});
+  const float norm[3] = {1, 2, 3};
+  std::vector<uint8_t> q8(2 * 34, 7);
+  w.add_tensor("norm", GgmlType::F32, {3}, norm, sizeof norm);
+  w.add_tensor("w", GgmlType::Q8_0, {2, 32}, q8.data(), q8.size());
+  w.write(dir.file("m.gguf"));
+  const GgufFile file(dir.file("m.gguf"));
+  const GgufContents& c = file.contents();
+  EXPECT_EQ(c.version, 3u);
+  EXPECT_EQ(c.find("general.architecture")->string, "llama");
+  EXPECT_EQ(c.find("llama.block_count")->uint_value, 3u);
+  EXPECT_EQ(c.find("llama.rope.freq_base")->float_value, 500000.0);
+  EXPECT_TRUE(c.find("flag")->bool_value);
+  ASSERT_EQ(c.find("tokens")->array.size(), 3u);
+  EXPECT_EQ(c.find("tokens")->array[2].string, "ccc");
+  EXPECT_EQ(c.find("types")->array[1].int_value, -3);
+  EXPECT_EQ(c.find("scores")->array[0].float_value, 0.5);
+  ASSERT_EQ(c.tensors.size(), 2u);
+  EXPECT_EQ(c.tensors[1].dims, (std::vector<uint64_t>{32, 2}));
+  EXPECT_EQ(c.tensors[1].offset % 32, 0u);
+  float back[3];
+  std::memcpy(back, c.tensors[0].data, sizeof back);
+  EXPECT_EQ(back[2], 3.0f);
+  EXPECT_EQ(c.tensors[1].data[67], 7);
+  EXPECT_THROW(w.write(dir.file("no/such/dir/m.gguf")), Error);
 }
 
 }  // namespace

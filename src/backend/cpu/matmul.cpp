@@ -1,5 +1,8 @@
 // out = x * w^T, tiled 4 weight rows x 4 activation rows so each weight row, widened to float once,
-// is reused across the activation rows. Vector width is chosen at run time (target_clones).
+// is reused across the activation rows. F32 and BF16 rows are read in place (bf16 widens in
+// registers: its bits are the top half of a float); other types are widened a tile at a time into
+// a buffer. The kernels are compiled three times, picked once for this CPU: 16 lanes (AVX-512),
+// 8 lanes (AVX2, FMA), and 8 lanes on baseline x86-64.
 #include <cstring>
 #include <vector>
 
@@ -14,82 +17,167 @@ constexpr int kRowTile = 4;  // weight rows per tile
 constexpr int kColTile = 4;  // activation rows per tile
 
 typedef float v8 __attribute__((vector_size(32)));
+typedef float v16 __attribute__((vector_size(64)));
 
-// Vectors are passed by reference: by value they would change the ABI between the clones.
-[[gnu::always_inline]] inline void load8(v8& v, const float* p) { std::memcpy(&v, p, sizeof v); }
+// A bf16 weight, as stored.
+struct Bf16 {
+  uint16_t bits;
+};
 
-[[gnu::always_inline]] inline float sum8(const v8& v) {
+// Lane types of a float vector V: unsigned 16-bit (bf16 as stored) and 32-bit.
+template <typename V>
+struct Lanes {
+  static constexpr int kWidth = sizeof(V) / sizeof(float);
+  typedef uint16_t Half __attribute__((vector_size(kWidth * 2)));
+  typedef uint32_t Word __attribute__((vector_size(kWidth * 4)));
+};
+
+// Vectors are passed by reference: by value they would change the ABI between the variants.
+template <typename V>
+[[gnu::always_inline]] inline void load(V& v, const float* p) {
+  std::memcpy(&v, p, sizeof v);
+}
+template <typename V>
+[[gnu::always_inline]] inline void load(V& v, const Bf16* p) {
+  typename Lanes<V>::Half half;
+  std::memcpy(&half, p, sizeof half);
+  const auto bits = __builtin_convertvector(half, typename Lanes<V>::Word) << 16;
+  std::memcpy(&v, &bits, sizeof v);
+}
+[[gnu::always_inline]] inline float to_float(float f) { return f; }
+[[gnu::always_inline]] inline float to_float(Bf16 b) { return bf16_to_float(b.bits); }
+
+// Lanes summed pairwise, in a fixed order.
+[[gnu::always_inline]] inline float sum_lanes(const v8& v) {
   return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+[[gnu::always_inline]] inline float sum_lanes(const v16& v) {
+  v8 low, high;
+  std::memcpy(&low, &v, sizeof low);
+  std::memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof low, sizeof high);
+  return sum_lanes(v8(low + high));
 }
 
 // out[c * ldo + r] = dot(w[r], x[c]) for r < R, c < C. Every dot product runs the same lane order
 // whatever R and C are, so an output never depends on its neighbours in the tile.
-template <int R, int C>
-[[gnu::always_inline]] inline void tile(const float* const* w, const float* const* x, int64_t k, float* out, int64_t ldo) {
-  v8 acc[R][C] = {};
+template <typename V, int R, int C, typename W>
+[[gnu::always_inline]] inline void tile(const W* const* w, const float* const* x, int64_t k, float* out, int64_t ldo) {
+  constexpr int kWidth = Lanes<V>::kWidth;
+  V acc[R][C] = {};
   int64_t i = 0;
-  for (; i + 8 <= k; i += 8) {
-    v8 xs[C];
-    for (int c = 0; c < C; ++c) load8(xs[c], x[c] + i);
+  for (; i + kWidth <= k; i += kWidth) {
+    V xs[C];
+    for (int c = 0; c < C; ++c) load(xs[c], x[c] + i);
     for (int r = 0; r < R; ++r) {
-      v8 wr;
-      load8(wr, w[r] + i);
+      V wr;
+      load(wr, w[r] + i);
       for (int c = 0; c < C; ++c) acc[r][c] += wr * xs[c];
     }
   }
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < C; ++c) {
-      float s = sum8(acc[r][c]);
-      for (int64_t j = i; j < k; ++j) s += w[r][j] * x[c][j];
+      float s = sum_lanes(acc[r][c]);
+      for (int64_t j = i; j < k; ++j) s += to_float(w[r][j]) * x[c][j];
       out[c * ldo + r] = s;
     }
   }
 }
 
-template <int R>
-[[gnu::always_inline]] inline void tile_cols(const float* const* w, const float* x, int64_t rows, int64_t k, float* out, int64_t ldo) {
+template <typename V, int R, typename W>
+[[gnu::always_inline]] inline void tile_cols(const W* const* w, const float* x, int64_t rows, int64_t k, float* out, int64_t ldo) {
   int64_t c = 0;
   for (; c + kColTile <= rows; c += kColTile) {
     const float* xs[kColTile] = {x + c * k, x + (c + 1) * k, x + (c + 2) * k, x + (c + 3) * k};
-    tile<R, kColTile>(w, xs, k, out + c * ldo, ldo);
+    tile<V, R, kColTile>(w, xs, k, out + c * ldo, ldo);
   }
   for (; c < rows; ++c) {
     const float* xs[1] = {x + c * k};
-    tile<R, 1>(w, xs, k, out + c * ldo, ldo);
+    tile<V, R, 1>(w, xs, k, out + c * ldo, ldo);
   }
 }
 
-// One tile of `count` weight rows against every activation row. The clones compile the inlined
-// kernels for AVX-512, AVX2 and baseline x86-64; the loader picks one for this CPU at start-up.
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-void multiply_rows(const float* const* w, int64_t count, const float* x, int64_t rows, int64_t k, float* out,
-                   int64_t ldo) {
+// One tile of `count` weight rows against every activation row.
+template <typename V, typename W>
+[[gnu::always_inline]] inline void multiply_rows_of(const W* const* w, int64_t count, const float* x, int64_t rows, int64_t k,
+                                                    float* out, int64_t ldo) {
   switch (count) {
-    case 4: tile_cols<4>(w, x, rows, k, out, ldo); break;
-    case 3: tile_cols<3>(w, x, rows, k, out, ldo); break;
-    case 2: tile_cols<2>(w, x, rows, k, out, ldo); break;
-    default: tile_cols<1>(w, x, rows, k, out, ldo); break;
+    case 4: tile_cols<V, 4>(w, x, rows, k, out, ldo); break;
+    case 3: tile_cols<V, 3>(w, x, rows, k, out, ldo); break;
+    case 2: tile_cols<V, 2>(w, x, rows, k, out, ldo); break;
+    default: tile_cols<V, 1>(w, x, rows, k, out, ldo); break;
   }
 }
 
-// out[rows, n] = x[rows, k] * w^T for w [n, k].
+template <typename W>
+using RowKernel = void (*)(const W* const*, int64_t, const float*, int64_t, int64_t, float*, int64_t);
+
+template <typename W>
+__attribute__((target("arch=x86-64-v4"))) void rows_avx512(const W* const* w, int64_t count, const float* x, int64_t rows,
+                                                           int64_t k, float* out, int64_t ldo) {
+  multiply_rows_of<v16>(w, count, x, rows, k, out, ldo);
+}
+
+template <typename W>
+__attribute__((target("arch=x86-64-v3"))) void rows_avx2(const W* const* w, int64_t count, const float* x, int64_t rows,
+                                                         int64_t k, float* out, int64_t ldo) {
+  multiply_rows_of<v8>(w, count, x, rows, k, out, ldo);
+}
+
+template <typename W>
+void rows_baseline(const W* const* w, int64_t count, const float* x, int64_t rows, int64_t k, float* out, int64_t ldo) {
+  multiply_rows_of<v8>(w, count, x, rows, k, out, ldo);
+}
+
+// The widest variant this CPU runs, chosen once.
+template <typename W>
+RowKernel<W> row_kernel() {
+  static const RowKernel<W> kernel = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) return &rows_avx512<W>;
+    if (__builtin_cpu_supports("x86-64-v3")) return &rows_avx2<W>;
+    return &rows_baseline<W>;
+  }();
+  return kernel;
+}
+
+// Activation rows per pass over a thread's weight tiles, so the rows stay in cache while every
+// weight tile passes over them (F32/BF16; widened types pass once, to widen each tile once).
+constexpr int64_t kActivationBlock = 64;
+
+// out[rows, n] = x[rows, k] * w^T for w [n, k]. Each output is one dot product whatever the
+// blocking, so it does not depend on the batch.
 void multiply_out_in(const float* x, int64_t rows, const TensorView& w, float* out) {
   const int64_t n = w.shape[0], k = w.shape[1];
   const int64_t tiles = (n + kRowTile - 1) / kRowTile;
   ThreadPool::global().parallel_for(static_cast<size_t>(tiles), [&](size_t begin, size_t end) {
-    std::vector<float> widened(w.dtype == DType::F32 ? 0 : static_cast<size_t>(kRowTile * k));
+    if (w.dtype == DType::F32 || w.dtype == DType::BF16) {
+      for (int64_t r_begin = 0; r_begin < rows; r_begin += kActivationBlock) {
+        const int64_t block = std::min(kActivationBlock, rows - r_begin);
+        for (size_t t = begin; t < end; ++t) {
+          const int64_t r0 = static_cast<int64_t>(t) * kRowTile, count = std::min<int64_t>(kRowTile, n - r0);
+          float* o = out + r_begin * n + r0;
+          if (w.dtype == DType::BF16) {
+            const Bf16* wr[kRowTile];
+            for (int64_t r = 0; r < count; ++r) wr[r] = reinterpret_cast<const Bf16*>(w.data) + (r0 + r) * w.stride();
+            row_kernel<Bf16>()(wr, count, x + r_begin * k, block, k, o, n);
+          } else {
+            const float* wr[kRowTile];
+            for (int64_t r = 0; r < count; ++r) wr[r] = reinterpret_cast<const float*>(w.data) + (r0 + r) * w.stride();
+            row_kernel<float>()(wr, count, x + r_begin * k, block, k, o, n);
+          }
+        }
+      }
+      return;
+    }
+    std::vector<float> widened(static_cast<size_t>(kRowTile * k));
     for (size_t t = begin; t < end; ++t) {
       const int64_t r0 = static_cast<int64_t>(t) * kRowTile, count = std::min<int64_t>(kRowTile, n - r0);
       const float* wr[kRowTile];
       for (int64_t r = 0; r < count; ++r) {
-        if (w.dtype == DType::F32) {
-          wr[r] = reinterpret_cast<const float*>(w.data) + (r0 + r) * w.stride();
-        } else {
-          load_row(w, r0 + r, widened.data() + r * k);
-          wr[r] = widened.data() + r * k;
-        }
+        load_row(w, r0 + r, widened.data() + r * k);
+        wr[r] = widened.data() + r * k;
       }
-      multiply_rows(wr, count, x, rows, k, out + r0, n);
+      row_kernel<float>()(wr, count, x, rows, k, out + r0, n);
     }
   });
 }

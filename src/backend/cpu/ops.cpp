@@ -108,7 +108,7 @@ void clamp(float* x, float limit, int64_t n) {
 
 namespace {
 
-float dot(const float* a, const float* b, int64_t n) {
+[[gnu::always_inline]] inline float dot(const float* a, const float* b, int64_t n) {
   float acc[8] = {};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -119,6 +119,8 @@ float dot(const float* a, const float* b, int64_t n) {
 }
 
 // One query row of one head against positions [first, last]; kv_offset selects the head in a row.
+// Compiled for AVX-512, AVX2 and baseline x86-64, one picked for this CPU at start-up.
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 void attend_one(const float* q, const float* const* k_rows, const float* const* v_rows, int64_t kv_offset,
                 int64_t first, int64_t last, const AttentionParams& a, float* scores, float* out) {
   float max_score = -INFINITY;
