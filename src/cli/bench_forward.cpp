@@ -4,6 +4,7 @@
 // (sample standard deviation beside it). A warm-up pass runs first.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -47,6 +48,16 @@ double time_generation(const Transformer& transformer, SequenceCache& cache, con
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// Runs `timed` (seconds per run) `repetitions` times over `tokens` tokens and prints the rate.
+template <typename Timed>
+void report(const char* label, int tokens, int repetitions, Timed timed) {
+  if (tokens <= 0) return;
+  std::vector<double> seconds;
+  for (int r = 0; r < repetitions; ++r) seconds.push_back(timed());
+  const Stats s = tokens_per_second(seconds, tokens);
+  fmt::print("{}{:<6} {:>10.1f} ± {:.1f} tok/s\n", label, tokens, s.mean, s.stddev);
+}
+
 }  // namespace
 
 void run_forward_bench(const ForwardBenchOptions& opt) {
@@ -60,23 +71,12 @@ void run_forward_bench(const ForwardBenchOptions& opt) {
     return ids;
   };
   SequenceCache cache = transformer.new_cache(std::max(opt.prompt_tokens, opt.gen_tokens), opt.kv_dtype);
-  time_generation(transformer, cache, random_tokens(std::min(opt.gen_tokens, 8)));  // warm-up
+  time_generation(transformer, cache, random_tokens(std::clamp(opt.gen_tokens, 1, 8)));  // warm-up
   fmt::print("{} | {} threads | {} repetitions\n", opt.model.model_dir.empty() ? "demo" : opt.model.model_dir,
              ThreadPool::global().size(), opt.repetitions);
-  if (opt.prompt_tokens > 0) {
-    std::vector<double> seconds;
-    const auto prompt = random_tokens(opt.prompt_tokens);
-    for (int r = 0; r < opt.repetitions; ++r) seconds.push_back(time_prompt(transformer, cache, prompt));
-    const Stats s = tokens_per_second(seconds, opt.prompt_tokens);
-    fmt::print("pp{:<6} {:>10.1f} ± {:.1f} tok/s\n", opt.prompt_tokens, s.mean, s.stddev);
-  }
-  if (opt.gen_tokens > 0) {
-    std::vector<double> seconds;
-    const auto tokens = random_tokens(opt.gen_tokens);
-    for (int r = 0; r < opt.repetitions; ++r) seconds.push_back(time_generation(transformer, cache, tokens));
-    const Stats s = tokens_per_second(seconds, opt.gen_tokens);
-    fmt::print("tg{:<6} {:>10.1f} ± {:.1f} tok/s\n", opt.gen_tokens, s.mean, s.stddev);
-  }
+  const auto prompt = random_tokens(opt.prompt_tokens), tokens = random_tokens(opt.gen_tokens);
+  report("pp", opt.prompt_tokens, opt.repetitions, [&] { return time_prompt(transformer, cache, prompt); });
+  report("tg", opt.gen_tokens, opt.repetitions, [&] { return time_generation(transformer, cache, tokens); });
 }
 
 }  // namespace nanoserve::cli

@@ -118,6 +118,20 @@ TEST(Cli, PerplexityOfPlainTextInChunks) {
   EXPECT_TRUE(contains(r.err, "give one of --file (JSONL documents) or --text (plain text)")) << r.err;
 }
 
+// The forward-pass benchmark (llama-bench's measures): one line per measure, a positive rate.
+TEST(Cli, BenchForwardPass) {
+  auto r = run_cli({"bench", "--pp", "16", "--tg", "4", "--repetitions", "2", "-m", test::demo_model_dir() + "/demo-q4_k_m.gguf"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  double pp = 0, tg = 0;
+  const auto pp_at = r.out.find("pp16"), tg_at = r.out.find("tg4");
+  ASSERT_NE(pp_at, std::string::npos) << r.out;
+  ASSERT_NE(tg_at, std::string::npos) << r.out;
+  ASSERT_EQ(std::sscanf(r.out.c_str() + pp_at, "pp16 %lf", &pp), 1) << r.out;
+  ASSERT_EQ(std::sscanf(r.out.c_str() + tg_at, "tg4 %lf", &tg), 1) << r.out;
+  EXPECT_GT(pp, 0);
+  EXPECT_GT(tg, 0);
+}
+
 // Q8_0 rows take 34 bytes per 32 values: the same memory holds 128/34 times the blocks.
 TEST(Cli, Q8KvCacheHoldsMoreBlocks) {
   auto r = run_cli({"generate", "-p", "Blessed are", "-n", "4", "--temperature", "0", "--kv-cache-dtype", "q8_0"});
