@@ -3,9 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 
+#include "formats/quant.h"
 #include "util/thread_pool.h"
 
 namespace nanoserve {
@@ -177,6 +180,49 @@ TEST(CpuOps, Float16Widening) {
   EXPECT_TRUE(std::isinf(f16_to_float(0x7C00)));
   EXPECT_TRUE(std::isnan(f16_to_float(0x7E00)));
   EXPECT_EQ(bf16_to_float(0x3F80), 1.0f);
+}
+
+}  // namespace
+}  // namespace nanoserve
+
+namespace nanoserve {
+namespace {
+
+// Q8_0 weights: the int8 dot products (activations quantized to Q8_0 per 32 values) against the
+// double-precision product of the dequantized weights and the float activations. The error bound
+// is what 8-bit activations cost: each x is off by at most 0.57 of its block's step d_x (half a
+// step, plus d_x rounded to float16: 127 * 2^-11), so an output is off by at most
+// sum_i |w_i| * 0.57 * d_x(i), plus float rounding. Each row gives the same bits alone or in a batch.
+TEST(CpuOps, Q8_0MatmulWithinTheBoundOfEightBitActivations) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0, 1);
+  for (auto [rows, n, k] : {std::tuple{1, 7, 64}, {5, 9, 256}, {9, 33, 96}}) {
+    std::vector<float> wf(static_cast<size_t>(n * k)), x(static_cast<size_t>(rows * k));
+    for (auto& v : wf) v = dist(rng);
+    for (auto& v : x) v = dist(rng) * (1.0f + 10.0f * static_cast<float>(&v - x.data()) / static_cast<float>(x.size()));
+    std::vector<uint8_t> wq(static_cast<size_t>(n * k / 32 * 34));
+    for (int o = 0; o < n; ++o) quantize_row_q8_0(wf.data() + o * k, wq.data() + o * k / 32 * 34, k);
+    std::vector<float> w(wf.size());
+    dequantize_row(GgmlType::Q8_0, wq.data(), w.data(), n * k);
+    const TensorView view{"w", DType::Q8_0, {n, k}, wq.data(), wq.size()};
+    std::vector<float> out(static_cast<size_t>(rows * n)), single(static_cast<size_t>(n));
+    cpu::linear(x.data(), rows, {view, {}, false}, out.data());
+    for (int r = 0; r < rows; ++r) {
+      cpu::linear(x.data() + r * k, 1, {view, {}, false}, single.data());
+      for (int o = 0; o < n; ++o) {
+        ASSERT_EQ(out[static_cast<size_t>(r * n + o)], single[static_cast<size_t>(o)]) << "row " << r << " depends on the batch";
+        double exact = 0, bound = 0;
+        for (int i = 0; i < k; ++i) {
+          const double wi = w[static_cast<size_t>(o * k + i)], xi = x[static_cast<size_t>(r * k + i)];
+          exact += wi * xi;
+          float amax = 0;
+          for (int j = i / 32 * 32; j < i / 32 * 32 + 32; ++j) amax = std::max(amax, std::abs(x[static_cast<size_t>(r * k + j)]));
+          bound += std::abs(wi) * 0.57 * amax / 127 + 1e-6 * std::abs(wi * xi);
+        }
+        EXPECT_LE(std::abs(out[static_cast<size_t>(r * n + o)] - exact), bound) << rows << "x" << n << "x" << k;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/int8_dot.h"
 #include "backend/cpu/ops.h"
 #include "util/thread_pool.h"
 
@@ -158,6 +159,7 @@ constexpr int64_t kActivationBlock = 64;
 // out[rows, n] = x[rows, k] * w^T for w [n, k]. Each output is one dot product whatever the
 // blocking, so it does not depend on the batch.
 void multiply_out_in(const float* x, int64_t rows, const TensorView& w, float* out) {
+  if (w.dtype == DType::Q8_0 && int8_dot_available()) return multiply_q8_0(x, rows, w, out);
   const int64_t n = w.shape[0], k = w.shape[1];
   const int64_t tiles = (n + kRowTile - 1) / kRowTile;
   ThreadPool::global().parallel_for(static_cast<size_t>(tiles), [&](size_t begin, size_t end) {
