@@ -139,7 +139,12 @@ template <typename W>
 RowKernel<W> row_kernel() {
   static const RowKernel<W> kernel = [] {
     __builtin_cpu_init();
-    const bool avx512 = __builtin_cpu_supports("x86-64-v4"), avx2 = __builtin_cpu_supports("x86-64-v3");
+    // The features of x86-64-v4 and v3 that both GCC and clang can ask about (every CPU with them has
+    // the rest of each level).
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+                        __builtin_cpu_supports("avx512cd");
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2");
     const char* asked = std::getenv("NANOSERVE_CPU_KERNELS");
     const std::string want = asked ? asked : "";
     if (want == "avx512" && avx512) return &rows_avx512<W>;
