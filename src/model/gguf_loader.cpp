@@ -213,6 +213,7 @@ Model model_from_gguf(const GgufContents& contents, const std::string& source) {
   const ArchFamily& family = find_family(std::string(arch.model_type));
   if (family.normalize_config) family.normalize_config(j);
   model.config = parse_model_config(j, source);
+  check_layer_count(model.config, model.tensors, source);
   partial_rotary(meta, arch, model.config);
   frequency_factors(model.tensors, source, model.config);
   model.arch = family.describe(j, model.config, source);

@@ -95,9 +95,10 @@ Model load_hf_directory(const std::string& directory, const LoadOptions& options
   if (family.normalize_config) family.normalize_config(config_json);
   model.config = parse_model_config(config_json, config_path);
   apply_generation_config(model.config, (fs::path(directory) / "generation_config.json").string());
-  model.arch = family.describe(config_json, model.config, config_path);
   model.checkpoint = std::make_unique<HfCheckpoint>(directory);
   model.tensors = model.checkpoint->tensors();
+  check_layer_count(model.config, model.tensors, config_path);
+  model.arch = family.describe(config_json, model.config, config_path);
   model.names = *family.names;
   with_context(directory, [&] {
     std::vector<std::string> ignorable = family.names->ignored_suffixes;
@@ -110,7 +111,26 @@ Model load_hf_directory(const std::string& directory, const LoadOptions& options
 
 }  // namespace
 
+// Every expert of every layer holds at least one value of some tensor in the file: counts beyond
+// that are a corrupt config, refused before anything is sized by them.
+static void check_counts_against_file(const Model& model) {
+  uint64_t values = 0;
+  for (const auto& [name, t] : model.tensors) values = checked_add(values, static_cast<uint64_t>(t.numel()), "tensor sizes");
+  const auto layers = static_cast<uint64_t>(model.config.layers);
+  const auto experts = static_cast<uint64_t>(std::max<int64_t>(model.arch.moe.experts, 0));
+  if (experts > values / std::max<uint64_t>(layers, 1)) {
+    fail("{} experts in each of {} layers with only {} weight values in the checkpoint", experts, layers, values);
+  }
+}
+
+void check_layer_count(const ModelConfig& config, const std::map<std::string, TensorView>& tensors, const std::string& source) {
+  if (static_cast<uint64_t>(config.layers) > tensors.size()) {
+    fail("{}: num_hidden_layers {} with only {} tensors in the checkpoint", source, config.layers, tensors.size());
+  }
+}
+
 void bind_weights(Model& model, const std::vector<std::string>& ignorable_suffixes, const std::string& optional_prefix) {
+  check_counts_against_file(model);
   auto slots = weight_slots(model.weights, model.config, model.arch, model.names);
   std::set<std::string> used;
   for (const auto& slot : slots) {

@@ -39,6 +39,10 @@ Model load_gguf_model(const std::string& path, const LoadOptions& options);
 // A model whose weights point into `contents` (the caller keeps it alive); source names it in errors.
 Model model_from_gguf(const GgufContents& contents, const std::string& source);
 
+// Every layer holds at least one tensor: a larger count is a corrupt config, refused before
+// anything is sized by it.
+void check_layer_count(const ModelConfig& config, const std::map<std::string, TensorView>& tensors, const std::string& source);
+
 // Binds model.weights from model.tensors by model.names (config and arch already set) and fails on
 // tensors that are neither weights nor `ignorable`.
 void bind_weights(Model& model, const std::vector<std::string>& ignorable_suffixes, const std::string& optional_prefix);

@@ -77,6 +77,7 @@ TEST(GgufModel, QuantizedWeightsStayInTheMappedFile) {
 // A one-layer llama of hidden 32 (F32 weights of small deterministic values), with one thing changed.
 struct TinyLlama {
   std::string arch = "llama";
+  uint32_t layers = 1;   // block_count (the file holds tensors for one layer)
   uint32_t experts = 0;  // > 0: the MLP as that many identical stacked experts, all used (Mixtral's layout)
   uint32_t heads_kv = 2;
   uint32_t q_type = 0;  // ggml type of attn_q
@@ -91,7 +92,7 @@ std::string tiny_llama(const TinyLlama& o) {
   if (o.block_count_as_string) {
     b.kv(o.arch + ".block_count", 8).str("1");
   } else {
-    b.kv(o.arch + ".block_count", 4).u32(1);
+    b.kv(o.arch + ".block_count", 4).u32(o.layers);
   }
   b.kv(o.arch + ".embedding_length", 4).u32(32);
   b.kv(o.arch + ".feed_forward_length", 4).u32(64);
@@ -196,6 +197,7 @@ TEST(GgufModel, BadModelsAreClearErrors) {
          "blk.0.attn_sinks.weight: unexpected tensor, not a weight of a 1-layer llama model");
   expect([](TinyLlama& o) { o.drop_ffn_down = true; }, "blk.0.ffn_down.weight: missing from the checkpoint (expected shape [32, 64])");
   expect([](TinyLlama& o) { o.block_count_as_string = true; }, "metadata llama.block_count is string, expected an integer");
+  expect([](TinyLlama& o) { o.layers = 100000000; }, "num_hidden_layers 100000000 with only 11 tensors in the checkpoint");
 }
 
 }  // namespace
