@@ -157,6 +157,15 @@ RowKernel<W> row_kernel() {
   return kernel;
 }
 
+// Weight rows r0.. (count of them) of an F32 or BF16 tensor, read where they lie, against `rows`
+// activation rows; out points at output [0, r0].
+template <typename W>
+void in_place_tile(const TensorView& w, int64_t r0, int64_t count, const float* x, int64_t rows, float* out) {
+  const W* wr[kRowTile];
+  for (int64_t r = 0; r < count; ++r) wr[r] = reinterpret_cast<const W*>(w.data) + (r0 + r) * w.stride();
+  row_kernel<W>()(wr, count, x, rows, w.shape[1], out, w.shape[0]);
+}
+
 // Activation rows per pass over a thread's weight tiles, so the rows stay in cache while every
 // weight tile passes over them (F32/BF16; widened types pass once, to widen each tile once).
 constexpr int64_t kActivationBlock = 64;
@@ -175,13 +184,9 @@ void multiply_out_in(const float* x, int64_t rows, const TensorView& w, float* o
           const int64_t r0 = static_cast<int64_t>(t) * kRowTile, count = std::min<int64_t>(kRowTile, n - r0);
           float* o = out + r_begin * n + r0;
           if (w.dtype == DType::BF16) {
-            const Bf16* wr[kRowTile];
-            for (int64_t r = 0; r < count; ++r) wr[r] = reinterpret_cast<const Bf16*>(w.data) + (r0 + r) * w.stride();
-            row_kernel<Bf16>()(wr, count, x + r_begin * k, block, k, o, n);
+            in_place_tile<Bf16>(w, r0, count, x + r_begin * k, block, o);
           } else {
-            const float* wr[kRowTile];
-            for (int64_t r = 0; r < count; ++r) wr[r] = reinterpret_cast<const float*>(w.data) + (r0 + r) * w.stride();
-            row_kernel<float>()(wr, count, x + r_begin * k, block, k, o, n);
+            in_place_tile<float>(w, r0, count, x + r_begin * k, block, o);
           }
         }
       }
