@@ -2,11 +2,10 @@
 
 #include <immintrin.h>
 
-#include <cstdlib>
 #include <cstring>
-#include <string>
 #include <vector>
 
+#include "backend/cpu/kernel_level.h"
 #include "formats/dtype.h"
 #include "formats/quant.h"
 #include "util/thread_pool.h"
@@ -95,10 +94,7 @@ NANOSERVE_VNNI void rows_q8_0(const uint8_t* w, int64_t stride_bytes, int64_t fi
 bool int8_dot_available() {
   static const bool available = [] {
     __builtin_cpu_init();
-    const char* asked = std::getenv("NANOSERVE_CPU_KERNELS");
-    const std::string want = asked ? asked : "";
-    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512bw") && want != "avx2" && want != "baseline";  // AVX-512 CPUs all have F16C
+    return kernel_level() == KernelLevel::Avx512 && __builtin_cpu_supports("avx512vnni");  // AVX-512 CPUs all have F16C
   }();
   return available;
 }

@@ -10,8 +10,8 @@
 
 namespace nanoserve::cpu {
 
-// Whether this CPU runs the int8 kernels (AVX-512 VNNI) and they are not switched off
-// (NANOSERVE_CPU_KERNELS=avx2 or baseline keeps the float path).
+// Whether the kernel level is AVX-512 and the CPU has VNNI (NANOSERVE_CPU_KERNELS=avx2 or
+// baseline keeps the float path).
 bool int8_dot_available();
 
 // out[rows, n] = x[rows, k] * w^T for w [n, k] of dtype Q8_0.

@@ -3,14 +3,11 @@
 // registers: its bits are the top half of a float); other types are widened a tile at a time into
 // a buffer. The kernels are compiled three times, picked once for this CPU: 16 lanes (AVX-512),
 // 8 lanes (AVX2, FMA), and 8 lanes on baseline x86-64.
-#include <fmt/format.h>
-
-#include <cstdlib>
 #include <cstring>
-#include <string>
 #include <vector>
 
 #include "backend/cpu/int8_dot.h"
+#include "backend/cpu/kernel_level.h"
 #include "backend/cpu/ops.h"
 #include "util/thread_pool.h"
 
@@ -133,26 +130,16 @@ void rows_baseline(const W* const* w, int64_t count, const float* x, int64_t row
   multiply_rows_of<v8>(w, count, x, rows, k, out, ldo);
 }
 
-// The widest variant this CPU runs, chosen once; NANOSERVE_CPU_KERNELS=avx512|avx2|baseline asks
-// for a narrower one (the tests run the model fixtures on each).
+// The variant for the kernel level (backend/cpu/kernel_level.h), chosen once.
 template <typename W>
 RowKernel<W> row_kernel() {
   static const RowKernel<W> kernel = [] {
-    __builtin_cpu_init();
-    // The features of x86-64-v4 and v3 that both GCC and clang can ask about (every CPU with them has
-    // the rest of each level).
-    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-                        __builtin_cpu_supports("avx512cd");
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2");
-    const char* asked = std::getenv("NANOSERVE_CPU_KERNELS");
-    const std::string want = asked ? asked : "";
-    if (want == "avx512" && avx512) return &rows_avx512<W>;
-    if (want == "avx2" && avx2) return &rows_avx2<W>;
-    if (want == "baseline") return &rows_baseline<W>;
-    // Chosen inside worker threads, where an exception would end the process: warn and go on.
-    if (!want.empty()) fmt::print(stderr, "warning: NANOSERVE_CPU_KERNELS={} is not avx512, avx2 or baseline that this CPU runs; using the widest\n", want);
-    return avx512 ? &rows_avx512<W> : avx2 ? &rows_avx2<W> : &rows_baseline<W>;
+    switch (kernel_level()) {
+      case KernelLevel::Avx512: return &rows_avx512<W>;
+      case KernelLevel::Avx2: return &rows_avx2<W>;
+      case KernelLevel::Baseline: break;
+    }
+    return &rows_baseline<W>;
   }();
   return kernel;
 }
