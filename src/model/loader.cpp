@@ -156,18 +156,21 @@ void bind_weights(Model& model, const std::vector<std::string>& ignorable_suffix
 
 void prefetch_weights(const Model& model) {
   const auto files = mapped_files(model);
+  const std::set<std::string> ignored(model.ignored_tensors.begin(), model.ignored_tensors.end());
+  std::vector<const TensorView*> weights;
   uint64_t total = 0;
   for (const auto& [name, t] : model.tensors) {
-    if (std::find(model.ignored_tensors.begin(), model.ignored_tensors.end(), name) == model.ignored_tensors.end()) total += t.nbytes;
+    if (ignored.count(name)) continue;
+    weights.push_back(&t);
+    total += t.nbytes;
   }
   ProgressBar bar("loading", total);
-  for (const auto& [name, t] : model.tensors) {
-    if (std::find(model.ignored_tensors.begin(), model.ignored_tensors.end(), name) != model.ignored_tensors.end()) continue;
+  for (const TensorView* t : weights) {
     for (const auto* file : files) {
       const uint8_t* begin = file->data();
-      if (t.data >= begin && t.data < begin + file->size()) file->prefetch(static_cast<size_t>(t.data - begin), t.nbytes);
+      if (t->data >= begin && t->data < begin + file->size()) file->prefetch(static_cast<size_t>(t->data - begin), t->nbytes);
     }
-    bar.advance(t.nbytes);
+    bar.advance(t->nbytes);
   }
 }
 
