@@ -71,8 +71,9 @@ std::optional<ChatTemplate> ChatTemplate::from_gguf(const std::string& path) {
   const auto source = m.string("tokenizer.chat_template");
   if (!source) return std::nullopt;
   ChatTemplate result = with_context(path + ": tokenizer.chat_template", [&] { return ChatTemplate(std::string(*source)); });
-  result.bos_token_ = gguf_token_text(gguf.contents(), path, "tokenizer.ggml.bos_token_id");
-  result.eos_token_ = gguf_token_text(gguf.contents(), path, "tokenizer.ggml.eos_token_id");
+  const auto tokens = m.strings("tokenizer.ggml.tokens");
+  result.bos_token_ = gguf_token_text(m, tokens, "tokenizer.ggml.bos_token_id");
+  result.eos_token_ = gguf_token_text(m, tokens, "tokenizer.ggml.eos_token_id");
   return result;
 }
 

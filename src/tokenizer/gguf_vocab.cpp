@@ -196,10 +196,8 @@ json gguf_tokenizer_json(const GgufContents& contents, const std::string& source
   fail("{}: tokenizer.ggml.model '{}' is not supported (supported: gpt2, llama)", source, model);
 }
 
-std::string gguf_token_text(const GgufContents& contents, const std::string& source, const char* id_key) {
-  const GgufMetadata m(contents, source);
-  const auto id = m.integer(id_key);
-  const auto tokens = m.strings("tokenizer.ggml.tokens");
+std::string gguf_token_text(const GgufMetadata& metadata, std::span<const std::string_view> tokens, const char* id_key) {
+  const auto id = metadata.integer(id_key);
   if (!id || *id < 0 || *id >= static_cast<int64_t>(tokens.size())) return "";
   return std::string(tokens[static_cast<size_t>(*id)]);
 }

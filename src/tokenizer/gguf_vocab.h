@@ -6,16 +6,20 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
+#include <string_view>
 
 #include "formats/gguf.h"
+#include "formats/gguf_metadata.h"
 
 namespace nanoserve {
 
 // Throws Error naming the key at fault.
 nlohmann::json gguf_tokenizer_json(const GgufContents& contents, const std::string& source);
 
-// The text of token `id`, e.g. to show a template its bos_token; "" when there is no such token.
-std::string gguf_token_text(const GgufContents& contents, const std::string& source, const char* id_key);
+// The text of the token whose id metadata `id_key` holds, e.g. a template's bos_token, from
+// `tokens` (tokenizer.ggml.tokens, read once by the caller); "" when there is no such token.
+std::string gguf_token_text(const GgufMetadata& metadata, std::span<const std::string_view> tokens, const char* id_key);
 
 }  // namespace nanoserve
