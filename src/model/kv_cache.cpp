@@ -38,13 +38,11 @@ int64_t KvCache::bytes_per_block(const ModelConfig& c, int64_t block_size, KvDTy
   return 2 * c.layers * block_size * row_bytes(c, dtype);
 }
 
-uint8_t* KvCache::row(std::vector<std::vector<uint8_t>>& rows, int64_t layer, int32_t block, int64_t slot) {
-  return rows[static_cast<size_t>(layer)].data() + (block * block_size_ + slot) * row_bytes_;
-}
+int64_t KvCache::offset(int32_t block, int64_t slot) const { return (block * block_size_ + slot) * row_bytes_; }
 
 void KvCache::write(int64_t layer, int32_t block, int64_t slot, const float* key, const float* value) {
-  uint8_t* k = row(keys_, layer, block, slot);
-  uint8_t* v = row(values_, layer, block, slot);
+  uint8_t* k = keys_[static_cast<size_t>(layer)].data() + offset(block, slot);
+  uint8_t* v = values_[static_cast<size_t>(layer)].data() + offset(block, slot);
   if (dtype_ == KvDType::F32) {
     std::memcpy(k, key, static_cast<size_t>(row_bytes_));
     std::memcpy(v, value, static_cast<size_t>(row_bytes_));
@@ -56,7 +54,7 @@ void KvCache::write(int64_t layer, int32_t block, int64_t slot, const float* key
 
 const float* KvCache::read(const std::vector<std::vector<uint8_t>>& rows, int64_t layer, int32_t block, int64_t slot,
                            float* scratch) const {
-  const uint8_t* r = rows[static_cast<size_t>(layer)].data() + (block * block_size_ + slot) * row_bytes_;
+  const uint8_t* r = rows[static_cast<size_t>(layer)].data() + offset(block, slot);
   if (dtype_ == KvDType::F32) return reinterpret_cast<const float*>(r);
   dequantize_row(GgmlType::Q8_0, r, scratch, row_width_);
   return scratch;

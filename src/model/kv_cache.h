@@ -41,7 +41,7 @@ class KvCache {
   void copy_block(int32_t from, int32_t to);  // every layer, keys and values
 
  private:
-  uint8_t* row(std::vector<std::vector<uint8_t>>& rows, int64_t layer, int32_t block, int64_t slot);
+  int64_t offset(int32_t block, int64_t slot) const;  // bytes into a layer's rows
   const float* read(const std::vector<std::vector<uint8_t>>& rows, int64_t layer, int32_t block, int64_t slot,
                     float* scratch) const;
 
