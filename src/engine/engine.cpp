@@ -21,11 +21,11 @@ uint64_t sample_seed(const SamplingParams& p, int32_t index) {
 Engine::Engine(const Model& model, const Tokenizer* tokenizer, const EngineOptions& options)
     : model_(model),
       tokenizer_(tokenizer),
-      transformer_(model),
+      transformer_(model, options.backend),
       cache_(model.config,
              std::max<int64_t>(1, options.kv_cache_bytes /
                                       KvCache::bytes_per_block(model.config, options.block_size, options.kv_dtype)),
-             options.block_size, options.kv_dtype),
+             options.block_size, options.kv_dtype, transformer_.backend()),
       blocks_(cache_.num_blocks(), options.block_size, options.prefix_caching),
       scheduler_(blocks_, cache_, options.limits) {
   stats_.total_blocks = cache_.num_blocks();

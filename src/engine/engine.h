@@ -28,6 +28,7 @@ struct EngineOptions {
   KvDType kv_dtype = KvDType::F32;       // how cached keys and values are stored
   SchedulerLimits limits;
   bool prefix_caching = true;
+  Backend* backend = nullptr;            // where the model runs (weights already there); null: the CPU
 };
 
 struct EngineStats {

@@ -11,7 +11,7 @@
 namespace nanoserve {
 
 namespace {
-int64_t row_bytes(const ModelConfig& c, KvDType dtype) {
+int64_t bytes_per_row(const ModelConfig& c, KvDType dtype) {
   const int64_t width = c.kv_heads * c.head_dim;
   if (dtype == KvDType::F32) return width * static_cast<int64_t>(sizeof(float));
   if (c.head_dim % 32 != 0) fail("a q8_0 KV cache needs head_dim to be a multiple of 32 (this model: {})", c.head_dim);
@@ -26,23 +26,25 @@ bool parse_kv_dtype(std::string_view name, KvDType* out) {
   return true;
 }
 
-KvCache::KvCache(const ModelConfig& c, int64_t num_blocks, int64_t block_size, KvDType dtype)
+KvCache::KvCache(const ModelConfig& c, int64_t num_blocks, int64_t block_size, KvDType dtype, Backend& backend)
     : num_blocks_(num_blocks), block_size_(block_size), row_width_(c.kv_heads * c.head_dim),
-      row_bytes_(row_bytes(c, dtype)), dtype_(dtype) {
+      row_bytes_(bytes_per_row(c, dtype)), dtype_(dtype), backend_(&backend) {
   const auto n = static_cast<size_t>(num_blocks * block_size * row_bytes_);
-  keys_.assign(static_cast<size_t>(c.layers), std::vector<uint8_t>(n));
-  values_.assign(static_cast<size_t>(c.layers), std::vector<uint8_t>(n));
+  for (int64_t l = 0; l < c.layers; ++l) {
+    keys_.push_back(backend.allocate(n));
+    values_.push_back(backend.allocate(n));
+  }
 }
 
 int64_t KvCache::bytes_per_block(const ModelConfig& c, int64_t block_size, KvDType dtype) {
-  return 2 * c.layers * block_size * row_bytes(c, dtype);
+  return 2 * c.layers * block_size * bytes_per_row(c, dtype);
 }
 
 int64_t KvCache::offset(int32_t block, int64_t slot) const { return (block * block_size_ + slot) * row_bytes_; }
 
 void KvCache::write(int64_t layer, int32_t block, int64_t slot, const float* key, const float* value) {
-  uint8_t* k = keys_[static_cast<size_t>(layer)].data() + offset(block, slot);
-  uint8_t* v = values_[static_cast<size_t>(layer)].data() + offset(block, slot);
+  uint8_t* k = static_cast<uint8_t*>(keys(layer)) + offset(block, slot);
+  uint8_t* v = static_cast<uint8_t*>(values(layer)) + offset(block, slot);
   if (dtype_ == KvDType::F32) {
     std::memcpy(k, key, static_cast<size_t>(row_bytes_));
     std::memcpy(v, value, static_cast<size_t>(row_bytes_));
@@ -52,9 +54,9 @@ void KvCache::write(int64_t layer, int32_t block, int64_t slot, const float* key
   }
 }
 
-const float* KvCache::read(const std::vector<std::vector<uint8_t>>& rows, int64_t layer, int32_t block, int64_t slot,
+const float* KvCache::read(const std::vector<Buffer>& rows, int64_t layer, int32_t block, int64_t slot,
                            float* scratch) const {
-  const uint8_t* r = rows[static_cast<size_t>(layer)].data() + offset(block, slot);
+  const uint8_t* r = static_cast<const uint8_t*>(rows[static_cast<size_t>(layer)].data()) + offset(block, slot);
   if (dtype_ == KvDType::F32) return reinterpret_cast<const float*>(r);
   dequantize_row(GgmlType::Q8_0, r, scratch, row_width_);
   return scratch;
@@ -71,12 +73,16 @@ const float* KvCache::value(int64_t layer, int32_t block, int64_t slot, float* s
 void KvCache::copy_block(int32_t from, int32_t to) {
   const auto n = static_cast<size_t>(block_size_ * row_bytes_);
   for (auto* rows : {&keys_, &values_}) {
-    for (auto& layer : *rows) std::copy_n(layer.data() + from * n, n, layer.data() + to * n);
+    for (auto& layer : *rows) {
+      auto* bytes = static_cast<uint8_t*>(layer.data());
+      backend_->copy(bytes + from * n, n, bytes + to * n);
+    }
   }
 }
 
-SequenceCache::SequenceCache(const ModelConfig& c, int64_t capacity, int64_t block_size, KvDType dtype)
-    : cache_(c, (capacity + block_size - 1) / block_size, block_size, dtype),
+SequenceCache::SequenceCache(const ModelConfig& c, int64_t capacity, int64_t block_size, KvDType dtype,
+                             Backend& backend)
+    : cache_(c, (capacity + block_size - 1) / block_size, block_size, dtype, backend),
       blocks_(static_cast<size_t>((capacity + block_size - 1) / block_size)) {
   std::iota(blocks_.begin(), blocks_.end(), 0);
 }

@@ -2,7 +2,8 @@
 // owns a block table (block ids in position order); position p lives in block table[p / block_size]
 // at slot p % block_size. Which sequence holds which block is the engine's business
 // (engine/block_manager.h); this class only stores rows, as float32 or as Q8_0 blocks (int8 with
-// a float16 scale per 32 values: 27% of the memory).
+// a float16 scale per 32 values: 27% of the memory), in the memory of the backend that attends
+// over them (host or GPU).
 #pragma once
 
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "backend/backend.h"
 #include "model/config.h"
 
 namespace nanoserve {
@@ -22,7 +24,7 @@ bool parse_kv_dtype(std::string_view name, KvDType* out);
 class KvCache {
  public:
   // Q8_0 needs head_dim to be a multiple of 32 (blocks never span heads); throws Error otherwise.
-  KvCache(const ModelConfig& config, int64_t num_blocks, int64_t block_size, KvDType dtype = KvDType::F32);
+  KvCache(const ModelConfig& config, int64_t num_blocks, int64_t block_size, KvDType dtype, Backend& backend);
 
   // Bytes one block takes over all layers, keys and values.
   static int64_t bytes_per_block(const ModelConfig& config, int64_t block_size, KvDType dtype = KvDType::F32);
@@ -31,8 +33,13 @@ class KvCache {
   int64_t block_size() const { return block_size_; }
   int64_t row_width() const { return row_width_; }  // kv_heads * head_dim
   KvDType dtype() const { return dtype_; }
+  int64_t row_bytes() const { return row_bytes_; }
+  Backend& backend() const { return *backend_; }
+  // A layer's rows in the backend's memory: [num_blocks * block_size, row_bytes].
+  void* keys(int64_t layer) const { return keys_[static_cast<size_t>(layer)].data(); }
+  void* values(int64_t layer) const { return values_[static_cast<size_t>(layer)].data(); }
 
-  // Stores one position's key and value rows [row_width].
+  // Host-memory caches only (the CPU backend's). Stores one position's key and value rows [row_width].
   void write(int64_t layer, int32_t block, int64_t slot, const float* key, const float* value);
   // One position's key or value row as float: a pointer into the cache (F32), or `scratch`
   // [row_width], which it fills (Q8_0).
@@ -42,19 +49,19 @@ class KvCache {
 
  private:
   int64_t offset(int32_t block, int64_t slot) const;  // bytes into a layer's rows
-  const float* read(const std::vector<std::vector<uint8_t>>& rows, int64_t layer, int32_t block, int64_t slot,
-                    float* scratch) const;
+  const float* read(const std::vector<Buffer>& rows, int64_t layer, int32_t block, int64_t slot, float* scratch) const;
 
   int64_t num_blocks_, block_size_, row_width_, row_bytes_;
   KvDType dtype_;
-  std::vector<std::vector<uint8_t>> keys_, values_;  // [layers][num_blocks * block_size * row_bytes]
+  Backend* backend_;
+  std::vector<Buffer> keys_, values_;  // [layers][num_blocks * block_size * row_bytes]
 };
 
 // One sequence in a private KvCache with blocks 0, 1, 2, ... in order: what the CLI's one-shot
 // commands and the tests of the forward pass use.
 class SequenceCache {
  public:
-  SequenceCache(const ModelConfig& config, int64_t capacity, int64_t block_size = 16, KvDType dtype = KvDType::F32);
+  SequenceCache(const ModelConfig& config, int64_t capacity, int64_t block_size, KvDType dtype, Backend& backend);
 
   int64_t length() const { return length_; }  // positions filled
   int64_t capacity() const { return static_cast<int64_t>(blocks_.size()) * cache_.block_size(); }

@@ -1,13 +1,16 @@
 // The forward pass of every decoder family: one implementation reading the ArchSpec, calling the
-// backend's named operations. It runs a batch of sequence slices at once: matrix products over all
-// their tokens together, attention per sequence through its block table.
+// backend's named operations (backend/backend.h), on the CPU or a GPU alike. It runs a batch of
+// sequence slices at once: matrix products over all their tokens together, attention per sequence
+// through its block table.
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "model/kv_cache.h"
 #include "model/loader.h"
 #include "model/rope.h"
@@ -31,7 +34,8 @@ struct SequenceSlice {
 
 class Transformer {
  public:
-  explicit Transformer(const Model& model) : model_(model) {}
+  // backend: where it runs (its weights already there); null: on a CPU backend of its own.
+  explicit Transformer(const Model& model, Backend* backend = nullptr);
 
   // Runs every slice, writes their keys and values into the cache, and returns the logits rows the
   // slices ask for, in slice order ([rows, vocab]).
@@ -44,19 +48,23 @@ class Transformer {
                              const ActivationSink* sink = nullptr) const;
 
   const ModelConfig& config() const { return model_.config; }
+  Backend& backend() const { return *backend_; }
   SequenceCache new_cache(int64_t capacity, KvDType dtype = KvDType::F32) const {
-    return SequenceCache(model_.config, capacity, 16, dtype);
+    return SequenceCache(model_.config, capacity, 16, dtype, *backend_);
   }
 
  private:
-  struct Batch;  // per-call state: positions, per-sequence RoPE tables and block rows, sink
+  struct Batch;  // per-call state: the step's layout and the sink
   void embed(const Batch& batch, std::span<const int32_t> tokens, float* x) const;
   void attention_block(const Batch& batch, int64_t layer, const float* normed, KvCache& cache, float* out) const;
   void project_qkv(const Batch& batch, int64_t layer, const float* normed, float* q, float* k, float* v) const;
   void mlp_block(int64_t layer, const float* normed, int64_t tokens, float* out) const;
   void moe_block(int64_t layer, const float* normed, int64_t tokens, float* out) const;
+  std::vector<float> logits(const Batch& batch, std::span<const SequenceSlice> slices, const float* x) const;
 
   const Model& model_;
+  std::unique_ptr<Backend> own_backend_;
+  Backend* backend_;
 };
 
 }  // namespace nanoserve

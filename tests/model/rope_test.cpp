@@ -40,12 +40,19 @@ TEST(Rope, Llama3Bands) {
   for (size_t i = 2; i < base.size(); ++i) EXPECT_FLOAT_EQ(scaled[i], base[i] / 8);  // > 32: scaled
 }
 
+// Rotates x [1, head_dim] of one head at position pos through a one-row table.
+void rotate(float* x, int64_t head_dim, int64_t pos, const RopeFrequencies& freqs) {
+  RopeTable table;
+  table.append(freqs, &pos, 1);
+  ASSERT_EQ(table.tokens(), 1);
+  apply_rope(x, 1, 1, head_dim, table.cos.data(), table.sin.data(), table.rotary_dim);
+}
+
 TEST(Rope, RotatesPairsHalfApart) {
   // head_dim 4: pairs (0, 2) and (1, 3); at position p pair i turns by p * inv_freq[i].
   RopeFrequencies freqs{{1.0f, 0.5f}, 4, 1.0f};
   float x[4] = {1, 2, 3, 4};
-  int64_t pos = 2;
-  apply_rope(x, 1, 1, 4, &pos, freqs);
+  rotate(x, 4, 2, freqs);
   EXPECT_NEAR(x[0], 1 * std::cos(2.0) - 3 * std::sin(2.0), 1e-6);
   EXPECT_NEAR(x[2], 3 * std::cos(2.0) + 1 * std::sin(2.0), 1e-6);
   EXPECT_NEAR(x[1], 2 * std::cos(1.0) - 4 * std::sin(1.0), 1e-6);
@@ -56,8 +63,7 @@ TEST(Rope, RotatesPairsHalfApart) {
 TEST(Rope, PartialRotaryWithAttentionScaling) {
   RopeFrequencies freqs{{1.0f}, 2, 0.5f};
   float x[4] = {1, 2, 3, 4};
-  int64_t pos = 1;
-  apply_rope(x, 1, 1, 4, &pos, freqs);
+  rotate(x, 4, 1, freqs);
   EXPECT_NEAR(x[0], 0.5 * (1 * std::cos(1.0) - 2 * std::sin(1.0)), 1e-6);
   EXPECT_NEAR(x[1], 0.5 * (2 * std::cos(1.0) + 1 * std::sin(1.0)), 1e-6);
   EXPECT_EQ(x[2], 3);

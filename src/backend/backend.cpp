@@ -1,0 +1,41 @@
+#include "backend/backend.h"
+
+#include "backend/cpu/cpu_backend.h"
+#include "util/error.h"
+#ifdef NANOSERVE_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
+
+namespace nanoserve {
+
+Buffer& Buffer::operator=(Buffer&& other) noexcept {
+  if (this != &other) {
+    if (data_) owner_->release(data_);
+    owner_ = other.owner_;
+    data_ = other.data_;
+    bytes_ = other.bytes_;
+    other.data_ = nullptr;
+    other.bytes_ = 0;
+  }
+  return *this;
+}
+
+Buffer::~Buffer() {
+  if (data_) owner_->release(data_);
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& device, const Model& model) {
+  if (device == "cpu") return make_cpu_backend();
+  if (device == "cuda") {
+#ifdef NANOSERVE_CUDA
+    return make_cuda_backend(model);
+#else
+    (void)model;
+    fail("--device cuda: this nanoserve was built without CUDA (configure with nvcc on the PATH or "
+         "-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)");
+#endif
+  }
+  fail("--device {}: unknown device; expected cpu or cuda", device);
+}
+
+}  // namespace nanoserve

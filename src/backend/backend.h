@@ -1,0 +1,111 @@
+// The operations the forward pass runs, on memory the backend owns: host memory for the CPU
+// backend, device memory for CUDA. model/transformer.cpp calls only these, so one forward pass
+// serves every backend. Activation arguments are float arrays in the backend's memory; weights are
+// the model's TensorViews, which a device backend maps to its own copies.
+//
+// A backend runs one forward step at a time (one Transformer uses it): begin_step hands it what
+// every layer reads (positions, RoPE tables, each sequence's block table), which rope and attention
+// then read.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/ops.h"
+#include "model/rope.h"
+
+namespace nanoserve {
+
+class Backend;
+class KvCache;
+struct Model;
+
+// Bytes of a backend's memory, given back to it when the buffer goes.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Backend* owner, void* data, size_t bytes) : owner_(owner), data_(data), bytes_(bytes) {}
+  Buffer(Buffer&& other) noexcept { *this = std::move(other); }
+  Buffer& operator=(Buffer&& other) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer();
+
+  void* data() const { return data_; }
+  float* floats() const { return static_cast<float*>(data_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  Backend* owner_ = nullptr;
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// What one forward step runs over, computed on the host once and read by every layer.
+struct StepLayout {
+  struct Sequence {
+    int64_t offset = 0, count = 0, first_pos = 0;  // rows [offset, offset + count) at positions first_pos..
+    std::span<const int32_t> blocks;               // block table covering [0, first_pos + count)
+  };
+  int64_t tokens = 0;
+  std::vector<int64_t> positions;  // [tokens]
+  std::vector<Sequence> sequences;
+  RopeTable rope, local_rope;      // [tokens, rotary_dim / 2] cos and sin; empty when unused
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // Memory. allocate returns uninitialized bytes; copies may run asynchronously with the kernels
+  // but download returns once the bytes are on the host.
+  virtual Buffer allocate(size_t bytes) = 0;
+  Buffer floats(int64_t count) { return allocate(static_cast<size_t>(count) * sizeof(float)); }
+  virtual void upload(const void* host, size_t bytes, void* dst) = 0;
+  virtual void download(const void* src, size_t bytes, void* host) = 0;
+  virtual void copy(const void* src, size_t bytes, void* dst) = 0;
+  // Bytes a KV pool may take: `fraction` of the device's memory less what is in use (0 when the
+  // backend has no such budget and the caller's own setting applies).
+  virtual int64_t kv_budget(double fraction) const = 0;
+
+  virtual void begin_step(const StepLayout& step) = 0;
+
+  // out[t] = table[tokens[t]]: [tokens, hidden]; throws Error for ids outside the table.
+  virtual void embed(const TensorView& table, std::span<const int32_t> tokens, float* out) = 0;
+  virtual void norm(cpu::NormKind kind, const float* x, const cpu::Norm& params, int64_t rows, int64_t cols,
+                    double eps, float* out) = 0;
+  // out[rows, out_features] = x[rows, in_features] * W^T + bias.
+  virtual void linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) = 0;
+  virtual void act_mul(cpu::Activation act, float* gate, const float* up, int64_t n) = 0;
+  virtual void activate(cpu::Activation act, float* x, int64_t n) = 0;
+  virtual void add(float* x, const float* y, int64_t n) = 0;
+  virtual void scale(float* x, float factor, int64_t n) = 0;
+  virtual void softcap(float* x, float cap, int64_t n) = 0;
+  virtual void clamp(float* x, float limit, int64_t n) = 0;
+  // Rotates x [step tokens, heads * head_dim] by the step's RoPE table (or its local one).
+  virtual void rope(float* x, int64_t heads, int64_t head_dim, bool local, RopePairs pairs) = 0;
+  // Stores the step's keys and values k, v [step tokens, kv_heads * head_dim] in the cache's layer,
+  // then attends each query row of q [step tokens, heads * head_dim] causally over its sequence.
+  virtual void attention(int64_t layer, const float* q, const float* k, const float* v,
+                         const cpu::AttentionParams& params, KvCache& cache, float* out) = 0;
+  // dst[i] = src[rows[i]], rows of `cols` floats.
+  virtual void gather_rows(const float* src, std::span<const int64_t> rows, int64_t cols, float* dst) = 0;
+  // dst[rows[i]] += weights[i] * src[i]; the rows are distinct.
+  virtual void scatter_add_rows(const float* src, std::span<const int64_t> rows, std::span<const float> weights,
+                                int64_t cols, float* dst) = 0;
+
+ protected:
+  friend class Buffer;
+  virtual void release(void* data) = 0;
+};
+
+// "cpu" or "cuda"; a CUDA backend copies the model's weights to the GPU (device 0) now. Throws
+// Error for an unknown name, a build without CUDA, no GPU, or too little GPU memory.
+std::unique_ptr<Backend> make_backend(const std::string& device, const Model& model);
+
+}  // namespace nanoserve

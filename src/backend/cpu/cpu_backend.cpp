@@ -1,0 +1,118 @@
+#include "backend/cpu/cpu_backend.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "model/kv_cache.h"
+#include "util/error.h"
+
+namespace nanoserve {
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+
+  Buffer allocate(size_t bytes) override {
+    // 64-byte alignment for full-width vector loads; aligned_alloc wants a multiple of it.
+    const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+    void* data = std::aligned_alloc(64, rounded);
+    if (!data) throw std::bad_alloc();
+    return Buffer(this, data, bytes);
+  }
+  void upload(const void* host, size_t bytes, void* dst) override { std::memcpy(dst, host, bytes); }
+  void download(const void* src, size_t bytes, void* host) override { std::memcpy(host, src, bytes); }
+  void copy(const void* src, size_t bytes, void* dst) override { std::memmove(dst, src, bytes); }
+  int64_t kv_budget(double) const override { return 0; }
+
+  void begin_step(const StepLayout& step) override { step_ = &step; }
+
+  void embed(const TensorView& table, std::span<const int32_t> tokens, float* out) override {
+    cpu::embed(table, tokens, out);
+  }
+  void norm(cpu::NormKind kind, const float* x, const cpu::Norm& params, int64_t rows, int64_t cols, double eps,
+            float* out) override {
+    cpu::norm(kind, x, params, rows, cols, eps, out);
+  }
+  void linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) override {
+    cpu::linear(x, rows, layer, out);
+  }
+  void act_mul(cpu::Activation act, float* gate, const float* up, int64_t n) override { cpu::act_mul(act, gate, up, n); }
+  void activate(cpu::Activation act, float* x, int64_t n) override { cpu::activate(act, x, n); }
+  void add(float* x, const float* y, int64_t n) override { cpu::add(x, y, n); }
+  void scale(float* x, float factor, int64_t n) override { cpu::scale(x, factor, n); }
+  void softcap(float* x, float cap, int64_t n) override { cpu::softcap(x, cap, n); }
+  void clamp(float* x, float limit, int64_t n) override { cpu::clamp(x, limit, n); }
+
+  void rope(float* x, int64_t heads, int64_t head_dim, bool local, RopePairs pairs) override {
+    const RopeTable& table = local ? step().local_rope : step().rope;
+    apply_rope(x, table.tokens(), heads, head_dim, table.cos.data(), table.sin.data(), table.rotary_dim, pairs);
+  }
+
+  void attention(int64_t layer, const float* q, const float* k, const float* v, const cpu::AttentionParams& params,
+                 KvCache& cache, float* out) override;
+
+  void gather_rows(const float* src, std::span<const int64_t> rows, int64_t cols, float* dst) override {
+    for (size_t i = 0; i < rows.size(); ++i) {
+      std::memcpy(dst + static_cast<int64_t>(i) * cols, src + rows[i] * cols, static_cast<size_t>(cols) * sizeof(float));
+    }
+  }
+  void scatter_add_rows(const float* src, std::span<const int64_t> rows, std::span<const float> weights, int64_t cols,
+                        float* dst) override {
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const float* s = src + static_cast<int64_t>(i) * cols;
+      float* d = dst + rows[i] * cols;
+      for (int64_t j = 0; j < cols; ++j) d[j] += weights[i] * s[j];
+    }
+  }
+
+ protected:
+  void release(void* data) override { std::free(data); }
+
+ private:
+  const StepLayout& step() const {
+    if (!step_) fail("a backend operation ran outside a forward step");
+    return *step_;
+  }
+
+  const StepLayout* step_ = nullptr;
+};
+
+// Keys and values are read through per-position row pointers, so that attention never sees the
+// block layout; a quantized cache dequantizes each row into scratch first.
+void CpuBackend::attention(int64_t layer, const float* q, const float* k, const float* v,
+                           const cpu::AttentionParams& params, KvCache& cache, float* out) {
+  const int64_t q_dim = params.heads * params.head_dim, kv_dim = params.kv_heads * params.head_dim;
+  const int64_t block_size = cache.block_size();
+  std::vector<const float*> k_rows, v_rows;  // [positions]: rows through the block table
+  std::vector<float> k_scratch, v_scratch;   // [positions, kv_dim]: dequantized rows of a quantized cache
+  for (const auto& s : step().sequences) {
+    const int64_t end = s.first_pos + s.count;
+    k_rows.resize(static_cast<size_t>(end));
+    v_rows.resize(static_cast<size_t>(end));
+    if (cache.dtype() != KvDType::F32) {
+      k_scratch.resize(static_cast<size_t>(end * kv_dim));
+      v_scratch.resize(k_scratch.size());
+    }
+    for (int64_t p = 0; p < end; ++p) {
+      const int32_t block = s.blocks[static_cast<size_t>(p / block_size)];
+      if (p >= s.first_pos) {  // a new token: store its key and value
+        const int64_t row = (s.offset + p - s.first_pos) * kv_dim;
+        cache.write(layer, block, p % block_size, k + row, v + row);
+      }
+      float* k_buf = k_scratch.empty() ? nullptr : k_scratch.data() + p * kv_dim;
+      float* v_buf = v_scratch.empty() ? nullptr : v_scratch.data() + p * kv_dim;
+      k_rows[static_cast<size_t>(p)] = cache.key(layer, block, p % block_size, k_buf);
+      v_rows[static_cast<size_t>(p)] = cache.value(layer, block, p % block_size, v_buf);
+    }
+    cpu::attention(q + s.offset * q_dim, s.count, s.first_pos, k_rows.data(), v_rows.data(), params,
+                   out + s.offset * q_dim);
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace nanoserve
