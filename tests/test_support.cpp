@@ -37,6 +37,22 @@ Reference read_reference(const std::string& path) {
   return ref;
 }
 
+void PrintTo(const ModelCase& c, std::ostream* os) { *os << c.name; }
+
+std::vector<ModelCase> model_cases() {
+  std::vector<ModelCase> out = {{"demo", demo_model_dir(), fixture("demo/reference.safetensors")}};
+  for (const char* name : {"tinyllama", "llama32", "sharded", "llama_dynamic", "mistral", "qwen2", "qwen3", "gemma2",
+                           "gemma3", "olmoe", "olmoe_norm_topk", "phi3", "gpt2"}) {
+    out.push_back({name, fixture(name), fixture(std::string(name) + "/reference.safetensors")});
+  }
+  // Converted by llama.cpp's convert_hf_to_gguf.py (tests/fixtures/README.md).
+  for (const char* name : {"tinyllama", "llama32", "qwen2", "gemma2", "olmoe", "phi3", "gpt2"}) {
+    const std::string dir = fixture(std::string("gguf/") + name);
+    out.push_back({std::string("gguf_") + name, dir + "/model.gguf", dir + "/reference.safetensors"});
+  }
+  return out;
+}
+
 float max_abs_diff(const float* a, const float* b, size_t n) {
   float worst = 0;
   for (size_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(a[i] - b[i]));

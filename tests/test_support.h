@@ -21,6 +21,16 @@ struct Reference {
 };
 Reference read_reference(const std::string& path);
 
+// A model with Hugging Face reference outputs (tests/fixtures/README.md).
+struct ModelCase {
+  std::string name;
+  std::string model_path;  // a Hugging Face directory or a GGUF file
+  std::string reference;   // its reference.safetensors
+};
+void PrintTo(const ModelCase& c, std::ostream* os);
+// The demo model, every architecture fixture, and the GGUF conversions of them.
+std::vector<ModelCase> model_cases();
+
 float max_abs_diff(const float* a, const float* b, size_t n);
 
 // A fresh directory under the system temp dir, removed with the object.

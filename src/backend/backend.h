@@ -60,7 +60,8 @@ struct StepLayout {
 class Backend {
  public:
   virtual ~Backend() = default;
-  virtual std::string name() const = 0;
+  virtual std::string name() const = 0;      // "cpu", "cuda"
+  virtual std::string describe() const = 0;  // for start-up messages, e.g. the GPU's name
 
   // Memory. allocate returns uninitialized bytes; copies may run asynchronously with the kernels
   // but download returns once the bytes are on the host.

@@ -15,7 +15,6 @@
 #include "cli/common.h"
 #include "cli/sampling_options.h"
 #include "util/error.h"
-#include "util/thread_pool.h"
 
 namespace nanoserve::cli {
 
@@ -30,7 +29,7 @@ struct BenchOptions {
   std::string dataset;
   uint64_t seed = 0;
   EngineOptions engine;
-  double kv_cache_gib = 0.25;
+  KvPoolOptions kv_pool;
 };
 
 struct Timing {
@@ -79,7 +78,8 @@ double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(
 void run_bench(const BenchOptions& opt) {
   Model model = load(opt.model);
   const auto prompts = make_prompts(opt, model);
-  Engine engine(model, nullptr, engine_options(opt.engine, opt.kv_cache_gib, model.config));
+  const auto backend = open_backend(opt.model, model);
+  Engine engine(model, nullptr, engine_options(opt.engine, opt.kv_pool, model.config, *backend));
   std::vector<Timing> timings(prompts.size());
   std::mutex m;
   std::condition_variable done;
@@ -131,8 +131,8 @@ void run_bench(const BenchOptions& opt) {
     if (t.output_tokens > 1) tpot.push_back(ms(t.finished - t.first_token) / static_cast<double>(t.output_tokens - 1));
   }
   const EngineStats stats = engine.stats();
-  fmt::print("requests {} | input {} | output {} | concurrency {} | threads {}\n", prompts.size(), opt.input_len,
-             opt.output_len, opt.concurrency, ThreadPool::global().size());
+  fmt::print("requests {} | input {} | output {} | concurrency {} | {}\n", prompts.size(), opt.input_len,
+             opt.output_len, opt.concurrency, backend->describe());
   fmt::print("{:<28}{:>12.2f}\n", "requests/s", static_cast<double>(prompts.size()) / seconds);
   fmt::print("{:<28}{:>12.1f}\n", "input tok/s", static_cast<double>(input) / seconds);
   fmt::print("{:<28}{:>12.1f}\n", "output tok/s", static_cast<double>(output) / seconds);
@@ -154,7 +154,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--concurrency", opt->concurrency, "requests in flight at once (default 8)")->check(CLI::PositiveNumber);
   cmd->add_option("--dataset", opt->dataset, "JSONL of {\"prompt\": ...} or {\"text\": ...} instead of random token ids");
   cmd->add_option("--seed", opt->seed, "seed for the random prompts");
-  add_engine_options(*cmd, opt->engine, opt->kv_cache_gib);
+  add_engine_options(*cmd, opt->engine, opt->kv_pool);
   cmd->add_option("--pp", opt->pp,
                   "instead of the engine run: time the forward pass on a prompt of this many tokens (llama-bench -p)")
       ->check(CLI::PositiveNumber);

@@ -62,7 +62,8 @@ void report(const char* label, int tokens, int repetitions, Timed timed) {
 
 void run_forward_bench(const ForwardBenchOptions& opt) {
   Model model = load(opt.model);
-  Transformer transformer(model);
+  const auto backend = open_backend(opt.model, model);
+  Transformer transformer(model, backend.get());
   std::mt19937_64 rng(opt.seed);
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(model.config.vocab_size - 1));
   auto random_tokens = [&](int n) {
@@ -72,8 +73,8 @@ void run_forward_bench(const ForwardBenchOptions& opt) {
   };
   SequenceCache cache = transformer.new_cache(std::max(opt.prompt_tokens, opt.gen_tokens), opt.kv_dtype);
   time_generation(transformer, cache, random_tokens(std::clamp(opt.gen_tokens, 1, 8)));  // warm-up
-  fmt::print("{} | {} threads | {} repetitions\n", opt.model.model_dir.empty() ? "demo" : opt.model.model_dir,
-             ThreadPool::global().size(), opt.repetitions);
+  fmt::print("{} | {} | {} repetitions\n", opt.model.model_dir.empty() ? "demo" : opt.model.model_dir,
+             backend->describe(), opt.repetitions);
   const auto prompt = random_tokens(opt.prompt_tokens), tokens = random_tokens(opt.gen_tokens);
   report("pp", opt.prompt_tokens, opt.repetitions, [&] { return time_prompt(transformer, cache, prompt); });
   report("tg", opt.gen_tokens, opt.repetitions, [&] { return time_generation(transformer, cache, tokens); });

@@ -22,7 +22,7 @@ struct ChatOptions {
   std::string system;
   SamplingParams sampling{.temperature = 0.8f, .top_p = 0.95f, .max_tokens = 256};
   EngineOptions engine;
-  double kv_cache_gib = 0.25;
+  KvPoolOptions kv_pool;
 };
 
 std::string trim(const std::string& s) {
@@ -62,7 +62,8 @@ void run_chat(const ChatOptions& opt) {
          "use `nanoserve generate` for plain text", model_dir(opt.model));
   }
   add_end_of_turn_ids(model, tokenizer, &*chat_template);
-  Engine engine(model, &tokenizer, engine_options(opt.engine, opt.kv_cache_gib, model.config));
+  const auto backend = open_backend(opt.model, model);
+  Engine engine(model, &tokenizer, engine_options(opt.engine, opt.kv_pool, model.config, *backend));
   using Json = nlohmann::ordered_json;
   const Json start = opt.system.empty() ? Json::array() : Json::array({{{"role", "system"}, {"content", opt.system}}});
   Json messages = start;
@@ -92,7 +93,7 @@ void register_chat(CLI::App& app) {
   add_model_options(*cmd, opt->model);
   cmd->add_option("--system", opt->system, "system prompt");
   add_sampling_options(*cmd, opt->sampling);
-  add_engine_options(*cmd, opt->engine, opt->kv_cache_gib);
+  add_engine_options(*cmd, opt->engine, opt->kv_pool);
   cmd->callback([opt] { run_chat(*opt); });
 }
 

@@ -17,6 +17,8 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
                      "Hugging Face model directory (config.json, *.safetensors, tokenizer.json), a GGUF file, or a Hub id "
                      "ORG/NAME[@REVISION] (pulled into the Hugging Face cache when missing); default: the bundled demo model");
   command.add_option("--threads", options.threads, "worker threads (default: one per core)")->check(CLI::NonNegativeNumber);
+  command.add_option("--device", options.device, "where the model runs: cpu (default) or cuda (GPU 0)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
 }
 
 std::string model_dir(const ModelOptions& options) {
@@ -40,6 +42,13 @@ Model load(const ModelOptions& options) {
   fmt::print(stderr, "loaded {} ({} family, {} layers) in {:.2f}s\n", model_dir(options), model.arch.family,
              model.config.layers, seconds_since(start));
   return model;
+}
+
+std::unique_ptr<Backend> open_backend(const ModelOptions& options, const Model& model) {
+  const auto start = std::chrono::steady_clock::now();
+  auto backend = make_backend(options.device, model);
+  fmt::print(stderr, "running on {} (ready in {:.2f}s)\n", backend->describe(), seconds_since(start));
+  return backend;
 }
 
 Tokenizer load_tokenizer(const ModelOptions& options) { return Tokenizer::from_file(model_dir(options)); }

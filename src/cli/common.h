@@ -6,6 +6,7 @@
 
 #include <optional>
 
+#include "backend/backend.h"
 #include "model/loader.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -13,15 +14,18 @@
 namespace nanoserve::cli {
 
 struct ModelOptions {
-  std::string model_dir;  // empty: the bundled demo model
-  int threads = 0;        // 0: all cores
+  std::string model_dir;      // empty: the bundled demo model
+  int threads = 0;            // 0: all cores
+  std::string device = "cpu";  // cpu or cuda
 };
 
-// Adds -m/--model and --threads to a subcommand.
+// Adds -m/--model, --threads and --device to a subcommand.
 void add_model_options(CLI::App& command, ModelOptions& options);
 
 // Applies --threads and loads the model, reporting the load time on stderr.
 Model load(const ModelOptions& options);
+// The backend --device names, with the model's weights on it; reported on stderr.
+std::unique_ptr<Backend> open_backend(const ModelOptions& options, const Model& model);
 Tokenizer load_tokenizer(const ModelOptions& options);
 std::string model_dir(const ModelOptions& options);
 

@@ -18,13 +18,14 @@ struct GenerateOptions {
   std::string prompt;
   SamplingParams sampling{.temperature = 0.0f, .max_tokens = 64};
   EngineOptions engine;
-  double kv_cache_gib = 0.25;
+  KvPoolOptions kv_pool;
 };
 
 void run_generate(const GenerateOptions& opt) {
   Model model = load(opt.model);
+  const auto backend = open_backend(opt.model, model);
   Tokenizer tokenizer = load_tokenizer(opt.model);
-  Engine engine(model, &tokenizer, engine_options(opt.engine, opt.kv_cache_gib, model.config));
+  Engine engine(model, &tokenizer, engine_options(opt.engine, opt.kv_pool, model.config, *backend));
   const std::vector<int32_t> prompt = tokenizer.encode(opt.prompt);
   fmt::print("{}", opt.prompt);
   std::fflush(stdout);
@@ -56,7 +57,7 @@ void register_generate(CLI::App& app) {
   add_model_options(*cmd, opt->model);
   cmd->add_option("-p,--prompt", opt->prompt, "prompt text")->required();
   add_sampling_options(*cmd, opt->sampling);
-  add_engine_options(*cmd, opt->engine, opt->kv_cache_gib);
+  add_engine_options(*cmd, opt->engine, opt->kv_pool);
   cmd->callback([opt] { run_generate(*opt); });
 }
 

@@ -42,7 +42,8 @@ void run_logits(const LogitsOptions& opt) {
   if (tokens > model.config.max_positions) {
     fail("{}: {} tokens exceed the model's context of {}", opt.input, tokens, model.config.max_positions);
   }
-  Transformer transformer(model);
+  const auto backend = open_backend(opt.model, model);
+  Transformer transformer(model, backend.get());
   SequenceCache cache = transformer.new_cache(tokens);
   const std::vector<float> logits = transformer.forward(ids, cache, LogitsFor::AllTokens);
   write_safetensors(opt.output, {{"logits", DType::F32, {tokens, model.config.vocab_size}, logits.data()}});

@@ -105,7 +105,8 @@ void run_perplexity(const PerplexityOptions& opt) {
   }
   const int64_t windows = w.count(), scored_per_window = w.length - 1 - w.first;
   if (windows < 1) fail("{}: {} tokens, fewer than one window of {}", source, w.stream.size(), w.length);
-  Transformer transformer(model);
+  const auto backend = open_backend(opt.model, model);
+  Transformer transformer(model, backend.get());
   SequenceCache cache = transformer.new_cache(w.length, opt.kv_dtype);
   double nll = 0;
   const auto start = std::chrono::steady_clock::now();

@@ -1,5 +1,7 @@
 #include "cli/sampling_options.h"
 
+#include "util/error.h"
+
 #include <fmt/format.h>
 
 namespace nanoserve::cli {
@@ -19,8 +21,13 @@ void add_sampling_options(CLI::App& cmd, SamplingParams& p) {
   cmd.add_flag("--ignore-eos", p.ignore_eos, "keep generating past the end-of-text token");
 }
 
-void add_engine_options(CLI::App& cmd, EngineOptions& options, double& kv_cache_gib) {
-  cmd.add_option("--kv-cache-memory", kv_cache_gib, "GiB for the KV block pool (default 0.25)")->check(CLI::PositiveNumber);
+void add_engine_options(CLI::App& cmd, EngineOptions& options, KvPoolOptions& pool) {
+  cmd.add_option("--kv-cache-memory", pool.kv_cache_gib,
+                 "GiB for the KV block pool (default: 0.25 on the CPU; on a GPU, what --gpu-memory-utilization leaves)")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--gpu-memory-utilization", pool.gpu_memory_utilization,
+                 "fraction of the GPU's memory the weights, activations and KV cache may use (default 0.9)")
+      ->check(CLI::Range(0.05, 1.0));
   cmd.add_option("--max-num-seqs", options.limits.max_num_seqs, "sequences running at once")->check(CLI::PositiveNumber);
   cmd.add_option("--max-batched-tokens", options.limits.max_batched_tokens, "tokens per engine step (prefill chunk budget)")
       ->check(CLI::PositiveNumber);
@@ -38,8 +45,24 @@ void add_kv_dtype_option(CLI::App& cmd, KvDType& dtype) {
          "27% of the memory)");
 }
 
-EngineOptions engine_options(const EngineOptions& options, double kv_cache_gib, const ModelConfig& config) {
+EngineOptions engine_options(const EngineOptions& options, const KvPoolOptions& pool, const ModelConfig& config,
+                             Backend& backend) {
   EngineOptions out = options;
+  out.backend = &backend;
+  if (out.kv_dtype != KvDType::F32 && backend.name() != "cpu") {
+    fail("--kv-cache-dtype q8_0 runs on the CPU only; the {} backend keeps keys and values in f32", backend.name());
+  }
+  double kv_cache_gib = pool.kv_cache_gib;
+  if (kv_cache_gib == 0) {
+    // A GPU keeps some memory back for activations (a 4096-token prefill of an 8B model takes ~1 GiB).
+    const int64_t budget = backend.kv_budget(pool.gpu_memory_utilization) - (1ll << 30);
+    kv_cache_gib = backend.name() == "cpu" ? 0.25 : static_cast<double>(budget) / (1 << 30);
+    if (kv_cache_gib <= 0) {
+      fail("--gpu-memory-utilization {}: no GPU memory is left for the KV cache after the weights; raise it or pass "
+           "--kv-cache-memory",
+           pool.gpu_memory_utilization);
+    }
+  }
   out.kv_cache_bytes = static_cast<int64_t>(kv_cache_gib * (1 << 30));
   const int64_t blocks = out.kv_cache_bytes / KvCache::bytes_per_block(config, out.block_size, out.kv_dtype);
   fmt::print(stderr, "KV cache: {:.2f} GiB {}, {} blocks of {} tokens = {} tokens ({} full-context sequences of {})\n",

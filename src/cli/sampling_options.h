@@ -9,11 +9,18 @@
 namespace nanoserve::cli {
 
 void add_sampling_options(CLI::App& command, SamplingParams& params);
-void add_engine_options(CLI::App& command, EngineOptions& options, double& kv_cache_gib);
+// How big the KV block pool is.
+struct KvPoolOptions {
+  double kv_cache_gib = 0;              // --kv-cache-memory; 0: 0.25 GiB on the CPU, the utilization's share on a GPU
+  double gpu_memory_utilization = 0.9;  // the fraction of GPU memory weights, activations and KV may fill
+};
+
+void add_engine_options(CLI::App& command, EngineOptions& options, KvPoolOptions& pool);
 // --kv-cache-dtype f32|q8_0.
 void add_kv_dtype_option(CLI::App& command, KvDType& dtype);
 
-// The options with --kv-cache-memory applied; prints the block count to stderr.
-EngineOptions engine_options(const EngineOptions& options, double kv_cache_gib, const ModelConfig& config);
+// The options with the KV pool sized and the backend set; prints the block count to stderr.
+EngineOptions engine_options(const EngineOptions& options, const KvPoolOptions& pool, const ModelConfig& config,
+                             Backend& backend);
 
 }  // namespace nanoserve::cli

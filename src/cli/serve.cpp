@@ -26,7 +26,7 @@ struct ServeOptions {
   std::string api_key;
   std::string served_model_name;
   EngineOptions engine;
-  double kv_cache_gib = 0.25;
+  KvPoolOptions kv_pool;
   int64_t max_queued = 1024;
   uint64_t max_body_bytes = 8ull << 20;
   double shutdown_grace = 30;
@@ -121,7 +121,8 @@ void run_serve(const ServeOptions& opt) {
     fmt::print(stderr, "warning: the chat template cannot be used, /v1/chat/completions will refuse requests: {}\n", e.what());
   }
   add_end_of_turn_ids(model, tokenizer, chat_template ? &*chat_template : nullptr);
-  const EngineOptions engine_opts = engine_options(opt.engine, opt.kv_cache_gib, model.config);
+  const auto backend = open_backend(opt.model, model);
+  const EngineOptions engine_opts = engine_options(opt.engine, opt.kv_pool, model.config, *backend);
   Engine engine(model, &tokenizer, engine_opts);
   const EngineStats stats = engine.stats();
 
@@ -165,7 +166,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--request-timeout", opt->request_timeout,
                   "seconds a client has to send a whole request; slower ones are disconnected (default 30)")
       ->check(CLI::PositiveNumber);
-  add_engine_options(*cmd, opt->engine, opt->kv_cache_gib);
+  add_engine_options(*cmd, opt->engine, opt->kv_pool);
   cmd->callback([opt] { run_serve(*opt); });
 }
 

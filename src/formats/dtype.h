@@ -30,6 +30,14 @@ inline float bf16_to_float(uint16_t bits) {
   return f;
 }
 
+// Round to nearest even; NaN stays NaN.
+inline uint16_t float_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  if ((u & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((u >> 16) | 0x40);
+  return static_cast<uint16_t>((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
 // IEEE half: 1 sign, 5 exponent, 10 mantissa bits; subnormals and inf/nan handled.
 inline float f16_to_float(uint16_t bits) {
   uint32_t sign = static_cast<uint32_t>(bits & 0x8000) << 16;

@@ -20,27 +20,7 @@ namespace {
 constexpr float kComponentTolerance = 1e-5f;
 constexpr float kLogitsTolerance = 1e-4f;
 
-struct Case {
-  std::string name;
-  std::string model_path;  // a Hugging Face directory or a GGUF file
-  std::string reference;
-};
-
-void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
-
-std::vector<Case> cases() {
-  std::vector<Case> out = {{"demo", test::demo_model_dir(), test::fixture("demo/reference.safetensors")}};
-  for (const char* name : {"tinyllama", "llama32", "sharded", "llama_dynamic", "mistral", "qwen2", "qwen3", "gemma2",
-                           "gemma3", "olmoe", "olmoe_norm_topk", "phi3", "gpt2"}) {
-    out.push_back({name, test::fixture(name), test::fixture(std::string(name) + "/reference.safetensors")});
-  }
-  // Converted by llama.cpp's convert_hf_to_gguf.py (tests/fixtures/README.md).
-  for (const char* name : {"tinyllama", "llama32", "qwen2", "gemma2", "olmoe", "phi3", "gpt2"}) {
-    const std::string dir = test::fixture(std::string("gguf/") + name);
-    out.push_back({std::string("gguf_") + name, dir + "/model.gguf", dir + "/reference.safetensors"});
-  }
-  return out;
-}
+using Case = test::ModelCase;
 
 // q or k after RoPE [tokens, heads * head_dim] from interleaved pairs (2i, 2i + 1) back to the
 // halves layout (i, i + head_dim/2) of the reference: a GGUF of a Llama model has its q/k rows permuted.
@@ -156,7 +136,7 @@ TEST_P(FixtureTest, IncrementalDecodeEqualsFullForward) {
   EXPECT_EQ(cache.length(), n);
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, FixtureTest, ::testing::ValuesIn(cases()),
+INSTANTIATE_TEST_SUITE_P(Families, FixtureTest, ::testing::ValuesIn(test::model_cases()),
                          [](const auto& info) { return info.param.name; });
 
 TEST(Transformer, CacheOverflowIsAnError) {

@@ -4,8 +4,11 @@
 #include <cstring>
 #include <new>
 
+#include <fmt/format.h>
+
 #include "model/kv_cache.h"
 #include "util/error.h"
+#include "util/thread_pool.h"
 
 namespace nanoserve {
 namespace {
@@ -13,6 +16,7 @@ namespace {
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
+  std::string describe() const override { return fmt::format("cpu ({} threads)", ThreadPool::global().size()); }
 
   Buffer allocate(size_t bytes) override {
     // 64-byte alignment for full-width vector loads; aligned_alloc wants a multiple of it.

@@ -1,0 +1,298 @@
+#include "backend/cuda/cuda_backend.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "backend/cuda/check.h"
+#include "backend/cuda/device_weights.h"
+#include "backend/cuda/kernels.h"
+#include "model/kv_cache.h"
+#include "model/loader.h"
+
+namespace nanoserve {
+namespace {
+
+using cuda::check;
+
+cuda::NormType norm_type(cpu::NormKind kind) {
+  switch (kind) {
+    case cpu::NormKind::Rms: return cuda::NormType::Rms;
+    case cpu::NormKind::RmsPlusOne: return cuda::NormType::RmsPlusOne;
+    case cpu::NormKind::Layer: return cuda::NormType::Layer;
+  }
+  return cuda::NormType::Rms;
+}
+
+cuda::ActType act_type(cpu::Activation act) {
+  return act == cpu::Activation::Silu ? cuda::ActType::Silu : cuda::ActType::GeluTanh;
+}
+
+cudaDataType data_type(cuda::WeightType type) {
+  switch (type) {
+    case cuda::WeightType::F32: return CUDA_R_32F;
+    case cuda::WeightType::BF16: return CUDA_R_16BF;
+    case cuda::WeightType::F16: return CUDA_R_16F;
+  }
+  return CUDA_R_32F;
+}
+
+// Packs host arrays into one upload, each at a 16-byte aligned offset.
+class Staging {
+ public:
+  template <typename T>
+  size_t add(const T* data, size_t count) {
+    const size_t offset = (bytes_.size() + 15) / 16 * 16;
+    bytes_.resize(offset + count * sizeof(T));
+    if (count) std::memcpy(bytes_.data() + offset, data, count * sizeof(T));
+    return offset;
+  }
+  const std::vector<uint8_t>& bytes() const { return bytes_; }
+
+ private:
+  std::vector<uint8_t> bytes_;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(const Model& model) : weights_(model) {
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream");
+    check(cublasCreate(&cublas_), "creating a handle");
+    check(cublasSetStream(cublas_, stream_), "setting the stream");
+    // Freed activations stay in the stream's pool for the next step instead of going back to the driver.
+    cudaMemPool_t pool;
+    check(cudaDeviceGetDefaultMemPool(&pool, 0), "getting the memory pool");
+    uint64_t keep = UINT64_MAX;
+    check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "configuring the memory pool");
+  }
+  ~CudaBackend() override {
+    step_buffer_ = Buffer();
+    cudaStreamSynchronize(stream_);
+    cublasDestroy(cublas_);
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "cuda"; }
+  std::string describe() const override {
+    cudaDeviceProp prop{};
+    check(cudaGetDeviceProperties(&prop, 0), "reading the GPU's properties");
+    return fmt::format("cuda ({}, {:.2f} GiB of weights on the GPU)", prop.name,
+                       static_cast<double>(weights_.bytes()) / (1 << 30));
+  }
+
+  Buffer allocate(size_t bytes) override {
+    void* data = nullptr;
+    if (cudaMallocAsync(&data, std::max<size_t>(bytes, 1), stream_) != cudaSuccess) {
+      cudaGetLastError();
+      size_t free = 0, total = 0;
+      cudaMemGetInfo(&free, &total);
+      fail("out of GPU memory allocating {:.1f} MiB ({:.2f} of {:.2f} GiB free); lower --gpu-memory-utilization, "
+           "--kv-cache-memory or the batch size",
+           static_cast<double>(bytes) / (1 << 20), static_cast<double>(free) / (1 << 30),
+           static_cast<double>(total) / (1 << 30));
+    }
+    return Buffer(this, data, bytes);
+  }
+  void upload(const void* host, size_t bytes, void* dst) override {
+    check(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, stream_), "copying to the GPU");
+  }
+  void download(const void* src, size_t bytes, void* host) override {
+    check(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, stream_), "copying from the GPU");
+    check(cudaStreamSynchronize(stream_), "running the forward pass");
+  }
+  void copy(const void* src, size_t bytes, void* dst) override {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "copying on the GPU");
+  }
+  int64_t kv_budget(double fraction) const override {
+    size_t free = 0, total = 0;
+    check(cudaMemGetInfo(&free, &total), "reading the GPU's memory");
+    const double budget = fraction * static_cast<double>(total) - static_cast<double>(total - free);
+    return std::max<int64_t>(0, static_cast<int64_t>(budget));
+  }
+
+  void begin_step(const StepLayout& step) override;
+
+  void embed(const TensorView& table, std::span<const int32_t> tokens, float* out) override {
+    const cuda::Matrix& m = weights_.matrix(table);
+    for (int32_t id : tokens) {
+      if (id < 0 || id >= m.rows) fail("token id {} is outside the vocabulary of {} tokens", id, m.rows);
+    }
+    Buffer ids = upload_array(tokens.data(), tokens.size());
+    cuda::embed(m, static_cast<const int32_t*>(ids.data()), static_cast<int64_t>(tokens.size()), out, stream_);
+    launched("embed");
+  }
+  void norm(cpu::NormKind kind, const float* x, const cpu::Norm& params, int64_t rows, int64_t cols, double eps,
+            float* out) override {
+    cuda::norm(norm_type(kind), x, weights_.vector(params.weight), weights_.vector(params.bias), rows, cols,
+               static_cast<float>(eps), out, stream_);
+    launched("norm");
+  }
+  void linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) override;
+  void act_mul(cpu::Activation act, float* gate, const float* up, int64_t n) override {
+    cuda::act_mul(act_type(act), gate, up, n, stream_);
+    launched("act_mul");
+  }
+  void activate(cpu::Activation act, float* x, int64_t n) override {
+    cuda::activate(act_type(act), x, n, stream_);
+    launched("activate");
+  }
+  void add(float* x, const float* y, int64_t n) override {
+    cuda::add(x, y, n, stream_);
+    launched("add");
+  }
+  void scale(float* x, float factor, int64_t n) override {
+    cuda::scale(x, factor, n, stream_);
+    launched("scale");
+  }
+  void softcap(float* x, float cap, int64_t n) override {
+    cuda::softcap(x, cap, n, stream_);
+    launched("softcap");
+  }
+  void clamp(float* x, float limit, int64_t n) override {
+    cuda::clamp(x, limit, n, stream_);
+    launched("clamp");
+  }
+  void rope(float* x, int64_t heads, int64_t head_dim, bool local, RopePairs pairs) override {
+    const StepTables& t = local ? local_rope_ : rope_;
+    cuda::rope(x, step_.tokens, heads, head_dim, t.cos, t.sin, t.rotary_dim, pairs == RopePairs::Interleaved, stream_);
+    launched("rope");
+  }
+  void attention(int64_t layer, const float* q, const float* k, const float* v, const cpu::AttentionParams& params,
+                 KvCache& cache, float* out) override;
+  void gather_rows(const float* src, std::span<const int64_t> rows, int64_t cols, float* dst) override {
+    Buffer indices = upload_array(rows.data(), rows.size());
+    cuda::gather_rows(src, static_cast<const int64_t*>(indices.data()), static_cast<int64_t>(rows.size()), cols, dst,
+                      stream_);
+    launched("gather_rows");
+  }
+  void scatter_add_rows(const float* src, std::span<const int64_t> rows, std::span<const float> weights, int64_t cols,
+                        float* dst) override {
+    Buffer indices = upload_array(rows.data(), rows.size()), factors = upload_array(weights.data(), weights.size());
+    cuda::scatter_add_rows(src, static_cast<const int64_t*>(indices.data()), static_cast<const float*>(factors.data()),
+                           static_cast<int64_t>(rows.size()), cols, dst, stream_);
+    launched("scatter_add_rows");
+  }
+
+ protected:
+  void release(void* data) override { cudaFreeAsync(data, stream_); }
+
+ private:
+  struct StepTables {
+    const float *cos = nullptr, *sin = nullptr;
+    int64_t rotary_dim = 0;
+  };
+
+  template <typename T>
+  Buffer upload_array(const T* data, size_t count) {
+    Buffer b = allocate(count * sizeof(T));
+    upload(data, count * sizeof(T), b.data());
+    return b;
+  }
+  void launched(const char* what) { check(cudaGetLastError(), what); }
+
+  cuda::DeviceWeights weights_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  Buffer step_buffer_;  // the step's arrays, which step_ and the tables point into
+  cuda::StepArrays step_;
+  StepTables rope_, local_rope_;
+};
+
+void CudaBackend::begin_step(const StepLayout& layout) {
+  std::vector<int32_t> positions, table_of_token, tables;
+  for (const auto& s : layout.sequences) {
+    const auto table_start = static_cast<int32_t>(tables.size());
+    tables.insert(tables.end(), s.blocks.begin(), s.blocks.end());
+    for (int64_t i = 0; i < s.count; ++i) {
+      positions.push_back(static_cast<int32_t>(s.first_pos + i));
+      table_of_token.push_back(table_start);
+    }
+  }
+  Staging staging;
+  const size_t at_positions = staging.add(positions.data(), positions.size());
+  const size_t at_owner = staging.add(table_of_token.data(), table_of_token.size());
+  const size_t at_tables = staging.add(tables.data(), tables.size());
+  const size_t at_cos = staging.add(layout.rope.cos.data(), layout.rope.cos.size());
+  const size_t at_sin = staging.add(layout.rope.sin.data(), layout.rope.sin.size());
+  const size_t at_local_cos = staging.add(layout.local_rope.cos.data(), layout.local_rope.cos.size());
+  const size_t at_local_sin = staging.add(layout.local_rope.sin.data(), layout.local_rope.sin.size());
+  if (step_buffer_.bytes() < staging.bytes().size()) step_buffer_ = allocate(staging.bytes().size() * 2);
+  upload(staging.bytes().data(), staging.bytes().size(), step_buffer_.data());
+  const auto* base = static_cast<const uint8_t*>(step_buffer_.data());
+  step_ = {};
+  step_.tokens = layout.tokens;
+  step_.positions = reinterpret_cast<const int32_t*>(base + at_positions);
+  step_.table_of_token = reinterpret_cast<const int32_t*>(base + at_owner);
+  step_.block_tables = reinterpret_cast<const int32_t*>(base + at_tables);
+  rope_ = {reinterpret_cast<const float*>(base + at_cos), reinterpret_cast<const float*>(base + at_sin),
+           layout.rope.rotary_dim};
+  local_rope_ = {reinterpret_cast<const float*>(base + at_local_cos), reinterpret_cast<const float*>(base + at_local_sin),
+                 layout.local_rope.rotary_dim};
+}
+
+// Decode-sized batches go through the matvec kernel, larger ones through cuBLAS; both read the
+// activations rounded to the weight type, with float32 accumulation.
+void CudaBackend::linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) {
+  if (rows == 0) return;
+  const cuda::Matrix& w = weights_.matrix(layer.weight);
+  const float* bias = weights_.vector(layer.bias);
+  const void* input = x;
+  Buffer converted;
+  if (w.type != cuda::WeightType::F32) {
+    converted = allocate(static_cast<size_t>(rows * w.cols) * 2);
+    cuda::convert(x, rows * w.cols, w.type, converted.data(), stream_);
+    launched("convert");
+    input = converted.data();
+  }
+  if (rows <= cuda::kMatvecRows) {
+    cuda::matvec(input, rows, w, bias, out, stream_);
+    launched("matvec");
+    return;
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  const cudaDataType type = data_type(w.type);
+  // Row-major out[rows, features] is column-major [features, rows] = W (column-major [cols, features])^T * x.
+  check(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(w.rows), static_cast<int>(rows),
+                     static_cast<int>(w.cols), &alpha, w.data, type, static_cast<int>(w.cols), input, type,
+                     static_cast<int>(w.cols), &beta, out, CUDA_R_32F, static_cast<int>(w.rows),
+                     w.type == cuda::WeightType::F32 ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F,
+                     CUBLAS_GEMM_DEFAULT),
+        layer.weight.name.c_str());
+  if (bias) {
+    cuda::add_bias(out, bias, rows, w.rows, stream_);
+    launched("add_bias");
+  }
+}
+
+void CudaBackend::attention(int64_t layer, const float* q, const float* k, const float* v,
+                            const cpu::AttentionParams& params, KvCache& cache, float* out) {
+  if (cache.dtype() != KvDType::F32) fail("the cuda backend keeps keys and values in f32; --kv-cache-dtype q8_0 is CPU-only");
+  if (params.head_dim > 256) fail("the cuda backend's attention handles head_dim up to 256, not {}", params.head_dim);
+  if (params.heads / params.kv_heads > 32) fail("the cuda backend's attention handles up to 32 query heads per KV head");
+  cuda::StepArrays step = step_;
+  step.block_size = cache.block_size();
+  const cuda::AttentionShape shape{params.heads, params.kv_heads, params.head_dim, params.scale, params.softcap,
+                                   params.window};
+  cuda::attention(step, shape, q, k, v, static_cast<float*>(cache.keys(layer)), static_cast<float*>(cache.values(layer)),
+                  out, stream_);
+  launched("attention");
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(const Model& model) {
+  int devices = 0;
+  const cudaError_t status = cudaGetDeviceCount(&devices);
+  if (status != cudaSuccess || devices == 0) {
+    fail("--device cuda: no CUDA GPU is usable here ({})",
+         status != cudaSuccess ? cudaGetErrorString(status) : "no devices");
+  }
+  check(cudaSetDevice(0), "selecting GPU 0");
+  return std::make_unique<CudaBackend>(model);
+}
+
+}  // namespace nanoserve

@@ -1,0 +1,185 @@
+// Embedding, norms, activations, RoPE and row moves: the memory-bound glue between the matrix products.
+#include "backend/cuda/common.cuh"
+
+namespace nanoserve::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <typename T>
+__global__ void embed_kernel(const T* table, const int32_t* tokens, int64_t cols, float* out) {
+  const int64_t row = blockIdx.x;
+  const T* src = table + static_cast<int64_t>(tokens[row]) * cols;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) out[row * cols + i] = to_float(src[i]);
+}
+
+// One block per row; sums in float over the block (the CPU reference sums in double: the
+// difference is far below the bf16 rounding of the matrix products that follow).
+__global__ void norm_kernel(NormType type, const float* x, const float* weight, const float* bias, int64_t cols,
+                            float eps, float* out) {
+  __shared__ float scratch[32];
+  const float* xr = x + blockIdx.x * cols;
+  float* o = out + blockIdx.x * cols;
+  float mean = 0;
+  if (type == NormType::Layer) {
+    float s = 0;
+    for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) s += xr[i];
+    mean = block_sum(s, scratch) / static_cast<float>(cols);
+  }
+  float sq = 0;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) sq += (xr[i] - mean) * (xr[i] - mean);
+  const float inv = rsqrtf(block_sum(sq, scratch) / static_cast<float>(cols) + eps);
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    const float w = type == NormType::RmsPlusOne ? weight[i] + 1.0f : weight[i];
+    o[i] = w * ((xr[i] - mean) * inv) + (bias ? bias[i] : 0.0f);
+  }
+}
+
+template <typename T>
+__global__ void convert_kernel(const float* x, int64_t n, T* out) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) out[i] = static_cast<T>(x[i]);
+}
+
+__global__ void add_bias_kernel(float* out, const float* bias, int64_t n, int64_t cols) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) out[i] += bias[i % cols];
+}
+
+__device__ inline float apply(ActType act, float x) {
+  if (act == ActType::Silu) return x / (1.0f + expf(-x));
+  return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+
+__global__ void act_mul_kernel(ActType act, float* gate, const float* up, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) gate[i] = apply(act, gate[i]) * up[i];
+}
+
+__global__ void activate_kernel(ActType act, float* x, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) x[i] = apply(act, x[i]);
+}
+
+__global__ void add_kernel(float* x, const float* y, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) x[i] += y[i];
+}
+
+__global__ void scale_kernel(float* x, float factor, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) x[i] *= factor;
+}
+
+__global__ void softcap_kernel(float* x, float cap, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) x[i] = tanhf(x[i] / cap) * cap;
+}
+
+__global__ void clamp_kernel(float* x, float limit, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) x[i] = fminf(fmaxf(x[i], -limit), limit);
+}
+
+// One thread per (token, head, pair).
+__global__ void rope_kernel(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const float* cos,
+                            const float* sin, int64_t half, bool interleaved) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= tokens * heads * half) return;
+  const int64_t pair = i % half, head = i / half;  // head counts over all tokens
+  const int64_t t = head / heads;
+  float* v = x + head * head_dim;
+  const int64_t first = interleaved ? 2 * pair : pair, second = interleaved ? 2 * pair + 1 : pair + half;
+  const float a = v[first], b = v[second], c = cos[t * half + pair], s = sin[t * half + pair];
+  v[first] = a * c - b * s;
+  v[second] = b * c + a * s;
+}
+
+__global__ void gather_kernel(const float* src, const int64_t* rows, int64_t cols, float* dst) {
+  const float* s = src + rows[blockIdx.x] * cols;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) dst[blockIdx.x * cols + i] = s[i];
+}
+
+__global__ void scatter_add_kernel(const float* src, const int64_t* rows, const float* weights, int64_t cols,
+                                   float* dst) {
+  float* d = dst + rows[blockIdx.x] * cols;
+  const float w = weights[blockIdx.x];
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) d[i] += w * src[blockIdx.x * cols + i];
+}
+
+}  // namespace
+
+void embed(const Matrix& table, const int32_t* tokens, int64_t count, float* out, cudaStream_t stream) {
+  if (count == 0) return;
+  const auto grid = static_cast<unsigned>(count);
+  switch (table.type) {
+    case WeightType::F32:
+      embed_kernel<<<grid, kThreads, 0, stream>>>(static_cast<const float*>(table.data), tokens, table.cols, out);
+      break;
+    case WeightType::BF16:
+      embed_kernel<<<grid, kThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(table.data), tokens, table.cols, out);
+      break;
+    case WeightType::F16:
+      embed_kernel<<<grid, kThreads, 0, stream>>>(static_cast<const __half*>(table.data), tokens, table.cols, out);
+      break;
+  }
+}
+
+void norm(NormType type, const float* x, const float* weight, const float* bias, int64_t rows, int64_t cols, float eps,
+          float* out, cudaStream_t stream) {
+  if (rows == 0) return;
+  const int threads = cols <= 128 ? 32 : cols <= 1024 ? 128 : 256;
+  norm_kernel<<<static_cast<unsigned>(rows), threads, 0, stream>>>(type, x, weight, bias, cols, eps, out);
+}
+
+void convert(const float* x, int64_t n, WeightType type, void* out, cudaStream_t stream) {
+  if (n == 0) return;
+  if (type == WeightType::BF16) {
+    convert_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(x, n, static_cast<__nv_bfloat16*>(out));
+  } else if (type == WeightType::F16) {
+    convert_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(x, n, static_cast<__half*>(out));
+  } else {
+    cudaMemcpyAsync(out, x, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream);
+  }
+}
+
+void add_bias(float* out, const float* bias, int64_t rows, int64_t cols, cudaStream_t stream) {
+  if (rows * cols == 0) return;
+  add_bias_kernel<<<blocks_for(rows * cols, kThreads), kThreads, 0, stream>>>(out, bias, rows * cols, cols);
+}
+
+void act_mul(ActType act, float* gate, const float* up, int64_t n, cudaStream_t stream) {
+  if (n) act_mul_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(act, gate, up, n);
+}
+void activate(ActType act, float* x, int64_t n, cudaStream_t stream) {
+  if (n) activate_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(act, x, n);
+}
+void add(float* x, const float* y, int64_t n, cudaStream_t stream) {
+  if (n) add_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(x, y, n);
+}
+void scale(float* x, float factor, int64_t n, cudaStream_t stream) {
+  if (n) scale_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(x, factor, n);
+}
+void softcap(float* x, float cap, int64_t n, cudaStream_t stream) {
+  if (n) softcap_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(x, cap, n);
+}
+void clamp(float* x, float limit, int64_t n, cudaStream_t stream) {
+  if (n) clamp_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(x, limit, n);
+}
+
+void rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const float* cos, const float* sin,
+          int64_t rotary_dim, bool interleaved, cudaStream_t stream) {
+  const int64_t half = rotary_dim / 2, n = tokens * heads * half;
+  if (n) rope_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(x, tokens, heads, head_dim, cos, sin, half, interleaved);
+}
+
+void gather_rows(const float* src, const int64_t* rows, int64_t count, int64_t cols, float* dst, cudaStream_t stream) {
+  if (count) gather_kernel<<<static_cast<unsigned>(count), kThreads, 0, stream>>>(src, rows, cols, dst);
+}
+
+void scatter_add_rows(const float* src, const int64_t* rows, const float* weights, int64_t count, int64_t cols,
+                      float* dst, cudaStream_t stream) {
+  if (count) scatter_add_kernel<<<static_cast<unsigned>(count), kThreads, 0, stream>>>(src, rows, weights, cols, dst);
+}
+
+}  // namespace nanoserve::cuda

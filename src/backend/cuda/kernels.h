@@ -1,0 +1,77 @@
+// The CUDA kernels of the forward pass, as host functions that launch on a stream. Activations are
+// float32 [rows, cols] in device memory; weights are device matrices of float32, bfloat16 or
+// float16. Callers check launch errors (cuda_backend.cpp).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace nanoserve::cuda {
+
+enum class WeightType { F32, BF16, F16 };
+
+// A weight matrix on the device, row-major [rows, cols] (a linear layer's [out, in]).
+struct Matrix {
+  const void* data = nullptr;
+  WeightType type = WeightType::F32;
+  int64_t rows = 0, cols = 0;
+};
+
+enum class NormType { Rms, RmsPlusOne, Layer };
+enum class ActType { Silu, GeluTanh };
+
+// out[t] = table[tokens[t]] widened to float: [count, table.cols].
+void embed(const Matrix& table, const int32_t* tokens, int64_t count, float* out, cudaStream_t stream);
+// Normalizes each row of x [rows, cols]; bias only for Layer (may be null). out may alias x.
+void norm(NormType type, const float* x, const float* weight, const float* bias, int64_t rows, int64_t cols,
+          float eps, float* out, cudaStream_t stream);
+
+// Rounds float activations to the weight type (what the tensor cores and matvec read): out [n].
+void convert(const float* x, int64_t n, WeightType type, void* out, cudaStream_t stream);
+// out[rows, w.rows] = x[rows, w.cols] * W^T (+ bias), x in w's type; for rows <= kMatvecRows: one
+// warp per output feature reads each weight row once for all rows.
+constexpr int64_t kMatvecRows = 8;
+void matvec(const void* x, int64_t rows, const Matrix& w, const float* bias, float* out, cudaStream_t stream);
+// out[r, c] += bias[c] over [rows, cols].
+void add_bias(float* out, const float* bias, int64_t rows, int64_t cols, cudaStream_t stream);
+
+void act_mul(ActType act, float* gate, const float* up, int64_t n, cudaStream_t stream);
+void activate(ActType act, float* x, int64_t n, cudaStream_t stream);
+void add(float* x, const float* y, int64_t n, cudaStream_t stream);
+void scale(float* x, float factor, int64_t n, cudaStream_t stream);
+void softcap(float* x, float cap, int64_t n, cudaStream_t stream);
+void clamp(float* x, float limit, int64_t n, cudaStream_t stream);
+
+// Rotates x [tokens, heads * head_dim] by cos/sin [tokens, rotary_dim / 2]: pairs (i, i + half), or
+// (2i, 2i + 1) when interleaved.
+void rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const float* cos, const float* sin,
+          int64_t rotary_dim, bool interleaved, cudaStream_t stream);
+
+// dst[i] = src[rows[i]]; dst[rows[i]] += weights[i] * src[i] (rows distinct). Indices on the device.
+void gather_rows(const float* src, const int64_t* rows, int64_t count, int64_t cols, float* dst, cudaStream_t stream);
+void scatter_add_rows(const float* src, const int64_t* rows, const float* weights, int64_t count, int64_t cols,
+                      float* dst, cudaStream_t stream);
+
+// A forward step's layout on the device (uploaded once per step, read by every layer).
+struct StepArrays {
+  int64_t tokens = 0;
+  const int32_t* positions = nullptr;     // [tokens]
+  const int32_t* slots = nullptr;         // [tokens]: the cache row of each token (block * block_size + slot)
+  const int32_t* block_tables = nullptr;  // each sequence's block table, concatenated
+  const int32_t* table_of_token = nullptr;  // [tokens]: where its sequence's table starts in block_tables
+  int64_t block_size = 0;
+};
+
+struct AttentionShape {
+  int64_t heads, kv_heads, head_dim;
+  float scale, softcap;  // softcap 0: none
+  int64_t window;        // 0: none; else keys (pos - window, pos]
+};
+
+// Stores k, v [tokens, kv_heads * head_dim] at their slots of the layer's float32 rows, then
+// attends each query of q [tokens, heads * head_dim] over its sequence's keys into out.
+void attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
+               float* key_rows, float* value_rows, float* out, cudaStream_t stream);
+
+}  // namespace nanoserve::cuda

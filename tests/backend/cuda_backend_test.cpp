@@ -1,0 +1,171 @@
+// The CUDA backend on the GPU: every architecture fixture against Hugging Face's reference, the
+// demo model's greedy text against the CPU backend, and batching against requests run alone.
+// Built with the CUDA backend; each test skips when no GPU is usable.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "backend/backend.h"
+#include "engine/engine.h"
+#include "engine/sampler.h"
+#include "model/transformer.h"
+#include "test_support.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace nanoserve {
+namespace {
+
+bool gpu_usable() {
+  int devices = 0;
+  return cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0;
+}
+
+#define SKIP_WITHOUT_GPU() \
+  if (!gpu_usable()) GTEST_SKIP() << "no CUDA GPU here"
+
+// Tolerance on logits, relative to the reference's largest |logit|. Float32 weights multiply in
+// float32 (cuBLAS without TF32), differing from the CPU only in summation order and the GPU's
+// expf/tanhf/rsqrtf (1-2 ulp): 2e-5, the CPU's own 1e-4 absolute on logits of ~5. Half-precision
+// weights (bf16, f16, and GGUF blocks widened to bf16) multiply activations rounded to the same
+// type, as every GPU engine does: bf16 keeps 8 bits of mantissa (relative rounding up to 2^-9 =
+// 0.2% per value), which sums of hundreds of products and a few layers carry to about 1% of the
+// logits' scale; 3% leaves room without hiding a wrong kernel (those miss by 10-100%).
+float logits_tolerance(const Model& model) { return model.weights.embed.dtype == DType::F32 ? 2e-5f : 3e-2f; }
+
+class CudaFixtureTest : public ::testing::TestWithParam<test::ModelCase> {
+ protected:
+  void SetUp() override {
+    SKIP_WITHOUT_GPU();
+    model_ = std::make_unique<Model>(load_model(GetParam().model_path));
+    backend_ = make_backend("cuda", *model_);
+    ref_ = test::read_reference(GetParam().reference);
+  }
+  std::vector<int32_t> ids(const std::string& name) const {
+    const auto& v = ref_.ints.at(name);
+    return {v.begin(), v.end()};
+  }
+  float logit_scale() const {
+    float scale = 1;
+    for (float v : ref_.floats.at("logits")) scale = std::max(scale, std::abs(v));
+    return scale;
+  }
+
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Backend> backend_;
+  test::Reference ref_;
+};
+
+TEST_P(CudaFixtureTest, LogitsMatchReference) {
+  Transformer transformer(*model_, backend_.get());
+  const auto input = ids("input_ids");
+  SequenceCache cache = transformer.new_cache(static_cast<int64_t>(input.size()));
+  const auto logits = transformer.forward(input, cache, LogitsFor::AllTokens);
+  const auto& expected = ref_.floats.at("logits");
+  ASSERT_EQ(logits.size(), expected.size());
+  const float diff = test::max_abs_diff(logits.data(), expected.data(), expected.size());
+  const float scale = logit_scale();
+  EXPECT_LE(diff, logits_tolerance(*model_) * scale) << GetParam().name << " (largest |logit| " << scale << ")";
+  std::printf("  %-16s GPU logits: max abs diff %.3g, %.3g of the largest |logit| %.3g\n", GetParam().name.c_str(), diff,
+              diff / scale, scale);
+}
+
+// Greedy decoding with the cache on the GPU, one token at a time, picks the reference's tokens
+// wherever the reference's top-2 margin exceeds twice the tolerance.
+TEST_P(CudaFixtureTest, GreedyContinuationMatchesReference) {
+  Transformer transformer(*model_, backend_.get());
+  const auto prompt = ids("greedy_prompt");
+  const auto expected = ref_.ints.at("greedy_tokens");
+  const auto& margins = ref_.floats.at("greedy_margins");
+  const float too_close = std::max(1e-3f, 2 * logits_tolerance(*model_) * logit_scale());
+  SequenceCache cache = transformer.new_cache(static_cast<int64_t>(prompt.size() + expected.size()));
+  auto logits = transformer.forward(prompt, cache, LogitsFor::LastToken);
+  for (size_t step = 0; step < expected.size(); ++step) {
+    if (margins[step] > too_close) {
+      ASSERT_EQ(argmax(logits), expected[step]) << GetParam().name << " step " << step;
+    }
+    const int32_t token[1] = {static_cast<int32_t>(expected[step])};
+    logits = transformer.forward(token, cache, LogitsFor::LastToken);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, CudaFixtureTest, ::testing::ValuesIn(test::model_cases()),
+                         [](const auto& info) { return info.param.name; });
+
+// The demo model through the engine: greedy text of held-out prompts, alone and 64 at once.
+class CudaEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SKIP_WITHOUT_GPU();
+    model_ = std::make_unique<Model>(load_model(test::demo_model_dir()));
+    backend_ = make_backend("cuda", *model_);
+    const Tokenizer tokenizer = Tokenizer::from_file(test::demo_model_dir());
+    std::ifstream in(test::demo_model_dir() + "/heldout.jsonl");
+    std::string line;
+    for (int i = 0; i < 64 && std::getline(in, line); ++i) {
+      auto ids = tokenizer.encode(nlohmann::json::parse(line)["text"].get<std::string>());
+      ids.resize(std::min<size_t>(ids.size(), 8 + static_cast<size_t>(i)));  // 8 to 71 tokens
+      prompts_.push_back(ids);
+    }
+  }
+
+  // Greedy continuations of `prompts` submitted together to one engine on `backend`.
+  std::vector<std::vector<int32_t>> generate(Backend* backend, const std::vector<std::vector<int32_t>>& prompts) {
+    EngineOptions options;
+    options.backend = backend;
+    Engine engine(*model_, nullptr, options);
+    std::vector<std::vector<int32_t>> out(prompts.size());
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      SamplingParams params;
+      params.temperature = 0;
+      params.max_tokens = 48;
+      params.ignore_eos = true;
+      engine.submit({prompts[i], params}, [&out, i](const Event& e) {
+        out[i].insert(out[i].end(), e.tokens.begin(), e.tokens.end());
+      });
+    }
+    engine.run_until_idle();
+    return out;
+  }
+
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Backend> backend_;
+  std::vector<std::vector<int32_t>> prompts_;
+};
+
+TEST_F(CudaEngineTest, GreedyTextEqualsTheCpu) {
+  const std::vector<std::vector<int32_t>> prompts(prompts_.begin(), prompts_.begin() + 8);
+  const auto gpu = generate(backend_.get(), prompts);
+  const auto cpu = generate(nullptr, prompts);
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(gpu[i], cpu[i]) << "prompt " << i;
+}
+
+TEST_F(CudaEngineTest, SixtyFourConcurrentRequestsDecodeAsAlone) {
+  ASSERT_EQ(prompts_.size(), 64u);
+  const auto together = generate(backend_.get(), prompts_);
+  for (size_t i = 0; i < prompts_.size(); ++i) {
+    EXPECT_EQ(together[i], generate(backend_.get(), {prompts_[i]})[0]) << "prompt " << i;
+    EXPECT_EQ(together[i].size(), 48u);
+  }
+}
+
+TEST(CudaBackend, RefusesAQuantizedKvCache) {
+  SKIP_WITHOUT_GPU();
+  const Model model = load_model(test::demo_model_dir());
+  auto backend = make_backend("cuda", model);
+  Transformer transformer(model, backend.get());
+  SequenceCache cache = transformer.new_cache(16, KvDType::Q8_0);
+  const int32_t token[1] = {1};
+  try {
+    transformer.forward(token, cache, LogitsFor::LastToken);
+    FAIL() << "a q8_0 cache ran on the GPU";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("q8_0 is CPU-only"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace nanoserve
