@@ -94,6 +94,9 @@ class Backend {
   // then attends each query row of q [step tokens, heads * head_dim] causally over its sequence.
   virtual void attention(int64_t layer, const float* q, const float* k, const float* v,
                          const cpu::AttentionParams& params, KvCache& cache, float* out) = 0;
+  // out[r] (host memory) = the column of the largest value in row r of x [rows, cols], the lowest
+  // among equals: greedy decoding without copying logits to the host.
+  virtual void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out) = 0;
   // dst[i] = src[rows[i]], rows of `cols` floats.
   virtual void gather_rows(const float* src, std::span<const int64_t> rows, int64_t cols, float* dst) = 0;
   // dst[rows[i]] += weights[i] * src[i]; the rows are distinct.

@@ -167,14 +167,18 @@ void Engine::fork_samples(Sequence& first) {
 }
 
 void Engine::sample(Sequence& s, std::span<const float> logits) {
-  const SamplingParams& p = s.request->params;
   TokenLogprob logprob{};
   const int32_t token = s.sampler->sample(logits, &logprob);
+  append(s, token, s.request->params.logprobs >= 0 ? &logprob : nullptr);
+}
+
+void Engine::append(Sequence& s, int32_t token, const TokenLogprob* logprob) {
+  const SamplingParams& p = s.request->params;
   s.tokens.push_back(token);
   Event event;
   event.request_id = s.request->id;
   event.index = s.index;
-  if (p.logprobs >= 0) event.logprobs.push_back(logprob);
+  if (logprob) event.logprobs.push_back(*logprob);
   const bool stop_token = std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), token) != p.stop_token_ids.end();
   if (stop_token || (!p.ignore_eos && is_eos(token))) {
     finish(s, FinishReason::Stop, std::move(event));  // the stop token is not part of the output
@@ -204,9 +208,19 @@ bool Engine::step() {
     slices.push_back({std::span(s.tokens).subspan(static_cast<size_t>(s.computed), static_cast<size_t>(p.count)),
                       s.computed, s.blocks, p.wants_logits ? LogitsFor::LastToken : LogitsFor::None});
   }
+  // When every sequence picks greedily from the raw logits, the backend picks too and only the
+  // token ids come back (no [rows, vocab] copy to the host).
+  const bool greedy = std::all_of(plan.begin(), plan.end(), [](const auto& p) {
+    return !p.wants_logits || (p.sequence->sampler->plain_greedy() && p.sequence->request->params.n == 1);
+  });
   std::vector<float> logits;
+  std::vector<int32_t> picks;
   try {
-    logits = transformer_.forward(slices, cache_);
+    if (greedy) {
+      picks = transformer_.forward_greedy(slices, cache_);
+    } else {
+      logits = transformer_.forward(slices, cache_);
+    }
   } catch (const Error& e) {  // fails the requests in this batch, not the engine
     for (const auto& p : plan) {
       Event event;
@@ -222,6 +236,13 @@ bool Engine::step() {
     prompt_tokens += std::max<int64_t>(0, std::min(s.computed + p.count, s.prompt_len) - s.computed);
     scheduler_.computed(s, p.count);
     if (!p.wants_logits) continue;
+    if (greedy) {
+      const int32_t token = picks[static_cast<size_t>(row++)];
+      s.sampler->record(token);
+      append(s, token, nullptr);
+      ++generated;
+      continue;
+    }
     std::span<const float> row_logits(logits.data() + row++ * vocab, static_cast<size_t>(vocab));
     if (s.request->params.n > 1 && !s.forked) fork_samples(s);
     std::vector<Sequence*> samples{&s};

@@ -63,6 +63,7 @@ class Engine {
  private:
   void drain_inbox();
   void sample(Sequence& s, std::span<const float> logits);
+  void append(Sequence& s, int32_t token, const TokenLogprob* logprob);  // the chosen token, as an event
   void fork_samples(Sequence& first);
   void finish(Sequence& s, FinishReason reason, Event event);
   bool is_eos(int32_t token) const;

@@ -92,6 +92,12 @@ int32_t Sampler::draw(std::vector<float>& logits) {
   return order[keep - 1];
 }
 
+bool Sampler::plain_greedy() const {
+  const SamplingParams& p = params_;
+  return p.temperature == 0.0f && p.logit_bias.empty() && p.repetition_penalty == 1.0f && p.presence_penalty == 0.0f &&
+         p.frequency_penalty == 0.0f && p.logprobs < 0;
+}
+
 int32_t Sampler::sample(std::span<const float> raw, TokenLogprob* logprob) {
   std::vector<float> logits(raw.begin(), raw.end());
   adjust(logits);

@@ -22,6 +22,12 @@ class Sampler {
   // The next token, and its logprob entry when params.logprobs >= 0. Records the token as generated.
   int32_t sample(std::span<const float> logits, TokenLogprob* logprob);
 
+  // True when the next token is the raw logits' argmax (temperature 0, no bias, penalties or
+  // logprobs), which the backend can pick without copying the logits to the host.
+  bool plain_greedy() const;
+  // Records a token chosen by the backend's argmax.
+  void record(int32_t token) { ++generated_counts_[token]; }
+
  private:
   void adjust(std::vector<float>& logits) const;  // bias and penalties
   int32_t draw(std::vector<float>& logits);       // temperature, filters, random draw

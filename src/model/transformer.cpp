@@ -173,7 +173,8 @@ void Transformer::moe_block(int64_t layer, const float* normed, int64_t tokens, 
 }
 
 // Only the rows that want logits go through the final norm and the LM head.
-std::vector<float> Transformer::logits(const Batch& batch, std::span<const SequenceSlice> slices, const float* x) const {
+Buffer Transformer::logits(const Batch& batch, std::span<const SequenceSlice> slices, const float* x,
+                           int64_t* count) const {
   const ModelConfig& c = model_.config;
   const ArchSpec& a = model_.arch;
   Backend& be = *backend_;
@@ -185,7 +186,7 @@ std::vector<float> Transformer::logits(const Batch& batch, std::span<const Seque
     const int64_t first = slices[i].logits == LogitsFor::AllTokens ? 0 : s.count - 1;
     for (int64_t r = first; r < s.count; ++r) rows.push_back(s.offset + r);
   }
-  const auto n = static_cast<int64_t>(rows.size());
+  const auto n = *count = static_cast<int64_t>(rows.size());
   if (n == 0) return {};
   Buffer normed = be.floats(n * hidden);  // [n, hidden]
   be.gather_rows(x, rows, hidden, normed.floats());
@@ -194,13 +195,28 @@ std::vector<float> Transformer::logits(const Batch& batch, std::span<const Seque
   Buffer logits = be.floats(n * c.vocab_size);  // [n, vocab]
   be.linear(normed.floats(), n, {model_.weights.lm_head, {}, false}, logits.floats());
   if (a.final_softcap > 0) be.softcap(logits.floats(), a.final_softcap, n * c.vocab_size);
-  std::vector<float> host(static_cast<size_t>(n * c.vocab_size));
-  be.download(logits.floats(), host.size() * sizeof(float), host.data());
-  return host;
+  return logits;
 }
 
 std::vector<float> Transformer::forward(std::span<const SequenceSlice> slices, KvCache& cache,
                                         const ActivationSink* sink) const {
+  int64_t rows = 0;
+  const Buffer logits = run(slices, cache, sink, &rows);
+  std::vector<float> host(static_cast<size_t>(rows * model_.config.vocab_size));
+  if (rows) backend_->download(logits.data(), host.size() * sizeof(float), host.data());
+  return host;
+}
+
+std::vector<int32_t> Transformer::forward_greedy(std::span<const SequenceSlice> slices, KvCache& cache) const {
+  int64_t rows = 0;
+  const Buffer logits = run(slices, cache, nullptr, &rows);
+  std::vector<int32_t> tokens(static_cast<size_t>(rows));
+  if (rows) backend_->argmax_rows(logits.floats(), rows, model_.config.vocab_size, tokens.data());
+  return tokens;
+}
+
+Buffer Transformer::run(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink,
+                        int64_t* rows) const {
   const ModelConfig& c = model_.config;
   const ArchSpec& a = model_.arch;
   const Weights& w = model_.weights;
@@ -256,7 +272,7 @@ std::vector<float> Transformer::forward(std::span<const SequenceSlice> slices, K
     be.add(x.floats(), branch.floats(), tokens * hidden);
     batch.emit(fmt::format("layer{}.out", l), x.floats(), hidden);
   }
-  return logits(batch, slices, x.floats());
+  return logits(batch, slices, x.floats(), rows);
 }
 
 std::vector<float> Transformer::forward(std::span<const int32_t> tokens, SequenceCache& cache, LogitsFor which,

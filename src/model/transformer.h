@@ -42,6 +42,10 @@ class Transformer {
   std::vector<float> forward(std::span<const SequenceSlice> slices, KvCache& cache,
                              const ActivationSink* sink = nullptr) const;
 
+  // Like forward, but returns each logits row's argmax (the lowest id among equals), picked by the
+  // backend: greedy decoding with no copy of the logits to the host.
+  std::vector<int32_t> forward_greedy(std::span<const SequenceSlice> slices, KvCache& cache) const;
+
   // One sequence in its own cache: runs tokens at positions cache.length() onwards and advances it.
   // Throws Error if the cache is full.
   std::vector<float> forward(std::span<const int32_t> tokens, SequenceCache& cache, LogitsFor which,
@@ -60,7 +64,9 @@ class Transformer {
   void project_qkv(const Batch& batch, int64_t layer, const float* normed, float* q, float* k, float* v) const;
   void mlp_block(int64_t layer, const float* normed, int64_t tokens, float* out) const;
   void moe_block(int64_t layer, const float* normed, int64_t tokens, float* out) const;
-  std::vector<float> logits(const Batch& batch, std::span<const SequenceSlice> slices, const float* x) const;
+  // The logits rows the slices ask for, [rows, vocab] in the backend's memory (empty: none).
+  Buffer logits(const Batch& batch, std::span<const SequenceSlice> slices, const float* x, int64_t* rows) const;
+  Buffer run(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink, int64_t* rows) const;
 
   const Model& model_;
   std::unique_ptr<Backend> own_backend_;

@@ -1,5 +1,6 @@
 #include "backend/cpu/cpu_backend.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -57,6 +58,12 @@ class CpuBackend final : public Backend {
   void attention(int64_t layer, const float* q, const float* k, const float* v, const cpu::AttentionParams& params,
                  KvCache& cache, float* out) override;
 
+  void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out) override {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = x + r * cols;
+      out[r] = static_cast<int32_t>(std::max_element(row, row + cols) - row);  // the first of equals
+    }
+  }
   void gather_rows(const float* src, std::span<const int64_t> rows, int64_t cols, float* dst) override {
     for (size_t i = 0; i < rows.size(); ++i) {
       std::memcpy(dst + static_cast<int64_t>(i) * cols, src + rows[i] * cols, static_cast<size_t>(cols) * sizeof(float));

@@ -7,15 +7,16 @@
 namespace nanoserve::cuda {
 namespace {
 
-__device__ inline int64_t cache_row(const StepArrays& step, int64_t token, int64_t pos) {
-  const int32_t* table = step.block_tables + step.table_of_token[token];
-  return static_cast<int64_t>(table[pos / step.block_size]) * step.block_size + pos % step.block_size;
+// 32-bit index arithmetic: a cache holds fewer than 2^31 positions (the backend checks).
+__device__ inline int cache_row(const int32_t* table, int block_size, int pos) {
+  return table[pos / block_size] * block_size + pos % block_size;
 }
 
 __global__ void write_kv_kernel(StepArrays step, const float* k, const float* v, int64_t kv_dim, float* keys,
                                 float* values) {
   const int64_t t = blockIdx.x;
-  const int64_t row = cache_row(step, t, step.positions[t]);
+  const int64_t row = cache_row(step.block_tables + step.table_of_token[t], static_cast<int>(step.block_size),
+                                step.positions[t]);
   for (int64_t i = threadIdx.x; i < kv_dim; i += blockDim.x) {
     keys[row * kv_dim + i] = k[t * kv_dim + i];
     values[row * kv_dim + i] = v[t * kv_dim + i];
@@ -48,17 +49,18 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
   for (int64_t d = lane; d < hd; d += 32) qs[d] = q[(t * shape.heads + head) * hd + d];
   __syncwarp();
 
-  const int64_t pos = step.positions[t];
-  const int64_t first = shape.window > 0 ? max(int64_t{0}, pos - shape.window + 1) : 0;
+  const int pos = step.positions[t], block_size = static_cast<int>(step.block_size);
+  const int first = shape.window > 0 ? max(0, pos - static_cast<int>(shape.window) + 1) : 0;
+  const int32_t* table = step.block_tables + step.table_of_token[t];
   float m = -INFINITY, l = 0, acc[D] = {};
-  for (int64_t p0 = first; p0 <= pos; p0 += 32) {
-    const int64_t p = p0 + lane;
+  for (int p0 = first; p0 <= pos; p0 += 32) {
+    const int p = p0 + lane;
     const bool valid = p <= pos;
-    int64_t row = 0;
+    int row = 0;
     float s = -INFINITY;
     if (valid) {
-      row = cache_row(step, t, p);
-      s = dot(qs, keys + row * kv_dim + head_offset, hd) * shape.scale;
+      row = cache_row(table, block_size, p);
+      s = dot(qs, keys + static_cast<int64_t>(row) * kv_dim + head_offset, hd) * shape.scale;
       if (shape.softcap > 0) s = tanhf(s / shape.softcap) * shape.softcap;
     }
     const float m_new = fmaxf(m, warp_max(s));  // finite: key p0 is always valid
@@ -67,11 +69,11 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
     l = l * correction + warp_sum(weight);
 #pragma unroll
     for (int i = 0; i < D; ++i) acc[i] *= correction;
-    const int n = static_cast<int>(min(int64_t{32}, pos - p0 + 1));
+    const int n = min(32, pos - p0 + 1);
     for (int j = 0; j < n; ++j) {
       const float wj = __shfl_sync(0xffffffffu, weight, j);
-      const long long rj = __shfl_sync(0xffffffffu, static_cast<long long>(row), j);
-      const float* v = values + rj * kv_dim + head_offset;
+      const int rj = __shfl_sync(0xffffffffu, row, j);
+      const float* v = values + static_cast<int64_t>(rj) * kv_dim + head_offset;
 #pragma unroll
       for (int i = 0; i < D; ++i) {
         const int64_t d = lane + 32 * i;

@@ -11,6 +11,7 @@
 #include "backend/cuda/check.h"
 #include "backend/cuda/device_weights.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/op_profile.h"
 #include "model/kv_cache.h"
 #include "model/loader.h"
 
@@ -57,10 +58,21 @@ class Staging {
   std::vector<uint8_t> bytes_;
 };
 
+// The backend's stream, synchronized before it goes.
+struct Stream {
+  cudaStream_t stream = nullptr;
+  Stream() { check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "creating a stream"); }
+  ~Stream() {
+    cudaStreamSynchronize(stream);
+    cudaStreamDestroy(stream);
+  }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+};
+
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(const Model& model) : weights_(model) {
-    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream");
+  explicit CudaBackend(const Model& model) : weights_(model), profile_(stream_) {
     check(cublasCreate(&cublas_), "creating a handle");
     check(cublasSetStream(cublas_, stream_), "setting the stream");
     // Freed activations stay in the stream's pool for the next step instead of going back to the driver.
@@ -69,12 +81,7 @@ class CudaBackend final : public Backend {
     uint64_t keep = UINT64_MAX;
     check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "configuring the memory pool");
   }
-  ~CudaBackend() override {
-    step_buffer_ = Buffer();
-    cudaStreamSynchronize(stream_);
-    cublasDestroy(cublas_);
-    cudaStreamDestroy(stream_);
-  }
+  ~CudaBackend() override { cublasDestroy(cublas_); }
 
   std::string name() const override { return "cuda"; }
   std::string describe() const override {
@@ -103,6 +110,7 @@ class CudaBackend final : public Backend {
   void download(const void* src, size_t bytes, void* host) override {
     check(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, stream_), "copying from the GPU");
     check(cudaStreamSynchronize(stream_), "running the forward pass");
+    profile_.collect();
   }
   void copy(const void* src, size_t bytes, void* dst) override {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "copying on the GPU");
@@ -117,6 +125,7 @@ class CudaBackend final : public Backend {
   void begin_step(const StepLayout& step) override;
 
   void embed(const TensorView& table, std::span<const int32_t> tokens, float* out) override {
+    const auto timer = profile_.time("embed");
     const cuda::Matrix& m = weights_.matrix(table);
     for (int32_t id : tokens) {
       if (id < 0 || id >= m.rows) fail("token id {} is outside the vocabulary of {} tokens", id, m.rows);
@@ -127,43 +136,59 @@ class CudaBackend final : public Backend {
   }
   void norm(cpu::NormKind kind, const float* x, const cpu::Norm& params, int64_t rows, int64_t cols, double eps,
             float* out) override {
+    const auto timer = profile_.time("norm");
     cuda::norm(norm_type(kind), x, weights_.vector(params.weight), weights_.vector(params.bias), rows, cols,
                static_cast<float>(eps), out, stream_);
     launched("norm");
   }
   void linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) override;
   void act_mul(cpu::Activation act, float* gate, const float* up, int64_t n) override {
+    const auto timer = profile_.time("act_mul");
     cuda::act_mul(act_type(act), gate, up, n, stream_);
     launched("act_mul");
   }
   void activate(cpu::Activation act, float* x, int64_t n) override {
+    const auto timer = profile_.time("activate");
     cuda::activate(act_type(act), x, n, stream_);
     launched("activate");
   }
   void add(float* x, const float* y, int64_t n) override {
+    const auto timer = profile_.time("add");
     cuda::add(x, y, n, stream_);
     launched("add");
   }
   void scale(float* x, float factor, int64_t n) override {
+    const auto timer = profile_.time("scale");
     cuda::scale(x, factor, n, stream_);
     launched("scale");
   }
   void softcap(float* x, float cap, int64_t n) override {
+    const auto timer = profile_.time("softcap");
     cuda::softcap(x, cap, n, stream_);
     launched("softcap");
   }
   void clamp(float* x, float limit, int64_t n) override {
+    const auto timer = profile_.time("clamp");
     cuda::clamp(x, limit, n, stream_);
     launched("clamp");
   }
   void rope(float* x, int64_t heads, int64_t head_dim, bool local, RopePairs pairs) override {
+    const auto timer = profile_.time("rope");
     const StepTables& t = local ? local_rope_ : rope_;
     cuda::rope(x, step_.tokens, heads, head_dim, t.cos, t.sin, t.rotary_dim, pairs == RopePairs::Interleaved, stream_);
     launched("rope");
   }
   void attention(int64_t layer, const float* q, const float* k, const float* v, const cpu::AttentionParams& params,
                  KvCache& cache, float* out) override;
+  void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out) override {
+    const auto timer = profile_.time("argmax_rows");
+    Buffer picks = allocate(static_cast<size_t>(rows) * sizeof(int32_t));
+    cuda::argmax_rows(x, rows, cols, static_cast<int32_t*>(picks.data()), stream_);
+    launched("argmax_rows");
+    download(picks.data(), static_cast<size_t>(rows) * sizeof(int32_t), out);
+  }
   void gather_rows(const float* src, std::span<const int64_t> rows, int64_t cols, float* dst) override {
+    const auto timer = profile_.time("gather_rows");
     Buffer indices = upload_array(rows.data(), rows.size());
     cuda::gather_rows(src, static_cast<const int64_t*>(indices.data()), static_cast<int64_t>(rows.size()), cols, dst,
                       stream_);
@@ -171,6 +196,7 @@ class CudaBackend final : public Backend {
   }
   void scatter_add_rows(const float* src, std::span<const int64_t> rows, std::span<const float> weights, int64_t cols,
                         float* dst) override {
+    const auto timer = profile_.time("scatter_add_rows");
     Buffer indices = upload_array(rows.data(), rows.size()), factors = upload_array(weights.data(), weights.size());
     cuda::scatter_add_rows(src, static_cast<const int64_t*>(indices.data()), static_cast<const float*>(factors.data()),
                            static_cast<int64_t>(rows.size()), cols, dst, stream_);
@@ -195,8 +221,10 @@ class CudaBackend final : public Backend {
   void launched(const char* what) { check(cudaGetLastError(), what); }
 
   cuda::DeviceWeights weights_;
-  cudaStream_t stream_ = nullptr;
+  Stream stream_holder_;
+  cudaStream_t stream_ = stream_holder_.stream;
   cublasHandle_t cublas_ = nullptr;
+  cuda::OpProfile profile_;
   Buffer step_buffer_;  // the step's arrays, which step_ and the tables point into
   cuda::StepArrays step_;
   StepTables rope_, local_rope_;
@@ -238,6 +266,7 @@ void CudaBackend::begin_step(const StepLayout& layout) {
 // activations rounded to the weight type, with float32 accumulation.
 void CudaBackend::linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) {
   if (rows == 0) return;
+  const auto timer = profile_.time(rows <= cuda::kMatvecRows ? "linear (matvec)" : "linear (cuBLAS)");
   const cuda::Matrix& w = weights_.matrix(layer.weight);
   const float* bias = weights_.vector(layer.bias);
   const void* input = x;
@@ -273,6 +302,8 @@ void CudaBackend::attention(int64_t layer, const float* q, const float* k, const
   if (cache.dtype() != KvDType::F32) fail("the cuda backend keeps keys and values in f32; --kv-cache-dtype q8_0 is CPU-only");
   if (params.head_dim > 256) fail("the cuda backend's attention handles head_dim up to 256, not {}", params.head_dim);
   if (params.heads / params.kv_heads > 32) fail("the cuda backend's attention handles up to 32 query heads per KV head");
+  if (cache.num_blocks() * cache.block_size() >= (int64_t{1} << 31)) fail("a KV cache of 2^31 positions or more");
+  const auto timer = profile_.time("attention");
   cuda::StepArrays step = step_;
   step.block_size = cache.block_size();
   const cuda::AttentionShape shape{params.heads, params.kv_heads, params.head_dim, params.scale, params.softcap,

@@ -95,6 +95,36 @@ __global__ void rope_kernel(float* x, int64_t tokens, int64_t heads, int64_t hea
   v[second] = b * c + a * s;
 }
 
+// One block per row; ties go to the lower index, as on the CPU.
+__global__ void argmax_kernel(const float* x, int64_t cols, int32_t* out) {
+  __shared__ float best_value[kThreads];
+  __shared__ int32_t best_index[kThreads];
+  const float* row = x + blockIdx.x * cols;
+  float value = -INFINITY;
+  int32_t index = 0;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    if (row[i] > value) {  // strictly greater: a thread's first maximum is its lowest index
+      value = row[i];
+      index = static_cast<int32_t>(i);
+    }
+  }
+  best_value[threadIdx.x] = value;
+  best_index[threadIdx.x] = index;
+  __syncthreads();
+  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) {
+      const float v = best_value[threadIdx.x + stride];
+      const int32_t j = best_index[threadIdx.x + stride];
+      if (v > best_value[threadIdx.x] || (v == best_value[threadIdx.x] && j < best_index[threadIdx.x])) {
+        best_value[threadIdx.x] = v;
+        best_index[threadIdx.x] = j;
+      }
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[blockIdx.x] = best_index[0];
+}
+
 __global__ void gather_kernel(const float* src, const int64_t* rows, int64_t cols, float* dst) {
   const float* s = src + rows[blockIdx.x] * cols;
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) dst[blockIdx.x * cols + i] = s[i];
@@ -171,6 +201,10 @@ void rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const float
           int64_t rotary_dim, bool interleaved, cudaStream_t stream) {
   const int64_t half = rotary_dim / 2, n = tokens * heads * half;
   if (n) rope_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(x, tokens, heads, head_dim, cos, sin, half, interleaved);
+}
+
+void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out, cudaStream_t stream) {
+  if (rows) argmax_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, cols, out);
 }
 
 void gather_rows(const float* src, const int64_t* rows, int64_t count, int64_t cols, float* dst, cudaStream_t stream) {

@@ -48,6 +48,9 @@ void clamp(float* x, float limit, int64_t n, cudaStream_t stream);
 void rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const float* cos, const float* sin,
           int64_t rotary_dim, bool interleaved, cudaStream_t stream);
 
+// out[r] = the index of row r's largest value in x [rows, cols], the lowest among equals.
+void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out, cudaStream_t stream);
+
 // dst[i] = src[rows[i]]; dst[rows[i]] += weights[i] * src[i] (rows distinct). Indices on the device.
 void gather_rows(const float* src, const int64_t* rows, int64_t count, int64_t cols, float* dst, cudaStream_t stream);
 void scatter_add_rows(const float* src, const int64_t* rows, const float* weights, int64_t count, int64_t cols,
