@@ -72,7 +72,9 @@ void run_forward_bench(const ForwardBenchOptions& opt) {
     return ids;
   };
   SequenceCache cache = transformer.new_cache(std::max(opt.prompt_tokens, opt.gen_tokens), opt.kv_dtype);
-  time_generation(transformer, cache, random_tokens(std::clamp(opt.gen_tokens, 1, 8)));  // warm-up
+  // Warm-up of both paths (a GPU loads its kernels on first use), as llama-bench does.
+  time_prompt(transformer, cache, random_tokens(opt.prompt_tokens));
+  time_generation(transformer, cache, random_tokens(std::clamp(opt.gen_tokens, 1, 8)));
   fmt::print("{} | {} | {} repetitions\n", opt.model.model_dir.empty() ? "demo" : opt.model.model_dir,
              backend->describe(), opt.repetitions);
   const auto prompt = random_tokens(opt.prompt_tokens), tokens = random_tokens(opt.gen_tokens);

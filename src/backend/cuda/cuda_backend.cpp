@@ -231,19 +231,26 @@ class CudaBackend final : public Backend {
 };
 
 void CudaBackend::begin_step(const StepLayout& layout) {
-  std::vector<int32_t> positions, table_of_token, tables;
+  std::vector<int32_t> positions, table_of_token, tables, singles, tiles;
   for (const auto& s : layout.sequences) {
     const auto table_start = static_cast<int32_t>(tables.size());
     tables.insert(tables.end(), s.blocks.begin(), s.blocks.end());
     for (int64_t i = 0; i < s.count; ++i) {
       positions.push_back(static_cast<int32_t>(s.first_pos + i));
       table_of_token.push_back(table_start);
+      if (s.count < cuda::kTiledFrom) singles.push_back(static_cast<int32_t>(s.offset + i));
+    }
+    for (int64_t i = 0; s.count >= cuda::kTiledFrom && i < s.count; i += cuda::kQueryTile) {
+      tiles.push_back(static_cast<int32_t>(s.offset + i));
+      tiles.push_back(static_cast<int32_t>(std::min(cuda::kQueryTile, s.count - i)));
     }
   }
   Staging staging;
   const size_t at_positions = staging.add(positions.data(), positions.size());
   const size_t at_owner = staging.add(table_of_token.data(), table_of_token.size());
   const size_t at_tables = staging.add(tables.data(), tables.size());
+  const size_t at_singles = staging.add(singles.data(), singles.size());
+  const size_t at_tiles = staging.add(tiles.data(), tiles.size());
   const size_t at_cos = staging.add(layout.rope.cos.data(), layout.rope.cos.size());
   const size_t at_sin = staging.add(layout.rope.sin.data(), layout.rope.sin.size());
   const size_t at_local_cos = staging.add(layout.local_rope.cos.data(), layout.local_rope.cos.size());
@@ -256,6 +263,10 @@ void CudaBackend::begin_step(const StepLayout& layout) {
   step_.positions = reinterpret_cast<const int32_t*>(base + at_positions);
   step_.table_of_token = reinterpret_cast<const int32_t*>(base + at_owner);
   step_.block_tables = reinterpret_cast<const int32_t*>(base + at_tables);
+  step_.single_tokens = reinterpret_cast<const int32_t*>(base + at_singles);
+  step_.singles = static_cast<int64_t>(singles.size());
+  step_.tiles = reinterpret_cast<const int32_t*>(base + at_tiles);
+  step_.tile_count = static_cast<int64_t>(tiles.size() / 2);
   rope_ = {reinterpret_cast<const float*>(base + at_cos), reinterpret_cast<const float*>(base + at_sin),
            layout.rope.rotary_dim};
   local_rope_ = {reinterpret_cast<const float*>(base + at_local_cos), reinterpret_cast<const float*>(base + at_local_sin),

@@ -64,7 +64,15 @@ struct StepArrays {
   const int32_t* block_tables = nullptr;  // each sequence's block table, concatenated
   const int32_t* table_of_token = nullptr;  // [tokens]: where its sequence's table starts in block_tables
   int64_t block_size = 0;
+  // Attention work: tokens of short slices (decode) one by one, long slices (prefill) in tiles of
+  // up to kQueryTile consecutive tokens of one sequence.
+  const int32_t* single_tokens = nullptr;  // [singles]
+  int64_t singles = 0;
+  const int32_t* tiles = nullptr;  // [tile_count, 2]: first token, count
+  int64_t tile_count = 0;
 };
+constexpr int64_t kQueryTile = 64;
+constexpr int64_t kTiledFrom = 16;  // slices of this many tokens or more go in tiles
 
 struct AttentionShape {
   int64_t heads, kv_heads, head_dim;

@@ -1,26 +1,31 @@
 // Matrix-vector products for decode: a few activation rows against a weight matrix, bound by the
-// weight bytes read. One warp per output feature streams its weight row once with 16-byte loads
-// and keeps one accumulator per activation row.
+// weight bytes read. W warps share an output feature, each streaming every W-th 16-byte piece of
+// its weight row once with one accumulator per activation row; W grows for matrices of few rows so
+// that every multiprocessor has loads in flight. A row's sum runs in the same order whatever the
+// number of activation rows.
 #include "backend/cuda/common.cuh"
 
 namespace nanoserve::cuda {
 namespace {
 
-constexpr int kWarps = 8;  // output features per block
+constexpr int kWarps = 8;          // warps per block
+constexpr int64_t kMinBlocks = 512;  // about four blocks per multiprocessor of an H100/H200
 
-template <typename T, int R>
+template <typename T, int R, int W>
 __global__ void __launch_bounds__(kWarps * 32)
     matvec_kernel(const T* x, const T* w, const float* bias, int64_t features, int64_t cols, float* out) {
-  const int lane = threadIdx.x % 32;
-  const int64_t f = blockIdx.x * static_cast<int64_t>(kWarps) + threadIdx.x / 32;
-  if (f >= features) return;
+  __shared__ float partial[kWarps][R];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, part = warp % W;
+  const int64_t f = blockIdx.x * static_cast<int64_t>(kWarps / W) + warp / W;
   const T* row = w + f * cols;
   float acc[R] = {};
   constexpr int kVec = 16 / sizeof(T);  // elements per 16-byte load
-  if (cols % kVec == 0) {
+  if (f >= features) {
+    // no feature: contributes nothing
+  } else if (cols % kVec == 0) {
     const int64_t vectors = cols / kVec;
 #pragma unroll 4
-    for (int64_t i = lane; i < vectors; i += 32) {
+    for (int64_t i = part * 32 + lane; i < vectors; i += W * 32) {
       const uint4 wv = __ldcs(reinterpret_cast<const uint4*>(row) + i);  // weights stream past the caches
       const T* we = reinterpret_cast<const T*>(&wv);
 #pragma unroll
@@ -32,7 +37,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
     }
   } else {
-    for (int64_t i = lane; i < cols; i += 32) {
+    for (int64_t i = part * 32 + lane; i < cols; i += W * 32) {
       const float wi = to_float(row[i]);
 #pragma unroll
       for (int r = 0; r < R; ++r) acc[r] += wi * to_float(x[r * cols + i]);
@@ -41,20 +46,41 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const float sum = warp_sum(acc[r]);
-    if (lane == 0) out[r * features + f] = sum + (bias ? bias[f] : 0.0f);
+    if (lane == 0) partial[warp][r] = sum;
+  }
+  __syncthreads();
+  if (part != 0 || lane != 0 || f >= features) return;
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    float sum = 0;
+    for (int p = 0; p < W; ++p) sum += partial[warp + p][r];  // in a fixed order
+    out[r * features + f] = sum + (bias ? bias[f] : 0.0f);
+  }
+}
+
+template <typename T, int R>
+void launch_rows(const T* x, const Matrix& w, const float* bias, float* out, cudaStream_t stream) {
+  const auto* wt = static_cast<const T*>(w.data);
+  constexpr int threads = kWarps * 32;
+  // Warps per feature: the fewest that still give kMinBlocks blocks.
+  if (blocks_for(w.rows, kWarps) >= kMinBlocks) {
+    matvec_kernel<T, R, 1><<<blocks_for(w.rows, kWarps), threads, 0, stream>>>(x, wt, bias, w.rows, w.cols, out);
+  } else if (blocks_for(w.rows, kWarps / 2) >= kMinBlocks) {
+    matvec_kernel<T, R, 2><<<blocks_for(w.rows, kWarps / 2), threads, 0, stream>>>(x, wt, bias, w.rows, w.cols, out);
+  } else if (blocks_for(w.rows, kWarps / 4) >= kMinBlocks) {
+    matvec_kernel<T, R, 4><<<blocks_for(w.rows, kWarps / 4), threads, 0, stream>>>(x, wt, bias, w.rows, w.cols, out);
+  } else {
+    matvec_kernel<T, R, 8><<<blocks_for(w.rows, 1), threads, 0, stream>>>(x, wt, bias, w.rows, w.cols, out);
   }
 }
 
 template <typename T>
 void launch(const void* x, int64_t rows, const Matrix& w, const float* bias, float* out, cudaStream_t stream) {
   const auto* xt = static_cast<const T*>(x);
-  const auto* wt = static_cast<const T*>(w.data);
-  const unsigned grid = blocks_for(w.rows, kWarps);
-  constexpr int threads = kWarps * 32;
   switch (rows) {
 #define NANOSERVE_MATVEC_CASE(R) \
   case R:                         \
-    matvec_kernel<T, R><<<grid, threads, 0, stream>>>(xt, wt, bias, w.rows, w.cols, out); \
+    launch_rows<T, R>(xt, w, bias, out, stream); \
     break;
     NANOSERVE_MATVEC_CASE(1)
     NANOSERVE_MATVEC_CASE(2)
