@@ -70,6 +70,7 @@ class Backend {
   virtual void upload(const void* host, size_t bytes, void* dst) = 0;
   virtual void download(const void* src, size_t bytes, void* host) = 0;
   virtual void copy(const void* src, size_t bytes, void* dst) = 0;
+  virtual void zero(void* dst, size_t bytes) = 0;
   // Bytes a KV pool may take: `fraction` of the device's memory less what is in use (0 when the
   // backend has no such budget and the caller's own setting applies).
   virtual int64_t kv_budget(double fraction) const = 0;

@@ -30,9 +30,12 @@ KvCache::KvCache(const ModelConfig& c, int64_t num_blocks, int64_t block_size, K
     : num_blocks_(num_blocks), block_size_(block_size), row_width_(c.kv_heads * c.head_dim),
       row_bytes_(bytes_per_row(c, dtype)), dtype_(dtype), backend_(&backend) {
   const auto n = static_cast<size_t>(num_blocks * block_size * row_bytes_);
+  // Cleared now, so that the whole pool is taken at start rather than page by page under load.
   for (int64_t l = 0; l < c.layers; ++l) {
-    keys_.push_back(backend.allocate(n));
-    values_.push_back(backend.allocate(n));
+    for (auto* rows : {&keys_, &values_}) {
+      rows->push_back(backend.allocate(n));
+      backend.zero(rows->back().data(), n);
+    }
   }
 }
 

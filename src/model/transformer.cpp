@@ -153,8 +153,7 @@ void Transformer::moe_block(int64_t layer, const float* normed, int64_t tokens, 
       routed[static_cast<size_t>(e)].weights.push_back(moe.norm_topk_prob ? p[e] / top_sum : p[e]);
     }
   }
-  std::vector<float> zeros(static_cast<size_t>(tokens * hidden), 0.0f);
-  be.upload(zeros.data(), zeros.size() * sizeof(float), out);
+  be.zero(out, static_cast<size_t>(tokens * hidden) * sizeof(float));
   for (int64_t e = 0; e < experts; ++e) {
     const Routed& picks = routed[static_cast<size_t>(e)];
     if (picks.tokens.empty()) continue;

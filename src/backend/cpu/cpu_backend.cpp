@@ -29,6 +29,7 @@ class CpuBackend final : public Backend {
   void upload(const void* host, size_t bytes, void* dst) override { std::memcpy(dst, host, bytes); }
   void download(const void* src, size_t bytes, void* host) override { std::memcpy(host, src, bytes); }
   void copy(const void* src, size_t bytes, void* dst) override { std::memmove(dst, src, bytes); }
+  void zero(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }
   int64_t kv_budget(double) const override { return 0; }
 
   void begin_step(const StepLayout& step) override { step_ = &step; }

@@ -115,6 +115,9 @@ class CudaBackend final : public Backend {
   void copy(const void* src, size_t bytes, void* dst) override {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "copying on the GPU");
   }
+  void zero(void* dst, size_t bytes) override {
+    check(cudaMemsetAsync(dst, 0, bytes, stream_), "clearing GPU memory");
+  }
   int64_t kv_budget(double fraction) const override {
     size_t free = 0, total = 0;
     check(cudaMemGetInfo(&free, &total), "reading the GPU's memory");
