@@ -139,47 +139,33 @@ class CudaBackend final : public Backend {
   }
   void norm(cpu::NormKind kind, const float* x, const cpu::Norm& params, int64_t rows, int64_t cols, double eps,
             float* out) override {
-    const auto timer = profile_.time("norm");
-    cuda::norm(norm_type(kind), x, weights_.vector(params.weight), weights_.vector(params.bias), rows, cols,
-               static_cast<float>(eps), out, stream_);
-    launched("norm");
+    const float* weight = weights_.vector(params.weight);
+    const float* bias = weights_.vector(params.bias);
+    timed("norm", [&] { cuda::norm(norm_type(kind), x, weight, bias, rows, cols, static_cast<float>(eps), out, stream_); });
   }
   void linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) override;
   void act_mul(cpu::Activation act, float* gate, const float* up, int64_t n) override {
-    const auto timer = profile_.time("act_mul");
-    cuda::act_mul(act_type(act), gate, up, n, stream_);
-    launched("act_mul");
+    timed("act_mul", [&] { cuda::act_mul(act_type(act), gate, up, n, stream_); });
   }
   void activate(cpu::Activation act, float* x, int64_t n) override {
-    const auto timer = profile_.time("activate");
-    cuda::activate(act_type(act), x, n, stream_);
-    launched("activate");
+    timed("activate", [&] { cuda::activate(act_type(act), x, n, stream_); });
   }
   void add(float* x, const float* y, int64_t n) override {
-    const auto timer = profile_.time("add");
-    cuda::add(x, y, n, stream_);
-    launched("add");
+    timed("add", [&] { cuda::add(x, y, n, stream_); });
   }
   void scale(float* x, float factor, int64_t n) override {
-    const auto timer = profile_.time("scale");
-    cuda::scale(x, factor, n, stream_);
-    launched("scale");
+    timed("scale", [&] { cuda::scale(x, factor, n, stream_); });
   }
   void softcap(float* x, float cap, int64_t n) override {
-    const auto timer = profile_.time("softcap");
-    cuda::softcap(x, cap, n, stream_);
-    launched("softcap");
+    timed("softcap", [&] { cuda::softcap(x, cap, n, stream_); });
   }
   void clamp(float* x, float limit, int64_t n) override {
-    const auto timer = profile_.time("clamp");
-    cuda::clamp(x, limit, n, stream_);
-    launched("clamp");
+    timed("clamp", [&] { cuda::clamp(x, limit, n, stream_); });
   }
   void rope(float* x, int64_t heads, int64_t head_dim, bool local, RopePairs pairs) override {
-    const auto timer = profile_.time("rope");
     const StepTables& t = local ? local_rope_ : rope_;
-    cuda::rope(x, step_.tokens, heads, head_dim, t.cos, t.sin, t.rotary_dim, pairs == RopePairs::Interleaved, stream_);
-    launched("rope");
+    const bool interleaved = pairs == RopePairs::Interleaved;
+    timed("rope", [&] { cuda::rope(x, step_.tokens, heads, head_dim, t.cos, t.sin, t.rotary_dim, interleaved, stream_); });
   }
   void attention(int64_t layer, const float* q, const float* k, const float* v, const cpu::AttentionParams& params,
                  KvCache& cache, float* out) override;
@@ -222,6 +208,13 @@ class CudaBackend final : public Backend {
     return b;
   }
   void launched(const char* what) { check(cudaGetLastError(), what); }
+  // Runs `launch` (kernels on the stream) timed under `name`, and checks that it launched.
+  template <typename Launch>
+  void timed(const char* name, Launch&& launch) {
+    const auto timer = profile_.time(name);
+    launch();
+    launched(name);
+  }
 
   cuda::DeviceWeights weights_;
   Stream stream_holder_;
