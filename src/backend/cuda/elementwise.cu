@@ -35,50 +35,21 @@ __global__ void norm_kernel(NormType type, const float* x, const float* weight, 
   }
 }
 
-template <typename T>
-__global__ void convert_kernel(const float* x, int64_t n, T* out) {
+// f(i) for every i in [0, n), a thread each: the body of every element-wise operation below.
+template <typename F>
+__global__ void each_kernel(int64_t n, F f) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < n) out[i] = static_cast<T>(x[i]);
+  if (i < n) f(i);
 }
 
-__global__ void add_bias_kernel(float* out, const float* bias, int64_t n, int64_t cols) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < n) out[i] += bias[i % cols];
+template <typename F>
+void for_each_index(int64_t n, cudaStream_t stream, F f) {
+  if (n > 0) each_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(n, f);
 }
 
 __device__ inline float apply(ActType act, float x) {
   if (act == ActType::Silu) return x / (1.0f + expf(-x));
   return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-}
-
-__global__ void act_mul_kernel(ActType act, float* gate, const float* up, int64_t n) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < n) gate[i] = apply(act, gate[i]) * up[i];
-}
-
-__global__ void activate_kernel(ActType act, float* x, int64_t n) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < n) x[i] = apply(act, x[i]);
-}
-
-__global__ void add_kernel(float* x, const float* y, int64_t n) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < n) x[i] += y[i];
-}
-
-__global__ void scale_kernel(float* x, float factor, int64_t n) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < n) x[i] *= factor;
-}
-
-__global__ void softcap_kernel(float* x, float cap, int64_t n) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < n) x[i] = tanhf(x[i] / cap) * cap;
-}
-
-__global__ void clamp_kernel(float* x, float limit, int64_t n) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < n) x[i] = fminf(fmaxf(x[i], -limit), limit);
 }
 
 // One thread per (token, head, pair).
@@ -163,38 +134,36 @@ void norm(NormType type, const float* x, const float* weight, const float* bias,
 }
 
 void convert(const float* x, int64_t n, WeightType type, void* out, cudaStream_t stream) {
-  if (n == 0) return;
   if (type == WeightType::BF16) {
-    convert_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(x, n, static_cast<__nv_bfloat16*>(out));
-  } else if (type == WeightType::F16) {
-    convert_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(x, n, static_cast<__half*>(out));
+    auto* o = static_cast<__nv_bfloat16*>(out);
+    for_each_index(n, stream, [=] __device__(int64_t i) { o[i] = __float2bfloat16(x[i]); });
   } else {
-    cudaMemcpyAsync(out, x, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream);
+    auto* o = static_cast<__half*>(out);
+    for_each_index(n, stream, [=] __device__(int64_t i) { o[i] = __float2half(x[i]); });
   }
 }
 
 void add_bias(float* out, const float* bias, int64_t rows, int64_t cols, cudaStream_t stream) {
-  if (rows * cols == 0) return;
-  add_bias_kernel<<<blocks_for(rows * cols, kThreads), kThreads, 0, stream>>>(out, bias, rows * cols, cols);
+  for_each_index(rows * cols, stream, [=] __device__(int64_t i) { out[i] += bias[i % cols]; });
 }
 
 void act_mul(ActType act, float* gate, const float* up, int64_t n, cudaStream_t stream) {
-  if (n) act_mul_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(act, gate, up, n);
+  for_each_index(n, stream, [=] __device__(int64_t i) { gate[i] = apply(act, gate[i]) * up[i]; });
 }
 void activate(ActType act, float* x, int64_t n, cudaStream_t stream) {
-  if (n) activate_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(act, x, n);
+  for_each_index(n, stream, [=] __device__(int64_t i) { x[i] = apply(act, x[i]); });
 }
 void add(float* x, const float* y, int64_t n, cudaStream_t stream) {
-  if (n) add_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(x, y, n);
+  for_each_index(n, stream, [=] __device__(int64_t i) { x[i] += y[i]; });
 }
 void scale(float* x, float factor, int64_t n, cudaStream_t stream) {
-  if (n) scale_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(x, factor, n);
+  for_each_index(n, stream, [=] __device__(int64_t i) { x[i] *= factor; });
 }
 void softcap(float* x, float cap, int64_t n, cudaStream_t stream) {
-  if (n) softcap_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(x, cap, n);
+  for_each_index(n, stream, [=] __device__(int64_t i) { x[i] = tanhf(x[i] / cap) * cap; });
 }
 void clamp(float* x, float limit, int64_t n, cudaStream_t stream) {
-  if (n) clamp_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(x, limit, n);
+  for_each_index(n, stream, [=] __device__(int64_t i) { x[i] = fminf(fmaxf(x[i], -limit), limit); });
 }
 
 void rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const float* cos, const float* sin,

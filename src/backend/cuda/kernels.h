@@ -27,7 +27,8 @@ void embed(const Matrix& table, const int32_t* tokens, int64_t count, float* out
 void norm(NormType type, const float* x, const float* weight, const float* bias, int64_t rows, int64_t cols,
           float eps, float* out, cudaStream_t stream);
 
-// Rounds float activations to the weight type (what the tensor cores and matvec read): out [n].
+// Rounds float activations to a half weight type, BF16 or F16 (what the tensor cores and matvec
+// read): out [n]. F32 weights read the activations as they are.
 void convert(const float* x, int64_t n, WeightType type, void* out, cudaStream_t stream);
 // out[rows, w.rows] = x[rows, w.cols] * W^T (+ bias), x in w's type; for rows <= kMatvecRows: one
 // warp per output feature reads each weight row once for all rows.
