@@ -235,13 +235,13 @@ Buffer Transformer::run(std::span<const SequenceSlice> slices, KvCache& cache, c
       fail("sequence of {} tokens exceeds its {} KV blocks of {}", end, slice.blocks.size(), cache.block_size());
     }
     layout.sequences.push_back({layout.tokens, count, slice.first_pos, slice.blocks});
-    std::vector<int64_t> positions(static_cast<size_t>(count));
-    std::iota(positions.begin(), positions.end(), slice.first_pos);
-    if (a.rope) layout.rope.append(rope_frequencies(c.rope, c.head_dim, c.max_positions, end), positions.data(), count);
+    layout.positions.resize(static_cast<size_t>(layout.tokens + count));
+    const int64_t* positions = layout.positions.data() + layout.tokens;  // this slice's
+    std::iota(layout.positions.begin() + layout.tokens, layout.positions.end(), slice.first_pos);
+    if (a.rope) layout.rope.append(rope_frequencies(c.rope, c.head_dim, c.max_positions, end), positions, count);
     if (a.local_rope) {
-      layout.local_rope.append(rope_frequencies(*a.local_rope, c.head_dim, c.max_positions, end), positions.data(), count);
+      layout.local_rope.append(rope_frequencies(*a.local_rope, c.head_dim, c.max_positions, end), positions, count);
     }
-    layout.positions.insert(layout.positions.end(), positions.begin(), positions.end());
     token_ids.insert(token_ids.end(), slice.tokens.begin(), slice.tokens.end());
     layout.tokens += count;
   }

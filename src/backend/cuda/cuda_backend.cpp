@@ -94,13 +94,9 @@ class CudaBackend final : public Backend {
   Buffer allocate(size_t bytes) override {
     void* data = nullptr;
     if (cudaMallocAsync(&data, std::max<size_t>(bytes, 1), stream_) != cudaSuccess) {
-      cudaGetLastError();
-      size_t free = 0, total = 0;
-      cudaMemGetInfo(&free, &total);
-      fail("out of GPU memory allocating {:.1f} MiB ({:.2f} of {:.2f} GiB free); lower --gpu-memory-utilization, "
-           "--kv-cache-memory or the batch size",
-           static_cast<double>(bytes) / (1 << 20), static_cast<double>(free) / (1 << 30),
-           static_cast<double>(total) / (1 << 30));
+      fail("out of GPU memory allocating {:.1f} MiB ({}); lower --gpu-memory-utilization, --kv-cache-memory or the "
+           "batch size",
+           static_cast<double>(bytes) / (1 << 20), cuda::free_memory_after_failure());
     }
     return Buffer(this, data, bytes);
   }
@@ -227,12 +223,12 @@ class CudaBackend final : public Backend {
 };
 
 void CudaBackend::begin_step(const StepLayout& layout) {
-  std::vector<int32_t> positions, table_of_token, tables, singles, tiles;
+  const std::vector<int32_t> positions(layout.positions.begin(), layout.positions.end());
+  std::vector<int32_t> table_of_token, tables, singles, tiles;
   for (const auto& s : layout.sequences) {
     const auto table_start = static_cast<int32_t>(tables.size());
     tables.insert(tables.end(), s.blocks.begin(), s.blocks.end());
     for (int64_t i = 0; i < s.count; ++i) {
-      positions.push_back(static_cast<int32_t>(s.first_pos + i));
       table_of_token.push_back(table_start);
       if (s.count < cuda::kTiledFrom) singles.push_back(static_cast<int32_t>(s.offset + i));
     }

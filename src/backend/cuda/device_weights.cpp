@@ -84,13 +84,10 @@ void DeviceWeights::add_norm(const cpu::Norm& norm) {
 void* DeviceWeights::upload(const void* host, size_t bytes, const std::string& name) {
   void* device = nullptr;
   if (cudaMalloc(&device, bytes) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky allocation error
-    size_t free = 0, total = 0;
-    cudaMemGetInfo(&free, &total);
-    fail("{}: out of GPU memory copying the weights ({:.2f} GiB placed, {:.1f} MiB more needed, {:.2f} of {:.2f} GiB "
-         "free); use a smaller or quantized model",
+    fail("{}: out of GPU memory copying the weights ({:.2f} GiB placed, {:.1f} MiB more needed, {}); use a smaller "
+         "or quantized model",
          name, static_cast<double>(bytes_) / (1 << 30), static_cast<double>(bytes) / (1 << 20),
-         static_cast<double>(free) / (1 << 30), static_cast<double>(total) / (1 << 30));
+         free_memory_after_failure());
   }
   allocations_.push_back(device);
   check(cudaMemcpy(device, host, bytes, cudaMemcpyHostToDevice), "copying weights to the GPU");
