@@ -24,13 +24,14 @@ Buffer::~Buffer() {
   if (data_) owner_->release(data_);
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& device, const Model& model) {
-  if (device == "cpu") return make_cpu_backend();
+std::unique_ptr<Backend> make_backend(const std::string& device, const Model& model, const BackendOptions& options) {
+  if (device == "cpu") return make_cpu_backend();  // batch-invariant as it is
   if (device == "cuda") {
 #ifdef NANOSERVE_CUDA
-    return make_cuda_backend(model);
+    return make_cuda_backend(model, options);
 #else
     (void)model;
+    (void)options;
     fail("--device cuda: this nanoserve was built without CUDA (configure with nvcc on the PATH or "
          "-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)");
 #endif

@@ -109,8 +109,16 @@ class Backend {
   virtual void release(void* data) = 0;
 };
 
+struct BackendOptions {
+  // Every row's result the same bits whatever else is in the step, so a request's tokens do not
+  // depend on the batch it ran in. The CPU backend always is; the CUDA backend then multiplies
+  // half-precision weights with a fixed-order tensor-core kernel instead of matvec and cuBLAS,
+  // at a cost in prefill speed.
+  bool batch_invariant = false;
+};
+
 // "cpu" or "cuda"; a CUDA backend copies the model's weights to the GPU (device 0) now. Throws
 // Error for an unknown name, a build without CUDA, no GPU, or too little GPU memory.
-std::unique_ptr<Backend> make_backend(const std::string& device, const Model& model);
+std::unique_ptr<Backend> make_backend(const std::string& device, const Model& model, const BackendOptions& options = {});
 
 }  // namespace nanoserve

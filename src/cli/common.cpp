@@ -19,6 +19,9 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
   command.add_option("--threads", options.threads, "worker threads (default: one per core)")->check(CLI::NonNegativeNumber);
   command.add_option("--device", options.device, "where the model runs: cpu (default) or cuda (GPU 0)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
+  command.add_flag("--batch-invariant", options.batch_invariant,
+                   "GPU: give each request the same results whatever else runs in its batch (fixed-order matrix "
+                   "products; prefill is slower). The CPU always does");
 }
 
 std::string model_dir(const ModelOptions& options) {
@@ -46,7 +49,7 @@ Model load(const ModelOptions& options) {
 
 std::unique_ptr<Backend> open_backend(const ModelOptions& options, const Model& model) {
   const auto start = std::chrono::steady_clock::now();
-  auto backend = make_backend(options.device, model);
+  auto backend = make_backend(options.device, model, {.batch_invariant = options.batch_invariant});
   fmt::print(stderr, "running on {} (ready in {:.2f}s)\n", backend->describe(), seconds_since(start));
   return backend;
 }

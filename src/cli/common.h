@@ -17,9 +17,10 @@ struct ModelOptions {
   std::string model_dir;      // empty: the bundled demo model
   int threads = 0;            // 0: all cores
   std::string device = "cpu";  // cpu or cuda
+  bool batch_invariant = false;
 };
 
-// Adds -m/--model, --threads and --device to a subcommand.
+// Adds -m/--model, --threads, --device and --batch-invariant to a subcommand.
 void add_model_options(CLI::App& command, ModelOptions& options);
 
 // Applies --threads and loads the model, reporting the load time on stderr.

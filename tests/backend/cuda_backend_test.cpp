@@ -59,18 +59,23 @@ class CudaFixtureTest : public ::testing::TestWithParam<test::ModelCase> {
   test::Reference ref_;
 };
 
+// Both ways of multiplying: matvec and cuBLAS, and the batch-invariant tensor-core kernel.
 TEST_P(CudaFixtureTest, LogitsMatchReference) {
-  Transformer transformer(*model_, backend_.get());
   const auto input = ids("input_ids");
-  SequenceCache cache = transformer.new_cache(static_cast<int64_t>(input.size()));
-  const auto logits = transformer.forward(input, cache, LogitsFor::AllTokens);
   const auto& expected = ref_.floats.at("logits");
-  ASSERT_EQ(logits.size(), expected.size());
-  const float diff = test::max_abs_diff(logits.data(), expected.data(), expected.size());
   const float scale = logit_scale();
-  EXPECT_LE(diff, logits_tolerance(*model_) * scale) << GetParam().name << " (largest |logit| " << scale << ")";
-  std::printf("  %-16s GPU logits: max abs diff %.3g, %.3g of the largest |logit| %.3g\n", GetParam().name.c_str(), diff,
-              diff / scale, scale);
+  const auto invariant = make_backend("cuda", *model_, {.batch_invariant = true});
+  for (Backend* backend : {backend_.get(), invariant.get()}) {
+    Transformer transformer(*model_, backend);
+    SequenceCache cache = transformer.new_cache(static_cast<int64_t>(input.size()));
+    const auto logits = transformer.forward(input, cache, LogitsFor::AllTokens);
+    ASSERT_EQ(logits.size(), expected.size());
+    const float diff = test::max_abs_diff(logits.data(), expected.data(), expected.size());
+    EXPECT_LE(diff, logits_tolerance(*model_) * scale)
+        << GetParam().name << " on " << backend->describe() << " (largest |logit| " << scale << ")";
+    std::printf("  %-16s GPU logits%s: max abs diff %.3g, %.3g of the largest |logit| %.3g\n", GetParam().name.c_str(),
+                backend == invariant.get() ? " (batch-invariant)" : "", diff, diff / scale, scale);
+  }
 }
 
 // Greedy decoding with the cache on the GPU, one token at a time, picks the reference's tokens
@@ -112,19 +117,24 @@ class CudaEngineTest : public ::testing::Test {
     }
   }
 
-  // Greedy continuations of `prompts` submitted together to one engine on `backend`.
-  std::vector<std::vector<int32_t>> generate(Backend* backend, const std::vector<std::vector<int32_t>>& prompts) {
+  // Greedy continuations of `prompts` submitted together to one engine on `backend`, and with
+  // `logprobs` >= 0 each token's logprobs into *logprobs.
+  std::vector<std::vector<int32_t>> generate(Backend* backend, const std::vector<std::vector<int32_t>>& prompts,
+                                             std::vector<std::vector<TokenLogprob>>* logprobs = nullptr) {
     EngineOptions options;
     options.backend = backend;
     Engine engine(*model_, nullptr, options);
     std::vector<std::vector<int32_t>> out(prompts.size());
+    if (logprobs) logprobs->assign(prompts.size(), {});
     for (size_t i = 0; i < prompts.size(); ++i) {
       SamplingParams params;
       params.temperature = 0;
       params.max_tokens = 48;
       params.ignore_eos = true;
-      engine.submit({prompts[i], params}, [&out, i](const Event& e) {
+      params.logprobs = logprobs ? 2 : -1;
+      engine.submit({prompts[i], params}, [&out, logprobs, i](const Event& e) {
         out[i].insert(out[i].end(), e.tokens.begin(), e.tokens.end());
+        if (logprobs) (*logprobs)[i].insert((*logprobs)[i].end(), e.logprobs.begin(), e.logprobs.end());
       });
     }
     engine.run_until_idle();
@@ -136,23 +146,43 @@ class CudaEngineTest : public ::testing::Test {
   std::vector<std::vector<int32_t>> prompts_;
 };
 
-TEST_F(CudaEngineTest, GreedyTextEqualsTheCpu) {
-  const std::vector<std::vector<int32_t>> prompts(prompts_.begin(), prompts_.begin() + 8);
+// The GPU's greedy text is the CPU's token for token, except from a step where the CPU's two most
+// likely tokens were a near-tie: both backends keep the demo model's logits within about 0.04 of
+// Hugging Face's float32 ones (LogitsMatchReference), so their picks may differ only where the top
+// two are closer than twice that. From such a step the texts go separate ways and are not compared.
+TEST_F(CudaEngineTest, GreedyTextEqualsTheCpuUpToNearTies) {
+  constexpr float kNearTie = 0.1f;  // nats
+  const std::vector<std::vector<int32_t>> prompts(prompts_.begin(), prompts_.begin() + 16);
+  std::vector<std::vector<TokenLogprob>> cpu_logprobs;
+  const auto cpu = generate(nullptr, prompts, &cpu_logprobs);
   const auto gpu = generate(backend_.get(), prompts);
-  const auto cpu = generate(nullptr, prompts);
-  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(gpu[i], cpu[i]) << "prompt " << i;
+  int identical = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ASSERT_EQ(gpu[i].size(), cpu[i].size());
+    const size_t step = static_cast<size_t>(std::mismatch(gpu[i].begin(), gpu[i].end(), cpu[i].begin()).first - gpu[i].begin());
+    if (step == gpu[i].size()) {
+      ++identical;
+      continue;
+    }
+    const auto& top = cpu_logprobs[i][step].top;  // the CPU's two most likely, most likely first
+    ASSERT_EQ(top.size(), 2u);
+    EXPECT_EQ(top[1].first, gpu[i][step]) << "prompt " << i << " step " << step << ": the GPU picked a token outside the CPU's top two";
+    EXPECT_LT(top[0].second - top[1].second, kNearTie) << "prompt " << i << " step " << step << ": the texts part where the CPU's top two are not a near-tie";
+    std::printf("  prompt %zu: the texts part at step %zu, where the CPU's top two are %.4f nats apart\n", i, step,
+                top[0].second - top[1].second);
+  }
+  std::printf("  %d of %zu greedy texts identical on the GPU and the CPU\n", identical, prompts.size());
 }
 
-// Disabled: fails today (12 of 64 continuations part from their solo run within 48 tokens, seen on
-// an H200). The solo run decodes through the matvec kernel and prefills in cuBLAS products of its
-// own size; in the batch both go through cuBLAS products of other sizes, whose summation order
-// differs, and rounding activations to bf16 turns those last-bit differences into bf16-sized ones.
-// Passing needs batch-invariant matrix products (one reduction order for every batch size).
-TEST_F(CudaEngineTest, DISABLED_SixtyFourConcurrentRequestsDecodeAsAlone) {
+// Batch-invariant, every row's products and attention run in an order fixed by the model alone
+// (the tensor-core linear kernel; one attention arithmetic for every slice length), so a batch
+// gives each request the bits, and so the tokens, of running it alone.
+TEST_F(CudaEngineTest, SixtyFourConcurrentRequestsDecodeAsAlone) {
   ASSERT_EQ(prompts_.size(), 64u);
-  const auto together = generate(backend_.get(), prompts_);
+  const auto invariant = make_backend("cuda", *model_, {.batch_invariant = true});
+  const auto together = generate(invariant.get(), prompts_);
   for (size_t i = 0; i < prompts_.size(); ++i) {
-    EXPECT_EQ(together[i], generate(backend_.get(), {prompts_[i]})[0]) << "prompt " << i;
+    EXPECT_EQ(together[i], generate(invariant.get(), {prompts_[i]})[0]) << "prompt " << i;
     EXPECT_EQ(together[i].size(), 48u);
   }
 }

@@ -72,7 +72,8 @@ struct Stream {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(const Model& model) : weights_(model), profile_(stream_) {
+  CudaBackend(const Model& model, const BackendOptions& options)
+      : weights_(model), batch_invariant_(options.batch_invariant), profile_(stream_) {
     check(cublasCreate(&cublas_), "creating a handle");
     check(cublasSetStream(cublas_, stream_), "setting the stream");
     // Freed activations stay in the stream's pool for the next step instead of going back to the driver.
@@ -87,8 +88,8 @@ class CudaBackend final : public Backend {
   std::string describe() const override {
     cudaDeviceProp prop{};
     check(cudaGetDeviceProperties(&prop, 0), "reading the GPU's properties");
-    return fmt::format("cuda ({}, {:.2f} GiB of weights on the GPU)", prop.name,
-                       static_cast<double>(weights_.bytes()) / (1 << 30));
+    return fmt::format("cuda ({}, {:.2f} GiB of weights on the GPU{})", prop.name,
+                       static_cast<double>(weights_.bytes()) / (1 << 30), batch_invariant_ ? ", batch-invariant" : "");
   }
 
   Buffer allocate(size_t bytes) override {
@@ -213,6 +214,7 @@ class CudaBackend final : public Backend {
   }
 
   cuda::DeviceWeights weights_;
+  bool batch_invariant_;
   Stream stream_holder_;
   cudaStream_t stream_ = stream_holder_.stream;
   cublasHandle_t cublas_ = nullptr;
@@ -265,13 +267,24 @@ void CudaBackend::begin_step(const StepLayout& layout) {
                  layout.local_rope.rotary_dim};
 }
 
-// Decode-sized batches go through the matvec kernel, larger ones through cuBLAS; both read the
-// activations rounded to the weight type, with float32 accumulation.
+// Decode-sized batches go through the matvec kernel, larger ones through cuBLAS, whose summation
+// order varies with the batch size. Batch-invariant, half-precision weights go through the
+// fixed-order tensor-core kernel at every batch size instead, so that a row's result never depends
+// on what else is in the step (float32 weights only serve the test fixtures, which run alone). All
+// read the activations rounded to the weight type, with float32 accumulation.
 void CudaBackend::linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) {
   if (rows == 0) return;
-  const auto timer = profile_.time(rows <= cuda::kMatvecRows ? "linear (matvec)" : "linear (cuBLAS)");
   const cuda::Matrix& w = weights_.matrix(layer.weight);
+  const bool tensor_cores = batch_invariant_ && cuda::tensor_core_linear_fits(w);
+  const auto timer = profile_.time(tensor_cores            ? "linear (tensor cores)"
+                                   : rows <= cuda::kMatvecRows ? "linear (matvec)"
+                                                               : "linear (cuBLAS)");
   const float* bias = weights_.vector(layer.bias);
+  if (!tensor_cores && rows <= cuda::kMatvecRows) {
+    cuda::matvec(x, rows, w, bias, out, stream_);
+    launched("matvec");
+    return;
+  }
   const void* input = x;
   Buffer converted;
   if (w.type != cuda::WeightType::F32) {
@@ -280,9 +293,9 @@ void CudaBackend::linear(const float* x, int64_t rows, const cpu::Linear& layer,
     launched("convert");
     input = converted.data();
   }
-  if (rows <= cuda::kMatvecRows) {
-    cuda::matvec(input, rows, w, bias, out, stream_);
-    launched("matvec");
+  if (tensor_cores) {
+    cuda::tensor_core_linear(input, rows, w, bias, out, stream_);
+    launched("tensor_core_linear");
     return;
   }
   const float alpha = 1.0f, beta = 0.0f;
@@ -318,7 +331,7 @@ void CudaBackend::attention(int64_t layer, const float* q, const float* k, const
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_backend(const Model& model) {
+std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOptions& options) {
   int devices = 0;
   const cudaError_t status = cudaGetDeviceCount(&devices);
   if (status != cudaSuccess || devices == 0) {
@@ -326,7 +339,7 @@ std::unique_ptr<Backend> make_cuda_backend(const Model& model) {
          status != cudaSuccess ? cudaGetErrorString(status) : "no devices");
   }
   check(cudaSetDevice(0), "selecting GPU 0");
-  return std::make_unique<CudaBackend>(model);
+  return std::make_unique<CudaBackend>(model, options);
 }
 
 }  // namespace nanoserve

@@ -2,7 +2,10 @@
 // weight bytes read. W warps share an output feature, each streaming every W-th 16-byte piece of
 // its weight row once with one accumulator per activation row; W grows for matrices of few rows so
 // that every multiprocessor has loads in flight. A row's sum runs in the same order whatever the
-// number of activation rows.
+// number of activation rows. The float activations are rounded to the weight type as they are
+// read: the products are those of cuBLAS on converted activations, without the conversion pass.
+#include <type_traits>
+
 #include "backend/cuda/common.cuh"
 
 namespace nanoserve::cuda {
@@ -11,9 +14,17 @@ namespace {
 constexpr int kWarps = 8;          // warps per block
 constexpr int64_t kMinBlocks = 512;  // about four blocks per multiprocessor of an H100/H200
 
+// An activation as the weight type would hold it.
+template <typename T>
+__device__ inline float rounded(float x) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) return __bfloat162float(__float2bfloat16(x));
+  if constexpr (std::is_same_v<T, __half>) return __half2float(__float2half(x));
+  return x;
+}
+
 template <typename T, int R, int W>
 __global__ void __launch_bounds__(kWarps * 32)
-    matvec_kernel(const T* x, const T* w, const float* bias, int64_t features, int64_t cols, float* out) {
+    matvec_kernel(const float* x, const T* w, const float* bias, int64_t features, int64_t cols, float* out) {
   __shared__ float partial[kWarps][R];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, part = warp % W;
   const int64_t f = blockIdx.x * static_cast<int64_t>(kWarps / W) + warp / W;
@@ -30,17 +41,22 @@ __global__ void __launch_bounds__(kWarps * 32)
       const T* we = reinterpret_cast<const T*>(&wv);
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        const uint4 xv = __ldg(reinterpret_cast<const uint4*>(x + r * cols) + i);
-        const T* xe = reinterpret_cast<const T*>(&xv);
+        const float4* xv = reinterpret_cast<const float4*>(x + r * cols + i * kVec);
 #pragma unroll
-        for (int j = 0; j < kVec; ++j) acc[r] += to_float(we[j]) * to_float(xe[j]);
+        for (int j = 0; j < kVec / 4; ++j) {
+          const float4 xj = __ldg(xv + j);
+          acc[r] += to_float(we[4 * j]) * rounded<T>(xj.x);
+          acc[r] += to_float(we[4 * j + 1]) * rounded<T>(xj.y);
+          acc[r] += to_float(we[4 * j + 2]) * rounded<T>(xj.z);
+          acc[r] += to_float(we[4 * j + 3]) * rounded<T>(xj.w);
+        }
       }
     }
   } else {
     for (int64_t i = part * 32 + lane; i < cols; i += W * 32) {
       const float wi = to_float(row[i]);
 #pragma unroll
-      for (int r = 0; r < R; ++r) acc[r] += wi * to_float(x[r * cols + i]);
+      for (int r = 0; r < R; ++r) acc[r] += wi * rounded<T>(x[r * cols + i]);
     }
   }
 #pragma unroll
@@ -59,7 +75,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 }
 
 template <typename T, int R>
-void launch_rows(const T* x, const Matrix& w, const float* bias, float* out, cudaStream_t stream) {
+void launch_rows(const float* x, const Matrix& w, const float* bias, float* out, cudaStream_t stream) {
   const auto* wt = static_cast<const T*>(w.data);
   constexpr int threads = kWarps * 32;
   // Warps per feature: the fewest that still give kMinBlocks blocks.
@@ -75,30 +91,18 @@ void launch_rows(const T* x, const Matrix& w, const float* bias, float* out, cud
 }
 
 template <typename T>
-void launch(const void* x, int64_t rows, const Matrix& w, const float* bias, float* out, cudaStream_t stream) {
-  const auto* xt = static_cast<const T*>(x);
-  switch (rows) {
-#define NANOSERVE_MATVEC_CASE(R) \
-  case R:                         \
-    launch_rows<T, R>(xt, w, bias, out, stream); \
-    break;
-    NANOSERVE_MATVEC_CASE(1)
-    NANOSERVE_MATVEC_CASE(2)
-    NANOSERVE_MATVEC_CASE(3)
-    NANOSERVE_MATVEC_CASE(4)
-    NANOSERVE_MATVEC_CASE(5)
-    NANOSERVE_MATVEC_CASE(6)
-    NANOSERVE_MATVEC_CASE(7)
-    NANOSERVE_MATVEC_CASE(8)
-#undef NANOSERVE_MATVEC_CASE
-    default:
-      break;  // the caller keeps rows within kMatvecRows
+void launch(const float* x, int64_t rows, const Matrix& w, const float* bias, float* out, cudaStream_t stream) {
+  static_assert(kMatvecRows == 2);
+  if (rows == 1) {
+    launch_rows<T, 1>(x, w, bias, out, stream);
+  } else {
+    launch_rows<T, 2>(x, w, bias, out, stream);
   }
 }
 
 }  // namespace
 
-void matvec(const void* x, int64_t rows, const Matrix& w, const float* bias, float* out, cudaStream_t stream) {
+void matvec(const float* x, int64_t rows, const Matrix& w, const float* bias, float* out, cudaStream_t stream) {
   if (rows == 0 || w.rows == 0) return;
   switch (w.type) {
     case WeightType::F32:
