@@ -24,6 +24,16 @@ Buffer::~Buffer() {
   if (data_) owner_->release(data_);
 }
 
+void Backend::run_step(uint64_t, const StepWork& work, int64_t rows, int64_t cols, StepOutput out) {
+  work([&](const float* logits) {
+    if (out.picks) {
+      argmax_rows(logits, rows, cols, out.picks);
+    } else {
+      download(logits, static_cast<size_t>(rows * cols) * sizeof(float), out.logits);
+    }
+  });
+}
+
 std::unique_ptr<Backend> make_backend(const std::string& device, const Model& model, const BackendOptions& options) {
   if (device == "cpu") return make_cpu_backend();  // batch-invariant as it is
   if (device == "cuda") {

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -52,6 +53,7 @@ struct StepLayout {
     std::span<const int32_t> blocks;               // block table covering [0, first_pos + count)
   };
   int64_t tokens = 0;
+  std::vector<int32_t> token_ids;  // [tokens], within the vocabulary (the caller checks)
   std::vector<int64_t> positions;  // [tokens]
   std::vector<Sequence> sequences;
   RopeTable rope, local_rope;      // [tokens, rotary_dim / 2] cos and sin; empty when unused
@@ -77,8 +79,10 @@ class Backend {
 
   virtual void begin_step(const StepLayout& step) = 0;
 
-  // out[t] = table[tokens[t]]: [tokens, hidden]; throws Error for ids outside the table.
-  virtual void embed(const TensorView& table, std::span<const int32_t> tokens, float* out) = 0;
+  // out[t] = table[the step's token id or position t]: [step tokens, table columns]. The caller
+  // has checked that the ids are rows of the table.
+  enum class Ids { Tokens, Positions };
+  virtual void embed(const TensorView& table, Ids ids, float* out) = 0;
   virtual void norm(cpu::NormKind kind, const float* x, const cpu::Norm& params, int64_t rows, int64_t cols,
                     double eps, float* out) = 0;
   // out[rows, out_features] = x[rows, in_features] * W^T + bias.
@@ -98,6 +102,23 @@ class Backend {
   // out[r] (host memory) = the column of the largest value in row r of x [rows, cols], the lowest
   // among equals: greedy decoding without copying logits to the host.
   virtual void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out) = 0;
+
+  // A forward step's device work after begin_step: computes the logits [rows, cols] and hands them
+  // to `use` while they live. It may not copy to or from the host.
+  using LogitsUser = std::function<void(const float* logits)>;
+  using StepWork = std::function<void(const LogitsUser& use)>;
+  // Where a step's results go, on the host: each logits row's argmax (as argmax_rows), or the
+  // logits themselves [rows, cols].
+  struct StepOutput {
+    int32_t* picks = nullptr;
+    float* logits = nullptr;
+  };
+  // Runs `work`, whose logits are [rows, cols], into `out`. With a nonzero `replay_key`, a backend
+  // may record the work the first time it sees the key and replay the recording, without the host
+  // side, for later steps with that key: the caller promises the same operations on the same
+  // buffers and shapes, the step's own values (ids, positions, block tables) coming from
+  // begin_step. By default the work just runs.
+  virtual void run_step(uint64_t replay_key, const StepWork& work, int64_t rows, int64_t cols, StepOutput out);
   // dst[i] = src[rows[i]], rows of `cols` floats.
   virtual void gather_rows(const float* src, std::span<const int64_t> rows, int64_t cols, float* dst) = 0;
   // dst[rows[i]] += weights[i] * src[i]; the rows are distinct.
@@ -115,6 +136,8 @@ struct BackendOptions {
   // half-precision weights with a fixed-order tensor-core kernel instead of matvec and cuBLAS,
   // at a cost in prefill speed.
   bool batch_invariant = false;
+  // CUDA: record decode steps as CUDA graphs and replay them (false: launch every kernel each step).
+  bool cuda_graphs = true;
 };
 
 // "cpu" or "cuda"; a CUDA backend copies the model's weights to the GPU (device 0) now. Throws

@@ -22,6 +22,8 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
   command.add_flag("--batch-invariant", options.batch_invariant,
                    "GPU: give each request the same results whatever else runs in its batch (fixed-order matrix "
                    "products; prefill is slower). The CPU always does");
+  command.add_flag("--enforce-eager", options.enforce_eager,
+                   "GPU: launch every kernel of every step instead of replaying decode steps recorded as CUDA graphs");
 }
 
 std::string model_dir(const ModelOptions& options) {
@@ -49,7 +51,8 @@ Model load(const ModelOptions& options) {
 
 std::unique_ptr<Backend> open_backend(const ModelOptions& options, const Model& model) {
   const auto start = std::chrono::steady_clock::now();
-  auto backend = make_backend(options.device, model, {.batch_invariant = options.batch_invariant});
+  auto backend = make_backend(options.device, model,
+                              {.batch_invariant = options.batch_invariant, .cuda_graphs = !options.enforce_eager});
   fmt::print(stderr, "running on {} (ready in {:.2f}s)\n", backend->describe(), seconds_since(start));
   return backend;
 }

@@ -18,9 +18,10 @@ struct ModelOptions {
   int threads = 0;            // 0: all cores
   std::string device = "cpu";  // cpu or cuda
   bool batch_invariant = false;
+  bool enforce_eager = false;  // no CUDA graphs
 };
 
-// Adds -m/--model, --threads, --device and --batch-invariant to a subcommand.
+// Adds -m/--model, --threads, --device, --batch-invariant and --enforce-eager to a subcommand.
 void add_model_options(CLI::App& command, ModelOptions& options);
 
 // Applies --threads and loads the model, reporting the load time on stderr.

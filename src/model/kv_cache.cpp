@@ -1,6 +1,7 @@
 #include "model/kv_cache.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <numeric>
 
@@ -17,6 +18,11 @@ int64_t bytes_per_row(const ModelConfig& c, KvDType dtype) {
   if (c.head_dim % 32 != 0) fail("a q8_0 KV cache needs head_dim to be a multiple of 32 (this model: {})", c.head_dim);
   return dtype_bytes(DType::Q8_0, width);
 }
+
+uint64_t next_cache_id() {
+  static std::atomic<uint64_t> next{1};
+  return next++;
+}
 }  // namespace
 
 bool parse_kv_dtype(std::string_view name, KvDType* out) {
@@ -28,7 +34,7 @@ bool parse_kv_dtype(std::string_view name, KvDType* out) {
 
 KvCache::KvCache(const ModelConfig& c, int64_t num_blocks, int64_t block_size, KvDType dtype, Backend& backend)
     : num_blocks_(num_blocks), block_size_(block_size), row_width_(c.kv_heads * c.head_dim),
-      row_bytes_(bytes_per_row(c, dtype)), dtype_(dtype), backend_(&backend) {
+      row_bytes_(bytes_per_row(c, dtype)), dtype_(dtype), backend_(&backend), id_(next_cache_id()) {
   const auto n = static_cast<size_t>(num_blocks * block_size * row_bytes_);
   // Cleared now, so that the whole pool is taken at start rather than page by page under load.
   for (int64_t l = 0; l < c.layers; ++l) {

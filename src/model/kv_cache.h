@@ -35,6 +35,8 @@ class KvCache {
   KvDType dtype() const { return dtype_; }
   int64_t row_bytes() const { return row_bytes_; }
   Backend& backend() const { return *backend_; }
+  // Distinct for every cache this process creates (a cache's identity in recorded steps).
+  uint64_t id() const { return id_; }
   // A layer's rows in the backend's memory: [num_blocks * block_size, row_bytes].
   void* keys(int64_t layer) const { return keys_[static_cast<size_t>(layer)].data(); }
   void* values(int64_t layer) const { return values_[static_cast<size_t>(layer)].data(); }
@@ -54,6 +56,7 @@ class KvCache {
   int64_t num_blocks_, block_size_, row_width_, row_bytes_;
   KvDType dtype_;
   Backend* backend_;
+  uint64_t id_;
   std::vector<Buffer> keys_, values_;  // [layers][num_blocks * block_size * row_bytes]
 };
 

@@ -13,6 +13,7 @@ namespace nanoserve {
 
 struct Transformer::Batch {
   StepLayout layout;
+  std::vector<int64_t> logit_rows;  // the rows whose logits the slices ask for, in order
   const ActivationSink* sink = nullptr;
   Backend* backend = nullptr;
 
@@ -29,21 +30,15 @@ struct Transformer::Batch {
 Transformer::Transformer(const Model& model, Backend* backend)
     : model_(model), own_backend_(backend ? nullptr : make_cpu_backend()), backend_(backend ? backend : own_backend_.get()) {}
 
-void Transformer::embed(const Batch& step, std::span<const int32_t> token_ids, float* x) const {
+void Transformer::embed(const Batch& step, float* x) const {
   const ArchSpec& a = model_.arch;
   Backend& be = *backend_;
   const int64_t hidden = model_.config.hidden_size, n = step.tokens() * hidden;
-  be.embed(model_.weights.embed, token_ids, x);
+  be.embed(model_.weights.embed, Backend::Ids::Tokens, x);
   if (a.embed_scale != 1.0f) be.scale(x, a.embed_scale, n);
   if (!a.rope) {
-    const TensorView& table = model_.weights.position_embed;
-    std::vector<int32_t> positions;
-    for (int64_t p : step.layout.positions) {
-      if (p >= table.shape[0]) fail("position {} is past the {} learned positions of this model", p, table.shape[0]);
-      positions.push_back(static_cast<int32_t>(p));
-    }
     Buffer learned = be.floats(n);  // [tokens, hidden]
-    be.embed(table, positions, learned.floats());
+    be.embed(model_.weights.position_embed, Backend::Ids::Positions, learned.floats());
     be.add(x, learned.floats(), n);
   }
 }
@@ -172,25 +167,21 @@ void Transformer::moe_block(int64_t layer, const float* normed, int64_t tokens, 
 }
 
 // Only the rows that want logits go through the final norm and the LM head.
-Buffer Transformer::logits(const Batch& batch, std::span<const SequenceSlice> slices, const float* x,
-                           int64_t* count) const {
+Buffer Transformer::logits(const Batch& batch, const float* x) const {
   const ModelConfig& c = model_.config;
   const ArchSpec& a = model_.arch;
   Backend& be = *backend_;
   const int64_t hidden = c.hidden_size;
-  std::vector<int64_t> rows;
-  for (size_t i = 0; i < slices.size(); ++i) {
-    const auto& s = batch.layout.sequences[i];
-    if (slices[i].logits == LogitsFor::None) continue;
-    const int64_t first = slices[i].logits == LogitsFor::AllTokens ? 0 : s.count - 1;
-    for (int64_t r = first; r < s.count; ++r) rows.push_back(s.offset + r);
-  }
-  const auto n = *count = static_cast<int64_t>(rows.size());
+  const auto n = static_cast<int64_t>(batch.logit_rows.size());
   if (n == 0) return {};
   Buffer normed = be.floats(n * hidden);  // [n, hidden]
-  be.gather_rows(x, rows, hidden, normed.floats());
-  be.norm(a.norm, normed.floats(), model_.weights.final_norm, n, hidden, c.norm_eps, normed.floats());
-  if (n == batch.tokens()) batch.emit("final_norm", normed.floats(), hidden);
+  if (n == batch.tokens()) {  // every row, in order (decode)
+    be.norm(a.norm, x, model_.weights.final_norm, n, hidden, c.norm_eps, normed.floats());
+    batch.emit("final_norm", normed.floats(), hidden);
+  } else {
+    be.gather_rows(x, batch.logit_rows, hidden, normed.floats());
+    be.norm(a.norm, normed.floats(), model_.weights.final_norm, n, hidden, c.norm_eps, normed.floats());
+  }
   Buffer logits = be.floats(n * c.vocab_size);  // [n, vocab]
   be.linear(normed.floats(), n, {model_.weights.lm_head, {}, false}, logits.floats());
   if (a.final_softcap > 0) be.softcap(logits.floats(), a.final_softcap, n * c.vocab_size);
@@ -199,40 +190,67 @@ Buffer Transformer::logits(const Batch& batch, std::span<const SequenceSlice> sl
 
 std::vector<float> Transformer::forward(std::span<const SequenceSlice> slices, KvCache& cache,
                                         const ActivationSink* sink) const {
-  int64_t rows = 0;
-  const Buffer logits = run(slices, cache, sink, &rows);
-  std::vector<float> host(static_cast<size_t>(rows * model_.config.vocab_size));
-  if (rows) backend_->download(logits.data(), host.size() * sizeof(float), host.data());
-  return host;
+  std::vector<float> logits;
+  step(slices, cache, sink, [&](int64_t rows) {
+    logits.resize(static_cast<size_t>(rows * model_.config.vocab_size));
+    return Backend::StepOutput{.logits = logits.data()};
+  });
+  return logits;
 }
 
 std::vector<int32_t> Transformer::forward_greedy(std::span<const SequenceSlice> slices, KvCache& cache) const {
-  int64_t rows = 0;
-  const Buffer logits = run(slices, cache, nullptr, &rows);
-  std::vector<int32_t> tokens(static_cast<size_t>(rows));
-  if (rows) backend_->argmax_rows(logits.floats(), rows, model_.config.vocab_size, tokens.data());
+  std::vector<int32_t> tokens;
+  step(slices, cache, nullptr, [&](int64_t rows) {
+    tokens.resize(static_cast<size_t>(rows));
+    return Backend::StepOutput{.picks = tokens.data()};
+  });
   return tokens;
 }
 
-Buffer Transformer::run(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink,
-                        int64_t* rows) const {
+// Decode steps (a token per sequence, each wanting its logits) repeat the same operations on the
+// same buffers for a given number of sequences and cache, so the backend may replay them.
+void Transformer::step(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink,
+                       const std::function<Backend::StepOutput(int64_t rows)>& output) const {
+  Batch batch;
+  prepare(slices, cache, sink, batch);
+  const auto rows = static_cast<int64_t>(batch.logit_rows.size());
+  const Backend::StepOutput out = output(rows);
+  const bool decode = !sink && rows == batch.tokens() && rows == static_cast<int64_t>(slices.size());
+  const uint64_t replay_key = decode ? (cache.id() << 24 | static_cast<uint64_t>(rows)) : 0;
+  const auto work = [&](const Backend::LogitsUser& use) {
+    const Buffer logits = compute(batch, cache);
+    if (rows) use(logits.floats());
+  };
+  if (rows == 0) {  // keys and values only
+    work([](const float*) {});
+    return;
+  }
+  backend_->run_step(replay_key, work, rows, model_.config.vocab_size, out);
+}
+
+void Transformer::prepare(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink,
+                          Batch& batch) const {
   const ModelConfig& c = model_.config;
   const ArchSpec& a = model_.arch;
-  const Weights& w = model_.weights;
-  Backend& be = *backend_;
-  if (&cache.backend() != backend_) fail("the KV cache lives on the {} backend, the model runs on {}", cache.backend().name(), be.name());
-  const int64_t hidden = c.hidden_size;
-  Batch batch;
+  if (&cache.backend() != backend_) {
+    fail("the KV cache lives on the {} backend, the model runs on {}", cache.backend().name(), backend_->name());
+  }
+  const int64_t vocab = model_.weights.embed.shape[0];
   batch.sink = sink;
   batch.backend = backend_;
   StepLayout& layout = batch.layout;
-  std::vector<int32_t> token_ids;
   for (const auto& slice : slices) {
     const auto count = static_cast<int64_t>(slice.tokens.size());
     if (count == 0) fail("forward needs at least one token per sequence");
     const int64_t end = slice.first_pos + count;
     if (end > static_cast<int64_t>(slice.blocks.size()) * cache.block_size()) {
       fail("sequence of {} tokens exceeds its {} KV blocks of {}", end, slice.blocks.size(), cache.block_size());
+    }
+    if (!a.rope && end > model_.weights.position_embed.shape[0]) {
+      fail("position {} is past the {} learned positions of this model", end - 1, model_.weights.position_embed.shape[0]);
+    }
+    for (int32_t id : slice.tokens) {
+      if (id < 0 || id >= vocab) fail("token id {} is outside the vocabulary of {} tokens", id, vocab);
     }
     layout.sequences.push_back({layout.tokens, count, slice.first_pos, slice.blocks});
     layout.positions.resize(static_cast<size_t>(layout.tokens + count));
@@ -242,15 +260,26 @@ Buffer Transformer::run(std::span<const SequenceSlice> slices, KvCache& cache, c
     if (a.local_rope) {
       layout.local_rope.append(rope_frequencies(*a.local_rope, c.head_dim, c.max_positions, end), positions, count);
     }
-    token_ids.insert(token_ids.end(), slice.tokens.begin(), slice.tokens.end());
+    layout.token_ids.insert(layout.token_ids.end(), slice.tokens.begin(), slice.tokens.end());
+    if (slice.logits != LogitsFor::None) {
+      for (int64_t r = slice.logits == LogitsFor::AllTokens ? 0 : count - 1; r < count; ++r) {
+        batch.logit_rows.push_back(layout.tokens + r);
+      }
+    }
     layout.tokens += count;
   }
-  be.begin_step(layout);
-  const int64_t tokens = layout.tokens;
+  backend_->begin_step(layout);  // which keeps a reference to it: batch outlives the step
+}
 
+Buffer Transformer::compute(const Batch& batch, KvCache& cache) const {
+  const ModelConfig& c = model_.config;
+  const ArchSpec& a = model_.arch;
+  const Weights& w = model_.weights;
+  Backend& be = *backend_;
+  const int64_t hidden = c.hidden_size, tokens = batch.tokens();
   Buffer x = be.floats(tokens * hidden);  // [tokens, hidden]: the residual stream
   Buffer normed = be.floats(tokens * hidden), branch = be.floats(tokens * hidden);  // [tokens, hidden]
-  embed(batch, token_ids, x.floats());
+  embed(batch, x.floats());
   batch.emit("embed", x.floats(), hidden);
   for (int64_t l = 0; l < c.layers; ++l) {
     const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
@@ -271,7 +300,7 @@ Buffer Transformer::run(std::span<const SequenceSlice> slices, KvCache& cache, c
     be.add(x.floats(), branch.floats(), tokens * hidden);
     batch.emit(fmt::format("layer{}.out", l), x.floats(), hidden);
   }
-  return logits(batch, slices, x.floats(), rows);
+  return logits(batch, x.floats());
 }
 
 std::vector<float> Transformer::forward(std::span<const int32_t> tokens, SequenceCache& cache, LogitsFor which,

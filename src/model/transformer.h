@@ -59,14 +59,21 @@ class Transformer {
 
  private:
   struct Batch;  // per-call state: the step's layout and the sink
-  void embed(const Batch& batch, std::span<const int32_t> tokens, float* x) const;
+  void embed(const Batch& batch, float* x) const;
   void attention_block(const Batch& batch, int64_t layer, const float* normed, KvCache& cache, float* out) const;
   void project_qkv(const Batch& batch, int64_t layer, const float* normed, float* q, float* k, float* v) const;
   void mlp_block(int64_t layer, const float* normed, int64_t tokens, float* out) const;
   void moe_block(int64_t layer, const float* normed, int64_t tokens, float* out) const;
   // The logits rows the slices ask for, [rows, vocab] in the backend's memory (empty: none).
-  Buffer logits(const Batch& batch, std::span<const SequenceSlice> slices, const float* x, int64_t* rows) const;
-  Buffer run(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink, int64_t* rows) const;
+  Buffer logits(const Batch& batch, const float* x) const;
+  // A step's host side: checks the slices, lays them out and hands the layout to the backend.
+  void prepare(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink, Batch& batch) const;
+  // Its device side: every layer, then the logits rows (no copies to or from the host, but the
+  // sink's and MoE routing's).
+  Buffer compute(const Batch& batch, KvCache& cache) const;
+  // Both sides, the results going where `output` says once it knows how many logits rows there are.
+  void step(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink,
+            const std::function<Backend::StepOutput(int64_t rows)>& output) const;
 
   const Model& model_;
   std::unique_ptr<Backend> own_backend_;

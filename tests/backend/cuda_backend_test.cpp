@@ -97,6 +97,36 @@ TEST_P(CudaFixtureTest, GreedyContinuationMatchesReference) {
   }
 }
 
+// Decode steps are recorded as CUDA graphs and replayed (MoE routing copies to the host midway:
+// those steps run launched). Replayed greedy steps run the kernels of launched ones, so they pick
+// the argmax of the launched steps' logits, step after step; and replayed logits are theirs too.
+TEST_P(CudaFixtureTest, ReplayedStepsGiveTheLogitsAndPicksOfLaunchedOnes) {
+  const auto eager_backend = make_backend("cuda", *model_, {.cuda_graphs = false});
+  const Transformer eager(*model_, eager_backend.get()), transformer(*model_, backend_.get());
+  const auto prompt = ids("greedy_prompt");
+  constexpr int64_t kSteps = 8;
+  SequenceCache launched = eager.new_cache(static_cast<int64_t>(prompt.size()) + kSteps);
+  SequenceCache replayed = transformer.new_cache(static_cast<int64_t>(prompt.size()) + kSteps);
+  SequenceCache greedy = transformer.new_cache(static_cast<int64_t>(prompt.size()) + kSteps);
+  auto greedy_step = [&](std::span<const int32_t> tokens) {
+    const SequenceSlice slice{tokens, greedy.length(), greedy.blocks(), LogitsFor::LastToken};
+    const auto picked = transformer.forward_greedy(std::span(&slice, 1), greedy.cache());
+    greedy.advance(static_cast<int64_t>(tokens.size()));
+    return picked.at(0);
+  };
+  auto logits = eager.forward(prompt, launched, LogitsFor::LastToken);
+  transformer.forward(prompt, replayed, LogitsFor::LastToken);
+  int32_t picked = greedy_step(prompt);
+  for (int64_t step = 0; step < kSteps; ++step) {
+    const int32_t expected = argmax(logits);
+    ASSERT_EQ(picked, expected) << GetParam().name << " step " << step;
+    const int32_t token[1] = {expected};
+    logits = eager.forward(token, launched, LogitsFor::LastToken);
+    ASSERT_EQ(transformer.forward(token, replayed, LogitsFor::LastToken), logits) << GetParam().name << " step " << step;
+    picked = greedy_step(token);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, CudaFixtureTest, ::testing::ValuesIn(test::model_cases()),
                          [](const auto& info) { return info.param.name; });
 
@@ -172,6 +202,15 @@ TEST_F(CudaEngineTest, GreedyTextEqualsTheCpuUpToNearTies) {
                 top[0].second - top[1].second);
   }
   std::printf("  %d of %zu greedy texts identical on the GPU and the CPU\n", identical, prompts.size());
+}
+
+// Decode steps replayed from CUDA graphs, alone and eight at a time, give the tokens of steps whose
+// kernels are launched one by one.
+TEST_F(CudaEngineTest, RecordedDecodeStepsGiveTheTokensOfLaunchedOnes) {
+  const std::vector<std::vector<int32_t>> prompts(prompts_.begin(), prompts_.begin() + 8);
+  const auto eager = make_backend("cuda", *model_, {.cuda_graphs = false});
+  EXPECT_EQ(generate(backend_.get(), prompts), generate(eager.get(), prompts));
+  EXPECT_EQ(generate(backend_.get(), {prompts[5]}), generate(eager.get(), {prompts[5]}));
 }
 
 // Batch-invariant, every row's products and attention run in an order fixed by the model alone

@@ -34,8 +34,10 @@ class CpuBackend final : public Backend {
 
   void begin_step(const StepLayout& step) override { step_ = &step; }
 
-  void embed(const TensorView& table, std::span<const int32_t> tokens, float* out) override {
-    cpu::embed(table, tokens, out);
+  void embed(const TensorView& table, Ids ids, float* out) override {
+    if (ids == Ids::Tokens) return cpu::embed(table, step().token_ids, out);
+    const std::vector<int32_t> positions(step().positions.begin(), step().positions.end());
+    cpu::embed(table, positions, out);
   }
   void norm(cpu::NormKind kind, const float* x, const cpu::Norm& params, int64_t rows, int64_t cols, double eps,
             float* out) override {

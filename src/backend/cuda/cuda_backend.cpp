@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -58,6 +60,33 @@ class Staging {
   std::vector<uint8_t> bytes_;
 };
 
+// Thrown by a copy between host and device while a step is being recorded: the step then runs
+// without a recording, now and whenever its key comes back.
+struct NotRecordable {};
+
+// Recorded decode steps by key, destroyed with the backend.
+class StepGraphs {
+ public:
+  StepGraphs() = default;
+  StepGraphs(const StepGraphs&) = delete;
+  StepGraphs& operator=(const StepGraphs&) = delete;
+  ~StepGraphs() { clear(); }
+
+  cudaGraphExec_t find(uint64_t key) const {
+    const auto it = graphs_.find(key);
+    return it == graphs_.end() ? nullptr : it->second;
+  }
+  void add(uint64_t key, cudaGraphExec_t graph) { graphs_[key] = graph; }
+  void clear() {
+    for (const auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph);
+    graphs_.clear();
+  }
+  size_t size() const { return graphs_.size(); }
+
+ private:
+  std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
+};
+
 // The backend's stream, synchronized before it goes.
 struct Stream {
   cudaStream_t stream = nullptr;
@@ -73,9 +102,13 @@ struct Stream {
 class CudaBackend final : public Backend {
  public:
   CudaBackend(const Model& model, const BackendOptions& options)
-      : weights_(model), batch_invariant_(options.batch_invariant), profile_(stream_) {
+      : weights_(model), batch_invariant_(options.batch_invariant), profile_(stream_),
+        record_steps_(options.cuda_graphs && !profile_.enabled()) {
     check(cublasCreate(&cublas_), "creating a handle");
     check(cublasSetStream(cublas_, stream_), "setting the stream");
+    // Its own workspace, so that recorded products never allocate.
+    cublas_workspace_ = allocate(kCublasWorkspace);
+    check(cublasSetWorkspace(cublas_, cublas_workspace_.data(), kCublasWorkspace), "setting the workspace");
     // Freed activations stay in the stream's pool for the next step instead of going back to the driver.
     cudaMemPool_t pool;
     check(cudaDeviceGetDefaultMemPool(&pool, 0), "getting the memory pool");
@@ -102,9 +135,11 @@ class CudaBackend final : public Backend {
     return Buffer(this, data, bytes);
   }
   void upload(const void* host, size_t bytes, void* dst) override {
+    if (recording_) throw NotRecordable{};
     check(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, stream_), "copying to the GPU");
   }
   void download(const void* src, size_t bytes, void* host) override {
+    if (recording_) throw NotRecordable{};
     check(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, stream_), "copying from the GPU");
     check(cudaStreamSynchronize(stream_), "running the forward pass");
     profile_.collect();
@@ -124,15 +159,10 @@ class CudaBackend final : public Backend {
 
   void begin_step(const StepLayout& step) override;
 
-  void embed(const TensorView& table, std::span<const int32_t> tokens, float* out) override {
-    const auto timer = profile_.time("embed");
+  void embed(const TensorView& table, Ids ids, float* out) override {
     const cuda::Matrix& m = weights_.matrix(table);
-    for (int32_t id : tokens) {
-      if (id < 0 || id >= m.rows) fail("token id {} is outside the vocabulary of {} tokens", id, m.rows);
-    }
-    Buffer ids = upload_array(tokens.data(), tokens.size());
-    cuda::embed(m, static_cast<const int32_t*>(ids.data()), static_cast<int64_t>(tokens.size()), out, stream_);
-    launched("embed");
+    const int32_t* rows = ids == Ids::Tokens ? step_.token_ids : step_.positions;
+    timed("embed", [&] { cuda::embed(m, rows, step_.tokens, out, stream_); });
   }
   void norm(cpu::NormKind kind, const float* x, const cpu::Norm& params, int64_t rows, int64_t cols, double eps,
             float* out) override {
@@ -166,6 +196,7 @@ class CudaBackend final : public Backend {
   }
   void attention(int64_t layer, const float* q, const float* k, const float* v, const cpu::AttentionParams& params,
                  KvCache& cache, float* out) override;
+  void run_step(uint64_t replay_key, const StepWork& work, int64_t rows, int64_t cols, StepOutput out) override;
   void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out) override {
     const auto timer = profile_.time("argmax_rows");
     Buffer picks = allocate(static_cast<size_t>(rows) * sizeof(int32_t));
@@ -205,6 +236,7 @@ class CudaBackend final : public Backend {
     return b;
   }
   void launched(const char* what) { check(cudaGetLastError(), what); }
+  cudaGraphExec_t record(const StepWork& work, const LogitsUser& use);
   // Runs `launch` (kernels on the stream) timed under `name`, and checks that it launched.
   template <typename Launch>
   void timed(const char* name, Launch&& launch) {
@@ -213,17 +245,31 @@ class CudaBackend final : public Backend {
     launched(name);
   }
 
+  static constexpr size_t kCublasWorkspace = size_t{32} << 20;
+  static constexpr int64_t kMaxRecordedRows = 64;  // larger decode steps are bound by the GPU, not by launches
+
   cuda::DeviceWeights weights_;
   bool batch_invariant_;
   Stream stream_holder_;
   cudaStream_t stream_ = stream_holder_.stream;
   cublasHandle_t cublas_ = nullptr;
   cuda::OpProfile profile_;
+  Buffer cublas_workspace_;
   Buffer step_buffer_;  // the step's arrays, which step_ and the tables point into
   cuda::StepArrays step_;
   StepTables rope_, local_rope_;
+  // Recorded decode steps: their kernels read the step arrays at fixed places in step_buffer_ and
+  // write their picks to picks_, so both stay put while recordings exist.
+  bool record_steps_;
+  bool recording_ = false;
+  Buffer picks_;   // [kMaxRecordedRows]
+  Buffer logits_;  // [kMaxRecordedRows, vocab]
+  StepGraphs graphs_;
+  std::unordered_set<uint64_t> not_recordable_;
 };
 
+// The arrays go in one upload, those whose size depends only on the step's shape first, so that
+// a decode step of a given batch finds them where its recording reads them.
 void CudaBackend::begin_step(const StepLayout& layout) {
   const std::vector<int32_t> positions(layout.positions.begin(), layout.positions.end());
   std::vector<int32_t> table_of_token, tables, singles, tiles;
@@ -240,31 +286,106 @@ void CudaBackend::begin_step(const StepLayout& layout) {
     }
   }
   Staging staging;
+  const size_t at_ids = staging.add(layout.token_ids.data(), layout.token_ids.size());
   const size_t at_positions = staging.add(positions.data(), positions.size());
   const size_t at_owner = staging.add(table_of_token.data(), table_of_token.size());
-  const size_t at_tables = staging.add(tables.data(), tables.size());
   const size_t at_singles = staging.add(singles.data(), singles.size());
   const size_t at_tiles = staging.add(tiles.data(), tiles.size());
   const size_t at_cos = staging.add(layout.rope.cos.data(), layout.rope.cos.size());
   const size_t at_sin = staging.add(layout.rope.sin.data(), layout.rope.sin.size());
   const size_t at_local_cos = staging.add(layout.local_rope.cos.data(), layout.local_rope.cos.size());
   const size_t at_local_sin = staging.add(layout.local_rope.sin.data(), layout.local_rope.sin.size());
-  if (step_buffer_.bytes() < staging.bytes().size()) step_buffer_ = allocate(staging.bytes().size() * 2);
+  const size_t at_tables = staging.add(tables.data(), tables.size());
+  if (step_buffer_.bytes() < staging.bytes().size()) {
+    graphs_.clear();  // they read the old buffer
+    step_buffer_ = allocate(std::max<size_t>(staging.bytes().size() * 2, size_t{1} << 20));
+  }
   upload(staging.bytes().data(), staging.bytes().size(), step_buffer_.data());
   const auto* base = static_cast<const uint8_t*>(step_buffer_.data());
+  const auto array = [base](size_t offset) { return reinterpret_cast<const int32_t*>(base + offset); };
+  const auto floats = [base](size_t offset) { return reinterpret_cast<const float*>(base + offset); };
   step_ = {};
   step_.tokens = layout.tokens;
-  step_.positions = reinterpret_cast<const int32_t*>(base + at_positions);
-  step_.table_of_token = reinterpret_cast<const int32_t*>(base + at_owner);
-  step_.block_tables = reinterpret_cast<const int32_t*>(base + at_tables);
-  step_.single_tokens = reinterpret_cast<const int32_t*>(base + at_singles);
+  step_.token_ids = array(at_ids);
+  step_.positions = array(at_positions);
+  step_.table_of_token = array(at_owner);
+  step_.block_tables = array(at_tables);
+  step_.single_tokens = array(at_singles);
   step_.singles = static_cast<int64_t>(singles.size());
-  step_.tiles = reinterpret_cast<const int32_t*>(base + at_tiles);
+  step_.tiles = array(at_tiles);
   step_.tile_count = static_cast<int64_t>(tiles.size() / 2);
-  rope_ = {reinterpret_cast<const float*>(base + at_cos), reinterpret_cast<const float*>(base + at_sin),
-           layout.rope.rotary_dim};
-  local_rope_ = {reinterpret_cast<const float*>(base + at_local_cos), reinterpret_cast<const float*>(base + at_local_sin),
-                 layout.local_rope.rotary_dim};
+  rope_ = {floats(at_cos), floats(at_sin), layout.rope.rotary_dim};
+  local_rope_ = {floats(at_local_cos), floats(at_local_sin), layout.local_rope.rotary_dim};
+}
+
+// A decode step's kernels, launched one by one from the host, take longer to launch than to run
+// on a small batch: the first step of each key is recorded as a CUDA graph, and later ones replay
+// it in one launch, leaving their picks or logits at a fixed place to copy to the host. Steps that
+// copy to or from the host midway (MoE routing, say) are not recordable.
+void CudaBackend::run_step(uint64_t replay_key, const StepWork& work, int64_t rows, int64_t cols, StepOutput out) {
+  if (!record_steps_ || replay_key == 0 || rows > kMaxRecordedRows || not_recordable_.count(replay_key)) {
+    return Backend::run_step(replay_key, work, rows, cols, out);
+  }
+  // Sized for the largest recorded step, so that they never move.
+  if (!picks_.data()) picks_ = allocate(kMaxRecordedRows * sizeof(int32_t));
+  if (out.logits && logits_.bytes() < static_cast<size_t>(kMaxRecordedRows * cols) * sizeof(float)) {
+    graphs_.clear();
+    logits_ = allocate(static_cast<size_t>(kMaxRecordedRows * cols) * sizeof(float));
+  }
+  // Argmax and logits recordings of one step differ.
+  const uint64_t key = replay_key * 2 + (out.picks ? 1 : 0);
+  cudaGraphExec_t graph = graphs_.find(key);
+  if (!graph) {
+    graph = record(work, [&](const float* logits) {
+      if (out.picks) {
+        cuda::argmax_rows(logits, rows, cols, static_cast<int32_t*>(picks_.data()), stream_);
+        launched("argmax_rows");
+      } else {
+        copy(logits, static_cast<size_t>(rows * cols) * sizeof(float), logits_.data());
+      }
+    });
+    if (!graph) {
+      not_recordable_.insert(replay_key);
+      return Backend::run_step(replay_key, work, rows, cols, out);
+    }
+    graphs_.add(key, graph);
+  }
+  check(cudaGraphLaunch(graph, stream_), "replaying a decode step");
+  if (out.picks) {
+    download(picks_.data(), static_cast<size_t>(rows) * sizeof(int32_t), out.picks);
+  } else {
+    download(logits_.data(), static_cast<size_t>(rows * cols) * sizeof(float), out.logits);
+  }
+}
+
+// The work's kernels as an executable graph, or null when it copies to or from the host.
+cudaGraphExec_t CudaBackend::record(const StepWork& work, const LogitsUser& use) {
+  check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "recording a decode step");
+  recording_ = true;
+  const auto abandon = [this] {
+    recording_ = false;
+    cudaGraph_t partial = nullptr;
+    cudaStreamEndCapture(stream_, &partial);
+    if (partial) cudaGraphDestroy(partial);
+    cudaGetLastError();  // the abandoned capture's error, if any
+  };
+  try {
+    work(use);
+  } catch (const NotRecordable&) {
+    abandon();
+    return nullptr;
+  } catch (...) {
+    abandon();
+    throw;
+  }
+  recording_ = false;
+  cudaGraph_t graph = nullptr;
+  check(cudaStreamEndCapture(stream_, &graph), "recording a decode step");
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  check(status, "instantiating a recorded decode step");
+  return exec;
 }
 
 // Decode-sized batches go through the matvec kernel, larger ones through cuBLAS, whose summation

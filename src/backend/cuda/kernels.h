@@ -68,6 +68,7 @@ void scatter_add_rows(const float* src, const int64_t* rows, const float* weight
 // A forward step's layout on the device (uploaded once per step, read by every layer).
 struct StepArrays {
   int64_t tokens = 0;
+  const int32_t* token_ids = nullptr;     // [tokens]
   const int32_t* positions = nullptr;     // [tokens]
   const int32_t* slots = nullptr;         // [tokens]: the cache row of each token (block * block_size + slot)
   const int32_t* block_tables = nullptr;  // each sequence's block table, concatenated

@@ -32,6 +32,7 @@ class OpProfile {
     cudaEvent_t start_ = nullptr;
   };
   Scope time(const char* name) { return Scope(enabled_ ? this : nullptr, name); }
+  bool enabled() const { return enabled_; }
   // Adds the operations the stream has finished to the totals (call after a synchronization).
   void collect();
 
