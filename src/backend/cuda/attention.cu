@@ -2,12 +2,15 @@
 // Decode (a few queries per sequence): one block per (query token, KV head) holds the queries of
 // that KV head's group, one warp each, so the group reads each key and value row once (from L1). A
 // warp scores 32 keys at a time, a key per lane, and folds them into an online softmax; each lane
-// owns 2 * S values of the output.
+// owns 2 * S values of the output. When the batch is too small to fill the GPU, each query's keys
+// are split into runs taken by separate blocks and combined after (flash-decoding).
 // Prefill: one block per (tile of 64 queries of a sequence, head) stages 32 keys and values at a
 // time in shared memory, where every query reads them; a query's head_dim values are split over
 // S = 1, 2 or 4 threads of 64 dims each.
 // Both do the same arithmetic for a query in the same order (below), so how the scheduler cut the
 // prompts into slices never changes a result.
+#include <algorithm>
+
 #include "backend/cuda/common.cuh"
 
 namespace nanoserve::cuda {
@@ -78,10 +81,12 @@ __device__ inline float rescale(float x, float correction) { return __fmul_rn(x,
 __device__ inline float weight_of(float score, float m) { return expf(__fsub_rn(score, m)); }
 
 // Queries of short slices. S: 64-dim slices of head_dim (head_dim <= 64 * S); each lane owns 2 * S
-// output values.
+// output values. With gridDim.z partitions, block z takes the z-th run of the query's 32-key
+// chunks and leaves (max, sum, unnormalized output) in partials [singles, heads, partitions,
+// head_dim + 2] for combine_kernel; with one, it writes the output.
 template <int S>
 __global__ void attention_kernel(StepArrays step, AttentionShape shape, const float* q, const float* keys,
-                                 const float* values, float* out) {
+                                 const float* values, float* out, float* partials) {
   constexpr int kValues = 2 * S;
   extern __shared__ float q_shared[];  // [group, 64 * S], zero past head_dim
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -96,8 +101,12 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
   const int pos = step.positions[t], block_size = static_cast<int>(step.block_size);
   const int first = shape.window > 0 ? max(0, pos - static_cast<int>(shape.window) + 1) : 0;
   const int32_t* table = step.block_tables + step.table_of_token[t];
+  const int partitions = static_cast<int>(gridDim.z), first_chunk = first / kKeyTile;
+  const int chunks = pos / kKeyTile - first_chunk + 1, per_partition = (chunks + partitions - 1) / partitions;
+  const int begin = first_chunk + static_cast<int>(blockIdx.z) * per_partition;
+  const int end = min(first_chunk + chunks, begin + per_partition);
   float m = -INFINITY, l = 0, acc[kValues] = {};
-  for (int p0 = first / kKeyTile * kKeyTile; p0 <= pos; p0 += kKeyTile) {
+  for (int p0 = begin * kKeyTile; p0 < end * kKeyTile; p0 += kKeyTile) {
     const int p = p0 + lane;
     const bool valid = p >= first && p <= pos;
     int row = 0;
@@ -132,10 +141,43 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
     }
     m = m_new;
   }
+  if (partitions > 1) {
+    float* part = partials + ((blockIdx.x * shape.heads + head) * partitions + blockIdx.z) * (hd + 2);
+    if (lane == 0) {  // m = -inf: an empty run
+      part[0] = m;
+      part[1] = l;
+    }
+#pragma unroll
+    for (int i = 0; i < kValues; ++i) {
+      if (lane + 32 * i < hd) part[2 + lane + 32 * i] = acc[i];
+    }
+    return;
+  }
 #pragma unroll
   for (int i = 0; i < kValues; ++i) {
     const int d = lane + 32 * i;
     if (d < hd) out[(t * shape.heads + head) * hd + d] = acc[i] / l;
+  }
+}
+
+// One query head's partitions, rescaled to their common maximum: [singles, heads] blocks.
+__global__ void combine_kernel(StepArrays step, AttentionShape shape, int partitions, const float* partials, float* out) {
+  const int64_t t = step.single_tokens[blockIdx.x], head = blockIdx.y, hd = shape.head_dim;
+  const float* parts = partials + (blockIdx.x * shape.heads + head) * partitions * (hd + 2);
+  float m = -INFINITY;
+  for (int p = 0; p < partitions; ++p) m = fmaxf(m, parts[p * (hd + 2)]);
+  float l = 0;
+  for (int p = 0; p < partitions; ++p) {
+    const float mp = parts[p * (hd + 2)];
+    if (mp > -INFINITY) l += parts[p * (hd + 2) + 1] * expf(mp - m);
+  }
+  for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+    float o = 0;
+    for (int p = 0; p < partitions; ++p) {
+      const float mp = parts[p * (hd + 2)];
+      if (mp > -INFINITY) o += parts[p * (hd + 2) + 2 + d] * expf(mp - m);
+    }
+    out[(t * shape.heads + head) * hd + d] = o / l;
   }
 }
 
@@ -232,8 +274,13 @@ void launch_tiled(const StepArrays& step, const AttentionShape& shape, const flo
 
 }  // namespace
 
+int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors) {
+  const int64_t blocks = std::max<int64_t>(1, singles * kv_heads);
+  return static_cast<int>(std::clamp<int64_t>((2 * multiprocessors + blocks - 1) / blocks, 1, kMaxPartitions));
+}
+
 void attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
-               float* key_rows, float* value_rows, float* out, cudaStream_t stream) {
+               float* key_rows, float* value_rows, float* out, int partitions, float* partials, cudaStream_t stream) {
   if (step.tokens == 0) return;
   const int64_t kv_dim = shape.kv_heads * shape.head_dim;
   write_kv_kernel<<<static_cast<unsigned>(step.tokens), 128, 0, stream>>>(step, k, v, kv_dim, key_rows, value_rows);
@@ -247,15 +294,20 @@ void attention(const StepArrays& step, const AttentionShape& shape, const float*
     }
   }
   if (step.singles == 0) return;
-  const dim3 grid(static_cast<unsigned>(step.singles), static_cast<unsigned>(shape.kv_heads));
+  const dim3 grid(static_cast<unsigned>(step.singles), static_cast<unsigned>(shape.kv_heads),
+                  static_cast<unsigned>(partitions));
   const int group = static_cast<int>(shape.heads / shape.kv_heads);
   const size_t shared = static_cast<size_t>(group * 64) * sizeof(float);  // times S
   if (shape.head_dim <= 64) {
-    attention_kernel<1><<<grid, group * 32, shared, stream>>>(step, shape, q, key_rows, value_rows, out);
+    attention_kernel<1><<<grid, group * 32, shared, stream>>>(step, shape, q, key_rows, value_rows, out, partials);
   } else if (shape.head_dim <= 128) {
-    attention_kernel<2><<<grid, group * 32, 2 * shared, stream>>>(step, shape, q, key_rows, value_rows, out);
+    attention_kernel<2><<<grid, group * 32, 2 * shared, stream>>>(step, shape, q, key_rows, value_rows, out, partials);
   } else {
-    attention_kernel<4><<<grid, group * 32, 4 * shared, stream>>>(step, shape, q, key_rows, value_rows, out);
+    attention_kernel<4><<<grid, group * 32, 4 * shared, stream>>>(step, shape, q, key_rows, value_rows, out, partials);
+  }
+  if (partitions > 1) {
+    const dim3 heads(static_cast<unsigned>(step.singles), static_cast<unsigned>(shape.heads));
+    combine_kernel<<<heads, 64, 0, stream>>>(step, shape, partitions, partials, out);
   }
 }
 

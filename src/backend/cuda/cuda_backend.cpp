@@ -114,6 +114,7 @@ class CudaBackend final : public Backend {
     check(cudaDeviceGetDefaultMemPool(&pool, 0), "getting the memory pool");
     uint64_t keep = UINT64_MAX;
     check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "configuring the memory pool");
+    check(cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, 0), "reading the GPU's properties");
   }
   ~CudaBackend() override { cublasDestroy(cublas_); }
 
@@ -250,6 +251,7 @@ class CudaBackend final : public Backend {
 
   cuda::DeviceWeights weights_;
   bool batch_invariant_;
+  int multiprocessors_ = 0;
   Stream stream_holder_;
   cudaStream_t stream_ = stream_holder_.stream;
   cublasHandle_t cublas_ = nullptr;
@@ -445,8 +447,13 @@ void CudaBackend::attention(int64_t layer, const float* q, const float* k, const
   step.block_size = cache.block_size();
   const cuda::AttentionShape shape{params.heads, params.kv_heads, params.head_dim, params.scale, params.softcap,
                                    params.window};
+  const int partitions = batch_invariant_ ? 1 : cuda::decode_partitions(step.singles, params.kv_heads, multiprocessors_);
+  Buffer partials;
+  if (partitions > 1) {
+    partials = floats(step.singles * params.heads * partitions * (params.head_dim + 2));  // [singles, heads, partitions, head_dim + 2]
+  }
   cuda::attention(step, shape, q, k, v, static_cast<float*>(cache.keys(layer)), static_cast<float*>(cache.values(layer)),
-                  out, stream_);
+                  out, partitions, partials.floats(), stream_);
   launched("attention");
 }
 

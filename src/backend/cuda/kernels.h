@@ -90,9 +90,18 @@ struct AttentionShape {
   int64_t window;        // 0: none; else keys (pos - window, pos]
 };
 
+// Decode queries can split their keys into runs attended in parallel, then combined
+// (flash-decoding): when few queries would leave most multiprocessors idle. The combination
+// rounds differently from one pass, and the split depends on the batch, so batch-invariant steps
+// take 1 (no split).
+constexpr int64_t kMaxPartitions = 16;
+int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors);
+
 // Stores k, v [tokens, kv_heads * head_dim] at their slots of the layer's float32 rows, then
-// attends each query of q [tokens, heads * head_dim] over its sequence's keys into out.
+// attends each query of q [tokens, heads * head_dim] over its sequence's keys into out. Short
+// slices' queries split their keys `partitions` ways, with scratch `partials` [singles, heads,
+// partitions, head_dim + 2] when partitions > 1.
 void attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
-               float* key_rows, float* value_rows, float* out, cudaStream_t stream);
+               float* key_rows, float* value_rows, float* out, int partitions, float* partials, cudaStream_t stream);
 
 }  // namespace nanoserve::cuda
