@@ -128,7 +128,8 @@ int main(int argc, char** argv) {
       });
       double matvec_ms = NAN;
       if (rows <= cuda::kMatvecRows) {
-        matvec_ms = time_ms(reps, [&] { cuda::matvec(x_f32, rows, w, nullptr, reference, nullptr); });
+        matvec_ms = time_ms(reps, [&] { const cuda::MatvecTarget target{w, nullptr, reference};
+          cuda::matvec(x_f32, rows, &target, 1, nullptr); });
         check(cudaGetLastError(), "matvec");
       }
       // The reference last: cuBLAS's result.

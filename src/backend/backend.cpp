@@ -24,6 +24,11 @@ Buffer::~Buffer() {
   if (data_) owner_->release(data_);
 }
 
+void Backend::linears(const float* x, int64_t rows, std::span<const cpu::Linear* const> layers,
+                      std::span<float* const> outs) {
+  for (size_t i = 0; i < layers.size(); ++i) linear(x, rows, *layers[i], outs[i]);
+}
+
 void Backend::run_step(uint64_t, const StepWork& work, int64_t rows, int64_t cols, StepOutput out) {
   work([&](const float* logits) {
     if (out.picks) {

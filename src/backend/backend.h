@@ -87,6 +87,10 @@ class Backend {
                     double eps, float* out) = 0;
   // out[rows, out_features] = x[rows, in_features] * W^T + bias.
   virtual void linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) = 0;
+  // linear for each of layers that read the same x (q, k and v; gate and up), into outs: one
+  // pass where the backend fuses them.
+  virtual void linears(const float* x, int64_t rows, std::span<const cpu::Linear* const> layers,
+                       std::span<float* const> outs);
   virtual void act_mul(cpu::Activation act, float* gate, const float* up, int64_t n) = 0;
   virtual void activate(cpu::Activation act, float* x, int64_t n) = 0;
   virtual void add(float* x, const float* y, int64_t n) = 0;

@@ -50,9 +50,9 @@ void Transformer::project_qkv(const Batch& step, int64_t layer, const float* nor
   const LayerWeights& w = model_.weights.layers[static_cast<size_t>(layer)];
   Backend& be = *backend_;
   const int64_t tokens = step.tokens(), q_dim = c.heads * c.head_dim, kv_dim = c.kv_heads * c.head_dim;
-  be.linear(normed, tokens, w.q, q);
-  be.linear(normed, tokens, w.k, k);
-  be.linear(normed, tokens, w.v, v);
+  const cpu::Linear* layers[] = {&w.q, &w.k, &w.v};
+  float* const outs[] = {q, k, v};
+  be.linears(normed, tokens, layers, outs);
   if (a.qk_norm == QkNorm::PerHead) {
     be.norm(a.norm, q, w.q_norm, tokens * c.heads, c.head_dim, c.norm_eps, q);
     be.norm(a.norm, k, w.k_norm, tokens * c.kv_heads, c.head_dim, c.norm_eps, k);
@@ -101,14 +101,16 @@ void Transformer::mlp_block(int64_t layer, const float* normed, int64_t tokens, 
   Backend& be = *backend_;
   const int64_t n = tokens * c.intermediate_size;
   Buffer up = be.floats(n);  // [tokens, intermediate]
-  be.linear(normed, tokens, w.up, up.floats());
   if (a.mlp == MlpKind::Plain) {
+    be.linear(normed, tokens, w.up, up.floats());
     be.activate(a.activation, up.floats(), n);
     be.linear(up.floats(), tokens, w.down, out);
     return;
   }
   Buffer gate = be.floats(n);  // [tokens, intermediate]
-  be.linear(normed, tokens, w.gate, gate.floats());
+  const cpu::Linear* layers[] = {&w.up, &w.gate};
+  float* const outs[] = {up.floats(), gate.floats()};
+  be.linears(normed, tokens, layers, outs);
   be.act_mul(a.activation, gate.floats(), up.floats(), n);
   be.linear(gate.floats(), tokens, w.down, out);
 }

@@ -172,6 +172,8 @@ class CudaBackend final : public Backend {
     timed("norm", [&] { cuda::norm(norm_type(kind), x, weight, bias, rows, cols, static_cast<float>(eps), out, stream_); });
   }
   void linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) override;
+  void linears(const float* x, int64_t rows, std::span<const cpu::Linear* const> layers,
+               std::span<float* const> outs) override;
   void act_mul(cpu::Activation act, float* gate, const float* up, int64_t n) override {
     timed("act_mul", [&] { cuda::act_mul(act_type(act), gate, up, n, stream_); });
   }
@@ -404,7 +406,8 @@ void CudaBackend::linear(const float* x, int64_t rows, const cpu::Linear& layer,
                                                                : "linear (cuBLAS)");
   const float* bias = weights_.vector(layer.bias);
   if (!tensor_cores && rows <= cuda::kMatvecRows) {
-    cuda::matvec(x, rows, w, bias, out, stream_);
+    const cuda::MatvecTarget target{w, bias, out};
+    cuda::matvec(x, rows, &target, 1, stream_);
     launched("matvec");
     return;
   }
@@ -434,6 +437,23 @@ void CudaBackend::linear(const float* x, int64_t rows, const cpu::Linear& layer,
     cuda::add_bias(out, bias, rows, w.rows, stream_);
     launched("add_bias");
   }
+}
+
+// Decode products of one input go in one matvec launch when their matrices match in type and width.
+void CudaBackend::linears(const float* x, int64_t rows, std::span<const cpu::Linear* const> layers,
+                          std::span<float* const> outs) {
+  std::vector<cuda::MatvecTarget> targets;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    targets.push_back({weights_.matrix(layers[i]->weight), weights_.vector(layers[i]->bias), outs[i]});
+  }
+  const auto fits = [&](const cuda::MatvecTarget& t) {
+    return t.w.type == targets[0].w.type && t.w.cols == targets[0].w.cols &&
+           !(batch_invariant_ && cuda::tensor_core_linear_fits(t.w));
+  };
+  if (rows > cuda::kMatvecRows || targets.size() > cuda::kMaxMatvecTargets || !std::all_of(targets.begin(), targets.end(), fits)) {
+    return Backend::linears(x, rows, layers, outs);
+  }
+  timed("linear (matvec)", [&] { cuda::matvec(x, rows, targets.data(), static_cast<int>(targets.size()), stream_); });
 }
 
 void CudaBackend::attention(int64_t layer, const float* q, const float* k, const float* v,

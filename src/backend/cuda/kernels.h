@@ -30,12 +30,19 @@ void norm(NormType type, const float* x, const float* weight, const float* bias,
 // Rounds float activations to a half weight type, BF16 or F16 (what the tensor cores read): out
 // [n]. F32 weights read the activations as they are.
 void convert(const float* x, int64_t n, WeightType type, void* out, cudaStream_t stream);
-// out[rows, w.rows] = x[rows, w.cols] * W^T (+ bias), x rounded to w's type as it is read; for
-// rows <= kMatvecRows: warps per output feature read each weight row once for all rows. Beyond
-// two rows cuBLAS is faster (bench/gpu/linear_kernels on an H200: 4 rows of an 8192x2048 matrix,
-// 23 us against 11 us).
+// out[rows, w.rows] = x[rows, w.cols] * W^T (+ bias) for each target, x rounded to w's type as it
+// is read; for rows <= kMatvecRows: warps per output feature read each weight row once for all
+// rows. Beyond two rows cuBLAS is faster (bench/gpu/linear_kernels on an H200: 4 rows of an
+// 8192x2048 matrix, 23 us against 11 us). Targets (up to kMaxMatvecTargets) share the weight type
+// and w.cols, and go in one launch.
 constexpr int64_t kMatvecRows = 2;
-void matvec(const float* x, int64_t rows, const Matrix& w, const float* bias, float* out, cudaStream_t stream);
+constexpr int kMaxMatvecTargets = 3;
+struct MatvecTarget {
+  Matrix w;
+  const float* bias = nullptr;
+  float* out = nullptr;
+};
+void matvec(const float* x, int64_t rows, const MatvecTarget* targets, int count, cudaStream_t stream);
 // out[rows, w.rows] = x[rows, w.cols] * W^T (+ bias) on the tensor cores, x in w's type, for
 // BF16/F16 weights of a multiple of 8 columns (tensor_core_linear_fits). Each row is summed in an
 // order that depends on W's shape alone, so its result does not depend on the other rows.

@@ -4,6 +4,8 @@
 // that every multiprocessor has loads in flight. A row's sum runs in the same order whatever the
 // number of activation rows. The float activations are rounded to the weight type as they are
 // read: the products are those of cuBLAS on converted activations, without the conversion pass.
+// Up to kMaxMatvecTargets matrices that read the same activations (q, k and v; gate and up) go in
+// one launch, their blocks one after another: small matrices alone leave the GPU waiting on latency.
 #include <type_traits>
 
 #include "backend/cuda/common.cuh"
@@ -22,13 +24,28 @@ __device__ inline float rounded(float x) {
   return x;
 }
 
+// The matrices of one launch, and where each one's blocks start.
+template <typename T>
+struct Targets {
+  const T* w[kMaxMatvecTargets];
+  const float* bias[kMaxMatvecTargets];
+  float* out[kMaxMatvecTargets];
+  int64_t features[kMaxMatvecTargets];
+  int64_t first_block[kMaxMatvecTargets + 1];
+  int count;
+};
+
 template <typename T, int R, int W>
 __global__ void __launch_bounds__(kWarps * 32)
-    matvec_kernel(const float* x, const T* w, const float* bias, int64_t features, int64_t cols, float* out) {
+    matvec_kernel(const float* x, Targets<T> targets, int64_t cols) {
   __shared__ float partial[kWarps][R];
+  int target = 0;
+  while (target + 1 < targets.count && blockIdx.x >= targets.first_block[target + 1]) ++target;
+  const int64_t features = targets.features[target];
+  const float* bias = targets.bias[target];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, part = warp % W;
-  const int64_t f = blockIdx.x * static_cast<int64_t>(kWarps / W) + warp / W;
-  const T* row = w + f * cols;
+  const int64_t f = (blockIdx.x - targets.first_block[target]) * static_cast<int64_t>(kWarps / W) + warp / W;
+  const T* row = targets.w[target] + f * cols;
   float acc[R] = {};
   constexpr int kVec = 16 / sizeof(T);  // elements per 16-byte load
   if (f >= features) {
@@ -70,49 +87,60 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int r = 0; r < R; ++r) {
     float sum = 0;
     for (int p = 0; p < W; ++p) sum += partial[warp + p][r];  // in a fixed order
-    out[r * features + f] = sum + (bias ? bias[f] : 0.0f);
+    targets.out[target][r * features + f] = sum + (bias ? bias[f] : 0.0f);
   }
+}
+
+// W warps per feature: the fewest that still give kMinBlocks blocks over all the targets.
+template <typename T, int R, int W>
+bool launch_with(const float* x, const MatvecTarget* list, int count, cudaStream_t stream) {
+  Targets<T> targets{};
+  targets.count = count;
+  int64_t blocks = 0;
+  for (int i = 0; i < count; ++i) {
+    targets.w[i] = static_cast<const T*>(list[i].w.data);
+    targets.bias[i] = list[i].bias;
+    targets.out[i] = list[i].out;
+    targets.features[i] = list[i].w.rows;
+    targets.first_block[i] = blocks;
+    blocks += blocks_for(list[i].w.rows, kWarps / W);
+  }
+  if (W < kWarps && blocks < kMinBlocks) return false;
+  matvec_kernel<T, R, W><<<static_cast<unsigned>(blocks), kWarps * 32, 0, stream>>>(x, targets, list[0].w.cols);
+  return true;
 }
 
 template <typename T, int R>
-void launch_rows(const float* x, const Matrix& w, const float* bias, float* out, cudaStream_t stream) {
-  const auto* wt = static_cast<const T*>(w.data);
-  constexpr int threads = kWarps * 32;
-  // Warps per feature: the fewest that still give kMinBlocks blocks.
-  if (blocks_for(w.rows, kWarps) >= kMinBlocks) {
-    matvec_kernel<T, R, 1><<<blocks_for(w.rows, kWarps), threads, 0, stream>>>(x, wt, bias, w.rows, w.cols, out);
-  } else if (blocks_for(w.rows, kWarps / 2) >= kMinBlocks) {
-    matvec_kernel<T, R, 2><<<blocks_for(w.rows, kWarps / 2), threads, 0, stream>>>(x, wt, bias, w.rows, w.cols, out);
-  } else if (blocks_for(w.rows, kWarps / 4) >= kMinBlocks) {
-    matvec_kernel<T, R, 4><<<blocks_for(w.rows, kWarps / 4), threads, 0, stream>>>(x, wt, bias, w.rows, w.cols, out);
-  } else {
-    matvec_kernel<T, R, 8><<<blocks_for(w.rows, 1), threads, 0, stream>>>(x, wt, bias, w.rows, w.cols, out);
-  }
+void launch_rows(const float* x, const MatvecTarget* targets, int count, cudaStream_t stream) {
+  if (launch_with<T, R, 1>(x, targets, count, stream)) return;
+  if (launch_with<T, R, 2>(x, targets, count, stream)) return;
+  if (launch_with<T, R, 4>(x, targets, count, stream)) return;
+  launch_with<T, R, 8>(x, targets, count, stream);
 }
 
 template <typename T>
-void launch(const float* x, int64_t rows, const Matrix& w, const float* bias, float* out, cudaStream_t stream) {
+void launch(const float* x, int64_t rows, const MatvecTarget* targets, int count, cudaStream_t stream) {
   static_assert(kMatvecRows == 2);
   if (rows == 1) {
-    launch_rows<T, 1>(x, w, bias, out, stream);
+    launch_rows<T, 1>(x, targets, count, stream);
   } else {
-    launch_rows<T, 2>(x, w, bias, out, stream);
+    launch_rows<T, 2>(x, targets, count, stream);
   }
 }
 
 }  // namespace
 
-void matvec(const float* x, int64_t rows, const Matrix& w, const float* bias, float* out, cudaStream_t stream) {
-  if (rows == 0 || w.rows == 0) return;
-  switch (w.type) {
+void matvec(const float* x, int64_t rows, const MatvecTarget* targets, int count, cudaStream_t stream) {
+  if (rows == 0 || count == 0) return;
+  switch (targets[0].w.type) {
     case WeightType::F32:
-      launch<float>(x, rows, w, bias, out, stream);
+      launch<float>(x, rows, targets, count, stream);
       break;
     case WeightType::BF16:
-      launch<__nv_bfloat16>(x, rows, w, bias, out, stream);
+      launch<__nv_bfloat16>(x, rows, targets, count, stream);
       break;
     case WeightType::F16:
-      launch<__half>(x, rows, w, bias, out, stream);
+      launch<__half>(x, rows, targets, count, stream);
       break;
   }
 }
