@@ -81,7 +81,6 @@ class StepGraphs {
     for (const auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph);
     graphs_.clear();
   }
-  size_t size() const { return graphs_.size(); }
 
  private:
   std::unordered_map<uint64_t, cudaGraphExec_t> graphs_;
