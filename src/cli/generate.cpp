@@ -42,6 +42,7 @@ void run_generate(const GenerateOptions& opt) {
   });
   engine.run_until_idle();
   fmt::print("\n");
+  std::fflush(stdout);  // the text's end before the figures on stderr, also when both go to one file
   if (!error.empty()) fail("{}", error);
   const double total = seconds_since(start);
   fmt::print(stderr, "prompt: {} tokens, {:.1f} tok/s | generated: {} tokens, {:.1f} tok/s\n", prompt.size(),
