@@ -238,6 +238,11 @@ class CudaBackend final : public Backend {
     return b;
   }
   void launched(const char* what) { check(cudaGetLastError(), what); }
+  // Which kernel multiplies by w (see linear).
+  bool takes_tensor_cores(const cuda::Matrix& w) const { return batch_invariant_ && cuda::tensor_core_linear_fits(w); }
+  bool takes_matvec(const cuda::Matrix& w, int64_t rows) const {
+    return !takes_tensor_cores(w) && rows <= cuda::kMatvecRows;
+  }
   cudaGraphExec_t record(const StepWork& work, const LogitsUser& use);
   // Runs `launch` (kernels on the stream) timed under `name`, and checks that it launched.
   template <typename Launch>
@@ -399,12 +404,12 @@ cudaGraphExec_t CudaBackend::record(const StepWork& work, const LogitsUser& use)
 void CudaBackend::linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) {
   if (rows == 0) return;
   const cuda::Matrix& w = weights_.matrix(layer.weight);
-  const bool tensor_cores = batch_invariant_ && cuda::tensor_core_linear_fits(w);
-  const auto timer = profile_.time(tensor_cores            ? "linear (tensor cores)"
-                                   : rows <= cuda::kMatvecRows ? "linear (matvec)"
-                                                               : "linear (cuBLAS)");
+  const bool tensor_cores = takes_tensor_cores(w);
+  const auto timer = profile_.time(tensor_cores               ? "linear (tensor cores)"
+                                   : takes_matvec(w, rows) ? "linear (matvec)"
+                                                           : "linear (cuBLAS)");
   const float* bias = weights_.vector(layer.bias);
-  if (!tensor_cores && rows <= cuda::kMatvecRows) {
+  if (takes_matvec(w, rows)) {
     const cuda::MatvecTarget target{w, bias, out};
     cuda::matvec(x, rows, &target, 1, stream_);
     launched("matvec");
@@ -446,10 +451,9 @@ void CudaBackend::linears(const float* x, int64_t rows, std::span<const cpu::Lin
     targets.push_back({weights_.matrix(layers[i]->weight), weights_.vector(layers[i]->bias), outs[i]});
   }
   const auto fits = [&](const cuda::MatvecTarget& t) {
-    return t.w.type == targets[0].w.type && t.w.cols == targets[0].w.cols &&
-           !(batch_invariant_ && cuda::tensor_core_linear_fits(t.w));
+    return t.w.type == targets[0].w.type && t.w.cols == targets[0].w.cols && takes_matvec(t.w, rows);
   };
-  if (rows > cuda::kMatvecRows || targets.size() > cuda::kMaxMatvecTargets || !std::all_of(targets.begin(), targets.end(), fits)) {
+  if (targets.size() > cuda::kMaxMatvecTargets || !std::all_of(targets.begin(), targets.end(), fits)) {
     return Backend::linears(x, rows, layers, outs);
   }
   timed("linear (matvec)", [&] { cuda::matvec(x, rows, targets.data(), static_cast<int>(targets.size()), stream_); });

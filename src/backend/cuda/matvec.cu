@@ -31,7 +31,7 @@ struct Targets {
   const float* bias[kMaxMatvecTargets];
   float* out[kMaxMatvecTargets];
   int64_t features[kMaxMatvecTargets];
-  int64_t first_block[kMaxMatvecTargets + 1];
+  int64_t first_block[kMaxMatvecTargets];
   int count;
 };
 
