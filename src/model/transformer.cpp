@@ -217,16 +217,16 @@ void Transformer::step(std::span<const SequenceSlice> slices, KvCache& cache, co
   prepare(slices, cache, sink, batch);
   const auto rows = static_cast<int64_t>(batch.logit_rows.size());
   const Backend::StepOutput out = output(rows);
+  if (rows == 0) {  // keys and values only
+    compute(batch, cache);
+    return;
+  }
   const bool decode = !sink && rows == batch.tokens() && rows == static_cast<int64_t>(slices.size());
   const uint64_t replay_key = decode ? (cache.id() << 24 | static_cast<uint64_t>(rows)) : 0;
   const auto work = [&](const Backend::LogitsUser& use) {
     const Buffer logits = compute(batch, cache);
-    if (rows) use(logits.floats());
+    use(logits.floats());
   };
-  if (rows == 0) {  // keys and values only
-    work([](const float*) {});
-    return;
-  }
   backend_->run_step(replay_key, work, rows, model_.config.vocab_size, out);
 }
 
