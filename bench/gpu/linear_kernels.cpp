@@ -118,26 +118,23 @@ int main(int argc, char** argv) {
       check(cudaMalloc(&out, static_cast<size_t>(rows * shape.features) * sizeof(float)), "cudaMalloc");
       check(cudaMalloc(&reference, static_cast<size_t>(rows * shape.features) * sizeof(float)), "cudaMalloc");
       const double tensor_ms = time_ms(reps, [&] { cuda::tensor_core_linear(x, rows, w, nullptr, out, nullptr); });
-      const float alpha = 1, beta = 0;
-      const double cublas_ms = time_ms(reps, [&] {
+      // reference[rows, features] = x * W^T by cuBLAS
+      const auto gemm = [&] {
+        const float alpha = 1, beta = 0;
         check(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(shape.features), static_cast<int>(rows),
                            static_cast<int>(shape.cols), &alpha, w.data, CUDA_R_16BF, static_cast<int>(shape.cols), x,
                            CUDA_R_16BF, static_cast<int>(shape.cols), &beta, reference, CUDA_R_32F,
                            static_cast<int>(shape.features), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
               "cublasGemmEx");
-      });
+      };
+      const double cublas_ms = time_ms(reps, gemm);
       double matvec_ms = NAN;
       if (rows <= cuda::kMatvecRows) {
-        matvec_ms = time_ms(reps, [&] { const cuda::MatvecTarget target{w, nullptr, reference};
-          cuda::matvec(x_f32, rows, &target, 1, nullptr); });
+        const cuda::MatvecTarget target{w, nullptr, reference};
+        matvec_ms = time_ms(reps, [&] { cuda::matvec(x_f32, rows, &target, 1, nullptr); });
         check(cudaGetLastError(), "matvec");
       }
-      // The reference last: cuBLAS's result.
-      check(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(shape.features), static_cast<int>(rows),
-                         static_cast<int>(shape.cols), &alpha, w.data, CUDA_R_16BF, static_cast<int>(shape.cols), x,
-                         CUDA_R_16BF, static_cast<int>(shape.cols), &beta, reference, CUDA_R_32F,
-                         static_cast<int>(shape.features), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-            "cublasGemmEx");
+      gemm();  // the reference last: cuBLAS's result
       check(cudaGetLastError(), "tensor_core_linear");
       const std::vector<float> got = download(out, rows * shape.features);
       const double diff = relative_difference(got, download(reference, rows * shape.features));
