@@ -31,7 +31,7 @@ struct Targets {
   const float* bias[kMaxMatvecTargets];
   float* out[kMaxMatvecTargets];
   int64_t features[kMaxMatvecTargets];
-  int64_t first_block[kMaxMatvecTargets];
+  int64_t first_block[kMaxMatvecTargets + 1];  // and the launch's block count after the last
   int count;
 };
 
@@ -105,6 +105,7 @@ bool launch_with(const float* x, const MatvecTarget* list, int count, cudaStream
     targets.first_block[i] = blocks;
     blocks += blocks_for(list[i].w.rows, kWarps / W);
   }
+  targets.first_block[count] = blocks;
   if (W < kWarps && blocks < kMinBlocks) return false;
   matvec_kernel<T, R, W><<<static_cast<unsigned>(blocks), kWarps * 32, 0, stream>>>(x, targets, list[0].w.cols);
   return true;
