@@ -54,8 +54,7 @@ class CpuBackend final : public Backend {
   void clamp(float* x, float limit, int64_t n) override { cpu::clamp(x, limit, n); }
 
   void rope(float* x, int64_t heads, int64_t head_dim, bool local, RopePairs pairs) override {
-    const RopeTable& table = local ? step().local_rope : step().rope;
-    apply_rope(x, table.tokens(), heads, head_dim, table.cos.data(), table.sin.data(), table.rotary_dim, pairs);
+    cpu::rope(x, local ? step().local_rope : step().rope, heads, head_dim, pairs);
   }
 
   void attention(int64_t layer, const float* q, const float* k, const float* v, const cpu::AttentionParams& params,

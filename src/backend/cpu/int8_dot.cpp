@@ -1,97 +1,22 @@
 #include "backend/cpu/int8_dot.h"
 
-#include <immintrin.h>
-
-#include <cstring>
+#include <algorithm>
 #include <vector>
 
+#include "backend/cpu/int8_tiles.h"
 #include "backend/cpu/kernel_level.h"
 #include "formats/dtype.h"
-#include "formats/quant.h"
+#include "util/error.h"
 #include "util/thread_pool.h"
 
 namespace nanoserve::cpu {
 
 namespace {
 
-constexpr int64_t kBlockBytes = 34;  // Q8_0: float16 scale, 32 int8
-constexpr int64_t kRowTile = 4;      // weight rows per parallel job
+constexpr int64_t kRowTile = 4;           // weight rows per tile
+constexpr int64_t kActivationBlock = 64;  // activation rows per pass over a thread's weight tiles, kept in cache
 
-#define NANOSERVE_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
-
-NANOSERVE_VNNI inline float scale_of(const uint8_t* block) {
-  uint16_t bits;
-  std::memcpy(&bits, block, 2);
-  return _cvtsh_ss(bits);
-}
-
-NANOSERVE_VNNI inline float sum_lanes(__m256 v) {
-  const __m128 half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
-  return _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)));
-}
-
-// out[c * n + r] = sum over blocks of d_w * d_x * (q_w . q_x) for R weight rows and C activation
-// rows. vpdpbusd multiplies unsigned by signed bytes, so q_w's sign moves onto q_x:
-// |q_w| * (q_x * sign(q_w)). Each output takes the same steps whatever the tile holds. (A 512-bit
-// version, two blocks per step, measured slower here: the per-block scales cost more to assemble.)
-template <int R, int C>
-NANOSERVE_VNNI void tile(const uint8_t* const* w, const uint8_t* const* x, int64_t blocks, float* out, int64_t n) {
-  __m256 acc[R][C];
-  for (auto& row : acc) {
-    for (auto& a : row) a = _mm256_setzero_ps();
-  }
-  for (int64_t b = 0; b < blocks; ++b) {
-    __m256i qx[C];
-    float dx[C];
-    for (int c = 0; c < C; ++c) {
-      qx[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[c] + b * kBlockBytes + 2));
-      dx[c] = scale_of(x[c] + b * kBlockBytes);
-    }
-    for (int r = 0; r < R; ++r) {
-      const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[r] + b * kBlockBytes + 2));
-      const __m256i magnitude = _mm256_sign_epi8(qw, qw);
-      const float dw = scale_of(w[r] + b * kBlockBytes);
-      for (int c = 0; c < C; ++c) {
-        const __m256i sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), magnitude, _mm256_sign_epi8(qx[c], qw));
-        acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx[c]), _mm256_cvtepi32_ps(sums), acc[r][c]);
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < C; ++c) out[c * n + r] = sum_lanes(acc[r][c]);
-  }
-}
-
-template <int R>
-NANOSERVE_VNNI void tile_cols(const uint8_t* const* w, const uint8_t* xq, int64_t row_bytes, int64_t rows, int64_t blocks,
-                              float* out, int64_t n) {
-  int64_t c = 0;
-  for (; c + 4 <= rows; c += 4) {
-    const uint8_t* x[4] = {xq + c * row_bytes, xq + (c + 1) * row_bytes, xq + (c + 2) * row_bytes, xq + (c + 3) * row_bytes};
-    tile<R, 4>(w, x, blocks, out + c * n, n);
-  }
-  for (; c < rows; ++c) {
-    const uint8_t* x[1] = {xq + c * row_bytes};
-    tile<R, 1>(w, x, blocks, out + c * n, n);
-  }
-}
-
-NANOSERVE_VNNI void rows_q8_0(const uint8_t* w, int64_t stride_bytes, int64_t first, int64_t count, const uint8_t* xq,
-                              int64_t row_bytes, int64_t rows, int64_t blocks, float* out, int64_t n) {
-  const uint8_t* wr[kRowTile];
-  for (int64_t r = 0; r < count; ++r) wr[r] = w + (first + r) * stride_bytes;
-  switch (count) {
-    case 4: tile_cols<4>(wr, xq, row_bytes, rows, blocks, out + first, n); break;
-    case 3: tile_cols<3>(wr, xq, row_bytes, rows, blocks, out + first, n); break;
-    case 2: tile_cols<2>(wr, xq, row_bytes, rows, blocks, out + first, n); break;
-    default: tile_cols<1>(wr, xq, row_bytes, rows, blocks, out + first, n); break;
-  }
-}
-
-}  // namespace
-
-bool int8_dot_available() {
+bool vnni_available() {
   static const bool available = [] {
     __builtin_cpu_init();
     return kernel_level() == KernelLevel::Avx512 && __builtin_cpu_supports("avx512vnni");  // AVX-512 CPUs all have F16C
@@ -99,18 +24,60 @@ bool int8_dot_available() {
   return available;
 }
 
-void multiply_q8_0(const float* x, int64_t rows, const TensorView& w, float* out) {
-  const int64_t n = w.shape[0], k = w.shape[1], blocks = k / 32, row_bytes = blocks * kBlockBytes;
-  std::vector<uint8_t> xq(static_cast<size_t>(rows * row_bytes));  // [rows, k] as Q8_0 blocks
-  for (int64_t c = 0; c < rows; ++c) quantize_row_q8_0(x + c * k, xq.data() + c * row_bytes, k);
+// One way of multiplying a weight type: how its activations are quantized, and its tile kernel.
+template <class Act>
+struct Method {
+  int64_t act_blocks;  // Act blocks per activation row
+  void (*quantize)(const float* x, int64_t k, Act* out);
+  int8::RowsKernel rows;
+  int64_t weight_blocks;  // blocks per weight row
+};
+
+template <class Act>
+void run(const float* x, int64_t rows, const TensorView& w, const Method<Act>& method, float* out) {
+  const int64_t n = w.shape[0], k = w.shape[1];
+  std::vector<Act> xq(static_cast<size_t>(rows * method.act_blocks));  // [rows, k] quantized
+  ThreadPool::global().parallel_for(static_cast<size_t>(rows), [&](size_t begin, size_t end) {
+    for (size_t r = begin; r < end; ++r) method.quantize(x + static_cast<int64_t>(r) * k, k, xq.data() + r * method.act_blocks);
+  });
+  const int64_t stride_bytes = dtype_bytes(w.dtype, w.stride()), row_bytes = method.act_blocks * sizeof(Act);
+  const auto* xq_bytes = reinterpret_cast<const uint8_t*>(xq.data());
   const int64_t tiles = (n + kRowTile - 1) / kRowTile;
-  const int64_t stride_bytes = dtype_bytes(DType::Q8_0, w.stride());
   ThreadPool::global().parallel_for(static_cast<size_t>(tiles), [&](size_t begin, size_t end) {
-    for (size_t t = begin; t < end; ++t) {
-      const int64_t r0 = static_cast<int64_t>(t) * kRowTile;
-      rows_q8_0(w.data, stride_bytes, r0, std::min(kRowTile, n - r0), xq.data(), row_bytes, rows, blocks, out, n);
+    for (int64_t r_begin = 0; r_begin < rows; r_begin += kActivationBlock) {
+      const int64_t block = std::min(kActivationBlock, rows - r_begin);
+      for (size_t t = begin; t < end; ++t) {
+        const int64_t r0 = static_cast<int64_t>(t) * kRowTile, count = std::min(kRowTile, n - r0);
+        const uint8_t* wr[kRowTile];
+        for (int64_t i = 0; i < count; ++i) wr[i] = w.data + (r0 + i) * stride_bytes;
+        method.rows(wr, static_cast<int>(count), xq_bytes + r_begin * row_bytes, row_bytes, block, method.weight_blocks,
+                    out + r_begin * n + r0, n);
+      }
     }
   });
+}
+
+}  // namespace
+
+bool takes_int8_dot(DType dtype) {
+  switch (dtype) {
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_K:
+    case DType::Q6_K: return vnni_available();
+    default: return false;
+  }
+}
+
+void multiply_int8(const float* x, int64_t rows, const TensorView& w, float* out) {
+  const int64_t k = w.shape[1], pairs = (k / 32 + 1) / 2;
+  switch (w.dtype) {
+    case DType::Q8_0: return run<int8::Q8Pair>(x, rows, w, {pairs, int8::quantize_q8_pairs, int8::q8_0_rows, k / 32}, out);
+    case DType::Q4_0: return run<int8::Q8Pair>(x, rows, w, {pairs, int8::quantize_q8_pairs, int8::q4_0_rows, k / 32}, out);
+    case DType::Q4_K: return run<int8::Q8KBlock>(x, rows, w, {k / 256, int8::quantize_q8_k, int8::q4_k_rows, k / 256}, out);
+    case DType::Q6_K: return run<int8::Q8KBlock>(x, rows, w, {k / 256, int8::quantize_q8_k, int8::q6_k_rows, k / 256}, out);
+    default: fail("{}: no int8 kernel for {} weights", w.name, dtype_name(w.dtype));
+  }
 }
 
 }  // namespace nanoserve::cpu

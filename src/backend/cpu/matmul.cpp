@@ -8,6 +8,7 @@
 
 #include "backend/cpu/int8_dot.h"
 #include "backend/cpu/kernel_level.h"
+#include "backend/cpu/lanes.h"
 #include "backend/cpu/ops.h"
 #include "util/thread_pool.h"
 
@@ -17,9 +18,6 @@ namespace {
 
 constexpr int kRowTile = 4;  // weight rows per tile
 constexpr int kColTile = 4;  // activation rows per tile
-
-typedef float v8 __attribute__((vector_size(32)));
-typedef float v16 __attribute__((vector_size(64)));
 
 // A bf16 weight, as stored.
 struct Bf16 {
@@ -34,11 +32,7 @@ struct Lanes {
   typedef uint32_t Word __attribute__((vector_size(kWidth * 4)));
 };
 
-// Vectors are passed by reference: by value they would change the ABI between the variants.
-template <typename V>
-[[gnu::always_inline]] inline void load(V& v, const float* p) {
-  std::memcpy(&v, p, sizeof v);
-}
+using cpu::load;  // of floats (lanes.h), beside this one of bf16
 template <typename V>
 [[gnu::always_inline]] inline void load(V& v, const Bf16* p) {
   typename Lanes<V>::Half half;
@@ -48,17 +42,6 @@ template <typename V>
 }
 [[gnu::always_inline]] inline float to_float(float f) { return f; }
 [[gnu::always_inline]] inline float to_float(Bf16 b) { return bf16_to_float(b.bits); }
-
-// Lanes summed pairwise, in a fixed order.
-[[gnu::always_inline]] inline float sum_lanes(const v8& v) {
-  return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
-}
-[[gnu::always_inline]] inline float sum_lanes(const v16& v) {
-  v8 low, high;
-  std::memcpy(&low, &v, sizeof low);
-  std::memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof low, sizeof high);
-  return sum_lanes(v8(low + high));
-}
 
 // out[c * ldo + r] = dot(w[r], x[c]) for r < R, c < C. Every dot product runs the same lane order
 // whatever R and C are, so an output never depends on its neighbours in the tile.
@@ -160,7 +143,7 @@ constexpr int64_t kActivationBlock = 64;
 // out[rows, n] = x[rows, k] * w^T for w [n, k]. Each output is one dot product whatever the
 // blocking, so it does not depend on the batch.
 void multiply_out_in(const float* x, int64_t rows, const TensorView& w, float* out) {
-  if (w.dtype == DType::Q8_0 && int8_dot_available()) return multiply_q8_0(x, rows, w, out);
+  if (takes_int8_dot(w.dtype)) return multiply_int8(x, rows, w, out);
   const int64_t n = w.shape[0], k = w.shape[1];
   const int64_t tiles = (n + kRowTile - 1) / kRowTile;
   ThreadPool::global().parallel_for(static_cast<size_t>(tiles), [&](size_t begin, size_t end) {

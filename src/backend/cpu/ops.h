@@ -8,6 +8,7 @@
 #include <span>
 
 #include "formats/tensor_view.h"
+#include "model/rope.h"
 
 namespace nanoserve::cpu {
 
@@ -58,6 +59,9 @@ void scale(float* x, float scale, int64_t n);
 void softcap(float* x, float cap, int64_t n);
 // x = clamp(x, -limit, limit).
 void clamp(float* x, float limit, int64_t n);
+
+// apply_rope (model/rope.h) on x [tokens, heads * head_dim] by a step's table, shared between threads.
+void rope(float* x, const RopeTable& table, int64_t heads, int64_t head_dim, RopePairs pairs);
 
 struct AttentionParams {
   int64_t heads, kv_heads, head_dim;

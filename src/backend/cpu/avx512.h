@@ -1,0 +1,13 @@
+// The x86 intrinsics, for the files that use AVX-512 ones. GCC 12's AVX-512 headers start some
+// intrinsics from an undefined value (`__m512 __Y = __Y;`), which -Wuninitialized reports wherever
+// they are inlined (GCC bug 105593, fixed in GCC 13); the pragmas silence it for the headers alone.
+#pragma once
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+
+// The AVX-512 features the int8 kernels are compiled for (the CPU is checked before they run).
+#define NANOSERVE_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))

@@ -1,0 +1,120 @@
+// The int8 dot products on quantized weights against the double-precision product of the same
+// weights dequantized (formats/quant, bit-exact against gguf-py) and the float activations.
+#include "backend/cpu/int8_dot.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <tuple>
+
+#include "backend/cpu/ops.h"
+#include "formats/quant.h"
+
+namespace nanoserve {
+namespace {
+
+struct QuantType {
+  DType dtype;
+  int64_t block_elems, block_bytes;
+  std::vector<int> scale_offsets;  // float16 scales inside a block, set to sensible magnitudes
+  int64_t act_block;               // activation values sharing one 8-bit scale
+  double act_error;                // an activation's worst error, in steps of its block's scale
+};
+
+// Activations in Q8_0 blocks are off by half a step plus the float16 rounding of the step
+// (127 * 2^-11 of one); the 256-value blocks keep a float step: half a step plus float rounding.
+const QuantType kTypes[] = {
+    {DType::Q8_0, 32, 34, {0}, 32, 0.57},
+    {DType::Q4_0, 32, 18, {0}, 32, 0.57},
+    {DType::Q4_K, 256, 144, {0, 2}, 256, 0.501},
+    {DType::Q6_K, 256, 210, {208}, 256, 0.501},
+};
+
+// Blocks of random bytes (every byte pattern is a valid block) with scales of about 0.01.
+std::vector<uint8_t> random_blocks(const QuantType& type, int64_t blocks, std::mt19937& rng) {
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(0.005f, 0.02f);
+  std::vector<uint8_t> bytes(static_cast<size_t>(blocks * type.block_bytes));
+  for (auto& b : bytes) b = static_cast<uint8_t>(byte(rng));
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int offset : type.scale_offsets) {
+      const uint16_t half = float_to_f16(scale(rng));
+      std::memcpy(bytes.data() + b * type.block_bytes + offset, &half, 2);
+    }
+  }
+  return bytes;
+}
+
+void PrintTo(const QuantType& type, std::ostream* os) { *os << dtype_name(type.dtype); }
+
+// The activations as the kernels quantize them, widened back: per block, d = max|x| / 127 and
+// q = round(x * by) to nearest even; Q8_0 blocks store d as float16 and take by = 1 / d before that
+// rounding (ggml's reference), the 256-value blocks keep d as a float and take by = 127 / max.
+std::vector<float> quantized(const QuantType& type, const std::vector<float>& x) {
+  std::vector<float> out(x.size());
+  for (size_t first = 0; first < x.size(); first += static_cast<size_t>(type.act_block)) {
+    float amax = 0;
+    for (size_t j = first; j < first + static_cast<size_t>(type.act_block); ++j) amax = std::max(amax, std::abs(x[j]));
+    const float d = amax / 127.0f;
+    const bool q8_0 = type.act_block == 32;
+    const float by = d == 0 ? 0.0f : q8_0 ? 1.0f / d : 127.0f / amax;
+    const float stored = q8_0 ? f16_to_float(float_to_f16(d)) : d;
+    for (size_t j = first; j < first + static_cast<size_t>(type.act_block); ++j) out[j] = stored * std::nearbyint(x[j] * by);
+  }
+  return out;
+}
+
+class Int8Dot : public testing::TestWithParam<QuantType> {};
+
+// Every output equals the product of the weights with the quantized activations (d_x * q_x) up to
+// float rounding (1e-5 of the sum of |terms|: the integer sums are exact), and is within the bound
+// 8-bit activations allow of the product with the float ones: each x is off by at most act_error
+// steps d_x of its block (d_x = max|x| / 127 over the block), so an output is off by at most
+// sum_i |w_i| * act_error * d_x(i). Each row gives the same bits alone or in a batch, and every tile
+// shape (1-4 weight rows, 1-4 activation rows) is exercised.
+TEST_P(Int8Dot, WithinTheBoundOfEightBitActivations) {
+  const QuantType& type = GetParam();
+  if (!cpu::takes_int8_dot(type.dtype)) GTEST_SKIP() << "no AVX-512 VNNI here (or a narrower kernel level asked)";
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0, 1);
+  const int64_t b = type.block_elems;
+  for (auto [rows, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 7, 2 * b}, {5, 9, 8 * b}, {9, 33, 3 * b}, {70, 6, b}}) {
+    const std::vector<uint8_t> wq = random_blocks(type, n * k / b, rng);
+    std::vector<float> w(static_cast<size_t>(n * k)), x(static_cast<size_t>(rows * k));
+    dequantize_row(ggml_type_of(type.dtype), wq.data(), w.data(), n * k);
+    for (auto& v : x) v = dist(rng) * (1.0f + 10.0f * static_cast<float>(&v - x.data()) / static_cast<float>(x.size()));
+    const std::vector<float> xq = quantized(type, x);
+    const TensorView view{"w", type.dtype, {n, k}, wq.data(), wq.size()};
+    std::vector<float> out(static_cast<size_t>(rows * n)), single(static_cast<size_t>(n));
+    cpu::linear(x.data(), rows, {view, {}, false}, out.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      cpu::linear(x.data() + r * k, 1, {view, {}, false}, single.data());
+      for (int64_t o = 0; o < n; ++o) {
+        ASSERT_EQ(out[static_cast<size_t>(r * n + o)], single[static_cast<size_t>(o)]) << "row " << r << " depends on the batch";
+        double exact = 0, bound = 0, of_quantized = 0, magnitude = 0;
+        for (int64_t i = 0; i < k; ++i) {
+          const double wi = w[static_cast<size_t>(o * k + i)], xi = x[static_cast<size_t>(r * k + i)];
+          exact += wi * xi;
+          of_quantized += wi * xq[static_cast<size_t>(r * k + i)];
+          magnitude += std::abs(wi * xq[static_cast<size_t>(r * k + i)]);
+          const int64_t first = i / type.act_block * type.act_block;
+          float amax = 0;
+          for (int64_t j = first; j < first + type.act_block; ++j) amax = std::max(amax, std::abs(x[static_cast<size_t>(r * k + j)]));
+          bound += std::abs(wi) * type.act_error * amax / 127 + 1e-6 * std::abs(wi * xi);
+        }
+        const float got = out[static_cast<size_t>(r * n + o)];
+        EXPECT_LE(std::abs(got - of_quantized), 1e-5 * magnitude) << rows << "x" << n << "x" << k << " row " << r << " output " << o;
+        EXPECT_LE(std::abs(got - exact), bound) << rows << "x" << n << "x" << k << " row " << r << " output " << o;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, Int8Dot, testing::ValuesIn(kTypes),
+                         [](const testing::TestParamInfo<QuantType>& info) { return std::string(dtype_name(info.param.dtype)); });
+
+}  // namespace
+}  // namespace nanoserve
