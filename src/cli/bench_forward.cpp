@@ -73,7 +73,7 @@ void run_forward_bench(const ForwardBenchOptions& opt) {
   };
   SequenceCache cache = transformer.new_cache(std::max(opt.prompt_tokens, opt.gen_tokens), opt.kv_dtype);
   // Warm-up of both paths (a GPU loads its kernels on first use), as llama-bench does.
-  time_prompt(transformer, cache, random_tokens(opt.prompt_tokens));
+  if (opt.prompt_tokens > 0) time_prompt(transformer, cache, random_tokens(opt.prompt_tokens));
   time_generation(transformer, cache, random_tokens(std::clamp(opt.gen_tokens, 1, 8)));
   fmt::print("{} | {} | {} repetitions\n", opt.model.model_dir.empty() ? "demo" : opt.model.model_dir,
              backend->describe(), opt.repetitions);

@@ -130,6 +130,10 @@ TEST(Cli, BenchForwardPass) {
   ASSERT_EQ(std::sscanf(r.out.c_str() + tg_at, "tg4 %lf", &tg), 1) << r.out;
   EXPECT_GT(pp, 0);
   EXPECT_GT(tg, 0);
+  r = run_cli({"bench", "--tg", "4", "--repetitions", "1"});  // one measure alone
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "tg4")) << r.out;
+  EXPECT_FALSE(contains(r.out, "pp")) << r.out;
 }
 
 // Q8_0 rows take 34 bytes per 32 values: the same memory holds 128/34 times the blocks.
