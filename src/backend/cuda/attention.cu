@@ -280,11 +280,14 @@ int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors) {
 }
 
 void attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
-               float* key_rows, float* value_rows, float* out, int partitions, float* partials, cudaStream_t stream) {
+               float* key_rows, float* value_rows, float* out, int partitions, float* partials, bool tensor_cores,
+               cudaStream_t stream) {
   if (step.tokens == 0) return;
   const int64_t kv_dim = shape.kv_heads * shape.head_dim;
   write_kv_kernel<<<static_cast<unsigned>(step.tokens), 128, 0, stream>>>(step, k, v, kv_dim, key_rows, value_rows);
-  if (step.tile_count > 0) {
+  if (step.tile_count > 0 && tensor_cores && flash_attention_fits(shape)) {
+    flash_attention(step, shape, q, key_rows, value_rows, out, stream);
+  } else if (step.tile_count > 0) {
     if (shape.head_dim <= 64) {
       launch_tiled<1>(step, shape, q, key_rows, value_rows, out, stream);
     } else if (shape.head_dim <= 128) {

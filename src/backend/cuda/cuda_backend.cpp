@@ -101,7 +101,8 @@ struct Stream {
 class CudaBackend final : public Backend {
  public:
   CudaBackend(const Model& model, const BackendOptions& options)
-      : weights_(model), batch_invariant_(options.batch_invariant), profile_(stream_),
+      : weights_(model), batch_invariant_(options.batch_invariant),
+        tensor_core_attention_(!options.batch_invariant && model.weights.embed.dtype != DType::F32), profile_(stream_),
         record_steps_(options.cuda_graphs && !profile_.enabled()) {
     check(cublasCreate(&cublas_), "creating a handle");
     check(cublasSetStream(cublas_, stream_), "setting the stream");
@@ -244,6 +245,8 @@ class CudaBackend final : public Backend {
     return !takes_tensor_cores(w) && rows <= cuda::kMatvecRows;
   }
   cudaGraphExec_t record(const StepWork& work, const LogitsUser& use);
+  Buffer converted_input(const float* x, int64_t rows, const cuda::Matrix& w);
+  void product(const void* input, int64_t rows, const cpu::Linear& layer, float* out);
   // Runs `launch` (kernels on the stream) timed under `name`, and checks that it launched.
   template <typename Launch>
   void timed(const char* name, Launch&& launch) {
@@ -257,6 +260,10 @@ class CudaBackend final : public Backend {
 
   cuda::DeviceWeights weights_;
   bool batch_invariant_;
+  // Prefill attention in bf16 on the tensor cores (flash_attention.cu), as the products of a
+  // half-precision model round their inputs; float32 models keep float32 attention (the test
+  // fixtures' exact path), and so does batch-invariant mode (one arithmetic for every slice).
+  bool tensor_core_attention_;
   int multiprocessors_ = 0;
   Stream stream_holder_;
   cudaStream_t stream_ = stream_holder_.stream;
@@ -404,30 +411,33 @@ cudaGraphExec_t CudaBackend::record(const StepWork& work, const LogitsUser& use)
 void CudaBackend::linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) {
   if (rows == 0) return;
   const cuda::Matrix& w = weights_.matrix(layer.weight);
-  const bool tensor_cores = takes_tensor_cores(w);
-  const auto timer = profile_.time(tensor_cores               ? "linear (tensor cores)"
-                                   : takes_matvec(w, rows) ? "linear (matvec)"
-                                                           : "linear (cuBLAS)");
-  const float* bias = weights_.vector(layer.bias);
   if (takes_matvec(w, rows)) {
-    const cuda::MatvecTarget target{w, bias, out};
-    cuda::matvec(x, rows, &target, 1, stream_);
-    launched("matvec");
+    const cuda::MatvecTarget target{w, weights_.vector(layer.bias), out};
+    timed("linear (matvec)", [&] { cuda::matvec(x, rows, &target, 1, stream_); });
     return;
   }
-  const void* input = x;
-  Buffer converted;
-  if (w.type != cuda::WeightType::F32) {
-    converted = allocate(static_cast<size_t>(rows * w.cols) * 2);
-    cuda::convert(x, rows * w.cols, w.type, converted.data(), stream_);
-    launched("convert");
-    input = converted.data();
-  }
-  if (tensor_cores) {
-    cuda::tensor_core_linear(input, rows, w, bias, out, stream_);
-    launched("tensor_core_linear");
+  const Buffer converted = converted_input(x, rows, w);
+  product(converted.data() ? converted.data() : x, rows, layer, out);
+}
+
+// x rounded to w's half type for the tensor cores (cuBLAS and the fixed-order kernel), or no
+// buffer when w is float32 and reads x as it is.
+Buffer CudaBackend::converted_input(const float* x, int64_t rows, const cuda::Matrix& w) {
+  if (w.type == cuda::WeightType::F32) return {};
+  Buffer converted = allocate(static_cast<size_t>(rows * w.cols) * 2);
+  timed("convert", [&] { cuda::convert(x, rows * w.cols, w.type, converted.data(), stream_); });
+  return converted;
+}
+
+// out = input * W^T (+ bias) for an input already in w's type, beyond matvec's batch sizes.
+void CudaBackend::product(const void* input, int64_t rows, const cpu::Linear& layer, float* out) {
+  const cuda::Matrix& w = weights_.matrix(layer.weight);
+  const float* bias = weights_.vector(layer.bias);
+  if (takes_tensor_cores(w)) {
+    timed("linear (tensor cores)", [&] { cuda::tensor_core_linear(input, rows, w, bias, out, stream_); });
     return;
   }
+  const auto timer = profile_.time("linear (cuBLAS)");
   const float alpha = 1.0f, beta = 0.0f;
   const cudaDataType type = data_type(w.type);
   // Row-major out[rows, features] is column-major [features, rows] = W (column-major [cols, features])^T * x.
@@ -453,6 +463,14 @@ void CudaBackend::linears(const float* x, int64_t rows, std::span<const cpu::Lin
   const auto fits = [&](const cuda::MatvecTarget& t) {
     return t.w.type == targets[0].w.type && t.w.cols == targets[0].w.cols && takes_matvec(t.w, rows);
   };
+  const bool same_input_type = std::all_of(targets.begin(), targets.end(), [&](const cuda::MatvecTarget& t) {
+    return t.w.type == targets[0].w.type && t.w.cols == targets[0].w.cols;
+  });
+  if (rows > 0 && same_input_type && !takes_matvec(targets[0].w, rows)) {  // one conversion for every product
+    const Buffer converted = converted_input(x, rows, targets[0].w);
+    for (size_t i = 0; i < layers.size(); ++i) product(converted.data() ? converted.data() : x, rows, *layers[i], outs[i]);
+    return;
+  }
   if (targets.size() > cuda::kMaxMatvecTargets || !std::all_of(targets.begin(), targets.end(), fits)) {
     return Backend::linears(x, rows, layers, outs);
   }
@@ -476,7 +494,7 @@ void CudaBackend::attention(int64_t layer, const float* q, const float* k, const
     partials = floats(step.singles * params.heads * partitions * (params.head_dim + 2));  // [singles, heads, partitions, head_dim + 2]
   }
   cuda::attention(step, shape, q, k, v, static_cast<float*>(cache.keys(layer)), static_cast<float*>(cache.values(layer)),
-                  out, partitions, partials.floats(), stream_);
+                  out, partitions, partials.floats(), tensor_core_attention_, stream_);
   launched("attention");
 }
 

@@ -107,8 +107,17 @@ int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors);
 // Stores k, v [tokens, kv_heads * head_dim] at their slots of the layer's float32 rows, then
 // attends each query of q [tokens, heads * head_dim] over its sequence's keys into out. Short
 // slices' queries split their keys `partitions` ways, with scratch `partials` [singles, heads,
-// partitions, head_dim + 2] when partitions > 1.
+// partitions, head_dim + 2] when partitions > 1. Long slices run on the tensor cores
+// (flash_attention) when `tensor_cores` and the shape fits; otherwise, as short ones always do, in
+// float32 with one arithmetic for every slice length (batch-invariant).
 void attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
-               float* key_rows, float* value_rows, float* out, int partitions, float* partials, cudaStream_t stream);
+               float* key_rows, float* value_rows, float* out, int partitions, float* partials, bool tensor_cores,
+               cudaStream_t stream);
+
+// The step's tiles (long slices) attended on the tensor cores, q, k and v rounded to bf16: for
+// head_dim 16, 32, 64, 96 or 128.
+bool flash_attention_fits(const AttentionShape& shape);
+void flash_attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* keys,
+                     const float* values, float* out, cudaStream_t stream);
 
 }  // namespace nanoserve::cuda
