@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "backend/cpu/reduced_dot.h"
 #include "engine/sampler.h"
 #include "gguf_builder.h"
 #include "model/loader.h"
@@ -40,9 +41,11 @@ bool inside(const TensorView& t, const MappedFile& file) {
   return t.data >= file.data() && t.data + t.nbytes <= file.data() + file.size();
 }
 
-// The same bf16 weights (q/k rows permuted by the converter, rotated as interleaved pairs here) and
-// float32 activations on both sides: only the order of float32 sums inside q.k differs, so the
-// logits agree to float32 rounding (1e-4, the fixtures' logit tolerance) and greedy text is identical.
+// The same bf16 weights (q/k rows permuted by the converter, rotated as interleaved pairs here) on
+// both sides: only the order of float32 sums inside q.k differs, so on the float32 path the logits
+// agree to float32 rounding (1e-4, the fixtures' logit tolerance). On the default path the products
+// round activations to bf16, which turns some of those last-bit differences into whole bf16 steps
+// (2^-8 relative) downstream: 1e-2 of the largest |logit|. Greedy text is identical either way.
 TEST(GgufModel, DemoBf16MatchesSafetensors) {
   const Model gguf = load_model(test::demo_model_dir() + "/demo-bf16.gguf");
   const Model hf = load_model(test::demo_model_dir());
@@ -55,7 +58,9 @@ TEST(GgufModel, DemoBf16MatchesSafetensors) {
   const auto a = logits_of(gguf, ids), b = logits_of(hf, ids);
   ASSERT_EQ(a.size(), b.size());
   const float diff = test::max_abs_diff(a.data(), b.data(), a.size());
-  EXPECT_LE(diff, 1e-4f);
+  float scale = 0;
+  for (float v : b) scale = std::max(scale, std::abs(v));
+  EXPECT_LE(diff, cpu::takes_reduced_dot(DType::BF16) ? 1e-2f * scale : 1e-4f);
   std::printf("  demo-bf16.gguf vs safetensors: max abs logit diff %.3g over %zu logits\n", diff, a.size());
   const std::vector<int32_t> prompt(ref.ints.at("greedy_prompt").begin(), ref.ints.at("greedy_prompt").end());
   EXPECT_EQ(greedy(gguf, prompt, 32), greedy(hf, prompt, 32));

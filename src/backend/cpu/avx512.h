@@ -11,3 +11,6 @@
 
 // The AVX-512 features the int8 kernels are compiled for (the CPU is checked before they run).
 #define NANOSERVE_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+// The AVX-512 features of the bf16 kernels.
+#define NANOSERVE_BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))

@@ -6,10 +6,10 @@
 #include <cstring>
 
 #include "backend/cpu/avx512.h"
-#include "backend/cpu/int8_tiles.h"
+#include "backend/cpu/reduced_tiles.h"
 #include "formats/dtype.h"
 
-namespace nanoserve::cpu::int8 {
+namespace nanoserve::cpu::tiles {
 
 namespace {
 
@@ -139,7 +139,8 @@ constexpr int64_t kAhead = AHEAD;
 template <class Kind>
 struct KTile {
   template <int R, int C>
-  NANOSERVE_VNNI static void run(const uint8_t* const* w, const Q8KBlock* const* x, int64_t blocks, float* out, int64_t n) {
+  NANOSERVE_VNNI static void run(const uint8_t* const* w, const Q8KBlock* const* x, int64_t blocks, int64_t /*k*/, float* out,
+                                 int64_t n) {
     __m512 acc[R][C];
     for (auto& row : acc) {
       for (auto& a : row) a = _mm512_setzero_ps();
@@ -147,7 +148,7 @@ struct KTile {
     for (int64_t b = 0; b < blocks; ++b) {
       for (int r = 0; r < R; ++r) {
         const uint8_t* block = w[r] + b * Kind::kBytes;
-        prefetch_ahead<Kind::kBytes>(block);
+        if constexpr (C == 1) prefetch_ahead<Kind::kBytes>(block);  // decode only: see bf16_dot.cpp
         Unpacked u;
         Kind::unpack(block, u);
         for (int c = 0; c < C; ++c) acc[r][c] = Kind::dot(u, x[c][b], acc[r][c]);
@@ -181,13 +182,13 @@ NANOSERVE_VNNI void quantize_blocks(const float* x, int64_t k, Q8KBlock* out) {
 void quantize_q8_k(const float* x, int64_t k, Q8KBlock* out) { quantize_blocks(x, k, out); }
 
 void q4_k_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               float* out, int64_t n) {
-  each_column_group<KTile<Q4K>, Q8KBlock>(w, count, x, x_row_bytes, x_rows, blocks, out, n);
+               int64_t k, float* out, int64_t n) {
+  each_column_group<KTile<Q4K>, Q8KBlock>(w, count, x, x_row_bytes, x_rows, blocks, k, out, n);
 }
 
 void q6_k_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               float* out, int64_t n) {
-  each_column_group<KTile<Q6K>, Q8KBlock>(w, count, x, x_row_bytes, x_rows, blocks, out, n);
+               int64_t k, float* out, int64_t n) {
+  each_column_group<KTile<Q6K>, Q8KBlock>(w, count, x, x_row_bytes, x_rows, blocks, k, out, n);
 }
 
-}  // namespace nanoserve::cpu::int8
+}  // namespace nanoserve::cpu::tiles

@@ -5,11 +5,11 @@
 #include <cstring>
 
 #include "backend/cpu/avx512.h"
-#include "backend/cpu/int8_tiles.h"
+#include "backend/cpu/reduced_tiles.h"
 #include "formats/dtype.h"
 #include "formats/quant.h"
 
-namespace nanoserve::cpu::int8 {
+namespace nanoserve::cpu::tiles {
 
 namespace {
 
@@ -54,7 +54,8 @@ struct Q4_0Weights {
 template <class Weights>
 struct PairTile {
   template <int R, int C>
-  NANOSERVE_VNNI static void run(const uint8_t* const* w, const Q8Pair* const* x, int64_t blocks, float* out, int64_t n) {
+  NANOSERVE_VNNI static void run(const uint8_t* const* w, const Q8Pair* const* x, int64_t blocks, int64_t /*k*/, float* out,
+                                 int64_t n) {
     __m512 acc[R][C];
     for (auto& row : acc) {
       for (auto& a : row) a = _mm512_setzero_ps();
@@ -63,7 +64,7 @@ struct PairTile {
       const int64_t pair = b / 2;
       for (int r = 0; r < R; ++r) {
         const uint8_t* block = w[r] + b * Weights::kBytes;
-        prefetch_ahead<2 * Weights::kBytes>(block);
+        if constexpr (C == 1) prefetch_ahead<2 * Weights::kBytes>(block);  // decode only: see bf16_dot.cpp
         __m512i q;
         __m512 dw;
         Weights::load(block, b + 1 < blocks, q, dw);
@@ -115,13 +116,13 @@ NANOSERVE_VNNI void quantize_pairs(const float* x, int64_t k, Q8Pair* out) {
 void quantize_q8_pairs(const float* x, int64_t k, Q8Pair* out) { quantize_pairs(x, k, out); }
 
 void q8_0_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               float* out, int64_t n) {
-  each_column_group<PairTile<Q8_0Weights>, Q8Pair>(w, count, x, x_row_bytes, x_rows, blocks, out, n);
+               int64_t k, float* out, int64_t n) {
+  each_column_group<PairTile<Q8_0Weights>, Q8Pair>(w, count, x, x_row_bytes, x_rows, blocks, k, out, n);
 }
 
 void q4_0_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               float* out, int64_t n) {
-  each_column_group<PairTile<Q4_0Weights>, Q8Pair>(w, count, x, x_row_bytes, x_rows, blocks, out, n);
+               int64_t k, float* out, int64_t n) {
+  each_column_group<PairTile<Q4_0Weights>, Q8Pair>(w, count, x, x_row_bytes, x_rows, blocks, k, out, n);
 }
 
-}  // namespace nanoserve::cpu::int8
+}  // namespace nanoserve::cpu::tiles

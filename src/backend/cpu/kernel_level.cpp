@@ -29,4 +29,12 @@ KernelLevel kernel_level() {
   return level;
 }
 
+bool reduced_precision_products() {
+  static const bool allowed = [] {
+    const char* f32 = std::getenv("NANOSERVE_CPU_F32");
+    return !f32 || std::string(f32) != "1";
+  }();
+  return allowed;
+}
+
 }  // namespace nanoserve::cpu

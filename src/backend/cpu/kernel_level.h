@@ -11,4 +11,9 @@ enum class KernelLevel { Baseline, Avx2, Avx512 };
 // the process).
 KernelLevel kernel_level();
 
+// Whether products may round their activations to the weights' precision (bf16, or 8 bits for the
+// GGUF types with integer kernels: reduced_dot.h): yes, unless NANOSERVE_CPU_F32=1 asks for the
+// float32 reference path, which the fixture tests hold to Hugging Face's float32 results.
+bool reduced_precision_products();
+
 }  // namespace nanoserve::cpu

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <vector>
 
-#include "backend/cpu/int8_dot.h"
+#include "backend/cpu/reduced_dot.h"
 #include "backend/cpu/kernel_level.h"
 #include "backend/cpu/lanes.h"
 #include "backend/cpu/ops.h"
@@ -143,7 +143,7 @@ constexpr int64_t kActivationBlock = 64;
 // out[rows, n] = x[rows, k] * w^T for w [n, k]. Each output is one dot product whatever the
 // blocking, so it does not depend on the batch.
 void multiply_out_in(const float* x, int64_t rows, const TensorView& w, float* out) {
-  if (takes_int8_dot(w.dtype)) return multiply_int8(x, rows, w, out);
+  if (takes_reduced_dot(w.dtype)) return multiply_reduced(x, rows, w, out);
   const int64_t n = w.shape[0], k = w.shape[1];
   const int64_t tiles = (n + kRowTile - 1) / kRowTile;
   ThreadPool::global().parallel_for(static_cast<size_t>(tiles), [&](size_t begin, size_t end) {

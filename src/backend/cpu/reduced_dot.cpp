@@ -1,9 +1,9 @@
-#include "backend/cpu/int8_dot.h"
+#include "backend/cpu/reduced_dot.h"
 
 #include <algorithm>
 #include <vector>
 
-#include "backend/cpu/int8_tiles.h"
+#include "backend/cpu/reduced_tiles.h"
 #include "backend/cpu/kernel_level.h"
 #include "formats/dtype.h"
 #include "util/error.h"
@@ -16,10 +16,18 @@ namespace {
 constexpr int64_t kRowTile = 4;           // weight rows per tile
 constexpr int64_t kActivationBlock = 64;  // activation rows per pass over a thread's weight tiles, kept in cache
 
+// At the AVX-512 kernel level (whose CPUs all have F16C).
 bool vnni_available() {
   static const bool available = [] {
     __builtin_cpu_init();
-    return kernel_level() == KernelLevel::Avx512 && __builtin_cpu_supports("avx512vnni");  // AVX-512 CPUs all have F16C
+    return kernel_level() == KernelLevel::Avx512 && __builtin_cpu_supports("avx512vnni");
+  }();
+  return available;
+}
+bool bf16_available() {
+  static const bool available = [] {
+    __builtin_cpu_init();
+    return kernel_level() == KernelLevel::Avx512 && __builtin_cpu_supports("avx512bf16");
   }();
   return available;
 }
@@ -29,7 +37,7 @@ template <class Act>
 struct Method {
   int64_t act_blocks;  // Act blocks per activation row
   void (*quantize)(const float* x, int64_t k, Act* out);
-  int8::RowsKernel rows;
+  tiles::RowsKernel rows;
   int64_t weight_blocks;  // blocks per weight row
 };
 
@@ -50,7 +58,7 @@ void run(const float* x, int64_t rows, const TensorView& w, const Method<Act>& m
         const int64_t r0 = static_cast<int64_t>(t) * kRowTile, count = std::min(kRowTile, n - r0);
         const uint8_t* wr[kRowTile];
         for (int64_t i = 0; i < count; ++i) wr[i] = w.data + (r0 + i) * stride_bytes;
-        method.rows(wr, static_cast<int>(count), xq_bytes + r_begin * row_bytes, row_bytes, block, method.weight_blocks,
+        method.rows(wr, static_cast<int>(count), xq_bytes + r_begin * row_bytes, row_bytes, block, method.weight_blocks, k,
                     out + r_begin * n + r0, n);
       }
     }
@@ -59,8 +67,10 @@ void run(const float* x, int64_t rows, const TensorView& w, const Method<Act>& m
 
 }  // namespace
 
-bool takes_int8_dot(DType dtype) {
+bool takes_reduced_dot(DType dtype) {
+  if (!reduced_precision_products()) return false;
   switch (dtype) {
+    case DType::BF16: return bf16_available();
     case DType::Q8_0:
     case DType::Q4_0:
     case DType::Q4_K:
@@ -69,14 +79,15 @@ bool takes_int8_dot(DType dtype) {
   }
 }
 
-void multiply_int8(const float* x, int64_t rows, const TensorView& w, float* out) {
-  const int64_t k = w.shape[1], pairs = (k / 32 + 1) / 2;
+void multiply_reduced(const float* x, int64_t rows, const TensorView& w, float* out) {
+  const int64_t k = w.shape[1], pairs = (k / 32 + 1) / 2, halves = (k + 31) / 32;
   switch (w.dtype) {
-    case DType::Q8_0: return run<int8::Q8Pair>(x, rows, w, {pairs, int8::quantize_q8_pairs, int8::q8_0_rows, k / 32}, out);
-    case DType::Q4_0: return run<int8::Q8Pair>(x, rows, w, {pairs, int8::quantize_q8_pairs, int8::q4_0_rows, k / 32}, out);
-    case DType::Q4_K: return run<int8::Q8KBlock>(x, rows, w, {k / 256, int8::quantize_q8_k, int8::q4_k_rows, k / 256}, out);
-    case DType::Q6_K: return run<int8::Q8KBlock>(x, rows, w, {k / 256, int8::quantize_q8_k, int8::q6_k_rows, k / 256}, out);
-    default: fail("{}: no int8 kernel for {} weights", w.name, dtype_name(w.dtype));
+    case DType::BF16: return run<tiles::Bf16Block>(x, rows, w, {halves, tiles::round_to_bf16, tiles::bf16_rows, halves}, out);
+    case DType::Q8_0: return run<tiles::Q8Pair>(x, rows, w, {pairs, tiles::quantize_q8_pairs, tiles::q8_0_rows, k / 32}, out);
+    case DType::Q4_0: return run<tiles::Q8Pair>(x, rows, w, {pairs, tiles::quantize_q8_pairs, tiles::q4_0_rows, k / 32}, out);
+    case DType::Q4_K: return run<tiles::Q8KBlock>(x, rows, w, {k / 256, tiles::quantize_q8_k, tiles::q4_k_rows, k / 256}, out);
+    case DType::Q6_K: return run<tiles::Q8KBlock>(x, rows, w, {k / 256, tiles::quantize_q8_k, tiles::q6_k_rows, k / 256}, out);
+    default: fail("{}: no reduced-precision kernel for {} weights", w.name, dtype_name(w.dtype));
   }
 }
 

@@ -1,4 +1,4 @@
-// What multiply_int8 (int8_dot.h) is built from: the activation formats, and the tile kernels of
+// What multiply_reduced (reduced_dot.h) is built from: the activation formats, and the tile kernels of
 // each weight type, which multiply `count` (1-4) weight rows against every activation row:
 //   out[c * n + r] = dot(w[r], x[c])   for r < count, c < x_rows.
 // Every output takes the same steps whatever else the tile holds, so results do not depend on the
@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-namespace nanoserve::cpu::int8 {
+namespace nanoserve::cpu::tiles {
 
 // 64 activations as two Q8_0 blocks (ggml's quantizer: d = max|x| / 127 in float16, q = round(x / d)),
 // laid out for 512-bit products against Q8_0 and Q4_0 weights. The weights enter vpdpbusd as
@@ -27,23 +27,32 @@ struct alignas(64) Q8KBlock {
   float d;
 };
 
+// 32 activations rounded to bf16, for BF16 weights.
+struct alignas(64) Bf16Block {
+  uint16_t v[32];
+};
+
+// k values into ceil(k / 32) blocks, the last one padded with zeros.
+void round_to_bf16(const float* x, int64_t k, Bf16Block* out);
 // k values (a multiple of 32) into ceil(k / 64) pairs, the last one padded with zeros.
 void quantize_q8_pairs(const float* x, int64_t k, Q8Pair* out);
 // k values (a multiple of 256) into k / 256 blocks.
 void quantize_q8_k(const float* x, int64_t k, Q8KBlock* out);
 
 // The tile kernels. w[r]: weight row r; x: activation rows of x_row_bytes each; blocks: weight
-// blocks per row (of 32 values for Q8_0/Q4_0, 256 for the K-quants).
+// blocks per row (of 32 values for BF16, Q8_0 and Q4_0, 256 for the K-quants); k: values per row.
 using RowsKernel = void (*)(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows,
-                            int64_t blocks, float* out, int64_t n);
+                            int64_t blocks, int64_t k, float* out, int64_t n);
+void bf16_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
+               int64_t k, float* out, int64_t n);
 void q8_0_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               float* out, int64_t n);
+               int64_t k, float* out, int64_t n);
 void q4_0_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               float* out, int64_t n);
+               int64_t k, float* out, int64_t n);
 void q4_k_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               float* out, int64_t n);
+               int64_t k, float* out, int64_t n);
 void q6_k_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               float* out, int64_t n);
+               int64_t k, float* out, int64_t n);
 
 // Weight rows are read once per token in decode, faster than the hardware prefetcher follows the
 // short rows of quantized types: each block asks for the bytes 2 KiB ahead of it (measured on the
@@ -56,20 +65,20 @@ template <int64_t kBlockBytes>
 }
 
 // Runs Tile::run<R, C> over the activation rows, four at a time, for a tile of `count` weight rows.
-// Tile::run(w, x, blocks, out, n) takes R weight rows and C activation rows (pointers to their first
-// block).
+// Tile::run(w, x, blocks, k, out, n) takes R weight rows and C activation rows (pointers to their
+// first block).
 template <class Tile, class Act>
 void each_column_group(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows,
-                       int64_t blocks, float* out, int64_t n) {
+                       int64_t blocks, int64_t k, float* out, int64_t n) {
   auto group = [&]<int C>(int64_t c) {
     const Act* xs[C];
     for (int i = 0; i < C; ++i) xs[i] = reinterpret_cast<const Act*>(x + (c + i) * x_row_bytes);
     float* o = out + c * n;
     switch (count) {
-      case 4: Tile::template run<4, C>(w, xs, blocks, o, n); break;
-      case 3: Tile::template run<3, C>(w, xs, blocks, o, n); break;
-      case 2: Tile::template run<2, C>(w, xs, blocks, o, n); break;
-      default: Tile::template run<1, C>(w, xs, blocks, o, n); break;
+      case 4: Tile::template run<4, C>(w, xs, blocks, k, o, n); break;
+      case 3: Tile::template run<3, C>(w, xs, blocks, k, o, n); break;
+      case 2: Tile::template run<2, C>(w, xs, blocks, k, o, n); break;
+      default: Tile::template run<1, C>(w, xs, blocks, k, o, n); break;
     }
   };
   if (x_rows < 4) {
@@ -78,7 +87,7 @@ void each_column_group(const uint8_t* const* w, int count, const uint8_t* x, int
     for (int r = 0; r < count; ++r) {
       for (int64_t c = 0; c < x_rows; ++c) {
         const Act* xs[1] = {reinterpret_cast<const Act*>(x + c * x_row_bytes)};
-        Tile::template run<1, 1>(w + r, xs, blocks, out + c * n + r, n);
+        Tile::template run<1, 1>(w + r, xs, blocks, k, out + c * n + r, n);
       }
     }
     return;
@@ -88,4 +97,4 @@ void each_column_group(const uint8_t* const* w, int count, const uint8_t* x, int
   for (; c < x_rows; ++c) group.template operator()<1>(c);
 }
 
-}  // namespace nanoserve::cpu::int8
+}  // namespace nanoserve::cpu::tiles

@@ -1,6 +1,7 @@
-// The int8 dot products on quantized weights against the double-precision product of the same
-// weights dequantized (formats/quant, bit-exact against gguf-py) and the float activations.
-#include "backend/cpu/int8_dot.h"
+// The products with reduced-precision activations (bf16, int8) against the double-precision product
+// of the same weights (dequantized by formats/quant, bit-exact against gguf-py) and the float
+// activations.
+#include "backend/cpu/reduced_dot.h"
 
 #include <gtest/gtest.h>
 
@@ -77,7 +78,7 @@ class Int8Dot : public testing::TestWithParam<QuantType> {};
 // shape (1-4 weight rows, 1-4 activation rows) is exercised.
 TEST_P(Int8Dot, WithinTheBoundOfEightBitActivations) {
   const QuantType& type = GetParam();
-  if (!cpu::takes_int8_dot(type.dtype)) GTEST_SKIP() << "no AVX-512 VNNI here (or a narrower kernel level asked)";
+  if (!cpu::takes_reduced_dot(type.dtype)) GTEST_SKIP() << "no AVX-512 VNNI here (or a narrower kernel level asked)";
   std::mt19937 rng(11);
   std::normal_distribution<float> dist(0, 1);
   const int64_t b = type.block_elems;
@@ -108,6 +109,41 @@ TEST_P(Int8Dot, WithinTheBoundOfEightBitActivations) {
         const float got = out[static_cast<size_t>(r * n + o)];
         EXPECT_LE(std::abs(got - of_quantized), 1e-5 * magnitude) << rows << "x" << n << "x" << k << " row " << r << " output " << o;
         EXPECT_LE(std::abs(got - exact), bound) << rows << "x" << n << "x" << k << " row " << r << " output " << o;
+      }
+    }
+  }
+}
+
+// BF16 weights: each activation rounded to bf16 (to nearest even, off by at most 2^-8 of itself),
+// so an output is within sum_i |w_i x_i| * 2^-8 of the float product, and equals the product with
+// the rounded activations up to float rounding. Row lengths that are not a multiple of 32 take the
+// masked tail: NaNs after the last row would poison its outputs if the tail were read whole.
+TEST(Bf16Dot, WithinTheBoundOfBf16Activations) {
+  if (!cpu::takes_reduced_dot(DType::BF16)) GTEST_SKIP() << "no AVX512_BF16 here (or the float32 path asked)";
+  std::mt19937 rng(3);
+  std::normal_distribution<float> dist(0, 1);
+  for (auto [rows, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 7, 40}, {5, 9, 256}, {9, 33, 101}, {70, 6, 64}}) {
+    std::vector<uint16_t> wb(static_cast<size_t>(n * k + 32), 0x7FC0);  // NaN past the matrix
+    std::vector<float> x(static_cast<size_t>(rows * k));
+    for (int64_t i = 0; i < n * k; ++i) wb[static_cast<size_t>(i)] = float_to_bf16(dist(rng));
+    for (auto& v : x) v = dist(rng);
+    const TensorView view{"w", DType::BF16, {n, k}, reinterpret_cast<const uint8_t*>(wb.data()), static_cast<size_t>(n * k) * 2};
+    std::vector<float> out(static_cast<size_t>(rows * n)), single(static_cast<size_t>(n));
+    cpu::linear(x.data(), rows, {view, {}, false}, out.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      cpu::linear(x.data() + r * k, 1, {view, {}, false}, single.data());
+      for (int64_t o = 0; o < n; ++o) {
+        ASSERT_EQ(out[static_cast<size_t>(r * n + o)], single[static_cast<size_t>(o)]) << "row " << r << " depends on the batch";
+        double exact = 0, of_rounded = 0, magnitude = 0;
+        for (int64_t i = 0; i < k; ++i) {
+          const double wi = bf16_to_float(wb[static_cast<size_t>(o * k + i)]), xi = x[static_cast<size_t>(r * k + i)];
+          exact += wi * xi;
+          of_rounded += wi * bf16_to_float(float_to_bf16(x[static_cast<size_t>(r * k + i)]));
+          magnitude += std::abs(wi * xi);
+        }
+        const float got = out[static_cast<size_t>(r * n + o)];
+        EXPECT_LE(std::abs(got - of_rounded), 1e-5 * magnitude) << rows << "x" << n << "x" << k << " row " << r << " output " << o;
+        EXPECT_LE(std::abs(got - exact), std::ldexp(magnitude, -8)) << rows << "x" << n << "x" << k << " row " << r;
       }
     }
   }
