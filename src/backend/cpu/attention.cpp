@@ -66,11 +66,12 @@ void attend_one(const float* q, const float* const* k_rows, const float* const* 
     scores[p] = s;
     max_score = std::max(max_score, s);
   }
+  each_16(scores + first, last - first + 1, [&](v16& v, int64_t) {
+    v -= max_score;
+    exp_lanes(v);
+  });
   float sum = 0;
-  for (int64_t p = first; p <= last; ++p) {
-    scores[p] = std::exp(scores[p] - max_score);
-    sum += scores[p];
-  }
+  for (int64_t p = first; p <= last; ++p) sum += scores[p];
   for (int64_t p = first; p <= last; ++p) scores[p] /= sum;
   int64_t i = 0;
   for (; i + 64 <= a.head_dim; i += 64) weighted_sum_64(scores, v_rows, kv_offset + i, first, last, out + i);
