@@ -51,6 +51,22 @@ std::vector<uint8_t> random_blocks(const QuantType& type, int64_t blocks, std::m
 
 void PrintTo(const QuantType& type, std::ostream* os) { *os << dtype_name(type.dtype); }
 
+// cpu::linear of x [rows, k] by w [n, k], batched and row by row: each row must give the same bits
+// either way; then check(r, o, output) for every output.
+template <typename Check>
+void each_output(const TensorView& w, const std::vector<float>& x, int64_t rows, Check check) {
+  const int64_t n = w.shape[0], k = w.shape[1];
+  std::vector<float> out(static_cast<size_t>(rows * n)), single(static_cast<size_t>(n));
+  cpu::linear(x.data(), rows, {w, {}, false}, out.data());
+  for (int64_t r = 0; r < rows; ++r) {
+    cpu::linear(x.data() + r * k, 1, {w, {}, false}, single.data());
+    for (int64_t o = 0; o < n; ++o) {
+      ASSERT_EQ(out[static_cast<size_t>(r * n + o)], single[static_cast<size_t>(o)]) << "row " << r << " depends on the batch";
+      check(r, o, out[static_cast<size_t>(r * n + o)]);
+    }
+  }
+}
+
 // The activations as the kernels quantize them, widened back: per block, d = max|x| / 127 and
 // q = round(x * by) to nearest even; Q8_0 blocks store d as float16 and take by = 1 / d before that
 // rounding (ggml's reference), the 256-value blocks keep d as a float and take by = 127 / max.
@@ -89,12 +105,7 @@ TEST_P(Int8Dot, WithinTheBoundOfEightBitActivations) {
     for (auto& v : x) v = dist(rng) * (1.0f + 10.0f * static_cast<float>(&v - x.data()) / static_cast<float>(x.size()));
     const std::vector<float> xq = quantized(type, x);
     const TensorView view{"w", type.dtype, {n, k}, wq.data(), wq.size()};
-    std::vector<float> out(static_cast<size_t>(rows * n)), single(static_cast<size_t>(n));
-    cpu::linear(x.data(), rows, {view, {}, false}, out.data());
-    for (int64_t r = 0; r < rows; ++r) {
-      cpu::linear(x.data() + r * k, 1, {view, {}, false}, single.data());
-      for (int64_t o = 0; o < n; ++o) {
-        ASSERT_EQ(out[static_cast<size_t>(r * n + o)], single[static_cast<size_t>(o)]) << "row " << r << " depends on the batch";
+    each_output(view, x, rows, [&](int64_t r, int64_t o, float got) {
         double exact = 0, bound = 0, of_quantized = 0, magnitude = 0;
         for (int64_t i = 0; i < k; ++i) {
           const double wi = w[static_cast<size_t>(o * k + i)], xi = x[static_cast<size_t>(r * k + i)];
@@ -106,11 +117,9 @@ TEST_P(Int8Dot, WithinTheBoundOfEightBitActivations) {
           for (int64_t j = first; j < first + type.act_block; ++j) amax = std::max(amax, std::abs(x[static_cast<size_t>(r * k + j)]));
           bound += std::abs(wi) * type.act_error * amax / 127 + 1e-6 * std::abs(wi * xi);
         }
-        const float got = out[static_cast<size_t>(r * n + o)];
         EXPECT_LE(std::abs(got - of_quantized), 1e-5 * magnitude) << rows << "x" << n << "x" << k << " row " << r << " output " << o;
         EXPECT_LE(std::abs(got - exact), bound) << rows << "x" << n << "x" << k << " row " << r << " output " << o;
-      }
-    }
+    });
   }
 }
 
@@ -128,12 +137,7 @@ TEST(Bf16Dot, WithinTheBoundOfBf16Activations) {
     for (int64_t i = 0; i < n * k; ++i) wb[static_cast<size_t>(i)] = float_to_bf16(dist(rng));
     for (auto& v : x) v = dist(rng);
     const TensorView view{"w", DType::BF16, {n, k}, reinterpret_cast<const uint8_t*>(wb.data()), static_cast<size_t>(n * k) * 2};
-    std::vector<float> out(static_cast<size_t>(rows * n)), single(static_cast<size_t>(n));
-    cpu::linear(x.data(), rows, {view, {}, false}, out.data());
-    for (int64_t r = 0; r < rows; ++r) {
-      cpu::linear(x.data() + r * k, 1, {view, {}, false}, single.data());
-      for (int64_t o = 0; o < n; ++o) {
-        ASSERT_EQ(out[static_cast<size_t>(r * n + o)], single[static_cast<size_t>(o)]) << "row " << r << " depends on the batch";
+    each_output(view, x, rows, [&](int64_t r, int64_t o, float got) {
         double exact = 0, of_rounded = 0, magnitude = 0;
         for (int64_t i = 0; i < k; ++i) {
           const double wi = bf16_to_float(wb[static_cast<size_t>(o * k + i)]), xi = x[static_cast<size_t>(r * k + i)];
@@ -141,11 +145,9 @@ TEST(Bf16Dot, WithinTheBoundOfBf16Activations) {
           of_rounded += wi * bf16_to_float(float_to_bf16(x[static_cast<size_t>(r * k + i)]));
           magnitude += std::abs(wi * xi);
         }
-        const float got = out[static_cast<size_t>(r * n + o)];
         EXPECT_LE(std::abs(got - of_rounded), 1e-5 * magnitude) << rows << "x" << n << "x" << k << " row " << r << " output " << o;
         EXPECT_LE(std::abs(got - exact), std::ldexp(magnitude, -8)) << rows << "x" << n << "x" << k << " row " << r;
-      }
-    }
+    });
   }
 }
 

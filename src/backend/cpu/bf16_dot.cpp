@@ -64,9 +64,6 @@ NANOSERVE_BF16 void round_row(const float* x, int64_t k, Bf16Block* out) {
 
 void round_to_bf16(const float* x, int64_t k, Bf16Block* out) { round_row(x, k, out); }
 
-void bf16_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               int64_t k, float* out, int64_t n) {
-  each_column_group<Bf16Tile, Bf16Block>(w, count, x, x_row_bytes, x_rows, blocks, k, out, n);
-}
+const RowsKernel bf16_rows = &each_column_group<Bf16Tile, Bf16Block>;
 
 }  // namespace nanoserve::cpu::tiles

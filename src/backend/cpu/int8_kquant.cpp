@@ -181,14 +181,8 @@ NANOSERVE_VNNI void quantize_blocks(const float* x, int64_t k, Q8KBlock* out) {
 
 void quantize_q8_k(const float* x, int64_t k, Q8KBlock* out) { quantize_blocks(x, k, out); }
 
-void q4_k_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               int64_t k, float* out, int64_t n) {
-  each_column_group<KTile<Q4K>, Q8KBlock>(w, count, x, x_row_bytes, x_rows, blocks, k, out, n);
-}
+const RowsKernel q4_k_rows = &each_column_group<KTile<Q4K>, Q8KBlock>;
 
-void q6_k_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               int64_t k, float* out, int64_t n) {
-  each_column_group<KTile<Q6K>, Q8KBlock>(w, count, x, x_row_bytes, x_rows, blocks, k, out, n);
-}
+const RowsKernel q6_k_rows = &each_column_group<KTile<Q6K>, Q8KBlock>;
 
 }  // namespace nanoserve::cpu::tiles

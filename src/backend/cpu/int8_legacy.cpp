@@ -115,14 +115,8 @@ NANOSERVE_VNNI void quantize_pairs(const float* x, int64_t k, Q8Pair* out) {
 
 void quantize_q8_pairs(const float* x, int64_t k, Q8Pair* out) { quantize_pairs(x, k, out); }
 
-void q8_0_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               int64_t k, float* out, int64_t n) {
-  each_column_group<PairTile<Q8_0Weights>, Q8Pair>(w, count, x, x_row_bytes, x_rows, blocks, k, out, n);
-}
+const RowsKernel q8_0_rows = &each_column_group<PairTile<Q8_0Weights>, Q8Pair>;
 
-void q4_0_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               int64_t k, float* out, int64_t n) {
-  each_column_group<PairTile<Q4_0Weights>, Q8Pair>(w, count, x, x_row_bytes, x_rows, blocks, k, out, n);
-}
+const RowsKernel q4_0_rows = &each_column_group<PairTile<Q4_0Weights>, Q8Pair>;
 
 }  // namespace nanoserve::cpu::tiles

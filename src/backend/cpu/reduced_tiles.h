@@ -43,16 +43,11 @@ void quantize_q8_k(const float* x, int64_t k, Q8KBlock* out);
 // blocks per row (of 32 values for BF16, Q8_0 and Q4_0, 256 for the K-quants); k: values per row.
 using RowsKernel = void (*)(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows,
                             int64_t blocks, int64_t k, float* out, int64_t n);
-void bf16_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               int64_t k, float* out, int64_t n);
-void q8_0_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               int64_t k, float* out, int64_t n);
-void q4_0_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               int64_t k, float* out, int64_t n);
-void q4_k_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               int64_t k, float* out, int64_t n);
-void q6_k_rows(const uint8_t* const* w, int count, const uint8_t* x, int64_t x_row_bytes, int64_t x_rows, int64_t blocks,
-               int64_t k, float* out, int64_t n);
+extern const RowsKernel bf16_rows;
+extern const RowsKernel q8_0_rows;
+extern const RowsKernel q4_0_rows;
+extern const RowsKernel q4_k_rows;
+extern const RowsKernel q6_k_rows;
 
 // Weight rows are read once per token in decode, faster than the hardware prefetcher follows the
 // short rows of quantized types: each block asks for the bytes 2 KiB ahead of it (measured on the
