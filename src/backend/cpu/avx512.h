@@ -3,11 +3,15 @@
 // they are inlined (GCC bug 105593, fixed in GCC 13); the pragmas silence it for the headers alone.
 #pragma once
 
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
 
 // The AVX-512 features the int8 kernels are compiled for (the CPU is checked before they run).
 #define NANOSERVE_VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))

@@ -132,10 +132,6 @@ struct Q6K {
   }
 };
 
-#ifndef AHEAD
-#define AHEAD 4096
-#endif
-constexpr int64_t kAhead = AHEAD;
 template <class Kind>
 struct KTile {
   template <int R, int C>
