@@ -6,18 +6,18 @@
 #include <cstring>
 #include <vector>
 
-#include "backend/cpu/reduced_dot.h"
 #include "backend/cpu/kernel_level.h"
 #include "backend/cpu/lanes.h"
 #include "backend/cpu/ops.h"
+#include "backend/cpu/reduced_dot.h"
+#include "backend/cpu/tiling.h"
 #include "util/thread_pool.h"
 
 namespace nanoserve::cpu {
 
 namespace {
 
-constexpr int kRowTile = 4;  // weight rows per tile
-constexpr int kColTile = 4;  // activation rows per tile
+constexpr int kColTile = 4;  // activation rows per tile (weight rows per tile: kRowTile, tiling.h)
 
 // A bf16 weight, as stored.
 struct Bf16 {
@@ -136,32 +136,24 @@ void in_place_tile(const TensorView& w, int64_t r0, int64_t count, const float* 
   row_kernel<W>()(wr, count, x, rows, w.shape[1], out, w.shape[0]);
 }
 
-// Activation rows per pass over a thread's weight tiles, so the rows stay in cache while every
-// weight tile passes over them (F32/BF16; widened types pass once, to widen each tile once).
-constexpr int64_t kActivationBlock = 64;
-
 // out[rows, n] = x[rows, k] * w^T for w [n, k]. Each output is one dot product whatever the
 // blocking, so it does not depend on the batch.
 void multiply_out_in(const float* x, int64_t rows, const TensorView& w, float* out) {
   if (takes_reduced_dot(w.dtype)) return multiply_reduced(x, rows, w, out);
   const int64_t n = w.shape[0], k = w.shape[1];
+  if (w.dtype == DType::F32 || w.dtype == DType::BF16) {
+    return each_tile_and_block(n, rows, [&](int64_t r0, int64_t count, int64_t r_begin, int64_t block) {
+      float* o = out + r_begin * n + r0;
+      if (w.dtype == DType::BF16) {
+        in_place_tile<Bf16>(w, r0, count, x + r_begin * k, block, o);
+      } else {
+        in_place_tile<float>(w, r0, count, x + r_begin * k, block, o);
+      }
+    });
+  }
+  // Widened types pass over the activations once, to widen each tile once.
   const int64_t tiles = (n + kRowTile - 1) / kRowTile;
   ThreadPool::global().parallel_for(static_cast<size_t>(tiles), [&](size_t begin, size_t end) {
-    if (w.dtype == DType::F32 || w.dtype == DType::BF16) {
-      for (int64_t r_begin = 0; r_begin < rows; r_begin += kActivationBlock) {
-        const int64_t block = std::min(kActivationBlock, rows - r_begin);
-        for (size_t t = begin; t < end; ++t) {
-          const int64_t r0 = static_cast<int64_t>(t) * kRowTile, count = std::min<int64_t>(kRowTile, n - r0);
-          float* o = out + r_begin * n + r0;
-          if (w.dtype == DType::BF16) {
-            in_place_tile<Bf16>(w, r0, count, x + r_begin * k, block, o);
-          } else {
-            in_place_tile<float>(w, r0, count, x + r_begin * k, block, o);
-          }
-        }
-      }
-      return;
-    }
     std::vector<float> widened(static_cast<size_t>(kRowTile * k));
     for (size_t t = begin; t < end; ++t) {
       const int64_t r0 = static_cast<int64_t>(t) * kRowTile, count = std::min<int64_t>(kRowTile, n - r0);

@@ -1,10 +1,10 @@
 #include "backend/cpu/reduced_dot.h"
 
-#include <algorithm>
 #include <vector>
 
-#include "backend/cpu/reduced_tiles.h"
 #include "backend/cpu/kernel_level.h"
+#include "backend/cpu/reduced_tiles.h"
+#include "backend/cpu/tiling.h"
 #include "formats/dtype.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
@@ -12,9 +12,6 @@
 namespace nanoserve::cpu {
 
 namespace {
-
-constexpr int64_t kRowTile = 4;           // weight rows per tile
-constexpr int64_t kActivationBlock = 64;  // activation rows per pass over a thread's weight tiles, kept in cache
 
 // At the AVX-512 kernel level (whose CPUs all have F16C).
 bool vnni_available() {
@@ -50,18 +47,11 @@ void run(const float* x, int64_t rows, const TensorView& w, const Method<Act>& m
   });
   const int64_t stride_bytes = dtype_bytes(w.dtype, w.stride()), row_bytes = method.act_blocks * sizeof(Act);
   const auto* xq_bytes = reinterpret_cast<const uint8_t*>(xq.data());
-  const int64_t tiles = (n + kRowTile - 1) / kRowTile;
-  ThreadPool::global().parallel_for(static_cast<size_t>(tiles), [&](size_t begin, size_t end) {
-    for (int64_t r_begin = 0; r_begin < rows; r_begin += kActivationBlock) {
-      const int64_t block = std::min(kActivationBlock, rows - r_begin);
-      for (size_t t = begin; t < end; ++t) {
-        const int64_t r0 = static_cast<int64_t>(t) * kRowTile, count = std::min(kRowTile, n - r0);
-        const uint8_t* wr[kRowTile];
-        for (int64_t i = 0; i < count; ++i) wr[i] = w.data + (r0 + i) * stride_bytes;
-        method.rows(wr, static_cast<int>(count), xq_bytes + r_begin * row_bytes, row_bytes, block, method.weight_blocks, k,
-                    out + r_begin * n + r0, n);
-      }
-    }
+  each_tile_and_block(n, rows, [&](int64_t r0, int64_t count, int64_t r_begin, int64_t block) {
+    const uint8_t* wr[kRowTile];
+    for (int64_t i = 0; i < count; ++i) wr[i] = w.data + (r0 + i) * stride_bytes;
+    method.rows(wr, static_cast<int>(count), xq_bytes + r_begin * row_bytes, row_bytes, block, method.weight_blocks, k,
+                out + r_begin * n + r0, n);
   });
 }
 
