@@ -57,6 +57,13 @@ inline float f16_to_float(uint16_t bits) {
   return f;
 }
 
+// The IEEE half stored at p, at any alignment (the scales inside GGUF blocks).
+inline float f16_at(const uint8_t* p) {
+  uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  return f16_to_float(bits);
+}
+
 // Round to nearest even, as F16C's vcvtps2ph (ggml's float-to-half on x86) does; overflow to inf.
 inline uint16_t float_to_f16(float f) {
   uint32_t u;

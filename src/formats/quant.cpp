@@ -16,15 +16,9 @@ namespace {
 // in the same order of float operations.
 #define NANOSERVE_INLINE [[gnu::always_inline]] inline
 
-NANOSERVE_INLINE float half_at(const uint8_t* p) {
-  uint16_t bits;
-  std::memcpy(&bits, p, 2);
-  return f16_to_float(bits);
-}
-
 // Q4_0: d, then 32 4-bit values: the low nibbles are values 0-15, the high nibbles 16-31; q - 8.
 NANOSERVE_INLINE void q4_0(const uint8_t* b, float* y) {
-  const float d = half_at(b);
+  const float d = f16_at(b);
   const uint8_t* qs = b + 2;
   for (int j = 0; j < 16; ++j) y[j] = static_cast<float>((qs[j] & 0x0F) - 8) * d;
   for (int j = 0; j < 16; ++j) y[j + 16] = static_cast<float>((qs[j] >> 4) - 8) * d;
@@ -32,7 +26,7 @@ NANOSERVE_INLINE void q4_0(const uint8_t* b, float* y) {
 
 // Q4_1: d and a minimum m; q * d + m.
 NANOSERVE_INLINE void q4_1(const uint8_t* b, float* y) {
-  const float d = half_at(b), m = half_at(b + 2);
+  const float d = f16_at(b), m = f16_at(b + 2);
   const uint8_t* qs = b + 4;
   for (int j = 0; j < 16; ++j) y[j] = static_cast<float>(qs[j] & 0x0F) * d + m;
   for (int j = 0; j < 16; ++j) y[j + 16] = static_cast<float>(qs[j] >> 4) * d + m;
@@ -41,7 +35,7 @@ NANOSERVE_INLINE void q4_1(const uint8_t* b, float* y) {
 // Q5_0 / Q5_1: a fifth bit per value from the 32-bit qh (bit j for value j).
 template <bool kWithMin>
 NANOSERVE_INLINE void q5(const uint8_t* b, float* y) {
-  const float d = half_at(b), m = kWithMin ? half_at(b + 2) : 0.0f;
+  const float d = f16_at(b), m = kWithMin ? f16_at(b + 2) : 0.0f;
   const uint8_t* p = b + (kWithMin ? 4 : 2);
   uint32_t qh;
   std::memcpy(&qh, p, 4);
@@ -60,7 +54,7 @@ NANOSERVE_INLINE void q5(const uint8_t* b, float* y) {
 }
 
 NANOSERVE_INLINE void q8_0(const uint8_t* b, float* y) {
-  const float d = half_at(b);
+  const float d = f16_at(b);
   const auto* qs = reinterpret_cast<const int8_t*>(b + 2);
   for (int j = 0; j < 32; ++j) y[j] = static_cast<float>(qs[j]) * d;
 }
@@ -79,7 +73,7 @@ NANOSERVE_INLINE void scale_min(int j, const uint8_t* scales, uint8_t& scale, ui
 // Q4_K and Q5_K: 256 values in 8 sub-blocks of 32, each d * scale * q - dmin * min.
 template <bool kFiveBit>
 NANOSERVE_INLINE void q45_k(const uint8_t* b, float* y) {
-  const float d = half_at(b), dmin = half_at(b + 2);
+  const float d = f16_at(b), dmin = f16_at(b + 2);
   const uint8_t* scales = b + 4;
   const uint8_t* qh = b + 16;                 // Q5_K: the fifth bits
   const uint8_t* qs = b + (kFiveBit ? 48 : 16);
@@ -105,7 +99,7 @@ NANOSERVE_INLINE void q6_k(const uint8_t* b, float* y) {
   const uint8_t* ql = b;
   const uint8_t* qh = b + 128;
   const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
-  const float d = half_at(b + 208);
+  const float d = f16_at(b + 208);
   for (int n = 0; n < 2; ++n) {  // two halves of 128
     for (int is = 0; is < 2; ++is) {  // 16 values share each scale
       const float s1 = d * static_cast<float>(sc[is]), s2 = d * static_cast<float>(sc[is + 2]);
@@ -144,7 +138,7 @@ void dequantize_row(GgmlType type, const uint8_t* src, float* dst, int64_t n) {
   const int64_t blocks = n / info->block_elems, bytes = info->block_bytes, elems = info->block_elems;
   switch (type) {
     case GgmlType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); break;
-    case GgmlType::F16: each_block(src, dst, blocks, bytes, elems, [](const uint8_t* b, float* y) { *y = half_at(b); }); break;
+    case GgmlType::F16: each_block(src, dst, blocks, bytes, elems, [](const uint8_t* b, float* y) { *y = f16_at(b); }); break;
     case GgmlType::BF16:
       each_block(src, dst, blocks, bytes, elems, [](const uint8_t* b, float* y) {
         uint16_t bits;

@@ -13,12 +13,6 @@ namespace nanoserve::cpu::tiles {
 
 namespace {
 
-float half_at(const uint8_t* p) {
-  uint16_t bits;
-  std::memcpy(&bits, p, 2);
-  return f16_to_float(bits);
-}
-
 // vpermw indices: lane l of scale register j takes entry first + (64 j + 2 l) / per (the sub-block
 // of the byte pair that lane l of vpmaddubsw's result covers, for sub-blocks of `per` values).
 template <int kPer, int kFirst = 0>
@@ -64,8 +58,8 @@ struct Q4K {
   static constexpr ScaleIndex<32> kScales{};
 
   NANOSERVE_VNNI static void unpack(const uint8_t* b, Unpacked& u) {
-    u.d = half_at(b);
-    u.d_offset = half_at(b + 2);
+    u.d = f16_at(b);
+    u.d_offset = f16_at(b + 2);
     uint32_t low, mid, high;  // scale bytes 0-3, 4-7, 8-11
     std::memcpy(&low, b + 4, 4);
     std::memcpy(&mid, b + 8, 4);
@@ -106,7 +100,7 @@ struct Q6K {
   static constexpr ScaleIndex<16> kScales{};
 
   NANOSERVE_VNNI static void unpack(const uint8_t* b, Unpacked& u) {
-    u.d = half_at(b + 208);
+    u.d = f16_at(b + 208);
     const __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192)));
     const __m512i table = _mm512_castsi256_si512(scales);
     for (int j = 0; j < 4; ++j) {
