@@ -16,11 +16,6 @@
 namespace nanoserve::cuda {
 namespace {
 
-// 32-bit index arithmetic: a cache holds fewer than 2^31 positions (the backend checks).
-__device__ inline int cache_row(const int32_t* table, int block_size, int pos) {
-  return table[pos / block_size] * block_size + pos % block_size;
-}
-
 __global__ void write_kv_kernel(StepArrays step, const float* k, const float* v, int64_t kv_dim, float* keys,
                                 float* values) {
   const int64_t t = blockIdx.x;

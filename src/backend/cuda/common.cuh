@@ -33,6 +33,12 @@ __device__ inline float block_sum(float v, float* scratch) {
   return warp_sum(v);
 }
 
+// The paged cache's row of position pos, through its sequence's block table. 32-bit index
+// arithmetic: a cache holds fewer than 2^31 positions (the backend checks).
+__device__ inline int cache_row(const int32_t* table, int block_size, int pos) {
+  return table[pos / block_size] * block_size + pos % block_size;
+}
+
 inline unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
 
 }  // namespace nanoserve::cuda

@@ -460,18 +460,17 @@ void CudaBackend::linears(const float* x, int64_t rows, std::span<const cpu::Lin
   for (size_t i = 0; i < layers.size(); ++i) {
     targets.push_back({weights_.matrix(layers[i]->weight), weights_.vector(layers[i]->bias), outs[i]});
   }
-  const auto fits = [&](const cuda::MatvecTarget& t) {
-    return t.w.type == targets[0].w.type && t.w.cols == targets[0].w.cols && takes_matvec(t.w, rows);
-  };
-  const bool same_input_type = std::all_of(targets.begin(), targets.end(), [&](const cuda::MatvecTarget& t) {
+  // Matrices of one weight type and width read the same input, rounded to that type.
+  const bool same_input = std::all_of(targets.begin(), targets.end(), [&](const cuda::MatvecTarget& t) {
     return t.w.type == targets[0].w.type && t.w.cols == targets[0].w.cols;
   });
-  if (rows > 0 && same_input_type && !takes_matvec(targets[0].w, rows)) {  // one conversion for every product
+  if (rows > 0 && same_input && !takes_matvec(targets[0].w, rows)) {  // one conversion for every product
     const Buffer converted = converted_input(x, rows, targets[0].w);
     for (size_t i = 0; i < layers.size(); ++i) product(converted.data() ? converted.data() : x, rows, *layers[i], outs[i]);
     return;
   }
-  if (targets.size() > cuda::kMaxMatvecTargets || !std::all_of(targets.begin(), targets.end(), fits)) {
+  const auto fits = [&](const cuda::MatvecTarget& t) { return takes_matvec(t.w, rows); };
+  if (!same_input || targets.size() > cuda::kMaxMatvecTargets || !std::all_of(targets.begin(), targets.end(), fits)) {
     return Backend::linears(x, rows, layers, outs);
   }
   timed("linear (matvec)", [&] { cuda::matvec(x, rows, targets.data(), static_cast<int>(targets.size()), stream_); });

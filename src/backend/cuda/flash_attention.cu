@@ -40,10 +40,6 @@ constexpr size_t shared_bytes() {
   return static_cast<size_t>(2 * kRows + 3 * kKeys) * kStride<D> * sizeof(__nv_bfloat16);
 }
 
-__device__ inline int cache_row(const int32_t* table, int block_size, int pos) {
-  return table[pos / block_size] * block_size + pos % block_size;
-}
-
 __device__ inline uint32_t pack_bf16(float low, float high) {
   __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);  // .x in the low 16 bits
   return *reinterpret_cast<uint32_t*>(&pair);
