@@ -3,6 +3,8 @@
 // they are inlined (GCC bug 105593, fixed in GCC 13); the pragmas silence it for the headers alone.
 #pragma once
 
+#include <cstdint>
+
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -18,3 +20,19 @@
 
 // The AVX-512 features of the bf16 kernels.
 #define NANOSERVE_BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))
+
+// A tile's sums, R weight rows by C activation rows of 16 float lanes each: set to zero, and at the
+// end each output's lanes added up (in _mm512_reduce_add_ps's fixed order) into out[c * n + r].
+template <int R, int C>
+[[gnu::always_inline]] __attribute__((target("avx512f"))) inline void zero_sums(__m512 (&acc)[R][C]) {
+  for (auto& row : acc) {
+    for (auto& a : row) a = _mm512_setzero_ps();
+  }
+}
+template <int R, int C>
+[[gnu::always_inline]] __attribute__((target("avx512f"))) inline void store_sums(const __m512 (&acc)[R][C], float* out,
+                                                                               int64_t n) {
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) out[c * n + r] = _mm512_reduce_add_ps(acc[r][c]);
+  }
+}

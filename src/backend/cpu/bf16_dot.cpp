@@ -31,18 +31,14 @@ struct Bf16Tile {
   NANOSERVE_BF16 static void run(const uint8_t* const* w, const Bf16Block* const* x, int64_t blocks, int64_t k,
                                  float* out, int64_t n) {
     __m512 acc[R][C];
-    for (auto& row : acc) {
-      for (auto& a : row) a = _mm512_setzero_ps();
-    }
+    zero_sums(acc);
     // Full blocks, then the masked tail. (GCC keeps the sums in registers only in a loop free of
     // masked loads and, with more than one activation row, of prefetches: either makes it store
     // all 16 of a 4x4 tile every step, at half the speed.)
     const int64_t tail = k % 32, full = tail ? blocks - 1 : blocks;
     for (int64_t b = 0; b < full; ++b) step<R, C, false>(w, x, b, 0, acc);
     if (tail) step<R, C, true>(w, x, full, (__mmask32{1} << tail) - 1, acc);
-    for (int r = 0; r < R; ++r) {
-      for (int c = 0; c < C; ++c) out[c * n + r] = _mm512_reduce_add_ps(acc[r][c]);
-    }
+    store_sums(acc, out, n);
   }
 };
 

@@ -132,9 +132,7 @@ struct KTile {
   NANOSERVE_VNNI static void run(const uint8_t* const* w, const Q8KBlock* const* x, int64_t blocks, int64_t /*k*/, float* out,
                                  int64_t n) {
     __m512 acc[R][C];
-    for (auto& row : acc) {
-      for (auto& a : row) a = _mm512_setzero_ps();
-    }
+    zero_sums(acc);
     for (int64_t b = 0; b < blocks; ++b) {
       for (int r = 0; r < R; ++r) {
         const uint8_t* block = w[r] + b * Kind::kBytes;
@@ -144,9 +142,7 @@ struct KTile {
         for (int c = 0; c < C; ++c) acc[r][c] = Kind::dot(u, x[c][b], acc[r][c]);
       }
     }
-    for (int r = 0; r < R; ++r) {
-      for (int c = 0; c < C; ++c) out[c * n + r] = _mm512_reduce_add_ps(acc[r][c]);
-    }
+    store_sums(acc, out, n);
   }
 };
 

@@ -57,9 +57,7 @@ struct PairTile {
   NANOSERVE_VNNI static void run(const uint8_t* const* w, const Q8Pair* const* x, int64_t blocks, int64_t /*k*/, float* out,
                                  int64_t n) {
     __m512 acc[R][C];
-    for (auto& row : acc) {
-      for (auto& a : row) a = _mm512_setzero_ps();
-    }
+    zero_sums(acc);
     for (int64_t b = 0; b < blocks; b += 2) {
       const int64_t pair = b / 2;
       for (int r = 0; r < R; ++r) {
@@ -75,9 +73,7 @@ struct PairTile {
         }
       }
     }
-    for (int r = 0; r < R; ++r) {
-      for (int c = 0; c < C; ++c) out[c * n + r] = _mm512_reduce_add_ps(acc[r][c]);
-    }
+    store_sums(acc, out, n);
   }
 };
 
