@@ -29,6 +29,21 @@ void Backend::linears(const float* x, int64_t rows, std::span<const cpu::Linear*
   for (size_t i = 0; i < layers.size(); ++i) linear(x, rows, *layers[i], outs[i]);
 }
 
+void Backend::gated_linear(const float* x, int64_t rows, const cpu::Linear& gate, const cpu::Linear& up,
+                           cpu::Activation act, float* out) {
+  Buffer up_out = floats(rows * up.out_features());  // [rows, intermediate]
+  const cpu::Linear* layers[] = {&gate, &up};
+  float* const outs[] = {out, up_out.floats()};
+  linears(x, rows, layers, outs);
+  act_mul(act, out, up_out.floats(), rows * gate.out_features());
+}
+
+void Backend::add_norm(cpu::NormKind kind, float* x, const float* y, const cpu::Norm& params, int64_t rows,
+                       int64_t cols, double eps, float* out) {
+  add(x, y, rows * cols);
+  norm(kind, x, params, rows, cols, eps, out);
+}
+
 void Backend::run_step(uint64_t, const StepWork& work, int64_t rows, int64_t cols, StepOutput out) {
   work([&](const float* logits) {
     if (out.picks) {

@@ -85,20 +85,30 @@ class Backend {
   virtual void embed(const TensorView& table, Ids ids, float* out) = 0;
   virtual void norm(cpu::NormKind kind, const float* x, const cpu::Norm& params, int64_t rows, int64_t cols,
                     double eps, float* out) = 0;
+  // x += y, then out = norm(x): a residual add and the norm after it, in one pass where the backend
+  // fuses them. out is apart from x and y.
+  virtual void add_norm(cpu::NormKind kind, float* x, const float* y, const cpu::Norm& params, int64_t rows,
+                        int64_t cols, double eps, float* out);
   // out[rows, out_features] = x[rows, in_features] * W^T + bias.
   virtual void linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) = 0;
   // linear for each of layers that read the same x (q, k and v; gate and up), into outs: one
   // pass where the backend fuses them.
   virtual void linears(const float* x, int64_t rows, std::span<const cpu::Linear* const> layers,
                        std::span<float* const> outs);
+  // out[rows, gate out_features] = act(x * gate^T + bias) * (x * up^T + bias): a gated MLP's first
+  // half, in one pass where the backend fuses it.
+  virtual void gated_linear(const float* x, int64_t rows, const cpu::Linear& gate, const cpu::Linear& up,
+                            cpu::Activation act, float* out);
   virtual void act_mul(cpu::Activation act, float* gate, const float* up, int64_t n) = 0;
   virtual void activate(cpu::Activation act, float* x, int64_t n) = 0;
   virtual void add(float* x, const float* y, int64_t n) = 0;
   virtual void scale(float* x, float factor, int64_t n) = 0;
   virtual void softcap(float* x, float cap, int64_t n) = 0;
   virtual void clamp(float* x, float limit, int64_t n) = 0;
-  // Rotates x [step tokens, heads * head_dim] by the step's RoPE table (or its local one).
-  virtual void rope(float* x, int64_t heads, int64_t head_dim, bool local, RopePairs pairs) = 0;
+  // Rotates q [step tokens, heads * head_dim] and k [step tokens, kv_heads * head_dim] by the step's
+  // RoPE table (or its local one).
+  virtual void rope(float* q, int64_t heads, float* k, int64_t kv_heads, int64_t head_dim, bool local,
+                    RopePairs pairs) = 0;
   // Stores the step's keys and values k, v [step tokens, kv_heads * head_dim] in the cache's layer,
   // then attends each query row of q [step tokens, heads * head_dim] causally over its sequence.
   virtual void attention(int64_t layer, const float* q, const float* k, const float* v,

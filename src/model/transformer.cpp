@@ -67,8 +67,7 @@ void Transformer::project_qkv(const Batch& step, int64_t layer, const float* nor
   }
   if (a.rope) {
     const bool local = a.layers[static_cast<size_t>(layer)].local_rope;
-    be.rope(q, c.heads, c.head_dim, local, a.rope_pairs);
-    be.rope(k, c.kv_heads, c.head_dim, local, a.rope_pairs);
+    be.rope(q, c.heads, k, c.kv_heads, c.head_dim, local, a.rope_pairs);
   }
   if (layer == 0) {
     step.emit("layer0.q_rope", q, q_dim);
@@ -100,19 +99,14 @@ void Transformer::mlp_block(int64_t layer, const float* normed, int64_t tokens, 
   const LayerWeights& w = model_.weights.layers[static_cast<size_t>(layer)];
   Backend& be = *backend_;
   const int64_t n = tokens * c.intermediate_size;
-  Buffer up = be.floats(n);  // [tokens, intermediate]
+  Buffer inner = be.floats(n);  // [tokens, intermediate]: what the down projection reads
   if (a.mlp == MlpKind::Plain) {
-    be.linear(normed, tokens, w.up, up.floats());
-    be.activate(a.activation, up.floats(), n);
-    be.linear(up.floats(), tokens, w.down, out);
-    return;
+    be.linear(normed, tokens, w.up, inner.floats());
+    be.activate(a.activation, inner.floats(), n);
+  } else {
+    be.gated_linear(normed, tokens, w.gate, w.up, a.activation, inner.floats());
   }
-  Buffer gate = be.floats(n);  // [tokens, intermediate]
-  const cpu::Linear* layers[] = {&w.up, &w.gate};
-  float* const outs[] = {up.floats(), gate.floats()};
-  be.linears(normed, tokens, layers, outs);
-  be.act_mul(a.activation, gate.floats(), up.floats(), n);
-  be.linear(gate.floats(), tokens, w.down, out);
+  be.linear(inner.floats(), tokens, w.down, out);
 }
 
 // Each token goes to its top_k experts by router probability (softmax in float32, as HF does);
@@ -158,12 +152,10 @@ void Transformer::moe_block(int64_t layer, const float* normed, int64_t tokens, 
     const Expert& x = w.experts[static_cast<size_t>(e)];
     Buffer rows = be.floats(n * hidden);  // [n, hidden]: the tokens routed here
     be.gather_rows(normed, picks.tokens, hidden, rows.floats());
-    Buffer gate = be.floats(n * c.intermediate_size), up = be.floats(n * c.intermediate_size);  // [n, intermediate]
-    Buffer down = be.floats(n * hidden);                                                       // [n, hidden]
-    be.linear(rows.floats(), n, x.gate, gate.floats());
-    be.linear(rows.floats(), n, x.up, up.floats());
-    be.act_mul(model_.arch.activation, gate.floats(), up.floats(), n * c.intermediate_size);
-    be.linear(gate.floats(), n, x.down, down.floats());
+    Buffer gated = be.floats(n * c.intermediate_size);  // [n, intermediate]
+    Buffer down = be.floats(n * hidden);               // [n, hidden]
+    be.gated_linear(rows.floats(), n, x.gate, x.up, model_.arch.activation, gated.floats());
+    be.linear(gated.floats(), n, x.down, down.floats());
     be.scatter_add_rows(down.floats(), picks.tokens, picks.weights, hidden, out);
   }
 }
@@ -283,15 +275,15 @@ Buffer Transformer::compute(const Batch& batch, KvCache& cache) const {
   Buffer normed = be.floats(tokens * hidden), branch = be.floats(tokens * hidden);  // [tokens, hidden]
   embed(batch, x.floats());
   batch.emit("embed", x.floats(), hidden);
+  // Each residual add goes with the norm after it (the next block's input).
+  be.norm(a.norm, x.floats(), w.layers[0].attn_norm, tokens, hidden, c.norm_eps, normed.floats());
+  batch.emit("layer0.input_norm", normed.floats(), hidden);
   for (int64_t l = 0; l < c.layers; ++l) {
     const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
-    be.norm(a.norm, x.floats(), lw.attn_norm, tokens, hidden, c.norm_eps, normed.floats());
-    if (l == 0) batch.emit("layer0.input_norm", normed.floats(), hidden);
     attention_block(batch, l, normed.floats(), cache, branch.floats());
     batch.emit(fmt::format("layer{}.attn_out", l), branch.floats(), hidden);
     if (a.post_norms) be.norm(a.norm, branch.floats(), lw.post_attn_norm, tokens, hidden, c.norm_eps, branch.floats());
-    be.add(x.floats(), branch.floats(), tokens * hidden);
-    be.norm(a.norm, x.floats(), lw.mlp_norm, tokens, hidden, c.norm_eps, normed.floats());
+    be.add_norm(a.norm, x.floats(), branch.floats(), lw.mlp_norm, tokens, hidden, c.norm_eps, normed.floats());
     if (a.mlp == MlpKind::Moe) {
       moe_block(l, normed.floats(), tokens, branch.floats());
     } else {
@@ -299,7 +291,12 @@ Buffer Transformer::compute(const Batch& batch, KvCache& cache) const {
     }
     batch.emit(fmt::format("layer{}.mlp_out", l), branch.floats(), hidden);
     if (a.post_norms) be.norm(a.norm, branch.floats(), lw.post_mlp_norm, tokens, hidden, c.norm_eps, branch.floats());
-    be.add(x.floats(), branch.floats(), tokens * hidden);
+    if (l + 1 < c.layers) {
+      const cpu::Norm& next = w.layers[static_cast<size_t>(l + 1)].attn_norm;
+      be.add_norm(a.norm, x.floats(), branch.floats(), next, tokens, hidden, c.norm_eps, normed.floats());
+    } else {
+      be.add(x.floats(), branch.floats(), tokens * hidden);  // the final norm is only for the rows that want logits
+    }
     batch.emit(fmt::format("layer{}.out", l), x.floats(), hidden);
   }
   return logits(batch, x.floats());

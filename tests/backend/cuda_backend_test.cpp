@@ -14,6 +14,7 @@
 #include <random>
 
 #include "backend/backend.h"
+#include "backend/device_array.h"
 #include "engine/engine.h"
 #include "engine/sampler.h"
 #include "model/kv_cache.h"
@@ -24,11 +25,6 @@
 
 namespace nanoserve {
 namespace {
-
-bool gpu_usable() {
-  int devices = 0;
-  return cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0;
-}
 
 #define SKIP_WITHOUT_GPU() \
   if (!gpu_usable()) GTEST_SKIP() << "no CUDA GPU here"

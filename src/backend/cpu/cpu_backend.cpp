@@ -53,8 +53,11 @@ class CpuBackend final : public Backend {
   void softcap(float* x, float cap, int64_t n) override { cpu::softcap(x, cap, n); }
   void clamp(float* x, float limit, int64_t n) override { cpu::clamp(x, limit, n); }
 
-  void rope(float* x, int64_t heads, int64_t head_dim, bool local, RopePairs pairs) override {
-    cpu::rope(x, local ? step().local_rope : step().rope, heads, head_dim, pairs);
+  void rope(float* q, int64_t heads, float* k, int64_t kv_heads, int64_t head_dim, bool local,
+            RopePairs pairs) override {
+    const RopeTable& table = local ? step().local_rope : step().rope;
+    cpu::rope(q, table, heads, head_dim, pairs);
+    cpu::rope(k, table, kv_heads, head_dim, pairs);
   }
 
   void attention(int64_t layer, const float* q, const float* k, const float* v, const cpu::AttentionParams& params,

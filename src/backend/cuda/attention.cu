@@ -3,7 +3,8 @@
 // that KV head's group, one warp each, so the group reads each key and value row once (from L1). A
 // warp scores 32 keys at a time, a key per lane, and folds them into an online softmax; each lane
 // owns 2 * S values of the output. When the batch is too small to fill the GPU, each query's keys
-// are split into runs taken by separate blocks and combined after (flash-decoding).
+// are split into runs taken by separate blocks, the last of which to finish combines them
+// (flash-decoding).
 // Prefill: one block per (tile of 64 queries of a sequence, head) stages 32 keys and values at a
 // time in shared memory, where every query reads them; a query's head_dim values are split over
 // S = 1, 2 or 4 threads of 64 dims each.
@@ -18,6 +19,7 @@ namespace {
 
 __global__ void write_kv_kernel(StepArrays step, const float* k, const float* v, int64_t kv_dim, float* keys,
                                 float* values) {
+  wait_for_inputs();
   const int64_t t = blockIdx.x;
   const int64_t row = cache_row(step.block_tables + step.table_of_token[t], static_cast<int>(step.block_size),
                                 step.positions[t]);
@@ -75,15 +77,49 @@ __device__ inline float score_of(float dot, const AttentionShape& shape) {
 __device__ inline float rescale(float x, float correction) { return __fmul_rn(x, correction); }
 __device__ inline float weight_of(float score, float m) { return expf(__fsub_rn(score, m)); }
 
+// A decode step's own keys and values [tokens, kv_heads * head_dim], or none.
+struct FreshKv {
+  const float* k = nullptr;
+  const float* v = nullptr;
+};
+
+// Output dims lane, lane + 32, ... of one query head from its partitions' (max, sum, unnormalized
+// output) in parts [partitions, head_dim + 2], rescaled to their common maximum. Read past L1,
+// which may hold the previous step's partials.
+__device__ inline void combine_partitions(const float* parts, int partitions, int hd, int lane, float* out) {
+  float m = -INFINITY;
+  for (int p = 0; p < partitions; ++p) m = fmaxf(m, __ldcg(parts + p * (hd + 2)));
+  float l = 0;
+  for (int p = 0; p < partitions; ++p) {
+    const float mp = __ldcg(parts + p * (hd + 2));
+    if (mp > -INFINITY) l += __ldcg(parts + p * (hd + 2) + 1) * expf(mp - m);
+  }
+  for (int d = lane; d < hd; d += 32) {
+    float o = 0;
+    for (int p = 0; p < partitions; ++p) {
+      const float mp = __ldcg(parts + p * (hd + 2));
+      if (mp > -INFINITY) o += __ldcg(parts + p * (hd + 2) + 2 + d) * expf(mp - m);
+    }
+    out[d] = o / l;
+  }
+}
+
 // Queries of short slices. S: 64-dim slices of head_dim (head_dim <= 64 * S); each lane owns 2 * S
 // output values. With gridDim.z partitions, block z takes the z-th run of the query's 32-key
 // chunks and leaves (max, sum, unnormalized output) in partials [singles, heads, partitions,
-// head_dim + 2] for combine_kernel; with one, it writes the output.
+// head_dim + 2]; the last of a query's blocks to finish (counted in arrivals [singles, kv_heads])
+// combines them. With one partition, a block writes the output.
+// With `fresh` (k and v of a step whose slices are one token each), a query's own key and value
+// are read from there, and its first block stores them in the cache: no other block reads them
+// from the cache, so no separate write has to come first.
 template <int S>
-__global__ void attention_kernel(StepArrays step, AttentionShape shape, const float* q, const float* keys,
-                                 const float* values, float* out, float* partials) {
+__global__ void attention_kernel(StepArrays step, AttentionShape shape, const float* q, float* keys, float* values,
+                                 float* out, float* partials, int* arrivals, FreshKv fresh) {
   constexpr int kValues = 2 * S;
+  constexpr int kValueBatch = 16 / kValues;  // value rows loaded at a time: 16 loads in flight a lane
   extern __shared__ float q_shared[];  // [group, 64 * S], zero past head_dim
+  __shared__ bool last_to_arrive;
+  wait_for_inputs();
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t t = step.single_tokens[blockIdx.x], kv_head = blockIdx.y;
   const int hd = static_cast<int>(shape.head_dim);
@@ -96,6 +132,15 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
   const int pos = step.positions[t], block_size = static_cast<int>(step.block_size);
   const int first = shape.window > 0 ? max(0, pos - static_cast<int>(shape.window) + 1) : 0;
   const int32_t* table = step.block_tables + step.table_of_token[t];
+  const float* fresh_key = fresh.k ? fresh.k + t * kv_dim + head_offset : nullptr;
+  const float* fresh_value = fresh.k ? fresh.v + t * kv_dim + head_offset : nullptr;
+  if (fresh_key && blockIdx.z == 0 && warp == 0) {
+    const int64_t row = cache_row(table, block_size, pos);
+    for (int d = lane; d < hd; d += 32) {
+      keys[row * kv_dim + head_offset + d] = fresh_key[d];
+      values[row * kv_dim + head_offset + d] = fresh_value[d];
+    }
+  }
   const int partitions = static_cast<int>(gridDim.z), first_chunk = first / kKeyTile;
   const int chunks = pos / kKeyTile - first_chunk + 1, per_partition = (chunks + partitions - 1) / partitions;
   const int begin = first_chunk + static_cast<int>(blockIdx.z) * per_partition;
@@ -107,8 +152,9 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
     int row = 0;
     float s = -INFINITY;
     if (valid) {
-      row = cache_row(table, block_size, p);
-      const float* key = keys + static_cast<int64_t>(row) * kv_dim + head_offset;
+      const bool own = fresh_key && p == pos;
+      row = own ? -1 : cache_row(table, block_size, p);  // -1: the fresh row
+      const float* key = own ? fresh_key : keys + static_cast<int64_t>(row) * kv_dim + head_offset;
       float dots[S];
 #pragma unroll
       for (int sl = 0; sl < S; ++sl) {
@@ -122,16 +168,28 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
     l = rescale(l, correction);
 #pragma unroll
     for (int i = 0; i < kValues; ++i) acc[i] = rescale(acc[i], correction);
-    for (int j = 0; j < kKeyTile; ++j) {
-      const float wj = __shfl_sync(0xffffffffu, weight, j);
-      const int rj = __shfl_sync(0xffffffffu, row, j);
-      if (p0 + j < first || p0 + j > pos) continue;  // the same for the whole warp
-      const float* v = values + static_cast<int64_t>(rj) * kv_dim + head_offset;
-      l = __fadd_rn(l, wj);
+    // The chunk's value rows kValueBatch at a time, each batch's loads issued before its sums use
+    // them: one at a time, each load's latency would add up over the chunk.
 #pragma unroll
-      for (int i = 0; i < kValues; ++i) {
-        const int d = lane + 32 * i;
-        if (d < hd) acc[i] = __fmaf_rn(wj, v[d], acc[i]);
+    for (int j0 = 0; j0 < kKeyTile; j0 += kValueBatch) {
+      float vj[kValueBatch][kValues];
+#pragma unroll
+      for (int u = 0; u < kValueBatch; ++u) {
+        const int rj = __shfl_sync(0xffffffffu, row, j0 + u);
+        const bool unmasked = p0 + j0 + u >= first && p0 + j0 + u <= pos;
+        const float* v = rj < 0 ? fresh_value : values + static_cast<int64_t>(rj) * kv_dim + head_offset;
+#pragma unroll
+        for (int i = 0; i < kValues; ++i) vj[u][i] = unmasked && lane + 32 * i < hd ? v[lane + 32 * i] : 0.0f;
+      }
+#pragma unroll
+      for (int u = 0; u < kValueBatch; ++u) {
+        const float wj = __shfl_sync(0xffffffffu, weight, j0 + u);
+        if (p0 + j0 + u < first || p0 + j0 + u > pos) continue;  // the same for the whole warp
+        l = __fadd_rn(l, wj);
+#pragma unroll
+        for (int i = 0; i < kValues; ++i) {
+          if (lane + 32 * i < hd) acc[i] = __fmaf_rn(wj, vj[u][i], acc[i]);
+        }
       }
     }
     m = m_new;
@@ -146,33 +204,24 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
     for (int i = 0; i < kValues; ++i) {
       if (lane + 32 * i < hd) part[2 + lane + 32 * i] = acc[i];
     }
+    __threadfence();  // the partials are visible before the count says so
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int* arrived = arrivals + blockIdx.x * gridDim.y + blockIdx.y;
+      last_to_arrive = atomicAdd(arrived, 1) == partitions - 1;
+      if (last_to_arrive) *arrived = 0;  // for the next step
+    }
+    __syncthreads();
+    if (last_to_arrive) {
+      combine_partitions(partials + (blockIdx.x * shape.heads + head) * partitions * (hd + 2), partitions, hd, lane,
+                         out + (t * shape.heads + head) * hd);
+    }
     return;
   }
 #pragma unroll
   for (int i = 0; i < kValues; ++i) {
     const int d = lane + 32 * i;
     if (d < hd) out[(t * shape.heads + head) * hd + d] = acc[i] / l;
-  }
-}
-
-// One query head's partitions, rescaled to their common maximum: [singles, heads] blocks.
-__global__ void combine_kernel(StepArrays step, AttentionShape shape, int partitions, const float* partials, float* out) {
-  const int64_t t = step.single_tokens[blockIdx.x], head = blockIdx.y, hd = shape.head_dim;
-  const float* parts = partials + (blockIdx.x * shape.heads + head) * partitions * (hd + 2);
-  float m = -INFINITY;
-  for (int p = 0; p < partitions; ++p) m = fmaxf(m, parts[p * (hd + 2)]);
-  float l = 0;
-  for (int p = 0; p < partitions; ++p) {
-    const float mp = parts[p * (hd + 2)];
-    if (mp > -INFINITY) l += parts[p * (hd + 2) + 1] * expf(mp - m);
-  }
-  for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
-    float o = 0;
-    for (int p = 0; p < partitions; ++p) {
-      const float mp = parts[p * (hd + 2)];
-      if (mp > -INFINITY) o += parts[p * (hd + 2) + 2 + d] * expf(mp - m);
-    }
-    out[(t * shape.heads + head) * hd + d] = o / l;
   }
 }
 
@@ -185,6 +234,7 @@ __global__ void __launch_bounds__(kQueryTile * S)
   // Keys then values, [kKeyTile, 64 * S] each: rows padded with zeros to whole 64-dim slices, so
   // that every loop over a slice has a fixed length and the arrays below stay in registers.
   extern __shared__ float staged[];
+  wait_for_inputs();
   constexpr int kStride = 64 * S;
   const int hd = static_cast<int>(shape.head_dim), kv_dim = static_cast<int>(shape.kv_heads * shape.head_dim);
   float* k_tile = staged;
@@ -263,8 +313,8 @@ void launch_tiled(const StepArrays& step, const AttentionShape& shape, const flo
   const size_t shared = 2 * kKeyTile * 64 * S * sizeof(float);
   cudaFuncSetAttribute(tiled_attention_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
   const dim3 grid(static_cast<unsigned>(step.tile_count), static_cast<unsigned>(shape.heads));
-  tiled_attention_kernel<S><<<grid, static_cast<unsigned>(kQueryTile * S), shared, stream>>>(step, shape, q, keys,
-                                                                                             values, out);
+  launch(tiled_attention_kernel<S>, grid, static_cast<unsigned>(kQueryTile * S), shared, stream, step, shape, q, keys,
+         values, out);
 }
 
 }  // namespace
@@ -275,11 +325,17 @@ int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors) {
 }
 
 void attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
-               float* key_rows, float* value_rows, float* out, int partitions, float* partials, bool tensor_cores,
-               cudaStream_t stream) {
+               float* key_rows, float* value_rows, float* out, int partitions, float* partials, int* arrivals,
+               bool tensor_cores, cudaStream_t stream) {
   if (step.tokens == 0) return;
   const int64_t kv_dim = shape.kv_heads * shape.head_dim;
-  write_kv_kernel<<<static_cast<unsigned>(step.tokens), 128, 0, stream>>>(step, k, v, kv_dim, key_rows, value_rows);
+  // Steps of one token per sequence store their keys and values in the attention kernel.
+  FreshKv fresh;
+  if (step.one_token_slices) {
+    fresh = {k, v};
+  } else {
+    launch(write_kv_kernel, static_cast<unsigned>(step.tokens), 128, 0, stream, step, k, v, kv_dim, key_rows, value_rows);
+  }
   if (step.tile_count > 0 && tensor_cores && flash_attention_fits(shape)) {
     flash_attention(step, shape, q, key_rows, value_rows, out, stream);
   } else if (step.tile_count > 0) {
@@ -297,15 +353,14 @@ void attention(const StepArrays& step, const AttentionShape& shape, const float*
   const int group = static_cast<int>(shape.heads / shape.kv_heads);
   const size_t shared = static_cast<size_t>(group * 64) * sizeof(float);  // times S
   if (shape.head_dim <= 64) {
-    attention_kernel<1><<<grid, group * 32, shared, stream>>>(step, shape, q, key_rows, value_rows, out, partials);
+    launch(attention_kernel<1>, grid, group * 32, shared, stream, step, shape, q, key_rows, value_rows, out, partials,
+           arrivals, fresh);
   } else if (shape.head_dim <= 128) {
-    attention_kernel<2><<<grid, group * 32, 2 * shared, stream>>>(step, shape, q, key_rows, value_rows, out, partials);
+    launch(attention_kernel<2>, grid, group * 32, 2 * shared, stream, step, shape, q, key_rows, value_rows, out, partials,
+           arrivals, fresh);
   } else {
-    attention_kernel<4><<<grid, group * 32, 4 * shared, stream>>>(step, shape, q, key_rows, value_rows, out, partials);
-  }
-  if (partitions > 1) {
-    const dim3 heads(static_cast<unsigned>(step.singles), static_cast<unsigned>(shape.heads));
-    combine_kernel<<<heads, 64, 0, stream>>>(step, shape, partitions, partials, out);
+    launch(attention_kernel<4>, grid, group * 32, 4 * shared, stream, step, shape, q, key_rows, value_rows, out, partials,
+           arrivals, fresh);
   }
 }
 

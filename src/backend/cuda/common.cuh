@@ -1,8 +1,14 @@
-// What the kernel files share: element types and warp/block reductions.
+// What the kernel files share: element types, warp/block reductions, and launches that overlap.
 #pragma once
+
+#include <cuda_runtime.h>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
+#include <cstdlib>
+#include <string_view>
+#include <utility>
 
 #include "backend/cuda/kernels.h"
 
@@ -11,6 +17,11 @@ namespace nanoserve::cuda {
 __device__ inline float to_float(float x) { return x; }
 __device__ inline float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ inline float to_float(__half x) { return __half2float(x); }
+
+__device__ inline float activation(ActType act, float x) {
+  if (act == ActType::Silu) return x / (1.0f + expf(-x));
+  return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
 
 __device__ inline float warp_sum(float v) {
   for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
@@ -40,5 +51,48 @@ __device__ inline int cache_row(const int32_t* table, int block_size, int pos) {
 }
 
 inline unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
+
+// Programmatic dependent launch (compute capability 9.0 and up): a kernel started by launch()
+// may be scheduled while the kernel before it in the stream is still running, which hides the
+// gap between the two (a decode step is hundreds of kernels of a few microseconds). So every
+// kernel calls wait_for_inputs() before it reads memory an earlier kernel wrote and before it
+// writes any; only reads of the weights, which no kernel writes, may come first. The wait also
+// lets the next kernel be scheduled: only two kernels of a stream overlap, the one running and
+// the next one waiting.
+__device__ inline void wait_for_inputs() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Whether GPU 0 (the backend's) can overlap launches; NANOSERVE_CUDA_OVERLAP=0 turns it off, to
+// measure what it gives.
+inline bool overlaps_launches() {
+  static const bool overlaps = [] {
+    const char* setting = std::getenv("NANOSERVE_CUDA_OVERLAP");
+    if (setting && std::string_view(setting) == "0") return false;
+    int major = 0;
+    return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess && major >= 9;
+  }();
+  return overlaps;
+}
+
+// kernel<<<grid, block, shared, stream>>>(args...), allowed to overlap the kernel before it
+// (above). Launch errors are left for cudaGetLastError, as with <<<>>>.
+template <typename... Params, typename... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared, cudaStream_t stream, Args&&... args) {
+  cudaLaunchAttribute overlap{};
+  overlap.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  overlap.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = shared;
+  config.stream = stream;
+  config.attrs = &overlap;
+  config.numAttrs = overlaps_launches() ? 1 : 0;
+  cudaLaunchKernelEx(&config, kernel, static_cast<Params>(std::forward<Args>(args))...);
+}
 
 }  // namespace nanoserve::cuda

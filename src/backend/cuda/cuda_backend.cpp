@@ -115,6 +115,9 @@ class CudaBackend final : public Backend {
     uint64_t keep = UINT64_MAX;
     check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "configuring the memory pool");
     check(cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, 0), "reading the GPU's properties");
+    // Split decode attention's counters: a step splits fewer than 2 * multiprocessors queries and heads.
+    attention_arrivals_ = allocate(static_cast<size_t>(2 * multiprocessors_) * sizeof(int));
+    zero(attention_arrivals_.data(), attention_arrivals_.bytes());
   }
   ~CudaBackend() override { cublasDestroy(cublas_); }
 
@@ -167,13 +170,25 @@ class CudaBackend final : public Backend {
   }
   void norm(cpu::NormKind kind, const float* x, const cpu::Norm& params, int64_t rows, int64_t cols, double eps,
             float* out) override {
+    check_norm_width(cols);
     const float* weight = weights_.vector(params.weight);
     const float* bias = weights_.vector(params.bias);
     timed("norm", [&] { cuda::norm(norm_type(kind), x, weight, bias, rows, cols, static_cast<float>(eps), out, stream_); });
   }
+  void add_norm(cpu::NormKind kind, float* x, const float* y, const cpu::Norm& params, int64_t rows, int64_t cols,
+                double eps, float* out) override {
+    check_norm_width(cols);
+    const float* weight = weights_.vector(params.weight);
+    const float* bias = weights_.vector(params.bias);
+    timed("add_norm", [&] {
+      cuda::add_norm(norm_type(kind), x, y, weight, bias, rows, cols, static_cast<float>(eps), out, stream_);
+    });
+  }
   void linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) override;
   void linears(const float* x, int64_t rows, std::span<const cpu::Linear* const> layers,
                std::span<float* const> outs) override;
+  void gated_linear(const float* x, int64_t rows, const cpu::Linear& gate, const cpu::Linear& up, cpu::Activation act,
+                    float* out) override;
   void act_mul(cpu::Activation act, float* gate, const float* up, int64_t n) override {
     timed("act_mul", [&] { cuda::act_mul(act_type(act), gate, up, n, stream_); });
   }
@@ -192,10 +207,13 @@ class CudaBackend final : public Backend {
   void clamp(float* x, float limit, int64_t n) override {
     timed("clamp", [&] { cuda::clamp(x, limit, n, stream_); });
   }
-  void rope(float* x, int64_t heads, int64_t head_dim, bool local, RopePairs pairs) override {
+  void rope(float* q, int64_t heads, float* k, int64_t kv_heads, int64_t head_dim, bool local,
+            RopePairs pairs) override {
     const StepTables& t = local ? local_rope_ : rope_;
     const bool interleaved = pairs == RopePairs::Interleaved;
-    timed("rope", [&] { cuda::rope(x, step_.tokens, heads, head_dim, t.cos, t.sin, t.rotary_dim, interleaved, stream_); });
+    timed("rope", [&] {
+      cuda::rope(q, heads, k, kv_heads, step_.tokens, head_dim, t.cos, t.sin, t.rotary_dim, interleaved, stream_);
+    });
   }
   void attention(int64_t layer, const float* q, const float* k, const float* v, const cpu::AttentionParams& params,
                  KvCache& cache, float* out) override;
@@ -239,6 +257,9 @@ class CudaBackend final : public Backend {
     return b;
   }
   void launched(const char* what) { check(cudaGetLastError(), what); }
+  static void check_norm_width(int64_t cols) {
+    if (cols > cuda::kMaxNormColumns) fail("the cuda backend normalizes rows of up to {} values, not {}", cuda::kMaxNormColumns, cols);
+  }
   // Which kernel multiplies by w (see linear).
   bool takes_tensor_cores(const cuda::Matrix& w) const { return batch_invariant_ && cuda::tensor_core_linear_fits(w); }
   bool takes_matvec(const cuda::Matrix& w, int64_t rows) const {
@@ -270,6 +291,7 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   cuda::OpProfile profile_;
   Buffer cublas_workspace_;
+  Buffer attention_arrivals_;  // zeros between steps, at a fixed place for recorded ones
   Buffer step_buffer_;  // the step's arrays, which step_ and the tables point into
   cuda::StepArrays step_;
   StepTables rope_, local_rope_;
@@ -329,6 +351,8 @@ void CudaBackend::begin_step(const StepLayout& layout) {
   step_.singles = static_cast<int64_t>(singles.size());
   step_.tiles = array(at_tiles);
   step_.tile_count = static_cast<int64_t>(tiles.size() / 2);
+  step_.one_token_slices = std::all_of(layout.sequences.begin(), layout.sequences.end(),
+                                       [](const StepLayout::Sequence& s) { return s.count == 1; });
   rope_ = {floats(at_cos), floats(at_sin), layout.rope.rotary_dim};
   local_rope_ = {floats(at_local_cos), floats(at_local_sin), layout.local_rope.rotary_dim};
 }
@@ -476,6 +500,19 @@ void CudaBackend::linears(const float* x, int64_t rows, std::span<const cpu::Lin
   timed("linear (matvec)", [&] { cuda::matvec(x, rows, targets.data(), static_cast<int>(targets.size()), stream_); });
 }
 
+// Decode-sized steps take gate and up in one matvec launch that also applies the activation.
+void CudaBackend::gated_linear(const float* x, int64_t rows, const cpu::Linear& gate, const cpu::Linear& up,
+                               cpu::Activation act, float* out) {
+  const cuda::Matrix& g = weights_.matrix(gate.weight);
+  const cuda::Matrix& u = weights_.matrix(up.weight);
+  if (rows == 0 || g.type != u.type || g.rows != u.rows || g.cols != u.cols || !takes_matvec(g, rows)) {
+    return Backend::gated_linear(x, rows, gate, up, act, out);
+  }
+  timed("gated linear (matvec)", [&] {
+    cuda::gated_matvec(x, rows, g, weights_.vector(gate.bias), u, weights_.vector(up.bias), act_type(act), out, stream_);
+  });
+}
+
 void CudaBackend::attention(int64_t layer, const float* q, const float* k, const float* v,
                             const cpu::AttentionParams& params, KvCache& cache, float* out) {
   if (cache.dtype() != KvDType::F32) fail("the cuda backend keeps keys and values in f32; --kv-cache-dtype q8_0 is CPU-only");
@@ -493,7 +530,8 @@ void CudaBackend::attention(int64_t layer, const float* q, const float* k, const
     partials = floats(step.singles * params.heads * partitions * (params.head_dim + 2));  // [singles, heads, partitions, head_dim + 2]
   }
   cuda::attention(step, shape, q, k, v, static_cast<float*>(cache.keys(layer)), static_cast<float*>(cache.values(layer)),
-                  out, partitions, partials.floats(), tensor_core_attention_, stream_);
+                  out, partitions, partials.floats(), static_cast<int*>(attention_arrivals_.data()), tensor_core_attention_,
+                  stream_);
   launched("attention");
 }
 

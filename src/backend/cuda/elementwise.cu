@@ -1,4 +1,7 @@
 // Embedding, norms, activations, RoPE and row moves: the memory-bound glue between the matrix products.
+#include <algorithm>
+#include <type_traits>
+
 #include "backend/cuda/common.cuh"
 
 namespace nanoserve::cuda {
@@ -8,58 +11,77 @@ constexpr int kThreads = 256;
 
 template <typename T>
 __global__ void embed_kernel(const T* table, const int32_t* tokens, int64_t cols, float* out) {
+  wait_for_inputs();
   const int64_t row = blockIdx.x;
   const T* src = table + static_cast<int64_t>(tokens[row]) * cols;
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) out[row * cols + i] = to_float(src[i]);
 }
 
-// One block per row; sums in float over the block (the CPU reference sums in double: the
-// difference is far below the bf16 rounding of the matrix products that follow).
-__global__ void norm_kernel(NormType type, const float* x, const float* weight, const float* bias, int64_t cols,
-                            float eps, float* out) {
+// One block per row (of up to 1024 * V values), each thread holding V of them in registers; sums in float over the
+// block (the CPU reference sums in double: the difference is far below the bf16 rounding of the
+// matrix products that follow). With `add`, the row normalized is x + add, stored in `sum` (the
+// residual stream, in place). The weights are read before the inputs are ready: no kernel writes
+// them, and a decode step's norms are too short to hide a load.
+template <int V>
+__global__ void __launch_bounds__(1024) norm_kernel(NormType type, const float* x, const float* add, float* sum, const float* weight,
+                            const float* bias, int64_t cols, float eps, float* out) {
   __shared__ float scratch[32];
-  const float* xr = x + blockIdx.x * cols;
-  float* o = out + blockIdx.x * cols;
+  const int64_t row = blockIdx.x * cols;
+  float w[V], v[V];
+#pragma unroll
+  for (int k = 0; k < V; ++k) {
+    const int64_t i = threadIdx.x + k * static_cast<int64_t>(blockDim.x);
+    w[k] = i >= cols ? 0.0f : type == NormType::RmsPlusOne ? weight[i] + 1.0f : weight[i];
+  }
+  wait_for_inputs();
+#pragma unroll
+  for (int k = 0; k < V; ++k) {
+    const int64_t i = threadIdx.x + k * static_cast<int64_t>(blockDim.x);
+    v[k] = i < cols ? (add ? x[row + i] + add[row + i] : x[row + i]) : 0.0f;
+    if (add && i < cols) sum[row + i] = v[k];
+  }
   float mean = 0;
   if (type == NormType::Layer) {
     float s = 0;
-    for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) s += xr[i];
+#pragma unroll
+    for (int k = 0; k < V; ++k) s += v[k];
     mean = block_sum(s, scratch) / static_cast<float>(cols);
   }
   float sq = 0;
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) sq += (xr[i] - mean) * (xr[i] - mean);
+#pragma unroll
+  for (int k = 0; k < V; ++k) {
+    const int64_t i = threadIdx.x + k * static_cast<int64_t>(blockDim.x);
+    if (i < cols) sq += (v[k] - mean) * (v[k] - mean);
+  }
   const float inv = rsqrtf(block_sum(sq, scratch) / static_cast<float>(cols) + eps);
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
-    const float w = type == NormType::RmsPlusOne ? weight[i] + 1.0f : weight[i];
-    o[i] = w * ((xr[i] - mean) * inv) + (bias ? bias[i] : 0.0f);
+#pragma unroll
+  for (int k = 0; k < V; ++k) {
+    const int64_t i = threadIdx.x + k * static_cast<int64_t>(blockDim.x);
+    if (i < cols) out[row + i] = w[k] * ((v[k] - mean) * inv) + (bias ? bias[i] : 0.0f);
   }
 }
 
 // f(i) for every i in [0, n), a thread each: the body of every element-wise operation below.
 template <typename F>
 __global__ void each_kernel(int64_t n, F f) {
+  wait_for_inputs();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) f(i);
 }
 
 template <typename F>
 void for_each_index(int64_t n, cudaStream_t stream, F f) {
-  if (n > 0) each_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(n, f);
+  if (n > 0) launch(each_kernel<F>, blocks_for(n, kThreads), kThreads, 0, stream, n, f);
 }
 
-__device__ inline float apply(ActType act, float x) {
-  if (act == ActType::Silu) return x / (1.0f + expf(-x));
-  return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-}
-
-// One thread per (token, head, pair).
-__global__ void rope_kernel(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const float* cos,
-                            const float* sin, int64_t half, bool interleaved) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i >= tokens * heads * half) return;
-  const int64_t pair = i % half, head = i / half;  // head counts over all tokens
-  const int64_t t = head / heads;
-  float* v = x + head * head_dim;
+// One thread per (token, head, pair), the heads of q then those of k for each token.
+__global__ void rope_kernel(float* q, int64_t heads, float* k, int64_t kv_heads, int64_t tokens, int64_t head_dim,
+                            const float* cos, const float* sin, int64_t half, bool interleaved) {
+  wait_for_inputs();
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x, all_heads = heads + kv_heads;
+  if (i >= tokens * all_heads * half) return;
+  const int64_t pair = i % half, head = i / half % all_heads, t = i / half / all_heads;
+  float* v = head < heads ? q + (t * heads + head) * head_dim : k + (t * kv_heads + head - heads) * head_dim;
   const int64_t first = interleaved ? 2 * pair : pair, second = interleaved ? 2 * pair + 1 : pair + half;
   const float a = v[first], b = v[second], c = cos[t * half + pair], s = sin[t * half + pair];
   v[first] = a * c - b * s;
@@ -70,6 +92,7 @@ __global__ void rope_kernel(float* x, int64_t tokens, int64_t heads, int64_t hea
 __global__ void argmax_kernel(const float* x, int64_t cols, int32_t* out) {
   __shared__ float best_value[kThreads];
   __shared__ int32_t best_index[kThreads];
+  wait_for_inputs();
   const float* row = x + blockIdx.x * cols;
   float value = -INFINITY;
   int32_t index = 0;
@@ -97,12 +120,14 @@ __global__ void argmax_kernel(const float* x, int64_t cols, int32_t* out) {
 }
 
 __global__ void gather_kernel(const float* src, const int64_t* rows, int64_t cols, float* dst) {
+  wait_for_inputs();
   const float* s = src + rows[blockIdx.x] * cols;
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) dst[blockIdx.x * cols + i] = s[i];
 }
 
 __global__ void scatter_add_kernel(const float* src, const int64_t* rows, const float* weights, int64_t cols,
                                    float* dst) {
+  wait_for_inputs();
   float* d = dst + rows[blockIdx.x] * cols;
   const float w = weights[blockIdx.x];
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) d[i] += w * src[blockIdx.x * cols + i];
@@ -115,22 +140,46 @@ void embed(const Matrix& table, const int32_t* tokens, int64_t count, float* out
   const auto grid = static_cast<unsigned>(count);
   switch (table.type) {
     case WeightType::F32:
-      embed_kernel<<<grid, kThreads, 0, stream>>>(static_cast<const float*>(table.data), tokens, table.cols, out);
+      launch(embed_kernel<float>, grid, kThreads, 0, stream, static_cast<const float*>(table.data), tokens, table.cols, out);
       break;
     case WeightType::BF16:
-      embed_kernel<<<grid, kThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(table.data), tokens, table.cols, out);
+      launch(embed_kernel<__nv_bfloat16>, grid, kThreads, 0, stream, static_cast<const __nv_bfloat16*>(table.data),
+             tokens, table.cols, out);
       break;
     case WeightType::F16:
-      embed_kernel<<<grid, kThreads, 0, stream>>>(static_cast<const __half*>(table.data), tokens, table.cols, out);
+      launch(embed_kernel<__half>, grid, kThreads, 0, stream, static_cast<const __half*>(table.data), tokens, table.cols,
+             out);
       break;
   }
 }
 
+namespace {
+
+void launch_norm(NormType type, const float* x, const float* add, float* sum, const float* weight, const float* bias,
+                 int64_t rows, int64_t cols, float eps, float* out, cudaStream_t stream) {
+  if (rows == 0) return;
+  // The fewest values per thread that fit the row in a block, then the threads for them.
+  const auto go = [&](auto per_thread) {
+    constexpr int V = decltype(per_thread)::value;
+    const auto threads = static_cast<unsigned>(std::clamp<int64_t>((cols + 32 * V - 1) / (32 * V) * 32, 32, 1024));
+    launch(norm_kernel<V>, static_cast<unsigned>(rows), threads, 0, stream, type, x, add, sum, weight, bias, cols, eps,
+           out);
+  };
+  static_assert(kMaxNormColumns == 16 * 1024);
+  if (cols <= 8 * 1024) return go(std::integral_constant<int, 8>{});
+  go(std::integral_constant<int, 16>{});
+}
+
+}  // namespace
+
 void norm(NormType type, const float* x, const float* weight, const float* bias, int64_t rows, int64_t cols, float eps,
           float* out, cudaStream_t stream) {
-  if (rows == 0) return;
-  const int threads = cols <= 128 ? 32 : cols <= 1024 ? 128 : 256;
-  norm_kernel<<<static_cast<unsigned>(rows), threads, 0, stream>>>(type, x, weight, bias, cols, eps, out);
+  launch_norm(type, x, nullptr, nullptr, weight, bias, rows, cols, eps, out, stream);
+}
+
+void add_norm(NormType type, float* x, const float* y, const float* weight, const float* bias, int64_t rows,
+              int64_t cols, float eps, float* out, cudaStream_t stream) {
+  launch_norm(type, x, y, x, weight, bias, rows, cols, eps, out, stream);
 }
 
 void convert(const float* x, int64_t n, WeightType type, void* out, cudaStream_t stream) {
@@ -148,10 +197,10 @@ void add_bias(float* out, const float* bias, int64_t rows, int64_t cols, cudaStr
 }
 
 void act_mul(ActType act, float* gate, const float* up, int64_t n, cudaStream_t stream) {
-  for_each_index(n, stream, [=] __device__(int64_t i) { gate[i] = apply(act, gate[i]) * up[i]; });
+  for_each_index(n, stream, [=] __device__(int64_t i) { gate[i] = activation(act, gate[i]) * up[i]; });
 }
 void activate(ActType act, float* x, int64_t n, cudaStream_t stream) {
-  for_each_index(n, stream, [=] __device__(int64_t i) { x[i] = apply(act, x[i]); });
+  for_each_index(n, stream, [=] __device__(int64_t i) { x[i] = activation(act, x[i]); });
 }
 void add(float* x, const float* y, int64_t n, cudaStream_t stream) {
   for_each_index(n, stream, [=] __device__(int64_t i) { x[i] += y[i]; });
@@ -166,23 +215,26 @@ void clamp(float* x, float limit, int64_t n, cudaStream_t stream) {
   for_each_index(n, stream, [=] __device__(int64_t i) { x[i] = fminf(fmaxf(x[i], -limit), limit); });
 }
 
-void rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const float* cos, const float* sin,
-          int64_t rotary_dim, bool interleaved, cudaStream_t stream) {
-  const int64_t half = rotary_dim / 2, n = tokens * heads * half;
-  if (n) rope_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(x, tokens, heads, head_dim, cos, sin, half, interleaved);
+void rope(float* q, int64_t heads, float* k, int64_t kv_heads, int64_t tokens, int64_t head_dim, const float* cos,
+          const float* sin, int64_t rotary_dim, bool interleaved, cudaStream_t stream) {
+  const int64_t half = rotary_dim / 2, n = tokens * (heads + kv_heads) * half;
+  if (n) {
+    launch(rope_kernel, blocks_for(n, kThreads), kThreads, 0, stream, q, heads, k, kv_heads, tokens, head_dim, cos, sin,
+           half, interleaved);
+  }
 }
 
 void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out, cudaStream_t stream) {
-  if (rows) argmax_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, cols, out);
+  if (rows) launch(argmax_kernel, static_cast<unsigned>(rows), kThreads, 0, stream, x, cols, out);
 }
 
 void gather_rows(const float* src, const int64_t* rows, int64_t count, int64_t cols, float* dst, cudaStream_t stream) {
-  if (count) gather_kernel<<<static_cast<unsigned>(count), kThreads, 0, stream>>>(src, rows, cols, dst);
+  if (count) launch(gather_kernel, static_cast<unsigned>(count), kThreads, 0, stream, src, rows, cols, dst);
 }
 
 void scatter_add_rows(const float* src, const int64_t* rows, const float* weights, int64_t count, int64_t cols,
                       float* dst, cudaStream_t stream) {
-  if (count) scatter_add_kernel<<<static_cast<unsigned>(count), kThreads, 0, stream>>>(src, rows, weights, cols, dst);
+  if (count) launch(scatter_add_kernel, static_cast<unsigned>(count), kThreads, 0, stream, src, rows, weights, cols, dst);
 }
 
 }  // namespace nanoserve::cuda

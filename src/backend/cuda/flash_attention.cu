@@ -137,6 +137,7 @@ __global__ void __launch_bounds__(32 * kWarps)
                            const float* values, float* out) {
   extern __shared__ __align__(16) unsigned char shared_raw[];
   __shared__ int key_rows[kKeys];  // the cache row of each key of the tile
+  wait_for_inputs();
   auto* q_tile = reinterpret_cast<__nv_bfloat16*>(shared_raw);  // [kRows][kStride], then the remainders
   __nv_bfloat16* q_low = q_tile + kRows * kStride<D>;
   __nv_bfloat16* k_tile = q_low + kRows * kStride<D>;  // [kKeys][kStride], then the remainders
@@ -274,12 +275,12 @@ __global__ void __launch_bounds__(32 * kWarps)
 }
 
 template <int D>
-void launch(const StepArrays& step, const AttentionShape& shape, const float* q, const float* keys, const float* values,
+void launch_head_dim(const StepArrays& step, const AttentionShape& shape, const float* q, const float* keys, const float* values,
             float* out, cudaStream_t stream) {
   constexpr size_t shared = shared_bytes<D>();
   cudaFuncSetAttribute(flash_attention_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
   const dim3 grid(static_cast<unsigned>(step.tile_count), static_cast<unsigned>(shape.heads));
-  flash_attention_kernel<D><<<grid, 32 * kWarps, shared, stream>>>(step, shape, q, keys, values, out);
+  launch(flash_attention_kernel<D>, grid, 32 * kWarps, shared, stream, step, shape, q, keys, values, out);
 }
 
 }  // namespace
@@ -294,11 +295,11 @@ bool flash_attention_fits(const AttentionShape& shape) {
 void flash_attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* keys,
                      const float* values, float* out, cudaStream_t stream) {
   switch (shape.head_dim) {
-    case 16: return launch<16>(step, shape, q, keys, values, out, stream);
-    case 32: return launch<32>(step, shape, q, keys, values, out, stream);
-    case 64: return launch<64>(step, shape, q, keys, values, out, stream);
-    case 96: return launch<96>(step, shape, q, keys, values, out, stream);
-    case 128: return launch<128>(step, shape, q, keys, values, out, stream);
+    case 16: return launch_head_dim<16>(step, shape, q, keys, values, out, stream);
+    case 32: return launch_head_dim<32>(step, shape, q, keys, values, out, stream);
+    case 64: return launch_head_dim<64>(step, shape, q, keys, values, out, stream);
+    case 96: return launch_head_dim<96>(step, shape, q, keys, values, out, stream);
+    case 128: return launch_head_dim<128>(step, shape, q, keys, values, out, stream);
     default: break;
   }
 }

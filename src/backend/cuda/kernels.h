@@ -23,9 +23,15 @@ enum class ActType { Silu, GeluTanh };
 
 // out[t] = table[tokens[t]] widened to float: [count, table.cols].
 void embed(const Matrix& table, const int32_t* tokens, int64_t count, float* out, cudaStream_t stream);
-// Normalizes each row of x [rows, cols]; bias only for Layer (may be null). out may alias x.
+// Normalizes each row of x [rows, cols] (up to kMaxNormColumns); bias only for Layer (may be
+// null). out may alias x.
+constexpr int64_t kMaxNormColumns = 16 * 1024;
 void norm(NormType type, const float* x, const float* weight, const float* bias, int64_t rows, int64_t cols,
           float eps, float* out, cudaStream_t stream);
+// x += y, then out = norm(x), in one pass: the residual add and the next block's norm. out is
+// apart from x and y.
+void add_norm(NormType type, float* x, const float* y, const float* weight, const float* bias, int64_t rows,
+              int64_t cols, float eps, float* out, cudaStream_t stream);
 
 // Rounds float activations to a half weight type, BF16 or F16 (what the tensor cores read): out
 // [n]. F32 weights read the activations as they are.
@@ -43,6 +49,11 @@ struct MatvecTarget {
   float* out = nullptr;
 };
 void matvec(const float* x, int64_t rows, const MatvecTarget* targets, int count, cudaStream_t stream);
+// out[rows, gate.rows] = act(x * gate^T + gate_bias) * (x * up^T + up_bias), for rows <=
+// kMatvecRows: a gated MLP's first half in one launch, each block taking both rows of its
+// features. gate and up match in type and shape; the biases may be null.
+void gated_matvec(const float* x, int64_t rows, const Matrix& gate, const float* gate_bias, const Matrix& up,
+                  const float* up_bias, ActType act, float* out, cudaStream_t stream);
 // out[rows, w.rows] = x[rows, w.cols] * W^T (+ bias) on the tensor cores, x in w's type, for
 // BF16/F16 weights of a multiple of 8 columns (tensor_core_linear_fits). Each row is summed in an
 // order that depends on W's shape alone, so its result does not depend on the other rows.
@@ -59,10 +70,10 @@ void scale(float* x, float factor, int64_t n, cudaStream_t stream);
 void softcap(float* x, float cap, int64_t n, cudaStream_t stream);
 void clamp(float* x, float limit, int64_t n, cudaStream_t stream);
 
-// Rotates x [tokens, heads * head_dim] by cos/sin [tokens, rotary_dim / 2]: pairs (i, i + half), or
-// (2i, 2i + 1) when interleaved.
-void rope(float* x, int64_t tokens, int64_t heads, int64_t head_dim, const float* cos, const float* sin,
-          int64_t rotary_dim, bool interleaved, cudaStream_t stream);
+// Rotates q [tokens, heads * head_dim] and k [tokens, kv_heads * head_dim] by cos/sin [tokens,
+// rotary_dim / 2], in one launch: pairs (i, i + half), or (2i, 2i + 1) when interleaved.
+void rope(float* q, int64_t heads, float* k, int64_t kv_heads, int64_t tokens, int64_t head_dim, const float* cos,
+          const float* sin, int64_t rotary_dim, bool interleaved, cudaStream_t stream);
 
 // out[r] = the index of row r's largest value in x [rows, cols], the lowest among equals.
 void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out, cudaStream_t stream);
@@ -87,6 +98,7 @@ struct StepArrays {
   int64_t singles = 0;
   const int32_t* tiles = nullptr;  // [tile_count, 2]: first token, count
   int64_t tile_count = 0;
+  bool one_token_slices = false;  // every sequence has one token in the step (decode): all singles
 };
 constexpr int64_t kQueryTile = 64;
 constexpr int64_t kTiledFrom = 16;  // slices of this many tokens or more go in tiles
@@ -100,18 +112,20 @@ struct AttentionShape {
 // Decode queries can split their keys into runs attended in parallel, then combined
 // (flash-decoding): when few queries would leave most multiprocessors idle. The combination
 // rounds differently from one pass, and the split depends on the batch, so batch-invariant steps
-// take 1 (no split).
+// take 1 (no split). It splits only steps of fewer than 2 * multiprocessors (query, KV head) pairs.
 constexpr int64_t kMaxPartitions = 16;
 int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors);
 
 // Stores k, v [tokens, kv_heads * head_dim] at their slots of the layer's float32 rows, then
 // attends each query of q [tokens, heads * head_dim] over its sequence's keys into out. Short
-// slices' queries split their keys `partitions` ways, with scratch `partials` [singles, heads,
-// partitions, head_dim + 2] when partitions > 1. Long slices run on the tensor cores
-// (flash_attention) when `tensor_cores` and the shape fits; otherwise, as short ones always do, in
-// float32 with one arithmetic for every slice length (batch-invariant).
+// slices' queries split their keys `partitions` ways when partitions > 1, with scratch `partials`
+// [singles, heads, partitions, head_dim + 2] and counters `arrivals` [singles, kv_heads], zeros
+// that it leaves zero. Long slices run on the tensor cores (flash_attention) when `tensor_cores`
+// and the shape fits; otherwise, as short ones always do, in float32 with one arithmetic for every
+// slice length (batch-invariant).
 void attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
-               float* key_rows, float* value_rows, float* out, int partitions, float* partials, bool tensor_cores,
+               float* key_rows, float* value_rows, float* out, int partitions, float* partials, int* arrivals,
+               bool tensor_cores,
                cudaStream_t stream);
 
 // The step's tiles (long slices) attended on the tensor cores, q, k and v rounded to bf16: for

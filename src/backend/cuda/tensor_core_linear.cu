@@ -53,6 +53,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int kGroups = kWarps / S;
   // The S - 1 other slices' sums, for slice 0 to add: [warp][value][lane].
   __shared__ float partial[S > 1 ? kWarps : 1][MT * kNt * 4][32];
+  wait_for_inputs();
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, slice = warp % S;
   const int g = lane / 4, q = lane % 4;
   const int n0 = (blockIdx.x * kGroups + warp / S) * kFeaturesPerWarp;
@@ -128,21 +129,21 @@ int k_slices(const Matrix& w) {
 }
 
 template <typename T, int MT, int S>
-void launch(const void* x, int64_t rows, const Matrix& w, const float* bias, float* out, cudaStream_t stream) {
+void launch_tiles(const void* x, int64_t rows, const Matrix& w, const float* bias, float* out, cudaStream_t stream) {
   constexpr int features_per_block = kFeaturesPerWarp * kWarps / S;
   const dim3 grid(blocks_for(w.rows, features_per_block), blocks_for(rows, 16 * MT));
-  tensor_core_kernel<T, MT, S><<<grid, kWarps * 32, 0, stream>>>(
-      static_cast<const T*>(x), static_cast<const T*>(w.data), bias, static_cast<int>(rows), static_cast<int>(w.rows),
-      static_cast<int>(w.cols), out);
+  launch(tensor_core_kernel<T, MT, S>, grid, kWarps * 32, 0, stream, static_cast<const T*>(x),
+         static_cast<const T*>(w.data), bias, static_cast<int>(rows), static_cast<int>(w.rows), static_cast<int>(w.cols),
+         out);
 }
 
 template <typename T, int MT>
 void launch_slices(const void* x, int64_t rows, const Matrix& w, const float* bias, float* out, cudaStream_t stream) {
   switch (k_slices(w)) {
-    case 1: return launch<T, MT, 1>(x, rows, w, bias, out, stream);
-    case 2: return launch<T, MT, 2>(x, rows, w, bias, out, stream);
-    case 4: return launch<T, MT, 4>(x, rows, w, bias, out, stream);
-    default: return launch<T, MT, 8>(x, rows, w, bias, out, stream);
+    case 1: return launch_tiles<T, MT, 1>(x, rows, w, bias, out, stream);
+    case 2: return launch_tiles<T, MT, 2>(x, rows, w, bias, out, stream);
+    case 4: return launch_tiles<T, MT, 4>(x, rows, w, bias, out, stream);
+    default: return launch_tiles<T, MT, 8>(x, rows, w, bias, out, stream);
   }
 }
 
