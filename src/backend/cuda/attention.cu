@@ -133,7 +133,7 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
   const int first = shape.window > 0 ? max(0, pos - static_cast<int>(shape.window) + 1) : 0;
   const int32_t* table = step.block_tables + step.table_of_token[t];
   const float* fresh_key = fresh.k ? fresh.k + t * kv_dim + head_offset : nullptr;
-  const float* fresh_value = fresh.k ? fresh.v + t * kv_dim + head_offset : nullptr;
+  const float* fresh_value = fresh.v ? fresh.v + t * kv_dim + head_offset : nullptr;
   if (fresh_key && blockIdx.z == 0 && warp == 0) {
     const int64_t row = cache_row(table, block_size, pos);
     for (int d = lane; d < hd; d += 32) {

@@ -258,7 +258,9 @@ class CudaBackend final : public Backend {
   }
   void launched(const char* what) { check(cudaGetLastError(), what); }
   static void check_norm_width(int64_t cols) {
-    if (cols > cuda::kMaxNormColumns) fail("the cuda backend normalizes rows of up to {} values, not {}", cuda::kMaxNormColumns, cols);
+    if (cols > cuda::kMaxNormColumns) {
+      fail("the cuda backend normalizes rows of up to {} values, not {}", cuda::kMaxNormColumns, cols);
+    }
   }
   // Which kernel multiplies by w (see linear).
   bool takes_tensor_cores(const cuda::Matrix& w) const { return batch_invariant_ && cuda::tensor_core_linear_fits(w); }

@@ -17,14 +17,15 @@ __global__ void embed_kernel(const T* table, const int32_t* tokens, int64_t cols
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) out[row * cols + i] = to_float(src[i]);
 }
 
-// One block per row (of up to 1024 * V values), each thread holding V of them in registers; sums in float over the
-// block (the CPU reference sums in double: the difference is far below the bf16 rounding of the
-// matrix products that follow). With `add`, the row normalized is x + add, stored in `sum` (the
-// residual stream, in place). The weights are read before the inputs are ready: no kernel writes
-// them, and a decode step's norms are too short to hide a load.
+// One block per row (of up to 1024 * V values), each thread holding V of them in registers; sums
+// in float over the block (the CPU reference sums in double: the difference is far below the bf16
+// rounding of the matrix products that follow). With `add`, the row normalized is x + add, stored
+// in `sum` (the residual stream, in place). The weights are read before the inputs are ready: no
+// kernel writes them, and a decode step's norms are too short to hide a load.
 template <int V>
-__global__ void __launch_bounds__(1024) norm_kernel(NormType type, const float* x, const float* add, float* sum, const float* weight,
-                            const float* bias, int64_t cols, float eps, float* out) {
+__global__ void __launch_bounds__(1024) norm_kernel(NormType type, const float* x, const float* add, float* sum,
+                                                    const float* weight, const float* bias, int64_t cols, float eps,
+                                                    float* out) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x * cols;
   float w[V], v[V];

@@ -125,8 +125,7 @@ int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors);
 // slice length (batch-invariant).
 void attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
                float* key_rows, float* value_rows, float* out, int partitions, float* partials, int* arrivals,
-               bool tensor_cores,
-               cudaStream_t stream);
+               bool tensor_cores, cudaStream_t stream);
 
 // The step's tiles (long slices) attended on the tensor cores, q, k and v rounded to bf16: for
 // head_dim 16, 32, 64, 96 or 128.
