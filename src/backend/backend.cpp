@@ -44,6 +44,12 @@ void Backend::add_norm(cpu::NormKind kind, float* x, const float* y, const cpu::
   norm(kind, x, params, rows, cols, eps, out);
 }
 
+void Backend::rope_attention(int64_t layer, float* q, float* k, const float* v, const cpu::AttentionParams& params,
+                             bool local, RopePairs pairs, KvCache& cache, float* out) {
+  rope(q, params.heads, k, params.kv_heads, params.head_dim, local, pairs);
+  attention(layer, q, k, v, params, cache, out);
+}
+
 void Backend::run_step(uint64_t, const StepWork& work, int64_t rows, int64_t cols, StepOutput out) {
   work([&](const float* logits) {
     if (out.picks) {

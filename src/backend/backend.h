@@ -113,6 +113,10 @@ class Backend {
   // then attends each query row of q [step tokens, heads * head_dim] causally over its sequence.
   virtual void attention(int64_t layer, const float* q, const float* k, const float* v,
                          const cpu::AttentionParams& params, KvCache& cache, float* out) = 0;
+  // rope (by the step's table, or its local one) then attention, in one pass where the backend
+  // fuses them; q and k may then be left unrotated.
+  virtual void rope_attention(int64_t layer, float* q, float* k, const float* v, const cpu::AttentionParams& params,
+                              bool local, RopePairs pairs, KvCache& cache, float* out);
   // out[r] (host memory) = the column of the largest value in row r of x [rows, cols], the lowest
   // among equals: greedy decoding without copying logits to the host.
   virtual void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out) = 0;

@@ -43,7 +43,7 @@ void Transformer::embed(const Batch& step, float* x) const {
   }
 }
 
-// q [tokens, heads * head_dim]; k, v [tokens, kv_heads * head_dim], after biases, norms, clipping and RoPE.
+// q [tokens, heads * head_dim]; k, v [tokens, kv_heads * head_dim], after biases, norms and clipping.
 void Transformer::project_qkv(const Batch& step, int64_t layer, const float* normed, float* q, float* k, float* v) const {
   const ModelConfig& c = model_.config;
   const ArchSpec& a = model_.arch;
@@ -65,14 +65,6 @@ void Transformer::project_qkv(const Batch& step, int64_t layer, const float* nor
     be.clamp(k, a.clip_qkv, tokens * kv_dim);
     be.clamp(v, a.clip_qkv, tokens * kv_dim);
   }
-  if (a.rope) {
-    const bool local = a.layers[static_cast<size_t>(layer)].local_rope;
-    be.rope(q, c.heads, k, c.kv_heads, c.head_dim, local, a.rope_pairs);
-  }
-  if (layer == 0) {
-    step.emit("layer0.q_rope", q, q_dim);
-    step.emit("layer0.k_rope", k, kv_dim);
-  }
 }
 
 void Transformer::attention_block(const Batch& batch, int64_t layer, const float* normed, KvCache& cache,
@@ -89,7 +81,17 @@ void Transformer::attention_block(const Batch& batch, int64_t layer, const float
                               a.layers[static_cast<size_t>(layer)].sliding_window};
   if (a.attn_scale_by_layer) params.scale /= static_cast<float>(layer + 1);
   Buffer attn = be.floats(tokens * q_dim);  // [tokens, heads * head_dim]
-  be.attention(layer, q.floats(), k.floats(), v.floats(), params, cache, attn.floats());
+  const bool local = a.layers[static_cast<size_t>(layer)].local_rope;
+  if (a.rope && !batch.sink) {  // nobody watches the rotated q and k
+    be.rope_attention(layer, q.floats(), k.floats(), v.floats(), params, local, a.rope_pairs, cache, attn.floats());
+  } else {
+    if (a.rope) be.rope(q.floats(), c.heads, k.floats(), c.kv_heads, c.head_dim, local, a.rope_pairs);
+    if (layer == 0) {
+      batch.emit("layer0.q_rope", q.floats(), q_dim);
+      batch.emit("layer0.k_rope", k.floats(), kv_dim);
+    }
+    be.attention(layer, q.floats(), k.floats(), v.floats(), params, cache, attn.floats());
+  }
   be.linear(attn.floats(), tokens, model_.weights.layers[static_cast<size_t>(layer)].o, out);
 }
 

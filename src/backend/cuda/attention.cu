@@ -1,8 +1,8 @@
 // Attention over the paged float32 cache, in float32.
 // Decode (a few queries per sequence): one block per (query token, KV head) holds the queries of
-// that KV head's group, one warp each, so the group reads each key and value row once (from L1). A
-// warp scores 32 keys at a time, a key per lane, and folds them into an online softmax; each lane
-// owns 2 * S values of the output. When the batch is too small to fill the GPU, each query's keys
+// that KV head's group, one warp each, so the group reads each key and value row once (into shared
+// memory, 32 at a time). A warp scores 32 keys at a time, a key per lane, and folds them into an
+// online softmax; each lane owns 2 * S values of the output. When the batch is too small to fill the GPU, each query's keys
 // are split into runs taken by separate blocks, the last of which to finish combines them
 // (flash-decoding).
 // Prefill: one block per (tile of 64 queries of a sequence, head) stages 32 keys and values at a
@@ -84,81 +84,136 @@ struct FreshKv {
 };
 
 // Output dims lane, lane + 32, ... of one query head from its partitions' (max, sum, unnormalized
-// output) in parts [partitions, head_dim + 2], rescaled to their common maximum. Read past L1,
-// which may hold the previous step's partials.
+// output) in parts [partitions, head_dim + 2], rescaled to their common maximum: lane p reads
+// partition p's max and sum, then each lane all its dims' partials at once. Read past L1, which
+// may hold the previous step's partials.
 __device__ inline void combine_partitions(const float* parts, int partitions, int hd, int lane, float* out) {
-  float m = -INFINITY;
-  for (int p = 0; p < partitions; ++p) m = fmaxf(m, __ldcg(parts + p * (hd + 2)));
-  float l = 0;
-  for (int p = 0; p < partitions; ++p) {
-    const float mp = __ldcg(parts + p * (hd + 2));
-    if (mp > -INFINITY) l += __ldcg(parts + p * (hd + 2) + 1) * expf(mp - m);
-  }
+  static_assert(kMaxPartitions <= 32);
+  const bool mine = lane < partitions;
+  const float mp = mine ? __ldcg(parts + lane * (hd + 2)) : -INFINITY;  // -inf: an empty run
+  const float m = warp_max(mp);
+  const float factor = mp > -INFINITY ? expf(mp - m) : 0.0f;
+  const float l = warp_sum(mine && mp > -INFINITY ? __ldcg(parts + lane * (hd + 2) + 1) * factor : 0.0f);
   for (int d = lane; d < hd; d += 32) {
     float o = 0;
-    for (int p = 0; p < partitions; ++p) {
-      const float mp = __ldcg(parts + p * (hd + 2));
-      if (mp > -INFINITY) o += __ldcg(parts + p * (hd + 2) + 2 + d) * expf(mp - m);
+#pragma unroll
+    for (int p = 0; p < kMaxPartitions; ++p) {
+      const float f = __shfl_sync(0xffffffffu, factor, p);
+      if (p < partitions && f > 0) o += __ldcg(parts + p * (hd + 2) + 2 + d) * f;
     }
     out[d] = o / l;
   }
 }
 
+// The decode kernel's shared memory: a chunk's keys [kKeyTile, 64 * S + 4] (each row padded by 4
+// floats, so that the 8 lanes of a quarter warp reading 8 rows' float4 hit distinct banks), its
+// values [kKeyTile, 64 * S], then each warp's query [64 * S]; rows zero past head_dim.
+template <int S>
+struct DecodeTiles {
+  static constexpr int kWidth = 64 * S, kKeyStride = kWidth + 4;
+  static constexpr size_t bytes(int group) {
+    return static_cast<size_t>(kKeyTile * (kKeyStride + kWidth) + group * kWidth) * sizeof(float);
+  }
+  float* keys;
+  float* values;
+  float* query;
+  __device__ explicit DecodeTiles(float* shared)
+      : keys(shared), values(shared + kKeyTile * kKeyStride),
+        query(shared + kKeyTile * (kKeyStride + kWidth) + threadIdx.x / 32 * kWidth) {}
+};
+
 // Queries of short slices. S: 64-dim slices of head_dim (head_dim <= 64 * S); each lane owns 2 * S
-// output values. With gridDim.z partitions, block z takes the z-th run of the query's 32-key
-// chunks and leaves (max, sum, unnormalized output) in partials [singles, heads, partitions,
-// head_dim + 2]; the last of a query's blocks to finish (counted in arrivals [singles, kv_heads])
-// combines them. With one partition, a block writes the output.
+// output values. The block's warps (the KV head's query heads) stage each chunk of 32 keys and
+// values in shared memory together, every load issued before any is used; a warp then scores the
+// chunk a key per lane and folds it into an online softmax. With gridDim.z partitions, block z
+// takes the z-th run of the query's chunks and leaves (max, sum, unnormalized output) in partials
+// [singles, heads, partitions, head_dim + 2]; the last of a query's blocks to finish (counted in
+// arrivals [singles, kv_heads]) combines them. With one partition, a block writes the output.
 // With `fresh` (k and v of a step whose slices are one token each), a query's own key and value
-// are read from there, and its first block stores them in the cache: no other block reads them
-// from the cache, so no separate write has to come first.
+// are read from there, and the block whose run holds them stores them in the cache: no other block
+// reads them from the cache, so no separate write has to come first. The cache's earlier rows
+// are then staged before wait_for_inputs, overlapping the kernel before. With a `rotation`
+// (fresh steps only), q and the fresh key are rotated as they are read.
 template <int S>
 __global__ void attention_kernel(StepArrays step, AttentionShape shape, const float* q, float* keys, float* values,
-                                 float* out, float* partials, int* arrivals, FreshKv fresh) {
-  constexpr int kValues = 2 * S;
-  constexpr int kValueBatch = 16 / kValues;  // value rows loaded at a time: 16 loads in flight a lane
-  extern __shared__ float q_shared[];  // [group, 64 * S], zero past head_dim
+                                 float* out, float* partials, int* arrivals, FreshKv fresh, Rotation rotation) {
+  using Tiles = DecodeTiles<S>;
+  constexpr int kValues = 2 * S, kWidth = Tiles::kWidth, kKeyStride = Tiles::kKeyStride;
+  extern __shared__ float shared[];
   __shared__ bool last_to_arrive;
-  wait_for_inputs();
+  const Tiles tiles(shared);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  // The step's arrays and the cache's earlier rows: no kernel of this step writes them.
   const int64_t t = step.single_tokens[blockIdx.x], kv_head = blockIdx.y;
   const int hd = static_cast<int>(shape.head_dim);
   const int64_t head = kv_head * (shape.heads / shape.kv_heads) + warp;
   const int64_t kv_dim = shape.kv_heads * hd, head_offset = kv_head * hd;
-  float* qs = q_shared + warp * 64 * S;
-  for (int d = lane; d < 64 * S; d += 32) qs[d] = d < hd ? q[(t * shape.heads + head) * hd + d] : 0.0f;
-  __syncwarp();
-
   const int pos = step.positions[t], block_size = static_cast<int>(step.block_size);
   const int first = shape.window > 0 ? max(0, pos - static_cast<int>(shape.window) + 1) : 0;
   const int32_t* table = step.block_tables + step.table_of_token[t];
-  const float* fresh_key = fresh.k ? fresh.k + t * kv_dim + head_offset : nullptr;
-  const float* fresh_value = fresh.v ? fresh.v + t * kv_dim + head_offset : nullptr;
-  if (fresh_key && blockIdx.z == 0 && warp == 0) {
-    const int64_t row = cache_row(table, block_size, pos);
-    for (int d = lane; d < hd; d += 32) {
-      keys[row * kv_dim + head_offset + d] = fresh_key[d];
-      values[row * kv_dim + head_offset + d] = fresh_value[d];
-    }
-  }
   const int partitions = static_cast<int>(gridDim.z), first_chunk = first / kKeyTile;
   const int chunks = pos / kKeyTile - first_chunk + 1, per_partition = (chunks + partitions - 1) / partitions;
   const int begin = first_chunk + static_cast<int>(blockIdx.z) * per_partition;
   const int end = min(first_chunk + chunks, begin + per_partition);
+  const bool holds_fresh = fresh.k && begin <= pos / kKeyTile && pos / kKeyTile < end;
+
+  // Chunk c's cache rows, zero outside [first, pos]; with `fresh`, all but the row of pos (add_fresh's).
+  const auto stage = [&](int c) {
+    for (int i = threadIdx.x; i < kKeyTile * kWidth / 4; i += blockDim.x) {
+      const int j = i / (kWidth / 4), d = i % (kWidth / 4) * 4, p = c * kKeyTile + j;
+      if (fresh.k && p == pos) continue;
+      float4 key = make_float4(0, 0, 0, 0), value = key;
+      if (p >= first && p <= pos && d < hd) {
+        const int64_t row = cache_row(table, block_size, p) * kv_dim + head_offset;
+        key = load4_padded(keys + row, d, hd);
+        value = load4_padded(values + row, d, hd);
+      }
+      *reinterpret_cast<float4*>(tiles.keys + j * kKeyStride + d) = key;
+      *reinterpret_cast<float4*>(tiles.values + j * kWidth + d) = value;
+    }
+  };
+  if (begin < end && fresh.k) stage(begin);
+  wait_for_inputs();
+  if (begin < end && !fresh.k) stage(begin);
+  const float* cos = rotation.cos ? rotation.cos + t * (rotation.rotary_dim / 2) : nullptr;
+  const float* sin = rotation.sin ? rotation.sin + t * (rotation.rotary_dim / 2) : nullptr;
+  const int half = static_cast<int>(rotation.rotary_dim / 2);
+  const auto read = [&](const float* v, int d) { return cos ? rotated(v, d, half, rotation.interleaved, cos, sin) : v[d]; };
+  const float* q_row = q + (t * shape.heads + head) * hd;
+  for (int d = lane; d < kWidth; d += 32) tiles.query[d] = d < hd ? read(q_row, d) : 0.0f;
+  // This step's own key and value: into the tiles (the chunk of pos is then staged) and the cache.
+  const auto add_fresh = [&] {
+    const int j = pos % kKeyTile;
+    const int64_t row = cache_row(table, block_size, pos) * kv_dim + head_offset;
+    for (int d = threadIdx.x; d < kWidth; d += blockDim.x) {
+      const float key = d < hd ? read(fresh.k + t * kv_dim + head_offset, d) : 0.0f;
+      const float value = d < hd ? fresh.v[t * kv_dim + head_offset + d] : 0.0f;
+      tiles.keys[j * kKeyStride + d] = key;
+      tiles.values[j * kWidth + d] = value;
+      if (d < hd) {
+        keys[row + d] = key;
+        values[row + d] = value;
+      }
+    }
+  };
+
   float m = -INFINITY, l = 0, acc[kValues] = {};
-  for (int p0 = begin * kKeyTile; p0 < end * kKeyTile; p0 += kKeyTile) {
-    const int p = p0 + lane;
+  for (int c = begin; c < end; ++c) {
+    if (c != begin) {
+      __syncthreads();  // the previous chunk is no longer read
+      stage(c);
+    }
+    if (holds_fresh && c == pos / kKeyTile) add_fresh();
+    __syncthreads();
+    const int p0 = c * kKeyTile, p = p0 + lane;
     const bool valid = p >= first && p <= pos;
-    int row = 0;
     float s = -INFINITY;
     if (valid) {
-      const bool own = fresh_key && p == pos;
-      row = own ? -1 : cache_row(table, block_size, p);  // -1: the fresh row
-      const float* key = own ? fresh_key : keys + static_cast<int64_t>(row) * kv_dim + head_offset;
+      const float* key = tiles.keys + lane * kKeyStride;
       float dots[S];
 #pragma unroll
       for (int sl = 0; sl < S; ++sl) {
-        dots[sl] = dot64(qs + 64 * sl, [&](int i) { return load4_padded(key, 64 * sl + 4 * i, hd); });
+        dots[sl] = dot64(tiles.query + 64 * sl, [&](int i) { return reinterpret_cast<const float4*>(key + 64 * sl)[i]; });
       }
       s = score_of(sum_slices<S>(dots), shape);
     }
@@ -168,28 +223,15 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
     l = rescale(l, correction);
 #pragma unroll
     for (int i = 0; i < kValues; ++i) acc[i] = rescale(acc[i], correction);
-    // The chunk's value rows kValueBatch at a time, each batch's loads issued before its sums use
-    // them: one at a time, each load's latency would add up over the chunk.
+#pragma unroll 8
+    for (int j = 0; j < kKeyTile; ++j) {
+      const float wj = __shfl_sync(0xffffffffu, weight, j);
+      if (p0 + j < first || p0 + j > pos) continue;  // the same for the whole warp
+      l = __fadd_rn(l, wj);
+      const float* v = tiles.values + j * kWidth;
 #pragma unroll
-    for (int j0 = 0; j0 < kKeyTile; j0 += kValueBatch) {
-      float vj[kValueBatch][kValues];
-#pragma unroll
-      for (int u = 0; u < kValueBatch; ++u) {
-        const int rj = __shfl_sync(0xffffffffu, row, j0 + u);
-        const bool unmasked = p0 + j0 + u >= first && p0 + j0 + u <= pos;
-        const float* v = rj < 0 ? fresh_value : values + static_cast<int64_t>(rj) * kv_dim + head_offset;
-#pragma unroll
-        for (int i = 0; i < kValues; ++i) vj[u][i] = unmasked && lane + 32 * i < hd ? v[lane + 32 * i] : 0.0f;
-      }
-#pragma unroll
-      for (int u = 0; u < kValueBatch; ++u) {
-        const float wj = __shfl_sync(0xffffffffu, weight, j0 + u);
-        if (p0 + j0 + u < first || p0 + j0 + u > pos) continue;  // the same for the whole warp
-        l = __fadd_rn(l, wj);
-#pragma unroll
-        for (int i = 0; i < kValues; ++i) {
-          if (lane + 32 * i < hd) acc[i] = __fmaf_rn(wj, vj[u][i], acc[i]);
-        }
+      for (int i = 0; i < kValues; ++i) {
+        if (lane + 32 * i < hd) acc[i] = __fmaf_rn(wj, v[lane + 32 * i], acc[i]);
       }
     }
     m = m_new;
@@ -317,6 +359,19 @@ void launch_tiled(const StepArrays& step, const AttentionShape& shape, const flo
          values, out);
 }
 
+template <int S>
+void launch_decode(const StepArrays& step, const AttentionShape& shape, const float* q, float* key_rows,
+                   float* value_rows, float* out, int partitions, float* partials, int* arrivals, FreshKv fresh,
+                   const Rotation& rotation, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(step.singles), static_cast<unsigned>(shape.kv_heads),
+                  static_cast<unsigned>(partitions));
+  const int group = static_cast<int>(shape.heads / shape.kv_heads);
+  const size_t shared = DecodeTiles<S>::bytes(group);
+  cudaFuncSetAttribute(attention_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
+  launch(attention_kernel<S>, grid, group * 32, shared, stream, step, shape, q, key_rows, value_rows, out, partials,
+         arrivals, fresh, rotation);
+}
+
 }  // namespace
 
 int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors) {
@@ -325,11 +380,11 @@ int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors) {
 }
 
 void attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
-               float* key_rows, float* value_rows, float* out, int partitions, float* partials, int* arrivals,
-               bool tensor_cores, cudaStream_t stream) {
+               const Rotation& rotation, float* key_rows, float* value_rows, float* out, int partitions,
+               float* partials, int* arrivals, bool tensor_cores, cudaStream_t stream) {
   if (step.tokens == 0) return;
   const int64_t kv_dim = shape.kv_heads * shape.head_dim;
-  // Steps of one token per sequence store their keys and values in the attention kernel.
+  // Steps of one token per sequence store their keys and values, rotated, in the attention kernel.
   FreshKv fresh;
   if (step.one_token_slices) {
     fresh = {k, v};
@@ -348,19 +403,12 @@ void attention(const StepArrays& step, const AttentionShape& shape, const float*
     }
   }
   if (step.singles == 0) return;
-  const dim3 grid(static_cast<unsigned>(step.singles), static_cast<unsigned>(shape.kv_heads),
-                  static_cast<unsigned>(partitions));
-  const int group = static_cast<int>(shape.heads / shape.kv_heads);
-  const size_t shared = static_cast<size_t>(group * 64) * sizeof(float);  // times S
   if (shape.head_dim <= 64) {
-    launch(attention_kernel<1>, grid, group * 32, shared, stream, step, shape, q, key_rows, value_rows, out, partials,
-           arrivals, fresh);
+    launch_decode<1>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation, stream);
   } else if (shape.head_dim <= 128) {
-    launch(attention_kernel<2>, grid, group * 32, 2 * shared, stream, step, shape, q, key_rows, value_rows, out, partials,
-           arrivals, fresh);
+    launch_decode<2>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation, stream);
   } else {
-    launch(attention_kernel<4>, grid, group * 32, 4 * shared, stream, step, shape, q, key_rows, value_rows, out, partials,
-           arrivals, fresh);
+    launch_decode<4>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation, stream);
   }
 }
 

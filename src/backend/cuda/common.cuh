@@ -44,6 +44,24 @@ __device__ inline float block_sum(float v, float* scratch) {
   return warp_sum(v);
 }
 
+// RoPE of the pair (a, b) by (cos, sin): (a cos - b sin, b cos + a sin). Explicit roundings give
+// every kernel that rotates (rope, attention) the same bits.
+__device__ inline float2 rotate_pair(float a, float b, float c, float s) {
+  return make_float2(__fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s)), __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s)));
+}
+
+// Element d of a head's vector v after RoPE by one token's rows cos/sin [half]: pairs (i, i + half),
+// or (2i, 2i + 1) when interleaved; elements from 2 * half on are not rotated.
+__device__ inline float rotated(const float* v, int d, int half, bool interleaved, const float* cos,
+                                const float* sin) {
+  if (d >= 2 * half) return v[d];
+  const bool first = interleaved ? d % 2 == 0 : d < half;
+  const int pair = interleaved ? d / 2 : d % half, step = interleaved ? 1 : half;
+  const int a = first ? d : d - step;
+  const float2 r = rotate_pair(v[a], v[a + step], cos[pair], sin[pair]);
+  return first ? r.x : r.y;
+}
+
 // The paged cache's row of position pos, through its sequence's block table. 32-bit index
 // arithmetic: a cache holds fewer than 2^31 positions (the backend checks).
 __device__ inline int cache_row(const int32_t* table, int block_size, int pos) {

@@ -209,14 +209,18 @@ class CudaBackend final : public Backend {
   }
   void rope(float* q, int64_t heads, float* k, int64_t kv_heads, int64_t head_dim, bool local,
             RopePairs pairs) override {
-    const StepTables& t = local ? local_rope_ : rope_;
-    const bool interleaved = pairs == RopePairs::Interleaved;
-    timed("rope", [&] {
-      cuda::rope(q, heads, k, kv_heads, step_.tokens, head_dim, t.cos, t.sin, t.rotary_dim, interleaved, stream_);
-    });
+    timed("rope", [&] { cuda::rope(q, heads, k, kv_heads, step_.tokens, head_dim, rotation(local, pairs), stream_); });
   }
   void attention(int64_t layer, const float* q, const float* k, const float* v, const cpu::AttentionParams& params,
-                 KvCache& cache, float* out) override;
+                 KvCache& cache, float* out) override {
+    attend(layer, q, k, v, params, {}, cache, out);
+  }
+  // Decode steps rotate in the attention kernel.
+  void rope_attention(int64_t layer, float* q, float* k, const float* v, const cpu::AttentionParams& params,
+                      bool local, RopePairs pairs, KvCache& cache, float* out) override {
+    if (!step_.one_token_slices) return Backend::rope_attention(layer, q, k, v, params, local, pairs, cache, out);
+    attend(layer, q, k, v, params, rotation(local, pairs), cache, out);
+  }
   void run_step(uint64_t replay_key, const StepWork& work, int64_t rows, int64_t cols, StepOutput out) override;
   void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out) override {
     const auto timer = profile_.time("argmax_rows");
@@ -245,17 +249,19 @@ class CudaBackend final : public Backend {
   void release(void* data) override { cudaFreeAsync(data, stream_); }
 
  private:
-  struct StepTables {
-    const float *cos = nullptr, *sin = nullptr;
-    int64_t rotary_dim = 0;
-  };
-
   template <typename T>
   Buffer upload_array(const T* data, size_t count) {
     Buffer b = allocate(count * sizeof(T));
     upload(data, count * sizeof(T), b.data());
     return b;
   }
+  cuda::Rotation rotation(bool local, RopePairs pairs) const {
+    cuda::Rotation r = local ? local_rope_ : rope_;
+    r.interleaved = pairs == RopePairs::Interleaved;
+    return r;
+  }
+  void attend(int64_t layer, const float* q, const float* k, const float* v, const cpu::AttentionParams& params,
+              const cuda::Rotation& rotation, KvCache& cache, float* out);
   void launched(const char* what) { check(cudaGetLastError(), what); }
   static void check_norm_width(int64_t cols) {
     if (cols > cuda::kMaxNormColumns) {
@@ -296,7 +302,7 @@ class CudaBackend final : public Backend {
   Buffer attention_arrivals_;  // zeros between steps, at a fixed place for recorded ones
   Buffer step_buffer_;  // the step's arrays, which step_ and the tables point into
   cuda::StepArrays step_;
-  StepTables rope_, local_rope_;
+  cuda::Rotation rope_, local_rope_;  // the step's tables (interleaved set per call)
   // Recorded decode steps: their kernels read the step arrays at fixed places in step_buffer_ and
   // write their picks to picks_, so both stay put while recordings exist.
   bool record_steps_;
@@ -355,8 +361,8 @@ void CudaBackend::begin_step(const StepLayout& layout) {
   step_.tile_count = static_cast<int64_t>(tiles.size() / 2);
   step_.one_token_slices = std::all_of(layout.sequences.begin(), layout.sequences.end(),
                                        [](const StepLayout::Sequence& s) { return s.count == 1; });
-  rope_ = {floats(at_cos), floats(at_sin), layout.rope.rotary_dim};
-  local_rope_ = {floats(at_local_cos), floats(at_local_sin), layout.local_rope.rotary_dim};
+  rope_ = {floats(at_cos), floats(at_sin), layout.rope.rotary_dim, false};
+  local_rope_ = {floats(at_local_cos), floats(at_local_sin), layout.local_rope.rotary_dim, false};
 }
 
 // A decode step's kernels, launched one by one from the host, take longer to launch than to run
@@ -515,8 +521,9 @@ void CudaBackend::gated_linear(const float* x, int64_t rows, const cpu::Linear& 
   });
 }
 
-void CudaBackend::attention(int64_t layer, const float* q, const float* k, const float* v,
-                            const cpu::AttentionParams& params, KvCache& cache, float* out) {
+void CudaBackend::attend(int64_t layer, const float* q, const float* k, const float* v,
+                         const cpu::AttentionParams& params, const cuda::Rotation& rotation, KvCache& cache,
+                         float* out) {
   if (cache.dtype() != KvDType::F32) fail("the cuda backend keeps keys and values in f32; --kv-cache-dtype q8_0 is CPU-only");
   if (params.head_dim > 256) fail("the cuda backend's attention handles head_dim up to 256, not {}", params.head_dim);
   if (params.heads / params.kv_heads > 32) fail("the cuda backend's attention handles up to 32 query heads per KV head");
@@ -531,9 +538,9 @@ void CudaBackend::attention(int64_t layer, const float* q, const float* k, const
   if (partitions > 1) {
     partials = floats(step.singles * params.heads * partitions * (params.head_dim + 2));  // [singles, heads, partitions, head_dim + 2]
   }
-  cuda::attention(step, shape, q, k, v, static_cast<float*>(cache.keys(layer)), static_cast<float*>(cache.values(layer)),
-                  out, partitions, partials.floats(), static_cast<int*>(attention_arrivals_.data()), tensor_core_attention_,
-                  stream_);
+  cuda::attention(step, shape, q, k, v, rotation, static_cast<float*>(cache.keys(layer)),
+                  static_cast<float*>(cache.values(layer)), out, partitions, partials.floats(),
+                  static_cast<int*>(attention_arrivals_.data()), tensor_core_attention_, stream_);
   launched("attention");
 }
 

@@ -84,9 +84,9 @@ __global__ void rope_kernel(float* q, int64_t heads, float* k, int64_t kv_heads,
   const int64_t pair = i % half, head = i / half % all_heads, t = i / half / all_heads;
   float* v = head < heads ? q + (t * heads + head) * head_dim : k + (t * kv_heads + head - heads) * head_dim;
   const int64_t first = interleaved ? 2 * pair : pair, second = interleaved ? 2 * pair + 1 : pair + half;
-  const float a = v[first], b = v[second], c = cos[t * half + pair], s = sin[t * half + pair];
-  v[first] = a * c - b * s;
-  v[second] = b * c + a * s;
+  const float2 r = rotate_pair(v[first], v[second], cos[t * half + pair], sin[t * half + pair]);
+  v[first] = r.x;
+  v[second] = r.y;
 }
 
 // One block per row; ties go to the lower index, as on the CPU.
@@ -216,12 +216,12 @@ void clamp(float* x, float limit, int64_t n, cudaStream_t stream) {
   for_each_index(n, stream, [=] __device__(int64_t i) { x[i] = fminf(fmaxf(x[i], -limit), limit); });
 }
 
-void rope(float* q, int64_t heads, float* k, int64_t kv_heads, int64_t tokens, int64_t head_dim, const float* cos,
-          const float* sin, int64_t rotary_dim, bool interleaved, cudaStream_t stream) {
-  const int64_t half = rotary_dim / 2, n = tokens * (heads + kv_heads) * half;
+void rope(float* q, int64_t heads, float* k, int64_t kv_heads, int64_t tokens, int64_t head_dim,
+          const Rotation& rotation, cudaStream_t stream) {
+  const int64_t half = rotation.rotary_dim / 2, n = tokens * (heads + kv_heads) * half;
   if (n) {
-    launch(rope_kernel, blocks_for(n, kThreads), kThreads, 0, stream, q, heads, k, kv_heads, tokens, head_dim, cos, sin,
-           half, interleaved);
+    launch(rope_kernel, blocks_for(n, kThreads), kThreads, 0, stream, q, heads, k, kv_heads, tokens, head_dim,
+           rotation.cos, rotation.sin, half, rotation.interleaved);
   }
 }
 

@@ -70,10 +70,17 @@ void scale(float* x, float factor, int64_t n, cudaStream_t stream);
 void softcap(float* x, float cap, int64_t n, cudaStream_t stream);
 void clamp(float* x, float limit, int64_t n, cudaStream_t stream);
 
-// Rotates q [tokens, heads * head_dim] and k [tokens, kv_heads * head_dim] by cos/sin [tokens,
-// rotary_dim / 2], in one launch: pairs (i, i + half), or (2i, 2i + 1) when interleaved.
-void rope(float* q, int64_t heads, float* k, int64_t kv_heads, int64_t tokens, int64_t head_dim, const float* cos,
-          const float* sin, int64_t rotary_dim, bool interleaved, cudaStream_t stream);
+// A step's RoPE: cos/sin [tokens, rotary_dim / 2], rotating pairs (i, i + rotary_dim / 2), or
+// (2i, 2i + 1) when interleaved. No cos: no rotation.
+struct Rotation {
+  const float* cos = nullptr;
+  const float* sin = nullptr;
+  int64_t rotary_dim = 0;
+  bool interleaved = false;
+};
+// Rotates q [tokens, heads * head_dim] and k [tokens, kv_heads * head_dim], in one launch.
+void rope(float* q, int64_t heads, float* k, int64_t kv_heads, int64_t tokens, int64_t head_dim,
+          const Rotation& rotation, cudaStream_t stream);
 
 // out[r] = the index of row r's largest value in x [rows, cols], the lowest among equals.
 void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out, cudaStream_t stream);
@@ -122,10 +129,11 @@ int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors);
 // [singles, heads, partitions, head_dim + 2] and counters `arrivals` [singles, kv_heads], zeros
 // that it leaves zero. Long slices run on the tensor cores (flash_attention) when `tensor_cores`
 // and the shape fits; otherwise, as short ones always do, in float32 with one arithmetic for every
-// slice length (batch-invariant).
+// slice length (batch-invariant). A `rotation`, for steps of one-token slices only, rotates q and
+// k as rope() would, as the kernel reads them (q and k are left as they were).
 void attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
-               float* key_rows, float* value_rows, float* out, int partitions, float* partials, int* arrivals,
-               bool tensor_cores, cudaStream_t stream);
+               const Rotation& rotation, float* key_rows, float* value_rows, float* out, int partitions,
+               float* partials, int* arrivals, bool tensor_cores, cudaStream_t stream);
 
 // The step's tiles (long slices) attended on the tensor cores, q, k and v rounded to bf16: for
 // head_dim 16, 32, 64, 96 or 128.
