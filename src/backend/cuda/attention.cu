@@ -2,9 +2,9 @@
 // Decode (a few queries per sequence): one block per (query token, KV head) holds the queries of
 // that KV head's group, one warp each, so the group reads each key and value row once (into shared
 // memory, 32 at a time). A warp scores 32 keys at a time, a key per lane, and folds them into an
-// online softmax; each lane owns 2 * S values of the output. When the batch is too small to fill the GPU, each query's keys
-// are split into runs taken by separate blocks, the last of which to finish combines them
-// (flash-decoding).
+// online softmax; each lane owns 2 * S values of the output. When the batch is too small to fill
+// the GPU, each query's keys are split into runs taken by separate blocks, the last of which to
+// finish combines them (flash-decoding).
 // Prefill: one block per (tile of 64 queries of a sequence, head) stages 32 keys and values at a
 // time in shared memory, where every query reads them; a query's head_dim values are split over
 // S = 1, 2 or 4 threads of 64 dims each.
@@ -178,7 +178,9 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
   const float* cos = rotation.cos ? rotation.cos + t * (rotation.rotary_dim / 2) : nullptr;
   const float* sin = rotation.sin ? rotation.sin + t * (rotation.rotary_dim / 2) : nullptr;
   const int half = static_cast<int>(rotation.rotary_dim / 2);
-  const auto read = [&](const float* v, int d) { return cos ? rotated(v, d, half, rotation.interleaved, cos, sin) : v[d]; };
+  const auto read = [&](const float* v, int d) {
+    return cos ? rotated(v, d, half, rotation.interleaved, cos, sin) : v[d];
+  };
   const float* q_row = q + (t * shape.heads + head) * hd;
   for (int d = lane; d < kWidth; d += 32) tiles.query[d] = d < hd ? read(q_row, d) : 0.0f;
   // This step's own key and value: into the tiles (the chunk of pos is then staged) and the cache.
@@ -213,7 +215,8 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
       float dots[S];
 #pragma unroll
       for (int sl = 0; sl < S; ++sl) {
-        dots[sl] = dot64(tiles.query + 64 * sl, [&](int i) { return reinterpret_cast<const float4*>(key + 64 * sl)[i]; });
+        const auto* key_slice = reinterpret_cast<const float4*>(key + 64 * sl);
+        dots[sl] = dot64(tiles.query + 64 * sl, [&](int i) { return key_slice[i]; });
       }
       s = score_of(sum_slices<S>(dots), shape);
     }
