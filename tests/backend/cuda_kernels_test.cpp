@@ -1,9 +1,11 @@
 // The decode kernels that fuse steps of the forward pass against the steps run apart:
-// gated_matvec against matvec then act_mul, add_norm against add then norm; and matvec is the
-// product of the weights with the activations rounded to the weight type. Skips without a GPU.
+// gated_matvec against matvec then act_mul, add_norm against add then norm, decode attention
+// rotating its inputs against rope then attention; and matvec is the product of the weights with
+// the activations rounded to the weight type. Skips without a GPU.
 #include <cuda_bf16.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -155,6 +157,83 @@ TEST(CudaKernels, AddNormGivesTheBitsOfAddThenNorm) {
       // and the sums are x + y
       const std::vector<float> sums = x_fused.floats();
       for (size_t i = 0; i < sums.size(); ++i) ASSERT_EQ(sums[i], x[i] + y[i]) << what << " at " << i;
+    }
+  }
+}
+
+// A decode step's attention with RoPE in the kernel against the rope kernel then attention: the
+// same bits in the output and in the cache rows it stores, for rotate-half and interleaved pairs,
+// partial rotary, one and several partitions, and head_dim 64 and 128 (S = 1, 2).
+TEST(CudaKernels, DecodeAttentionRotatingItsInputsIsRopeThenAttention) {
+  if (!gpu_usable()) GTEST_SKIP() << "no CUDA GPU here";
+  std::mt19937 rng(13);
+  constexpr int kBlockSize = 16, kHeads = 8, kKvHeads = 2;
+  const std::vector<int32_t> positions = {0, 37, 300};  // one token per sequence
+  const auto tokens = static_cast<int64_t>(positions.size());
+  // Each sequence's block table, over distinct blocks of one pool in a scattered order.
+  std::vector<int32_t> tables, table_of_token, singles;
+  int32_t next_block = 0;
+  for (int64_t t = 0; t < tokens; ++t) {
+    table_of_token.push_back(static_cast<int32_t>(tables.size()));
+    singles.push_back(static_cast<int32_t>(t));
+    for (int b = 0; b <= positions[t] / kBlockSize; ++b) tables.push_back(next_block++);
+  }
+  std::shuffle(tables.begin(), tables.end(), rng);
+  const int64_t cache_rows = static_cast<int64_t>(next_block) * kBlockSize;
+  const DeviceArray positions_dev(positions), tables_dev(tables), owners_dev(table_of_token), singles_dev(singles);
+  cuda::StepArrays step;
+  step.tokens = tokens;
+  step.positions = positions_dev.as<int32_t>();
+  step.block_tables = tables_dev.as<int32_t>();
+  step.table_of_token = owners_dev.as<int32_t>();
+  step.block_size = kBlockSize;
+  step.single_tokens = singles_dev.as<int32_t>();
+  step.singles = tokens;
+  step.one_token_slices = true;
+  for (const int64_t head_dim : {64, 128}) {
+    for (const int64_t rotary_dim : {head_dim, head_dim / 2}) {
+      for (const bool interleaved : {false, true}) {
+        for (const int partitions : {1, 4}) {
+          const std::string what = fmt::format("head_dim {}, rotary_dim {}, {}, {} partitions", head_dim, rotary_dim,
+                                               interleaved ? "interleaved" : "rotate half", partitions);
+          const int64_t kv_dim = kKvHeads * head_dim, half = rotary_dim / 2;
+          const std::vector<float> q = normal_floats(tokens * kHeads * head_dim, 1.0f, rng);
+          const std::vector<float> k = normal_floats(tokens * kv_dim, 1.0f, rng), v = normal_floats(tokens * kv_dim, 1.0f, rng);
+          const std::vector<float> keys = normal_floats(cache_rows * kv_dim, 1.0f, rng);
+          const std::vector<float> values = normal_floats(cache_rows * kv_dim, 1.0f, rng);
+          std::vector<float> cos, sin;
+          for (const float angle : normal_floats(tokens * half, 3.0f, rng)) {
+            cos.push_back(std::cos(angle));
+            sin.push_back(std::sin(angle));
+          }
+          const DeviceArray cos_dev(cos), sin_dev(sin), v_dev(v);
+          const cuda::Rotation rotation{cos_dev.as<float>(), sin_dev.as<float>(), rotary_dim, interleaved};
+          const cuda::AttentionShape shape{kHeads, kKvHeads, head_dim, 0.125f, 0.0f, 0};
+          const size_t out_bytes = static_cast<size_t>(tokens * kHeads * head_dim) * sizeof(float);
+          const size_t partial_bytes = static_cast<size_t>(tokens * kHeads * partitions * (head_dim + 2)) * sizeof(float);
+          const std::vector<int32_t> zeros(static_cast<size_t>(tokens * kKvHeads), 0);
+          // Apart: the rope kernel, then attention on the rotated q and k.
+          const DeviceArray q_apart(q), k_apart(k), keys_apart(keys), values_apart(values), out_apart(out_bytes);
+          const DeviceArray partials_apart(partial_bytes), arrivals_apart(zeros);
+          cuda::rope(q_apart.as<float>(), kHeads, k_apart.as<float>(), kKvHeads, tokens, head_dim, rotation, nullptr);
+          cuda::attention(step, shape, q_apart.as<float>(), k_apart.as<float>(), v_dev.as<float>(), {},
+                          keys_apart.as<float>(), values_apart.as<float>(), out_apart.as<float>(), partitions,
+                          partials_apart.as<float>(), arrivals_apart.as<int>(), false, nullptr);
+          // Fused: attention rotating q and the step's keys itself.
+          const DeviceArray q_fused(q), k_fused(k), keys_fused(keys), values_fused(values), out_fused(out_bytes);
+          const DeviceArray partials_fused(partial_bytes), arrivals_fused(zeros);
+          cuda::attention(step, shape, q_fused.as<float>(), k_fused.as<float>(), v_dev.as<float>(), rotation,
+                          keys_fused.as<float>(), values_fused.as<float>(), out_fused.as<float>(), partitions,
+                          partials_fused.as<float>(), arrivals_fused.as<int>(), false, nullptr);
+          ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
+          EXPECT_TRUE(same_bits(out_fused.floats(), out_apart.floats())) << what << ": the outputs";
+          EXPECT_TRUE(same_bits(keys_fused.floats(), keys_apart.floats())) << what << ": the cached keys";
+          EXPECT_TRUE(same_bits(values_fused.floats(), values_apart.floats())) << what << ": the cached values";
+          // and the step's keys did reach the cache, rotated: the row of the last token differs from before.
+          EXPECT_FALSE(same_bits(keys_fused.floats(), keys)) << what;
+          EXPECT_TRUE(same_bits(q_fused.floats(), q)) << what << ": q is left as it was";
+        }
+      }
     }
   }
 }
