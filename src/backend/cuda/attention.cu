@@ -175,9 +175,9 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
   if (begin < end && fresh.k) stage(begin);
   wait_for_inputs();
   if (begin < end && !fresh.k) stage(begin);
-  const float* cos = rotation.cos ? rotation.cos + t * (rotation.rotary_dim / 2) : nullptr;
-  const float* sin = rotation.sin ? rotation.sin + t * (rotation.rotary_dim / 2) : nullptr;
   const int half = static_cast<int>(rotation.rotary_dim / 2);
+  const float* cos = rotation.cos ? rotation.cos + t * half : nullptr;
+  const float* sin = rotation.sin ? rotation.sin + t * half : nullptr;
   const auto read = [&](const float* v, int d) {
     return cos ? rotated(v, d, half, rotation.interleaved, cos, sin) : v[d];
   };
