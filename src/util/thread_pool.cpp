@@ -42,6 +42,7 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
     fn(0, n);
     return;
   }
+  std::lock_guard one_caller(callers_);
   {
     // Publishing under the mutex means a worker that checked and is about to sleep cannot miss it.
     std::lock_guard lock(mutex_);

@@ -23,7 +23,8 @@ class ThreadPool {
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Splits [0, n) into size() contiguous ranges (static split) and runs fn(begin, end) on each;
-  // the calling thread takes the first range. Returns when all are done. Not reentrant.
+  // the calling thread takes the first range. Returns when all are done. Not reentrant; callers on
+  // several threads (CPU tensor-parallel ranks) take turns.
   void parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn);
 
   // The process-wide pool used by the kernels; sized by set_global_threads (default: all cores).
@@ -35,6 +36,7 @@ class ThreadPool {
   bool wait_for_job(uint64_t seen);  // false when stopping
 
   std::vector<std::thread> workers_;
+  std::mutex callers_;  // held for a whole parallel_for
   std::mutex mutex_;
   std::condition_variable wake_;
   const std::function<void(size_t, size_t)>* job_ = nullptr;

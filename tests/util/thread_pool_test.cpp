@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <thread>
+#include <vector>
 
 namespace nanoserve {
 namespace {
@@ -27,6 +29,24 @@ TEST(ThreadPool, ReusableManyTimes) {
     });
   }
   EXPECT_EQ(sum.load(), 2000L * 45);
+}
+
+// CPU tensor-parallel ranks share the pool from threads of their own: their calls take turns.
+TEST(ThreadPool, CallersOnSeveralThreadsTakeTurns) {
+  ThreadPool pool(3);
+  std::vector<std::atomic<long>> sums(4);
+  std::vector<std::thread> callers;
+  for (size_t c = 0; c < sums.size(); ++c) {
+    callers.emplace_back([&, c] {
+      for (int round = 0; round < 500; ++round) {
+        pool.parallel_for(100, [&](size_t begin, size_t end) {
+          for (size_t i = begin; i < end; ++i) sums[c] += static_cast<long>(i);
+        });
+      }
+    });
+  }
+  for (auto& t : callers) t.join();
+  for (const auto& sum : sums) EXPECT_EQ(sum.load(), 500L * 4950);
 }
 
 }  // namespace
