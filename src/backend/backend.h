@@ -53,7 +53,7 @@ struct StepLayout {
     std::span<const int32_t> blocks;               // block table covering [0, first_pos + count)
   };
   int64_t tokens = 0;
-  std::vector<int32_t> token_ids;  // [tokens], within the vocabulary (the caller checks)
+  std::vector<int32_t> token_ids;  // [tokens], rows of the embedding (the caller checks), or -1 (a zero row)
   std::vector<int64_t> positions;  // [tokens]
   std::vector<Sequence> sequences;
   RopeTable rope, local_rope;      // [tokens, rotary_dim / 2] cos and sin; empty when unused
@@ -72,15 +72,23 @@ class Backend {
   virtual void upload(const void* host, size_t bytes, void* dst) = 0;
   virtual void download(const void* src, size_t bytes, void* host) = 0;
   virtual void copy(const void* src, size_t bytes, void* dst) = 0;
+  // dst[r, 0..cols) = src[r, 0..cols) for r < rows, whose rows are src_stride and dst_stride
+  // floats apart (a block of a wider matrix).
+  virtual void copy_strided(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+                            int64_t cols) = 0;
   virtual void zero(void* dst, size_t bytes) = 0;
   // Bytes a KV pool may take: `fraction` of the device's memory less what is in use (0 when the
   // backend has no such budget and the caller's own setting applies).
   virtual int64_t kv_budget(double fraction) const = 0;
+  // Makes the calling thread's current device this backend's (a tensor-parallel rank's thread
+  // calls it before the rank's work; the CUDA runtime keeps a current GPU per thread).
+  virtual void bind_thread() {}
 
   virtual void begin_step(const StepLayout& step) = 0;
 
   // out[t] = table[the step's token id or position t]: [step tokens, table columns]. The caller
-  // has checked that the ids are rows of the table.
+  // has checked that the ids are rows of the table, or -1: a zero row (the token of a
+  // vocabulary-parallel rank's embedding that another rank holds).
   enum class Ids { Tokens, Positions };
   virtual void embed(const TensorView& table, Ids ids, float* out) = 0;
   virtual void norm(cpu::NormKind kind, const float* x, const cpu::Norm& params, int64_t rows, int64_t cols,
@@ -156,10 +164,12 @@ struct BackendOptions {
   bool batch_invariant = false;
   // CUDA: record decode steps as CUDA graphs and replay them (false: launch every kernel each step).
   bool cuda_graphs = true;
+  // CUDA: which GPU holds the weights (a tensor-parallel rank's).
+  int gpu = 0;
 };
 
-// "cpu" or "cuda"; a CUDA backend copies the model's weights to the GPU (device 0) now. Throws
-// Error for an unknown name, a build without CUDA, no GPU, or too little GPU memory.
+// "cpu" or "cuda"; a CUDA backend copies the model's weights to the GPU (options.gpu) now. Throws
+// Error for an unknown name, a build without CUDA, no such GPU, or too little GPU memory.
 std::unique_ptr<Backend> make_backend(const std::string& device, const Model& model, const BackendOptions& options = {});
 
 }  // namespace nanoserve

@@ -11,6 +11,7 @@
 #include "backend/cpu/lanes.h"
 #include "backend/cpu/reduced_dot.h"
 #include "formats/quant.h"
+#include "util/error.h"
 #include "util/thread_pool.h"
 
 namespace nanoserve {
@@ -93,6 +94,18 @@ TEST(CpuOps, MatmulRowsDoNotDependOnBatch) {
     cpu::linear(x.data() + r * k, 1, {w.view(DType::BF16, n, k), {}, false}, single.data());
     for (int64_t o = 0; o < n; ++o) ASSERT_EQ(single[static_cast<size_t>(o)], batched[static_cast<size_t>(r * n + o)]);
   }
+}
+
+// Id -1 is a row that another tensor-parallel rank's share of the vocabulary holds: zeros.
+TEST(CpuOps, EmbedGivesZerosForMinusOneAndRefusesOtherIds) {
+  const std::vector<float> table = {1, 2, 3, 4, 5, 6};  // [3, 2]
+  const TensorView view{"embed", DType::F32, {3, 2}, reinterpret_cast<const uint8_t*>(table.data()), 24};
+  std::vector<float> out(6, 9.0f);
+  const int32_t ids[] = {2, -1, 0};
+  cpu::embed(view, ids, out.data());
+  EXPECT_EQ(out, (std::vector<float>{5, 6, 0, 0, 1, 2}));
+  const int32_t bad[] = {-2};
+  EXPECT_THROW(cpu::embed(view, bad, out.data()), Error);
 }
 
 TEST(CpuOps, RmsNorm) {

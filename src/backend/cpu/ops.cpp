@@ -41,8 +41,13 @@ void load_row(const TensorView& w, int64_t row, float* out) {
 void embed(const TensorView& table, std::span<const int32_t> tokens, float* out) {
   const int64_t vocab = table.shape[0], hidden = table.shape[1];
   for (size_t t = 0; t < tokens.size(); ++t) {
+    float* row = out + static_cast<int64_t>(t) * hidden;
+    if (tokens[t] == -1) {  // a row another rank's share of the vocabulary holds
+      std::fill(row, row + hidden, 0.0f);
+      continue;
+    }
     if (tokens[t] < 0 || tokens[t] >= vocab) fail("token id {} is outside the vocabulary of {} tokens", tokens[t], vocab);
-    load_row(table, tokens[t], out + static_cast<int64_t>(t) * hidden);
+    load_row(table, tokens[t], row);
   }
 }
 

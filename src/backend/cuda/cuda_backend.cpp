@@ -101,7 +101,7 @@ struct Stream {
 class CudaBackend final : public Backend {
  public:
   CudaBackend(const Model& model, const BackendOptions& options)
-      : weights_(model), batch_invariant_(options.batch_invariant),
+      : gpu_(options.gpu), weights_(model), batch_invariant_(options.batch_invariant),
         tensor_core_attention_(!options.batch_invariant && model.weights.embed.dtype != DType::F32), profile_(stream_),
         record_steps_(options.cuda_graphs && !profile_.enabled()) {
     check(cublasCreate(&cublas_), "creating a handle");
@@ -111,10 +111,11 @@ class CudaBackend final : public Backend {
     check(cublasSetWorkspace(cublas_, cublas_workspace_.data(), kCublasWorkspace), "setting the workspace");
     // Freed activations stay in the stream's pool for the next step instead of going back to the driver.
     cudaMemPool_t pool;
-    check(cudaDeviceGetDefaultMemPool(&pool, 0), "getting the memory pool");
+    check(cudaDeviceGetDefaultMemPool(&pool, gpu_), "getting the memory pool");
     uint64_t keep = UINT64_MAX;
     check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "configuring the memory pool");
-    check(cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, 0), "reading the GPU's properties");
+    check(cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, gpu_),
+          "reading the GPU's properties");
     // Split decode attention's counters: a step splits fewer than 2 * multiprocessors queries and heads.
     attention_arrivals_ = allocate(static_cast<size_t>(2 * multiprocessors_) * sizeof(int));
     zero(attention_arrivals_.data(), attention_arrivals_.bytes());
@@ -124,8 +125,8 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   std::string describe() const override {
     cudaDeviceProp prop{};
-    check(cudaGetDeviceProperties(&prop, 0), "reading the GPU's properties");
-    return fmt::format("cuda ({}, {:.2f} GiB of weights on the GPU{})", prop.name,
+    check(cudaGetDeviceProperties(&prop, gpu_), "reading the GPU's properties");
+    return fmt::format("cuda (GPU {}: {}, {:.2f} GiB of weights on the GPU{})", gpu_, prop.name,
                        static_cast<double>(weights_.bytes()) / (1 << 30), batch_invariant_ ? ", batch-invariant" : "");
   }
 
@@ -154,6 +155,16 @@ class CudaBackend final : public Backend {
   void zero(void* dst, size_t bytes) override {
     check(cudaMemsetAsync(dst, 0, bytes, stream_), "clearing GPU memory");
   }
+  void copy_strided(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+                    int64_t cols) override {
+    check(cudaMemcpy2DAsync(dst, static_cast<size_t>(dst_stride) * sizeof(float), src,
+                            static_cast<size_t>(src_stride) * sizeof(float), static_cast<size_t>(cols) * sizeof(float),
+                            static_cast<size_t>(rows), cudaMemcpyDeviceToDevice, stream_),
+          "copying on the GPU");
+  }
+  void bind_thread() override { check(cudaSetDevice(gpu_), "selecting the GPU"); }
+  int gpu() const { return gpu_; }
+  cudaStream_t stream() const { return stream_; }
   int64_t kv_budget(double fraction) const override {
     size_t free = 0, total = 0;
     check(cudaMemGetInfo(&free, &total), "reading the GPU's memory");
@@ -287,6 +298,7 @@ class CudaBackend final : public Backend {
   static constexpr size_t kCublasWorkspace = size_t{32} << 20;
   static constexpr int64_t kMaxRecordedRows = 64;  // larger decode steps are bound by the GPU, not by launches
 
+  int gpu_;
   cuda::DeviceWeights weights_;
   bool batch_invariant_;
   // Prefill attention in bf16 on the tensor cores (flash_attention.cu), as the products of a
@@ -553,8 +565,18 @@ std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOpti
     fail("--device cuda: no CUDA GPU is usable here ({})",
          status != cudaSuccess ? cudaGetErrorString(status) : "no devices");
   }
-  check(cudaSetDevice(0), "selecting GPU 0");
+  if (options.gpu < 0 || options.gpu >= devices) {
+    fail("--device cuda: GPU {} was asked for (a tensor-parallel rank's), but {} GPU{} usable here", options.gpu,
+         devices, devices == 1 ? " is" : "s are");
+  }
+  check(cudaSetDevice(options.gpu), "selecting the GPU");
   return std::make_unique<CudaBackend>(model, options);
+}
+
+CudaPlacement cuda_placement(Backend& backend) {
+  auto* cuda = dynamic_cast<CudaBackend*>(&backend);
+  if (!cuda) fail("the {} backend is not a CUDA backend", backend.name());
+  return {cuda->gpu(), cuda->stream()};
 }
 
 }  // namespace nanoserve

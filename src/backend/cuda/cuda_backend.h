@@ -1,7 +1,9 @@
-// The CUDA backend: weights copied to GPU 0 at start, activations and the KV cache in device
+// The CUDA backend: weights copied to a GPU (options.gpu) at start, activations and the KV cache in device
 // memory, kernels from backend/cuda/*.cu and cuBLAS for the matrix products of prefill (or the
 // fixed-order tensor-core kernel for all of them when batch-invariant).
 #pragma once
+
+#include <cuda_runtime.h>
 
 #include <memory>
 
@@ -11,5 +13,13 @@ namespace nanoserve {
 
 // Throws Error when there is no usable GPU or the weights do not fit.
 std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOptions& options);
+
+// The GPU and stream a CUDA backend runs on, for libraries that queue work beside its kernels
+// (NCCL). Throws Error for another kind of backend.
+struct CudaPlacement {
+  int gpu = 0;
+  cudaStream_t stream = nullptr;
+};
+CudaPlacement cuda_placement(Backend& backend);
 
 }  // namespace nanoserve

@@ -13,7 +13,12 @@ template <typename T>
 __global__ void embed_kernel(const T* table, const int32_t* tokens, int64_t cols, float* out) {
   wait_for_inputs();
   const int64_t row = blockIdx.x;
-  const T* src = table + static_cast<int64_t>(tokens[row]) * cols;
+  const int32_t token = tokens[row];
+  if (token < 0) {  // a row another rank's share of the vocabulary holds
+    for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) out[row * cols + i] = 0.0f;
+    return;
+  }
+  const T* src = table + static_cast<int64_t>(token) * cols;
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) out[row * cols + i] = to_float(src[i]);
 }
 
