@@ -21,14 +21,16 @@ uint64_t sample_seed(const SamplingParams& p, int32_t index) {
 Engine::Engine(const Model& model, const Tokenizer* tokenizer, const EngineOptions& options)
     : model_(model),
       tokenizer_(tokenizer),
-      transformer_(model, options.backend),
-      cache_(model.config,
-             std::max<int64_t>(1, options.kv_cache_bytes /
-                                      KvCache::bytes_per_block(model.config, options.block_size, options.kv_dtype)),
-             options.block_size, options.kv_dtype, transformer_.backend()),
-      blocks_(cache_.num_blocks(), options.block_size, options.prefix_caching),
-      scheduler_(blocks_, cache_, options.limits) {
-  stats_.total_blocks = cache_.num_blocks();
+      own_ranks_(options.ranks ? nullptr : std::make_unique<TensorParallel>(model, options.backend)),
+      ranks_(options.ranks ? *options.ranks : *own_ranks_),
+      caches_(ranks_.make_caches(std::max<int64_t>(1, options.kv_cache_bytes /
+                                                          KvCache::bytes_per_block(ranks_.rank_config(),
+                                                                                   options.block_size, options.kv_dtype)),
+                                 options.block_size, options.kv_dtype)),
+      num_blocks_(caches_[0].num_blocks()),
+      blocks_(num_blocks_, options.block_size, options.prefix_caching),
+      scheduler_(blocks_, caches_, options.limits) {
+  stats_.total_blocks = num_blocks_;
 }
 
 Engine::~Engine() { stop(); }
@@ -49,12 +51,12 @@ uint64_t Engine::submit(Request request, EventCallback callback) {
     fail("the prompt ({} tokens) plus max_tokens ({}) is {} tokens, more than the model's context of {}", prompt,
          request.params.max_tokens, total, c.max_positions);
   }
-  const int64_t needed = blocks_for(total, cache_.block_size());
-  if (needed > cache_.num_blocks()) {
+  const int64_t block_size = caches_[0].block_size();
+  const int64_t needed = blocks_for(total, block_size);
+  if (needed > num_blocks_) {
     fail("the prompt ({} tokens) plus max_tokens ({}) needs {} KV blocks of {} tokens, but the pool holds only {} "
          "blocks ({} tokens); raise --kv-cache-memory or lower max_tokens",
-         prompt, request.params.max_tokens, needed, cache_.block_size(), cache_.num_blocks(),
-         cache_.num_blocks() * cache_.block_size());
+         prompt, request.params.max_tokens, needed, block_size, num_blocks_, num_blocks_ * block_size);
   }
   auto state = std::make_shared<RequestState>();
   state->params = std::move(request.params);
@@ -217,9 +219,9 @@ bool Engine::step() {
   std::vector<int32_t> picks;
   try {
     if (greedy) {
-      picks = transformer_.forward_greedy(slices, cache_);
+      picks = ranks_.forward_greedy(slices, caches_);
     } else {
-      logits = transformer_.forward(slices, cache_);
+      logits = ranks_.forward(slices, caches_);
     }
   } catch (const Error& e) {  // fails the requests in this batch, not the engine
     for (const auto& p : plan) {

@@ -18,6 +18,7 @@
 #include "engine/scheduler.h"
 #include "model/kv_cache.h"
 #include "model/transformer.h"
+#include "parallel/tensor_parallel.h"
 #include "tokenizer/tokenizer.h"
 
 namespace nanoserve {
@@ -29,6 +30,9 @@ struct EngineOptions {
   SchedulerLimits limits;
   bool prefix_caching = true;
   Backend* backend = nullptr;            // where the model runs (weights already there); null: the CPU
+  // The model split across tensor-parallel ranks instead (backend is then unused); kv_cache_bytes
+  // is each rank's.
+  const TensorParallel* ranks = nullptr;
 };
 
 struct EngineStats {
@@ -71,8 +75,10 @@ class Engine {
 
   const Model& model_;
   const Tokenizer* tokenizer_;
-  Transformer transformer_;
-  KvCache cache_;
+  std::unique_ptr<TensorParallel> own_ranks_;  // the one rank of options.backend, unless options.ranks
+  const TensorParallel& ranks_;
+  std::vector<KvCache> caches_;  // the KV pool: one cache per rank
+  int64_t num_blocks_;
   BlockManager blocks_;
   Scheduler scheduler_;
 

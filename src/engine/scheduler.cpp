@@ -6,8 +6,8 @@
 
 namespace nanoserve {
 
-Scheduler::Scheduler(BlockManager& blocks, KvCache& cache, SchedulerLimits limits)
-    : blocks_(blocks), cache_(cache), limits_(limits) {}
+Scheduler::Scheduler(BlockManager& blocks, std::span<KvCache> caches, SchedulerLimits limits)
+    : blocks_(blocks), caches_(caches), limits_(limits) {}
 
 void Scheduler::add(std::unique_ptr<Sequence> s) {
   s->arrival = next_arrival_++;
@@ -42,7 +42,10 @@ bool Scheduler::reserve(Sequence& s, int64_t positions) {
   if (write_block < s.blocks.size() && blocks_.ref_count(s.blocks[write_block]) > 1) {
     auto copy = blocks_.allocate();
     if (!copy) return false;
-    cache_.copy_block(s.blocks[write_block], *copy);
+    for (KvCache& cache : caches_) {
+      cache.backend().bind_thread();
+      cache.copy_block(s.blocks[write_block], *copy);
+    }
     blocks_.release(s.blocks[write_block]);
     s.blocks[write_block] = *copy;
   }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "engine/block_manager.h"
@@ -28,7 +29,8 @@ struct ScheduledSlice {
 
 class Scheduler {
  public:
-  Scheduler(BlockManager& blocks, KvCache& cache, SchedulerLimits limits);
+  // caches: the KV pool's, one per tensor-parallel rank (a copied block is copied in each).
+  Scheduler(BlockManager& blocks, std::span<KvCache> caches, SchedulerLimits limits);
 
   void add(std::unique_ptr<Sequence> sequence);            // to the back of the waiting queue
   void add_running(std::unique_ptr<Sequence> sequence);    // a forked sample, already holding blocks
@@ -48,7 +50,7 @@ class Scheduler {
   bool preempt_newest(const std::vector<ScheduledSlice>& scheduled, Sequence& asking);
 
   BlockManager& blocks_;
-  KvCache& cache_;
+  std::span<KvCache> caches_;
   SchedulerLimits limits_;
   std::list<std::unique_ptr<Sequence>> waiting_, running_;  // running_ in arrival order
   uint64_t next_arrival_ = 0;

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "backend/cpu/cpu_backend.h"
+#include "parallel/collective.h"
 #include "util/error.h"
 
 namespace nanoserve {
@@ -27,14 +28,26 @@ struct Transformer::Batch {
   }
 };
 
-Transformer::Transformer(const Model& model, Backend* backend)
-    : model_(model), own_backend_(backend ? nullptr : make_cpu_backend()), backend_(backend ? backend : own_backend_.get()) {}
+Transformer::Transformer(const Model& model, Backend* backend, const RankShare& share)
+    : model_(model), share_(share), own_backend_(backend ? nullptr : make_cpu_backend()),
+      backend_(backend ? backend : own_backend_.get()) {}
+
+int32_t Transformer::embedding_row(int32_t id) const {
+  if (!share_.vocab_parallel) return id;
+  const int64_t row = id - share_.vocab_begin;
+  return row >= 0 && row < model_.weights.embed.shape[0] ? static_cast<int32_t>(row) : -1;
+}
+
+void Transformer::sum_across_ranks(float* x, int64_t count) const {
+  if (share_.collective) share_.collective->all_reduce_sum(x, count);
+}
 
 void Transformer::embed(const Batch& step, float* x) const {
   const ArchSpec& a = model_.arch;
   Backend& be = *backend_;
   const int64_t hidden = model_.config.hidden_size, n = step.tokens() * hidden;
   be.embed(model_.weights.embed, Backend::Ids::Tokens, x);
+  if (share_.vocab_parallel) sum_across_ranks(x, n);  // each token's row from the rank holding it
   if (a.embed_scale != 1.0f) be.scale(x, a.embed_scale, n);
   if (!a.rope) {
     Buffer learned = be.floats(n);  // [tokens, hidden]
@@ -93,6 +106,7 @@ void Transformer::attention_block(const Batch& batch, int64_t layer, const float
     be.attention(layer, q.floats(), k.floats(), v.floats(), params, cache, attn.floats());
   }
   be.linear(attn.floats(), tokens, model_.weights.layers[static_cast<size_t>(layer)].o, out);
+  sum_across_ranks(out, tokens * c.hidden_size);
 }
 
 void Transformer::mlp_block(int64_t layer, const float* normed, int64_t tokens, float* out) const {
@@ -109,6 +123,7 @@ void Transformer::mlp_block(int64_t layer, const float* normed, int64_t tokens, 
     be.gated_linear(normed, tokens, w.gate, w.up, a.activation, inner.floats());
   }
   be.linear(inner.floats(), tokens, w.down, out);
+  sum_across_ranks(out, tokens * c.hidden_size);
 }
 
 // Each token goes to its top_k experts by router probability (softmax in float32, as HF does);
@@ -178,9 +193,22 @@ Buffer Transformer::logits(const Batch& batch, const float* x) const {
     be.gather_rows(x, batch.logit_rows, hidden, normed.floats());
     be.norm(a.norm, normed.floats(), model_.weights.final_norm, n, hidden, c.norm_eps, normed.floats());
   }
-  Buffer logits = be.floats(n * c.vocab_size);  // [n, vocab]
+  Buffer logits = be.floats(n * model_.weights.lm_head.shape[0]);  // [n, this rank's vocabulary rows]
   be.linear(normed.floats(), n, {model_.weights.lm_head, {}, false}, logits.floats());
+  if (share_.vocab_parallel) logits = join_vocabulary(logits.floats(), n);
   if (a.final_softcap > 0) be.softcap(logits.floats(), a.final_softcap, n * c.vocab_size);
+  return logits;
+}
+
+Buffer Transformer::join_vocabulary(const float* mine, int64_t rows) const {
+  Backend& be = *backend_;
+  const int64_t share = model_.weights.lm_head.shape[0], vocab = model_.config.vocab_size;
+  Buffer all = be.floats(share_.ranks * rows * share);  // [ranks, rows, share]
+  share_.collective->all_gather(mine, rows * share, all.floats());
+  Buffer logits = be.floats(rows * vocab);  // [rows, vocab]: rank r's columns [r * share, (r + 1) * share)
+  for (int r = 0; r < share_.ranks; ++r) {
+    be.copy_strided(all.floats() + r * rows * share, share, logits.floats() + r * share, vocab, rows, share);
+  }
   return logits;
 }
 
@@ -231,7 +259,7 @@ void Transformer::prepare(std::span<const SequenceSlice> slices, KvCache& cache,
   if (&cache.backend() != backend_) {
     fail("the KV cache lives on the {} backend, the model runs on {}", cache.backend().name(), backend_->name());
   }
-  const int64_t vocab = model_.weights.embed.shape[0];
+  const int64_t vocab = c.vocab_size;
   batch.sink = sink;
   batch.backend = backend_;
   StepLayout& layout = batch.layout;
@@ -256,7 +284,7 @@ void Transformer::prepare(std::span<const SequenceSlice> slices, KvCache& cache,
     if (a.local_rope) {
       layout.local_rope.append(rope_frequencies(*a.local_rope, c.head_dim, c.max_positions, end), positions, count);
     }
-    layout.token_ids.insert(layout.token_ids.end(), slice.tokens.begin(), slice.tokens.end());
+    for (int32_t id : slice.tokens) layout.token_ids.push_back(embedding_row(id));
     if (slice.logits != LogitsFor::None) {
       for (int64_t r = slice.logits == LogitsFor::AllTokens ? 0 : count - 1; r < count; ++r) {
         batch.logit_rows.push_back(layout.tokens + r);

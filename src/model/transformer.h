@@ -14,6 +14,7 @@
 #include "model/kv_cache.h"
 #include "model/loader.h"
 #include "model/rope.h"
+#include "parallel/shard.h"
 
 namespace nanoserve {
 
@@ -34,8 +35,10 @@ struct SequenceSlice {
 
 class Transformer {
  public:
-  // backend: where it runs (its weights already there); null: on a CPU backend of its own.
-  explicit Transformer(const Model& model, Backend* backend = nullptr);
+  // backend: where it runs (its weights already there); null: on a CPU backend of its own. A
+  // tensor-parallel rank's model is its shard (parallel/shard.h), and `share` says which: the
+  // pass then sums the row-parallel products and joins the vocabulary across ranks.
+  explicit Transformer(const Model& model, Backend* backend = nullptr, const RankShare& share = {});
 
   // Runs every slice, writes their keys and values into the cache, and returns the logits rows the
   // slices ask for, in slice order ([rows, vocab]).
@@ -66,6 +69,12 @@ class Transformer {
   void moe_block(int64_t layer, const float* normed, int64_t tokens, float* out) const;
   // The logits rows the slices ask for, [rows, vocab] in the backend's memory (empty: none).
   Buffer logits(const Batch& batch, const float* x) const;
+  // Every rank's [rows, its vocabulary rows] logits, side by side: [rows, vocab].
+  Buffer join_vocabulary(const float* mine, int64_t rows) const;
+  // This rank's embedding row of a token, or -1 when another rank's share holds it.
+  int32_t embedding_row(int32_t id) const;
+  // Sums a row-parallel product's partial sums across ranks, in place (nothing with one rank).
+  void sum_across_ranks(float* x, int64_t count) const;
   // A step's host side: checks the slices, lays them out and hands the layout to the backend.
   void prepare(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink, Batch& batch) const;
   // Its device side: every layer, then the logits rows (no copies to or from the host, but the
@@ -76,6 +85,7 @@ class Transformer {
             const std::function<Backend::StepOutput(int64_t rows)>& output) const;
 
   const Model& model_;
+  RankShare share_;
   std::unique_ptr<Backend> own_backend_;
   Backend* backend_;
 };
