@@ -78,8 +78,8 @@ double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(
 void run_bench(const BenchOptions& opt) {
   Model model = load(opt.model);
   const auto prompts = make_prompts(opt, model);
-  const auto backend = open_backend(opt.model, model);
-  Engine engine(model, nullptr, engine_options(opt.engine, opt.kv_pool, model.config, *backend));
+  const auto ranks = open_ranks(opt.model, model);
+  Engine engine(model, nullptr, engine_options(opt.engine, opt.kv_pool, model.config, *ranks));
   std::vector<Timing> timings(prompts.size());
   std::mutex m;
   std::condition_variable done;
@@ -132,7 +132,7 @@ void run_bench(const BenchOptions& opt) {
   }
   const EngineStats stats = engine.stats();
   fmt::print("requests {} | input {} | output {} | concurrency {} | {}\n", prompts.size(), opt.input_len,
-             opt.output_len, opt.concurrency, backend->describe());
+             opt.output_len, opt.concurrency, ranks->describe());
   fmt::print("{:<28}{:>12.2f}\n", "requests/s", static_cast<double>(prompts.size()) / seconds);
   fmt::print("{:<28}{:>12.1f}\n", "input tok/s", static_cast<double>(input) / seconds);
   fmt::print("{:<28}{:>12.1f}\n", "output tok/s", static_cast<double>(output) / seconds);
@@ -148,6 +148,7 @@ void register_bench(CLI::App& app) {
   auto opt = std::make_shared<BenchOptions>();
   CLI::App* cmd = app.add_subcommand("bench", "Offline throughput: many requests through the engine at a given concurrency");
   add_model_options(*cmd, opt->model);
+  add_parallel_option(*cmd, opt->model);
   cmd->add_option("--num-requests", opt->num_requests, "requests to run (default 64)")->check(CLI::PositiveNumber);
   cmd->add_option("--input-len", opt->input_len, "prompt tokens per request (default 128)")->check(CLI::PositiveNumber);
   cmd->add_option("--output-len", opt->output_len, "generated tokens per request (default 128)")->check(CLI::PositiveNumber);
@@ -163,6 +164,11 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--repetitions", opt->repetitions, "--pp/--tg: runs of each, averaged (default 5)")->check(CLI::PositiveNumber);
   cmd->callback([opt] {
     if (opt->pp == 0 && opt->tg == 0) return run_bench(*opt);
+    if (opt->model.tensor_parallel_size > 1) {
+      fail("--pp/--tg time one backend's forward pass; measure --tensor-parallel-size {} with the engine run (no "
+           "--pp/--tg)",
+           opt->model.tensor_parallel_size);
+    }
     run_forward_bench({opt->model, opt->pp, opt->tg, opt->repetitions, opt->seed, opt->engine.kv_dtype});
   });
 }

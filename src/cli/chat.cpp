@@ -62,8 +62,8 @@ void run_chat(const ChatOptions& opt) {
          "use `nanoserve generate` for plain text", model_dir(opt.model));
   }
   add_end_of_turn_ids(model, tokenizer, &*chat_template);
-  const auto backend = open_backend(opt.model, model);
-  Engine engine(model, &tokenizer, engine_options(opt.engine, opt.kv_pool, model.config, *backend));
+  const auto ranks = open_ranks(opt.model, model);
+  Engine engine(model, &tokenizer, engine_options(opt.engine, opt.kv_pool, model.config, *ranks));
   using Json = nlohmann::ordered_json;
   const Json start = opt.system.empty() ? Json::array() : Json::array({{{"role", "system"}, {"content", opt.system}}});
   Json messages = start;
@@ -91,6 +91,7 @@ void register_chat(CLI::App& app) {
   auto opt = std::make_shared<ChatOptions>();
   CLI::App* cmd = app.add_subcommand("chat", "Chat in the terminal using the model's chat template");
   add_model_options(*cmd, opt->model);
+  add_parallel_option(*cmd, opt->model);
   cmd->add_option("--system", opt->system, "system prompt");
   add_sampling_options(*cmd, opt->sampling);
   add_engine_options(*cmd, opt->engine, opt->kv_pool);

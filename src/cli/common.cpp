@@ -17,13 +17,23 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
                      "Hugging Face model directory (config.json, *.safetensors, tokenizer.json), a GGUF file, or a Hub id "
                      "ORG/NAME[@REVISION] (pulled into the Hugging Face cache when missing); default: the bundled demo model");
   command.add_option("--threads", options.threads, "worker threads (default: one per core)")->check(CLI::NonNegativeNumber);
-  command.add_option("--device", options.device, "where the model runs: cpu (default) or cuda (GPU 0)")
+  command
+      .add_option("--device", options.device,
+                  "where the model runs: cpu (default) or cuda (GPU 0; GPUs 0..N-1 with --tensor-parallel-size N)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   command.add_flag("--batch-invariant", options.batch_invariant,
                    "GPU: give each request the same results whatever else runs in its batch (fixed-order matrix "
                    "products; prefill is slower). The CPU always does");
   command.add_flag("--enforce-eager", options.enforce_eager,
                    "GPU: launch every kernel of every step instead of replaying decode steps recorded as CUDA graphs");
+}
+
+void add_parallel_option(CLI::App& command, ModelOptions& options) {
+  command
+      .add_option("--tensor-parallel-size,--tp", options.tensor_parallel_size,
+                  "split the model across this many ranks: attention heads, KV heads and MLP width divided among "
+                  "GPUs 0..N-1 (--device cuda, joined by NCCL) or threads (--device cpu, for checking); default 1")
+      ->check(CLI::PositiveNumber);
 }
 
 std::string model_dir(const ModelOptions& options) {
@@ -49,12 +59,27 @@ Model load(const ModelOptions& options) {
   return model;
 }
 
+namespace {
+
+BackendOptions backend_options(const ModelOptions& options) {
+  return {.batch_invariant = options.batch_invariant, .cuda_graphs = !options.enforce_eager};
+}
+
+}  // namespace
+
 std::unique_ptr<Backend> open_backend(const ModelOptions& options, const Model& model) {
   const auto start = std::chrono::steady_clock::now();
-  auto backend = make_backend(options.device, model,
-                              {.batch_invariant = options.batch_invariant, .cuda_graphs = !options.enforce_eager});
+  auto backend = make_backend(options.device, model, backend_options(options));
   fmt::print(stderr, "running on {} (ready in {:.2f}s)\n", backend->describe(), seconds_since(start));
   return backend;
+}
+
+std::unique_ptr<TensorParallel> open_ranks(const ModelOptions& options, const Model& model) {
+  const auto start = std::chrono::steady_clock::now();
+  auto ranks =
+      std::make_unique<TensorParallel>(model, options.tensor_parallel_size, options.device, backend_options(options));
+  fmt::print(stderr, "running on {} (ready in {:.2f}s)\n", ranks->describe(), seconds_since(start));
+  return ranks;
 }
 
 Tokenizer load_tokenizer(const ModelOptions& options) { return Tokenizer::from_file(model_dir(options)); }

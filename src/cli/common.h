@@ -8,6 +8,7 @@
 
 #include "backend/backend.h"
 #include "model/loader.h"
+#include "parallel/tensor_parallel.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -19,15 +20,21 @@ struct ModelOptions {
   std::string device = "cpu";  // cpu or cuda
   bool batch_invariant = false;
   bool enforce_eager = false;  // no CUDA graphs
+  int tensor_parallel_size = 1;  // ranks the model is split across (GPUs 0.. with --device cuda)
 };
 
 // Adds -m/--model, --threads, --device, --batch-invariant and --enforce-eager to a subcommand.
 void add_model_options(CLI::App& command, ModelOptions& options);
 
+// Adds --tensor-parallel-size (the commands that run the engine).
+void add_parallel_option(CLI::App& command, ModelOptions& options);
+
 // Applies --threads and loads the model, reporting the load time on stderr.
 Model load(const ModelOptions& options);
 // The backend --device names, with the model's weights on it; reported on stderr.
 std::unique_ptr<Backend> open_backend(const ModelOptions& options, const Model& model);
+// The model split across --tensor-parallel-size ranks of --device (one: the model whole on it).
+std::unique_ptr<TensorParallel> open_ranks(const ModelOptions& options, const Model& model);
 Tokenizer load_tokenizer(const ModelOptions& options);
 std::string model_dir(const ModelOptions& options);
 

@@ -23,9 +23,9 @@ struct GenerateOptions {
 
 void run_generate(const GenerateOptions& opt) {
   Model model = load(opt.model);
-  const auto backend = open_backend(opt.model, model);
+  const auto ranks = open_ranks(opt.model, model);
   Tokenizer tokenizer = load_tokenizer(opt.model);
-  Engine engine(model, &tokenizer, engine_options(opt.engine, opt.kv_pool, model.config, *backend));
+  Engine engine(model, &tokenizer, engine_options(opt.engine, opt.kv_pool, model.config, *ranks));
   const std::vector<int32_t> prompt = tokenizer.encode(opt.prompt);
   fmt::print("{}", opt.prompt);
   std::fflush(stdout);
@@ -56,6 +56,7 @@ void register_generate(CLI::App& app) {
   auto opt = std::make_shared<GenerateOptions>();
   CLI::App* cmd = app.add_subcommand("generate", "Generate a continuation of a prompt, streamed to stdout");
   add_model_options(*cmd, opt->model);
+  add_parallel_option(*cmd, opt->model);
   cmd->add_option("-p,--prompt", opt->prompt, "prompt text")->required();
   add_sampling_options(*cmd, opt->sampling);
   add_engine_options(*cmd, opt->engine, opt->kv_pool);

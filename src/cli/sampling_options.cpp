@@ -46,16 +46,17 @@ void add_kv_dtype_option(CLI::App& cmd, KvDType& dtype) {
 }
 
 EngineOptions engine_options(const EngineOptions& options, const KvPoolOptions& pool, const ModelConfig& config,
-                             Backend& backend) {
+                             const TensorParallel& ranks) {
   EngineOptions out = options;
-  out.backend = &backend;
+  out.ranks = &ranks;
+  const Backend& backend = ranks.backend(0);
   if (out.kv_dtype != KvDType::F32 && backend.name() != "cpu") {
     fail("--kv-cache-dtype q8_0 runs on the CPU only; the {} backend keeps keys and values in f32", backend.name());
   }
   double kv_cache_gib = pool.kv_cache_gib;
   if (kv_cache_gib == 0) {
     // A GPU keeps some memory back for activations (a 4096-token prefill of an 8B model takes ~1 GiB).
-    const int64_t budget = backend.kv_budget(pool.gpu_memory_utilization) - (1ll << 30);
+    const int64_t budget = ranks.kv_budget(pool.gpu_memory_utilization) - (1ll << 30);
     kv_cache_gib = backend.name() == "cpu" ? 0.25 : static_cast<double>(budget) / (1 << 30);
     if (kv_cache_gib <= 0) {
       fail("--gpu-memory-utilization {}: no GPU memory is left for the KV cache after the weights; raise it or pass "
@@ -64,9 +65,9 @@ EngineOptions engine_options(const EngineOptions& options, const KvPoolOptions& 
     }
   }
   out.kv_cache_bytes = static_cast<int64_t>(kv_cache_gib * (1 << 30));
-  const int64_t blocks = out.kv_cache_bytes / KvCache::bytes_per_block(config, out.block_size, out.kv_dtype);
-  fmt::print(stderr, "KV cache: {:.2f} GiB {}, {} blocks of {} tokens = {} tokens ({} full-context sequences of {})\n",
-             kv_cache_gib, out.kv_dtype == KvDType::Q8_0 ? "q8_0" : "f32", blocks, out.block_size, blocks * out.block_size,
+  const int64_t blocks = out.kv_cache_bytes / KvCache::bytes_per_block(ranks.rank_config(), out.block_size, out.kv_dtype);
+  fmt::print(stderr, "KV cache: {:.2f} GiB {}{}, {} blocks of {} tokens = {} tokens ({} full-context sequences of {})\n",
+             kv_cache_gib, out.kv_dtype == KvDType::Q8_0 ? "q8_0" : "f32", ranks.ranks() > 1 ? " per rank" : "", blocks, out.block_size, blocks * out.block_size,
              blocks * out.block_size / config.max_positions, config.max_positions);
   return out;
 }

@@ -19,8 +19,8 @@ void add_engine_options(CLI::App& command, EngineOptions& options, KvPoolOptions
 // --kv-cache-dtype f32|q8_0.
 void add_kv_dtype_option(CLI::App& command, KvDType& dtype);
 
-// The options with the KV pool sized and the backend set; prints the block count to stderr.
+// The options with the KV pool sized (each rank's) and the ranks set; prints the block count to stderr.
 EngineOptions engine_options(const EngineOptions& options, const KvPoolOptions& pool, const ModelConfig& config,
-                             Backend& backend);
+                             const TensorParallel& ranks);
 
 }  // namespace nanoserve::cli

@@ -121,8 +121,8 @@ void run_serve(const ServeOptions& opt) {
     fmt::print(stderr, "warning: the chat template cannot be used, /v1/chat/completions will refuse requests: {}\n", e.what());
   }
   add_end_of_turn_ids(model, tokenizer, chat_template ? &*chat_template : nullptr);
-  const auto backend = open_backend(opt.model, model);
-  const EngineOptions engine_opts = engine_options(opt.engine, opt.kv_pool, model.config, *backend);
+  const auto ranks = open_ranks(opt.model, model);
+  const EngineOptions engine_opts = engine_options(opt.engine, opt.kv_pool, model.config, *ranks);
   Engine engine(model, &tokenizer, engine_opts);
   const EngineStats stats = engine.stats();
 
@@ -152,6 +152,7 @@ void register_serve(CLI::App& app) {
   auto opt = std::make_shared<ServeOptions>();
   CLI::App* cmd = app.add_subcommand("serve", "Serve the OpenAI API (completions, chat, streaming) over HTTP");
   add_model_options(*cmd, opt->model);
+  add_parallel_option(*cmd, opt->model);
   cmd->add_option("--host", opt->host, "address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)");
   cmd->add_option("--port", opt->port, "port to listen on (default 8080; 0 picks a free one)");
   cmd->add_option("--api-key", opt->api_key, "require 'Authorization: Bearer KEY' on /v1 routes")

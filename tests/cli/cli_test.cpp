@@ -71,6 +71,23 @@ TEST(Cli, GenerateWithDefaultModelMatchesReferenceContinuation) {
   EXPECT_TRUE(contains(r.err, "tok/s")) << r.err;
 }
 
+// Split two ways (CPU ranks on threads) the demo model gives the same greedy text; a split that
+// does not divide the KV heads is refused by name.
+TEST(Cli, TensorParallelGenerateGivesTheSameText) {
+  const std::vector<std::string> args = {"generate", "-p", "And the LORD said unto Moses,", "-n", "24", "--temperature", "0"};
+  auto one = run_cli(args);
+  auto split = args;
+  split.insert(split.end(), {"--tensor-parallel-size", "2"});
+  auto two = run_cli(split);
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  EXPECT_EQ(two.out, one.out);
+  EXPECT_TRUE(contains(two.err, "2 tensor-parallel ranks")) << two.err;
+  split.back() = "4";
+  auto four = run_cli(split);
+  EXPECT_NE(four.exit_code, 0);
+  EXPECT_TRUE(contains(four.err, "num_key_value_heads=2 does not divide by 4")) << four.err;
+}
+
 TEST(Cli, SeededSamplingIsReproducible) {
   auto a = run_cli({"generate", "-p", "The", "-n", "16", "--temperature", "0.8", "--seed", "7"});
   auto b = run_cli({"generate", "-p", "The", "-n", "16", "--temperature", "0.8", "--seed", "7"});
