@@ -42,10 +42,7 @@ bool Scheduler::reserve(Sequence& s, int64_t positions) {
   if (write_block < s.blocks.size() && blocks_.ref_count(s.blocks[write_block]) > 1) {
     auto copy = blocks_.allocate();
     if (!copy) return false;
-    for (KvCache& cache : caches_) {
-      cache.backend().bind_thread();
-      cache.copy_block(s.blocks[write_block], *copy);
-    }
+    for (KvCache& cache : caches_) cache.copy_block(s.blocks[write_block], *copy);
     blocks_.release(s.blocks[write_block]);
     s.blocks[write_block] = *copy;
   }

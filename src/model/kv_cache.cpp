@@ -35,6 +35,7 @@ bool parse_kv_dtype(std::string_view name, KvDType* out) {
 KvCache::KvCache(const ModelConfig& c, int64_t num_blocks, int64_t block_size, KvDType dtype, Backend& backend)
     : num_blocks_(num_blocks), block_size_(block_size), row_width_(c.kv_heads * c.head_dim),
       row_bytes_(bytes_per_row(c, dtype)), dtype_(dtype), backend_(&backend), id_(next_cache_id()) {
+  backend.bind_thread();
   const auto n = static_cast<size_t>(num_blocks * block_size * row_bytes_);
   // Cleared now, so that the whole pool is taken at start rather than page by page under load.
   for (int64_t l = 0; l < c.layers; ++l) {
@@ -79,7 +80,15 @@ const float* KvCache::value(int64_t layer, int32_t block, int64_t slot, float* s
   return read(values_, layer, block, slot, scratch);
 }
 
+KvCache::~KvCache() {
+  try {
+    backend_->bind_thread();
+  } catch (const Error&) {  // a GPU that cannot be selected now: its memory goes back as it can
+  }
+}
+
 void KvCache::copy_block(int32_t from, int32_t to) {
+  backend_->bind_thread();
   const auto n = static_cast<size_t>(block_size_ * row_bytes_);
   for (auto* rows : {&keys_, &values_}) {
     for (auto& layer : *rows) {

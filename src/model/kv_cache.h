@@ -24,7 +24,13 @@ bool parse_kv_dtype(std::string_view name, KvDType* out);
 class KvCache {
  public:
   // Q8_0 needs head_dim to be a multiple of 32 (blocks never span heads); throws Error otherwise.
+  // It binds the backend's device to the calling thread (Backend::bind_thread) wherever it
+  // touches its memory: made, copied within and freed from any thread, as a tensor-parallel
+  // rank's cache on its rank's GPU is.
   KvCache(const ModelConfig& config, int64_t num_blocks, int64_t block_size, KvDType dtype, Backend& backend);
+  ~KvCache();
+  KvCache(KvCache&&) = default;
+  KvCache& operator=(KvCache&&) = default;
 
   // Bytes one block takes over all layers, keys and values.
   static int64_t bytes_per_block(const ModelConfig& config, int64_t block_size, KvDType dtype = KvDType::F32);

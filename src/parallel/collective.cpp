@@ -16,17 +16,14 @@ namespace {
 // What the ranks of a host group share: a generation-counting barrier and each
 // rank's pointer.
 class HostGroup {
-public:
-  explicit HostGroup(int ranks)
-      : ranks_(ranks), inputs_(static_cast<size_t>(ranks)) {}
+ public:
+  explicit HostGroup(int ranks) : ranks_(ranks), inputs_(static_cast<size_t>(ranks)) {}
 
   int ranks() const { return ranks_; }
-  const float *input(int rank) const {
-    return inputs_[static_cast<size_t>(rank)];
-  }
+  const float* input(int rank) const { return inputs_[static_cast<size_t>(rank)]; }
 
   // Publishes this rank's input, then waits for every rank's.
-  void publish(int rank, const float *input) {
+  void publish(int rank, const float* input) {
     inputs_[static_cast<size_t>(rank)] = input;
     barrier();
   }
@@ -43,9 +40,9 @@ public:
     all_arrived_.wait(lock, [&] { return generation_ != generation; });
   }
 
-private:
+ private:
   const int ranks_;
-  std::vector<const float *> inputs_;
+  std::vector<const float*> inputs_;
   std::mutex mutex_;
   std::condition_variable all_arrived_;
   int arrived_ = 0;
@@ -54,53 +51,45 @@ private:
 
 // Ranks on threads of one process, their data in host memory (CPU backends).
 class HostCollective final : public Collective {
-public:
-  HostCollective(std::shared_ptr<HostGroup> group, int rank)
-      : group_(std::move(group)), rank_(rank) {}
+ public:
+  HostCollective(std::shared_ptr<HostGroup> group, int rank) : group_(std::move(group)), rank_(rank) {}
 
   // Every rank sums in rank order, so all get the same bits.
-  void all_reduce_sum(float *data, int64_t count) override {
+  void all_reduce_sum(float* data, int64_t count) override {
     group_->publish(rank_, data);
     sum_.assign(group_->input(0), group_->input(0) + count);
     for (int r = 1; r < group_->ranks(); ++r) {
-      const float *other = group_->input(r);
-      for (int64_t i = 0; i < count; ++i)
-        sum_[static_cast<size_t>(i)] += other[i];
+      const float* other = group_->input(r);
+      for (int64_t i = 0; i < count; ++i) sum_[static_cast<size_t>(i)] += other[i];
     }
-    group_->barrier(); // every rank has read every input before any is
-                       // overwritten
+    group_->barrier();  // every rank has read every input before any is
+                        // overwritten
     std::copy(sum_.begin(), sum_.end(), data);
   }
 
-  void all_gather(const float *mine, int64_t count, float *all) override {
+  void all_gather(const float* mine, int64_t count, float* all) override {
     group_->publish(rank_, mine);
     for (int r = 0; r < group_->ranks(); ++r) {
-      std::memcpy(all + r * count, group_->input(r),
-                  static_cast<size_t>(count) * sizeof(float));
+      std::memcpy(all + r * count, group_->input(r), static_cast<size_t>(count) * sizeof(float));
     }
     group_->barrier();
   }
 
-private:
+ private:
   std::shared_ptr<HostGroup> group_;
   int rank_;
   std::vector<float> sum_;
 };
 
-} // namespace
+}  // namespace
 
-std::vector<std::unique_ptr<Collective>>
-make_collectives(const std::vector<Backend *> &backends) {
+std::vector<std::unique_ptr<Collective>> make_collectives(const std::vector<Backend*>& backends) {
   const std::string kind = backends.at(0)->name();
-  for (const Backend *b : backends) {
-    if (b->name() != kind)
-      fail("tensor-parallel ranks run on one kind of backend, not {} and {}",
-           kind, b->name());
+  for (const Backend* b : backends) {
+    if (b->name() != kind) fail("tensor-parallel ranks run on one kind of backend, not {} and {}", kind, b->name());
   }
-  if (kind == "cuda")
-    return make_nccl_collectives(backends);
-  if (kind != "cpu")
-    fail("the {} backend has no collectives for tensor parallelism", kind);
+  if (kind == "cuda") return make_nccl_collectives(backends);
+  if (kind != "cpu") fail("the {} backend has no collectives for tensor parallelism", kind);
   auto group = std::make_shared<HostGroup>(static_cast<int>(backends.size()));
   std::vector<std::unique_ptr<Collective>> out;
   for (size_t r = 0; r < backends.size(); ++r)
@@ -108,4 +97,4 @@ make_collectives(const std::vector<Backend *> &backends) {
   return out;
 }
 
-} // namespace nanoserve
+}  // namespace nanoserve

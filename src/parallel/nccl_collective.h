@@ -11,7 +11,6 @@ namespace nanoserve {
 // One NCCL communicator per backend, each queuing its operations on its
 // backend's stream. Throws Error in a build without NCCL, or when NCCL cannot
 // set the ranks up.
-std::vector<std::unique_ptr<Collective>>
-make_nccl_collectives(const std::vector<Backend *> &backends);
+std::vector<std::unique_ptr<Collective>> make_nccl_collectives(const std::vector<Backend*>& backends);
 
-} // namespace nanoserve
+}  // namespace nanoserve

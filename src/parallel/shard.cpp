@@ -9,31 +9,28 @@ namespace nanoserve {
 namespace {
 
 // Rows [begin, begin + count) of a [rows, cols] view (rows keep their stride).
-TensorView rows_of(const TensorView &t, int64_t begin, int64_t count) {
+TensorView rows_of(const TensorView& t, int64_t begin, int64_t count) {
   TensorView v = t;
   v.shape[0] = count;
   v.data += dtype_bytes(t.dtype, begin * t.stride());
-  v.nbytes = static_cast<size_t>(
-      dtype_bytes(t.dtype, (count - 1) * t.stride() + t.shape[1]));
+  v.nbytes = static_cast<size_t>(dtype_bytes(t.dtype, (count - 1) * t.stride() + t.shape[1]));
   return v;
 }
 
 // Columns [begin, begin + count) of a [rows, cols] view: rows keep the whole
 // matrix's stride.
-TensorView columns_of(const TensorView &t, int64_t begin, int64_t count) {
+TensorView columns_of(const TensorView& t, int64_t begin, int64_t count) {
   TensorView v = t;
   v.shape[1] = count;
   v.row_stride = t.stride();
   v.data += dtype_bytes(t.dtype, begin);
-  v.nbytes = static_cast<size_t>(
-      dtype_bytes(t.dtype, (t.shape[0] - 1) * t.stride() + count));
+  v.nbytes = static_cast<size_t>(dtype_bytes(t.dtype, (t.shape[0] - 1) * t.stride() + count));
   return v;
 }
 
 // Elements [begin, begin + count) of a vector; an absent one stays absent.
-TensorView elements_of(const TensorView &t, int64_t begin, int64_t count) {
-  if (!t.data)
-    return t;
+TensorView elements_of(const TensorView& t, int64_t begin, int64_t count) {
+  if (!t.data) return t;
   TensorView v = t;
   v.shape = {count};
   v.data += dtype_bytes(t.dtype, begin);
@@ -43,106 +40,96 @@ TensorView elements_of(const TensorView &t, int64_t begin, int64_t count) {
 
 // Column-parallel: this rank's share of the output features, with its share of
 // the bias.
-Linear split_outputs(const Linear &l, int rank, int ranks) {
+Linear split_outputs(const Linear& l, int rank, int ranks) {
   const int64_t size = l.out_features() / ranks, begin = rank * size;
-  return {l.in_out ? columns_of(l.weight, begin, size)
-                   : rows_of(l.weight, begin, size),
+  return {l.in_out ? columns_of(l.weight, begin, size) : rows_of(l.weight, begin, size),
           elements_of(l.bias, begin, size), l.in_out};
 }
 
 // Row-parallel: this rank's share of the input features. The partial products
 // are summed across ranks, so only rank 0 adds the bias.
-Linear split_inputs(const Linear &l, int rank, int ranks) {
+Linear split_inputs(const Linear& l, int rank, int ranks) {
   const int64_t size = l.in_features() / ranks, begin = rank * size;
-  return {l.in_out ? rows_of(l.weight, begin, size)
-                   : columns_of(l.weight, begin, size),
+  return {l.in_out ? rows_of(l.weight, begin, size) : columns_of(l.weight, begin, size),
           rank == 0 ? l.bias : TensorView{}, l.in_out};
 }
 
-void check_divides(int64_t value, const char *field, int ranks,
-                   const char *why) {
+void check_divides(int64_t value, const char* field, int ranks, const char* why) {
   if (value % ranks != 0) {
-    fail("--tensor-parallel-size {}: {}={} does not divide by {} ({})", ranks,
-         field, value, ranks, why);
+    fail("--tensor-parallel-size {}: {}={} does not divide by {} ({})", ranks, field, value, ranks, why);
   }
 }
 
 // A row-parallel split starts each rank's columns at a quantized block
 // boundary.
-void check_blocks(const Linear &l, int ranks) {
-  const int64_t block = dtype_block_elems(l.weight.dtype),
-                share = l.in_features() / ranks;
+void check_blocks(const Linear& l, int ranks) {
+  const int64_t block = dtype_block_elems(l.weight.dtype), share = l.in_features() / ranks;
   if (share % block != 0) {
-    fail("--tensor-parallel-size {}: {} is {} with blocks of {} values; its {} "
-         "input columns per rank would cut "
-         "blocks",
-         ranks, l.weight.name, dtype_name(l.weight.dtype), block, share);
+    fail(
+        "--tensor-parallel-size {}: {} is {} with blocks of {} values; its {} "
+        "input columns per rank would cut "
+        "blocks",
+        ranks, l.weight.name, dtype_name(l.weight.dtype), block, share);
   }
 }
 
-} // namespace
+}  // namespace
 
-bool splits_vocabulary(const ModelConfig &config, int ranks) {
-  return config.vocab_size % ranks == 0;
-}
+bool splits_vocabulary(const ModelConfig& config, int ranks) { return config.vocab_size % ranks == 0; }
 
-void check_splits(const Model &model, int ranks) {
-  const ModelConfig &c = model.config;
-  if (ranks < 1)
-    fail("--tensor-parallel-size {}: expected at least 1", ranks);
-  if (ranks == 1)
-    return;
+void check_splits(const Model& model, int ranks) {
+  const ModelConfig& c = model.config;
+  if (ranks < 1) fail("--tensor-parallel-size {}: expected at least 1", ranks);
+  if (ranks == 1) return;
   if (model.arch.mlp == MlpKind::Moe) {
-    fail("--tensor-parallel-size {}: the {} family (mixture of experts) is not "
-         "split across ranks yet",
-         ranks, model.arch.family);
+    fail(
+        "--tensor-parallel-size {}: the {} family (mixture of experts) is not "
+        "split across ranks yet",
+        ranks, model.arch.family);
   }
   if (model.arch.qk_norm == QkNorm::Full) {
-    fail("--tensor-parallel-size {}: the {} family normalizes q and k across "
-         "all heads, which ranks holding some "
-         "heads cannot do alone",
-         ranks, model.arch.family);
+    fail(
+        "--tensor-parallel-size {}: the {} family normalizes q and k across "
+        "all heads, which ranks holding some "
+        "heads cannot do alone",
+        ranks, model.arch.family);
   }
-  check_divides(c.heads, "num_attention_heads", ranks,
-                "each rank holds whole attention heads");
-  check_divides(c.kv_heads, "num_key_value_heads", ranks,
-                "each rank holds whole KV heads");
-  check_divides(c.intermediate_size, "intermediate_size", ranks,
-                "each rank holds a slice of the MLP");
-  for (const LayerWeights &l : model.weights.layers) {
+  check_divides(c.heads, "num_attention_heads", ranks, "each rank holds whole attention heads");
+  check_divides(c.kv_heads, "num_key_value_heads", ranks, "each rank holds whole KV heads");
+  check_divides(c.intermediate_size, "intermediate_size", ranks, "each rank holds a slice of the MLP");
+  for (const LayerWeights& l : model.weights.layers) {
     check_blocks(l.o, ranks);
     check_blocks(l.down, ranks);
   }
 }
 
-Model shard_model(const Model &model, int rank, int ranks) {
+Model shard_model(const Model& model, int rank, int ranks) {
   Model shard;
   shard.config = model.config;
   shard.arch = model.arch;
   shard.names = model.names;
-  ModelConfig &c = shard.config;
+  ModelConfig& c = shard.config;
   c.heads /= ranks;
   c.kv_heads /= ranks;
   c.intermediate_size /= ranks;
-  const Weights &w = model.weights;
-  Weights &s = shard.weights;
+  const Weights& w = model.weights;
+  Weights& s = shard.weights;
   s = w;
   if (ranks > 1 && splits_vocabulary(model.config, ranks)) {
     const int64_t rows = model.config.vocab_size / ranks;
     s.embed = rows_of(w.embed, rank * rows, rows);
     s.lm_head = rows_of(w.lm_head, rank * rows, rows);
   }
-  for (LayerWeights &l : s.layers) {
+  for (LayerWeights& l : s.layers) {
     l.q = split_outputs(l.q, rank, ranks);
     l.k = split_outputs(l.k, rank, ranks);
     l.v = split_outputs(l.v, rank, ranks);
     l.o = split_inputs(l.o, rank, ranks);
-    if (l.gate.weight.data)
-      l.gate = split_outputs(l.gate, rank, ranks);
+    if (l.gate.weight.data) l.gate = split_outputs(l.gate, rank, ranks);
     l.up = split_outputs(l.up, rank, ranks);
     l.down = split_inputs(l.down, rank, ranks);
   }
   return shard;
 }
 
-} // namespace nanoserve
+}  // namespace nanoserve

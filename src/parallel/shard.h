@@ -19,24 +19,24 @@ class Collective;
 // reads it).
 struct RankShare {
   int rank = 0, ranks = 1;
-  Collective *collective = nullptr; // null with one rank
-  bool vocab_parallel = false;      // embedding and LM head hold only rows
-                                    // [vocab_begin, vocab_begin + rows)
+  Collective* collective = nullptr;  // null with one rank
+  bool vocab_parallel = false;       // embedding and LM head hold only rows
+                                     // [vocab_begin, vocab_begin + rows)
   int64_t vocab_begin = 0;
 };
 
 // Throws Error naming what does not split `ranks` ways: heads, KV heads or MLP
 // width that do not divide, quantized blocks that a row-parallel split would
 // cut, or a family not split yet.
-void check_splits(const Model &model, int ranks);
+void check_splits(const Model& model, int ranks);
 
 // Whether the vocabulary splits evenly `ranks` ways.
-bool splits_vocabulary(const ModelConfig &config, int ranks);
+bool splits_vocabulary(const ModelConfig& config, int ranks);
 
 // Rank `rank` of `ranks`: its config (heads, kv_heads and intermediate_size
 // divided; the vocabulary size stays whole, as token ids and logits are the
 // model's) and its weights, as views into `model`'s, which must outlive it.
 // check_splits first.
-Model shard_model(const Model &model, int rank, int ranks);
+Model shard_model(const Model& model, int rank, int ranks);
 
-} // namespace nanoserve
+}  // namespace nanoserve

@@ -26,60 +26,54 @@ namespace nanoserve {
 class RankThreads;
 
 class TensorParallel {
-public:
+ public:
   // One rank: the model as loaded, on `backend` (null: a CPU backend of its
   // own).
-  explicit TensorParallel(const Model &model, Backend *backend = nullptr);
+  explicit TensorParallel(const Model& model, Backend* backend = nullptr);
   // `ranks` ranks of `model` (which must outlive this) on `device`, "cpu" or
   // "cuda", with one GPU per rank. Throws Error naming what does not split, or
   // a missing GPU.
-  TensorParallel(const Model &model, int ranks, const std::string &device,
-                 const BackendOptions &options);
+  TensorParallel(const Model& model, int ranks, const std::string& device, const BackendOptions& options);
   ~TensorParallel();
-  TensorParallel(const TensorParallel &) = delete;
-  TensorParallel &operator=(const TensorParallel &) = delete;
+  TensorParallel(const TensorParallel&) = delete;
+  TensorParallel& operator=(const TensorParallel&) = delete;
 
   int ranks() const { return static_cast<int>(ranks_.size()); }
-  Backend &backend(int rank) const {
-    return *ranks_[static_cast<size_t>(rank)]->backend;
-  }
+  Backend& backend(int rank) const { return *ranks_[static_cast<size_t>(rank)]->backend; }
   // A rank's config: its heads, KV heads and MLP width (the same on every
   // rank).
-  const ModelConfig &rank_config() const {
-    return ranks_[0]->transformer->config();
-  }
-  std::string describe() const; // the backends, for start-up messages
+  const ModelConfig& rank_config() const { return ranks_[0]->transformer->config(); }
+  std::string describe() const;  // the backends, for start-up messages
   // Bytes of KV pool each rank may take: the least any rank's backend allows
   // (Backend::kv_budget).
   int64_t kv_budget(double fraction) const;
 
   // A KV pool of `num_blocks` blocks: one cache per rank, each on its rank's
   // backend.
-  std::vector<KvCache> make_caches(int64_t num_blocks, int64_t block_size,
-                                   KvDType dtype) const;
+  std::vector<KvCache> make_caches(int64_t num_blocks, int64_t block_size, KvDType dtype) const;
 
   // Transformer::forward and forward_greedy over every rank, with `caches` from
   // make_caches.
-  std::vector<float> forward(std::span<const SequenceSlice> slices,
-                             std::span<KvCache> caches) const;
-  std::vector<int32_t> forward_greedy(std::span<const SequenceSlice> slices,
-                                      std::span<KvCache> caches) const;
+  std::vector<float> forward(std::span<const SequenceSlice> slices, std::span<KvCache> caches) const;
+  std::vector<int32_t> forward_greedy(std::span<const SequenceSlice> slices, std::span<KvCache> caches) const;
 
-private:
+ private:
   struct Rank {
-    Model shard; // empty for the single rank of the loaded model
+    Model shard;  // empty for the single rank of the loaded model
     std::unique_ptr<Backend> own_backend;
-    Backend *backend = nullptr;
+    Backend* backend = nullptr;
     std::unique_ptr<Transformer> transformer;
   };
   // Runs fn(rank) on every rank's thread, with the rank's backend bound;
   // rethrows a rank's error.
-  void on_every_rank(const std::function<void(int rank)> &fn) const;
+  void on_every_rank(const std::function<void(int rank)>& fn) const;
+  // step(rank's Transformer, rank's cache) on every rank; rank 0's result is the step's.
+  template <typename Step>
+  auto rank_zero_result(std::span<KvCache> caches, const Step& step) const;
 
-  std::vector<std::unique_ptr<Rank>>
-      ranks_; // apart: each Transformer points at its rank's shard
+  std::vector<std::unique_ptr<Rank>> ranks_;  // apart: each Transformer points at its rank's shard
   std::vector<std::unique_ptr<Collective>> collectives_;
   std::unique_ptr<RankThreads> threads_;
 };
 
-} // namespace nanoserve
+}  // namespace nanoserve

@@ -32,7 +32,9 @@ class CpuBackend final : public Backend {
   void zero(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }
   void copy_strided(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
                     int64_t cols) override {
-    for (int64_t r = 0; r < rows; ++r) std::memmove(dst + r * dst_stride, src + r * src_stride, static_cast<size_t>(cols) * sizeof(float));
+    for (int64_t r = 0; r < rows; ++r) {
+      std::memmove(dst + r * dst_stride, src + r * src_stride, static_cast<size_t>(cols) * sizeof(float));
+    }
   }
   int64_t kv_budget(double) const override { return 0; }
 

@@ -1,6 +1,6 @@
-// The CUDA backend: weights copied to a GPU (options.gpu) at start, activations and the KV cache in device
-// memory, kernels from backend/cuda/*.cu and cuBLAS for the matrix products of prefill (or the
-// fixed-order tensor-core kernel for all of them when batch-invariant).
+// The CUDA backend: weights copied to a GPU (options.gpu) at start, activations and the KV cache
+// in device memory, kernels from backend/cuda/*.cu and cuBLAS for the matrix products of prefill
+// (or the fixed-order tensor-core kernel for all of them when batch-invariant).
 #pragma once
 
 #include <cuda_runtime.h>
