@@ -22,22 +22,21 @@
 namespace nanoserve {
 namespace {
 
-#define SKIP_WITHOUT_GPU()                                                     \
-  if (!gpu_usable())                                                           \
-  GTEST_SKIP() << "no CUDA GPU here"
+#define SKIP_WITHOUT_GPU() \
+  if (!gpu_usable()) GTEST_SKIP() << "no CUDA GPU here"
 
 int gpu_count() {
   int devices = 0;
   return cudaGetDeviceCount(&devices) == cudaSuccess ? devices : 0;
 }
 
-std::vector<float> download(Backend &backend, const Buffer &buffer) {
+std::vector<float> download(Backend& backend, const Buffer& buffer) {
   std::vector<float> host(buffer.bytes() / sizeof(float));
   backend.download(buffer.data(), buffer.bytes(), host.data());
   return host;
 }
 
-Buffer upload(Backend &backend, const std::vector<float> &host) {
+Buffer upload(Backend& backend, const std::vector<float>& host) {
   Buffer b = backend.floats(static_cast<int64_t>(host.size()));
   backend.upload(host.data(), host.size() * sizeof(float), b.data());
   return b;
@@ -45,10 +44,8 @@ Buffer upload(Backend &backend, const std::vector<float> &host) {
 
 // The demo model's reference prompt, all its logits: through `ranks`, or
 // through one Transformer.
-std::vector<float> prompt_logits(const TensorParallel &ranks,
-                                 const std::vector<int32_t> &input) {
-  auto caches = ranks.make_caches(static_cast<int64_t>(input.size() + 15) / 16,
-                                  16, KvDType::F32);
+std::vector<float> prompt_logits(const TensorParallel& ranks, const std::vector<int32_t>& input) {
+  auto caches = ranks.make_caches(static_cast<int64_t>(input.size() + 15) / 16, 16, KvDType::F32);
   std::vector<int32_t> blocks(caches[0].num_blocks());
   std::iota(blocks.begin(), blocks.end(), 0);
   const SequenceSlice slice{input, 0, blocks, LogitsFor::AllTokens};
@@ -56,14 +53,12 @@ std::vector<float> prompt_logits(const TensorParallel &ranks,
 }
 
 class CudaTensorParallel : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     SKIP_WITHOUT_GPU();
     model_ = std::make_unique<Model>(load_model(test::demo_model_dir()));
-    const auto ref =
-        test::read_reference(test::fixture("demo/reference.safetensors"));
-    input_.assign(ref.ints.at("input_ids").begin(),
-                  ref.ints.at("input_ids").end());
+    const auto ref = test::read_reference(test::fixture("demo/reference.safetensors"));
+    input_.assign(ref.ints.at("input_ids").begin(), ref.ints.at("input_ids").end());
     reference_ = ref.floats.at("logits");
   }
   std::unique_ptr<Model> model_;
@@ -92,14 +87,11 @@ TEST_F(CudaTensorParallel, NcclCollectivesOnOneGpu) {
 TEST_F(CudaTensorParallel, StridedCopyAndZeroEmbeddingRows) {
   auto backend = make_backend("cuda", *model_);
   std::vector<float> source(24);
-  std::iota(source.begin(), source.end(), 0.0f); // [4, 6]
-  Buffer src = upload(*backend, source),
-         dst = upload(*backend, std::vector<float>(15, -1.0f)); // [3, 5]
+  std::iota(source.begin(), source.end(), 0.0f);                                                 // [4, 6]
+  Buffer src = upload(*backend, source), dst = upload(*backend, std::vector<float>(15, -1.0f));  // [3, 5]
   backend->copy_strided(src.floats() + 7, 6, dst.floats() + 1, 5, 3,
-                        2); // rows 1..3, columns 1..2
-  EXPECT_EQ(download(*backend, dst),
-            (std::vector<float>{-1, 7, 8, -1, -1, -1, 13, 14, -1, -1, -1, 19,
-                                20, -1, -1}));
+                        2);  // rows 1..3, columns 1..2
+  EXPECT_EQ(download(*backend, dst), (std::vector<float>{-1, 7, 8, -1, -1, -1, 13, 14, -1, -1, -1, 19, 20, -1, -1}));
 
   StepLayout step;
   step.tokens = 3;
@@ -115,8 +107,7 @@ TEST_F(CudaTensorParallel, StridedCopyAndZeroEmbeddingRows) {
   std::vector<float> row(static_cast<size_t>(hidden));
   cpu::load_row(model_->weights.embed, 5, row.data());
   EXPECT_TRUE(std::equal(row.begin(), row.end(), got.begin()));
-  EXPECT_TRUE(std::all_of(got.begin() + hidden, got.begin() + 2 * hidden,
-                          [](float v) { return v == 0.0f; }));
+  EXPECT_TRUE(std::all_of(got.begin() + hidden, got.begin() + 2 * hidden, [](float v) { return v == 0.0f; }));
   cpu::load_row(model_->weights.embed, 2, row.data());
   EXPECT_TRUE(std::equal(row.begin(), row.end(), got.begin() + 2 * hidden));
 }
@@ -138,25 +129,18 @@ TEST_F(CudaTensorParallel, TwoRanksMatchOneOrAreRefusedWithoutASecondGpu) {
     try {
       TensorParallel two(*model_, 2, "cuda", {});
       FAIL() << "two ranks started on one GPU";
-    } catch (const Error &e) {
-      EXPECT_NE(std::string(e.what()).find("GPU 1 was asked for"),
-                std::string::npos)
-          << e.what();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("GPU 1 was asked for"), std::string::npos) << e.what();
     }
     return;
   }
   const TensorParallel two(*model_, 2, "cuda", {}), one(*model_, 1, "cuda", {});
-  const auto split = prompt_logits(two, input_),
-             whole = prompt_logits(one, input_);
+  const auto split = prompt_logits(two, input_), whole = prompt_logits(one, input_);
   float scale = 1;
-  for (float v : reference_)
-    scale = std::max(scale, std::abs(v));
-  EXPECT_LE(
-      test::max_abs_diff(split.data(), reference_.data(), reference_.size()),
-      4e-2f * scale);
-  EXPECT_LE(test::max_abs_diff(split.data(), whole.data(), whole.size()),
-            4e-2f * scale);
+  for (float v : reference_) scale = std::max(scale, std::abs(v));
+  EXPECT_LE(test::max_abs_diff(split.data(), reference_.data(), reference_.size()), 4e-2f * scale);
+  EXPECT_LE(test::max_abs_diff(split.data(), whole.data(), whole.size()), 4e-2f * scale);
 }
 
-} // namespace
-} // namespace nanoserve
+}  // namespace
+}  // namespace nanoserve
