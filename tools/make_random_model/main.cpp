@@ -37,6 +37,7 @@ struct Shape {
 constexpr Shape kShapes[] = {
     {"llama-3.2-1b", 2048, 16, 32, 8, 8192, 128256, 131072, 500000.0, true},
     {"llama-3.2-3b", 3072, 28, 24, 8, 8192, 128256, 131072, 500000.0, true},
+    {"llama-3.1-8b", 4096, 32, 32, 8, 14336, 128256, 131072, 500000.0, false},
     {"demo", 256, 8, 4, 2, 768, 4096, 1024, 10000.0, true},
 };
 
@@ -97,6 +98,7 @@ std::vector<Tensor> weights(const Shape& s, uint64_t seed) {
     out.push_back(make(hf("mlp.down_proj"), gg("ffn_down"), {s.hidden, s.intermediate}, std_dev, rng));
   }
   out.push_back(make("model.norm.weight", "output_norm.weight", {s.hidden}, 0, rng));
+  if (!s.tied) out.push_back(make("lm_head.weight", "output.weight", {s.vocab, s.hidden}, std_dev, rng));
   return out;
 }
 
@@ -143,7 +145,7 @@ void run(const std::string& shape_name, const std::string& tokenizer_dir, const 
   for (const auto& s : kShapes) {
     if (s.name == shape_name) shape = &s;
   }
-  if (!shape) fail("unknown shape '{}' (known: llama-3.2-1b, llama-3.2-3b, demo)", shape_name);
+  if (!shape) fail("unknown shape '{}' (known: llama-3.2-1b, llama-3.2-3b, llama-3.1-8b, demo)", shape_name);
   const json tokenizer = read_json_file((fs::path(tokenizer_dir) / "tokenizer.json").string());
   const fs::path hf_dir = fs::path(out_dir) / "hf";
   fs::create_directories(hf_dir);
@@ -206,7 +208,7 @@ int main(int argc, char** argv) {
   CLI::App app{"make_random_model: a model of a real shape with random weights, as HF safetensors and GGUF"};
   std::string shape = "llama-3.2-1b", tokenizer, out;
   uint64_t seed = 1;
-  app.add_option("--shape", shape, "llama-3.2-1b (default), llama-3.2-3b or demo");
+  app.add_option("--shape", shape, "llama-3.2-1b (default), llama-3.2-3b, llama-3.1-8b (untied LM head) or demo");
   app.add_option("--tokenizer", tokenizer, "directory holding a byte-level BPE tokenizer.json (e.g. Llama 3's)")->required();
   app.add_option("--out", out, "output directory")->required();
   app.add_option("--seed", seed, "random seed (default 1)");
