@@ -16,6 +16,11 @@ std::unique_ptr<ThreadPool>& global_pool() {
   return pool;
 }
 
+std::mutex& global_pool_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
 std::pair<size_t, size_t> split(size_t n, int parts, int index) {
   return {n * static_cast<size_t>(index) / static_cast<size_t>(parts),
           n * static_cast<size_t>(index + 1) / static_cast<size_t>(parts)};
@@ -85,12 +90,17 @@ void ThreadPool::worker_loop(int index) {
   }
 }
 
+// Under a lock: the first use may come from several threads at once (CPU tensor-parallel ranks).
 ThreadPool& ThreadPool::global() {
+  std::lock_guard lock(global_pool_mutex());
   auto& pool = global_pool();
   if (!pool) pool = std::make_unique<ThreadPool>(0);
   return *pool;
 }
 
-void ThreadPool::set_global_threads(int threads) { global_pool() = std::make_unique<ThreadPool>(threads); }
+void ThreadPool::set_global_threads(int threads) {
+  std::lock_guard lock(global_pool_mutex());
+  global_pool() = std::make_unique<ThreadPool>(threads);
+}
 
 }  // namespace nanoserve

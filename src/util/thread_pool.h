@@ -27,7 +27,8 @@ class ThreadPool {
   // several threads (CPU tensor-parallel ranks) take turns.
   void parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn);
 
-  // The process-wide pool used by the kernels; sized by set_global_threads (default: all cores).
+  // The process-wide pool used by the kernels; sized by set_global_threads (default: all cores),
+  // which replaces it: call it before any thread uses the pool.
   static ThreadPool& global();
   static void set_global_threads(int threads);
 
