@@ -25,4 +25,13 @@ struct TensorView {
 
 std::string shape_str(const Shape& shape);  // "[512, 2048]"
 
+// Views of part of a view, over the same bytes. A block-quantized view splits only at block
+// boundaries, which the caller checks.
+// Rows [begin, begin + count) of a 2-D view; they keep its row stride.
+TensorView rows_of(const TensorView& t, int64_t begin, int64_t count);
+// Columns [begin, begin + count) of a 2-D view; its rows keep the whole matrix's stride.
+TensorView columns_of(const TensorView& t, int64_t begin, int64_t count);
+// Elements [begin, begin + count) of a 1-D view; an absent view (no data) stays absent.
+TensorView elements_of(const TensorView& t, int64_t begin, int64_t count);
+
 }  // namespace nanoserve

@@ -21,24 +21,18 @@ bool has_suffix(const std::string& s, const std::string& suffix) {
 // The view of part [offset, offset + size) of a tensor's output dimension, or of slice `offset` of
 // a stacked [count, out, in] tensor.
 TensorView part_view(const TensorView& t, bool in_out, int64_t offset, int64_t size) {
-  TensorView v = t;
   if (t.shape.size() == 3) {
+    TensorView v = t;
     v.shape = {t.shape[1], t.shape[2]};
     v.data += dtype_bytes(t.dtype, offset * t.shape[1] * t.shape[2]);
-  } else if (t.shape.size() == 1) {
-    v.shape = {size};
-    v.data += dtype_bytes(t.dtype, offset);
-  } else if (!in_out) {  // rows of [out, in]
-    v.shape = {size, t.shape[1]};
-    v.data += dtype_bytes(t.dtype, offset * t.shape[1]);
-  } else {  // columns of [in, out]: rows keep the stride of the whole matrix
-    if (is_quantized(t.dtype)) fail("{}: a {} tensor cannot be split by columns", t.name, dtype_name(t.dtype));
-    v.shape = {t.shape[0], size};
-    v.data += dtype_bytes(t.dtype, offset);
-    v.row_stride = t.shape[1];
+    v.nbytes = static_cast<size_t>(dtype_bytes(t.dtype, t.shape[1] * t.shape[2]));
+    return v;
   }
-  v.nbytes = static_cast<size_t>(dtype_bytes(v.dtype, v.shape.size() == 1 ? v.shape[0] : v.shape[0] * v.stride()));
-  return v;
+  if (t.shape.size() == 1) return elements_of(t, offset, size);
+  if (!in_out) return rows_of(t, offset, size);  // rows of [out, in]
+  // Columns of [in, out]: a column range of quantized blocks would start mid-block.
+  if (is_quantized(t.dtype)) fail("{}: a {} tensor cannot be split by columns", t.name, dtype_name(t.dtype));
+  return columns_of(t, offset, size);
 }
 
 // The file's tensor for a slot: by its name, or by its name without the family's optional prefix.

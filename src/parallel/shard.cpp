@@ -8,36 +8,6 @@ namespace nanoserve {
 
 namespace {
 
-// Rows [begin, begin + count) of a [rows, cols] view (rows keep their stride).
-TensorView rows_of(const TensorView& t, int64_t begin, int64_t count) {
-  TensorView v = t;
-  v.shape[0] = count;
-  v.data += dtype_bytes(t.dtype, begin * t.stride());
-  v.nbytes = static_cast<size_t>(dtype_bytes(t.dtype, (count - 1) * t.stride() + t.shape[1]));
-  return v;
-}
-
-// Columns [begin, begin + count) of a [rows, cols] view: rows keep the whole
-// matrix's stride.
-TensorView columns_of(const TensorView& t, int64_t begin, int64_t count) {
-  TensorView v = t;
-  v.shape[1] = count;
-  v.row_stride = t.stride();
-  v.data += dtype_bytes(t.dtype, begin);
-  v.nbytes = static_cast<size_t>(dtype_bytes(t.dtype, (t.shape[0] - 1) * t.stride() + count));
-  return v;
-}
-
-// Elements [begin, begin + count) of a vector; an absent one stays absent.
-TensorView elements_of(const TensorView& t, int64_t begin, int64_t count) {
-  if (!t.data) return t;
-  TensorView v = t;
-  v.shape = {count};
-  v.data += dtype_bytes(t.dtype, begin);
-  v.nbytes = static_cast<size_t>(dtype_bytes(t.dtype, count));
-  return v;
-}
-
 // Column-parallel: this rank's share of the output features, with its share of
 // the bias.
 Linear split_outputs(const Linear& l, int rank, int ranks) {
@@ -65,11 +35,8 @@ void check_divides(int64_t value, const char* field, int ranks, const char* why)
 void check_blocks(const Linear& l, int ranks) {
   const int64_t block = dtype_block_elems(l.weight.dtype), share = l.in_features() / ranks;
   if (share % block != 0) {
-    fail(
-        "--tensor-parallel-size {}: {} is {} with blocks of {} values; its {} "
-        "input columns per rank would cut "
-        "blocks",
-        ranks, l.weight.name, dtype_name(l.weight.dtype), block, share);
+    fail("--tensor-parallel-size {}: {} is {} with blocks of {} values; its {} input columns per rank would cut blocks",
+         ranks, l.weight.name, dtype_name(l.weight.dtype), block, share);
   }
 }
 
@@ -82,15 +49,12 @@ void check_splits(const Model& model, int ranks) {
   if (ranks < 1) fail("--tensor-parallel-size {}: expected at least 1", ranks);
   if (ranks == 1) return;
   if (model.arch.mlp == MlpKind::Moe) {
-    fail(
-        "--tensor-parallel-size {}: the {} family (mixture of experts) is not "
-        "split across ranks yet",
-        ranks, model.arch.family);
+    fail("--tensor-parallel-size {}: the {} family (mixture of experts) is not split across ranks yet", ranks,
+         model.arch.family);
   }
   if (model.arch.qk_norm == QkNorm::Full) {
     fail(
-        "--tensor-parallel-size {}: the {} family normalizes q and k across "
-        "all heads, which ranks holding some "
+        "--tensor-parallel-size {}: the {} family normalizes q and k across all heads, which ranks holding some "
         "heads cannot do alone",
         ranks, model.arch.family);
   }
