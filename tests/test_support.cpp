@@ -39,6 +39,11 @@ Reference read_reference(const std::string& path) {
 
 void PrintTo(const ModelCase& c, std::ostream* os) { *os << c.name; }
 
+std::vector<int32_t> Reference::ids(const std::string& name) const {
+  const auto& v = ints.at(name);
+  return {v.begin(), v.end()};
+}
+
 std::vector<ModelCase> model_cases() {
   std::vector<ModelCase> out = {{"demo", demo_model_dir(), fixture("demo/reference.safetensors")}};
   for (const char* name : {"tinyllama", "llama32", "sharded", "llama_dynamic", "mistral", "qwen2", "qwen3", "gemma2",

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -18,6 +19,7 @@ struct Reference {
   std::map<std::string, std::vector<float>> floats;
   std::map<std::string, std::vector<int64_t>> ints;
   std::map<std::string, std::vector<int64_t>> shapes;
+  std::vector<int32_t> ids(const std::string& name) const;  // an I64 tensor as token ids
 };
 Reference read_reference(const std::string& path);
 

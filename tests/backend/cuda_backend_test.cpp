@@ -49,10 +49,6 @@ class CudaFixtureTest : public ::testing::TestWithParam<test::ModelCase> {
     backend_ = make_backend("cuda", *model_);
     ref_ = test::read_reference(GetParam().reference);
   }
-  std::vector<int32_t> ids(const std::string& name) const {
-    const auto& v = ref_.ints.at(name);
-    return {v.begin(), v.end()};
-  }
   float logit_scale() const {
     float scale = 1;
     for (float v : ref_.floats.at("logits")) scale = std::max(scale, std::abs(v));
@@ -66,7 +62,7 @@ class CudaFixtureTest : public ::testing::TestWithParam<test::ModelCase> {
 
 // Both ways of multiplying: matvec and cuBLAS, and the batch-invariant tensor-core kernel.
 TEST_P(CudaFixtureTest, LogitsMatchReference) {
-  const auto input = ids("input_ids");
+  const auto input = ref_.ids("input_ids");
   const auto& expected = ref_.floats.at("logits");
   const float scale = logit_scale();
   const auto invariant = make_backend("cuda", *model_, {.batch_invariant = true});
@@ -87,7 +83,7 @@ TEST_P(CudaFixtureTest, LogitsMatchReference) {
 // wherever the reference's top-2 margin exceeds twice the tolerance.
 TEST_P(CudaFixtureTest, GreedyContinuationMatchesReference) {
   Transformer transformer(*model_, backend_.get());
-  const auto prompt = ids("greedy_prompt");
+  const auto prompt = ref_.ids("greedy_prompt");
   const auto expected = ref_.ints.at("greedy_tokens");
   const auto& margins = ref_.floats.at("greedy_margins");
   const float too_close = std::max(1e-3f, 2 * logits_tolerance(*model_) * logit_scale());
@@ -108,7 +104,7 @@ TEST_P(CudaFixtureTest, GreedyContinuationMatchesReference) {
 TEST_P(CudaFixtureTest, ReplayedStepsGiveTheLogitsAndPicksOfLaunchedOnes) {
   const auto eager_backend = make_backend("cuda", *model_, {.cuda_graphs = false});
   const Transformer eager(*model_, eager_backend.get()), transformer(*model_, backend_.get());
-  const auto prompt = ids("greedy_prompt");
+  const auto prompt = ref_.ids("greedy_prompt");
   constexpr int64_t kSteps = 8;
   SequenceCache launched = eager.new_cache(static_cast<int64_t>(prompt.size()) + kSteps);
   SequenceCache replayed = transformer.new_cache(static_cast<int64_t>(prompt.size()) + kSteps);

@@ -55,10 +55,6 @@ class FixtureTest : public ::testing::TestWithParam<Case> {
     model_ = std::make_unique<Model>(load_model(GetParam().model_path));
     ref_ = test::read_reference(GetParam().reference);
   }
-  std::vector<int32_t> ids(const std::string& name) const {
-    const auto& v = ref_.ints.at(name);
-    return {v.begin(), v.end()};
-  }
 
   std::unique_ptr<Model> model_;
   test::Reference ref_;
@@ -66,7 +62,7 @@ class FixtureTest : public ::testing::TestWithParam<Case> {
 
 TEST_P(FixtureTest, ComponentsAndLogitsMatchReference) {
   Transformer transformer(*model_);
-  const auto input = ids("input_ids");
+  const auto input = ref_.ids("input_ids");
   SequenceCache cache = transformer.new_cache(static_cast<int64_t>(input.size()));
   std::map<std::string, std::vector<float>> got;
   ActivationSink sink = [&](const std::string& name, const float* data, int64_t rows, int64_t cols) {
@@ -110,7 +106,7 @@ TEST_P(FixtureTest, ComponentsAndLogitsMatchReference) {
 // (on the bf16 path: below twice its logits tolerance).
 TEST_P(FixtureTest, GreedyContinuationMatchesReference) {
   Transformer transformer(*model_);
-  const auto prompt = ids("greedy_prompt");
+  const auto prompt = ref_.ids("greedy_prompt");
   const auto expected = ref_.ints.at("greedy_tokens");
   const auto& margins = ref_.floats.at("greedy_margins");
   float logit_scale = 1;
@@ -136,7 +132,7 @@ TEST_P(FixtureTest, IncrementalDecodeEqualsFullForward) {
                     "rotation of the length it was computed at, as in transformers";
   }
   Transformer transformer(*model_);
-  const auto input = ids("input_ids");
+  const auto input = ref_.ids("input_ids");
   const int64_t n = static_cast<int64_t>(input.size()), vocab = model_->config.vocab_size;
   SequenceCache full_cache = transformer.new_cache(n);
   const auto full = transformer.forward(input, full_cache, LogitsFor::AllTokens);

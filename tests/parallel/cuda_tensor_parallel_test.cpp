@@ -58,7 +58,7 @@ class CudaTensorParallel : public ::testing::Test {
     SKIP_WITHOUT_GPU();
     model_ = std::make_unique<Model>(load_model(test::demo_model_dir()));
     const auto ref = test::read_reference(test::fixture("demo/reference.safetensors"));
-    input_.assign(ref.ints.at("input_ids").begin(), ref.ints.at("input_ids").end());
+    input_ = ref.ids("input_ids");
     reference_ = ref.floats.at("logits");
   }
   std::unique_ptr<Model> model_;

@@ -65,10 +65,6 @@ class SplitFixture : public ::testing::TestWithParam<test::ModelCase> {
     const std::string why = error_of([&] { check_splits(*model_, 2); });
     if (!why.empty()) GTEST_SKIP() << why;
   }
-  std::vector<int32_t> ids(const std::string& name) const {
-    const auto& v = ref_.ints.at(name);
-    return {v.begin(), v.end()};
-  }
   // The tolerances of model/transformer_test.cpp: 4e-2 of the largest logit
   // where the products round activations to bf16, 1e-4 on the float32 path.
   float tolerance() const {
@@ -83,7 +79,7 @@ class SplitFixture : public ::testing::TestWithParam<test::ModelCase> {
 
 TEST_P(SplitFixture, TwoRanksMatchReferenceLogits) {
   const TensorParallel ranks(*model_, 2, "cpu", {});
-  const auto input = ids("input_ids");
+  const auto input = ref_.ids("input_ids");
   Sequence seq(ranks, static_cast<int64_t>(input.size()));
   const auto logits = seq.forward(ranks, input, LogitsFor::AllTokens);
   const auto& expected = ref_.floats.at("logits");
@@ -106,7 +102,7 @@ TEST_P(SplitFixture, TwoRanksMatchReferenceLogits) {
 // are not called).
 TEST_P(SplitFixture, TwoRanksGreedyContinuationMatchesReference) {
   const TensorParallel ranks(*model_, 2, "cpu", {});
-  const auto prompt = ids("greedy_prompt");
+  const auto prompt = ref_.ids("greedy_prompt");
   const auto expected = ref_.ints.at("greedy_tokens");
   const auto& margins = ref_.floats.at("greedy_margins");
   Sequence seq(ranks, static_cast<int64_t>(prompt.size() + expected.size()));
