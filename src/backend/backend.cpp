@@ -61,7 +61,7 @@ void Backend::run_step(uint64_t, const StepWork& work, int64_t rows, int64_t col
 }
 
 std::unique_ptr<Backend> make_backend(const std::string& device, const Model& model, const BackendOptions& options) {
-  if (device == "cpu") return make_cpu_backend();  // batch-invariant as it is
+  if (device == "cpu") return make_cpu_backend(model);  // batch-invariant as it is
   if (device == "cuda") {
 #ifdef NANOSERVE_CUDA
     return make_cuda_backend(model, options);

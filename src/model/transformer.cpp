@@ -29,7 +29,7 @@ struct Transformer::Batch {
 };
 
 Transformer::Transformer(const Model& model, Backend* backend, const RankShare& share)
-    : model_(model), share_(share), own_backend_(backend ? nullptr : make_cpu_backend()),
+    : model_(model), share_(share), own_backend_(backend ? nullptr : make_cpu_backend(model)),
       backend_(backend ? backend : own_backend_.get()) {}
 
 int32_t Transformer::embedding_row(int32_t id) const {

@@ -162,6 +162,12 @@ void list_mlp(SlotLister& s, LayerWeights& l, const std::string& p, int64_t laye
 
 }  // namespace
 
+std::vector<const Linear*> linears_of(const LayerWeights& l) {
+  std::vector<const Linear*> linears = {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down, &l.router};
+  for (const Expert& e : l.experts) linears.insert(linears.end(), {&e.gate, &e.up, &e.down});
+  return linears;
+}
+
 std::vector<WeightSlot> weight_slots(Weights& w, const ModelConfig& c, const ArchSpec& a, const WeightNames& n) {
   const int64_t hidden = c.hidden_size;
   const std::string hidden_why = fmt::format("hidden_size={}", hidden);

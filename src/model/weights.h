@@ -42,6 +42,10 @@ struct Weights {
   TensorView lm_head;         // [vocab, hidden]; the same bytes as embed when tied
 };
 
+// A layer's products: q, k, v, o, the MLP's and the router, then each expert's (absent ones too,
+// which have no data).
+std::vector<const Linear*> linears_of(const LayerWeights& layer);
+
 // One tensor on disk and where it goes. A fused tensor has several parts, split along its output
 // dimension (rows of [out, in], columns of [in, out], elements of a bias), or, stacked [count, out,
 // in] (GGUF experts), one part per slice.

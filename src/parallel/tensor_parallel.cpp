@@ -90,7 +90,7 @@ class RankThreads {
 
 TensorParallel::TensorParallel(const Model& model, Backend* backend) : threads_(std::make_unique<RankThreads>(1)) {
   auto& rank = *ranks_.emplace_back(std::make_unique<Rank>());
-  if (!backend) rank.own_backend = make_cpu_backend();
+  if (!backend) rank.own_backend = make_cpu_backend(model);
   rank.backend = backend ? backend : rank.own_backend.get();
   rank.transformer = std::make_unique<Transformer>(model, rank.backend);
 }

@@ -2,6 +2,10 @@
 // of the same weights (dequantized by formats/quant, bit-exact against gguf-py) and the float
 // activations.
 #include "backend/cpu/reduced_dot.h"
+#include "backend/cpu/interleaved_q8_0.h"
+#include "backend/cpu/cpu_backend.h"
+#include "backend/backend.h"
+#include "model/loader.h"
 
 #include <gtest/gtest.h>
 
@@ -13,6 +17,7 @@
 
 #include "backend/cpu/ops.h"
 #include "formats/quant.h"
+#include "util/error.h"
 
 namespace nanoserve {
 namespace {
@@ -51,20 +56,26 @@ std::vector<uint8_t> random_blocks(const QuantType& type, int64_t blocks, std::m
 
 void PrintTo(const QuantType& type, std::ostream* os) { *os << dtype_name(type.dtype); }
 
-// cpu::linear of x [rows, k] by w [n, k], batched and row by row: each row must give the same bits
-// either way; then check(r, o, output) for every output.
-template <typename Check>
-void each_output(const TensorView& w, const std::vector<float>& x, int64_t rows, Check check) {
+// multiply(x, rows, out), the product of x [rows, k] by w [n, k], batched and row by row: each row
+// must give the same bits either way; then check(r, o, output) for every output.
+template <typename Multiply, typename Check>
+void each_output(const TensorView& w, const std::vector<float>& x, int64_t rows, Multiply multiply, Check check) {
   const int64_t n = w.shape[0], k = w.shape[1];
   std::vector<float> out(static_cast<size_t>(rows * n)), single(static_cast<size_t>(n));
-  cpu::linear(x.data(), rows, {w, {}, false}, out.data());
+  multiply(x.data(), rows, out.data());
   for (int64_t r = 0; r < rows; ++r) {
-    cpu::linear(x.data() + r * k, 1, {w, {}, false}, single.data());
+    multiply(x.data() + r * k, 1, single.data());
     for (int64_t o = 0; o < n; ++o) {
       ASSERT_EQ(out[static_cast<size_t>(r * n + o)], single[static_cast<size_t>(o)]) << "row " << r << " depends on the batch";
       check(r, o, out[static_cast<size_t>(r * n + o)]);
     }
   }
+}
+// The same for cpu::linear.
+template <typename Check>
+void each_output(const TensorView& w, const std::vector<float>& x, int64_t rows, Check check) {
+  each_output(w, x, rows, [&](const float* xs, int64_t count, float* out) { cpu::linear(xs, count, {w, {}, false}, out); },
+              check);
 }
 
 // The activations as the kernels quantize them, widened back: per block, d = max|x| / 127 and
@@ -148,6 +159,83 @@ TEST(Bf16Dot, WithinTheBoundOfBf16Activations) {
         EXPECT_LE(std::abs(got - of_rounded), 1e-5 * magnitude) << rows << "x" << n << "x" << k << " row " << r << " output " << o;
         EXPECT_LE(std::abs(got - exact), std::ldexp(magnitude, -8)) << rows << "x" << n << "x" << k << " row " << r;
     });
+  }
+}
+
+// Q8_0 weights interleaved 16 rows at a time: every output equals the product of the weights with
+// the quantized activations up to float rounding (2e-6 of the sum of |terms|: each block's integer
+// sum is exact before it is scaled), and each row gives the same bits alone or in a batch.
+// The shapes take a group's missing rows (n not a multiple of 16), an odd count of blocks (the
+// last pair padded), every tile width (1-8 activation rows, and past the 64-row activation block),
+// and a column range of a wider matrix (a row stride, as a tensor-parallel shard has).
+TEST(InterleavedQ8_0, GivesTheProductOfTheQuantizedActivations) {
+  if (!cpu::takes_reduced_dot(DType::Q8_0)) GTEST_SKIP() << "no AVX-512 VNNI here (or a narrower kernel level asked)";
+  const QuantType& type = kTypes[0];
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0, 1);
+  for (auto [rows, n, k, stride] : {std::tuple<int64_t, int64_t, int64_t, int64_t>{1, 7, 64, 64}, {5, 40, 96, 96},
+                                    {9, 33, 256, 256}, {70, 16, 32, 32}, {13, 20, 128, 192}}) {
+    const std::vector<uint8_t> wq = random_blocks(type, n * stride / 32, rng);
+    const TensorView whole{"w", DType::Q8_0, {n, stride}, wq.data(), wq.size()};
+    const TensorView view = columns_of(whole, stride - k, k);
+    std::vector<float> x(static_cast<size_t>(rows * k)), w(static_cast<size_t>(n * stride));
+    for (auto& v : x) v = dist(rng);
+    dequantize_row(GgmlType::Q8_0, wq.data(), w.data(), n * stride);
+    const std::vector<float> xq = quantized(type, x);
+    const cpu::InterleavedQ8_0 interleaved(view);
+    EXPECT_EQ(interleaved.rows(), n);
+    EXPECT_EQ(interleaved.columns(), k);
+    each_output(view, x, rows, [&](const float* xs, int64_t count, float* out) { interleaved.multiply(xs, count, out); },
+                [&](int64_t r, int64_t o, float got) {
+      double of_quantized = 0, magnitude = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        const double term = w[static_cast<size_t>(o * stride + stride - k + i)] * xq[static_cast<size_t>(r * k + i)];
+        of_quantized += term;
+        magnitude += std::abs(term);
+      }
+      EXPECT_NEAR(got, of_quantized, 2e-6 * magnitude) << rows << "x" << n << "x" << k << " row " << r << " output " << o;
+    });
+  }
+}
+
+// The CPU backend multiplies a model's Q8_0 products through their interleaved copies (the bits of
+// InterleavedQ8_0, plus the bias), the LM head and a layer's alike.
+TEST(InterleavedQ8_0, TheCpuBackendMultipliesAModelsQ8_0WeightsThroughIt) {
+  if (!cpu::takes_reduced_dot(DType::Q8_0)) GTEST_SKIP() << "no AVX-512 VNNI here (or a narrower kernel level asked)";
+  std::mt19937 rng(9);
+  std::normal_distribution<float> dist(0, 1);
+  const int64_t n = 24, k = 64, rows = 3;
+  const std::vector<uint8_t> head_q = random_blocks(kTypes[0], n * k / 32, rng), q_q = random_blocks(kTypes[0], n * k / 32, rng);
+  std::vector<float> bias(static_cast<size_t>(n)), x(static_cast<size_t>(rows * k));
+  for (auto& v : bias) v = dist(rng);
+  for (auto& v : x) v = dist(rng);
+  Model model;
+  model.weights.lm_head = {"lm_head", DType::Q8_0, {n, k}, head_q.data(), head_q.size()};
+  model.weights.layers.resize(1);
+  cpu::Linear& q = model.weights.layers[0].q;
+  q = {{"layers.0.attn.q", DType::Q8_0, {n, k}, q_q.data(), q_q.size()},
+       {"layers.0.attn.q.bias", DType::F32, {n}, reinterpret_cast<const uint8_t*>(bias.data()), bias.size() * 4}};
+  const auto backend = make_cpu_backend(model);
+  for (const cpu::Linear& layer : {cpu::Linear{model.weights.lm_head, {}, false}, q}) {
+    std::vector<float> got(static_cast<size_t>(rows * n)), expected(got.size());
+    backend->linear(x.data(), rows, layer, got.data());
+    cpu::InterleavedQ8_0(layer.weight).multiply(x.data(), rows, expected.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t o = 0; o < n; ++o) expected[static_cast<size_t>(r * n + o)] += layer.bias.data ? bias[static_cast<size_t>(o)] : 0;
+    }
+    EXPECT_EQ(got, expected) << layer.weight.name;
+  }
+}
+
+TEST(InterleavedQ8_0, RefusesWhatItCannotLayOut) {
+  const std::vector<uint8_t> bytes(34 * 4);
+  const TensorView q4{"blk.0.attn_q.weight", DType::Q4_0, {2, 64}, bytes.data(), bytes.size()};
+  try {
+    const cpu::InterleavedQ8_0 interleaved(q4);
+    FAIL() << "a Q4_0 matrix was interleaved as Q8_0";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("blk.0.attn_q.weight: Q4_0 [2, 64] cannot be interleaved"), std::string::npos)
+        << e.what();
   }
 }
 

@@ -3,11 +3,15 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <new>
 
 #include <fmt/format.h>
 
+#include "backend/cpu/interleaved_q8_0.h"
+#include "backend/cpu/reduced_dot.h"
 #include "model/kv_cache.h"
+#include "model/loader.h"
 #include "util/error.h"
 #include "util/thread_pool.h"
 
@@ -16,6 +20,18 @@ namespace {
 
 class CpuBackend final : public Backend {
  public:
+  // Interleaves the model's Q8_0 products once (interleaved_q8_0.h) where the int8 kernels run.
+  explicit CpuBackend(const Model& model) {
+    if (!cpu::takes_reduced_dot(DType::Q8_0)) return;
+    auto interleave = [&](const TensorView& w, bool in_out) {
+      if (w.dtype == DType::Q8_0 && !in_out && !interleaved_.contains(w.data)) interleaved_.try_emplace(w.data, w);
+    };
+    interleave(model.weights.lm_head, false);
+    for (const LayerWeights& layer : model.weights.layers) {
+      for (const cpu::Linear* linear : linears_of(layer)) interleave(linear->weight, linear->in_out);
+    }
+  }
+
   std::string name() const override { return "cpu"; }
   std::string describe() const override { return fmt::format("cpu ({} threads)", ThreadPool::global().size()); }
 
@@ -50,7 +66,10 @@ class CpuBackend final : public Backend {
     cpu::norm(kind, x, params, rows, cols, eps, out);
   }
   void linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) override {
-    cpu::linear(x, rows, layer, out);
+    const cpu::InterleavedQ8_0* interleaved = interleaved_of(layer);
+    if (!interleaved) return cpu::linear(x, rows, layer, out);
+    interleaved->multiply(x, rows, out);
+    cpu::add_bias(layer.bias, rows, out);
   }
   void act_mul(cpu::Activation act, float* gate, const float* up, int64_t n) override { cpu::act_mul(act, gate, up, n); }
   void activate(cpu::Activation act, float* x, int64_t n) override { cpu::activate(act, x, n); }
@@ -98,7 +117,17 @@ class CpuBackend final : public Backend {
     return *step_;
   }
 
+  // The interleaved copy of the layer's weights, if it has one (the same bytes and shape).
+  const cpu::InterleavedQ8_0* interleaved_of(const cpu::Linear& layer) const {
+    if (layer.in_out || layer.weight.dtype != DType::Q8_0) return nullptr;
+    auto it = interleaved_.find(layer.weight.data);
+    if (it == interleaved_.end()) return nullptr;
+    const bool same_shape = it->second.rows() == layer.weight.shape[0] && it->second.columns() == layer.weight.shape[1];
+    return same_shape ? &it->second : nullptr;
+  }
+
   const StepLayout* step_ = nullptr;
+  std::map<const uint8_t*, cpu::InterleavedQ8_0> interleaved_;  // by the file bytes they came from
 };
 
 // Keys and values are read through per-position row pointers, so that attention never sees the
@@ -135,6 +164,6 @@ void CpuBackend::attention(int64_t layer, const float* q, const float* k, const 
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> make_cpu_backend(const Model& model) { return std::make_unique<CpuBackend>(model); }
 
 }  // namespace nanoserve

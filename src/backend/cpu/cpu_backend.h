@@ -7,6 +7,10 @@
 
 namespace nanoserve {
 
-std::unique_ptr<Backend> make_cpu_backend();
+struct Model;
+
+// Q8_0 product weights are interleaved into the backend's memory now (a copy the size of those
+// weights); everything else is read where the model maps it.
+std::unique_ptr<Backend> make_cpu_backend(const Model& model);
 
 }  // namespace nanoserve

@@ -199,11 +199,15 @@ void linear(const float* x, int64_t rows, const Linear& layer, float* out) {
   } else {
     multiply_out_in(x, rows, layer.weight, out);
   }
-  if (!layer.bias.data) return;
-  const int64_t n = layer.out_features();
-  std::vector<float> bias(static_cast<size_t>(n));
-  load_row(layer.bias, 0, bias.data());
-  for (int64_t r = 0; r < rows; ++r) add(out + r * n, bias.data(), n);
+  add_bias(layer.bias, rows, out);
+}
+
+void add_bias(const TensorView& bias, int64_t rows, float* out) {
+  if (!bias.data) return;
+  const int64_t n = bias.shape[0];
+  std::vector<float> values(static_cast<size_t>(n));
+  load_row(bias, 0, values.data());
+  for (int64_t r = 0; r < rows; ++r) add(out + r * n, values.data(), n);
 }
 
 }  // namespace nanoserve::cpu

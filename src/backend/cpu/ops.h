@@ -45,6 +45,8 @@ void norm(NormKind kind, const float* x, const Norm& params, int64_t rows, int64
 
 // out[rows, out_features] = x[rows, in_features] * W^T + bias.
 void linear(const float* x, int64_t rows, const Linear& layer, float* out);
+// out[r] += bias for each of the rows of out [rows, bias features]; nothing for an absent bias.
+void add_bias(const TensorView& bias, int64_t rows, float* out);
 
 // gate = act(gate) * up, elementwise over n values.
 void act_mul(Activation act, float* gate, const float* up, int64_t n);

@@ -42,10 +42,7 @@ DeviceWeights::DeviceWeights(const Model& model) {
       for (const cpu::Norm* n : {&l.attn_norm, &l.q_norm, &l.k_norm, &l.post_attn_norm, &l.mlp_norm, &l.post_mlp_norm}) {
         add_norm(*n);
       }
-      for (const cpu::Linear* linear : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down, &l.router}) add_linear(*linear);
-      for (const Expert& e : l.experts) {
-        for (const cpu::Linear* linear : {&e.gate, &e.up, &e.down}) add_linear(*linear);
-      }
+      for (const cpu::Linear* linear : linears_of(l)) add_linear(*linear);
     }
   } catch (...) {
     for (void* p : allocations_) cudaFree(p);
