@@ -47,4 +47,11 @@ void MappedFile::prefetch(size_t offset, size_t length) const {
   for (size_t i = offset; i < offset + length; i += page) sink = sink + data_[i];
 }
 
+bool release_pages(const void* data, size_t bytes) {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
+  const auto end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;
+  return end <= begin || ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT) == 0;
+}
+
 }  // namespace nanoserve

@@ -28,4 +28,10 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Asks the kernel to reclaim the whole pages inside [data, data + bytes) now (MADV_PAGEOUT), for
+// bytes a copy has replaced. Nothing is lost: clean pages of a mapped file are read again if
+// touched, and anonymous memory is at most swapped out. False where the kernel refused (before Linux
+// 5.4 it has no MADV_PAGEOUT), which leaves the pages as they were.
+bool release_pages(const void* data, size_t bytes);
+
 }  // namespace nanoserve

@@ -13,6 +13,7 @@
 #include "model/kv_cache.h"
 #include "model/loader.h"
 #include "util/error.h"
+#include "util/mapped_file.h"
 #include "util/thread_pool.h"
 
 namespace nanoserve {
@@ -24,7 +25,9 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(const Model& model) {
     if (!cpu::takes_reduced_dot(DType::Q8_0)) return;
     auto interleave = [&](const TensorView& w, bool in_out) {
-      if (w.dtype == DType::Q8_0 && !in_out && !interleaved_.contains(w.data)) interleaved_.try_emplace(w.data, w);
+      if (w.dtype != DType::Q8_0 || in_out || interleaved_.contains(w.data)) return;
+      interleaved_.try_emplace(w.data, w);
+      release_pages(w.data, w.nbytes);  // the file's copy is read again only for a tied embedding's rows
     };
     interleave(model.weights.lm_head, false);
     for (const LayerWeights& layer : model.weights.layers) {
