@@ -59,7 +59,15 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
   wake_.notify_all();
   auto [begin, end] = split(n, size(), 0);
   fn(begin, end);
-  while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
+  // Past the spin, yield: a worker that the OS has descheduled (more runnable threads than cores,
+  // as when tests run side by side) gets this core instead of waiting out a time slice.
+  for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
+    if (i < kSpinIterations) {
+      _mm_pause();
+    } else {
+      std::this_thread::yield();
+    }
+  }
 }
 
 bool ThreadPool::wait_for_job(uint64_t seen) {
