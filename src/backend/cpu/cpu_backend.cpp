@@ -25,9 +25,9 @@ class CpuBackend final : public Backend {
   explicit CpuBackend(const Model& model) {
     if (!cpu::takes_reduced_dot(DType::Q8_0)) return;
     auto interleave = [&](const TensorView& w, bool in_out) {
-      if (w.dtype != DType::Q8_0 || in_out || interleaved_.contains(w.data)) return;
-      interleaved_.try_emplace(w.data, w);
-      release_pages(w.data, w.nbytes);  // the file's copy is read again only for a tied embedding's rows
+      if (w.dtype != DType::Q8_0 || in_out) return;
+      // The file's copy is read again only for a tied embedding's rows.
+      if (interleaved_.try_emplace(w.data, w).second) release_pages(w.data, w.nbytes);
     };
     interleave(model.weights.lm_head, false);
     for (const LayerWeights& layer : model.weights.layers) {

@@ -110,11 +110,7 @@ InterleavedQ8_0::InterleavedQ8_0(const TensorView& w) : n_(w.shape.at(0)), k_(w.
 }
 
 void InterleavedQ8_0::multiply(const float* x, int64_t rows, float* out) const {
-  std::vector<tiles::Q8Pair> xq(static_cast<size_t>(rows * pairs_));  // [rows, k] quantized
-  ThreadPool::global().parallel_for(static_cast<size_t>(rows), [&](size_t begin, size_t end) {
-    for (size_t r = begin; r < end; ++r)
-      tiles::quantize_q8_pairs(x + static_cast<int64_t>(r) * k_, k_, xq.data() + r * pairs_);
-  });
+  const std::vector<tiles::Q8Pair> xq = tiles::round_rows(x, rows, k_, pairs_, tiles::quantize_q8_pairs);
   const int64_t groups = (n_ + kGroupRows - 1) / kGroupRows;
   // Each thread takes a run of groups and passes over them once per block of activation rows, which
   // stay in cache meanwhile. In decode that run is one contiguous stream, which the hardware

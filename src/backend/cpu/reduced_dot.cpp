@@ -7,7 +7,6 @@
 #include "backend/cpu/tiling.h"
 #include "formats/dtype.h"
 #include "util/error.h"
-#include "util/thread_pool.h"
 
 namespace nanoserve::cpu {
 
@@ -41,10 +40,7 @@ struct Method {
 template <class Act>
 void run(const float* x, int64_t rows, const TensorView& w, const Method<Act>& method, float* out) {
   const int64_t n = w.shape[0], k = w.shape[1];
-  std::vector<Act> xq(static_cast<size_t>(rows * method.act_blocks));  // [rows, k] quantized
-  ThreadPool::global().parallel_for(static_cast<size_t>(rows), [&](size_t begin, size_t end) {
-    for (size_t r = begin; r < end; ++r) method.quantize(x + static_cast<int64_t>(r) * k, k, xq.data() + r * method.act_blocks);
-  });
+  const std::vector<Act> xq = tiles::round_rows(x, rows, k, method.act_blocks, method.quantize);
   const int64_t stride_bytes = dtype_bytes(w.dtype, w.stride()), row_bytes = method.act_blocks * sizeof(Act);
   const auto* xq_bytes = reinterpret_cast<const uint8_t*>(xq.data());
   each_tile_and_block(n, rows, [&](int64_t r0, int64_t count, int64_t r_begin, int64_t block) {

@@ -6,6 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
+
+#include "util/thread_pool.h"
 
 namespace nanoserve::cpu::tiles {
 
@@ -38,6 +41,20 @@ void round_to_bf16(const float* x, int64_t k, Bf16Block* out);
 void quantize_q8_pairs(const float* x, int64_t k, Q8Pair* out);
 // k values (a multiple of 256) into k / 256 blocks.
 void quantize_q8_k(const float* x, int64_t k, Q8KBlock* out);
+
+// x [rows, k] rounded by `round` (one of the three above) into `blocks` Act blocks a row, the rows
+// shared between the pool's threads.
+template <class Act>
+std::vector<Act> round_rows(const float* x, int64_t rows, int64_t k, int64_t blocks,
+                            void (*round)(const float* x, int64_t k, Act* out)) {
+  std::vector<Act> rounded(static_cast<size_t>(rows * blocks));  // [rows, blocks]
+  ThreadPool::global().parallel_for(static_cast<size_t>(rows), [&](size_t begin, size_t end) {
+    for (auto r = static_cast<int64_t>(begin); r < static_cast<int64_t>(end); ++r) {
+      round(x + r * k, k, rounded.data() + r * blocks);
+    }
+  });
+  return rounded;
+}
 
 // The tile kernels. w[r]: weight row r; x: activation rows of x_row_bytes each; blocks: weight
 // blocks per row (of 32 values for BF16, Q8_0 and Q4_0, 256 for the K-quants); k: values per row.
