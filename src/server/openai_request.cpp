@@ -27,6 +27,14 @@ const char* type_name(const json& v) {
   }
 }
 
+// Whether `v` is an object whose "type" is the string `type`; any other "type" (a number, an
+// array) is simply not a match, rather than a JSON type error.
+bool has_type(const json& v, const char* type) {
+  if (!v.is_object()) return false;
+  auto it = v.find("type");
+  return it != v.end() && it->is_string() && it->get_ref<const std::string&>() == type;
+}
+
 [[noreturn]] void wrong_type(const std::string& param, const char* expected, const json& got) {
   throw ApiError(400, fmt::format("{}: expected {}, got {}", param, expected, type_name(got)), param);
 }
@@ -199,7 +207,7 @@ void read_chat(const Body& body, GenerationRequest& r) {
     for (const auto& [k, v] : kwargs->items()) r.template_extras[k] = v;
   }
   if (const json* format = body.find("response_format")) {
-    if (!format->is_object() || format->value("type", "") != "text") {
+    if (!has_type(*format, "text")) {
       throw ApiError(400, "response_format: only {\"type\": \"text\"} is supported", "response_format");
     }
   }
@@ -220,7 +228,7 @@ std::string message_text(const json& content, size_t index) {
   if (!content.is_array()) wrong_type(where, "a string or an array of text parts", content);
   std::string text;
   for (const auto& part : content) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
+    if (!has_type(part, "text") || !part.contains("text") || !part["text"].is_string()) {
       throw ApiError(400, where + ": only parts of type \"text\" with a string \"text\" are supported", where);
     }
     text += part["text"].get<std::string>();

@@ -47,6 +47,16 @@ test("bad requests get OpenAI-shaped errors with the right status, and the serve
     assert.equal(r.status, 400);
     assert.match((await r.json()).error.message, /unknown role 'wizard'/);
 
+    // A "type" that is not a string is a 400 naming the field, not a JSON type error (500).
+    r = await post(s.url, "/v1/chat/completions",
+      JSON.stringify({ messages: [{ role: "user", content: "x" }], response_format: { type: ["text"] } }));
+    assert.equal(r.status, 400);
+    assert.equal((await r.json()).error.param, "response_format");
+    r = await post(s.url, "/v1/chat/completions",
+      JSON.stringify({ messages: [{ role: "user", content: [{ type: 7, text: "x" }] }] }));
+    assert.equal(r.status, 400);
+    assert.equal((await r.json()).error.param, "messages[0].content");
+
     r = await post(s.url, "/v1/completions", JSON.stringify({ prompt: "x", n: 1000 }));
     assert.equal(r.status, 400);
     assert.match((await r.json()).error.message, /n must be between 1 and 128/);
