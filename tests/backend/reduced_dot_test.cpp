@@ -22,6 +22,12 @@
 namespace nanoserve {
 namespace {
 
+// A product's shape: activation rows, weight rows (outputs), columns, and the weights' row stride.
+// Plain names rather than structured bindings, which clang 14 cannot capture in a lambda.
+struct Shape {
+  int64_t rows, n, k, stride = 0;
+};
+
 struct QuantType {
   DType dtype;
   int64_t block_elems, block_bytes;
@@ -109,7 +115,8 @@ TEST_P(Int8Dot, WithinTheBoundOfEightBitActivations) {
   std::mt19937 rng(11);
   std::normal_distribution<float> dist(0, 1);
   const int64_t b = type.block_elems;
-  for (auto [rows, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 7, 2 * b}, {5, 9, 8 * b}, {9, 33, 3 * b}, {70, 6, b}}) {
+  for (const Shape& shape : {Shape{1, 7, 2 * b}, {5, 9, 8 * b}, {9, 33, 3 * b}, {70, 6, b}}) {
+    const int64_t rows = shape.rows, n = shape.n, k = shape.k;
     const std::vector<uint8_t> wq = random_blocks(type, n * k / b, rng);
     std::vector<float> w(static_cast<size_t>(n * k)), x(static_cast<size_t>(rows * k));
     dequantize_row(ggml_type_of(type.dtype), wq.data(), w.data(), n * k);
@@ -142,7 +149,8 @@ TEST(Bf16Dot, WithinTheBoundOfBf16Activations) {
   if (!cpu::takes_reduced_dot(DType::BF16)) GTEST_SKIP() << "no AVX512_BF16 here (or the float32 path asked)";
   std::mt19937 rng(3);
   std::normal_distribution<float> dist(0, 1);
-  for (auto [rows, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 7, 40}, {5, 9, 256}, {9, 33, 101}, {70, 6, 64}}) {
+  for (const Shape& shape : {Shape{1, 7, 40}, {5, 9, 256}, {9, 33, 101}, {70, 6, 64}}) {
+    const int64_t rows = shape.rows, n = shape.n, k = shape.k;
     std::vector<uint16_t> wb(static_cast<size_t>(n * k + 32), 0x7FC0);  // NaN past the matrix
     std::vector<float> x(static_cast<size_t>(rows * k));
     for (int64_t i = 0; i < n * k; ++i) wb[static_cast<size_t>(i)] = float_to_bf16(dist(rng));
@@ -173,8 +181,8 @@ TEST(InterleavedQ8_0, GivesTheProductOfTheQuantizedActivations) {
   const QuantType& type = kTypes[0];
   std::mt19937 rng(5);
   std::normal_distribution<float> dist(0, 1);
-  for (auto [rows, n, k, stride] : {std::tuple<int64_t, int64_t, int64_t, int64_t>{1, 7, 64, 64}, {5, 40, 96, 96},
-                                    {9, 33, 256, 256}, {70, 16, 32, 32}, {13, 20, 128, 192}}) {
+  for (const Shape& shape : {Shape{1, 7, 64, 64}, {5, 40, 96, 96}, {9, 33, 256, 256}, {70, 16, 32, 32}, {13, 20, 128, 192}}) {
+    const int64_t rows = shape.rows, n = shape.n, k = shape.k, stride = shape.stride;
     const std::vector<uint8_t> wq = random_blocks(type, n * stride / 32, rng);
     const TensorView whole{"w", DType::Q8_0, {n, stride}, wq.data(), wq.size()};
     const TensorView view = columns_of(whole, stride - k, k);
