@@ -53,7 +53,11 @@ std::optional<ChatTemplate> ChatTemplate::from_model(const std::string& director
     source = t.get<std::string>();
   } else if (t.is_array()) {  // [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
     for (const auto& named : t) {
-      if (named.is_object() && named.value("name", "") == "default" && named.contains("template")) source = named["template"].get<std::string>();
+      if (!named.is_object() || !named.contains("name") || named["name"] != "default") continue;
+      if (!named.contains("template") || !named["template"].is_string()) {
+        fail("{}: chat_template's entry named 'default' has no string 'template'", path);
+      }
+      source = named["template"].get<std::string>();
     }
     if (source.empty()) fail("{}: chat_template lists no template named 'default'", path);
   } else {

@@ -40,6 +40,29 @@ TEST(ChatTemplate, DemoModelTemplate) {
   EXPECT_EQ(t->render({{"messages", chat({{"user", "Hi"}})}, {"add_generation_prompt", false}}), "<|begin_of_text|>User: Hi\n");
 }
 
+// tokenizer_config.json may list named templates; the one named "default" is the chat template.
+// Entries of the wrong types are refused by name, not as a JSON type error.
+TEST(ChatTemplate, NamedTemplateListsPickDefaultAndRefuseBadEntries) {
+  const test::ScratchDir dir;
+  const auto error_for = [&](const json& list) -> std::string {
+    test::write_file(dir.file("tokenizer_config.json"), json{{"chat_template", list}}.dump());
+    try {
+      ChatTemplate::from_model(dir.path().string());
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  const std::string where = dir.file("tokenizer_config.json");
+  const json tool_use = {{"name", "tool_use"}, {"template", "T"}}, default_one = {{"name", "default"}, {"template", "D"}};
+  EXPECT_EQ(error_for(json::array({tool_use, default_one})), "(no error)");
+  EXPECT_EQ(ChatTemplate::from_model(dir.path().string())->render(json::object()), "D");
+  EXPECT_EQ(error_for(json::array({{{"name", 7}, {"template", "x"}}, {{"name", "default"}, {"template", 3}}})),
+            where + ": chat_template's entry named 'default' has no string 'template'");
+  EXPECT_EQ(error_for(json::array({{{"name", json::array()}}, "default"})),
+            where + ": chat_template lists no template named 'default'");
+}
+
 // Llama 3's template, verbatim: filters bind tighter than +, loop.index0, set inside a loop.
 TEST(ChatTemplate, Llama3Template) {
   const std::string llama3 =
