@@ -3,15 +3,11 @@
 // prompt processing of BF16 weights is measured against; prints 0 where the CPU has no AVX512_BF16.
 //
 //   bf16_peak [--threads N]
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <thread>
 #include <vector>
 
 #include "backend/cpu/avx512.h"  // the intrinsics, without GCC 12's false uninitialized warnings
+#include "timed_threads.h"
 
 namespace {
 
@@ -36,28 +32,17 @@ __attribute__((target("avx512f,avx512bf16"))) float run_steps() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  unsigned threads = std::max(1u, std::thread::hardware_concurrency());
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], "--threads") == 0) threads = static_cast<unsigned>(std::atoi(argv[i + 1]));
-  }
+  const unsigned threads = bench::threads_option(argc, argv);
   __builtin_cpu_init();
   if (!__builtin_cpu_supports("avx512bf16")) {
     std::printf("0\n");
     return 0;
   }
   std::vector<float> sums(threads);
-  double best = 0;
-  for (int pass = 0; pass < 5; ++pass) {
-    const auto start = std::chrono::steady_clock::now();
-    std::vector<std::thread> workers;
-    for (unsigned t = 0; t < threads; ++t) workers.emplace_back([&, t] { sums[t] = run_steps(); });
-    for (auto& w : workers) w.join();
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    best = std::max(best, static_cast<double>(threads) * kSteps * 16 * 32 * 2 / seconds / 1e9);
-  }
+  const double seconds = bench::best_of_passes(threads, [&](unsigned t) { sums[t] = run_steps(); });
   for (float s : sums) {
     if (s == 0) return 1;  // keeps the sums alive
   }
-  std::printf("%.0f\n", best);
+  std::printf("%.0f\n", static_cast<double>(threads) * kSteps * 16 * 32 * 2 / seconds / 1e9);
   return 0;
 }

@@ -8,13 +8,12 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <thread>
 #include <vector>
+
+#include "timed_threads.h"
 
 namespace {
 
@@ -49,10 +48,7 @@ __attribute__((target("avx512f"))) uint64_t sum_words_avx512(const uint64_t* wor
 }  // namespace
 
 int main(int argc, char** argv) {
-  unsigned threads = std::max(1u, std::thread::hardware_concurrency());
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], "--threads") == 0) threads = static_cast<unsigned>(std::atoi(argv[i + 1]));
-  }
+  const unsigned threads = bench::threads_option(argc, argv);
   const size_t bytes = size_t{1} << 30, words = bytes / sizeof(uint64_t);
   auto* buffer = static_cast<uint64_t*>(std::aligned_alloc(64, bytes));
   if (!buffer) return 1;
@@ -60,25 +56,15 @@ int main(int argc, char** argv) {
   __builtin_cpu_init();
   const auto sum = __builtin_cpu_supports("avx512f") ? sum_words_avx512 : sum_words;
   std::vector<uint64_t> sums(threads);
-  double best = 0;
-  for (int pass = 0; pass < 5; ++pass) {
-    const auto start = std::chrono::steady_clock::now();
-    std::vector<std::thread> workers;
-    for (unsigned t = 0; t < threads; ++t) {
-      workers.emplace_back([&, t] {
-        const size_t slice = words / threads / 32 * 32;  // whole 256-byte steps
-        const size_t begin = slice * t, end = t + 1 == threads ? words : slice * (t + 1);
-        sums[t] = sum(buffer, begin, end);
-      });
-    }
-    for (auto& w : workers) w.join();
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    best = std::max(best, static_cast<double>(bytes) / seconds / 1e9);
-  }
+  const double seconds = bench::best_of_passes(threads, [&](unsigned t) {
+    const size_t slice = words / threads / 32 * 32;  // whole 256-byte steps
+    const size_t begin = slice * t, end = t + 1 == threads ? words : slice * (t + 1);
+    sums[t] = sum(buffer, begin, end);
+  });
   uint64_t total = 0;
   for (uint64_t s : sums) total += s;
   std::free(buffer);
   if (total == 0) return 1;  // keeps the sums alive
-  std::printf("%.1f\n", best);
+  std::printf("%.1f\n", static_cast<double>(bytes) / seconds / 1e9);
   return 0;
 }
