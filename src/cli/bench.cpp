@@ -15,6 +15,7 @@
 #include "cli/common.h"
 #include "cli/sampling_options.h"
 #include "util/error.h"
+#include "util/json_parse.h"
 
 namespace nanoserve::cli {
 
@@ -45,7 +46,7 @@ std::vector<std::vector<int32_t>> make_prompts(const BenchOptions& opt, const Mo
     if (!in) fail("{}: cannot open", opt.dataset);
     std::string line;
     for (int n = 1; std::getline(in, line) && static_cast<int>(prompts.size()) < opt.num_requests; ++n) {
-      auto j = nlohmann::json::parse(line, nullptr, false);
+      const auto j = parse_json(line, fmt::format("{}:{}", opt.dataset, n));
       const char* key = j.is_object() && j.contains("prompt") ? "prompt" : "text";
       if (!j.is_object() || !j.contains(key) || !j[key].is_string()) fail("{}:{}: expected {{\"prompt\": ...}} or {{\"text\": ...}}", opt.dataset, n);
       auto ids = tokenizer.encode(j[key].get<std::string>());

@@ -17,6 +17,7 @@
 #include "cli/sampling_options.h"
 #include "model/transformer.h"
 #include "util/error.h"
+#include "util/json_parse.h"
 #include "util/progress.h"
 
 namespace nanoserve::cli {
@@ -48,8 +49,8 @@ std::vector<int32_t> read_documents(const std::string& path, const Tokenizer& to
   std::string line;
   for (int line_no = 1; std::getline(in, line); ++line_no) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    auto doc = nlohmann::json::parse(line, nullptr, false);
-    if (doc.is_discarded() || !doc.is_object() || !doc.contains("text") || !doc["text"].is_string()) {
+    const auto doc = parse_json(line, fmt::format("{}:{}", path, line_no));
+    if (!doc.is_object() || !doc.contains("text") || !doc["text"].is_string()) {
       fail("{}:{}: expected a JSON object with a string field \"text\"", path, line_no);
     }
     auto ids = with_context(fmt::format("{}:{}", path, line_no), [&] { return tokenizer.encode(doc["text"].get<std::string>()); });

@@ -11,6 +11,7 @@
 #include "cli/common.h"
 #include "tokenizer/chat_prompt.h"
 #include "util/error.h"
+#include "util/json_parse.h"
 
 namespace nanoserve::cli {
 
@@ -37,9 +38,7 @@ void for_each_input(bool jsonl, Convert convert) {
 
 // Ordered: a conversation reaches the chat template with its keys as written.
 nlohmann::ordered_json parse_json(const std::string& text, const char* expected) {
-  auto j = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) fail("expected {}, got text that is not JSON", expected);
-  return j;
+  return parse_ordered_json(text, fmt::format("expected {}", expected));
 }
 
 // Text on stdout: as is, or with --jsonl as one JSON string per line (invalid UTF-8 as U+FFFD).
@@ -70,7 +69,7 @@ void run_detokenize(const TokenizeOptions& opt) {
     std::vector<int32_t> ids;
     for (size_t i = 0; i < j.size(); ++i) {
       if (!j[i].is_number_integer() || j[i].get<int64_t>() < 0 || j[i].get<int64_t>() >= tokenizer.vocab_size()) {
-        fail("element {} ({}) is not a token id of this vocabulary ({} tokens)", i, j[i].dump(), tokenizer.vocab_size());
+        fail("element {} ({}) is not a token id of this vocabulary ({} tokens)", i, json_excerpt(j[i]), tokenizer.vocab_size());
       }
       ids.push_back(j[i].get<int32_t>());
     }

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "util/error.h"
+#include "util/json_parse.h"
 
 namespace nanoserve {
 
@@ -15,10 +16,8 @@ namespace {
 
 // weight_map of the index: tensor name -> shard file name.
 std::map<std::string, std::string> read_weight_map(const fs::path& index_path) {
+  const auto j = read_json_file(index_path.string());
   return with_context(index_path.string(), [&] {
-    std::ifstream in(index_path);
-    auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) fail("not valid JSON");
     if (!j.contains("weight_map") || !j["weight_map"].is_object()) fail("missing object 'weight_map'");
     std::map<std::string, std::string> map;
     for (const auto& [name, file] : j["weight_map"].items()) {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
+#include "util/json_parse.h"
 
 namespace nanoserve {
 
@@ -20,7 +21,7 @@ Shape parse_shape(const json& j) {
   if (!j.is_array()) fail("'shape' must be an array of non-negative integers");
   Shape shape;
   for (const auto& d : j) {
-    if (!d.is_number_unsigned()) fail("'shape' must be an array of non-negative integers, got {}", j.dump());
+    if (!d.is_number_unsigned()) fail("'shape' must be an array of non-negative integers, got {}", json_excerpt(j));
     shape.push_back(d.get<int64_t>());
   }
   return shape;
@@ -64,7 +65,9 @@ TensorView parse_tensor(const std::string& name, const json& entry, const uint8_
 
 void check_no_overlap(const std::map<std::string, TensorView>& tensors) {
   std::vector<const TensorView*> sorted;
-  for (const auto& [_, t] : tensors) sorted.push_back(&t);
+  for (const auto& [_, t] : tensors) {
+    if (t.nbytes > 0) sorted.push_back(&t);  // an empty tensor holds no bytes, wherever it points
+  }
   std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->data < b->data; });
   for (size_t i = 1; i < sorted.size(); ++i) {
     if (sorted[i - 1]->data + sorted[i - 1]->nbytes > sorted[i]->data) {
@@ -83,8 +86,7 @@ SafetensorsContents parse_safetensors(const uint8_t* bytes, uint64_t size) {
   if (header_len > kMaxHeaderBytes) fail("header length {} exceeds the {} byte limit", header_len, kMaxHeaderBytes);
   if (header_len > size - 8) fail("header length {} runs past the end of the {} byte file", header_len, size);
   const char* header = reinterpret_cast<const char*>(bytes + 8);
-  json j = json::parse(header, header + header_len, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) fail("header is not valid JSON");
+  json j = parse_json(std::string_view(header, header_len), "header");
   if (!j.is_object()) fail("header must be a JSON object");
   const uint8_t* data = bytes + 8 + header_len;
   const uint64_t data_size = size - 8 - header_len;

@@ -9,6 +9,7 @@
 #include "hub/hub.h"
 #include "hub/http.h"
 #include "util/error.h"
+#include "util/json_parse.h"
 #include "util/progress.h"
 
 namespace nanoserve::hub {
@@ -97,8 +98,12 @@ RepoInfo fetch_info(Http& http, const std::string& endpoint, const RepoRef& r) {
   const std::string url = fmt::format("{}/api/models/{}/revision/{}?blobs=true", endpoint, r.id, r.revision);
   const HttpResponse response = http.get(url);
   if (response.status != 200) http_failure(r, "listing the repository failed", response.status);
-  const auto j = nlohmann::json::parse(response.body, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("sha") || !j.contains("siblings") || !j["siblings"].is_array()) {
+  nlohmann::json j;
+  try {
+    j = parse_json(response.body, url);
+  } catch (const Error&) {
+  }
+  if (!j.is_object() || !j.contains("sha") || !j.contains("siblings") || !j["siblings"].is_array()) {
     fail("{}: the Hub answered {} with something other than repository information", r.id, url);
   }
   RepoInfo info;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "util/error.h"
+#include "util/json_parse.h"
 
 namespace nanoserve {
 
@@ -76,7 +77,7 @@ std::unique_ptr<BpeModel> read_bpe(dom::object model) {
 nlohmann::json component(dom::object root, const char* key) {
   dom::element v;
   if (root[key].get(v) != simdjson::SUCCESS) return nullptr;
-  return nlohmann::json::parse(simdjson::minify(v));
+  return parse_json(simdjson::minify(v), std::string("tokenizer.json: ") + key);
 }
 
 }  // namespace

@@ -1,22 +1,10 @@
 #include "util/json_fields.h"
 
-#include <fstream>
-
 #include "util/error.h"
 
 namespace nanoserve {
 
 using json = nlohmann::json;
-
-json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot open", path);
-  try {
-    return json::parse(in);
-  } catch (const json::parse_error& e) {
-    fail("{}: not valid JSON: {}", path, e.what());
-  }
-}
 
 JsonFields::JsonFields(const json& object, std::string source) : object_(object), source_(std::move(source)) {
   if (!object_.is_object()) fail("{}: expected a JSON object", source_);
@@ -30,7 +18,7 @@ const json& JsonFields::value(const std::string& key) const {
 }
 
 void JsonFields::invalid(const std::string& key, const std::string& expected) const {
-  fail("{}: field '{}' must be {}, got {}", source_, key, expected, object_.contains(key) ? object_[key].dump() : "nothing");
+  fail("{}: field '{}' must be {}, got {}", source_, key, expected, object_.contains(key) ? json_excerpt(object_[key]) : "nothing");
 }
 
 int64_t JsonFields::positive_int(const std::string& key) const {

@@ -5,9 +5,9 @@
 #include <optional>
 #include <string>
 
-namespace nanoserve {
+#include "util/json_parse.h"
 
-nlohmann::json read_json_file(const std::string& path);  // throws Error naming the path
+namespace nanoserve {
 
 class JsonFields {
  public:

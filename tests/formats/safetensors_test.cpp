@@ -62,6 +62,31 @@ TEST(Safetensors, AcceptsMetadataAndEmptyTensors) {
   EXPECT_EQ(file.tensors().at("e").nbytes, 0u);
 }
 
+// Issue 26: an empty tensor pointing into another's bytes was reported as overlapping it.
+TEST(Safetensors, EmptyTensorsOverlapNothing) {
+  auto bytes = make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                         R"("e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},"z":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}})",
+                         std::string(8, 'x'));
+  ScratchDir dir;
+  test::write_file(dir.file("m.safetensors"), bytes);
+  SafetensorsFile file(dir.file("m.safetensors"));
+  EXPECT_EQ(file.tensors().size(), 3u);
+}
+
+// Issue 26: a shape nested 300k levels deep overflowed the stack while the error message printed
+// it. The header's nesting is bounded while it is parsed; a bad shape prints a short excerpt.
+TEST(SafetensorsErrors, DeepOrLongShapesAreShortErrors) {
+  const std::string deep = std::string(300000, '[') + std::string(300000, ']');
+  expect_error(make_file(R"({"a":{"dtype":"F32","shape":)" + deep + R"(,"data_offsets":[0,4]}})", "abcd"),
+               "header: nested deeper than 128 levels");
+  std::string long_shape = "[1";
+  for (int i = 0; i < 10000; ++i) long_shape += ",-1";
+  expect_error(make_file(R"({"a":{"dtype":"F32","shape":)" + long_shape + R"(],"data_offsets":[0,4]}})", "abcd"),
+               "'shape' must be an array of non-negative integers, got [1,-1,-1");
+  expect_error(make_file(R"({"a":{"dtype":"F32","shape":)" + long_shape + R"(],"data_offsets":[0,4]}})", "abcd"),
+               "-1,... (30003 bytes)");
+}
+
 // The loader hands out exactly the bytes the header points at, for every tensor of the demo model:
 // checked against an independent reading of the file with plain stream I/O.
 TEST(Safetensors, DemoModelBytesMatchIndependentRead) {

@@ -177,6 +177,30 @@ TEST(ModelConfigErrors, Llama3MissingParameter) {
   expect_config_error(j, "missing field 'high_freq_factor'");
 }
 
+// Issue 26: "hidden_size": [[[...]]] 300k levels deep killed `inspect` and `generate` with SIGSEGV
+// while the error message printed it. A long bad value prints as a short excerpt.
+TEST(ModelConfigErrors, DeepOrHugeValuesAreShortErrors) {
+  test::ScratchDir dir;
+  test::write_file(dir.file("config.json"), R"({"model_type": "llama", "hidden_size": )" + std::string(300000, '[') +
+                                                std::string(300000, ']') + "}");
+  try {
+    read_model_config(dir.file("config.json"));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), dir.file("config.json") + ": nested deeper than 128 levels");
+  }
+  json j = minimal_llama();
+  j["hidden_size"] = json::array();
+  for (int i = 0; i < 100000; ++i) j["hidden_size"].push_back(i);
+  expect_config_error(j, "field 'hidden_size' must be a positive integer, got [0,1,2,3,");
+  try {
+    parse_model_config(j, "config.json");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_LT(std::string(e.what()).size(), 300u) << e.what();
+  }
+}
+
 TEST(ModelConfigErrors, NotJson) {
   test::ScratchDir dir;
   test::write_file(dir.file("config.json"), "{\"model_type\": ");

@@ -1,0 +1,67 @@
+#include "util/json_parse.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "util/error.h"
+
+namespace nanoserve {
+
+namespace {
+
+struct TooDeep {};
+
+// nlohmann's parser keeps its own stack (it does not recurse); the callback sees the depth of
+// every container as it opens, before the value is built, and stops the parse there.
+template <typename Json>
+Json parse_bounded(std::string_view text, std::string_view source) {
+  auto bound = [](int depth, typename Json::parse_event_t event, Json&) {
+    if ((event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start) &&
+        depth >= kMaxJsonDepth) {
+      throw TooDeep{};
+    }
+    return true;
+  };
+  try {
+    return Json::parse(text.begin(), text.end(), bound);
+  } catch (const TooDeep&) {
+    fail("{}: nested deeper than {} levels", source, kMaxJsonDepth);
+  } catch (const typename Json::parse_error& e) {
+    // e.what() reads "[json.exception.parse_error.101] parse error at line 1, column 2: ..."
+    const std::string what = e.what();
+    const size_t at = what.find("] ");
+    fail("{}: not valid JSON: {}", source, at == std::string::npos ? what : what.substr(at + 2));
+  }
+}
+
+template <typename Json>
+std::string excerpt(const Json& value, size_t max_chars) {
+  std::string text = value.dump(-1, ' ', false, Json::error_handler_t::replace);
+  if (text.size() <= max_chars) return text;
+  size_t cut = max_chars;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // whole characters
+  return text.substr(0, cut) + fmt::format("... ({} bytes)", text.size());
+}
+
+}  // namespace
+
+nlohmann::json parse_json(std::string_view text, std::string_view source) {
+  return parse_bounded<nlohmann::json>(text, source);
+}
+
+nlohmann::ordered_json parse_ordered_json(std::string_view text, std::string_view source) {
+  return parse_bounded<nlohmann::ordered_json>(text, source);
+}
+
+nlohmann::json read_json_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open", path);
+  std::ostringstream contents;
+  contents << in.rdbuf();
+  return parse_json(contents.str(), path);
+}
+
+std::string json_excerpt(const nlohmann::json& value, size_t max_chars) { return excerpt(value, max_chars); }
+std::string json_excerpt(const nlohmann::ordered_json& value, size_t max_chars) { return excerpt(value, max_chars); }
+
+}  // namespace nanoserve

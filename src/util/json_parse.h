@@ -1,0 +1,27 @@
+// JSON from outside the program (request bodies, config.json, tokenizer.json, safetensors headers)
+// is parsed here, with its nesting bounded while it is parsed: no later walk over the value
+// (copying, printing, converting) can then recurse deep enough to overflow the stack.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+namespace nanoserve {
+
+// Deeper than any real document (config.json and tokenizer.json nest 5 levels, a tool's JSON
+// Schema a few dozen) and far shallower than the stack allows.
+constexpr int kMaxJsonDepth = 128;
+
+// Throws Error: "SOURCE: not valid JSON: ..." or "SOURCE: nested deeper than 128 levels".
+nlohmann::json parse_json(std::string_view text, std::string_view source);
+nlohmann::ordered_json parse_ordered_json(std::string_view text, std::string_view source);
+
+// The file at `path`, parsed as above; throws Error naming the path.
+nlohmann::json read_json_file(const std::string& path);
+
+// A value as it may appear in an error message: its JSON, cut to about `max_chars` characters.
+std::string json_excerpt(const nlohmann::json& value, size_t max_chars = 120);
+std::string json_excerpt(const nlohmann::ordered_json& value, size_t max_chars = 120);
+
+}  // namespace nanoserve

@@ -1,0 +1,68 @@
+#include "util/json_parse.h"
+
+#include <gtest/gtest.h>
+
+#include "test_support.h"
+#include "util/error.h"
+
+namespace nanoserve {
+namespace {
+
+std::string nested(int levels, const std::string& inner = "1") {
+  return std::string(static_cast<size_t>(levels), '[') + inner + std::string(static_cast<size_t>(levels), ']');
+}
+
+std::string error_of(const std::string& text) {
+  try {
+    parse_json(text, "body");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// Issue 26: 120k levels of nesting in a request body overflowed the stack while the value was
+// copied; 300k in config.json while an error message printed it. The parser now stops at 128.
+TEST(JsonParse, NestingIsBoundedWhileParsing) {
+  EXPECT_EQ(parse_json(nested(kMaxJsonDepth), "body").dump(), nested(kMaxJsonDepth));
+  EXPECT_EQ(error_of(nested(kMaxJsonDepth + 1)), "body: nested deeper than 128 levels");
+  EXPECT_EQ(error_of(nested(300000)), "body: nested deeper than 128 levels");
+  EXPECT_EQ(error_of(R"({"a":)" + nested(200) + "}"), "body: nested deeper than 128 levels");
+  std::string objects;
+  for (int i = 0; i < 200; ++i) objects += R"({"k":)";
+  EXPECT_EQ(error_of(objects + "1" + std::string(200, '}')), "body: nested deeper than 128 levels");
+  // Brackets inside strings are text, not nesting.
+  EXPECT_EQ(parse_json("[\"" + std::string(1000, '[') + "\"]", "body")[0].get<std::string>().size(), 1000u);
+  EXPECT_EQ(parse_ordered_json(R"({"b":1,"a":2})", "body").dump(), R"({"b":1,"a":2})");
+}
+
+TEST(JsonParse, SyntaxErrorsNameTheSourceAndPlace) {
+  EXPECT_EQ(error_of("{not json"),
+            "body: not valid JSON: parse error at line 1, column 3: syntax error while parsing object key - invalid "
+            "literal; last read: '{no'; expected string literal");
+  EXPECT_EQ(error_of(""), "body: not valid JSON: parse error at line 1, column 1: syntax error while parsing value - "
+                          "unexpected end of input; expected '[', '{', or a literal");
+}
+
+TEST(JsonParse, FilesAreBoundedToo) {
+  const test::ScratchDir dir;
+  test::write_file(dir.file("config.json"), R"({"hidden_size": )" + nested(300000) + "}");
+  try {
+    read_json_file(dir.file("config.json"));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), dir.file("config.json") + ": nested deeper than 128 levels");
+  }
+  EXPECT_THROW(read_json_file(dir.file("missing.json")), Error);
+}
+
+TEST(JsonParse, ExcerptsAreShort) {
+  EXPECT_EQ(json_excerpt(nlohmann::json::parse("[1,2]")), "[1,2]");
+  const auto long_value = nlohmann::json(std::string(1000, 'x'));
+  EXPECT_EQ(json_excerpt(long_value, 10), "\"xxxxxxxxx... (1002 bytes)");
+  // A cut never splits a character.
+  EXPECT_EQ(json_excerpt(nlohmann::json("\u00e9\u00e9\u00e9"), 4), "\"\u00e9... (8 bytes)");
+}
+
+}  // namespace
+}  // namespace nanoserve
