@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include "test_support.h"
 #include "util/error.h"
 
@@ -159,6 +161,48 @@ TEST(ChatTemplate, RunawayOutputAndRecursionAreBounded) {
   EXPECT_THROW(render("{% set s = 'x' * 16000000 %}{% set l = [] %}{% for i in range(1000) %}{% set _ = l.append(s) %}"
                       "{% endfor %}{{ l | length }}"),
                Error);
+}
+
+// Work is bounded as well as memory (issue 26): each of these hung the server's io thread.
+TEST(ChatTemplate, RunawayWorkIsBounded) {
+  const std::string budget = "chat template: the render did over 4000000 units of work (a loop or recursion without end?)";
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(error_of("{% for i in range(1000000) %}{% for j in range(1000000) %}{% endfor %}{% endfor %}"), budget);
+  EXPECT_EQ(error_of("{% macro f(n) %}{% if n < 60 %}{{ f(n + 1) }}{{ f(n + 1) }}{% endif %}{% endmacro %}{{ f(0) }}"), budget);
+  EXPECT_EQ(error_of("{{ range(1000000) | unique | length }}"), budget);  // quadratic in the list
+  EXPECT_EQ(error_of("{% set s = 'x' * 10000000 %}{% for i in range(1000000) %}{{ 'y' in s }}{% endfor %}"), budget);
+  // A loop that runs only when a message holds a word: harmless until that message arrives.
+  const std::string trap = "{% for m in messages %}{% if 'loop' in m.content %}{% for i in range(1000000) %}"
+                           "{% for j in range(1000000) %}{% endfor %}{% endfor %}{% endif %}{{ m.content }}{% endfor %}";
+  EXPECT_EQ(render(trap, {{"messages", chat({{"user", "hello"}})}}), "hello");
+  EXPECT_THROW(render(trap, {{"messages", chat({{"user", "loop"}})}}), Error);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 10.0);
+  // The budget is per render: a real template rendered many times stays far below it.
+  const ChatTemplate t(*ChatTemplate::from_model(test::demo_model_dir()));
+  for (int i = 0; i < 100; ++i) t.render({{"messages", chat({{"user", "Hi"}})}, {"add_generation_prompt", true}});
+}
+
+// Lists and dicts are shared, so a template could make one contain itself; printing, comparing or
+// converting it recursed until the stack overflowed (issue 26). Values nest at most 256 levels.
+TEST(ChatTemplate, SelfContainingAndDeepValuesAreErrors) {
+  EXPECT_EQ(error_of("{% set l = [] %}{{ l.append(l) }}{{ l | tojson }}"), "chat template line 1: cannot append a list to itself");
+  EXPECT_EQ(error_of("{% set l = [] %}{% set m = [l] %}{{ l.append(m) }}"), "chat template line 1: cannot append a list to itself");
+  EXPECT_EQ(error_of("{% set ns = namespace(x=1) %}{% set ns.x = [ns] %}"),
+            "chat template line 1: cannot set 'ns.x' to a value that contains ns");
+  const std::string deep = "{% set ns = namespace(x=[]) %}{% for i in range(300) %}{% set ns.x = [ns.x] %}{% endfor %}";
+  const std::string too_deep = "chat template: a value nested deeper than 256 levels (a list that contains itself?)";
+  EXPECT_EQ(error_of(deep + "{{ ns.x | tojson }}"), too_deep);
+  EXPECT_EQ(error_of(deep + "{{ ns.x }}"), too_deep);
+  EXPECT_EQ(error_of(deep + "{{ ns.x == ns.x }}"), too_deep);
+  json nested = json::array();
+  for (int i = 0; i < 300; ++i) nested = json::array({nested});
+  try {
+    render("{{ x }}", {{"x", nested}});
+    FAIL() << "a 300-level value was converted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), too_deep);
+  }
+  EXPECT_EQ(render("{% set l = [1] %}{{ l.append([2]) }}{{ l }}"), "None[1, [2]]");  // appending another list is fine
 }
 
 // Found by fuzz_chat_template: 250 nested brackets overflowed the parser's stack, and 10 ** 100

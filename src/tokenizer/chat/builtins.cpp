@@ -91,6 +91,7 @@ std::string to_json(const Value& v, Arguments& args, int line) {
 Array as_list(const Value& v, int line) {
   if (v.is(K::Array)) return *v.array;
   if (v.is(K::String)) {
+    Value::check_items(v.string.size());
     Array out;
     for (char c : v.string) out.push_back(Value::from(std::string(1, c)));
     return out;
@@ -118,9 +119,17 @@ Value select_attr(const Value& v, Arguments& args, bool keep, int line) {
   return Value::from(std::move(out));
 }
 
+// A filter or method walks its input once (a string scanned, a list's items copied): the render
+// pays for that up front.
+void charge_input(const Value& v) {
+  if (v.is(K::String)) return Value::charge_scan(v.string.size());
+  Value::charge(1 + (v.is(K::Array) ? v.array->size() : v.is(K::Object) ? v.object->size() : 0));
+}
+
 }  // namespace
 
 Value call_filter(const std::string& name, Value v, Arguments& args, int line) {
+  charge_input(v);
   if (name == "trim") return Value::from(strip(v.str(), args.positional.empty() ? " \t\n\r\f\v" : args.positional[0].str(), true, true));
   if (name == "upper") return Value::from(upper(v.str()));
   if (name == "lower") return Value::from(lower(v.str()));
@@ -245,6 +254,7 @@ bool has_method(const Value& o, const std::string& name) {
 }
 
 Value call_method(Value& o, const std::string& name, Arguments& args, int line) {
+  charge_input(o);
   if (o.is(K::String)) {
     const std::string& s = o.string;
     const std::string chars = args.positional.empty() ? " \t\n\r\f\v" : args.positional[0].str();
@@ -281,6 +291,7 @@ Value call_method(Value& o, const std::string& name, Arguments& args, int line) 
     if (name == "splitlines") {
       for (size_t start = 0; start < s.size();) {
         const size_t end = s.find('\n', start);
+        Value::check_items(parts.size() + 1);
         parts.push_back(Value::from(s.substr(start, end == std::string::npos ? std::string::npos : end - start)));
         start = end == std::string::npos ? s.size() : end + 1;
       }
@@ -299,6 +310,7 @@ Value call_method(Value& o, const std::string& name, Arguments& args, int line) 
           break;
         }
         const size_t end = s.find_first_of(" \t\n\r\f\v", i);
+        Value::check_items(parts.size() + 1);
         parts.push_back(Value::from(s.substr(i, end == std::string::npos ? std::string::npos : end - i)));
         i = end == std::string::npos ? s.size() : end;
       }
@@ -307,6 +319,7 @@ Value call_method(Value& o, const std::string& name, Arguments& args, int line) 
       if (d.empty()) fail("chat template line {}: split with an empty separator", line);
       size_t start = 0;
       for (size_t p; maxsplit-- != 0 && (p = s.find(d, start)) != std::string::npos; start = p + d.size()) {
+        Value::check_items(parts.size() + 1);
         parts.push_back(Value::from(s.substr(start, p - start)));
       }
       parts.push_back(Value::from(s.substr(start)));
@@ -326,6 +339,7 @@ Value call_method(Value& o, const std::string& name, Arguments& args, int line) 
   if (name == "append") {
     Value::check_items(o.array->size() + 1);
     Value item = args.get(0, "object");
+    if (item.reaches(o)) fail("chat template line {}: cannot append a list to itself", line);
     Value::check_string(item.string.size());  // the copy counts against the render's budget
     o.array->push_back(std::move(item));
     return Value::none();

@@ -13,6 +13,10 @@ namespace {
 
 constexpr size_t kMaxOutputBytes = 16 << 20;  // a chat prompt is far smaller; this stops runaway loops
 constexpr int kMaxDepth = 64;
+// A loop iteration builds its `loop` object and a scope, a call a scope and its arguments: each
+// counts as this many units of work (measured: about 100 ns a unit, so the budget is ~0.5 s).
+constexpr uint64_t kIterationWork = 8;
+constexpr uint64_t kCallWork = 4;
 
 using K = Value::Kind;
 
@@ -104,6 +108,7 @@ bool contains(const Value& container, const Value& item, int line) {
   switch (container.kind) {
     case K::String:
       if (!item.is(K::String)) fail("chat template line {}: 'in <string>' needs a string on the left", line);
+      Value::charge_scan(container.string.size());
       return container.string.find(item.string) != std::string::npos;
     case K::Array: return std::find(container.array->begin(), container.array->end(), item) != container.array->end();
     case K::Object: return item.is(K::String) && container.get(item.string);
@@ -121,6 +126,7 @@ Array iterate(const Value& v, int line) {
       return keys;
     }
     case K::String: {
+      Value::check_items(v.string.size());
       Array chars;
       for (char c : v.string) chars.push_back(Value::from(std::string(1, c)));
       return chars;
@@ -242,6 +248,7 @@ Value Call::eval(Context& ctx) const {
   Value f = callee->eval(ctx);
   if (!f.is(K::Function)) fail("chat template line {}: {} is not callable", line, f.defined() ? f.type_name() : "an undefined name");
   Arguments args = evaluate(ctx, this->args, "function");
+  Value::charge(kCallWork);
   ctx.enter(line);
   Value result = (*f.function)(args);
   ctx.leave();
@@ -319,6 +326,7 @@ void ForStmt::exec(Context& ctx) const {
       kept.push_back(std::move(item));
       continue;
     }
+    Value::charge(1);
     Context::Scope scope(ctx);
     ctx.assign(targets[0], item);
     if (filter->eval(ctx).truthy()) kept.push_back(std::move(item));
@@ -329,6 +337,7 @@ void ForStmt::exec(Context& ctx) const {
   }
   const auto n = static_cast<int64_t>(kept.size());
   for (int64_t i = 0; i < n; ++i) {
+    Value::charge(kIterationWork);
     Context::Scope scope(ctx);
     const Value& item = kept[static_cast<size_t>(i)];
     if (targets.size() == 1) {
@@ -373,6 +382,7 @@ void SetStmt::exec(Context& ctx) const {
   if (!attribute.empty()) {
     Value target = ctx.lookup(targets[0]);
     if (!target.is(K::Object)) fail("chat template line {}: cannot set attribute '{}' of {}", line, attribute, target.type_name());
+    if (v.reaches(target)) fail("chat template line {}: cannot set '{}.{}' to a value that contains {}", line, targets[0], attribute, targets[0]);
     target.set(attribute, std::move(v));  // objects are shared: this updates the namespace in place
   } else if (targets.size() == 1) {
     ctx.assign(targets[0], std::move(v));

@@ -1,5 +1,6 @@
 #include "tokenizer/chat/value.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
 
@@ -11,9 +12,24 @@ using json = nlohmann::ordered_json;  // dicts keep insertion order, as in Pytho
 
 namespace {
 thread_local size_t render_bytes = 0;  // string bytes made by the render under way on this thread
+thread_local uint64_t render_work = 0;  // units of work done by the render under way on this thread
+
+void check_depth(int depth) {
+  if (depth > Value::kMaxNesting) fail("chat template: a value nested deeper than {} levels (a list that contains itself?)", Value::kMaxNesting);
+}
 }  // namespace
 
-void Value::start_render() { render_bytes = 0; }
+void Value::start_render() {
+  render_bytes = 0;
+  render_work = 0;
+}
+
+void Value::charge(uint64_t units) {
+  render_work += units;
+  if (render_work > kMaxRenderWork) {
+    fail("chat template: the render did over {} units of work (a loop or recursion without end?)", kMaxRenderWork);
+  }
+}
 
 void Value::check_string_size(size_t bytes) {
   if (bytes > kMaxStringBytes) fail("chat template: a string of {} bytes is over the limit of {}", bytes, kMaxStringBytes);
@@ -29,7 +45,8 @@ void Value::check_items(size_t items) {
   if (items > kMaxItems) fail("chat template: a list of {} items is over the limit of {}", items, kMaxItems);
 }
 
-Value Value::from_json(const json& j) {
+Value Value::from_json(const json& j, int depth) {
+  check_depth(depth);
   switch (j.type()) {
     case json::value_t::null: return none();
     case json::value_t::boolean: return from(j.get<bool>());
@@ -39,12 +56,12 @@ Value Value::from_json(const json& j) {
     case json::value_t::string: return from(j.get<std::string>());
     case json::value_t::array: {
       jinja::Array a;
-      for (const auto& x : j) a.push_back(from_json(x));
+      for (const auto& x : j) a.push_back(from_json(x, depth + 1));
       return from(std::move(a));
     }
     case json::value_t::object: {
       jinja::Object o;
-      for (const auto& [k, x] : j.items()) o.emplace_back(k, from_json(x));
+      for (const auto& [k, x] : j.items()) o.emplace_back(k, from_json(x, depth + 1));
       return from(std::move(o));
     }
     default: return {};
@@ -98,7 +115,9 @@ std::string Value::str() const {
   }
 }
 
-std::string Value::repr() const {
+std::string Value::repr(int depth) const {
+  check_depth(depth);
+  charge(1);
   switch (kind) {
     case Kind::Undefined: return "";
     case Kind::None: return "None";
@@ -108,12 +127,12 @@ std::string Value::repr() const {
     case Kind::String: return quote(string);
     case Kind::Array: {
       std::string out = "[";
-      for (size_t i = 0; i < array->size(); ++i) out += (i ? ", " : "") + (*array)[i].repr();
+      for (size_t i = 0; i < array->size(); ++i) out += (i ? ", " : "") + (*array)[i].repr(depth + 1);
       return out + "]";
     }
     case Kind::Object: {
       std::string out = "{";
-      for (size_t i = 0; i < object->size(); ++i) out += (i ? ", " : "") + quote((*object)[i].first) + ": " + (*object)[i].second.repr();
+      for (size_t i = 0; i < object->size(); ++i) out += (i ? ", " : "") + quote((*object)[i].first) + ": " + (*object)[i].second.repr(depth + 1);
       return out + "}";
     }
     case Kind::Function: return "<function>";
@@ -126,7 +145,9 @@ std::string Value::type_name() const {
   return names[static_cast<int>(kind)];
 }
 
-json Value::to_json() const {
+json Value::to_json(int depth) const {
+  check_depth(depth);
+  charge(1);
   switch (kind) {
     case Kind::Undefined:
     case Kind::None:
@@ -137,12 +158,12 @@ json Value::to_json() const {
     case Kind::String: return string;
     case Kind::Array: {
       json a = json::array();
-      for (const auto& x : *array) a.push_back(x.to_json());
+      for (const auto& x : *array) a.push_back(x.to_json(depth + 1));
       return a;
     }
     case Kind::Object: {
       json o = json::object();
-      for (const auto& [k, x] : *object) o[k] = x.to_json();
+      for (const auto& [k, x] : *object) o[k] = x.to_json(depth + 1);
       return o;
     }
   }
@@ -167,8 +188,26 @@ void Value::set(const std::string& key, Value v) {
   object->emplace_back(key, std::move(v));
 }
 
-bool operator==(const Value& a, const Value& b) {
+bool Value::reaches(const Value& container, int depth) const {
+  check_depth(depth);
+  charge(1);
+  if (kind == Kind::Array) {
+    if (array == container.array) return true;
+    return std::any_of(array->begin(), array->end(), [&](const Value& x) { return x.reaches(container, depth + 1); });
+  }
+  if (kind == Kind::Object) {
+    if (object == container.object) return true;
+    return std::any_of(object->begin(), object->end(), [&](const auto& kv) { return kv.second.reaches(container, depth + 1); });
+  }
+  return false;
+}
+
+bool operator==(const Value& a, const Value& b) { return equal(a, b, 0); }
+
+bool equal(const Value& a, const Value& b, int depth) {
   using K = Value::Kind;
+  check_depth(depth);
+  Value::charge(1);
   if (a.is_number() && b.is_number()) return a.as_double() == b.as_double();
   if ((a.kind == K::Bool && b.is_number()) || (a.is_number() && b.kind == K::Bool)) {  // True == 1, as in Python
     auto number = [](const Value& v) { return v.kind == K::Bool ? (v.boolean ? 1.0 : 0.0) : v.as_double(); };
@@ -179,9 +218,16 @@ bool operator==(const Value& a, const Value& b) {
     case K::Undefined:
     case K::None: return true;
     case K::Bool: return a.boolean == b.boolean;
-    case K::String: return a.string == b.string;
-    case K::Array: return *a.array == *b.array;
-    case K::Object: return *a.object == *b.object;
+    case K::String: Value::charge_scan(a.string.size()); return a.string == b.string;
+    case K::Array:
+      return a.array->size() == b.array->size() &&
+             std::equal(a.array->begin(), a.array->end(), b.array->begin(),
+                        [&](const Value& x, const Value& y) { return equal(x, y, depth + 1); });
+    case K::Object:
+      return a.object->size() == b.object->size() &&
+             std::equal(a.object->begin(), a.object->end(), b.object->begin(), [&](const auto& x, const auto& y) {
+               return x.first == y.first && equal(x.second, y.second, depth + 1);
+             });
     case K::Function: return a.function == b.function;
     default: return false;
   }
@@ -189,6 +235,7 @@ bool operator==(const Value& a, const Value& b) {
 
 namespace {
 void dump(const json& j, int indent, int depth, std::string& out) {
+  check_depth(depth);
   const std::string pad = indent > 0 ? "\n" + std::string(static_cast<size_t>(indent * (depth + 1)), ' ') : "";
   const std::string close = indent > 0 ? "\n" + std::string(static_cast<size_t>(indent * depth), ' ') : "";
   const char* comma = indent > 0 ? "," : ", ";

@@ -35,10 +35,10 @@ struct Value {
   static Value from(int64_t i) { Value v; v.kind = Kind::Int; v.integer = i; return v; }
   static Value from(double d) { Value v; v.kind = Kind::Float; v.number = d; return v; }
   static Value from(std::string s) { check_string(s.size()); Value v; v.kind = Kind::String; v.string = std::move(s); return v; }
-  static Value from(jinja::Array a) { check_items(a.size()); Value v; v.kind = Kind::Array; v.array = std::make_shared<jinja::Array>(std::move(a)); return v; }
-  static Value from(jinja::Object o) { Value v; v.kind = Kind::Object; v.object = std::make_shared<jinja::Object>(std::move(o)); return v; }
+  static Value from(jinja::Array a) { check_items(a.size()); charge(1 + a.size()); Value v; v.kind = Kind::Array; v.array = std::make_shared<jinja::Array>(std::move(a)); return v; }
+  static Value from(jinja::Object o) { charge(1 + o.size()); Value v; v.kind = Kind::Object; v.object = std::make_shared<jinja::Object>(std::move(o)); return v; }
   static Value from(jinja::Function f) { Value v; v.kind = Kind::Function; v.function = std::make_shared<jinja::Function>(std::move(f)); return v; }
-  static Value from_json(const nlohmann::ordered_json& j);  // keys keep their order
+  static Value from_json(const nlohmann::ordered_json& j, int depth = 0);  // keys keep their order
 
   // A template may build values without printing them (a list doubled in a loop): every string and
   // list a template makes is bounded, so memory is too. Throw Error past the limits.
@@ -50,6 +50,15 @@ struct Value {
   static void check_string(size_t bytes);       // a string made: its size, and the render's budget
   static void check_string_size(size_t bytes);  // a string about to be made: its size only
   static void check_items(size_t items);
+  // Work is bounded too, so that no template runs for long (two nested loops over range(1000000),
+  // a macro calling itself twice at each level): loop iterations, calls, items built, compared or
+  // printed, and string bytes scanned (per 64) each count against a budget for the whole render.
+  // A real template renders in a few thousand units.
+  static constexpr uint64_t kMaxRenderWork = 4'000'000;
+  static void charge(uint64_t units);
+  static void charge_scan(size_t bytes) { charge(1 + bytes / 64); }
+  // Values nest at most this deep (a list that contains itself would nest forever).
+  static constexpr int kMaxNesting = 256;
   static void start_render();
 
   bool is(Kind k) const { return kind == k; }
@@ -58,14 +67,16 @@ struct Value {
   double as_double() const { return kind == Kind::Int ? static_cast<double>(integer) : number; }
   bool truthy() const;
   std::string str() const;                   // what {{ value }} prints (Python's str)
-  std::string repr() const;                  // Python's repr, used inside lists and dicts
+  std::string repr(int depth = 0) const;     // Python's repr, used inside lists and dicts
   std::string type_name() const;
-  nlohmann::ordered_json to_json() const;
+  nlohmann::ordered_json to_json(int depth = 0) const;
+  bool reaches(const Value& container, int depth = 0) const;  // whether `container` is this value or inside it
   const Value* get(const std::string& key) const;  // dict lookup; nullptr when absent
   void set(const std::string& key, Value v);       // dict assignment
 };
 
 bool operator==(const Value& a, const Value& b);
+bool equal(const Value& a, const Value& b, int depth);  // ==, counting the depth of nested values
 
 // Python's json.dumps with ensure_ascii=False: ", " and ": " separators, or `indent` spaces per level.
 std::string dump_json(const nlohmann::ordered_json& j, int indent);
