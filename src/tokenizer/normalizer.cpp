@@ -17,7 +17,7 @@ namespace {
 class Unicode : public Normalizer {
  public:
   explicit Unicode(utf8proc_option_t options) : options_(options) {}
-  std::string normalize(std::string text) const override {
+  std::string normalize_within(std::string text, size_t) const override {
     utf8proc_uint8_t* out = nullptr;
     const utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
                                             static_cast<utf8proc_ssize_t>(text.size()), &out, options_);
@@ -35,7 +35,7 @@ class Unicode : public Normalizer {
 // final-sigma rule.
 class Lowercase : public Normalizer {
  public:
-  std::string normalize(std::string text) const override {
+  std::string normalize_within(std::string text, size_t) const override {
     std::string out;
     out.reserve(text.size());
     for (size_t pos = 0; pos < text.size();) {
@@ -55,7 +55,10 @@ class Lowercase : public Normalizer {
 class Prepend : public Normalizer {
  public:
   explicit Prepend(const json& j) : prefix_(j.at("prepend").get<std::string>()) {}
-  std::string normalize(std::string text) const override { return text.empty() ? text : prefix_ + text; }
+  std::string normalize_within(std::string text, size_t max_bytes) const override {
+    if (text.size() + prefix_.size() > max_bytes) fail("prepending makes the text longer than {} bytes", max_bytes);
+    return text.empty() ? text : prefix_ + text;
+  }
 
  private:
   std::string prefix_;
@@ -64,7 +67,7 @@ class Prepend : public Normalizer {
 class Replace : public Normalizer {
  public:
   explicit Replace(const json& j) : replacement_(j) {}
-  std::string normalize(std::string text) const override { return replacement_.apply(text); }
+  std::string normalize_within(std::string text, size_t max_bytes) const override { return replacement_.apply(text, max_bytes); }
 
  private:
   Replacement replacement_;
@@ -74,7 +77,7 @@ class Replace : public Normalizer {
 class Strip : public Normalizer {
  public:
   explicit Strip(const json& j) : left_(j.value("strip_left", true)), right_(j.value("strip_right", true)) {}
-  std::string normalize(std::string text) const override {
+  std::string normalize_within(std::string text, size_t) const override {
     constexpr const char* kSpace = " \t\n\r\f\v";
     if (right_) text.erase(text.find_last_not_of(kSpace) + 1);
     if (left_) text.erase(0, std::min(text.size(), text.find_first_not_of(kSpace)));
@@ -92,8 +95,11 @@ class Sequence : public Normalizer {
       if (auto step = make_normalizer(child)) steps_.push_back(std::move(step));
     }
   }
-  std::string normalize(std::string text) const override {
-    for (const auto& step : steps_) text = step->normalize(std::move(text));
+  std::string normalize_within(std::string text, size_t max_bytes) const override {
+    for (const auto& step : steps_) {
+      text = step->normalize_within(std::move(text), max_bytes);
+      if (text.size() > max_bytes) fail("the text grows past {} bytes", max_bytes);  // Unicode forms, lowercase
+    }
     return text;
   }
 
@@ -107,6 +113,13 @@ utf8proc_option_t options(Flags... flags) {
 }
 
 }  // namespace
+
+std::string Normalizer::normalize(std::string text) const {
+  const size_t input = text.size(), max_bytes = kMaxGrowth * input + kGrowthSlack;
+  std::string out = with_context("tokenizer normalizer", [&] { return normalize_within(std::move(text), max_bytes); });
+  if (out.size() > max_bytes) fail("tokenizer normalizer: the text grows past {} bytes", max_bytes);
+  return out;
+}
 
 std::unique_ptr<Normalizer> make_normalizer(const json& j) {
   if (j.is_null()) return nullptr;

@@ -10,8 +10,17 @@ namespace nanoserve {
 
 class Normalizer {
  public:
+  // A tokenizer.json may chain Replace steps that each multiply the text (a -> aaaa, twelve times):
+  // the normalized text may be at most this many times the input (plus a little), and no step
+  // builds more than that. Real normalizers grow text at most 3x (a space becomes "▁").
+  static constexpr size_t kMaxGrowth = 32;
+  static constexpr size_t kGrowthSlack = 4096;
+
   virtual ~Normalizer() = default;
-  virtual std::string normalize(std::string text) const = 0;
+  // Throws Error when the text would grow past the bound above.
+  std::string normalize(std::string text) const;
+  // One step; its result (and anything it builds) stays within max_bytes or it throws Error.
+  virtual std::string normalize_within(std::string text, size_t max_bytes) const = 0;
 };
 
 // From tokenizer.json's "normalizer"; nullptr for null. Throws Error for unsupported types.

@@ -35,14 +35,16 @@ std::unique_ptr<Regex> Regex::from_pattern(const nlohmann::json& pattern) {
 Replacement::Replacement(const nlohmann::json& j)
     : pattern_(Regex::from_pattern(j.at("pattern"))), content_(j.at("content").get<std::string>()) {}
 
-std::string Regex::replace_all(std::string_view text, std::string_view replacement) const {
+std::string Regex::replace_all(std::string_view text, std::string_view replacement, size_t max_bytes) const {
   std::string out;
   size_t last = 0;
   for (auto [begin, end] : find_all(text)) {
     out.append(text.substr(last, begin - last));
     out.append(replacement);
     last = end;
+    if (out.size() > max_bytes) fail("replacing every match makes the text longer than {} bytes", max_bytes);
   }
+  if (out.size() + (text.size() - last) > max_bytes) fail("replacing every match makes the text longer than {} bytes", max_bytes);
   out.append(text.substr(last));
   return out;
 }

@@ -24,7 +24,8 @@ class Regex {
 
   // [begin, end) byte ranges of successive non-overlapping matches. Throws Error if text is not UTF-8.
   std::vector<std::pair<size_t, size_t>> find_all(std::string_view text) const;
-  std::string replace_all(std::string_view text, std::string_view replacement) const;
+  // Throws Error when the result would pass max_bytes, before building more than that.
+  std::string replace_all(std::string_view text, std::string_view replacement, size_t max_bytes = SIZE_MAX) const;
 
  private:
   pcre2_real_code_8* code_ = nullptr;
@@ -35,7 +36,9 @@ class Regex {
 class Replacement {
  public:
   explicit Replacement(const nlohmann::json& j);
-  std::string apply(std::string_view text) const { return pattern_->replace_all(text, content_); }
+  std::string apply(std::string_view text, size_t max_bytes = SIZE_MAX) const {
+    return pattern_->replace_all(text, content_, max_bytes);
+  }
 
  private:
   std::unique_ptr<Regex> pattern_;
