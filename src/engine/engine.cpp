@@ -11,6 +11,16 @@ namespace {
 
 int64_t blocks_for(int64_t tokens, int64_t block_size) { return (tokens + block_size - 1) / block_size; }
 
+// An event to a request's listener. A listener that throws (out of memory posting the event) loses
+// that event, not the engine thread.
+void notify(const EventCallback& callback, const Event& event) noexcept {
+  try {
+    callback(event);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "warning: request {}: an event was lost: {}\n", event.request_id, e.what());
+  }
+}
+
 uint64_t sample_seed(const SamplingParams& p, int32_t index) {
   if (!p.seed) return std::random_device{}() * 0x100000001ull + std::random_device{}();
   return *p.seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(index);
@@ -21,6 +31,7 @@ uint64_t sample_seed(const SamplingParams& p, int32_t index) {
 Engine::Engine(const Model& model, const Tokenizer* tokenizer, const EngineOptions& options)
     : model_(model),
       tokenizer_(tokenizer),
+      sample_vocab_(tokenizer ? std::min<int64_t>(model.config.vocab_size, tokenizer->vocab_size()) : model.config.vocab_size),
       own_ranks_(options.ranks ? nullptr : std::make_unique<TensorParallel>(model, options.backend)),
       ranks_(options.ranks ? *options.ranks : *own_ranks_),
       caches_(ranks_.make_caches(std::max<int64_t>(1, options.kv_cache_bytes /
@@ -37,7 +48,7 @@ Engine::~Engine() { stop(); }
 
 uint64_t Engine::submit(Request request, EventCallback callback) {
   const ModelConfig& c = model_.config;
-  request.params.validate(c.vocab_size);
+  request.params.validate(sample_vocab_);
   if (request.prompt.empty()) fail("the prompt is empty");
   for (size_t i = 0; i < request.prompt.size(); ++i) {
     if (request.prompt[i] < 0 || request.prompt[i] >= c.vocab_size) {
@@ -131,7 +142,7 @@ void Engine::finish(Sequence& s, FinishReason reason, Event event) {
   // Samples of an n > 1 request that never forked (cancelled or failed during prefill) end too.
   const int32_t unforked = s.index == 0 && !s.forked ? s.request->params.n - 1 : 0;
   scheduler_.finish(&s);  // s is gone after this
-  callback(event);
+  notify(callback, event);
   for (int32_t i = 1; i <= unforked; ++i) {
     Event sibling;
     sibling.request_id = event.request_id;
@@ -140,7 +151,7 @@ void Engine::finish(Sequence& s, FinishReason reason, Event event) {
     sibling.error = event.error;
     sibling.prompt_tokens = event.prompt_tokens;
     sibling.cached_prompt_tokens = event.cached_prompt_tokens;
-    callback(sibling);
+    notify(callback, sibling);
   }
 }
 
@@ -170,7 +181,7 @@ void Engine::fork_samples(Sequence& first) {
 
 void Engine::sample(Sequence& s, std::span<const float> logits) {
   TokenLogprob logprob{};
-  const int32_t token = s.sampler->sample(logits, &logprob);
+  const int32_t token = s.sampler->sample(logits.first(static_cast<size_t>(sample_vocab_)), &logprob);
   append(s, token, s.request->params.logprobs >= 0 ? &logprob : nullptr);
 }
 
@@ -193,7 +204,7 @@ void Engine::append(Sequence& s, int32_t token, const TokenLogprob* logprob) {
   } else if (s.generated() >= p.max_tokens || static_cast<int64_t>(s.tokens.size()) >= model_.config.max_positions) {
     finish(s, FinishReason::Length, std::move(event));
   } else {
-    s.request->callback(event);
+    notify(s.request->callback, event);
   }
 }
 
@@ -211,8 +222,9 @@ bool Engine::step() {
                       s.computed, s.blocks, p.wants_logits ? LogitsFor::LastToken : LogitsFor::None});
   }
   // When every sequence picks greedily from the raw logits, the backend picks too and only the
-  // token ids come back (no [rows, vocab] copy to the host).
-  const bool greedy = std::all_of(plan.begin(), plan.end(), [](const auto& p) {
+  // token ids come back (no [rows, vocab] copy to the host). Not when ids past the tokenizer's
+  // vocabulary must be masked.
+  const bool greedy = sample_vocab_ == model_.config.vocab_size && std::all_of(plan.begin(), plan.end(), [](const auto& p) {
     return !p.wants_logits || (p.sequence->sampler->plain_greedy() && p.sequence->request->params.n == 1);
   });
   std::vector<float> logits;
@@ -223,7 +235,7 @@ bool Engine::step() {
     } else {
       logits = ranks_.forward(slices, caches_);
     }
-  } catch (const Error& e) {  // fails the requests in this batch, not the engine
+  } catch (const std::exception& e) {  // fails the requests in this batch, not the engine
     for (const auto& p : plan) {
       Event event;
       event.error = e.what();
@@ -231,6 +243,15 @@ bool Engine::step() {
     }
     return true;
   }
+  process_logits(plan, greedy, logits, picks);
+  return true;
+}
+
+// Each scheduled sequence takes its row: its computed positions advance and, where it wanted
+// logits, it samples. An error there (a token the tokenizer cannot decode, out of memory) fails
+// that sequence alone; the sequences before it have their tokens, the ones after it go on.
+void Engine::process_logits(const std::vector<ScheduledSlice>& plan, bool greedy, const std::vector<float>& logits,
+                            const std::vector<int32_t>& picks) {
   const int64_t vocab = model_.config.vocab_size;
   int64_t row = 0, prompt_tokens = 0, generated = 0;
   for (const auto& p : plan) {
@@ -238,28 +259,46 @@ bool Engine::step() {
     prompt_tokens += std::max<int64_t>(0, std::min(s.computed + p.count, s.prompt_len) - s.computed);
     scheduler_.computed(s, p.count);
     if (!p.wants_logits) continue;
-    if (greedy) {
-      const int32_t token = picks[static_cast<size_t>(row++)];
-      s.sampler->record(token);
-      append(s, token, nullptr);
-      ++generated;
-      continue;
-    }
-    std::span<const float> row_logits(logits.data() + row++ * vocab, static_cast<size_t>(vocab));
-    if (s.request->params.n > 1 && !s.forked) fork_samples(s);
+    const int64_t this_row = row++;
     std::vector<Sequence*> samples{&s};
-    if (s.generated() == 0 && s.index == 0 && s.request->params.n > 1) {
-      for (Sequence* other : scheduler_.all()) {
-        if (other->request == s.request && other->index > 0 && other->generated() == 0) samples.push_back(other);
+    try {
+      if (greedy) {
+        const int32_t token = picks[static_cast<size_t>(this_row)];
+        s.sampler->record(token);
+        ++generated;
+        append(s, token, nullptr);
+        continue;
       }
-    }
-    for (Sequence* x : samples) {
-      sample(*x, row_logits);
-      ++generated;
+      std::span<const float> row_logits(logits.data() + this_row * vocab, static_cast<size_t>(vocab));
+      if (s.request->params.n > 1 && !s.forked) fork_samples(s);
+      if (s.generated() == 0 && s.index == 0 && s.request->params.n > 1) {
+        for (Sequence* other : scheduler_.all()) {
+          if (other->request == s.request && other->index > 0 && other->generated() == 0) samples.push_back(other);
+        }
+      }
+      // Each sample is finished (and gone) by its own error or last token: walk from the back so
+      // that a failure names the one that threw.
+      while (!samples.empty()) {
+        ++generated;
+        sample(*samples.back(), row_logits);
+        samples.pop_back();
+      }
+    } catch (const std::exception& e) {
+      Event event;
+      event.error = e.what();
+      finish(samples.empty() ? s : *samples.back(), FinishReason::Error, std::move(event));
     }
   }
   publish_stats(prompt_tokens, generated);
-  return true;
+}
+
+void Engine::fail_all(const std::string& message) {
+  for (Sequence* s : scheduler_.all()) {
+    Event event;
+    event.error = message;
+    finish(*s, FinishReason::Error, std::move(event));
+  }
+  publish_stats(0, 0);
 }
 
 void Engine::publish_stats(int64_t prompt_tokens, int64_t generated) {
@@ -284,7 +323,13 @@ void Engine::start() {
   stopping_ = false;
   loop_ = std::thread([this] {
     while (!stopping_) {
-      if (step()) continue;
+      try {
+        if (step()) continue;
+      } catch (const std::exception& e) {  // outside the steps' own handling (scheduling ran out of memory)
+        fmt::print(stderr, "error: an engine step failed, ending the requests it held: {}\n", e.what());
+        fail_all(fmt::format("the engine step failed: {}", e.what()));
+        continue;
+      }
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || !inbox_.empty() || !cancelled_.empty() || cancel_everything_; });
     }

@@ -63,6 +63,7 @@ class Engine {
 
   EngineStats stats() const;
   const ModelConfig& config() const { return model_.config; }
+  int64_t sample_vocab() const { return sample_vocab_; }  // ids that may be sampled, biased or stopped on
 
  private:
   void drain_inbox();
@@ -70,11 +71,17 @@ class Engine {
   void append(Sequence& s, int32_t token, const TokenLogprob* logprob);  // the chosen token, as an event
   void fork_samples(Sequence& first);
   void finish(Sequence& s, FinishReason reason, Event event);
+  void fail_all(const std::string& message);  // every sequence scheduled, running or waiting
+  void process_logits(const std::vector<ScheduledSlice>& plan, bool greedy, const std::vector<float>& logits,
+                      const std::vector<int32_t>& picks);
   bool is_eos(int32_t token) const;
   void publish_stats(int64_t prompt_tokens, int64_t generated);  // for stats(), read on other threads
 
   const Model& model_;
   const Tokenizer* tokenizer_;
+  // Tokens that may be sampled: the model's vocabulary, less the ids past the tokenizer's (models
+  // pad their embedding rows to a multiple of 64 or 128; those ids have no text).
+  int64_t sample_vocab_;
   std::unique_ptr<TensorParallel> own_ranks_;  // the one rank of options.backend, unless options.ranks
   const TensorParallel& ranks_;
   std::vector<KvCache> caches_;  // the KV pool: one cache per rank

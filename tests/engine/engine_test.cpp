@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "formats/safetensors.h"
 #include "test_support.h"
 #include "util/error.h"
 
@@ -350,6 +352,96 @@ TEST_F(EngineTest, OversizedRequestsAreRefusedAtSubmission) {
   }
   EXPECT_THROW(engine.submit({{}, greedy(4)}, [](const Event&) {}), Error);
   EXPECT_THROW(engine.submit({{1, 99999}, greedy(4)}, [](const Event&) {}), Error);
+}
+
+// The demo model with its vocabulary padded from 4096 to 4160 rows, as real checkpoints pad theirs
+// to a multiple of 64: the padded rows are 20 times the row of `favourite`, so that their logits
+// beat every real token's wherever that one's is positive. The tokenizer stays at 4096 tokens.
+std::string write_padded_demo(const test::ScratchDir& dir, int32_t favourite) {
+  const std::string src = test::demo_model_dir();
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json"}) {
+    test::write_file(dir.file(f), test::read_file(src + "/" + f));
+  }
+  auto config = nlohmann::json::parse(test::read_file(src + "/config.json"));
+  config["vocab_size"] = 4160;
+  test::write_file(dir.file("config.json"), config.dump());
+  const SafetensorsFile weights(src + "/model.safetensors");
+  std::vector<TensorToWrite> tensors;
+  std::vector<uint16_t> embedding;
+  for (const auto& [name, t] : weights.tensors()) {
+    if (name != "model.embed_tokens.weight") {
+      tensors.push_back({name, t.dtype, t.shape, t.data});
+      continue;
+    }
+    const int64_t hidden = t.shape[1];
+    embedding.assign(reinterpret_cast<const uint16_t*>(t.data), reinterpret_cast<const uint16_t*>(t.data) + t.numel());
+    for (int64_t row = 4096; row < 4160; ++row) {
+      for (int64_t i = 0; i < hidden; ++i) {
+        uint32_t bits = uint32_t{embedding[static_cast<size_t>(favourite * hidden + i)]} << 16;
+        float x;
+        std::memcpy(&x, &bits, 4);
+        x *= 20;
+        std::memcpy(&bits, &x, 4);
+        embedding.push_back(static_cast<uint16_t>(bits >> 16));
+      }
+    }
+    tensors.push_back({name, t.dtype, {4160, hidden}, embedding.data()});
+  }
+  write_safetensors(dir.file("model.safetensors"), tensors);
+  return dir.path().string();
+}
+
+// Found as a crash (issue 26): a model whose vocabulary is larger than its tokenizer's sampled an id
+// the tokenizer cannot decode, and the decoder's Error outside the forward pass ended the process.
+// Those ids are now never sampled, biased or stopped on; the outputs are the unpadded model's.
+TEST_F(EngineTest, PaddedVocabularyIsNeverSampled) {
+  const std::vector<int32_t> ids = prompt(3, 24);
+  Engine plain(*model_, tokenizer_, options());
+  const Outcome reference = run(plain, {{ids, greedy(12)}}).begin()->second;
+  const test::ScratchDir dir;
+  const Model padded = load_model(write_padded_demo(dir, reference.tokens[0]));
+  ASSERT_EQ(padded.config.vocab_size, 4160);
+  // Without a tokenizer nothing is masked: the padded rows win, so the mask below is what holds.
+  Engine unmasked(padded, nullptr, options());
+  const Outcome raw = run(unmasked, {{ids, greedy(1)}}).begin()->second;
+  ASSERT_GE(raw.tokens.at(0), 4096);
+
+  Engine engine(padded, tokenizer_, options());
+  EXPECT_EQ(engine.sample_vocab(), 4096);
+  const Outcome greedy_out = run(engine, {{ids, greedy(12)}}).begin()->second;
+  EXPECT_EQ(greedy_out.tokens, reference.tokens);
+  EXPECT_EQ(greedy_out.text, reference.text);
+  SamplingParams sampled = greedy(32);
+  sampled.temperature = 1.5f;
+  sampled.seed = 7;
+  sampled.n = 4;
+  for (const auto& [key, o] : run(engine, {{ids, sampled}})) {
+    EXPECT_EQ(o.finish, FinishReason::Length) << key.second;
+    for (int32_t t : o.tokens) EXPECT_LT(t, 4096);
+  }
+  SamplingParams biased = greedy(4);
+  biased.logit_bias = {{4100, 100.0f}};
+  try {
+    engine.submit({ids, biased}, [](const Event&) {});
+    FAIL() << "a bias on an id past the tokenizer was taken";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "logit_bias: token 4100 is outside the vocabulary of 4096");
+  }
+}
+
+// A listener that throws loses its event; the engine and the other requests go on.
+TEST_F(EngineTest, AListenerThatThrowsDoesNotStopTheEngine) {
+  Engine engine(*model_, tokenizer_, options());
+  int events = 0;
+  engine.submit({prompt(0, 8), greedy(4)}, [&](const Event&) {
+    ++events;
+    throw std::runtime_error("out of memory posting the event");
+  });
+  const auto outcomes = run(engine, {{prompt(1, 8), greedy(4)}});
+  EXPECT_EQ(events, 4);
+  EXPECT_EQ(outcomes.begin()->second.finish, FinishReason::Length);
+  EXPECT_EQ(outcomes.begin()->second.tokens.size(), 4u);
+  EXPECT_EQ(engine.stats().used_blocks, 0);
 }
 
 // The background loop serves requests submitted from other threads.
