@@ -28,7 +28,10 @@ struct ServeOptions {
   EngineOptions engine;
   KvPoolOptions kv_pool;
   int64_t max_queued = 1024;
+  int64_t max_sequences_per_request = 256;
   uint64_t max_body_bytes = 8ull << 20;
+  size_t max_connections = 4096;
+  uint64_t max_buffered_bytes = 256ull << 20;
   double shutdown_grace = 30;
   double request_timeout = 30;
 };
@@ -50,14 +53,14 @@ std::string default_model_name(const ServeOptions& opt) {
              : opt.model.model_dir;
 }
 
-// Shutdown on SIGTERM or SIGINT: stop accepting, wait for requests in flight until the grace
+// Shutdown on SIGTERM, SIGINT or SIGHUP (a closed terminal): stop accepting, wait for requests in flight until the grace
 // period ends, then cancel them (their streams end with finish_reason "abort"). Once none is left,
 // nothing keeps the io loop alive but connections closing, and io.run() returns. A second signal
 // ends the grace period at once.
 class Shutdown {
  public:
   Shutdown(boost::asio::io_context& io, server::HttpServer& http, server::Api& api, Engine& engine, double grace)
-      : signals_(io, SIGTERM, SIGINT), timer_(io), http_(http), api_(api), engine_(engine), grace_(grace) {
+      : signals_(io, SIGTERM, SIGINT, SIGHUP), timer_(io), http_(http), api_(api), engine_(engine), grace_(grace) {
     wait_for_signal();
   }
 
@@ -110,6 +113,19 @@ class Shutdown {
   bool started_ = false, cancelled_ = false, done_ = false;
 };
 
+// Handlers catch what they expect; whatever escapes one (out of memory in a connection's buffers)
+// is logged and the loop goes on, rather than unwinding the server with connections still open.
+void run_io(boost::asio::io_context& io) {
+  for (;;) {
+    try {
+      io.run();
+      return;
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "error: a connection handler failed, serving on: {}\n", e.what());
+    }
+  }
+}
+
 void run_serve(const ServeOptions& opt) {
   raise_open_files_limit();
   Model model = load(opt.model);
@@ -130,18 +146,23 @@ void run_serve(const ServeOptions& opt) {
   server::ApiOptions api_options{.model_name = default_model_name(opt),
                                  .api_key = opt.api_key,
                                  .max_queued = opt.max_queued,
+                                 .max_sequences_per_request = opt.max_sequences_per_request,
                                  .kv_tokens = stats.total_blocks * engine_opts.block_size};
   server::Api api(io, engine, tokenizer, chat_template ? &*chat_template : nullptr, api_options);
   server::HttpLimits limits;
   limits.max_body_bytes = opt.max_body_bytes;
+  limits.max_connections = opt.max_connections;
+  limits.max_buffered_bytes = std::max(opt.max_buffered_bytes, opt.max_body_bytes);
   limits.read_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(opt.request_timeout));
-  server::HttpServer http(io, opt.host, opt.port, limits, [&api](std::shared_ptr<server::Exchange> e) { api.handle(e); });
+  server::HttpServer http(
+      io, opt.host, opt.port, limits, [&api](std::shared_ptr<server::Exchange> e) { api.handle(e); },
+      [&api](const server::http::request_header<>& header) { return api.admit(header); });
   Shutdown shutdown(io, http, api, engine, opt.shutdown_grace);
   engine.start();
   http.start();
   fmt::print(stderr, "serving {} at http://{}:{} (OpenAI API under /v1, chat page at /){}\n", api_options.model_name,
              opt.host, http.port(), opt.api_key.empty() ? "" : ", API key required");
-  io.run();
+  run_io(io);
   engine.stop();
   fmt::print(stderr, "stopped\n");
 }
@@ -158,9 +179,17 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--api-key", opt->api_key, "require 'Authorization: Bearer KEY' on /v1 routes")
       ->envname("NANOSERVE_API_KEY");
   cmd->add_option("--served-model-name", opt->served_model_name, "the model id clients name (default: the -m argument)");
-  cmd->add_option("--max-queued", opt->max_queued, "requests in flight beyond which new ones get 503 (default 1024)")
+  cmd->add_option("--max-queued", opt->max_queued, "sequences in flight (prompts x n) beyond which new requests get 503 (default 1024)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-body-bytes", opt->max_body_bytes, "largest request body accepted; larger gets 413 (default 8 MiB)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-sequences-per-request", opt->max_sequences_per_request,
+                  "most sequences (prompts x n) one request may ask for; more gets 400 (default 256)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-connections", opt->max_connections, "connections open at once; more get 503 (default 4096)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-buffered-bytes", opt->max_buffered_bytes,
+                  "request bodies held in memory at once; past it requests get 503 (default 256 MiB)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--shutdown-grace", opt->shutdown_grace, "seconds requests in flight may finish after SIGTERM (default 30)")
       ->check(CLI::NonNegativeNumber);

@@ -4,11 +4,16 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <array>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core/string.hpp>
+
 #include "server/api_error.h"
 #include "server/chat_page.h"
 #include "server/openai_response.h"
 #include "tokenizer/chat_prompt.h"
 #include "util/error.h"
+#include "util/json_parse.h"
 
 namespace nanoserve::server {
 
@@ -25,17 +30,59 @@ std::string sha256(std::string_view text) {
 
 // Ordered, so that messages and tools reach the chat template as the client wrote them.
 nlohmann::ordered_json parse_body(const HttpRequest& request) {
-  auto body = nlohmann::ordered_json::parse(request.body(), nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) throw ApiError(400, "the request body is not valid JSON");
+  nlohmann::ordered_json body;
+  try {
+    body = parse_ordered_json(request.body(), "the request body");
+  } catch (const Error& e) {
+    throw ApiError(400, e.what());
+  }
   if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
   return body;
 }
 
+// The routes, as /metrics labels them: any other path is "other", so that strangers' paths cannot
+// grow the metrics or break their format.
+const std::array<std::string_view, 9> kRoutes = {"/", "/index.html", "/health", "/metrics", "/v1/models",
+                                                 "/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize"};
+
+std::string endpoint_of(const HttpRequest& request) {
+  std::string_view path(request.target().data(), request.target().size());
+  path = path.substr(0, path.find('?'));
+  for (std::string_view route : kRoutes) {
+    if (path == route) return std::string(route);
+  }
+  return "other";
+}
+
+bool needs_key(std::string_view target) {
+  target = target.substr(0, target.find('?'));
+  return target.rfind("/v1/", 0) == 0 || target == "/tokenize" || target == "/detokenize";
+}
+
+ApiError key_error() {
+  return ApiError(401, "invalid or missing API key: send it as 'Authorization: Bearer KEY'", "", "invalid_request_error",
+                  "invalid_api_key");
+}
+
 }  // namespace
+
+// A generation call, parsed and tokenized on the pool.
+struct Api::Prepared {
+  ApiKind kind;
+  GenerationRequest request;
+  std::vector<Prompt> prompts;
+};
 
 Api::Api(boost::asio::io_context& io, Engine& engine, const Tokenizer& tokenizer, const ChatTemplate* chat_template,
          ApiOptions options)
-    : io_(io), engine_(engine), tokenizer_(tokenizer), chat_template_(chat_template), options_(std::move(options)) {}
+    : io_(io),
+      engine_(engine),
+      tokenizer_(tokenizer),
+      chat_template_(chat_template),
+      options_(std::move(options)),
+      cpu_(static_cast<size_t>(std::max(1, options_.cpu_threads))) {}
+
+Api::~Api() { cpu_.join(); }
 
 void Api::answer(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, http::status status,
                  std::string_view content_type, std::string body) {
@@ -43,18 +90,27 @@ void Api::answer(const std::shared_ptr<Exchange>& exchange, const std::string& e
   exchange->respond(status, content_type, std::move(body));
 }
 
+std::optional<Refusal> Api::admit(const http::request_header<>& header) {
+  if (options_.api_key.empty() || !needs_key(std::string_view(header.target().data(), header.target().size()))) {
+    return std::nullopt;
+  }
+  const auto authorization = header[http::field::authorization];
+  if (key_matches(std::string_view(authorization.data(), authorization.size()))) return std::nullopt;
+  HttpRequest request(header);
+  metrics_.request_finished(endpoint_of(request), 401);
+  return Refusal{http::status::unauthorized, dump(key_error().body()), {{"WWW-Authenticate", "Bearer"}}};
+}
+
 void Api::handle(const std::shared_ptr<Exchange>& exchange) {
-  const HttpRequest& request = exchange->request();
-  std::string path(request.target());
-  path = path.substr(0, path.find('?'));
+  const std::string endpoint = endpoint_of(exchange->request());
   try {
-    route(exchange, path);
+    route(exchange, endpoint);
   } catch (const ApiError& e) {
-    answer_error(exchange, path, e);
+    answer_error(exchange, endpoint, e);
   } catch (const Error& e) {  // a template that raised, a tokenizer that refused the text, ...
-    answer_error(exchange, path, ApiError(400, e.what()));
+    answer_error(exchange, endpoint, ApiError(400, e.what()));
   } catch (const std::exception& e) {
-    answer_error(exchange, path, ApiError(500, fmt::format("internal error: {}", e.what()), "", "server_error"));
+    answer_error(exchange, endpoint, ApiError(500, fmt::format("internal error: {}", e.what()), "", "server_error"));
   }
 }
 
@@ -66,9 +122,41 @@ void Api::answer_error(const std::shared_ptr<Exchange>& exchange, const std::str
   exchange->respond(static_cast<http::status>(e.status), "application/json", dump(e.body()), headers);
 }
 
-void Api::route(const std::shared_ptr<Exchange>& exchange, const std::string& path) {
+// Runs `work` on the pool and what it returns on the io thread; an exception in either is the
+// call's answer, as in handle().
+void Api::off_io(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, Work work) {
+  auto on_io = [this, exchange, endpoint](Continuation then) {
+    boost::asio::post(io_, [this, exchange, endpoint, then = std::move(then)] {
+      --preparing_;
+      try {
+        then();
+      } catch (const ApiError& e) {
+        answer_error(exchange, endpoint, e);
+      } catch (const Error& e) {
+        answer_error(exchange, endpoint, ApiError(400, e.what()));
+      } catch (const std::exception& e) {
+        answer_error(exchange, endpoint, ApiError(500, fmt::format("internal error: {}", e.what()), "", "server_error"));
+      }
+    });
+  };
+  ++preparing_;
+  boost::asio::post(cpu_, [work = std::move(work), on_io] {
+    std::exception_ptr error;
+    Continuation then;
+    try {
+      then = work();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    if (error) then = [error] { std::rethrow_exception(error); };
+    on_io(std::move(then));
+  });
+}
+
+void Api::route(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint) {
   const HttpRequest& request = exchange->request();
   const auto method = request.method();
+  const std::string path = endpoint == "other" ? std::string(request.target().substr(0, request.target().find('?'))) : endpoint;
   auto expect = [&](http::verb verb) {
     if (method != verb) {
       throw ApiError(405, fmt::format("{} {}: method not allowed (use {})", std::string(request.method_string()), path,
@@ -77,20 +165,23 @@ void Api::route(const std::shared_ptr<Exchange>& exchange, const std::string& pa
   };
   if (path == "/" || path == "/index.html") {
     expect(http::verb::get);
-    return answer(exchange, path, http::status::ok, "text/html; charset=utf-8", std::string(chat_page_html()));
+    return answer(exchange, endpoint, http::status::ok, "text/html; charset=utf-8", std::string(chat_page_html()));
   }
   if (path == "/health") {
     expect(http::verb::get);
     if (draining_) throw ApiError(503, "the server is shutting down", "", "server_error");
-    return answer(exchange, path, http::status::ok, "application/json", "{}");
+    return answer(exchange, endpoint, http::status::ok, "application/json", "{}");
   }
   if (path == "/metrics") {
     expect(http::verb::get);
-    return answer(exchange, path, http::status::ok, "text/plain; version=0.0.4", metrics_.render(engine_.stats()));
+    return answer(exchange, endpoint, http::status::ok, "text/plain; version=0.0.4", metrics_.render(engine_.stats()));
   }
-  const bool api = path.rfind("/v1/", 0) == 0 || path == "/tokenize" || path == "/detokenize";
-  if (!api) throw ApiError(404, fmt::format("no route for {} {}", std::string(request.method_string()), path), "", "invalid_request_error", "not_found");
-  check_key(request);
+  const auto no_route = [&] {
+    return ApiError(404, fmt::format("no route for {} {}", std::string(request.method_string()), path.substr(0, 200)), "",
+                    "invalid_request_error", "not_found");
+  };
+  if (!needs_key(path)) throw no_route();
+  check_key(request);  // admit() refused a missing key already, when the server calls it
   if (path == "/v1/models") {
     expect(http::verb::get);
     return models(exchange);
@@ -99,30 +190,31 @@ void Api::route(const std::shared_ptr<Exchange>& exchange, const std::string& pa
     expect(http::verb::post);
     return generate(exchange, path == "/v1/completions" ? ApiKind::Completion : ApiKind::Chat);
   }
-  if (path == "/tokenize") {
+  if (path == "/tokenize" || path == "/detokenize") {
     expect(http::verb::post);
-    return tokenize(exchange);
+    if (preparing_ >= options_.max_queued) {
+      throw ApiError(503, "the server is at capacity; retry later", "", "server_error", "overloaded");
+    }
+    const bool encode = path == "/tokenize";
+    return off_io(exchange, endpoint, [this, exchange, encode] { return encode ? tokenize(exchange) : detokenize(exchange); });
   }
-  if (path == "/detokenize") {
-    expect(http::verb::post);
-    return detokenize(exchange);
-  }
-  throw ApiError(404, fmt::format("no route for {} {}", std::string(request.method_string()), path), "", "invalid_request_error", "not_found");
+  throw no_route();
 }
 
-// Compares digests in constant time, so the time taken says nothing about the key.
+bool Api::key_matches(std::string_view authorization) const {
+  // "Bearer KEY"; the scheme is case-insensitive (RFC 7235).
+  constexpr std::string_view scheme = "bearer ";
+  const bool bearer = authorization.size() > scheme.size() && boost::beast::iequals(authorization.substr(0, scheme.size()), scheme);
+  const std::string given = bearer ? std::string(authorization.substr(scheme.size())) : std::string();
+  // Compares digests in constant time, so the time taken says nothing about the key.
+  const std::string a = sha256(given), b = sha256(options_.api_key);
+  return !given.empty() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
 void Api::check_key(const HttpRequest& request) const {
   if (options_.api_key.empty()) return;
   const auto header = request[http::field::authorization];
-  const std::string_view prefix = "Bearer ";
-  const std::string given = header.size() > prefix.size() && header.substr(0, prefix.size()) == prefix
-                                ? std::string(header.substr(prefix.size()))
-                                : std::string();
-  const std::string a = sha256(given), b = sha256(options_.api_key);
-  if (given.empty() || CRYPTO_memcmp(a.data(), b.data(), a.size()) != 0) {
-    throw ApiError(401, "invalid or missing API key: send it as 'Authorization: Bearer KEY'", "", "invalid_request_error",
-                   "invalid_api_key");
-  }
+  if (!key_matches(std::string_view(header.data(), header.size()))) throw key_error();
 }
 
 void Api::models(const std::shared_ptr<Exchange>& exchange) {
@@ -170,14 +262,37 @@ Prompt Api::chat_prompt(const GenerationRequest& request) const {
 
 void Api::generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind) {
   if (draining_) throw ApiError(503, "the server is shutting down", "", "server_error");
-  if (in_flight_ >= options_.max_queued) {
-    throw ApiError(503, fmt::format("the server is at capacity ({} requests in flight); retry later", in_flight_), "",
+  if (in_flight_sequences_ + preparing_ >= options_.max_queued) {
+    throw ApiError(503, fmt::format("the server is at capacity ({} sequences in flight); retry later", in_flight_sequences_), "",
                    "server_error", "overloaded");
   }
-  GenerationRequest request = parse_generation_request(parse_body(exchange->request()), kind);
+  const std::string endpoint = kind == ApiKind::Chat ? "/v1/chat/completions" : "/v1/completions";
+  off_io(exchange, endpoint, [this, exchange, kind] {
+    auto prepared = std::make_shared<Prepared>(prepare(exchange->request(), kind));
+    return [this, exchange, prepared] { start_generation(exchange, std::move(*prepared)); };
+  });
+}
+
+// On the pool: everything a call needs before the engine, checked in the order that costs least
+// first (the number of sequences before any prompt is tokenized).
+Api::Prepared Api::prepare(const HttpRequest& http_request, ApiKind kind) const {
+  GenerationRequest request = parse_generation_request(parse_body(http_request), kind);
   if (!request.model.empty() && request.model != options_.model_name) {
     throw ApiError(404, fmt::format("the model '{}' does not exist; this server serves '{}'", request.model, options_.model_name),
                    "model", "invalid_request_error", "model_not_found");
+  }
+  try {
+    request.params.validate(engine_.sample_vocab());
+  } catch (const Error& e) {
+    throw ApiError(400, e.what());
+  }
+  const int64_t prompt_count = kind == ApiKind::Chat || request.prompt.is_string() || request.prompt[0].is_number_integer()
+                                   ? 1
+                                   : static_cast<int64_t>(request.prompt.size());
+  if (prompt_count * request.params.n > options_.max_sequences_per_request) {
+    throw ApiError(400, fmt::format("{} prompts x n={} is {} sequences, more than the {} one request may ask for", prompt_count,
+                                    request.params.n, prompt_count * request.params.n, options_.max_sequences_per_request),
+                   "n");
   }
   std::vector<Prompt> prompts = kind == ApiKind::Chat ? std::vector<Prompt>{chat_prompt(request)}
                                                       : completion_prompts(request.prompt);
@@ -195,21 +310,37 @@ void Api::generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind) {
       request.params.max_tokens = static_cast<int32_t>(std::max<int64_t>(1, room));
     }
   }
-  const std::string endpoint = kind == ApiKind::Chat ? "/v1/chat/completions" : "/v1/completions";
-  ++in_flight_;
+  return Prepared{kind, std::move(request), std::move(prompts)};
+}
+
+// Back on the io thread: the queue is checked again (other calls may have started meanwhile), and
+// a client that left while its prompt was prepared costs nothing more.
+void Api::start_generation(const std::shared_ptr<Exchange>& exchange, Prepared prepared) {
+  const std::string endpoint = prepared.kind == ApiKind::Chat ? "/v1/chat/completions" : "/v1/completions";
+  if (exchange->closed()) return metrics_.request_finished(endpoint, 499);
+  if (draining_) throw ApiError(503, "the server is shutting down", "", "server_error");
+  const int64_t sequences = static_cast<int64_t>(prepared.prompts.size()) * prepared.request.params.n;
+  if (in_flight_sequences_ > 0 && in_flight_sequences_ + sequences > options_.max_queued) {
+    throw ApiError(503, fmt::format("the server is at capacity ({} sequences in flight); retry later", in_flight_sequences_), "",
+                   "server_error", "overloaded");
+  }
+  ++in_flight_calls_;
+  in_flight_sequences_ += sequences;
   try {
-    Generation::start({io_, engine_, tokenizer_, metrics_, options_.model_name}, exchange, std::move(request),
-                      std::move(prompts), [this, endpoint](int status) {
-                        --in_flight_;
+    Generation::start({io_, engine_, tokenizer_, metrics_, options_.model_name}, exchange, std::move(prepared.request),
+                      std::move(prepared.prompts), [this, endpoint, sequences](int status) {
+                        --in_flight_calls_;
+                        in_flight_sequences_ -= sequences;
                         metrics_.request_finished(endpoint, status);
                       });
   } catch (...) {
-    --in_flight_;
+    --in_flight_calls_;
+    in_flight_sequences_ -= sequences;
     throw;
   }
 }
 
-void Api::tokenize(const std::shared_ptr<Exchange>& exchange) {
+Api::Continuation Api::tokenize(const std::shared_ptr<Exchange>& exchange) {
   const auto body = parse_body(exchange->request());
   std::vector<int32_t> ids;
   if (body.contains("messages")) {
@@ -223,23 +354,28 @@ void Api::tokenize(const std::shared_ptr<Exchange>& exchange) {
     ids = tokenizer_.encode(prompt->get<std::string>(), add == body.end() || add->get<bool>());
   }
   const json out = {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", engine_.config().max_positions}};
-  answer(exchange, "/tokenize", http::status::ok, "application/json", dump(out));
+  auto text = std::make_shared<std::string>(dump(out));
+  return [this, exchange, text] {
+    answer(exchange, "/tokenize", http::status::ok, "application/json", std::move(*text));
+  };
 }
 
-void Api::detokenize(const std::shared_ptr<Exchange>& exchange) {
+Api::Continuation Api::detokenize(const std::shared_ptr<Exchange>& exchange) {
   const auto body = parse_body(exchange->request());
   auto tokens = body.find("tokens");
   if (tokens == body.end() || !tokens->is_array()) throw ApiError(400, "tokens: required array of token ids", "tokens");
   std::vector<int32_t> ids;
   for (const auto& t : *tokens) {
     if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= tokenizer_.vocab_size()) {
-      throw ApiError(400, fmt::format("tokens: {} is not a token id of this vocabulary ({} tokens)", dump(t), tokenizer_.vocab_size()),
+      throw ApiError(400, fmt::format("tokens: {} is not a token id of this vocabulary ({} tokens)", json_excerpt(t), tokenizer_.vocab_size()),
                      "tokens");
     }
     ids.push_back(t.get<int32_t>());
   }
-  answer(exchange, "/detokenize", http::status::ok, "application/json",
-         dump({{"prompt", tokenizer_.decode(ids, /*skip_special=*/false)}}));
+  auto text = std::make_shared<std::string>(dump({{"prompt", tokenizer_.decode(ids, /*skip_special=*/false)}}));
+  return [this, exchange, text] {
+    answer(exchange, "/detokenize", http::status::ok, "application/json", std::move(*text));
+  };
 }
 
 }  // namespace nanoserve::server

@@ -1,8 +1,13 @@
 // The OpenAI-compatible routes: /v1/completions, /v1/chat/completions, /v1/models, /health,
 // /metrics, /tokenize, /detokenize and the chat page at /. Errors are answered in OpenAI's shape.
+// Routing and bookkeeping run on the io thread; the CPU work of a request (parsing its JSON,
+// rendering the chat template, tokenizing) runs on a small pool, so the io thread stays free to
+// answer /health and move bytes.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -20,28 +25,45 @@ namespace nanoserve::server {
 struct ApiOptions {
   std::string model_name;
   std::string api_key;        // empty: no key needed
-  int64_t max_queued = 1024;  // calls in flight beyond which new ones get 503
+  // Sequences (prompts x n) in flight, and calls being prepared, beyond which new calls get 503.
+  int64_t max_queued = 1024;
+  int64_t max_sequences_per_request = 256;  // prompts x n of one call; more is a 400
   int64_t kv_tokens = 0;          // tokens the KV pool holds: chat's default max_tokens stays within it
+  int cpu_threads = 2;            // the pool that parses, renders and tokenizes
 };
 
 class Api {
  public:
   Api(boost::asio::io_context& io, Engine& engine, const Tokenizer& tokenizer, const ChatTemplate* chat_template,
       ApiOptions options);
+  ~Api();
 
+  // The HttpServer's header check: refuses a request without the key before its body is read.
+  std::optional<Refusal> admit(const http::request_header<>& header);
   void handle(const std::shared_ptr<Exchange>& exchange);
 
-  int64_t in_flight() const { return in_flight_; }
+  // Calls not yet answered: generating, or being prepared on the pool.
+  int64_t in_flight() const { return in_flight_calls_ + preparing_; }
   void drain() { draining_ = true; }  // SIGTERM: new calls get 503, /health reports it
 
  private:
-  void route(const std::shared_ptr<Exchange>& exchange, const std::string& path);
+  struct Prepared;  // a generation call parsed and tokenized, ready for the engine
+  // Work for the pool: returns what the io thread then does with its result.
+  using Continuation = std::function<void()>;
+  using Work = std::function<Continuation()>;
+
+  void route(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint);
+  void off_io(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, Work work);
   void generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind);
+  Prepared prepare(const HttpRequest& http_request, ApiKind kind) const;
+  void start_generation(const std::shared_ptr<Exchange>& exchange, Prepared prepared);
   std::vector<Prompt> completion_prompts(const nlohmann::ordered_json& prompt) const;
   Prompt chat_prompt(const GenerationRequest& request) const;
   void models(const std::shared_ptr<Exchange>& exchange);
-  void tokenize(const std::shared_ptr<Exchange>& exchange);
-  void detokenize(const std::shared_ptr<Exchange>& exchange);
+  // On the pool; the continuation answers.
+  Continuation tokenize(const std::shared_ptr<Exchange>& exchange);
+  Continuation detokenize(const std::shared_ptr<Exchange>& exchange);
+  bool key_matches(std::string_view authorization) const;
   void check_key(const HttpRequest& request) const;
   void answer(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, http::status status,
               std::string_view content_type, std::string body);
@@ -53,8 +75,10 @@ class Api {
   const ChatTemplate* chat_template_;
   ApiOptions options_;
   Metrics metrics_;
-  int64_t in_flight_ = 0;
+  int64_t in_flight_calls_ = 0, in_flight_sequences_ = 0;
+  int64_t preparing_ = 0;  // calls on the pool
   bool draining_ = false;
+  boost::asio::thread_pool cpu_;  // last: joined first, before what its work uses is gone
 };
 
 }  // namespace nanoserve::server

@@ -17,18 +17,49 @@ using tcp = net::ip::tcp;
 
 namespace {
 constexpr size_t kMaxPipelinedBytes = 1 << 20;  // bytes a client may send ahead while its request runs
-}
 
-// One client connection: reads a request, hands it to the handler, writes what the exchange
-// produces, and meanwhile keeps a read open so that a disconnect is noticed at once.
+std::string serialize(http::response<http::string_body>& response) {
+  response.prepare_payload();
+  std::ostringstream out;
+  out << response;
+  return out.str();
+}
+}  // namespace
+
+struct HttpServer::State {
+  HttpLimits limits;
+  Handler handler;
+  HeaderCheck check;
+  std::set<Connection*> connections;
+  uint64_t buffered_bytes = 0;  // request bodies reserved by connections (HttpLimits::max_buffered_bytes)
+  bool accepting = false;
+};
+
+// One client connection: reads a request's headers, lets the header check refuse it, reads the
+// body, hands the request to the handler, writes what the exchange produces, and meanwhile keeps a
+// read open so that a disconnect is noticed at once.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(HttpServer& server, tcp::socket socket) : server_(server), stream_(std::move(socket)) {
-    server_.connections_.insert(this);
+  Connection(std::shared_ptr<HttpServer::State> state, tcp::socket socket)
+      : state_(std::move(state)), stream_(std::move(socket)) {
+    state_->connections.insert(this);
   }
-  ~Connection() { server_.connections_.erase(this); }
+  ~Connection() {
+    release_body();
+    state_->connections.erase(this);
+  }
 
-  void start() { read_request(); }
+  void start() {
+    if (state_->connections.size() > state_->limits.max_connections) {
+      return refuse({http::status::service_unavailable,
+                     ApiError(503, fmt::format("the server has {} connections open, its limit; retry later",
+                                               state_->limits.max_connections), "", "server_error")
+                         .body()
+                         .dump(),
+                     {{"Retry-After", "1"}}});
+    }
+    read_request();
+  }
   bool idle() const { return !exchange_; }
   void close() {
     beast::error_code ignored;
@@ -50,22 +81,71 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
  private:
+  const HttpLimits& limits() const { return state_->limits; }
+
   void read_request() {
     parser_.emplace();
-    parser_->body_limit(server_.limits_.max_body_bytes);
-    parser_->header_limit(server_.limits_.max_header_bytes);
-    // A new connection must send its request promptly; a kept-alive one may wait longer between requests.
-    stream_.expires_after(served_ == 0 || buffer_.size() ? server_.limits_.read_timeout : server_.limits_.idle_timeout);
+    parser_->body_limit(limits().max_body_bytes);
+    parser_->header_limit(limits().max_header_bytes);
+    if (served_ > 0 && buffer_.size() == 0) return wait_for_next();
+    read_header();
+  }
+
+  // A kept-alive connection may wait idle_timeout for its next request to begin; from its first
+  // byte, the request has read_timeout to arrive whole, as the first one had.
+  void wait_for_next() {
+    stream_.expires_after(limits().idle_timeout);
+    stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      if (ec || self->closed_) return self->close();
+      self->buffer_.commit(n);
+      self->read_header();
+    });
+  }
+
+  void read_header() {
+    stream_.expires_after(limits().read_timeout);
+    http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->on_header(ec);
+    });
+  }
+
+  bool ended(beast::error_code ec) const {
+    return ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::operation_aborted ||
+           ec == net::error::connection_reset || closed_;
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ended(ec)) return close();
+    if (ec) return reject(ec);
+    const auto& header = parser_->get();
+    if (state_->check) {
+      if (auto refusal = state_->check(header)) return refuse(std::move(*refusal));
+    }
+    // A chunked body may grow to the limit: it reserves the limit.
+    const uint64_t body = std::min(parser_->content_length().value_or(parser_->chunked() ? limits().max_body_bytes : 0),
+                                   limits().max_body_bytes);
+    if (state_->buffered_bytes + body > limits().max_buffered_bytes) {
+      return refuse({http::status::service_unavailable,
+                     ApiError(503, "the server is receiving too many request bodies at once; retry later", "",
+                              "server_error")
+                         .body()
+                         .dump(),
+                     {{"Retry-After", "1"}}});
+    }
+    reserved_ = body;
+    state_->buffered_bytes += body;
+    if (!parser_->is_done() && beast::iequals(header[http::field::expect], "100-continue")) {
+      // Nothing else is being written on this connection now, and 25 bytes fit any socket buffer.
+      beast::error_code ignored;
+      net::write(stream_.socket(), net::buffer(std::string_view("HTTP/1.1 100 Continue\r\n\r\n")), ignored);
+    }
     http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
       self->on_request(ec);
     });
   }
 
   void on_request(beast::error_code ec) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::operation_aborted ||
-        ec == net::error::connection_reset || closed_) {
-      return close();
-    }
+    if (ended(ec)) return close();
     if (ec) return reject(ec);
     HttpRequest request = parser_->release();
     ++served_;
@@ -73,7 +153,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     exchange_ = std::make_shared<Exchange>(shared_from_this(), std::move(request));
     response_complete_ = false;
     watch_peer();
-    server_.handler_(exchange_);
+    state_->handler(exchange_);
   }
 
   // A request the parser refused: answer in the OpenAI error shape and close.
@@ -83,18 +163,27 @@ class Connection : public std::enable_shared_from_this<Connection> {
     const auto status = too_large ? http::status::payload_too_large
                         : header_too_large ? http::status::request_header_fields_too_large
                                            : http::status::bad_request;
-    const std::string message = too_large ? fmt::format("request body exceeds the {} byte limit", server_.limits_.max_body_bytes)
-                                : header_too_large ? fmt::format("request headers exceed the {} byte limit", server_.limits_.max_header_bytes)
+    const std::string message = too_large ? fmt::format("request body exceeds the {} byte limit", limits().max_body_bytes)
+                                : header_too_large ? fmt::format("request headers exceed the {} byte limit", limits().max_header_bytes)
                                                    : fmt::format("malformed HTTP request: {}", ec.message());
-    http::response<http::string_body> response{status, 11};
+    refuse({status, ApiError(static_cast<int>(status), message).body().dump()});
+  }
+
+  // Answers without reading (more of) the request, and closes.
+  void refuse(Refusal refusal) {
+    http::response<http::string_body> response{refusal.status, 11};
+    response.set(http::field::server, "nanoserve");
     response.set(http::field::content_type, "application/json");
     response.set(http::field::connection, "close");
-    response.body() = ApiError(static_cast<int>(status), message).body().dump();
-    response.prepare_payload();
-    std::ostringstream out;
-    out << response;
-    write(out.str());
+    for (const auto& [name, value] : refusal.headers) response.set(name, value);
+    response.body() = std::move(refusal.body);
+    write(serialize(response));
     finish_exchange(false);
+  }
+
+  void release_body() {
+    state_->buffered_bytes -= reserved_;
+    reserved_ = 0;
   }
 
   // Reads while the response is produced: bytes are kept for the next request, an error means the
@@ -117,7 +206,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void write_next() {
     if (writing_ || pending_.empty() || closed_) return;
     writing_ = true;
-    stream_.expires_after(server_.limits_.write_timeout);
+    stream_.expires_after(limits().write_timeout);
     net::async_write(stream_, net::buffer(pending_.front()), [self = shared_from_this()](beast::error_code ec, size_t) {
       self->writing_ = false;
       // The connection may have failed while this write was in flight (its handler queued with
@@ -133,7 +222,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void after_response() {
     if (closed_ || writing_) return;
     exchange_.reset();
-    if (!keep_alive_ || server_.accepting_ == false) {
+    release_body();
+    if (!keep_alive_ || !state_->accepting) {
       beast::error_code ignored;
       stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
       closed_ = true;
@@ -158,13 +248,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     stream_.close();
   }
 
-  HttpServer& server_;
+  std::shared_ptr<HttpServer::State> state_;
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<Exchange> exchange_;
   std::deque<std::string> pending_;
-  uint64_t served_ = 0;  // requests read on this connection
+  uint64_t served_ = 0;    // requests read on this connection
+  uint64_t reserved_ = 0;  // of State::buffered_bytes, for the request being read or answered
   bool writing_ = false, watching_ = false, closed_ = false;
   bool response_complete_ = false, keep_alive_ = true;
 };
@@ -182,10 +273,7 @@ void Exchange::respond(http::status status, std::string_view content_type, std::
   for (const auto& [name, value] : headers) response.set(name, value);
   response.keep_alive(request_.keep_alive());
   response.body() = std::move(body);
-  response.prepare_payload();
-  std::ostringstream out;
-  out << response;
-  connection_->write(out.str());
+  connection_->write(serialize(response));
   connection_->finish_exchange(request_.keep_alive());
 }
 
@@ -223,8 +311,12 @@ void Exchange::peer_closed() {
   if (on_close_) std::exchange(on_close_, nullptr)();
 }
 
-HttpServer::HttpServer(net::io_context& io, const std::string& host, uint16_t port, HttpLimits limits, Handler handler)
-    : io_(io), acceptor_(io), retry_(io), limits_(limits), handler_(std::move(handler)) {
+HttpServer::HttpServer(net::io_context& io, const std::string& host, uint16_t port, HttpLimits limits, Handler handler,
+                       HeaderCheck check)
+    : acceptor_(io), retry_(io), state_(std::make_shared<State>()) {
+  state_->limits = limits;
+  state_->handler = std::move(handler);
+  state_->check = std::move(check);
   beast::error_code ec;
   const auto address = net::ip::make_address(host, ec);
   if (ec) fail("--host {}: not an IP address", host);
@@ -236,31 +328,41 @@ HttpServer::HttpServer(net::io_context& io, const std::string& host, uint16_t po
   if (ec) fail("cannot listen on {}:{}: {}", host, port, ec.message());
 }
 
+// Connections may outlive the server (their handlers still queued): they must not call it.
+HttpServer::~HttpServer() {
+  state_->accepting = false;
+  state_->handler = [](const std::shared_ptr<Exchange>&) {};
+  state_->check = nullptr;
+}
+
 uint16_t HttpServer::port() const { return acceptor_.local_endpoint().port(); }
 
+size_t HttpServer::connections() const { return state_->connections.size(); }
+
 void HttpServer::start() {
-  accepting_ = true;
+  state_->accepting = true;
   accept();
 }
 
 void HttpServer::accept() {
-  acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
-    if (!accepting_) return;
+  // The handlers hold the state: after the server is gone (accepting is false) they touch nothing else.
+  acceptor_.async_accept([this, state = state_](beast::error_code ec, tcp::socket socket) {
+    if (!state->accepting) return;
     if (ec) {
       // Out of file descriptors (or a similar passing failure): try again shortly, don't spin.
       retry_.expires_after(std::chrono::milliseconds(50));
-      retry_.async_wait([this](beast::error_code) {
-        if (accepting_) accept();
+      retry_.async_wait([this, state](beast::error_code) {
+        if (state->accepting) accept();
       });
       return;
     }
-    std::make_shared<Connection>(*this, std::move(socket))->start();
+    std::make_shared<Connection>(state_, std::move(socket))->start();
     accept();
   });
 }
 
 void HttpServer::stop_accepting() {
-  accepting_ = false;
+  state_->accepting = false;
   beast::error_code ignored;
   acceptor_.close(ignored);
   retry_.cancel();
@@ -268,7 +370,7 @@ void HttpServer::stop_accepting() {
 
 void HttpServer::close_idle() {
   std::vector<Connection*> idle;
-  for (Connection* c : connections_) {
+  for (Connection* c : state_->connections) {
     if (c->idle()) idle.push_back(c);
   }
   for (Connection* c : idle) c->close();

@@ -11,8 +11,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace nanoserve::server {
 
@@ -22,9 +25,22 @@ using HttpRequest = http::request<http::string_body>;
 struct HttpLimits {
   uint64_t max_body_bytes = 8ull << 20;
   uint32_t max_header_bytes = 16 << 10;
+  // Connections open at once; one more is answered 503 and closed. Each is a file descriptor and a
+  // few KB, so the default stays well inside the usual limits.
+  size_t max_connections = 4096;
+  // Request bodies held in memory at once, from their headers (Content-Length, or max_body_bytes
+  // when chunked) until their answers end; past it a request is answered 503 before its body is read.
+  uint64_t max_buffered_bytes = 256ull << 20;
   std::chrono::milliseconds read_timeout{30'000};  // a whole request must arrive within this (slow clients)
-  std::chrono::milliseconds idle_timeout{75'000};  // a kept-alive connection waiting for its next request
+  std::chrono::milliseconds idle_timeout{75'000};  // a kept-alive connection waiting for the first byte of its next request
   std::chrono::milliseconds write_timeout{60'000}; // one write to a client that stopped reading
+};
+
+// A complete answer the server sends instead of reading a request's body (the connection closes).
+struct Refusal {
+  http::status status;
+  std::string body;  // application/json
+  std::vector<std::pair<std::string, std::string>> headers = {};
 };
 
 class Connection;
@@ -60,29 +76,33 @@ class Exchange {
 };
 
 using Handler = std::function<void(std::shared_ptr<Exchange>)>;
+// Sees each request's headers before its body is read: a refusal (a missing API key) is answered
+// at once, so a stranger's body is never buffered.
+using HeaderCheck = std::function<std::optional<Refusal>(const http::request_header<>& header)>;
 
 class HttpServer {
  public:
   // Binds and listens at once (throws Error naming the address if it cannot).
-  HttpServer(boost::asio::io_context& io, const std::string& host, uint16_t port, HttpLimits limits, Handler handler);
+  HttpServer(boost::asio::io_context& io, const std::string& host, uint16_t port, HttpLimits limits, Handler handler,
+             HeaderCheck check = nullptr);
+  ~HttpServer();
   uint16_t port() const;
 
   void start();           // accepts connections until stop_accepting()
   void stop_accepting();  // closes the listening socket
   void close_idle();      // closes connections that are between requests
-  size_t connections() const { return connections_.size(); }
+  size_t connections() const;
+
+  // What connections share with the server; they hold it, so a connection destroyed after the
+  // server (its handler still queued when the io_context goes) touches nothing freed.
+  struct State;
 
  private:
-  friend class Connection;
   void accept();
 
-  boost::asio::io_context& io_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer retry_;
-  HttpLimits limits_;
-  Handler handler_;
-  std::set<Connection*> connections_;
-  bool accepting_ = false;
+  std::shared_ptr<State> state_;
 };
 
 }  // namespace nanoserve::server

@@ -28,6 +28,16 @@ Metrics::Metrics()
       itl_({0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}) {}
 
 namespace {
+// A label value in the exposition format: backslash, quote and newline escaped.
+std::string label(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\' || c == '"') out += '\\';
+    out += c == '\n' ? std::string("\\n") : std::string(1, c);
+  }
+  return out;
+}
+
 void write_metric(std::string& out, const char* name, const char* type, const char* help, int64_t value) {
   out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, value);
 }
@@ -37,7 +47,7 @@ std::string Metrics::render(const EngineStats& e) const {
   std::string out = "# HELP nanoserve_requests_total HTTP requests answered, by endpoint and status.\n"
                     "# TYPE nanoserve_requests_total counter\n";
   for (const auto& [key, count] : requests_) {
-    out += fmt::format("nanoserve_requests_total{{endpoint=\"{}\",status=\"{}\"}} {}\n", key.first, key.second, count);
+    out += fmt::format("nanoserve_requests_total{{endpoint=\"{}\",status=\"{}\"}} {}\n", label(key.first), key.second, count);
   }
   write_metric(out, "nanoserve_prompt_tokens_total", "counter", "Prompt tokens of finished requests.", prompt_tokens_);
   write_metric(out, "nanoserve_generation_tokens_total", "counter", "Tokens generated for finished requests.", generated_tokens_);

@@ -28,6 +28,7 @@ class Histogram {
 class Metrics {
  public:
   Metrics();
+  // endpoint: one of the server's routes or "other" (never a client's raw path: the labels stay few).
   void request_finished(const std::string& endpoint, int status) { ++requests_[{endpoint, status}]; }
   void tokens(int64_t prompt, int64_t generated) {
     prompt_tokens_ += prompt;
