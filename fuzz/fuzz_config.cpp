@@ -1,6 +1,7 @@
 // config.json as the loader reads it: ModelConfig, the family's normalization and description,
 // the weight list it implies and the RoPE tables.
 #include <cstdint>
+#include <string_view>
 #include <nlohmann/json.hpp>
 
 #include "model/arch.h"
@@ -8,11 +9,12 @@
 #include "model/rope.h"
 #include "model/weights.h"
 #include "util/error.h"
+#include "util/json_parse.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  auto j = nlohmann::json::parse(data, data + size, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("model_type") || !j["model_type"].is_string()) return 0;
   try {
+    auto j = nanoserve::parse_json(std::string_view(reinterpret_cast<const char*>(data), size), "config.json");
+    if (!j.is_object() || !j.contains("model_type") || !j["model_type"].is_string()) return 0;
     const nanoserve::ArchFamily& family = nanoserve::find_family(j["model_type"].get<std::string>());
     if (family.normalize_config) family.normalize_config(j);
     nanoserve::ModelConfig config = nanoserve::parse_model_config(j, "config.json");

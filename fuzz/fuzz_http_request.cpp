@@ -1,8 +1,8 @@
-// An HTTP request body from a stranger, taken as far as the engine: JSON, the OpenAI request
-// schema (completions or chat, by the first byte), the demo model's chat template and tokenizer,
-// and the sampling parameters' validation.
+// An HTTP request body from a stranger, taken as far as the engine: JSON (the server's own bounded
+// parse), the OpenAI request schema (completions or chat, by the first byte), the demo model's chat
+// template and tokenizer, and the sampling parameters' validation.
 #include <cstdint>
-#include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "server/api_error.h"
 #include "server/openai_request.h"
@@ -25,16 +25,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace nanoserve::server;
   if (size == 0) return 0;
   const auto kind = data[0] % 2 ? ApiKind::Chat : ApiKind::Completion;
-  auto body = nlohmann::ordered_json::parse(data + 1, data + size, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return 0;
   try {
+    const auto body = parse_request_body(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1));
     GenerationRequest r = parse_generation_request(body, kind);
+    r.params.validate(demo().tokenizer.vocab_size());
     if (kind == ApiKind::Chat) {
       nanoserve::encode_chat(demo().chat, demo().tokenizer, chat_template_context(r), r.parse_special_tokens);
     } else if (r.prompt.is_string()) {
       demo().tokenizer.encode(r.prompt.get<std::string>());
     }
-    r.params.validate(demo().tokenizer.vocab_size());
   } catch (const ApiError&) {
   } catch (const nanoserve::Error&) {
   }

@@ -28,17 +28,7 @@ std::string sha256(std::string_view text) {
   return std::string(reinterpret_cast<const char*>(digest), length);
 }
 
-// Ordered, so that messages and tools reach the chat template as the client wrote them.
-nlohmann::ordered_json parse_body(const HttpRequest& request) {
-  nlohmann::ordered_json body;
-  try {
-    body = parse_ordered_json(request.body(), "the request body");
-  } catch (const Error& e) {
-    throw ApiError(400, e.what());
-  }
-  if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
-  return body;
-}
+nlohmann::ordered_json parse_body(const HttpRequest& request) { return parse_request_body(request.body()); }
 
 // The routes, as /metrics labels them: any other path is "other", so that strangers' paths cannot
 // grow the metrics or break their format.

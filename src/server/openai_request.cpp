@@ -8,6 +8,8 @@
 #include <set>
 
 #include "server/api_error.h"
+#include "util/error.h"
+#include "util/json_parse.h"
 
 namespace nanoserve::server {
 
@@ -220,6 +222,17 @@ void read_chat(const Body& body, GenerationRequest& r) {
 }
 
 }  // namespace
+
+json parse_request_body(std::string_view text) {
+  json body;
+  try {
+    body = parse_ordered_json(text, "the request body");
+  } catch (const Error& e) {
+    throw ApiError(400, e.what());
+  }
+  if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
+  return body;
+}
 
 json chat_template_context(const GenerationRequest& request) {
   json context = request.template_extras;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/request.h"
@@ -26,6 +27,10 @@ struct GenerationRequest {
   bool max_tokens_given = false;  // chat defaults to the rest of the context
   bool stream = false, include_usage = false, echo = false;
 };
+
+// A request body as JSON (nesting bounded, util/json_parse.h); throws ApiError (400) unless it is
+// a JSON object. Ordered, so that messages and tools reach the chat template as the client wrote them.
+nlohmann::ordered_json parse_request_body(std::string_view body);
 
 // body: the parsed JSON. Throws ApiError (400) naming the offending field.
 // Ordered: the conversation reaches the chat template with its keys in the client's order.
