@@ -17,6 +17,10 @@ using tcp = net::ip::tcp;
 
 namespace {
 constexpr size_t kMaxPipelinedBytes = 1 << 20;  // bytes a client may send ahead while its request runs
+// After refusing a request whose body is still arriving: how long to keep the connection open
+// before closing it. Closing at once, with the body's bytes unread, resets the connection, and the
+// client may lose the answer before it reads it.
+constexpr auto kLingerTime = std::chrono::seconds(2);
 
 std::string serialize(http::response<http::string_body>& response) {
   response.prepare_payload();
@@ -171,6 +175,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Answers without reading (more of) the request, and closes.
   void refuse(Refusal refusal) {
+    linger_ = true;
     http::response<http::string_body> response{refusal.status, 11};
     response.set(http::field::server, "nanoserve");
     response.set(http::field::content_type, "application/json");
@@ -179,6 +184,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     response.body() = std::move(refusal.body);
     write(serialize(response));
     finish_exchange(false);
+  }
+
+  // The answer is out and the sending side shut. What the client still sends is left unread (no
+  // work for the io thread); the socket closes once the client has had time to read the answer.
+  void close_later() {
+    auto timer = std::make_shared<net::steady_timer>(stream_.get_executor(), kLingerTime);
+    timer->async_wait([self = shared_from_this(), timer](beast::error_code) { self->stream_.close(); });
   }
 
   void release_body() {
@@ -227,6 +239,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       beast::error_code ignored;
       stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
       closed_ = true;
+      if (linger_) return close_later();
       stream_.close();
       return;
     }
@@ -258,6 +271,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uint64_t reserved_ = 0;  // of State::buffered_bytes, for the request being read or answered
   bool writing_ = false, watching_ = false, closed_ = false;
   bool response_complete_ = false, keep_alive_ = true;
+  bool linger_ = false;  // answered without reading the request: drop what still arrives before closing
 };
 
 Exchange::Exchange(std::shared_ptr<Connection> connection, HttpRequest request)

@@ -2,8 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include <chrono>
-
 #include "test_support.h"
 #include "util/error.h"
 
@@ -156,27 +154,33 @@ TEST(ChatTemplate, RunawayOutputAndRecursionAreBounded) {
     render("{% set ns = namespace(x=[1]) %}{% for i in range(40) %}{% set ns.x = ns.x + ns.x %}{% endfor %}");
     FAIL() << "a list of 2^40 items was built";
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "chat template: a list of 1048576 items is over the limit of 1000000");
+    EXPECT_STREQ(e.what(), "chat template: a list of 131072 items is over the limit of 100000");
   }
   EXPECT_THROW(render("{% set s = 'x' * 16000000 %}{% set l = [] %}{% for i in range(1000) %}{% set _ = l.append(s) %}"
                       "{% endfor %}{{ l | length }}"),
                Error);
 }
 
-// Work is bounded as well as memory (issue 26): each of these hung the server's io thread.
+// Work is bounded as well as memory (issue 26): each of these hung the server's io thread. The
+// budget counts work, not time, so a render ends the same way on any machine (about 0.5 s at
+// worst in Release here; the server's tests check the time).
 TEST(ChatTemplate, RunawayWorkIsBounded) {
   const std::string budget = "chat template: the render did over 4000000 units of work (a loop or recursion without end?)";
-  const auto start = std::chrono::steady_clock::now();
-  EXPECT_EQ(error_of("{% for i in range(1000000) %}{% for j in range(1000000) %}{% endfor %}{% endfor %}"), budget);
+  EXPECT_EQ(error_of("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"), budget);
   EXPECT_EQ(error_of("{% macro f(n) %}{% if n < 60 %}{{ f(n + 1) }}{{ f(n + 1) }}{% endif %}{% endmacro %}{{ f(0) }}"), budget);
-  EXPECT_EQ(error_of("{{ range(1000000) | unique | length }}"), budget);  // quadratic in the list
-  EXPECT_EQ(error_of("{% set s = 'x' * 10000000 %}{% for i in range(1000000) %}{{ 'y' in s }}{% endfor %}"), budget);
+  EXPECT_EQ(error_of("{{ range(100000) | unique | length }}"), budget);  // quadratic in the list
+  EXPECT_EQ(error_of("{% set s = 'x' * 10000000 %}{% for i in range(100000) %}{{ 'y' in s }}{% endfor %}"), budget);
+  // Lists kept rather than walked: the items a render builds are bounded too (memory, not time).
+  EXPECT_EQ(error_of("{% set l = [] %}{% for i in range(100) %}{{ l.append(range(99999)) }}{% endfor %}"), budget);
+  EXPECT_EQ(error_of("{{ range(1000000) }}"), "chat template: a list of 1000000 items is over the limit of 100000");
+  EXPECT_EQ(error_of("{{ range(-9223372036854775807, 9223372036854775807) }}"), "range() of more than 100000 items");
+  EXPECT_EQ(render("{{ range(9223372036854775806, 9223372036854775807, 5) | list }} {{ range(5, 0, -2) | list }}"),
+            "[9223372036854775806] [5, 3, 1]");
   // A loop that runs only when a message holds a word: harmless until that message arrives.
-  const std::string trap = "{% for m in messages %}{% if 'loop' in m.content %}{% for i in range(1000000) %}"
-                           "{% for j in range(1000000) %}{% endfor %}{% endfor %}{% endif %}{{ m.content }}{% endfor %}";
+  const std::string trap = "{% for m in messages %}{% if 'loop' in m.content %}{% for i in range(100000) %}"
+                           "{% for j in range(100000) %}{% endfor %}{% endfor %}{% endif %}{{ m.content }}{% endfor %}";
   EXPECT_EQ(render(trap, {{"messages", chat({{"user", "hello"}})}}), "hello");
   EXPECT_THROW(render(trap, {{"messages", chat({{"user", "loop"}})}}), Error);
-  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 10.0);
   // The budget is per render: a real template rendered many times stays far below it.
   const ChatTemplate t(*ChatTemplate::from_model(test::demo_model_dir()));
   for (int i = 0; i < 100; ++i) t.render({{"messages", chat({{"user", "Hi"}})}, {"add_generation_prompt", true}});

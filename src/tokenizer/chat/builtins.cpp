@@ -376,9 +376,15 @@ Value global_functions() {
           int64_t start = p.size() > 1 ? p[0].integer : 0, stop = p.size() > 1 ? p[1].integer : p[0].integer;
           const int64_t step = p.size() > 2 ? p[2].integer : 1;
           if (step == 0) fail("range() step must not be zero");
-          if ((stop - start) / step > 1000000) fail("range() of more than 1000000 items");
+          // The count first, without overflow: no list past the limit is built, and i never wraps.
+          int64_t span = 0;
+          if (__builtin_sub_overflow(stop, start, &span) || (span == INT64_MIN && step == -1)) {
+            fail("range() of more than {} items", Value::kMaxItems);
+          }
+          const int64_t count = std::max<int64_t>(0, span / step + (span % step != 0));
+          Value::check_items(static_cast<size_t>(count));
           Array out;
-          for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(Value::from(i));
+          for (int64_t k = 0; k < count; ++k) out.push_back(Value::from(start + k * step));
           return Value::from(std::move(out));
         })));
   g.set("strftime_now", Value::from(Function([](Arguments& args) {

@@ -35,8 +35,8 @@ struct Value {
   static Value from(int64_t i) { Value v; v.kind = Kind::Int; v.integer = i; return v; }
   static Value from(double d) { Value v; v.kind = Kind::Float; v.number = d; return v; }
   static Value from(std::string s) { check_string(s.size()); Value v; v.kind = Kind::String; v.string = std::move(s); return v; }
-  static Value from(jinja::Array a) { check_items(a.size()); charge(1 + a.size()); Value v; v.kind = Kind::Array; v.array = std::make_shared<jinja::Array>(std::move(a)); return v; }
-  static Value from(jinja::Object o) { charge(1 + o.size()); Value v; v.kind = Kind::Object; v.object = std::make_shared<jinja::Object>(std::move(o)); return v; }
+  static Value from(jinja::Array a) { check_items(a.size()); charge(1 + kItemWork * a.size()); Value v; v.kind = Kind::Array; v.array = std::make_shared<jinja::Array>(std::move(a)); return v; }
+  static Value from(jinja::Object o) { charge(1 + kItemWork * o.size()); Value v; v.kind = Kind::Object; v.object = std::make_shared<jinja::Object>(std::move(o)); return v; }
   static Value from(jinja::Function f) { Value v; v.kind = Kind::Function; v.function = std::make_shared<jinja::Function>(std::move(f)); return v; }
   static Value from_json(const nlohmann::ordered_json& j, int depth = 0);  // keys keep their order
 
@@ -46,15 +46,17 @@ struct Value {
   // thousand times), reset by start_render().
   static constexpr size_t kMaxStringBytes = 16 << 20;
   static constexpr size_t kMaxRenderBytes = size_t{128} << 20;  // 16 times the largest request body
-  static constexpr size_t kMaxItems = 1000000;
+  static constexpr size_t kMaxItems = 100000;  // a list is at most ~11 MB (a Value is 112 bytes)
   static void check_string(size_t bytes);       // a string made: its size, and the render's budget
   static void check_string_size(size_t bytes);  // a string about to be made: its size only
   static void check_items(size_t items);
   // Work is bounded too, so that no template runs for long (two nested loops over range(1000000),
   // a macro calling itself twice at each level): loop iterations, calls, items built, compared or
   // printed, and string bytes scanned (per 64) each count against a budget for the whole render.
-  // A real template renders in a few thousand units.
+  // A real template renders in a few thousand units. An item put in a list counts kItemWork units,
+  // so the budget also bounds the items a render builds, whatever it keeps: 1M, about 110 MB.
   static constexpr uint64_t kMaxRenderWork = 4'000'000;
+  static constexpr uint64_t kItemWork = 4;
   static void charge(uint64_t units);
   static void charge_scan(size_t bytes) { charge(1 + bytes / 64); }
   // Values nest at most this deep (a list that contains itself would nest forever).
