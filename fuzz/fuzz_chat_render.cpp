@@ -32,7 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     const auto body = parse_request_body(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1));
     const GenerationRequest r = parse_generation_request(body, ApiKind::Chat);
-    chosen.render(chat_template_context(r));
+    chosen.render(chat_template_context(r), nanoserve::ChatTemplate::kMaxWork / 40);  // as fuzz_chat_template
   } catch (const ApiError&) {
   } catch (const nanoserve::Error&) {
   }

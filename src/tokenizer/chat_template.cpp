@@ -17,11 +17,11 @@ ChatTemplate::~ChatTemplate() = default;
 ChatTemplate::ChatTemplate(ChatTemplate&&) noexcept = default;
 ChatTemplate& ChatTemplate::operator=(ChatTemplate&&) noexcept = default;
 
-std::string ChatTemplate::render(const nlohmann::ordered_json& context) const {
+std::string ChatTemplate::render(const nlohmann::ordered_json& context, uint64_t max_work) const {
   nlohmann::ordered_json full = context;
   if (!full.contains("bos_token")) full["bos_token"] = bos_token_;
   if (!full.contains("eos_token")) full["eos_token"] = eos_token_;
-  jinja::Value::start_render();
+  jinja::Value::start_render(max_work);
   jinja::Context ctx(jinja::Value::from_json(full));
   for (const auto& s : *body_) {
     s->exec(ctx);

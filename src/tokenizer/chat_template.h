@@ -2,6 +2,7 @@
 // with messages the way Hugging Face's apply_chat_template renders it.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -20,9 +21,14 @@ class ChatTemplate {
   ChatTemplate(ChatTemplate&&) noexcept;
   ChatTemplate& operator=(ChatTemplate&&) noexcept;
 
+  // Units of work a render may do (loop iterations, calls, list items, bytes scanned; see
+  // chat/value.h): about 0.5 s at worst in a Release build. A real template needs a few thousand.
+  static constexpr uint64_t kMaxWork = 4'000'000;
+
   // context: messages, add_generation_prompt, bos_token, eos_token, tools, ... (any JSON object;
   // ordered, since tojson prints keys in the order the client sent them, as Python does).
-  std::string render(const nlohmann::ordered_json& context) const;
+  // Throws Error past max_work (the fuzzers pass less, to run more inputs a second).
+  std::string render(const nlohmann::ordered_json& context, uint64_t max_work = kMaxWork) const;
 
   // From a model directory's tokenizer_config.json (the template: a string, or the "default" of a
   // named list) or a GGUF file's tokenizer.chat_template, with the bos/eos token strings. Empty when

@@ -26,8 +26,9 @@ Json parse_bounded(std::string_view text, std::string_view source) {
     return Json::parse(text.begin(), text.end(), bound);
   } catch (const TooDeep&) {
     fail("{}: nested deeper than {} levels", source, kMaxJsonDepth);
-  } catch (const typename Json::parse_error& e) {
-    // e.what() reads "[json.exception.parse_error.101] parse error at line 1, column 2: ..."
+  } catch (const typename Json::exception& e) {
+    // A syntax error (parse_error) or a number too large for a double (out_of_range); e.what()
+    // reads "[json.exception.parse_error.101] parse error at line 1, column 2: ...".
     const std::string what = e.what();
     const size_t at = what.find("] ");
     fail("{}: not valid JSON: {}", source, at == std::string::npos ? what : what.substr(at + 2));

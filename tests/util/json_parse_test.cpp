@@ -42,6 +42,9 @@ TEST(JsonParse, SyntaxErrorsNameTheSourceAndPlace) {
             "literal; last read: '{no'; expected string literal");
   EXPECT_EQ(error_of(""), "body: not valid JSON: parse error at line 1, column 1: syntax error while parsing value - "
                           "unexpected end of input; expected '[', '{', or a literal");
+  // Found by fuzz_chat_render: a number past the largest double is nlohmann's out_of_range, not a
+  // parse_error, and escaped as an uncaught exception.
+  EXPECT_EQ(error_of("[5e308]"), "body: not valid JSON: number overflow parsing '5e308'");
 }
 
 TEST(JsonParse, FilesAreBoundedToo) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <fmt/format.h>
 
 #include "util/error.h"
@@ -13,21 +14,23 @@ using json = nlohmann::ordered_json;  // dicts keep insertion order, as in Pytho
 namespace {
 thread_local size_t render_bytes = 0;  // string bytes made by the render under way on this thread
 thread_local uint64_t render_work = 0;  // units of work done by the render under way on this thread
+thread_local uint64_t render_max_work = UINT64_MAX;  // set by start_render
 
 void check_depth(int depth) {
   if (depth > Value::kMaxNesting) fail("chat template: a value nested deeper than {} levels (a list that contains itself?)", Value::kMaxNesting);
 }
 }  // namespace
 
-void Value::start_render() {
+void Value::start_render(uint64_t max_work) {
   render_bytes = 0;
   render_work = 0;
+  render_max_work = max_work;
 }
 
 void Value::charge(uint64_t units) {
   render_work += units;
-  if (render_work > kMaxRenderWork) {
-    fail("chat template: the render did over {} units of work (a loop or recursion without end?)", kMaxRenderWork);
+  if (render_work > render_max_work) {
+    fail("chat template: the render did over {} units of work (a loop or recursion without end?)", render_max_work);
   }
 }
 

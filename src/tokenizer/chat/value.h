@@ -50,18 +50,18 @@ struct Value {
   static void check_string(size_t bytes);       // a string made: its size, and the render's budget
   static void check_string_size(size_t bytes);  // a string about to be made: its size only
   static void check_items(size_t items);
-  // Work is bounded too, so that no template runs for long (two nested loops over range(1000000),
+  // Work is bounded too, so that no template runs for long (two nested loops over range(100000),
   // a macro calling itself twice at each level): loop iterations, calls, items built, compared or
-  // printed, and string bytes scanned (per 64) each count against a budget for the whole render.
-  // A real template renders in a few thousand units. An item put in a list counts kItemWork units,
-  // so the budget also bounds the items a render builds, whatever it keeps: 1M, about 110 MB.
-  static constexpr uint64_t kMaxRenderWork = 4'000'000;
+  // printed, and string bytes scanned (per 64) each count against a budget for the whole render
+  // (start_render's; ChatTemplate::kMaxWork by default). An item put in a list counts kItemWork
+  // units, so the budget also bounds the items a render builds, whatever it keeps: 1M by default,
+  // about 110 MB.
   static constexpr uint64_t kItemWork = 4;
   static void charge(uint64_t units);
   static void charge_scan(size_t bytes) { charge(1 + bytes / 64); }
   // Values nest at most this deep (a list that contains itself would nest forever).
   static constexpr int kMaxNesting = 256;
-  static void start_render();
+  static void start_render(uint64_t max_work);
 
   bool is(Kind k) const { return kind == k; }
   bool defined() const { return kind != Kind::Undefined; }
