@@ -35,9 +35,10 @@ nlohmann::ordered_json parse_body(const HttpRequest& request) { return parse_req
 const std::array<std::string_view, 9> kRoutes = {"/", "/index.html", "/health", "/metrics", "/v1/models",
                                                  "/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize"};
 
-std::string endpoint_of(const HttpRequest& request) {
-  std::string_view path(request.target().data(), request.target().size());
-  path = path.substr(0, path.find('?'));
+std::string_view target_of(const http::request_header<>& header) { return {header.target().data(), header.target().size()}; }
+
+std::string endpoint_of(std::string_view target) {
+  const std::string_view path = target.substr(0, target.find('?'));
   for (std::string_view route : kRoutes) {
     if (path == route) return std::string(route);
   }
@@ -81,20 +82,22 @@ void Api::answer(const std::shared_ptr<Exchange>& exchange, const std::string& e
 }
 
 std::optional<Refusal> Api::admit(const http::request_header<>& header) {
-  if (options_.api_key.empty() || !needs_key(std::string_view(header.target().data(), header.target().size()))) {
-    return std::nullopt;
-  }
+  if (options_.api_key.empty() || !needs_key(target_of(header))) return std::nullopt;
   const auto authorization = header[http::field::authorization];
   if (key_matches(std::string_view(authorization.data(), authorization.size()))) return std::nullopt;
-  HttpRequest request(header);
-  metrics_.request_finished(endpoint_of(request), 401);
+  metrics_.request_finished(endpoint_of(target_of(header)), 401);
   return Refusal{http::status::unauthorized, dump(key_error().body()), {{"WWW-Authenticate", "Bearer"}}};
 }
 
 void Api::handle(const std::shared_ptr<Exchange>& exchange) {
-  const std::string endpoint = endpoint_of(exchange->request());
+  const std::string endpoint = endpoint_of(target_of(exchange->request()));
+  answer_failures(exchange, endpoint, [&] { route(exchange, endpoint); });
+}
+
+void Api::answer_failures(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint,
+                          const std::function<void()>& fn) {
   try {
-    route(exchange, endpoint);
+    fn();
   } catch (const ApiError& e) {
     answer_error(exchange, endpoint, e);
   } catch (const Error& e) {  // a template that raised, a tokenizer that refused the text, ...
@@ -118,15 +121,7 @@ void Api::off_io(const std::shared_ptr<Exchange>& exchange, const std::string& e
   auto on_io = [this, exchange, endpoint](Continuation then) {
     boost::asio::post(io_, [this, exchange, endpoint, then = std::move(then)] {
       --preparing_;
-      try {
-        then();
-      } catch (const ApiError& e) {
-        answer_error(exchange, endpoint, e);
-      } catch (const Error& e) {
-        answer_error(exchange, endpoint, ApiError(400, e.what()));
-      } catch (const std::exception& e) {
-        answer_error(exchange, endpoint, ApiError(500, fmt::format("internal error: {}", e.what()), "", "server_error"));
-      }
+      answer_failures(exchange, endpoint, then);
     });
   };
   ++preparing_;

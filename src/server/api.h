@@ -53,6 +53,9 @@ class Api {
   using Work = std::function<Continuation()>;
 
   void route(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint);
+  // Runs fn; what it throws is the call's answer: an ApiError as it is, an Error (a template that
+  // raised, a tokenizer that refused the text) a 400, anything else a 500.
+  void answer_failures(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, const std::function<void()>& fn);
   void off_io(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, Work work);
   void generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind);
   Prepared prepare(const HttpRequest& http_request, ApiKind kind) const;
