@@ -14,8 +14,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { Worker } from "node:worker_threads";
-import { startServer, metrics } from "../../tests/server/harness.mjs";
+import { startServer, pollHealth, settledMetrics } from "../../tests/server/harness.mjs";
 
 const { values: opt } = parseArgs({
   options: {
@@ -58,29 +57,7 @@ const rssBefore = rssMiB();
 let rssPeak = rssBefore;
 const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, rssMiB())), 20);
 
-// /health from its own thread: the load generated here does not delay its timing.
-const poller = new Worker(`
-  const { parentPort, workerData } = require("node:worker_threads");
-  let worst = 0, count = 0, failed = 0, done = false;
-  const slow = [];
-  parentPort.on("message", () => (done = true));
-  (async () => {
-    while (!done) {
-      const start = performance.now();
-      try {
-        const r = await fetch(workerData + "/health");
-        await r.text();
-        if (r.status !== 200) failed++;
-      } catch { failed++; }
-      const ms = performance.now() - start;
-      worst = Math.max(worst, ms);
-      if (ms > 20) slow.push([Math.round(start), Math.round(ms)]);
-      count++;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    parentPort.postMessage({ worst, count, failed, slow });
-  })();`, { eval: true, workerData: server.url });
-const health = new Promise((resolve) => poller.on("message", resolve));
+const health = pollHealth(server.url);
 
 // One streaming completion; resolves with "completed", "error", "disconnected" or "broken".
 function stream(hangUpAfterChunks) {
@@ -148,16 +125,8 @@ const [streamOutcomes, uploadAnswers, renderAnswers] = await Promise.all([
 ]);
 const seconds = (performance.now() - started) / 1000;
 
-let m;
-for (let i = 0; i < 100; i++) {
-  m = await metrics(server.url);
-  if (m.nanoserve_kv_blocks_used === 0 && m.nanoserve_num_requests_running === 0 && m.nanoserve_num_requests_waiting === 0) break;
-  await new Promise((r) => setTimeout(r, 50));
-}
-poller.postMessage("stop");
-const { worst, count, failed, slow } = await health;
-await poller.terminate();
-if (process.env.HOSTILE_DEBUG) console.log("slow /health probes [start ms, ms]:", JSON.stringify(slow), "load started at", Math.round(started));
+const m = await settledMetrics(server.url);
+const { worst, count, failed } = await health.stop();
 clearInterval(rssTimer);
 const exit = await server.stop();
 rmSync(scratch, { recursive: true, force: true });

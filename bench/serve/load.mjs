@@ -8,7 +8,7 @@
 //                                  [--url http://127.0.0.1:8080 | --binary build/src/nanoserve]
 import http from "node:http";
 import { parseArgs } from "node:util";
-import { startServer, metrics } from "../../tests/server/harness.mjs";
+import { startServer, settledMetrics } from "../../tests/server/harness.mjs";
 
 const { values: opt } = parseArgs({
   options: {
@@ -87,12 +87,7 @@ const results = await Promise.all(Array.from({ length: clients }, () =>
 const seconds = (performance.now() - started) / 1000;
 
 // Cancellations reach the engine within a step; give it a moment, then everything must be free.
-let m;
-for (let i = 0; i < 100; i++) {
-  m = await metrics(server.url);
-  if (m.nanoserve_kv_blocks_used === 0 && m.nanoserve_num_requests_running === 0 && m.nanoserve_num_requests_waiting === 0) break;
-  await new Promise((r) => setTimeout(r, 50));
-}
+const m = await settledMetrics(server.url);
 if (server.proc) server.proc.kill("SIGTERM");
 
 const count = (o) => results.filter((r) => r.outcome === o).length;

@@ -3,6 +3,7 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import net from "node:net";
+import { Worker } from "node:worker_threads";
 
 export const binary = process.env.NANOSERVE_BINARY;
 export const fixtures = process.env.NANOSERVE_FIXTURES;
@@ -50,6 +51,54 @@ export async function metrics(url) {
     out[line.slice(0, at)] = Number(line.slice(at + 1));
   }
   return out;
+}
+
+// Waits (up to 5 s) until nothing runs or waits in the engine and every KV block is free, and
+// returns the metrics then: cancellations reach the engine within a step.
+export async function settledMetrics(url) {
+  let m;
+  for (let i = 0; i < 100; i++) {
+    m = await metrics(url);
+    if (m.nanoserve_kv_blocks_used === 0 && m.nanoserve_num_requests_running === 0 && m.nanoserve_num_requests_waiting === 0) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return m;
+}
+
+// Asks /health every 20 ms from a worker thread (its own event loop: the load a test makes on the
+// main thread does not count as the server's latency) until stop(), which resolves with
+// {worst, count, failed}: the slowest answer in ms, the probes, and those that failed.
+export function pollHealth(url) {
+  const worker = new Worker(`
+    const { parentPort, workerData } = require("node:worker_threads");
+    let worst = 0, count = 0, failed = 0, done = false;
+    parentPort.on("message", () => (done = true));
+    (async () => {
+      while (!done) {
+        const start = performance.now();
+        try {
+          const r = await fetch(workerData + "/health");
+          await r.text();
+          if (r.status !== 200) failed++;
+        } catch { failed++; }
+        worst = Math.max(worst, performance.now() - start);
+        count++;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      parentPort.postMessage({ worst, count, failed });
+    })();`, { eval: true, workerData: url });
+  const result = new Promise((resolve, reject) => {
+    worker.on("message", resolve);
+    worker.on("error", reject);
+  });
+  return {
+    async stop() {
+      worker.postMessage("stop");
+      const r = await result;
+      await worker.terminate();  // its idle keep-alive connection would hold it open
+      return r;
+    },
+  };
 }
 
 export async function waitFor(predicate, timeoutMs = 10000) {

@@ -6,8 +6,7 @@ import net from "node:net";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Worker } from "node:worker_threads";
-import { startServer, metrics, rawRequest } from "./harness.mjs";
+import { startServer, metrics, pollHealth, rawRequest } from "./harness.mjs";
 
 const demo = new URL("../../models/demo/", import.meta.url).pathname;
 const scratch = mkdtempSync(join(tmpdir(), "nanoserve-hostile-"));
@@ -17,39 +16,17 @@ const post = (url, path, body, headers = {}) =>
   fetch(url + path, { method: "POST", headers: { "Content-Type": "application/json", ...headers }, body });
 const chat = (content, extra = {}) => JSON.stringify({ messages: [{ role: "user", content }], max_tokens: 2, ...extra });
 
-// The slowest of /health's answers while `work` runs, polled every 20 ms from a worker thread: its
-// own event loop, so that the test's work on the main thread (building and sending 8 MiB bodies)
-// does not count as the server's latency.
+// The slowest of /health's answers while `work` runs.
 async function worstHealthDuring(url, work) {
-  const poller = new Worker(`
-    const { parentPort, workerData } = require("node:worker_threads");
-    let worst = 0, done = false;
-    parentPort.on("message", () => (done = true));
-    (async () => {
-      while (!done) {
-        const start = performance.now();
-        const r = await fetch(workerData + "/health");
-        await r.text();
-        if (r.status !== 200) throw new Error("/health answered " + r.status);
-        worst = Math.max(worst, performance.now() - start);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      parentPort.postMessage(worst);
-    })();`, { eval: true, workerData: url });
-  const worst = new Promise((resolve, reject) => {
-    poller.on("message", resolve);
-    poller.on("error", reject);
-  });
+  const poller = pollHealth(url);
   await new Promise((r) => setTimeout(r, 50));
-  let result;
-  try {
-    result = await work();
-  } finally {
-    poller.postMessage("stop");
-  }
-  const slowest = await worst;
-  await poller.terminate();  // its idle keep-alive connection would hold it open
-  return { result, worst: slowest };
+  const result = await work().catch(async (e) => {
+    await poller.stop();
+    throw e;
+  });
+  const { worst, failed } = await poller.stop();
+  assert.equal(failed, 0);
+  return { result, worst };
 }
 
 // The demo model with another chat template.
