@@ -11,6 +11,7 @@
 #include <random>
 
 #include "cli/bench_forward.h"
+#include "cli/checks.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/sampling_options.h"
@@ -150,19 +151,19 @@ void register_bench(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("bench", "Offline throughput: many requests through the engine at a given concurrency");
   add_model_options(*cmd, opt->model);
   add_parallel_option(*cmd, opt->model);
-  cmd->add_option("--num-requests", opt->num_requests, "requests to run (default 64)")->check(CLI::PositiveNumber);
-  cmd->add_option("--input-len", opt->input_len, "prompt tokens per request (default 128)")->check(CLI::PositiveNumber);
-  cmd->add_option("--output-len", opt->output_len, "generated tokens per request (default 128)")->check(CLI::PositiveNumber);
-  cmd->add_option("--concurrency", opt->concurrency, "requests in flight at once (default 8)")->check(CLI::PositiveNumber);
+  cmd->add_option("--num-requests", opt->num_requests, "requests to run (default 64)")->check(positive());
+  cmd->add_option("--input-len", opt->input_len, "prompt tokens per request (default 128)")->check(positive());
+  cmd->add_option("--output-len", opt->output_len, "generated tokens per request (default 128)")->check(positive());
+  cmd->add_option("--concurrency", opt->concurrency, "requests in flight at once (default 8)")->check(positive());
   cmd->add_option("--dataset", opt->dataset, "JSONL of {\"prompt\": ...} or {\"text\": ...} instead of random token ids");
   cmd->add_option("--seed", opt->seed, "seed for the random prompts");
   add_engine_options(*cmd, opt->engine, opt->kv_pool);
   cmd->add_option("--pp", opt->pp,
                   "instead of the engine run: time the forward pass on a prompt of this many tokens (llama-bench -p)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option("--tg", opt->tg, "instead of the engine run: time this many one-token steps (llama-bench -n)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--repetitions", opt->repetitions, "--pp/--tg: runs of each, averaged (default 5)")->check(CLI::PositiveNumber);
+      ->check(positive());
+  cmd->add_option("--repetitions", opt->repetitions, "--pp/--tg: runs of each, averaged (default 5)")->check(positive());
   cmd->callback([opt] {
     if (opt->pp == 0 && opt->tg == 0) return run_bench(*opt);
     if (opt->model.tensor_parallel_size > 1) {

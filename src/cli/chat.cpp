@@ -54,6 +54,7 @@ std::string reply(Engine& engine, const Tokenizer& tokenizer, const ChatTemplate
 }
 
 void run_chat(const ChatOptions& opt) {
+  check_sampling(opt.sampling);
   Model model = load(opt.model);
   Tokenizer tokenizer = load_tokenizer(opt.model);
   auto chat_template = ChatTemplate::from_model(model_dir(opt.model));

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <sys/resource.h>
 
+#include "cli/checks.h"
 #include "hub/hub.h"
 #include "tokenizer/chat_prompt.h"
 #include "util/thread_pool.h"
@@ -16,7 +17,7 @@ void add_model_options(CLI::App& command, ModelOptions& options) {
   command.add_option("-m,--model", options.model_dir,
                      "Hugging Face model directory (config.json, *.safetensors, tokenizer.json), a GGUF file, or a Hub id "
                      "ORG/NAME[@REVISION] (pulled into the Hugging Face cache when missing); default: the bundled demo model");
-  command.add_option("--threads", options.threads, "worker threads (default: one per core)")->check(CLI::NonNegativeNumber);
+  command.add_option("--threads", options.threads, "worker threads (default: one per core)")->check(non_negative());
   command
       .add_option("--device", options.device,
                   "where the model runs: cpu (default) or cuda (GPU 0; GPUs 0..N-1 with --tensor-parallel-size N)")
@@ -33,7 +34,7 @@ void add_parallel_option(CLI::App& command, ModelOptions& options) {
       .add_option("--tensor-parallel-size,--tp", options.tensor_parallel_size,
                   "split the model across this many ranks: attention heads, KV heads and MLP width divided among "
                   "GPUs 0..N-1 (--device cuda, joined by NCCL) or threads (--device cpu, for checking); default 1")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
 }
 
 std::string model_dir(const ModelOptions& options) {

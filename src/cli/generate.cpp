@@ -22,6 +22,7 @@ struct GenerateOptions {
 };
 
 void run_generate(const GenerateOptions& opt) {
+  check_sampling(opt.sampling);
   Model model = load(opt.model);
   const auto ranks = open_ranks(opt.model, model);
   Tokenizer tokenizer = load_tokenizer(opt.model);

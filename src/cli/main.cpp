@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/mistakes.h"
 #include "util/error.h"
 
 int main(int argc, char** argv) {
@@ -24,8 +25,16 @@ int main(int argc, char** argv) {
   nanoserve::cli::register_pull(app);
   nanoserve::cli::register_serve(app);
   nanoserve::cli::register_tokenize(app);
+  // Usage mistakes are told with their fix and exit 2, before anything loads.
+  if (auto message = nanoserve::cli::unknown_subcommand(app, argc, argv)) {
+    fmt::print(stderr, "error: {}\n", *message);
+    return 2;
+  }
   try {
     app.parse(argc, argv);
+  } catch (const CLI::ExtrasError&) {
+    fmt::print(stderr, "error: {}\n", nanoserve::cli::explain_extras(app));
+    return 2;
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const nanoserve::Error& e) {

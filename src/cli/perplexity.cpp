@@ -12,6 +12,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cli/checks.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/sampling_options.h"
@@ -144,8 +145,8 @@ void register_perplexity(CLI::App& app) {
   cmd->add_option("--text", opt->text,
                   "plain text file, scored as llama.cpp's llama-perplexity does: chunks of --context tokens starting "
                   "with BOS, each scoring the predictions of its second half");
-  cmd->add_option("--window", opt->window, "--file: tokens scored per window (default 512)")->check(CLI::PositiveNumber);
-  cmd->add_option("--context", opt->context, "--text: tokens per chunk (default 512)")->check(CLI::Range(4, 1 << 20));
+  cmd->add_option("--window", opt->window, "--file: tokens scored per window (default 512)")->check(positive());
+  cmd->add_option("--context", opt->context, "--text: tokens per chunk (default 512)")->check(between(4, 1 << 20));
   add_kv_dtype_option(*cmd, opt->kv_dtype);
   cmd->callback([opt] { run_perplexity(*opt); });
 }

@@ -1,16 +1,19 @@
 #include "cli/sampling_options.h"
 
+#include "cli/checks.h"
 #include "util/error.h"
 
 #include <fmt/format.h>
 
+#include <limits>
+
 namespace nanoserve::cli {
 
 void add_sampling_options(CLI::App& cmd, SamplingParams& p) {
-  cmd.add_option("-n,--max-tokens", p.max_tokens, "tokens to generate at most (stops early at end of text)")
-      ->check(CLI::PositiveNumber);
-  cmd.add_option("--temperature", p.temperature, "0 for greedy decoding; higher is more random")->check(CLI::NonNegativeNumber);
-  cmd.add_option("--top-k", p.top_k, "sample among the k most likely tokens (0: off)")->check(CLI::NonNegativeNumber);
+  cmd.add_option("-n,--max-tokens,--n-predict", p.max_tokens, "tokens to generate at most (stops early at end of text)")
+      ->check(positive());
+  cmd.add_option("--temperature", p.temperature, "0 for greedy decoding; higher is more random")->check(non_negative());
+  cmd.add_option("--top-k", p.top_k, "sample among the k most likely tokens (0: off)")->check(non_negative());
   cmd.add_option("--top-p", p.top_p, "sample among the most likely tokens holding this probability (1: off)");
   cmd.add_option("--min-p", p.min_p, "drop tokens less likely than min-p x the most likely one (0: off)");
   cmd.add_option("--repetition-penalty", p.repetition_penalty, "> 1 discourages tokens seen in the prompt or output");
@@ -21,16 +24,18 @@ void add_sampling_options(CLI::App& cmd, SamplingParams& p) {
   cmd.add_flag("--ignore-eos", p.ignore_eos, "keep generating past the end-of-text token");
 }
 
+void check_sampling(const SamplingParams& params) { params.validate(std::numeric_limits<int32_t>::max()); }
+
 void add_engine_options(CLI::App& cmd, EngineOptions& options, KvPoolOptions& pool) {
   cmd.add_option("--kv-cache-memory", pool.kv_cache_gib,
                  "GiB for the KV block pool (default: 0.25 on the CPU; on a GPU, what --gpu-memory-utilization leaves)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd.add_option("--gpu-memory-utilization", pool.gpu_memory_utilization,
                  "fraction of the GPU's memory the weights, activations and KV cache may use (default 0.9)")
-      ->check(CLI::Range(0.05, 1.0));
-  cmd.add_option("--max-num-seqs", options.limits.max_num_seqs, "sequences running at once")->check(CLI::PositiveNumber);
+      ->check(between(0.05, 1.0));
+  cmd.add_option("--max-num-seqs", options.limits.max_num_seqs, "sequences running at once")->check(positive());
   cmd.add_option("--max-batched-tokens", options.limits.max_batched_tokens, "tokens per engine step (prefill chunk budget)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd.add_flag("!--no-prefix-caching", options.prefix_caching, "do not reuse the KV blocks of earlier prompts");
   add_kv_dtype_option(cmd, options.kv_dtype);
 }

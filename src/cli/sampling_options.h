@@ -9,6 +9,9 @@
 namespace nanoserve::cli {
 
 void add_sampling_options(CLI::App& command, SamplingParams& params);
+// The sampling flags' values, checked before the model loads (the ones that need its vocabulary
+// wait for it): throws Error naming the first bad one.
+void check_sampling(const SamplingParams& params);
 // How big the KV block pool is.
 struct KvPoolOptions {
   double kv_cache_gib = 0;              // --kv-cache-memory; 0: 0.25 GiB on the CPU, the utilization's share on a GPU

@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <filesystem>
 
+#include "cli/checks.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/sampling_options.h"
@@ -22,7 +23,7 @@ namespace {
 struct ServeOptions {
   ModelOptions model;
   std::string host = "127.0.0.1";
-  uint16_t port = 8080;
+  int port = 8080;
   std::string api_key;
   std::string served_model_name;
   EngineOptions engine;
@@ -126,7 +127,20 @@ void run_io(boost::asio::io_context& io) {
   }
 }
 
+// --host as an address, or a name ("localhost") resolved before the model loads.
+std::string listen_address(const std::string& host) {
+  boost::system::error_code ec;
+  boost::asio::ip::make_address(host, ec);
+  if (!ec) return host;
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::resolver resolver(io);
+  const auto results = resolver.resolve(host, "", ec);
+  if (ec || results.empty()) fail("--host {}: neither an IP address nor a name this machine resolves ({})", host, ec.message());
+  return results.begin()->endpoint().address().to_string();
+}
+
 void run_serve(const ServeOptions& opt) {
+  const std::string address = listen_address(opt.host);
   raise_open_files_limit();
   Model model = load(opt.model);
   Tokenizer tokenizer = load_tokenizer(opt.model);
@@ -155,13 +169,13 @@ void run_serve(const ServeOptions& opt) {
   limits.max_buffered_bytes = std::max(opt.max_buffered_bytes, opt.max_body_bytes);
   limits.read_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(opt.request_timeout));
   server::HttpServer http(
-      io, opt.host, opt.port, limits, [&api](std::shared_ptr<server::Exchange> e) { api.handle(e); },
+      io, address, static_cast<uint16_t>(opt.port), limits, [&api](std::shared_ptr<server::Exchange> e) { api.handle(e); },
       [&api](const server::http::request_header<>& header) { return api.admit(header); });
   Shutdown shutdown(io, http, api, engine, opt.shutdown_grace);
   engine.start();
   http.start();
   fmt::print(stderr, "serving {} at http://{}:{} (OpenAI API under /v1, chat page at /){}\n", api_options.model_name,
-             opt.host, http.port(), opt.api_key.empty() ? "" : ", API key required");
+             address, http.port(), opt.api_key.empty() ? "" : ", API key required");
   run_io(io);
   engine.stop();
   fmt::print(stderr, "stopped\n");
@@ -174,28 +188,28 @@ void register_serve(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("serve", "Serve the OpenAI API (completions, chat, streaming) over HTTP");
   add_model_options(*cmd, opt->model);
   add_parallel_option(*cmd, opt->model);
-  cmd->add_option("--host", opt->host, "address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)");
-  cmd->add_option("--port", opt->port, "port to listen on (default 8080; 0 picks a free one)");
+  cmd->add_option("--host", opt->host, "address or name to listen on (default 127.0.0.1; 0.0.0.0 for every interface)");
+  cmd->add_option("--port", opt->port, "port to listen on (default 8080; 0 picks a free one)")->check(between(0, 65535));
   cmd->add_option("--api-key", opt->api_key, "require 'Authorization: Bearer KEY' on /v1 routes")
       ->envname("NANOSERVE_API_KEY");
   cmd->add_option("--served-model-name", opt->served_model_name, "the model id clients name (default: the -m argument)");
   cmd->add_option("--max-queued", opt->max_queued, "sequences in flight (prompts x n) beyond which new requests get 503 (default 1024)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option("--max-body-bytes", opt->max_body_bytes, "largest request body accepted; larger gets 413 (default 8 MiB)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option("--max-sequences-per-request", opt->max_sequences_per_request,
                   "most sequences (prompts x n) one request may ask for; more gets 400 (default 256)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option("--max-connections", opt->max_connections, "connections open at once; more get 503 (default 4096)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option("--max-buffered-bytes", opt->max_buffered_bytes,
                   "request bodies held in memory at once; past it requests get 503 (default 256 MiB)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   cmd->add_option("--shutdown-grace", opt->shutdown_grace, "seconds requests in flight may finish after SIGTERM (default 30)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   cmd->add_option("--request-timeout", opt->request_timeout,
                   "seconds a client has to send a whole request; slower ones are disconnected (default 30)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   add_engine_options(*cmd, opt->engine, opt->kv_pool);
   cmd->callback([opt] { run_serve(*opt); });
 }

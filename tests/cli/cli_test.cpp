@@ -251,6 +251,42 @@ TEST(Cli, ErrorsAreClearAndExitOne) {
   EXPECT_TRUE(contains(r.err, "--prompt is required")) << r.err;
 }
 
+// Issue 30, the CLI part: a mistake is told with its fix, before the model loads (-m names a model
+// that does not exist, so an error about anything else proves the check came first), exit 2 for
+// usage and 1 for values.
+TEST(Cli, MistakesAreToldWithTheirFixBeforeLoading) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"generat", "-p", "hi"}, "error: 'generat' is not a nanoserve command; did you mean 'generate'?\n"},
+      {{"server"}, "error: 'server' is not a nanoserve command; did you mean 'serve'?\n"},
+      {{"run"}, "error: 'run' is not a nanoserve command (nanoserve --help lists them)\n"},
+      {{"generate", "-m", "/nonexistent", "--top_p", "0.5", "-p", "x"},
+       "error: --top_p is not a flag of generate; did you mean --top-p?\n"},
+      {{"serve", "-m", "/nonexistent", "-ngl", "99"},
+       "error: -ngl is not a flag of serve: nanoserve keeps the whole model on one device: use --device cuda\n"},
+      {{"serve", "models/demo"}, "error: serve takes the model as a flag: serve -m models/demo\n"},
+      {{"generate", "-m", "/nonexistent", "--top-p", "5", "-p", "x"}, "error: top_p must be in (0, 1], got 5\n"},
+      {{"chat", "-m", "/nonexistent", "--min-p", "3"}, "error: min_p must be in [0, 1], got 3\n"},
+      {{"serve", "-m", "/nonexistent", "--port", "99999"}, "--port: 99999 is not in [0, 65535]\nRun with --help for more information.\n"},
+      {{"serve", "-m", "/nonexistent", "--kv-cache-memory", "-1"},
+       "--kv-cache-memory: -1 is not a positive number\nRun with --help for more information.\n"},
+      {{"serve", "-m", "/nonexistent", "--max-queued", "lots"}, "--max-queued: lots is not a number\nRun with --help for more information.\n"},
+  };
+  for (const auto& [args, expected] : cases) {
+    const auto r = run_cli(args);
+    EXPECT_EQ(r.err, expected) << args[0] << " " << args[1];
+    EXPECT_NE(r.exit_code, 0);
+  }
+  // The resolver's words vary by machine; the sentence before them does not.
+  const auto host = run_cli({"serve", "-m", "/nonexistent", "--host", "nosuchhost.invalid"});
+  EXPECT_EQ(host.exit_code, 1);
+  EXPECT_TRUE(contains(host.err, "error: --host nosuchhost.invalid: neither an IP address nor a name this machine resolves"))
+      << host.err;
+  // Another engine's spellings where the meaning is the same.
+  const auto r = run_cli({"generate", "-p", "In the beginning", "--n-predict", "3"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "In the beginning there is a\n");
+}
+
 TEST(Cli, MalformedJsonlNamesTheLine) {
   test::ScratchDir dir;
   test::write_file(dir.file("bad.jsonl"), "{\"text\": \"fine\"}\n{\"txt\": 1}\n");

@@ -177,3 +177,12 @@ test("after the grace period, SIGTERM ends streams with a final event", async ()
   assert.match(text, /"finish_reason":"abort"/);
   assert.ok(text.endsWith("data: [DONE]\n\n"));
 });
+
+test("--host takes a name, resolved before the model loads", async () => {
+  const s = await startServer(["--host", "localhost"]);
+  try {
+    assert.equal((await fetch(s.url + "/health")).status, 200);
+  } finally {
+    await s.stop();
+  }
+});
