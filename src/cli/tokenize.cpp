@@ -19,7 +19,7 @@ namespace {
 
 struct TokenizeOptions {
   ModelOptions model;
-  bool no_special = false;       // tokenize: no BOS/EOS from the post-processor; detokenize: keep special tokens
+  bool no_special = false;       // tokenize: no BOS/EOS from the post-processor; detokenize: drop special tokens
   bool special_as_text = false;  // tokenize: "<|eot_id|>" in the text is ordinary text, not the control token
   bool jsonl = false;            // one JSON document per line in and out, for many texts at once
 };
@@ -73,7 +73,7 @@ void run_detokenize(const TokenizeOptions& opt) {
       }
       ids.push_back(j[i].get<int32_t>());
     }
-    print_text(tokenizer.decode(ids, /*skip_special=*/!opt.no_special), opt.jsonl);
+    print_text(tokenizer.decode(ids, /*skip_special=*/opt.no_special), opt.jsonl);
   });
 }
 
@@ -117,7 +117,8 @@ void register_tokenize(CLI::App& app) {
   auto dopt = std::make_shared<TokenizeOptions>();
   CLI::App* dcmd = app.add_subcommand("detokenize", "Read a JSON array of token ids on stdin, print their text");
   add_model_options(*dcmd, dopt->model);
-  dcmd->add_flag("--no-special", dopt->no_special, "keep special tokens in the text instead of dropping them");
+  dcmd->add_flag("--no-special", dopt->no_special,
+                 "drop special tokens from the text (by default they are kept, as POST /detokenize keeps them)");
   dcmd->add_flag("--jsonl", dopt->jsonl, "read one JSON array of ids per line, print one JSON string per line");
   dcmd->callback([dopt] { run_detokenize(*dopt); });
 

@@ -45,10 +45,16 @@ TEST(Cli, TokenizeMatchesHuggingFaceAndDetokenizeRoundTrips) {
     EXPECT_EQ(nlohmann::json::parse(r.out), cases[i].at("ids")) << text;
     r = run_cli({"tokenize", "--no-special", "-m", dir.path().string()}, text);
     EXPECT_EQ(nlohmann::json::parse(r.out), cases[i].at("ids_no_special")) << text;
-    r = run_cli({"detokenize", "--no-special", "-m", dir.path().string()}, cases[i].at("ids_no_special").dump());
+    r = run_cli({"detokenize", "-m", dir.path().string()}, cases[i].at("ids_no_special").dump());
     EXPECT_EQ(r.out, text);
   }
-  auto r = run_cli({"detokenize", "-m", dir.path().string()}, "[1, 99999]");
+  // Issue 30: --no-special means "without special tokens" both ways, and by default detokenize
+  // keeps them, as POST /detokenize and Hugging Face's decode do.
+  auto r = run_cli({"detokenize", "-m", dir.path().string()}, "[0, 1738]");
+  EXPECT_EQ(r.out, "<|begin_of_text|>" + run_cli({"detokenize", "--no-special", "-m", dir.path().string()}, "[1738]").out);
+  EXPECT_EQ(run_cli({"detokenize", "--no-special", "-m", dir.path().string()}, "[0, 1738]").out,
+            run_cli({"detokenize", "-m", dir.path().string()}, "[1738]").out);
+  r = run_cli({"detokenize", "-m", dir.path().string()}, "[1, 99999]");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(contains(r.err, "element 1 (99999) is not a token id of this vocabulary (4096 tokens)")) << r.err;
 }

@@ -41,7 +41,7 @@ for (const vocabulary of vocabularies) {
     }
     const ids = corpus.map((text) => reference.encode(text, { add_special_tokens: false }).ids);
     const nonEmpty = ids.map((list, i) => [list, i]).filter(([list]) => list.length > 0);
-    const decoded = nanoserve("detokenize", vocabulary.dir, nonEmpty.map(([list]) => list), ["--no-special"]);
+    const decoded = nanoserve("detokenize", vocabulary.dir, nonEmpty.map(([list]) => list));  // special tokens kept
     // Some texts cannot round-trip in a vocabulary by its design (Llama 2 prepends ▁ after each
     // special token; Gemma 3 reads a typed ▁ as a space): there nanoserve must fail exactly as HF does.
     const lossy = [];
