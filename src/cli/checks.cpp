@@ -23,7 +23,7 @@ CLI::Validator number_check(std::function<bool(double)> ok, std::string expected
         }
         return ok(value) ? std::string() : fmt::format("{} is not {}", text, expected);
       },
-      expected);
+      "");  // nothing beside the type in --help: the failure says what is expected
 }
 
 size_t edit_distance(const std::string& a, const std::string& b) {

@@ -11,14 +11,15 @@ namespace nanoserve::cli {
 
 void add_sampling_options(CLI::App& cmd, SamplingParams& p) {
   cmd.add_option("-n,--max-tokens,--n-predict", p.max_tokens, "tokens to generate at most (stops early at end of text)")
-      ->check(positive());
-  cmd.add_option("--temperature", p.temperature, "0 for greedy decoding; higher is more random")->check(non_negative());
-  cmd.add_option("--top-k", p.top_k, "sample among the k most likely tokens (0: off)")->check(non_negative());
-  cmd.add_option("--top-p", p.top_p, "sample among the most likely tokens holding this probability (1: off)");
-  cmd.add_option("--min-p", p.min_p, "drop tokens less likely than min-p x the most likely one (0: off)");
-  cmd.add_option("--repetition-penalty", p.repetition_penalty, "> 1 discourages tokens seen in the prompt or output");
-  cmd.add_option("--presence-penalty", p.presence_penalty, "subtracted from tokens already generated (-2..2)");
-  cmd.add_option("--frequency-penalty", p.frequency_penalty, "subtracted per time a token was generated (-2..2)");
+      ->capture_default_str()->check(positive());
+  cmd.add_option("--temperature", p.temperature, "0 for greedy decoding; higher is more random")
+      ->capture_default_str()->check(non_negative());
+  cmd.add_option("--top-k", p.top_k, "sample among the k most likely tokens (0: off)")->capture_default_str()->check(non_negative());
+  cmd.add_option("--top-p", p.top_p, "sample among the most likely tokens holding this probability (1: off)")->capture_default_str();
+  cmd.add_option("--min-p", p.min_p, "drop tokens less likely than min-p x the most likely one (0: off)")->capture_default_str();
+  cmd.add_option("--repetition-penalty", p.repetition_penalty, "> 1 discourages tokens seen in the prompt or output")->capture_default_str();
+  cmd.add_option("--presence-penalty", p.presence_penalty, "subtracted from tokens already generated (-2..2)")->capture_default_str();
+  cmd.add_option("--frequency-penalty", p.frequency_penalty, "subtracted per time a token was generated (-2..2)")->capture_default_str();
   cmd.add_option("--seed", p.seed, "random seed (same seed, same text)");
   cmd.add_option("--stop", p.stop, "stop when the text contains this string (repeatable); it is not printed");
   cmd.add_flag("--ignore-eos", p.ignore_eos, "keep generating past the end-of-text token");
@@ -33,10 +34,11 @@ void add_engine_options(CLI::App& cmd, EngineOptions& options, KvPoolOptions& po
   cmd.add_option("--gpu-memory-utilization", pool.gpu_memory_utilization,
                  "fraction of the GPU's memory the weights, activations and KV cache may use (default 0.9)")
       ->check(between(0.05, 1.0));
-  cmd.add_option("--max-num-seqs", options.limits.max_num_seqs, "sequences running at once")->check(positive());
+  cmd.add_option("--max-num-seqs", options.limits.max_num_seqs, "sequences running at once")->capture_default_str()->check(positive());
   cmd.add_option("--max-batched-tokens", options.limits.max_batched_tokens, "tokens per engine step (prefill chunk budget)")
-      ->check(positive());
-  cmd.add_flag("!--no-prefix-caching", options.prefix_caching, "do not reuse the KV blocks of earlier prompts");
+      ->capture_default_str()->check(positive());
+  cmd.add_flag_callback("--no-prefix-caching", [&options] { options.prefix_caching = false; },
+                        "do not reuse the KV blocks of earlier prompts");
   add_kv_dtype_option(cmd, options.kv_dtype);
 }
 

@@ -287,6 +287,14 @@ TEST(Cli, MistakesAreToldWithTheirFixBeforeLoading) {
   EXPECT_EQ(host.exit_code, 1);
   EXPECT_TRUE(contains(host.err, "error: --host nosuchhost.invalid: neither an IP address nor a name this machine resolves"))
       << host.err;
+  // --help shows each sampling default as the command has it: generate is greedy with 64 tokens,
+  // chat samples at 0.8 with 256.
+  const auto generate_help = run_cli({"generate", "--help"}).out, chat_help = run_cli({"chat", "--help"}).out;
+  EXPECT_TRUE(contains(generate_help, "-n,--max-tokens,--n-predict INT=64")) << generate_help;
+  EXPECT_TRUE(contains(generate_help, "--temperature FLOAT=0 ")) << generate_help;
+  EXPECT_TRUE(contains(chat_help, "-n,--max-tokens,--n-predict INT=256")) << chat_help;
+  EXPECT_TRUE(contains(chat_help, "--temperature FLOAT=0.8 ")) << chat_help;
+  EXPECT_TRUE(contains(generate_help, "  --no-prefix-caching   ")) << generate_help;
   // Another engine's spellings where the meaning is the same.
   const auto r = run_cli({"generate", "-p", "In the beginning", "--n-predict", "3"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
