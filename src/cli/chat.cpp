@@ -30,14 +30,43 @@ std::string trim(const std::string& s) {
   return begin == std::string::npos ? "" : s.substr(begin, s.find_last_not_of(" \t\r\n") - begin + 1);
 }
 
-// One assistant turn: renders the conversation, streams the reply, returns it.
-std::string reply(Engine& engine, const Tokenizer& tokenizer, const ChatTemplate& chat_template,
-                  const nlohmann::ordered_json& messages, const SamplingParams& sampling) {
-  const auto ids = encode_chat(chat_template, tokenizer, {{"messages", messages}, {"add_generation_prompt", true}}).ids;
+using Json = nlohmann::ordered_json;
+
+// The prompt of the conversation as it fits the context: the oldest turns after the system prompt
+// are dropped first (said on stderr), and the reply gets the room left when that is less than
+// --max-tokens. Throws Error when the newest message alone leaves no room.
+struct FittedPrompt {
+  std::vector<int32_t> ids;
+  int32_t max_tokens = 0;
+};
+
+FittedPrompt fit_context(const ChatTemplate& chat_template, const Tokenizer& tokenizer, Json& messages, int64_t context,
+                         int32_t max_tokens) {
+  const size_t first = !messages.empty() && messages[0]["role"] == "system" ? 1 : 0;
+  size_t dropped = 0;
+  for (;;) {
+    auto ids = encode_chat(chat_template, tokenizer, {{"messages", messages}, {"add_generation_prompt", true}}).ids;
+    const auto length = static_cast<int64_t>(ids.size());
+    const bool only_the_newest = messages.size() <= first + 1;
+    if (length + max_tokens <= context || (only_the_newest && length < context)) {
+      if (dropped > 0) fmt::print(stderr, "[the context is full: the oldest {} messages were left out]\n", dropped);
+      return {std::move(ids), static_cast<int32_t>(std::min<int64_t>(max_tokens, context - length))};
+    }
+    if (only_the_newest) fail("this message is {} tokens, more than the context of {} leaves room for", length, context - 1);
+    messages.erase(messages.begin() + static_cast<std::ptrdiff_t>(first));
+    ++dropped;
+  }
+}
+
+// One assistant turn: fits the conversation in the context, streams the reply, returns it.
+std::string reply(Engine& engine, const Tokenizer& tokenizer, const ChatTemplate& chat_template, Json& messages,
+                  SamplingParams sampling, int64_t context) {
+  const FittedPrompt prompt = fit_context(chat_template, tokenizer, messages, context, sampling.max_tokens);
+  sampling.max_tokens = prompt.max_tokens;
   const auto start = std::chrono::steady_clock::now();
   std::string text, error;
   int64_t cached = 0, generated = 0;
-  engine.submit({ids, sampling}, [&](const Event& e) {
+  engine.submit({prompt.ids, sampling}, [&](const Event& e) {
     fmt::print("{}", e.text);
     std::fflush(stdout);
     text += e.text;
@@ -48,8 +77,9 @@ std::string reply(Engine& engine, const Tokenizer& tokenizer, const ChatTemplate
   engine.run_until_idle();
   fmt::print("\n");
   if (!error.empty()) fail("{}", error);
-  fmt::print(stderr, "[prompt {} tokens, {} from cache | {} tokens in {:.2f}s]\n", ids.size(), cached, generated,
-             seconds_since(start));
+  const double seconds = seconds_since(start);
+  fmt::print(stderr, "[prompt {} tokens, {} from cache | {} tokens in {:.2f}s, {:.1f} tok/s]\n", prompt.ids.size(), cached,
+             generated, seconds, static_cast<double>(generated) / std::max(seconds, 1e-9));
   return text;
 }
 
@@ -64,8 +94,10 @@ void run_chat(const ChatOptions& opt) {
   }
   add_end_of_turn_ids(model, tokenizer, &*chat_template);
   const auto ranks = open_ranks(opt.model, model);
-  Engine engine(model, &tokenizer, engine_options(opt.engine, opt.kv_pool, model.config, *ranks));
-  using Json = nlohmann::ordered_json;
+  const EngineOptions engine_opts = engine_options(opt.engine, opt.kv_pool, model.config, *ranks);
+  Engine engine(model, &tokenizer, engine_opts);
+  // What one sequence may hold: the model's context, or less when the KV pool is smaller.
+  const int64_t context = std::min(model.config.max_positions, engine.stats().total_blocks * engine_opts.block_size);
   const Json start = opt.system.empty() ? Json::array() : Json::array({{{"role", "system"}, {"content", opt.system}}});
   Json messages = start;
   const bool interactive = ::isatty(STDIN_FILENO) == 1;
@@ -82,7 +114,13 @@ void run_chat(const ChatOptions& opt) {
     }
     if (line.empty()) continue;
     messages.push_back({{"role", "user"}, {"content", line}});
-    messages.push_back({{"role", "assistant"}, {"content", reply(engine, tokenizer, *chat_template, messages, opt.sampling)}});
+    try {
+      std::string text = reply(engine, tokenizer, *chat_template, messages, opt.sampling, context);
+      messages.push_back({{"role", "assistant"}, {"content", std::move(text)}});
+    } catch (const Error& e) {  // the turn fails, the conversation goes on without it
+      fmt::print(stderr, "error: {}\n", e.what());
+      messages.erase(messages.end() - 1);
+    }
   }
 }
 

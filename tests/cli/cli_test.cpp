@@ -231,6 +231,22 @@ TEST(Cli, ChatKeepsTheConversationAndReusesItsBlocks) {
   EXPECT_NE(r.err.find(first_turn), r.err.rfind(first_turn)) << r.err;
 }
 
+// Issue 30: a conversation that outgrows the context used to end the program (rc 1) on its third
+// turn. The oldest turns are now left out, said on stderr; a message too long on its own fails
+// that turn alone, and the conversation goes on.
+TEST(Cli, ChatOutgrowsTheContextWithoutEnding) {
+  auto r = run_cli({"chat", "--temperature", "0", "-n", "400", "--ignore-eos"}, "Hello there\nWhat is wisdom?\nTell me more\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "[prompt 427 tokens, 16 from cache | 400 tokens")) << r.err;
+  EXPECT_TRUE(contains(r.err, "[the context is full: the oldest 2 messages were left out]\n[prompt 429 tokens")) << r.err;
+  std::string long_message;
+  for (int i = 0; i < 1500; ++i) long_message += "wisdom ";
+  r = run_cli({"chat", "--temperature", "0", "-n", "8"}, long_message + "\nHello there\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "error: this message is ")) << r.err;
+  EXPECT_TRUE(contains(r.err, "[prompt 15 tokens, 0 from cache | 8 tokens")) << r.err;  // as if it had not been sent
+}
+
 TEST(Cli, ChatNeedsATemplate) {
   test::ScratchDir dir;
   test::copy_dir(test::demo_model_dir(), dir.path().string());
