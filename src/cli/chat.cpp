@@ -1,7 +1,10 @@
 // nanoserve chat: an interactive conversation in the terminal, rendered with the model's chat
 // template. One engine serves every turn, so earlier turns come from the prefix cache.
 #include <fmt/format.h>
+#include <signal.h>
 #include <unistd.h>
+
+#include <atomic>
 
 #include <chrono>
 #include <iostream>
@@ -32,9 +35,23 @@ std::string trim(const std::string& s) {
 
 using Json = nlohmann::ordered_json;
 
+// Ctrl-C during a reply stops the reply; at the prompt (reading stdin, which the signal
+// interrupts) it ends the chat, as Ctrl-D does.
+std::atomic<bool> interrupted{false};
+extern "C" void on_interrupt(int) { interrupted = true; }
+
+void catch_interrupts() {
+  struct sigaction action {};
+  action.sa_handler = on_interrupt;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = 0;  // no SA_RESTART: a read at the prompt returns, and the loop ends
+  sigaction(SIGINT, &action, nullptr);
+}
+
 // The prompt of the conversation as it fits the context: the oldest turns after the system prompt
-// are dropped first (said on stderr), and the reply gets the room left when that is less than
-// --max-tokens. Throws Error when the newest message alone leaves no room.
+// are dropped (said on stderr) until the reply has room for --max-tokens, or a quarter of the
+// context if that is less, and it gets all the room left up to --max-tokens. Throws Error when the
+// newest message alone leaves no room.
 struct FittedPrompt {
   std::vector<int32_t> ids;
   int32_t max_tokens = 0;
@@ -43,12 +60,13 @@ struct FittedPrompt {
 FittedPrompt fit_context(const ChatTemplate& chat_template, const Tokenizer& tokenizer, Json& messages, int64_t context,
                          int32_t max_tokens) {
   const size_t first = !messages.empty() && messages[0]["role"] == "system" ? 1 : 0;
+  const int64_t wanted = std::min<int64_t>(max_tokens, context / 4);
   size_t dropped = 0;
   for (;;) {
     auto ids = encode_chat(chat_template, tokenizer, {{"messages", messages}, {"add_generation_prompt", true}}).ids;
     const auto length = static_cast<int64_t>(ids.size());
     const bool only_the_newest = messages.size() <= first + 1;
-    if (length + max_tokens <= context || (only_the_newest && length < context)) {
+    if (length + wanted <= context || (only_the_newest && length < context)) {
       if (dropped > 0) fmt::print(stderr, "[the context is full: the oldest {} messages were left out]\n", dropped);
       return {std::move(ids), static_cast<int32_t>(std::min<int64_t>(max_tokens, context - length))};
     }
@@ -66,7 +84,14 @@ std::string reply(Engine& engine, const Tokenizer& tokenizer, const ChatTemplate
   const auto start = std::chrono::steady_clock::now();
   std::string text, error;
   int64_t cached = 0, generated = 0;
-  engine.submit({prompt.ids, sampling}, [&](const Event& e) {
+  bool stopped = false;
+  interrupted = false;
+  uint64_t id = 0;
+  id = engine.submit({prompt.ids, sampling}, [&](const Event& e) {
+    if (interrupted.exchange(false)) {
+      engine.cancel(id);  // ends within a step; what was said so far stays in the conversation
+      stopped = true;
+    }
     fmt::print("{}", e.text);
     std::fflush(stdout);
     text += e.text;
@@ -77,6 +102,7 @@ std::string reply(Engine& engine, const Tokenizer& tokenizer, const ChatTemplate
   engine.run_until_idle();
   fmt::print("\n");
   if (!error.empty()) fail("{}", error);
+  if (stopped) fmt::print(stderr, "[stopped]\n");
   const double seconds = seconds_since(start);
   fmt::print(stderr, "[prompt {} tokens, {} from cache | {} tokens in {:.2f}s, {:.1f} tok/s]\n", prompt.ids.size(), cached,
              generated, seconds, static_cast<double>(generated) / std::max(seconds, 1e-9));
@@ -101,7 +127,11 @@ void run_chat(const ChatOptions& opt) {
   const Json start = opt.system.empty() ? Json::array() : Json::array({{{"role", "system"}, {"content", opt.system}}});
   Json messages = start;
   const bool interactive = ::isatty(STDIN_FILENO) == 1;
-  if (interactive) fmt::print(stderr, "Chatting with {}. /reset starts over, /exit or Ctrl-D quits.\n", model_dir(opt.model));
+  if (interactive) {
+    fmt::print(stderr, "Chatting with {}. Ctrl-C stops a reply; /reset starts over; /exit, Ctrl-D or Ctrl-C here quits.\n",
+               model_dir(opt.model));
+  }
+  catch_interrupts();
   std::string line;
   while (true) {
     if (interactive) fmt::print(stderr, "> ");

@@ -1,5 +1,8 @@
 // The nanoserve binary end to end: what a user types, what they see.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 
@@ -245,6 +248,48 @@ TEST(Cli, ChatOutgrowsTheContextWithoutEnding) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(contains(r.err, "error: this message is ")) << r.err;
   EXPECT_TRUE(contains(r.err, "[prompt 15 tokens, 0 from cache | 8 tokens")) << r.err;  // as if it had not been sent
+}
+
+// Issue 30: Ctrl-C during a reply killed the program (rc 130). It now stops the reply, and the
+// conversation goes on. The chat runs on pipes here; SIGINT comes once the reply has begun.
+TEST(Cli, ChatCtrlCStopsTheReplyNotTheProgram) {
+  int to_child[2], from_child[2], errors[2];
+  ASSERT_EQ(pipe(to_child), 0);
+  ASSERT_EQ(pipe(from_child), 0);
+  ASSERT_EQ(pipe(errors), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(to_child[0], 0);
+    dup2(from_child[1], 1);
+    dup2(errors[1], 2);
+    for (int fd : {to_child[0], to_child[1], from_child[0], from_child[1], errors[0], errors[1]}) close(fd);
+    execl(NANOSERVE_BINARY, NANOSERVE_BINARY, "chat", "-n", "400", "--ignore-eos", "--temperature", "0", nullptr);
+    _exit(127);
+  }
+  close(to_child[0]);
+  close(from_child[1]);
+  close(errors[1]);
+  const std::string first = "Hello there\n";
+  ASSERT_EQ(write(to_child[1], first.data(), first.size()), static_cast<ssize_t>(first.size()));
+  char buffer[256];
+  ASSERT_GT(read(from_child[0], buffer, sizeof buffer), 0);  // the reply has begun
+  kill(pid, SIGINT);
+  const std::string rest = "What is wisdom?\n/exit\n";
+  ASSERT_EQ(write(to_child[1], rest.data(), rest.size()), static_cast<ssize_t>(rest.size()));
+  close(to_child[1]);
+  while (read(from_child[0], buffer, sizeof buffer) > 0) {
+  }
+  std::string err;
+  for (ssize_t n; (n = read(errors[0], buffer, sizeof buffer)) > 0;) err.append(buffer, static_cast<size_t>(n));
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << err;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << err;
+  const std::string first_turn = "[stopped]\n[prompt 15 tokens, 0 from cache | ";
+  const size_t at = err.find(first_turn);
+  ASSERT_NE(at, std::string::npos) << err;
+  EXPECT_LT(std::stoi(err.substr(at + first_turn.size())), 400) << "the first reply ran to the end: " << err;
+  EXPECT_NE(err.find("[prompt ", at + first_turn.size()), std::string::npos) << "no second turn: " << err;
 }
 
 TEST(Cli, ChatNeedsATemplate) {
