@@ -5,13 +5,14 @@
 #include <algorithm>
 
 #include "util/error.h"
+#include "util/json_parse.h"
 #include "util/utf8.h"
 
 namespace nanoserve {
 
 AddedToken AddedToken::from_json(const nlohmann::json& j) {
   AddedToken t;
-  t.id = j.at("id").get<int32_t>();
+  t.id = static_cast<int32_t>(json_integer(j.at("id"), 0, INT32_MAX, "added token id"));
   t.content = j.at("content").get<std::string>();
   t.special = j.value("special", false);
   t.lstrip = j.value("lstrip", false);

@@ -6,6 +6,7 @@
 #include "tokenizer/gguf_vocab.h"
 #include "tokenizer/tokenizer_json.h"
 #include "util/error.h"
+#include "util/json_parse.h"
 #include "util/mapped_file.h"
 #include "util/utf8.h"
 
@@ -14,6 +15,10 @@ namespace nanoserve {
 using json = nlohmann::json;
 
 namespace {
+
+int32_t token_id(const nlohmann::json& id) {
+  return static_cast<int32_t>(json_integer(id, 0, INT32_MAX, "post_processor token id"));
+}
 
 // TemplateProcessing "single": the special-token ids before and after the sequence $A.
 void parse_template(const json& post, std::vector<int32_t>& prefix, std::vector<int32_t>& suffix) {
@@ -25,7 +30,7 @@ void parse_template(const json& post, std::vector<int32_t>& prefix, std::vector<
     } else {
       const auto& key = item.at("SpecialToken").at("id").get_ref<const std::string&>();
       auto& target = seen_sequence ? suffix : prefix;
-      for (const auto& id : specials.at(key).at("ids")) target.push_back(id.get<int32_t>());
+      for (const auto& id : specials.at(key).at("ids")) target.push_back(token_id(id));
     }
   }
 }
@@ -36,8 +41,8 @@ void parse_post_processor(const json& post, std::vector<int32_t>& prefix, std::v
   if (type == "TemplateProcessing") {
     parse_template(post, prefix, suffix);
   } else if (type == "BertProcessing" || type == "RobertaProcessing") {  // [CLS] A [SEP], as ["token", id]
-    prefix.push_back(post.at("cls").at(1).get<int32_t>());
-    suffix.push_back(post.at("sep").at(1).get<int32_t>());
+    prefix.push_back(token_id(post.at("cls").at(1)));
+    suffix.push_back(token_id(post.at("sep").at(1)));
   } else if (type == "Sequence") {
     for (const auto& p : post.at("processors")) parse_post_processor(p, prefix, suffix);
   } else if (type != "ByteLevel") {  // ByteLevel post-processing only adjusts offsets

@@ -62,6 +62,13 @@ nlohmann::json read_json_file(const std::string& path) {
   return parse_json(contents.str(), path);
 }
 
+int64_t json_integer(const nlohmann::json& value, int64_t low, int64_t high, std::string_view what) {
+  const bool fits = value.is_number_integer() && !(value.is_number_unsigned() && value.get<uint64_t>() > INT64_MAX) &&
+                    value.get<int64_t>() >= low && value.get<int64_t>() <= high;
+  if (!fits) fail("{}: expected an integer in [{}, {}], got {}", what, low, high, json_excerpt(value));
+  return value.get<int64_t>();
+}
+
 std::string json_excerpt(const nlohmann::json& value, size_t max_chars) { return excerpt(value, max_chars); }
 std::string json_excerpt(const nlohmann::ordered_json& value, size_t max_chars) { return excerpt(value, max_chars); }
 

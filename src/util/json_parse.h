@@ -3,6 +3,7 @@
 // (copying, printing, converting) can then recurse deep enough to overflow the stack.
 #pragma once
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -19,6 +20,10 @@ nlohmann::ordered_json parse_ordered_json(std::string_view text, std::string_vie
 
 // The file at `path`, parsed as above; throws Error naming the path.
 nlohmann::json read_json_file(const std::string& path);
+
+// A JSON integer within [low, high]. Throws Error naming `what` for anything else: a float (whose
+// conversion past the range would be undefined), a string, or an integer out of range.
+int64_t json_integer(const nlohmann::json& value, int64_t low, int64_t high, std::string_view what);
 
 // A value as it may appear in an error message: its JSON, cut to about `max_chars` characters.
 std::string json_excerpt(const nlohmann::json& value, size_t max_chars = 120);

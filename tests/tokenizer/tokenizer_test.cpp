@@ -103,5 +103,26 @@ TEST(Tokenizer, MalformedFileIsAnError) {
   EXPECT_THROW(Tokenizer::from_file(dir.file("tokenizer.json")), Error);
 }
 
+// Found by fuzz_tokenizer after 965k inputs: an id written as a float (51e9) was converted to int,
+// which is undefined past its range. Ids are integers in range, or the file is refused by name.
+TEST(Tokenizer, TokenIdsMustBeIntegersInRange) {
+  const std::string model = R"("model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []})";
+  auto error_of = [&](const std::string& rest) {
+    try {
+      Tokenizer::from_text("{" + model + ", " + rest + "}", "tokenizer.json");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  EXPECT_NE(error_of(R"("added_tokens": [{"id": 51e9, "content": "<x>"}])")
+                .find("added token id: expected an integer in [0, 2147483647], got 51000000000.0"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"("added_tokens": [{"id": 4294967297, "content": "<x>"}])").find("got 4294967297"), std::string::npos);
+  EXPECT_NE(error_of(R"("post_processor": {"type": "BertProcessing", "cls": ["a", 1.5], "sep": ["b", 1]})")
+                .find("post_processor token id: expected an integer in [0, 2147483647], got 1.5"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace nanoserve

@@ -59,6 +59,21 @@ TEST(JsonParse, FilesAreBoundedToo) {
   EXPECT_THROW(read_json_file(dir.file("missing.json")), Error);
 }
 
+TEST(JsonParse, IntegersAreCheckedNotConverted) {
+  using nlohmann::json;
+  EXPECT_EQ(json_integer(json(7), 0, 10, "n"), 7);
+  EXPECT_EQ(json_integer(json(-3), -5, 10, "n"), -3);
+  for (const json& bad : {json(11), json(-1), json(2.5), json(51e9), json("7"), json(nullptr), json(18446744073709551615ull)}) {
+    EXPECT_THROW(json_integer(bad, 0, 10, "n"), Error) << bad.dump();
+  }
+  try {
+    json_integer(json(1e300), 0, 10, "added token id");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "added token id: expected an integer in [0, 10], got 1e+300");
+  }
+}
+
 TEST(JsonParse, ExcerptsAreShort) {
   EXPECT_EQ(json_excerpt(nlohmann::json::parse("[1,2]")), "[1,2]");
   const auto long_value = nlohmann::json(std::string(1000, 'x'));

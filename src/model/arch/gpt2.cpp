@@ -2,6 +2,8 @@
 // c_attn, plain MLP with gelu_new, biases everywhere, tied head.
 #include "model/arch/common.h"
 
+#include <cstdint>
+
 namespace nanoserve::arch {
 
 namespace {
@@ -18,8 +20,8 @@ void normalize(json& j) {
     if (j.contains(from) && !j.contains(to)) j[to] = j[from];
   }
   if ((!j.contains("intermediate_size") || j["intermediate_size"].is_null()) && j.contains("hidden_size") &&
-      j["hidden_size"].is_number_integer()) {
-    j["intermediate_size"] = 4 * j["hidden_size"].get<int64_t>();
+      j["hidden_size"].is_number_integer() && j["hidden_size"].get<int64_t>() <= INT64_MAX / 4) {
+    j["intermediate_size"] = 4 * j["hidden_size"].get<int64_t>();  // a hidden_size that does not fit is refused later
   }
   if (!j.contains("rms_norm_eps")) j["rms_norm_eps"] = 1e-5;
   if (!j.contains("tie_word_embeddings")) j["tie_word_embeddings"] = true;
