@@ -73,7 +73,12 @@ Api::Api(boost::asio::io_context& io, Engine& engine, const Tokenizer& tokenizer
       options_(std::move(options)),
       cpu_(static_cast<size_t>(std::max(1, options_.cpu_threads))) {}
 
-Api::~Api() { cpu_.join(); }
+// The io loop has ended: what is still queued on the pool could not answer anyone. Work under way
+// finishes (a render ends within its budget), the rest is dropped.
+Api::~Api() {
+  cpu_.stop();
+  cpu_.join();
+}
 
 void Api::answer(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, http::status status,
                  std::string_view content_type, std::string body) {

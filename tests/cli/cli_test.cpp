@@ -63,9 +63,9 @@ TEST(Cli, TokenizeMatchesHuggingFaceAndDetokenizeRoundTrips) {
 }
 
 TEST(Cli, ServeRefusesAnAddressItCannotUse) {
-  auto r = run_cli({"serve", "--host", "not-an-ip"});
+  auto r = run_cli({"serve", "--host", "not-an-ip.invalid"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(contains(r.err, "error: --host not-an-ip: not an IP address")) << r.err;
+  EXPECT_TRUE(contains(r.err, "error: --host not-an-ip.invalid: neither an IP address nor a name this machine resolves")) << r.err;
 }
 
 // With no -m the bundled demo model runs; greedy text is the float64 HF reference continuation.
