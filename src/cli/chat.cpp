@@ -7,14 +7,17 @@
 #include <atomic>
 
 #include <chrono>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/sampling_options.h"
 #include "tokenizer/chat_prompt.h"
 #include "util/error.h"
+#include "util/json_parse.h"
 
 namespace nanoserve::cli {
 
@@ -109,6 +112,70 @@ std::string reply(Engine& engine, const Tokenizer& tokenizer, const ChatTemplate
   return text;
 }
 
+constexpr const char* kHelp =
+    "/help            this list\n"
+    "/reset           start over (the system prompt stays)\n"
+    "/system [TEXT]   set the system prompt (none without TEXT)\n"
+    "/save FILE       write the conversation as JSON ({\"messages\": [...]})\n"
+    "/load FILE       continue a conversation saved with /save\n"
+    "/stats           tokens computed and generated, KV blocks, prefix-cache hits\n"
+    "/exit, /quit     end the chat (Ctrl-D too; Ctrl-C during a reply stops the reply)\n";
+
+bool has_system(const Json& messages) { return !messages.empty() && messages[0]["role"] == "system"; }
+
+// {"messages": [...]} or a bare list, as /save writes it and as the OpenAI API sends it.
+Json read_conversation(const std::string& path) {
+  const auto file = read_json_file(path);
+  const auto& list = file.is_object() && file.contains("messages") ? file["messages"] : file;
+  if (!list.is_array()) fail("{}: expected {{\"messages\": [...]}} or a list of messages", path);
+  Json messages = Json::array();
+  for (size_t i = 0; i < list.size(); ++i) {
+    const auto& m = list[i];
+    static const std::set<std::string> roles{"system", "user", "assistant"};
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !roles.count(m["role"].get<std::string>()) ||
+        !m.contains("content") || !m["content"].is_string()) {
+      fail("{}: message {} needs a role (system, user or assistant) and a string content", path, i);
+    }
+    messages.push_back({{"role", m["role"]}, {"content", m["content"]}});
+  }
+  return messages;
+}
+
+void print_stats(const Engine& engine) {
+  const EngineStats s = engine.stats();
+  fmt::print(stderr, "prompt tokens computed {}, generated {} | KV blocks {} of {} in use | prefix cache {} of {} blocks hit\n",
+             s.prompt_tokens_computed, s.generated_tokens, s.used_blocks, s.total_blocks, s.prefix_hits, s.prefix_queries);
+}
+
+// A line that starts with '/': runs it. Returns false when the chat should end.
+bool run_command(const std::string& line, Json& messages, const Engine& engine) {
+  const size_t space = line.find(' ');
+  const std::string command = line.substr(0, space), argument = space == std::string::npos ? "" : trim(line.substr(space));
+  if (command == "/exit" || command == "/quit") return false;
+  if (command == "/help") {
+    fmt::print(stderr, "{}", kHelp);
+  } else if (command == "/reset") {
+    messages.erase(messages.begin() + (has_system(messages) ? 1 : 0), messages.end());
+  } else if (command == "/system") {
+    if (has_system(messages)) messages.erase(messages.begin());
+    if (!argument.empty()) messages.insert(messages.begin(), Json{{"role", "system"}, {"content", argument}});
+    fmt::print(stderr, "[{}]\n", argument.empty() ? "no system prompt" : "system prompt set");
+  } else if (command == "/save" && !argument.empty()) {
+    std::ofstream out(argument);
+    out << Json{{"messages", messages}}.dump(2) << "\n";
+    if (!out.flush()) fail("{}: cannot write", argument);
+    fmt::print(stderr, "[saved {} messages to {}]\n", messages.size(), argument);
+  } else if (command == "/load" && !argument.empty()) {
+    messages = read_conversation(argument);
+    fmt::print(stderr, "[loaded {} messages from {}]\n", messages.size(), argument);
+  } else if (command == "/stats") {
+    print_stats(engine);
+  } else {
+    fmt::print(stderr, "{}: unknown command, or missing its FILE (/help lists them)\n", command);
+  }
+  return true;
+}
+
 void run_chat(const ChatOptions& opt) {
   check_sampling(opt.sampling);
   Model model = load(opt.model);
@@ -124,11 +191,10 @@ void run_chat(const ChatOptions& opt) {
   Engine engine(model, &tokenizer, engine_opts);
   // What one sequence may hold: the model's context, or less when the KV pool is smaller.
   const int64_t context = std::min(model.config.max_positions, engine.stats().total_blocks * engine_opts.block_size);
-  const Json start = opt.system.empty() ? Json::array() : Json::array({{{"role", "system"}, {"content", opt.system}}});
-  Json messages = start;
+  Json messages = opt.system.empty() ? Json::array() : Json::array({{{"role", "system"}, {"content", opt.system}}});
   const bool interactive = ::isatty(STDIN_FILENO) == 1;
   if (interactive) {
-    fmt::print(stderr, "Chatting with {}. Ctrl-C stops a reply; /reset starts over; /exit, Ctrl-D or Ctrl-C here quits.\n",
+    fmt::print(stderr, "Chatting with {}. /help lists the commands; Ctrl-C stops a reply; Ctrl-D quits.\n",
                model_dir(opt.model));
   }
   catch_interrupts();
@@ -137,12 +203,15 @@ void run_chat(const ChatOptions& opt) {
     if (interactive) fmt::print(stderr, "> ");
     if (!std::getline(std::cin, line)) break;
     line = trim(line);
-    if (line == "/exit" || line == "/quit") break;
-    if (line == "/reset") {
-      messages = start;
+    if (line.empty()) continue;
+    if (line[0] == '/') {
+      try {
+        if (!run_command(line, messages, engine)) break;
+      } catch (const Error& e) {
+        fmt::print(stderr, "error: {}\n", e.what());
+      }
       continue;
     }
-    if (line.empty()) continue;
     messages.push_back({{"role", "user"}, {"content", line}});
     try {
       std::string text = reply(engine, tokenizer, *chat_template, messages, opt.sampling, context);

@@ -292,6 +292,32 @@ TEST(Cli, ChatCtrlCStopsTheReplyNotTheProgram) {
   EXPECT_NE(err.find("[prompt ", at + first_turn.size()), std::string::npos) << "no second turn: " << err;
 }
 
+// Issue 30: /help went to the model. Slash commands are the chat's own: a conversation saved and
+// loaded again continues where it was (its blocks come from the prefix cache), and a mistake in
+// one (an unknown command, a missing file) leaves the chat running.
+TEST(Cli, ChatSlashCommands) {
+  test::ScratchDir dir;
+  const std::string saved = dir.file("conversation.json");
+  const auto r = run_cli({"chat", "--temperature", "0", "-n", "8"},
+                         "/help\n/frob\n/system Be terse.\nHello there\n/save " + saved + "\n/reset\n/load " + saved +
+                             "\nWhat is wisdom?\n/load /nonexistent.json\n/stats\n/exit\nnot a turn\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "/save FILE       write the conversation as JSON")) << r.err;
+  EXPECT_TRUE(contains(r.err, "/frob: unknown command, or missing its FILE (/help lists them)")) << r.err;
+  EXPECT_TRUE(contains(r.err, "[prompt 22 tokens, 0 from cache | 8 tokens")) << r.err;  // with the system prompt
+  EXPECT_TRUE(contains(r.err, "[saved 3 messages to " + saved + "]")) << r.err;
+  EXPECT_TRUE(contains(r.err, "[loaded 3 messages from " + saved + "]")) << r.err;
+  EXPECT_TRUE(contains(r.err, "[prompt 43 tokens, 16 from cache | 8 tokens")) << r.err;
+  EXPECT_TRUE(contains(r.err, "error: /nonexistent.json: cannot open")) << r.err;
+  EXPECT_TRUE(contains(r.err, "prompt tokens computed 49, generated 16 | KV blocks 0 of 2048 in use")) << r.err;
+  const auto conversation = nlohmann::json::parse(test::read_file(saved));
+  EXPECT_EQ(conversation["messages"][0], (nlohmann::json{{"role", "system"}, {"content", "Be terse."}}));
+  EXPECT_EQ(conversation["messages"][1]["content"], "Hello there");
+  size_t turns = 0;
+  for (size_t at = r.err.find("[prompt "); at != std::string::npos; at = r.err.find("[prompt ", at + 1)) ++turns;
+  EXPECT_EQ(turns, 2u);  // nothing after /exit
+}
+
 TEST(Cli, ChatNeedsATemplate) {
   test::ScratchDir dir;
   test::copy_dir(test::demo_model_dir(), dir.path().string());
