@@ -81,7 +81,7 @@ class Api {
   int64_t in_flight_calls_ = 0, in_flight_sequences_ = 0;
   int64_t preparing_ = 0;  // calls on the pool
   bool draining_ = false;
-  boost::asio::thread_pool cpu_;  // last: joined first, before what its work uses is gone
+  boost::asio::thread_pool cpu_;  // last: stopped and joined first, before what its work uses is gone
 };
 
 }  // namespace nanoserve::server
