@@ -51,6 +51,8 @@ void catch_interrupts() {
   sigaction(SIGINT, &action, nullptr);
 }
 
+bool has_system(const Json& messages) { return !messages.empty() && messages[0]["role"] == "system"; }
+
 // The prompt of the conversation as it fits the context: the oldest turns after the system prompt
 // are dropped (said on stderr) until the reply has room for --max-tokens, or a quarter of the
 // context if that is less, and it gets all the room left up to --max-tokens. Throws Error when the
@@ -62,7 +64,7 @@ struct FittedPrompt {
 
 FittedPrompt fit_context(const ChatTemplate& chat_template, const Tokenizer& tokenizer, Json& messages, int64_t context,
                          int32_t max_tokens) {
-  const size_t first = !messages.empty() && messages[0]["role"] == "system" ? 1 : 0;
+  const size_t first = has_system(messages) ? 1 : 0;
   const int64_t wanted = std::min<int64_t>(max_tokens, context / 4);
   size_t dropped = 0;
   for (;;) {
@@ -120,8 +122,6 @@ constexpr const char* kHelp =
     "/load FILE       continue a conversation saved with /save\n"
     "/stats           tokens computed and generated, KV blocks, prefix-cache hits\n"
     "/exit, /quit     end the chat (Ctrl-D too; Ctrl-C during a reply stops the reply)\n";
-
-bool has_system(const Json& messages) { return !messages.empty() && messages[0]["role"] == "system"; }
 
 // {"messages": [...]} or a bare list, as /save writes it and as the OpenAI API sends it.
 Json read_conversation(const std::string& path) {

@@ -50,6 +50,8 @@ bool needs_key(std::string_view target) {
   return target.rfind("/v1/", 0) == 0 || target == "/tokenize" || target == "/detokenize";
 }
 
+ApiError shutting_down() { return ApiError(503, "the server is shutting down", "", "server_error"); }
+
 ApiError key_error() {
   return ApiError(401, "invalid or missing API key: send it as 'Authorization: Bearer KEY'", "", "invalid_request_error",
                   "invalid_api_key");
@@ -159,7 +161,7 @@ void Api::route(const std::shared_ptr<Exchange>& exchange, const std::string& en
   }
   if (path == "/health") {
     expect(http::verb::get);
-    if (draining_) throw ApiError(503, "the server is shutting down", "", "server_error");
+    if (draining_) throw shutting_down();
     return answer(exchange, endpoint, http::status::ok, "application/json", "{}");
   }
   if (path == "/metrics") {
@@ -189,6 +191,11 @@ void Api::route(const std::shared_ptr<Exchange>& exchange, const std::string& en
     return off_io(exchange, endpoint, [this, exchange, encode] { return encode ? tokenize(exchange) : detokenize(exchange); });
   }
   throw no_route();
+}
+
+ApiError Api::overloaded() const {
+  return ApiError(503, fmt::format("the server is at capacity ({} sequences in flight); retry later", in_flight_sequences_), "",
+                  "server_error", "overloaded");
 }
 
 bool Api::key_matches(std::string_view authorization) const {
@@ -251,10 +258,9 @@ Prompt Api::chat_prompt(const GenerationRequest& request) const {
 }
 
 void Api::generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind) {
-  if (draining_) throw ApiError(503, "the server is shutting down", "", "server_error");
+  if (draining_) throw shutting_down();
   if (in_flight_sequences_ + preparing_ >= options_.max_queued) {
-    throw ApiError(503, fmt::format("the server is at capacity ({} sequences in flight); retry later", in_flight_sequences_), "",
-                   "server_error", "overloaded");
+    throw overloaded();
   }
   const std::string endpoint = kind == ApiKind::Chat ? "/v1/chat/completions" : "/v1/completions";
   off_io(exchange, endpoint, [this, exchange, kind] {
@@ -308,11 +314,10 @@ Api::Prepared Api::prepare(const HttpRequest& http_request, ApiKind kind) const 
 void Api::start_generation(const std::shared_ptr<Exchange>& exchange, Prepared prepared) {
   const std::string endpoint = prepared.kind == ApiKind::Chat ? "/v1/chat/completions" : "/v1/completions";
   if (exchange->closed()) return metrics_.request_finished(endpoint, 499);
-  if (draining_) throw ApiError(503, "the server is shutting down", "", "server_error");
+  if (draining_) throw shutting_down();
   const int64_t sequences = static_cast<int64_t>(prepared.prompts.size()) * prepared.request.params.n;
   if (in_flight_sequences_ > 0 && in_flight_sequences_ + sequences > options_.max_queued) {
-    throw ApiError(503, fmt::format("the server is at capacity ({} sequences in flight); retry later", in_flight_sequences_), "",
-                   "server_error", "overloaded");
+    throw overloaded();
   }
   ++in_flight_calls_;
   in_flight_sequences_ += sequences;

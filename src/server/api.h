@@ -66,6 +66,7 @@ class Api {
   // On the pool; the continuation answers.
   Continuation tokenize(const std::shared_ptr<Exchange>& exchange);
   Continuation detokenize(const std::shared_ptr<Exchange>& exchange);
+  ApiError overloaded() const;  // 503: the queue is full
   bool key_matches(std::string_view authorization) const;
   void check_key(const HttpRequest& request) const;
   void answer(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, http::status status,

@@ -22,6 +22,11 @@ constexpr size_t kMaxPipelinedBytes = 1 << 20;  // bytes a client may send ahead
 // client may lose the answer before it reads it.
 constexpr auto kLingerTime = std::chrono::seconds(2);
 
+// A 503 for a server at one of its limits, in the OpenAI error shape.
+Refusal busy(const std::string& message) {
+  return {http::status::service_unavailable, ApiError(503, message, "", "server_error").body().dump(), {{"Retry-After", "1"}}};
+}
+
 std::string serialize(http::response<http::string_body>& response) {
   response.prepare_payload();
   std::ostringstream out;
@@ -55,12 +60,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void start() {
     if (state_->connections.size() > state_->limits.max_connections) {
-      return refuse({http::status::service_unavailable,
-                     ApiError(503, fmt::format("the server has {} connections open, its limit; retry later",
-                                               state_->limits.max_connections), "", "server_error")
-                         .body()
-                         .dump(),
-                     {{"Retry-After", "1"}}});
+      return refuse(busy(fmt::format("the server has {} connections open, its limit; retry later", limits().max_connections)));
     }
     read_request();
   }
@@ -129,12 +129,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     const uint64_t body = std::min(parser_->content_length().value_or(parser_->chunked() ? limits().max_body_bytes : 0),
                                    limits().max_body_bytes);
     if (state_->buffered_bytes + body > limits().max_buffered_bytes) {
-      return refuse({http::status::service_unavailable,
-                     ApiError(503, "the server is receiving too many request bodies at once; retry later", "",
-                              "server_error")
-                         .body()
-                         .dump(),
-                     {{"Retry-After", "1"}}});
+      return refuse(busy("the server is receiving too many request bodies at once; retry later"));
     }
     reserved_ = body;
     state_->buffered_bytes += body;

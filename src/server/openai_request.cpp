@@ -61,12 +61,10 @@ class Body {
     const json* v = find(key);
     if (!v) return false;
     if (!v->is_number_integer()) wrong_type(key, "an integer", *v);
-    const auto x = v->get<int64_t>();
-    const bool huge = v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX);
-    if (huge || x < std::numeric_limits<Int>::min() || x > std::numeric_limits<Int>::max()) {
+    if (!is_integer_in(*v, std::numeric_limits<Int>::min(), std::numeric_limits<Int>::max())) {
       throw ApiError(400, fmt::format("{}: {} is out of range", key, v->dump()), key);
     }
-    out = static_cast<Int>(x);
+    out = static_cast<Int>(v->get<int64_t>());
     return true;
   }
   void boolean(const char* key, bool& out) const {
@@ -132,12 +130,10 @@ void read_sampling(const Body& body, GenerationRequest& r) {
     if (!ids->is_array()) wrong_type("stop_token_ids", "an array of integers", *ids);
     for (const auto& id : *ids) {
       if (!id.is_number_integer()) wrong_type("stop_token_ids", "an array of integers", id);
-      // Unsigned above 2^63 reads as negative here: out of range either way, never cut to 32 bits.
-      const auto value = id.get<int64_t>();
-      if (value < 0 || value > std::numeric_limits<int32_t>::max() || (id.is_number_unsigned() && id.get<uint64_t>() > INT32_MAX)) {
+      if (!is_integer_in(id, 0, std::numeric_limits<int32_t>::max())) {  // never cut to 32 bits
         throw ApiError(400, fmt::format("stop_token_ids: {} is not a token id", id.dump()), "stop_token_ids");
       }
-      p.stop_token_ids.push_back(static_cast<int32_t>(value));
+      p.stop_token_ids.push_back(static_cast<int32_t>(id.get<int64_t>()));
     }
   }
   if (const json* bias = body.find("logit_bias")) p.logit_bias = read_logit_bias(*bias);

@@ -36,6 +36,12 @@ Json parse_bounded(std::string_view text, std::string_view source) {
 }
 
 template <typename Json>
+bool integer_in(const Json& value, int64_t low, int64_t high) {
+  return value.is_number_integer() && !(value.is_number_unsigned() && value.template get<uint64_t>() > INT64_MAX) &&
+         value.template get<int64_t>() >= low && value.template get<int64_t>() <= high;
+}
+
+template <typename Json>
 std::string excerpt(const Json& value, size_t max_chars) {
   std::string text = value.dump(-1, ' ', false, Json::error_handler_t::replace);
   if (text.size() <= max_chars) return text;
@@ -62,10 +68,11 @@ nlohmann::json read_json_file(const std::string& path) {
   return parse_json(contents.str(), path);
 }
 
+bool is_integer_in(const nlohmann::json& value, int64_t low, int64_t high) { return integer_in(value, low, high); }
+bool is_integer_in(const nlohmann::ordered_json& value, int64_t low, int64_t high) { return integer_in(value, low, high); }
+
 int64_t json_integer(const nlohmann::json& value, int64_t low, int64_t high, std::string_view what) {
-  const bool fits = value.is_number_integer() && !(value.is_number_unsigned() && value.get<uint64_t>() > INT64_MAX) &&
-                    value.get<int64_t>() >= low && value.get<int64_t>() <= high;
-  if (!fits) fail("{}: expected an integer in [{}, {}], got {}", what, low, high, json_excerpt(value));
+  if (!is_integer_in(value, low, high)) fail("{}: expected an integer in [{}, {}], got {}", what, low, high, json_excerpt(value));
   return value.get<int64_t>();
 }
 

@@ -21,6 +21,11 @@ nlohmann::ordered_json parse_ordered_json(std::string_view text, std::string_vie
 // The file at `path`, parsed as above; throws Error naming the path.
 nlohmann::json read_json_file(const std::string& path);
 
+// Whether `value` is a JSON integer within [low, high]; an unsigned one past INT64_MAX never is
+// (read as int64 it would wrap negative).
+bool is_integer_in(const nlohmann::json& value, int64_t low, int64_t high);
+bool is_integer_in(const nlohmann::ordered_json& value, int64_t low, int64_t high);
+
 // A JSON integer within [low, high]. Throws Error naming `what` for anything else: a float (whose
 // conversion past the range would be undefined), a string, or an integer out of range.
 int64_t json_integer(const nlohmann::json& value, int64_t low, int64_t high, std::string_view what);
