@@ -13,6 +13,7 @@ void register_bench(CLI::App& app);
 void register_chat(CLI::App& app);
 void register_pull(CLI::App& app);
 void register_serve(CLI::App& app);
-void register_tokenize(CLI::App& app);  // tokenize and detokenize
+void register_tokenize(CLI::App& app);
+void register_grammar_test(CLI::App& app);  // tokenize and detokenize
 
 }  // namespace nanoserve::cli

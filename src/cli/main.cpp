@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   nanoserve::cli::register_pull(app);
   nanoserve::cli::register_serve(app);
   nanoserve::cli::register_tokenize(app);
+  nanoserve::cli::register_grammar_test(app);
   // Usage mistakes are told with their fix and exit 2, before anything loads.
   if (auto message = nanoserve::cli::unknown_subcommand(app, argc, argv)) {
     fmt::print(stderr, "error: {}\n", *message);

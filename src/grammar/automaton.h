@@ -1,0 +1,78 @@
+// The grammar run as a lazily built DFA. A matcher configuration is a set of stacks (the positions
+// the parse may be at, each with the rule calls it returns to, as in llama.cpp's grammar stacks but
+// shared as a tree of interned frames). Each distinct set is numbered once, and its transitions on
+// all 256 bytes are computed the first time it is reached: inside a JSON string the set after "ab"
+// is the set after "a", so walking the token trie becomes table lookups, and the allowed-token mask
+// of each state is computed once and kept.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "grammar/grammar.h"
+#include "grammar/token_trie.h"
+
+namespace nanoserve::grammar {
+
+struct StacksHash {
+  size_t operator()(const std::vector<int32_t>& v) const {
+    uint64_t h = 1469598103934665603ull;
+    for (int32_t x : v) h = (h ^ static_cast<uint32_t>(x)) * 1099511628211ull;
+    return h;
+  }
+};
+
+class Automaton {
+ public:
+  static constexpr int32_t kDead = -1;  // no stack survives: the text cannot be part of the language
+
+  Automaton(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenTrie> trie);
+
+  int32_t start() const { return start_; }
+  int32_t next(int32_t state, uint8_t byte);
+  bool accepting(int32_t state) const { return states_[static_cast<size_t>(state)].accepting; }
+  // The grammar is complete and nothing more may follow.
+  bool finished(int32_t state) const { return states_[static_cast<size_t>(state)].stacks.size() == 1 && accepting(state); }
+
+  // Bit per token id: the tokens whose bytes keep `state` alive. Computed on first use, then kept.
+  const std::vector<uint64_t>& allowed(int32_t state);
+
+  const TokenTrie& trie() const { return *trie_; }
+  size_t states() const { return states_.size(); }
+
+  static constexpr size_t kMaxStates = 200'000;
+  static constexpr size_t kMaxMaskBytes = 64ull << 20;  // masks kept per automaton
+
+ private:
+  struct Frame {
+    int32_t pos;     // index into Grammar::elements
+    int32_t parent;  // the frame to return to, -1 at the root
+  };
+  struct State {
+    std::vector<int32_t> stacks;  // sorted frame ids whose element is a byte set; kAccept when complete
+    bool accepting = false;
+    std::vector<int32_t> row;     // next state per byte, once computed
+    ByteSet loops;                // bytes that lead back to this state
+    std::vector<uint64_t> mask;   // allowed tokens, once computed
+  };
+  static constexpr int32_t kAccept = -1;
+
+  int32_t frame(int32_t pos, int32_t parent);
+  void expand(int32_t pos, int32_t parent, std::vector<int32_t>& out);
+  int32_t intern(std::vector<int32_t> stacks);
+  void compute_row(int32_t state);
+  void walk(int32_t state, std::vector<uint64_t>& ranks);
+
+  std::shared_ptr<const Grammar> grammar_;
+  std::shared_ptr<const TokenTrie> trie_;
+  std::vector<Frame> frames_;
+  std::unordered_map<uint64_t, int32_t> frame_ids_;
+  std::vector<State> states_;
+  std::unordered_map<std::vector<int32_t>, int32_t, StacksHash> state_ids_;
+  size_t mask_bytes_ = 0;
+  int32_t start_;
+};
+
+}  // namespace nanoserve::grammar

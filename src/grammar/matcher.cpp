@@ -1,0 +1,71 @@
+#include "grammar/matcher.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "util/error.h"
+
+namespace nanoserve::grammar {
+
+Matcher::Matcher(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenTrie> trie)
+    : automaton_(std::make_shared<Automaton>(std::move(grammar), std::move(trie))), state_(automaton_->start()) {}
+
+std::unique_ptr<Matcher> Matcher::clone() const {
+  auto copy = std::make_unique<Matcher>(*this);
+  copy->automaton_ = std::make_shared<Automaton>(*automaton_);  // masks are computed on other threads
+  return copy;
+}
+
+bool Matcher::accept_bytes(std::string_view bytes) {
+  int32_t s = state_;
+  for (char c : bytes) {
+    s = automaton_->next(s, static_cast<uint8_t>(c));
+    if (s == Automaton::kDead) return false;
+  }
+  state_ = s;
+  return true;
+}
+
+bool Matcher::accept(int32_t token) {
+  const TokenTrie& trie = automaton_->trie();
+  return trie.in_trie(token) && accept_bytes(trie.bytes(token));
+}
+
+bool Matcher::allows(int32_t token) {
+  if (token < 0 || token >= automaton_->trie().vocab_size()) return false;
+  return (allowed()[static_cast<size_t>(token) >> 6] >> (token & 63)) & 1;
+}
+
+void Matcher::mask(std::span<float> logits, std::span<const int32_t> end_tokens) {
+  constexpr float kRefused = -std::numeric_limits<float>::infinity();
+  const bool can_end_here = can_end();
+  std::vector<float> ends;
+  for (int32_t t : end_tokens) {
+    if (t >= 0 && static_cast<size_t>(t) < logits.size()) ends.push_back(logits[static_cast<size_t>(t)]);
+  }
+  const auto& bits = allowed();
+  bool any = false;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    const size_t w = i >> 6;
+    const uint64_t word = w < bits.size() ? bits[w] : 0;
+    if (word == ~uint64_t{0} && i + 64 <= logits.size() && (i & 63) == 0) {
+      any = true;
+      i += 63;
+      continue;
+    }
+    if ((word >> (i & 63)) & 1) {
+      any = true;
+    } else {
+      logits[i] = kRefused;
+    }
+  }
+  size_t k = 0;
+  for (int32_t t : end_tokens) {
+    if (t >= 0 && static_cast<size_t>(t) < logits.size()) logits[static_cast<size_t>(t)] = can_end_here ? ends[k++] : kRefused;
+  }
+  if (!any && !(can_end_here && !ends.empty())) {
+    throw Error("grammar: no token of the vocabulary can continue the structured output here");
+  }
+}
+
+}  // namespace nanoserve::grammar

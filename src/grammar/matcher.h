@@ -1,0 +1,41 @@
+// One sequence's place in a grammar: which tokens may come next, and advancing by the chosen one.
+// End of sequence is allowed exactly where the grammar can end; the tokenizer's other special
+// tokens never are.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "grammar/automaton.h"
+
+namespace nanoserve::grammar {
+
+class Matcher {
+ public:
+  Matcher(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenTrie> trie);
+  // An independent copy at the same place (the n > 1 samples of one request).
+  std::unique_ptr<Matcher> clone() const;
+
+  // Advances by the token's bytes; false, and nothing changes, when the grammar refuses them.
+  bool accept(int32_t token);
+  bool accept_bytes(std::string_view bytes);
+
+  bool can_end() const { return automaton_->accepting(state_); }
+  bool finished() const { return automaton_->finished(state_); }  // nothing more may follow
+
+  // Bit per token id, valid until the next call on this matcher (excludes end of sequence).
+  const std::vector<uint64_t>& allowed() { return automaton_->allowed(state_); }
+  bool allows(int32_t token);
+  // Sets the logits of refused tokens to -infinity: all but the allowed ones, and the end tokens
+  // unless the grammar can end here. Throws Error when nothing at all is allowed.
+  void mask(std::span<float> logits, std::span<const int32_t> end_tokens);
+
+ private:
+  std::shared_ptr<Automaton> automaton_;
+  int32_t state_;
+};
+
+}  // namespace nanoserve::grammar

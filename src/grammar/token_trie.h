@@ -1,0 +1,53 @@
+// A tokenizer's vocabulary as a byte trie, built once per tokenizer and shared by every grammar:
+// the matcher walks it to find the allowed tokens, pruning a subtree as soon as its prefix is
+// refused, so a step never looks at every token. Nodes are in preorder, so a subtree is a range of
+// nodes and the tokens below a node are a range of ranks (tokens sorted by their bytes).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "grammar/grammar.h"
+
+namespace nanoserve {
+class Tokenizer;
+}
+
+namespace nanoserve::grammar {
+
+class TokenTrie {
+ public:
+  struct Node {
+    int32_t end;         // one past the last node of this subtree
+    int32_t rank_begin;  // the tokens ending here, then those below: ranks [rank_begin, rank_end)
+    int32_t own_end;     // ranks [rank_begin, own_end) end exactly here
+    int32_t rank_end;
+    ByteSet below;       // every byte on an edge inside this subtree
+    uint8_t byte;        // the edge into this node
+  };
+
+  // tokens: (id, bytes); ids with empty bytes are left out (they can never be part of grammar text).
+  TokenTrie(int32_t vocab_size, std::vector<std::pair<int32_t, std::string>> tokens);
+  // Every token of the tokenizer except its special tokens (end of turn, tool markers), which the
+  // sampler handles itself.
+  static std::shared_ptr<const TokenTrie> of(const Tokenizer& tokenizer);
+
+  const std::vector<Node>& nodes() const { return nodes_; }
+  int32_t vocab_size() const { return vocab_size_; }
+  int32_t ranks() const { return static_cast<int32_t>(token_of_rank_.size()); }
+  int32_t token_of_rank(int32_t rank) const { return token_of_rank_[static_cast<size_t>(rank)]; }
+  bool in_trie(int32_t token) const { return token >= 0 && token < vocab_size_ && !bytes_[static_cast<size_t>(token)].empty(); }
+  std::string_view bytes(int32_t token) const { return bytes_[static_cast<size_t>(token)]; }
+
+ private:
+  int32_t vocab_size_;
+  std::vector<Node> nodes_;  // nodes_[0] is the root (the empty prefix)
+  std::vector<int32_t> token_of_rank_;
+  std::vector<std::string> bytes_;  // per token id
+};
+
+}  // namespace nanoserve::grammar
