@@ -25,6 +25,7 @@ struct ServeOptions {
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string api_key;
+  std::string tool_call_parser;  // empty: detect from the chat template
   std::string served_model_name;
   EngineOptions engine;
   KvPoolOptions kv_pool;
@@ -161,7 +162,8 @@ void run_serve(const ServeOptions& opt) {
                                  .api_key = opt.api_key,
                                  .max_queued = opt.max_queued,
                                  .max_sequences_per_request = opt.max_sequences_per_request,
-                                 .kv_tokens = stats.total_blocks * engine_opts.block_size};
+                                 .kv_tokens = stats.total_blocks * engine_opts.block_size,
+                                 .tool_call_parser = opt.tool_call_parser};
   server::Api api(io, engine, tokenizer, chat_template ? &*chat_template : nullptr, api_options);
   server::HttpLimits limits;
   limits.max_body_bytes = opt.max_body_bytes;
@@ -192,6 +194,9 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--port", opt->port, "port to listen on (default 8080; 0 picks a free one)")->check(between(0, 65535));
   cmd->add_option("--api-key", opt->api_key, "require 'Authorization: Bearer KEY' on /v1 routes")
       ->envname("NANOSERVE_API_KEY");
+  cmd->add_option("--tool-call-parser", opt->tool_call_parser,
+                  "how the model writes tool calls: hermes, llama3_json, mistral or generic (default: from the chat template)")
+      ->check(CLI::IsMember({"hermes", "llama3_json", "mistral", "generic"}));
   cmd->add_option("--served-model-name", opt->served_model_name, "the model id clients name (default: the -m argument)");
   cmd->add_option("--max-queued", opt->max_queued, "sequences in flight (prompts x n) beyond which new requests get 503 (default 1024)")
       ->check(positive());

@@ -79,6 +79,14 @@ uint64_t Engine::submit(Request request, EventCallback callback) {
   s->sampler = std::make_unique<Sampler>(state->params, s->tokens, sample_seed(state->params, 0));
   if (tokenizer_) s->decoder = std::make_unique<StreamDecoder>(*tokenizer_, s->tokens);
   s->stop = StopMatcher(state->params.stop);
+  if (state->params.grammar) {
+    if (!tokenizer_) fail("structured output (a grammar or JSON schema) needs a tokenizer");
+    {
+      std::lock_guard lock(mutex_);
+      if (!trie_) trie_ = grammar::TokenTrie::of(*tokenizer_);
+    }
+    s->matcher = std::make_unique<grammar::Matcher>(state->params.grammar, trie_);
+  }
   {
     std::lock_guard lock(mutex_);
     state->id = next_id_++;
@@ -175,13 +183,22 @@ void Engine::fork_samples(Sequence& first) {
     s->sampler = std::make_unique<Sampler>(first.request->params, s->tokens, sample_seed(first.request->params, i));
     if (tokenizer_) s->decoder = std::make_unique<StreamDecoder>(*tokenizer_, std::span(s->tokens).first(static_cast<size_t>(s->prompt_len)));
     s->stop = StopMatcher(first.request->params.stop);
+    if (first.matcher) s->matcher = first.matcher->clone();
     scheduler_.add_running(std::move(s));
   }
 }
 
 void Engine::sample(Sequence& s, std::span<const float> logits) {
   TokenLogprob logprob{};
-  const int32_t token = s.sampler->sample(logits.first(static_cast<size_t>(sample_vocab_)), &logprob);
+  logits = logits.first(static_cast<size_t>(sample_vocab_));
+  std::vector<float> masked;
+  if (s.matcher) {  // refused tokens to -infinity; end of sequence only where the grammar may end
+    masked.assign(logits.begin(), logits.end());
+    const auto& eos = model_.config.eos_token_ids;
+    s.matcher->mask(masked, s.request->params.ignore_eos ? std::span<const int64_t>() : std::span<const int64_t>(eos));
+    logits = masked;
+  }
+  const int32_t token = s.sampler->sample(logits, &logprob);
   append(s, token, s.request->params.logprobs >= 0 ? &logprob : nullptr);
 }
 
@@ -198,8 +215,9 @@ void Engine::append(Sequence& s, int32_t token, const TokenLogprob* logprob) {
     return;
   }
   event.tokens.push_back(token);
+  if (s.matcher && !s.matcher->accept(token)) fail("token {} is not allowed by the request's grammar", token);
   if (s.decoder) event.text = s.stop.push(s.decoder->push(token));
-  if (s.stop.stopped()) {
+  if (s.stop.stopped() || (s.matcher && s.matcher->finished())) {
     finish(s, FinishReason::Stop, std::move(event));
   } else if (s.generated() >= p.max_tokens || static_cast<int64_t>(s.tokens.size()) >= model_.config.max_positions) {
     finish(s, FinishReason::Length, std::move(event));
@@ -225,10 +243,11 @@ bool Engine::step() {
   // token ids come back (no [rows, vocab] copy to the host). Not when ids past the tokenizer's
   // vocabulary must be masked.
   const bool greedy = sample_vocab_ == model_.config.vocab_size && std::all_of(plan.begin(), plan.end(), [](const auto& p) {
-    return !p.wants_logits || (p.sequence->sampler->plain_greedy() && p.sequence->request->params.n == 1);
+    return !p.wants_logits || (p.sequence->sampler->plain_greedy() && p.sequence->request->params.n == 1 && !p.sequence->matcher);
   });
   std::vector<float> logits;
   std::vector<int32_t> picks;
+  auto masks = prepare_masks(plan);
   try {
     if (greedy) {
       picks = ranks_.forward_greedy(slices, caches_);
@@ -236,6 +255,7 @@ bool Engine::step() {
       logits = ranks_.forward(slices, caches_);
     }
   } catch (const std::exception& e) {  // fails the requests in this batch, not the engine
+    for (auto& m : masks) m.wait();
     for (const auto& p : plan) {
       Event event;
       event.error = e.what();
@@ -243,8 +263,30 @@ bool Engine::step() {
     }
     return true;
   }
+  for (auto& m : masks) m.wait();  // errors surface again, per sequence, when it samples
   process_logits(plan, greedy, logits, picks);
   return true;
+}
+
+std::vector<std::future<void>> Engine::prepare_masks(const std::vector<ScheduledSlice>& plan) {
+  std::vector<grammar::Matcher*> matchers;
+  for (const auto& p : plan) {
+    if (p.wants_logits && p.sequence->matcher) matchers.push_back(p.sequence->matcher.get());
+  }
+  std::vector<std::future<void>> futures;
+  if (matchers.empty()) return futures;
+  const size_t workers = std::min<size_t>(matchers.size(), kMaskThreads);
+  for (size_t w = 0; w < workers; ++w) {
+    futures.push_back(std::async(std::launch::async, [w, workers, list = matchers] {
+      for (size_t i = w; i < list.size(); i += workers) {
+        try {
+          list[i]->allowed();
+        } catch (const std::exception&) {  // reported when the sequence samples
+        }
+      }
+    }));
+  }
+  return futures;
 }
 
 // Each scheduled sequence takes its row: its computed positions advance and, where it wanted

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "engine/block_manager.h"
 #include "engine/request.h"
 #include "engine/scheduler.h"
+#include "grammar/token_trie.h"
 #include "model/kv_cache.h"
 #include "model/transformer.h"
 #include "parallel/tensor_parallel.h"
@@ -68,6 +70,9 @@ class Engine {
  private:
   void drain_inbox();
   void sample(Sequence& s, std::span<const float> logits);
+  // Starts computing the allowed tokens of the scheduled grammar sequences, on other threads while
+  // the forward pass runs; the returned futures finish before sampling.
+  std::vector<std::future<void>> prepare_masks(const std::vector<ScheduledSlice>& plan);
   void append(Sequence& s, int32_t token, const TokenLogprob* logprob);  // the chosen token, as an event
   void fork_samples(Sequence& first);
   void finish(Sequence& s, FinishReason reason, Event event);
@@ -77,11 +82,14 @@ class Engine {
   bool is_eos(int32_t token) const;
   void publish_stats(int64_t prompt_tokens, int64_t generated);  // for stats(), read on other threads
 
+  static constexpr size_t kMaskThreads = 4;  // threads computing grammar masks during a forward pass
+
   const Model& model_;
   const Tokenizer* tokenizer_;
   // Tokens that may be sampled: the model's vocabulary, less the ids past the tokenizer's (models
   // pad their embedding rows to a multiple of 64 or 128; those ids have no text).
   int64_t sample_vocab_;
+  std::shared_ptr<const grammar::TokenTrie> trie_;  // the vocabulary as a byte trie, built for the first grammar
   std::unique_ptr<TensorParallel> own_ranks_;  // the one rank of options.backend, unless options.ranks
   const TensorParallel& ranks_;
   std::vector<KvCache> caches_;  // the KV pool: one cache per rank

@@ -3,12 +3,17 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace nanoserve {
+
+namespace grammar {
+struct Grammar;
+}
 
 struct SamplingParams {
   float temperature = 1.0f;         // 0: greedy
@@ -26,6 +31,9 @@ struct SamplingParams {
   bool ignore_eos = false;
   int32_t logprobs = -1;  // -1: none; 0..20: the chosen token's logprob and this many top alternatives
   int32_t n = 1;          // independent samples sharing the prompt's KV blocks
+  // Structured output: every sample's text is in this grammar's language, and ends (as a stop)
+  // where the grammar completes. Null: free text.
+  std::shared_ptr<const grammar::Grammar> grammar = {};
 
   // Throws Error naming the first invalid field.
   void validate(int64_t vocab_size) const;

@@ -9,6 +9,7 @@
 #include "engine/request.h"
 #include "engine/sampler.h"
 #include "engine/stop_matcher.h"
+#include "grammar/matcher.h"
 #include "tokenizer/stream_decoder.h"
 
 namespace nanoserve {
@@ -36,6 +37,7 @@ struct Sequence {
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<StreamDecoder> decoder;  // absent without a tokenizer
   StopMatcher stop{{}};
+  std::unique_ptr<grammar::Matcher> matcher;  // with a grammar: where the output is in it
 
   int64_t generated() const { return static_cast<int64_t>(tokens.size()) - prompt_len; }
   int64_t pending() const { return static_cast<int64_t>(tokens.size()) - computed; }

@@ -21,7 +21,6 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 constexpr int kMaxSchemaDepth = 64;
-constexpr int32_t kMaxIndent = 20;
 
 // Keywords that describe without constraining.
 bool is_annotation(const std::string& key) {
@@ -283,7 +282,7 @@ Expr JsonSchemaCompiler::primitive(const std::string& name) {
   auto digits = [](int32_t min, int32_t max) { return Expr::repeat(Expr::chars({{'0', '9'}}), min, max); };
   Expr body;
   if (name == "ws") {
-    body = Expr::optional(Expr::alt({lit(" "), Expr::seq({lit("\n"), Expr::repeat(Expr::chars({{' ', ' '}, {'\t', '\t'}}), 0, kMaxIndent)})}));
+    body = Expr::optional(lit(" "));
   } else if (name == "char") {
     body = Expr::alt({Expr::chars(complement({{0, 0x1F}, {'"', '"'}, {'\\', '\\'}})),
                       Expr::seq({lit("\\"), Expr::alt({Expr::chars({{'"', '"'}, {'\\', '\\'}, {'/', '/'}, {'b', 'b'}, {'f', 'f'}, {'n', 'n'}, {'r', 'r'}, {'t', 't'}}),

@@ -1,6 +1,6 @@
 // JSON Schema (draft 2020-12 and the drafts before it) as grammar rules. Objects write their
-// properties in the schema's order; whitespace is bounded (nothing, one space, or a newline and up
-// to 20 spaces or tabs of indentation) so a model cannot stall on it. Every assertion keyword is
+// properties in the schema's order; whitespace between tokens is at most one space (compact JSON or
+// json.dumps' style), so a model can neither stall on whitespace nor drift into odd layouts. Every assertion keyword is
 // either enforced or refused by name; annotations (title, description, examples, ...) are ignored.
 #pragma once
 

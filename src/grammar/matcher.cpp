@@ -36,11 +36,11 @@ bool Matcher::allows(int32_t token) {
   return (allowed()[static_cast<size_t>(token) >> 6] >> (token & 63)) & 1;
 }
 
-void Matcher::mask(std::span<float> logits, std::span<const int32_t> end_tokens) {
+void Matcher::mask(std::span<float> logits, std::span<const int64_t> end_tokens) {
   constexpr float kRefused = -std::numeric_limits<float>::infinity();
   const bool can_end_here = can_end();
   std::vector<float> ends;
-  for (int32_t t : end_tokens) {
+  for (int64_t t : end_tokens) {
     if (t >= 0 && static_cast<size_t>(t) < logits.size()) ends.push_back(logits[static_cast<size_t>(t)]);
   }
   const auto& bits = allowed();
@@ -60,7 +60,7 @@ void Matcher::mask(std::span<float> logits, std::span<const int32_t> end_tokens)
     }
   }
   size_t k = 0;
-  for (int32_t t : end_tokens) {
+  for (int64_t t : end_tokens) {
     if (t >= 0 && static_cast<size_t>(t) < logits.size()) logits[static_cast<size_t>(t)] = can_end_here ? ends[k++] : kRefused;
   }
   if (!any && !(can_end_here && !ends.empty())) {

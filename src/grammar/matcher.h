@@ -31,7 +31,7 @@ class Matcher {
   bool allows(int32_t token);
   // Sets the logits of refused tokens to -infinity: all but the allowed ones, and the end tokens
   // unless the grammar can end here. Throws Error when nothing at all is allowed.
-  void mask(std::span<float> logits, std::span<const int32_t> end_tokens);
+  void mask(std::span<float> logits, std::span<const int64_t> end_tokens);
 
  private:
   std::shared_ptr<Automaton> automaton_;

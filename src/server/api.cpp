@@ -57,6 +57,15 @@ ApiError key_error() {
                   "invalid_api_key");
 }
 
+// --tool-call-parser, or what the chat template writes calls with.
+ToolCallFormat choose_tool_format(const std::string& parser, const ChatTemplate* chat_template) {
+  if (!parser.empty()) {
+    if (auto format = tool_call_format_named(parser)) return *format;
+    fail("--tool-call-parser: unknown parser '{}' (hermes, llama3_json, mistral, generic)", parser);
+  }
+  return chat_template ? detect_tool_call_format(chat_template->source()) : ToolCallFormat::Generic;
+}
+
 }  // namespace
 
 // A generation call, parsed and tokenized on the pool.
@@ -73,6 +82,7 @@ Api::Api(boost::asio::io_context& io, Engine& engine, const Tokenizer& tokenizer
       tokenizer_(tokenizer),
       chat_template_(chat_template),
       options_(std::move(options)),
+      tool_format_(choose_tool_format(options_.tool_call_parser, chat_template)),
       cpu_(static_cast<size_t>(std::max(1, options_.cpu_threads))) {}
 
 // The io loop has ended: what is still queued on the pool could not answer anyone. Work under way
@@ -306,7 +316,24 @@ Api::Prepared Api::prepare(const HttpRequest& http_request, ApiKind kind) const 
       request.params.max_tokens = static_cast<int32_t>(std::max<int64_t>(1, room));
     }
   }
+  attach_grammar(request);
   return Prepared{kind, std::move(request), std::move(prompts)};
+}
+
+void Api::attach_grammar(GenerationRequest& request) const {
+  request.tool_format = tool_format_;
+  const bool tools = request.tools.enforced();
+  if (!tools && request.constraint.kind == OutputConstraint::Kind::None) return;
+  const std::string field = tools ? "tool_choice" : request.constraint.field;
+  try {
+    request.params.grammar = tools ? grammars_.get(tool_grammar_key(request.tools, tool_format_),
+                                                   [&] { return tool_grammar(request.tools, tool_format_); })
+                                   : grammars_.get(request.constraint.cache_key(), [&] { return request.constraint.compile(); });
+  } catch (const ApiError&) {
+    throw;
+  } catch (const Error& e) {
+    throw ApiError(400, fmt::format("{}: {}", field, e.what()), field);
+  }
 }
 
 // Back on the io thread: the queue is checked again (other calls may have started meanwhile), and

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "engine/engine.h"
+#include "grammar/cache.h"
 #include "server/api_error.h"
 #include "server/generation.h"
 #include "server/http_server.h"
@@ -30,6 +31,7 @@ struct ApiOptions {
   int64_t max_sequences_per_request = 256;  // prompts x n of one call; more is a 400
   int64_t kv_tokens = 0;          // tokens the KV pool holds: chat's default max_tokens stays within it
   int cpu_threads = 2;            // the pool that parses, renders and tokenizes
+  std::string tool_call_parser;   // hermes, llama3_json, mistral, generic; empty: from the chat template
 };
 
 class Api {
@@ -62,6 +64,9 @@ class Api {
   void start_generation(const std::shared_ptr<Exchange>& exchange, Prepared prepared);
   std::vector<Prompt> completion_prompts(const nlohmann::ordered_json& prompt) const;
   Prompt chat_prompt(const GenerationRequest& request) const;
+  // params.grammar from the request's output constraint or enforced tool choice (compiled once per
+  // distinct schema); throws ApiError (400) naming what cannot be compiled.
+  void attach_grammar(GenerationRequest& request) const;
   void models(const std::shared_ptr<Exchange>& exchange);
   // On the pool; the continuation answers.
   Continuation tokenize(const std::shared_ptr<Exchange>& exchange);
@@ -78,6 +83,8 @@ class Api {
   const Tokenizer& tokenizer_;
   const ChatTemplate* chat_template_;
   ApiOptions options_;
+  ToolCallFormat tool_format_;
+  mutable grammar::GrammarCache grammars_;
   Metrics metrics_;
   int64_t in_flight_calls_ = 0, in_flight_sequences_ = 0;
   int64_t preparing_ = 0;  // calls on the pool

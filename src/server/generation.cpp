@@ -160,10 +160,68 @@ void Generation::stream_event(size_t index, const Event& event) {
     exchange_->send(sse(ApiError(500, event.error, "", "server_error").body()));
     return;
   }
+  if (tools_active()) return stream_tool_text(index, event);
   if (!event.text.empty() || !event.logprobs.empty()) {
     exchange_->send(sse(chunk(json::array({choice_delta(index, event.text, event.logprobs, std::nullopt)}))));
   }
   if (event.finish) exchange_->send(sse(chunk(json::array({choice_delta(index, "", {}, event.finish)}))));
+}
+
+void Generation::stream_tool_text(size_t index, const Event& event) {
+  Choice& choice = choices_[index];
+  std::string content;
+  if (choice.plain) {
+    content = event.text;
+  } else {
+    choice.held += event.text;
+    if (!request_.tools.enforced() && !choice.calls_started) {
+      const CallStart start = find_call_start(request_.tool_format, choice.held);
+      const size_t sure = start.call != std::string::npos ? start.call : start.content;
+      content = choice.held.substr(0, sure);
+      choice.held.erase(0, sure);
+      choice.calls_started = start.call != std::string::npos;
+      // Formats other than hermes write a call first or not at all.
+      choice.plain = !choice.calls_started && !content.empty() && request_.tool_format != ToolCallFormat::Hermes;
+      if (choice.plain) content += std::exchange(choice.held, {});
+    }
+  }
+  if (!content.empty() || !event.logprobs.empty()) {
+    exchange_->send(sse(chunk(json::array({choice_delta(index, content, event.logprobs, std::nullopt)}))));
+  }
+  if (event.finish) stream_tool_calls(index, event.finish);
+}
+
+// The end of a streamed reply with tools: the held text as calls (each a chunk with its id and
+// name, then one with its arguments), or as content when it holds none.
+void Generation::stream_tool_calls(size_t index, const std::optional<FinishReason>& finish) {
+  Choice& choice = choices_[index];
+  const ParsedReply reply = parse_tool_calls(request_.tool_format, choice.held);
+  choice.held.clear();
+  if (!reply.content.empty()) exchange_->send(sse(chunk(json::array({choice_delta(index, reply.content, {}, std::nullopt)}))));
+  const json calls = tool_calls_json(reply.calls, true);
+  for (size_t i = 0; i < reply.calls.size(); ++i) {
+    json head = calls[i];
+    head["function"]["arguments"] = "";
+    json args = {{"index", i}, {"function", {{"arguments", reply.calls[i].arguments}}}};
+    for (json* part : {&head, &args}) {
+      json c = {{"index", index}, {"delta", {{"tool_calls", json::array({*part})}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+      exchange_->send(sse(chunk(json::array({std::move(c)}))));
+    }
+  }
+  json last = choice_delta(index, "", {}, finish);
+  if (!reply.calls.empty() && finish == FinishReason::Stop) last["finish_reason"] = "tool_calls";
+  exchange_->send(sse(chunk(json::array({std::move(last)}))));
+}
+
+json Generation::tool_calls_json(const std::vector<ToolCall>& calls, bool streamed) const {
+  json out = json::array();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    json call = {{"id", random_id("call").replace(4, 1, "_")}, {"type", "function"},
+                 {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments}}}};
+    if (streamed) call["index"] = i;
+    out.push_back(std::move(call));
+  }
+  return out;
 }
 
 json Generation::totals() const {
@@ -183,6 +241,14 @@ json Generation::full_response() {
     json entry = {{"index", i}, {"finish_reason", finish_reason(*c.finish)}};
     if (request_.kind == ApiKind::Chat) {
       entry["message"] = {{"role", "assistant"}, {"content", c.text}};
+      if (tools_active()) {
+        const ParsedReply reply = parse_tool_calls(request_.tool_format, c.text);
+        if (!reply.calls.empty()) {
+          entry["message"]["content"] = reply.content.empty() ? json(nullptr) : json(reply.content);
+          entry["message"]["tool_calls"] = tool_calls_json(reply.calls, false);
+          if (c.finish == FinishReason::Stop) entry["finish_reason"] = "tool_calls";
+        }
+      }
       entry["logprobs"] = request_.params.logprobs >= 0 ? chat_logprobs(context_.tokenizer, c.logprobs) : json(nullptr);
     } else {
       const std::string& prompt = prompts_[i / static_cast<size_t>(request_.params.n)].text;

@@ -52,6 +52,9 @@ class Generation : public std::enable_shared_from_this<Generation> {
     std::string error;
     int64_t completion_tokens = 0;
     bool sent_first = false;  // streaming: the role (chat) or echo (completions) chunk is out
+    std::string held;             // streaming with tools: text that may be (or is) a tool call
+    bool calls_started = false;   // streaming with tools: held text is a call
+    bool plain = false;           // streaming with tools: this reply is content, no call can follow
     std::optional<std::chrono::steady_clock::time_point> last_token;
   };
   struct PromptState {
@@ -66,6 +69,11 @@ class Generation : public std::enable_shared_from_this<Generation> {
   void record_timing(Choice& choice, size_t tokens);
   void stream_event(size_t index, const Event& event);
   void stream_first(size_t index);
+  // Streaming with tools: content as soon as it cannot be part of a call; calls when complete.
+  void stream_tool_text(size_t index, const Event& event);
+  void stream_tool_calls(size_t index, const std::optional<FinishReason>& finish);
+  bool tools_active() const { return request_.kind == ApiKind::Chat && request_.tools.active(); }
+  nlohmann::json tool_calls_json(const std::vector<ToolCall>& calls, bool streamed) const;
   nlohmann::json chunk(nlohmann::json choices) const;
   nlohmann::json choice_delta(size_t index, const std::string& text, const std::vector<TokenLogprob>& logprobs,
                               const std::optional<FinishReason>& finish);

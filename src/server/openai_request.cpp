@@ -210,11 +210,6 @@ void read_chat(const Body& body, GenerationRequest& r) {
     if (!kwargs->is_object()) wrong_type("chat_template_kwargs", "an object", *kwargs);
     for (const auto& [k, v] : kwargs->items()) r.template_extras[k] = v;
   }
-  if (const json* format = body.find("response_format")) {
-    if (!has_type(*format, "text")) {
-      throw ApiError(400, "response_format: only {\"type\": \"text\"} is supported", "response_format");
-    }
-  }
 }
 
 }  // namespace
@@ -263,6 +258,11 @@ GenerationRequest parse_generation_request(const json& body, ApiKind kind) {
   read_sampling(fields, r);
   if (kind == ApiKind::Completion) read_completion(fields, r);
   else read_chat(fields, r);
+  r.constraint = read_output_constraint(body);
+  if (kind == ApiKind::Chat) r.tools = read_tool_choice(body);
+  if (r.tools.enforced() && r.constraint.kind != OutputConstraint::Kind::None) {
+    throw ApiError(400, fmt::format("tool_choice: a required or named tool call cannot be combined with {}", r.constraint.field), "tool_choice");
+  }
   return r;
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/request.h"
+#include "server/structured_output.h"
 
 namespace nanoserve::server {
 
@@ -26,6 +27,9 @@ struct GenerationRequest {
   SamplingParams params;
   bool max_tokens_given = false;  // chat defaults to the rest of the context
   bool stream = false, include_usage = false, echo = false;
+  OutputConstraint constraint;  // structured output; compiled into params.grammar by the API
+  ToolChoice tools;             // chat: the functions and how they may be called
+  ToolCallFormat tool_format = ToolCallFormat::Generic;  // how the model writes calls (set by the API)
 };
 
 // A request body as JSON (nesting bounded, util/json_parse.h); throws ApiError (400) unless it is

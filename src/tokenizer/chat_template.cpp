@@ -12,7 +12,8 @@
 
 namespace nanoserve {
 
-ChatTemplate::ChatTemplate(const std::string& source) : body_(std::make_unique<jinja::Body>(jinja::parse(source))) {}
+ChatTemplate::ChatTemplate(const std::string& source)
+    : body_(std::make_unique<jinja::Body>(jinja::parse(source))), source_(source) {}
 ChatTemplate::~ChatTemplate() = default;
 ChatTemplate::ChatTemplate(ChatTemplate&&) noexcept = default;
 ChatTemplate& ChatTemplate::operator=(ChatTemplate&&) noexcept = default;

@@ -36,12 +36,14 @@ class ChatTemplate {
   static std::optional<ChatTemplate> from_model(const std::string& path);
   const std::string& bos_token() const { return bos_token_; }
   const std::string& eos_token() const { return eos_token_; }
+  const std::string& source() const { return source_; }  // the Jinja text (tool-call format detection)
 
  private:
   static std::optional<ChatTemplate> from_gguf(const std::string& path);
 
   std::unique_ptr<std::vector<std::unique_ptr<jinja::Stmt>>> body_;
   std::string bos_token_, eos_token_;
+  std::string source_;
 };
 
 }  // namespace nanoserve
