@@ -2,6 +2,8 @@
 
 #include <fstream>
 #include <sstream>
+#include <type_traits>
+#include <vector>
 
 #include "util/error.h"
 
@@ -10,15 +12,22 @@ namespace nanoserve {
 namespace {
 
 struct TooDeep {};
+struct TooManyKeys {};
 
 // nlohmann's parser keeps its own stack (it does not recurse); the callback sees the depth of
 // every container as it opens, before the value is built, and stops the parse there.
+// An ordered object finds a key by a linear search, so one with n keys costs n^2 / 2 string
+// comparisons to build: keys are counted per object as they arrive.
 template <typename Json>
 Json parse_bounded(std::string_view text, std::string_view source) {
-  auto bound = [](int depth, typename Json::parse_event_t event, Json&) {
-    if ((event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start) &&
-        depth >= kMaxJsonDepth) {
-      throw TooDeep{};
+  constexpr bool ordered = std::is_same_v<Json, nlohmann::ordered_json>;
+  std::vector<size_t> keys(kMaxJsonDepth + 1, 0);  // per open object, by depth
+  auto bound = [&keys](int depth, typename Json::parse_event_t event, Json&) {
+    if (event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start) {
+      if (depth >= kMaxJsonDepth) throw TooDeep{};
+      keys[static_cast<size_t>(depth) + 1] = 0;  // its keys arrive one level down
+    } else if (ordered && event == Json::parse_event_t::key && ++keys[static_cast<size_t>(depth)] > kMaxOrderedKeys) {
+      throw TooManyKeys{};
     }
     return true;
   };
@@ -26,6 +35,8 @@ Json parse_bounded(std::string_view text, std::string_view source) {
     return Json::parse(text.begin(), text.end(), bound);
   } catch (const TooDeep&) {
     fail("{}: nested deeper than {} levels", source, kMaxJsonDepth);
+  } catch (const TooManyKeys&) {
+    fail("{}: an object has more than {} keys", source, kMaxOrderedKeys);
   } catch (const typename Json::exception& e) {
     // A syntax error (parse_error) or a number too large for a double (out_of_range); e.what()
     // reads "[json.exception.parse_error.101] parse error at line 1, column 2: ...".
