@@ -172,6 +172,24 @@ void read_completion(const Body& body, GenerationRequest& r) {
   if (body.find("suffix")) throw ApiError(400, "suffix: not supported by this model", "suffix");
 }
 
+// OpenAI clients send a tool call's arguments as JSON text; chat templates (Llama 3.1's `arguments |
+// tojson`, Qwen's) expect the object, as vLLM and transformers hand it to them.
+void normalize_tool_calls(json& calls, const std::string& where) {
+  if (!calls.is_array()) wrong_type(where, "an array", calls);
+  for (auto& call : calls) {
+    if (!call.is_object() || !call.contains("function") || !call["function"].is_object()) {
+      throw ApiError(400, where + ": each tool call needs a \"function\" object", where);
+    }
+    if (!call["function"].contains("arguments") || !call["function"]["arguments"].is_string()) continue;
+    json& args = call["function"]["arguments"];
+    try {
+      json parsed = parse_ordered_json(args.get<std::string>(), where);
+      if (parsed.is_object()) args = std::move(parsed);
+    } catch (const Error&) {  // not JSON: the template gets the text as it came
+    }
+  }
+}
+
 void read_chat(const Body& body, GenerationRequest& r) {
   const json* messages = body.find("messages");
   if (!messages) throw ApiError(400, "messages: required", "messages");
@@ -188,6 +206,7 @@ void read_chat(const Body& body, GenerationRequest& r) {
       throw ApiError(400, fmt::format("{}.role: unknown role '{}'", where, role->get<std::string>()), where + ".role");
     }
     json copy = m;
+    if (copy.contains("tool_calls")) normalize_tool_calls(copy["tool_calls"], where + ".tool_calls");
     auto content = m.find("content");
     if (content != m.end() && !content->is_null()) copy["content"] = message_text(*content, i);
     else if (role->get<std::string>() != "assistant") throw ApiError(400, where + ".content: required", where + ".content");

@@ -10,8 +10,10 @@
 #include <set>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "formats/safetensors.h"
+#include "grammar/gbnf.h"
 #include "test_support.h"
 #include "util/error.h"
 
@@ -427,6 +429,36 @@ TEST_F(EngineTest, PaddedVocabularyIsNeverSampled) {
   } catch (const Error& e) {
     EXPECT_STREQ(e.what(), "logit_bias: token 4100 is outside the vocabulary of 4096");
   }
+}
+
+// Grammar sequences batched with free ones: every grammar sample is in the language and ends where
+// the grammar completes (without an end-of-sequence token), and the free requests' tokens are
+// those of a run without them.
+TEST_F(EngineTest, GrammarSequencesInABatchStayInTheirLanguage) {
+  const auto g = std::make_shared<const grammar::Grammar>(grammar::parse_gbnf(R"(root ::= "<" word ("," word){0,3} ">"
+word ::= [a-z]{1,6})"));
+  Engine alone(*model_, tokenizer_, options());
+  const auto free_alone = run(alone, {{prompt(1, 20), greedy(16)}, {prompt(2, 9), greedy(16)}});
+  Engine engine(*model_, tokenizer_, options());
+  SamplingParams constrained = greedy(64);
+  constrained.grammar = g;
+  SamplingParams sampled = constrained;
+  sampled.temperature = 1.2f;
+  sampled.top_p = 0.95f;
+  sampled.seed = 11;
+  sampled.n = 3;
+  sampled.logprobs = 2;
+  std::vector<uint64_t> ids;
+  const auto out = run(engine, {{prompt(1, 20), greedy(16)}, {prompt(4, 12), constrained}, {prompt(2, 9), greedy(16)}, {prompt(5, 7), sampled}}, &ids);
+  ASSERT_EQ(out.size(), 6u);
+  const std::regex language("<[a-z]{1,6}(,[a-z]{1,6}){0,3}>");
+  for (const auto& [key, o] : out) {
+    if (key.first == ids[0] || key.first == ids[2]) continue;
+    EXPECT_EQ(o.finish, FinishReason::Stop) << o.text;
+    EXPECT_TRUE(std::regex_match(o.text, language)) << o.text;
+  }
+  EXPECT_EQ(out.at({ids[0], 0}).tokens, free_alone.begin()->second.tokens);
+  EXPECT_EQ(out.at({ids[2], 0}).tokens, std::next(free_alone.begin())->second.tokens);
 }
 
 // A listener that throws loses its event; the engine and the other requests go on.

