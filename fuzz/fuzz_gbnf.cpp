@@ -35,7 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     Matcher m(g, byte_trie());
     for (int step = 0; step < 8 && !m.finished(); ++step) {
-      const auto& bits = m.allowed();
+      const auto mask = m.allowed();
+      const auto& bits = *mask;
       int32_t token = -1;
       for (size_t w = 0; w < bits.size() && token < 0; ++w) {
         if (bits[w]) token = static_cast<int32_t>(w * 64 + static_cast<size_t>(__builtin_ctzll(bits[w])));

@@ -24,7 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto g = std::make_shared<const grammar::Grammar>(grammar::compile_json_schema(schema));
     grammar::Matcher m(g, trie());
     for (int step = 0; step < 4 && !m.finished(); ++step) {  // always the lowest allowed token
-      const auto& bits = m.allowed();
+      const auto mask = m.allowed();
+      const auto& bits = *mask;
       int32_t token = -1;
       for (size_t w = 0; w < bits.size() && token < 0; ++w) {
         if (bits[w]) token = static_cast<int32_t>(w * 64 + static_cast<size_t>(__builtin_ctzll(bits[w])));

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
+#include <iterator>
+#include <optional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -15,6 +17,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/sampling_options.h"
+#include "grammar/json_schema.h"
 #include "util/error.h"
 #include "util/json_parse.h"
 
@@ -29,6 +32,7 @@ struct BenchOptions {
   int pp = 0, tg = 0, repetitions = 5;  // the forward-pass benchmark (bench_forward.cpp)
   int num_requests = 64, input_len = 128, output_len = 128, concurrency = 8;
   std::string dataset;
+  std::string json_schema;  // a file: every request's output constrained to its instances
   uint64_t seed = 0;
   EngineOptions engine;
   KvPoolOptions kv_pool;
@@ -81,7 +85,16 @@ void run_bench(const BenchOptions& opt) {
   Model model = load(opt.model);
   const auto prompts = make_prompts(opt, model);
   const auto ranks = open_ranks(opt.model, model);
-  Engine engine(model, nullptr, engine_options(opt.engine, opt.kv_pool, model.config, *ranks));
+  std::optional<Tokenizer> tokenizer;
+  std::shared_ptr<const grammar::Grammar> grammar;
+  if (!opt.json_schema.empty()) {  // structured output needs the tokenizer's vocabulary
+    tokenizer.emplace(load_tokenizer(opt.model));
+    std::ifstream in(opt.json_schema);
+    if (!in) fail("{}: cannot open", opt.json_schema);
+    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    grammar = std::make_shared<const grammar::Grammar>(grammar::compile_json_schema(parse_ordered_json(text, opt.json_schema)));
+  }
+  Engine engine(model, tokenizer ? &*tokenizer : nullptr, engine_options(opt.engine, opt.kv_pool, model.config, *ranks));
   std::vector<Timing> timings(prompts.size());
   std::mutex m;
   std::condition_variable done;
@@ -94,6 +107,7 @@ void run_bench(const BenchOptions& opt) {
     p.temperature = 0;
     p.max_tokens = opt.output_len;
     p.ignore_eos = true;
+    p.grammar = grammar;
     timings[i].submitted = Clock::now();
     timings[i].prompt_tokens = static_cast<int64_t>(prompts[i].size());
     ++in_flight;
@@ -157,6 +171,9 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--concurrency", opt->concurrency, "requests in flight at once (default 8)")->check(positive());
   cmd->add_option("--dataset", opt->dataset, "JSONL of {\"prompt\": ...} or {\"text\": ...} instead of random token ids");
   cmd->add_option("--seed", opt->seed, "seed for the random prompts");
+  cmd->add_option("--json-schema", opt->json_schema,
+                  "a JSON Schema file: every request's output is constrained to it (structured output's cost)")
+      ->check(CLI::ExistingFile);
   add_engine_options(*cmd, opt->engine, opt->kv_pool);
   cmd->add_option("--pp", opt->pp,
                   "instead of the engine run: time the forward pass on a prompt of this many tokens (llama-bench -p)")

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -37,6 +38,7 @@ double percentile(std::vector<double> values, double p) {
 struct GrammarTestOptions {
   ModelOptions model;
   std::vector<std::string> files;
+  bool cold = false;  // each instance its own automaton: no masks cached from the schema's other instances
 };
 
 struct Totals {
@@ -46,8 +48,8 @@ struct Totals {
 
 // Whether the instance's compact JSON is accepted, token by token; each mask's time goes to mask_us.
 bool walk(const std::shared_ptr<const grammar::Grammar>& g, const std::shared_ptr<const grammar::TokenTrie>& trie,
-          const Tokenizer& tokenizer, const Json& data, std::vector<double>& mask_us, int64_t& tokens) {
-  grammar::Matcher matcher(g, trie);
+          const Tokenizer& tokenizer, const Json& data, bool cold, std::vector<double>& mask_us, int64_t& tokens) {
+  grammar::Matcher matcher(g, trie, cold);
   const auto ids = tokenizer.encode(data.dump(), /*add_special=*/false, /*parse_special=*/false);
   for (int32_t id : ids) {
     const auto start = Clock::now();
@@ -60,7 +62,8 @@ bool walk(const std::shared_ptr<const grammar::Grammar>& g, const std::shared_pt
   return matcher.can_end();
 }
 
-void run_file(const std::string& path, const Tokenizer& tokenizer, const std::shared_ptr<const grammar::TokenTrie>& trie, Totals& totals) {
+void run_file(const std::string& path, const Tokenizer& tokenizer, const std::shared_ptr<const grammar::TokenTrie>& trie, bool cold,
+              Totals& totals) {
   Json out = {{"file", path}, {"compiled", false}, {"error", nullptr}};
   const Json doc = parse_ordered_json(read_file(path), path);
   if (!doc.is_object() || !doc.contains("schema") || !doc.contains("tests") || !doc["tests"].is_array()) {
@@ -68,11 +71,14 @@ void run_file(const std::string& path, const Tokenizer& tokenizer, const std::sh
   }
   ++totals.files;
   std::shared_ptr<const grammar::Grammar> g;
+  std::optional<grammar::Matcher> first;
   const auto start = Clock::now();
   try {
     g = std::make_shared<const grammar::Grammar>(grammar::compile_json_schema(doc["schema"]));
-    // Time to the first mask, as MaskBench counts compilation.
-    grammar::Matcher(g, trie).allowed();
+    // Time to the first mask, as MaskBench counts compilation. The first matcher stays alive, so
+    // that (unless --cold) the instances share its automaton as a server's requests do.
+    first.emplace(g, trie, cold);
+    first->allowed();
   } catch (const Error& e) {
     out["error"] = e.what();
   }
@@ -87,7 +93,7 @@ void run_file(const std::string& path, const Tokenizer& tokenizer, const std::sh
     totals.compile_us.push_back(compile_us);
     Json accepted = Json::array();
     for (const auto& test : doc["tests"]) {
-      const bool ok = walk(g, trie, tokenizer, test["data"], mask_us, tokens);
+      const bool ok = walk(g, trie, tokenizer, test["data"], cold, mask_us, tokens);
       accepted.push_back(ok);
       const bool valid = test.contains("valid") && test["valid"] == true;
       ++totals.tests;
@@ -110,7 +116,7 @@ void run_grammar_test(const GrammarTestOptions& opt) {
   const Tokenizer tokenizer = load_tokenizer(opt.model);
   const auto trie = grammar::TokenTrie::of(tokenizer);
   Totals totals;
-  for (const auto& file : opt.files) run_file(file, tokenizer, trie, totals);
+  for (const auto& file : opt.files) run_file(file, tokenizer, trie, opt.cold, totals);
   double mean = 0;
   for (double v : totals.mask_us) mean += v;
   if (!totals.mask_us.empty()) mean /= static_cast<double>(totals.mask_us.size());
@@ -133,6 +139,8 @@ void register_grammar_test(CLI::App& app) {
   cmd->add_option("files", opt->files, "MaskBench files: {\"schema\": ..., \"tests\": [{\"valid\": bool, \"data\": ...}]}")
       ->required()
       ->check(CLI::ExistingFile);
+  cmd->add_flag("--cold", opt->cold,
+                "give each test instance its own automaton (by default a schema's instances share one, as requests do)");
   cmd->callback([opt] { run_grammar_test(*opt); });
 }
 

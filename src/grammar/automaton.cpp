@@ -58,6 +58,9 @@ void Automaton::expand(int32_t pos, int32_t parent, std::vector<int32_t>& out) {
 
 int32_t Automaton::intern(std::vector<int32_t> stacks) {
   if (stacks.empty()) return kDead;
+  if (stacks.size() > kMaxStacks || frames_.size() > kMaxFrames) {
+    throw Error(fmt::format("grammar: more than {} parses alive at once; the grammar is too ambiguous to run", kMaxStacks));
+  }
   std::sort(stacks.begin(), stacks.end());
   stacks.erase(std::unique(stacks.begin(), stacks.end()), stacks.end());
   auto it = state_ids_.find(stacks);
@@ -108,6 +111,41 @@ void Automaton::compute_row(int32_t state) {
   s.row = std::move(row);
 }
 
+std::shared_ptr<Automaton> Automaton::shared(const std::shared_ptr<const Grammar>& grammar,
+                                             const std::shared_ptr<const TokenTrie>& trie) {
+  static std::mutex mutex;
+  static std::map<std::pair<const Grammar*, const TokenTrie*>, std::weak_ptr<Automaton>> live;
+  std::lock_guard lock(mutex);
+  std::erase_if(live, [](const auto& entry) { return entry.second.expired(); });
+  auto& slot = live[{grammar.get(), trie.get()}];
+  auto automaton = slot.lock();
+  if (!automaton) {
+    automaton = std::make_shared<Automaton>(grammar, trie);
+    slot = automaton;
+  }
+  return automaton;
+}
+
+int32_t Automaton::advance(int32_t state, std::string_view bytes) {
+  std::lock_guard lock(mutex_);
+  for (char c : bytes) {
+    state = next(state, static_cast<uint8_t>(c));
+    if (state == kDead) break;
+  }
+  return state;
+}
+
+bool Automaton::accepting(int32_t state) const {
+  std::lock_guard lock(mutex_);
+  return states_[static_cast<size_t>(state)].accepting;
+}
+
+bool Automaton::finished(int32_t state) const {
+  std::lock_guard lock(mutex_);
+  const State& s = states_[static_cast<size_t>(state)];
+  return s.accepting && s.stacks.size() == 1;
+}
+
 int32_t Automaton::next(int32_t state, uint8_t byte) {
   if (states_[static_cast<size_t>(state)].row.empty()) compute_row(state);
   return states_[static_cast<size_t>(state)].row[byte];
@@ -156,25 +194,26 @@ void Automaton::walk(int32_t state, std::vector<uint64_t>& ranks) {
   }
 }
 
-const std::vector<uint64_t>& Automaton::allowed(int32_t state) {
-  if (!states_[static_cast<size_t>(state)].mask.empty()) return states_[static_cast<size_t>(state)].mask;
+std::shared_ptr<const Automaton::Mask> Automaton::allowed(int32_t state) {
+  std::lock_guard lock(mutex_);
+  if (states_[static_cast<size_t>(state)].mask) return states_[static_cast<size_t>(state)].mask;
   std::vector<uint64_t> ranks(static_cast<size_t>(trie_->ranks() + 63) / 64, 0);
   walk(state, ranks);
   const size_t words = static_cast<size_t>(trie_->vocab_size() + 63) / 64;
   if (mask_bytes_ + words * 8 > kMaxMaskBytes) {  // keep memory bounded: start the cache over
-    for (State& s : states_) std::vector<uint64_t>().swap(s.mask);
+    for (State& s : states_) s.mask.reset();
     mask_bytes_ = 0;
   }
-  std::vector<uint64_t> mask(words, 0);
+  auto mask = std::make_shared<Mask>(words, 0);
   for (size_t w = 0; w < ranks.size(); ++w) {
     for (uint64_t bits = ranks[w]; bits; bits &= bits - 1) {
       const int32_t token = trie_->token_of_rank(static_cast<int32_t>(w * 64) + std::countr_zero(bits));
-      mask[static_cast<size_t>(token) >> 6] |= uint64_t{1} << (token & 63);
+      (*mask)[static_cast<size_t>(token) >> 6] |= uint64_t{1} << (token & 63);
     }
   }
   mask_bytes_ += words * 8;
-  states_[static_cast<size_t>(state)].mask = std::move(mask);
-  return states_[static_cast<size_t>(state)].mask;
+  states_[static_cast<size_t>(state)].mask = mask;
+  return mask;
 }
 
 }  // namespace nanoserve::grammar

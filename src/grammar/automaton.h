@@ -3,11 +3,14 @@
 // shared as a tree of interned frames). Each distinct set is numbered once, and its transitions on
 // all 256 bytes are computed the first time it is reached: inside a JSON string the set after "ab"
 // is the set after "a", so walking the token trie becomes table lookups, and the allowed-token mask
-// of each state is computed once and kept.
+// of each state is computed once and kept. One automaton serves every sequence of a grammar (the n
+// samples of a request, and every request with the same schema), behind one lock.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -30,19 +33,28 @@ class Automaton {
 
   Automaton(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenTrie> trie);
 
-  int32_t start() const { return start_; }
-  int32_t next(int32_t state, uint8_t byte);
-  bool accepting(int32_t state) const { return states_[static_cast<size_t>(state)].accepting; }
-  // The grammar is complete and nothing more may follow.
-  bool finished(int32_t state) const { return states_[static_cast<size_t>(state)].stacks.size() == 1 && accepting(state); }
+  // The automaton every matcher of this grammar and vocabulary shares while any is alive.
+  static std::shared_ptr<Automaton> shared(const std::shared_ptr<const Grammar>& grammar,
+                                           const std::shared_ptr<const TokenTrie>& trie);
 
-  // Bit per token id: the tokens whose bytes keep `state` alive. Computed on first use, then kept.
-  const std::vector<uint64_t>& allowed(int32_t state);
+  using Mask = std::vector<uint64_t>;  // bit per token id
+
+  int32_t start() const { return start_; }
+  int32_t advance(int32_t state, std::string_view bytes);  // kDead when a byte is refused
+  bool accepting(int32_t state) const;
+  // The grammar is complete and nothing more may follow.
+  bool finished(int32_t state) const;
+
+  // The tokens whose bytes keep `state` alive. Computed on first use, then kept.
+  std::shared_ptr<const Mask> allowed(int32_t state);
 
   const TokenTrie& trie() const { return *trie_; }
   size_t states() const { return states_.size(); }
 
+  // Bounds on the work an ambiguous grammar can cause: states, stacks in one state, frames.
   static constexpr size_t kMaxStates = 200'000;
+  static constexpr size_t kMaxStacks = 16'384;
+  static constexpr size_t kMaxFrames = 4'000'000;
   static constexpr size_t kMaxMaskBytes = 64ull << 20;  // masks kept per automaton
 
  private:
@@ -55,16 +67,18 @@ class Automaton {
     bool accepting = false;
     std::vector<int32_t> row;     // next state per byte, once computed
     ByteSet loops;                // bytes that lead back to this state
-    std::vector<uint64_t> mask;   // allowed tokens, once computed
+    std::shared_ptr<const Mask> mask;  // allowed tokens, once computed
   };
   static constexpr int32_t kAccept = -1;
 
+  int32_t next(int32_t state, uint8_t byte);  // with mutex_ held, as everything below
   int32_t frame(int32_t pos, int32_t parent);
   void expand(int32_t pos, int32_t parent, std::vector<int32_t>& out);
   int32_t intern(std::vector<int32_t> stacks);
   void compute_row(int32_t state);
   void walk(int32_t state, std::vector<uint64_t>& ranks);
 
+  mutable std::mutex mutex_;
   std::shared_ptr<const Grammar> grammar_;
   std::shared_ptr<const TokenTrie> trie_;
   std::vector<Frame> frames_;

@@ -45,6 +45,12 @@ Expr Expr::ref(int32_t rule) {
 
 Expr Expr::repeat(Expr item, int32_t min, int32_t max) {
   if (min == 1 && max == 1) return item;
+  // (x{a,}){b,} is x{ab,} for a, b >= 1: nested unbounded repetitions would make every way of
+  // splitting a run of x's between the levels a separate parse.
+  if (max < 0 && min >= 1 && item.kind == Kind::Repeat && item.max < 0 && item.min >= 1) {
+    item.min = static_cast<int32_t>(std::min<int64_t>(int64_t{item.min} * min, 100000));
+    return item;
+  }
   Expr e;
   e.kind = Kind::Repeat;
   e.items.push_back(std::move(item));

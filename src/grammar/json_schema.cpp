@@ -55,9 +55,10 @@ bool flag(const Json& s, const char* key) { return s.contains(key) && s[key].is_
 }
 
 bool has_assertions(const Json& s, std::initializer_list<const char*> except) {
-  for (const auto& [key, value] : s.items()) {
+  for (auto it = s.begin(); it != s.end(); ++it) {
+    const std::string& key = it.key();
     if (is_annotation(key)) continue;
-    if (std::find_if(except.begin(), except.end(), [&](const char* e) { return key == e; }) != except.end()) continue;
+    if (std::find_if(except.begin(), except.end(), [&key](const char* e) { return key == e; }) != except.end()) continue;
     return true;
   }
   return false;

@@ -7,21 +7,13 @@
 
 namespace nanoserve::grammar {
 
-Matcher::Matcher(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenTrie> trie)
-    : automaton_(std::make_shared<Automaton>(std::move(grammar), std::move(trie))), state_(automaton_->start()) {}
-
-std::unique_ptr<Matcher> Matcher::clone() const {
-  auto copy = std::make_unique<Matcher>(*this);
-  copy->automaton_ = std::make_shared<Automaton>(*automaton_);  // masks are computed on other threads
-  return copy;
-}
+Matcher::Matcher(const std::shared_ptr<const Grammar>& grammar, const std::shared_ptr<const TokenTrie>& trie, bool own_automaton)
+    : automaton_(own_automaton ? std::make_shared<Automaton>(grammar, trie) : Automaton::shared(grammar, trie)),
+      state_(automaton_->start()) {}
 
 bool Matcher::accept_bytes(std::string_view bytes) {
-  int32_t s = state_;
-  for (char c : bytes) {
-    s = automaton_->next(s, static_cast<uint8_t>(c));
-    if (s == Automaton::kDead) return false;
-  }
+  const int32_t s = automaton_->advance(state_, bytes);
+  if (s == Automaton::kDead) return false;
   state_ = s;
   return true;
 }
@@ -33,7 +25,7 @@ bool Matcher::accept(int32_t token) {
 
 bool Matcher::allows(int32_t token) {
   if (token < 0 || token >= automaton_->trie().vocab_size()) return false;
-  return (allowed()[static_cast<size_t>(token) >> 6] >> (token & 63)) & 1;
+  return ((*allowed())[static_cast<size_t>(token) >> 6] >> (token & 63)) & 1;
 }
 
 void Matcher::mask(std::span<float> logits, std::span<const int64_t> end_tokens) {
@@ -43,7 +35,8 @@ void Matcher::mask(std::span<float> logits, std::span<const int64_t> end_tokens)
   for (int64_t t : end_tokens) {
     if (t >= 0 && static_cast<size_t>(t) < logits.size()) ends.push_back(logits[static_cast<size_t>(t)]);
   }
-  const auto& bits = allowed();
+  const auto mask = allowed();
+  const auto& bits = *mask;
   bool any = false;
   for (size_t i = 0; i < logits.size(); ++i) {
     const size_t w = i >> 6;

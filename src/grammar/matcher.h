@@ -15,9 +15,10 @@ namespace nanoserve::grammar {
 
 class Matcher {
  public:
-  Matcher(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenTrie> trie);
+  // own_automaton: not shared with the grammar's other matchers (a cold cache, for benchmarks).
+  Matcher(const std::shared_ptr<const Grammar>& grammar, const std::shared_ptr<const TokenTrie>& trie, bool own_automaton = false);
   // An independent copy at the same place (the n > 1 samples of one request).
-  std::unique_ptr<Matcher> clone() const;
+  std::unique_ptr<Matcher> clone() const { return std::make_unique<Matcher>(*this); }
 
   // Advances by the token's bytes; false, and nothing changes, when the grammar refuses them.
   bool accept(int32_t token);
@@ -26,8 +27,8 @@ class Matcher {
   bool can_end() const { return automaton_->accepting(state_); }
   bool finished() const { return automaton_->finished(state_); }  // nothing more may follow
 
-  // Bit per token id, valid until the next call on this matcher (excludes end of sequence).
-  const std::vector<uint64_t>& allowed() { return automaton_->allowed(state_); }
+  // Bit per token id (end of sequence excluded).
+  std::shared_ptr<const Automaton::Mask> allowed() { return automaton_->allowed(state_); }
   bool allows(int32_t token);
   // Sets the logits of refused tokens to -infinity: all but the allowed ones, and the end tokens
   // unless the grammar can end here. Throws Error when nothing at all is allowed.

@@ -183,7 +183,7 @@ TEST(Matcher, TheDemoVocabularyWalkEqualsCheckingEveryToken) {
   Matcher m(g, trie);
   std::mt19937 rng(1);
   for (int step = 0; step < 40 && !m.finished(); ++step) {
-    const std::vector<uint64_t> bits = m.allowed();
+    const std::vector<uint64_t> bits = *m.allowed();
     std::vector<int32_t> allowed;
     for (int32_t t = 0; t < tokenizer.vocab_size(); ++t) {
       const bool in_mask = (bits[static_cast<size_t>(t) >> 6] >> (t & 63)) & 1;

@@ -97,7 +97,7 @@ std::optional<std::string> sample(Matcher& m, const Tokenizer& tokenizer, std::m
   std::string text;
   for (int step = 0; step < 400; ++step) {
     if (m.can_end() && (m.finished() || rng() % 3 == 0)) return text;
-    const std::vector<uint64_t> bits = m.allowed();
+    const std::vector<uint64_t> bits = *m.allowed();
     std::vector<int32_t> allowed, closing;
     for (int32_t t = 0; t < tokenizer.vocab_size(); ++t) {
       if (!((bits[static_cast<size_t>(t) >> 6] >> (t & 63)) & 1)) continue;
