@@ -46,6 +46,9 @@ struct Expr {
   static Expr plus(Expr item) { return repeat(std::move(item), 1, -1); }
 };
 
+// The value of a hexadecimal digit, or -1 (the escapes of GBNF and regex both read them).
+int hex_digit(char c);
+
 // Sorted, merged ranges; complement within [0, kMaxCodePoint]; set difference.
 std::vector<CodeRange> normalize(std::vector<CodeRange> ranges);
 std::vector<CodeRange> complement(const std::vector<CodeRange>& ranges);

@@ -186,10 +186,7 @@ class GbnfParser {
     char32_t value = 0;
     for (int i = 0; i < digits; ++i) {
       const char c = peek();
-      int d = -1;
-      if (c >= '0' && c <= '9') d = c - '0';
-      if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-      if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+      const int d = hex_digit(c);
       if (d < 0) fail(fmt::format("expected {} hexadecimal digits", digits));
       value = value * 16 + static_cast<char32_t>(d);
       ++pos_;

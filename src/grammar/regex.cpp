@@ -163,10 +163,7 @@ class RegexParser {
     char32_t v = 0;
     for (int i = 0; i < digits; ++i) {
       const char c = peek();
-      int d = -1;
-      if (c >= '0' && c <= '9') d = c - '0';
-      if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-      if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+      const int d = hex_digit(c);
       if (d < 0) fail("bad hexadecimal escape");
       v = v * 16 + static_cast<char32_t>(d);
       ++pos_;
