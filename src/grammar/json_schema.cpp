@@ -253,8 +253,7 @@ bool lists_disjoint(const Json& a, const Json& b) {
 
 // Whether no JSON value can match both schemas, by the simple proofs: no type in common, lists of
 // values with none in common, or a property both require whose listed values differ.
-bool disjoint(const Json& a, const Json& b, const std::string& path) {
-  (void)path;
+bool disjoint(const Json& a, const Json& b) {
   std::set<std::string> common;
   const auto ta = admitted_types(a), tb = admitted_types(b);
   std::set_intersection(ta.begin(), ta.end(), tb.begin(), tb.end(), std::inserter(common, common.begin()));
@@ -267,7 +266,7 @@ bool disjoint(const Json& a, const Json& b, const std::string& path) {
     const std::string key = name.get<std::string>();
     if (!a.contains("properties") || !b.contains("properties") || !a["properties"].is_object() || !b["properties"].is_object()) continue;
     if (!a["properties"].contains(key) || !b["properties"].contains(key)) continue;
-    if (disjoint(a["properties"][key], b["properties"][key], path)) return true;
+    if (disjoint(a["properties"][key], b["properties"][key])) return true;
   }
   return false;
 }
@@ -334,18 +333,21 @@ Expr JsonSchemaCompiler::reference(const std::string& pointer, const std::string
   return Expr::ref(rule);
 }
 
+Json JsonSchemaCompiler::with_ref_inlined(const Json& s, const std::string& path) const {
+  if (!s.is_object() || !s.contains("$ref")) return s;
+  if (!s["$ref"].is_string()) fail(path, "'$ref' must be a string");
+  Json own = s;
+  own.erase("$ref");
+  return merge_schemas(std::move(own), resolve_pointer(*root_, s["$ref"].get<std::string>(), path), path);
+}
+
 Json JsonSchemaCompiler::merge_all_of(const Json& s, const std::string& path, int depth) {
   if (depth > kMaxSchemaDepth) fail(path, "'allOf' nested too deeply");
   Json merged = s;
   merged.erase("allOf");
   if (!s["allOf"].is_array()) fail(path, "'allOf' must be a list of schemas");
   for (const Json& part : s["allOf"]) {
-    Json sub = part;
-    if (sub.is_object() && sub.contains("$ref")) {
-      const Json& target = resolve_pointer(*root_, sub["$ref"].get<std::string>(), path);
-      sub.erase("$ref");
-      sub = merge_schemas(sub, target, path);
-    }
+    Json sub = with_ref_inlined(part, path);
     if (sub.is_object() && sub.contains("allOf")) sub = merge_all_of(sub, path, depth + 1);
     merged = merge_schemas(std::move(merged), sub, path);
   }
@@ -359,11 +361,7 @@ Expr JsonSchemaCompiler::compile(const Json& s, const std::string& path, int dep
   refuse_unsupported(s, path);
   if (s.contains("$ref")) {
     if (!s["$ref"].is_string()) fail(path, "'$ref' must be a string");
-    if (has_assertions(s, {"$ref"})) {
-      Json rest = s;
-      rest.erase("$ref");
-      return compile(merge_schemas(rest, resolve_pointer(*root_, s["$ref"].get<std::string>(), path), path), path, depth + 1);
-    }
+    if (has_assertions(s, {"$ref"})) return compile(with_ref_inlined(s, path), path, depth + 1);
     return reference(s["$ref"].get<std::string>(), path);
   }
   if (s.contains("allOf")) return compile(merge_all_of(s, path, depth), path, depth + 1);
@@ -376,18 +374,14 @@ Expr JsonSchemaCompiler::compile(const Json& s, const std::string& path, int dep
     std::vector<Json> branches;
     for (size_t i = 0; i < s[key].size(); ++i) {
       const std::string where = fmt::format("{}/{}/{}", path, key, i);
-      Json branch = s[key][i];
-      if (branch.is_object() && branch.contains("$ref") && (merge || std::string(key) == "oneOf")) {
-        const Json& target = resolve_pointer(*root_, branch["$ref"].get<std::string>(), where);
-        branch.erase("$ref");
-        branch = merge_schemas(branch, target, where);
-      }
+      const bool inline_ref = merge || std::string(key) == "oneOf";  // to merge, or to compare branches
+      const Json branch = inline_ref ? with_ref_inlined(s[key][i], where) : s[key][i];
       branches.push_back(merge ? merge_schemas(siblings, branch, where) : branch);
     }
     // oneOf means exactly one: run as anyOf only where no value can match two branches.
     for (size_t i = 0; std::string(key) == "oneOf" && i < branches.size(); ++i) {
       for (size_t j = i + 1; j < branches.size(); ++j) {
-        if (!disjoint(branches[i], branches[j], path)) {
+        if (!disjoint(branches[i], branches[j])) {
           fail(path, fmt::format("'oneOf' whose branches {} and {} may match the same value is not supported (anyOf is)", i, j));
         }
       }

@@ -33,6 +33,8 @@ class JsonSchemaCompiler {
   Expr compile_array(const nlohmann::ordered_json& s, const std::string& path, int depth);
   Expr reference(const std::string& pointer, const std::string& path);
   Expr primitive(const std::string& name);
+  // A schema with a $ref: its own keywords merged with the target's (nothing to do without one).
+  nlohmann::ordered_json with_ref_inlined(const nlohmann::ordered_json& s, const std::string& path) const;
   nlohmann::ordered_json merge_all_of(const nlohmann::ordered_json& s, const std::string& path, int depth);
 
   GrammarBuilder& builder_;

@@ -155,6 +155,9 @@ TEST(JsonSchema, UnsupportedKeywordsAreNamed) {
   EXPECT_THROW(compile_json_schema(Json::parse(R"({"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 2}]})")), Error);
   EXPECT_NO_THROW(compile_json_schema(Json::parse(R"({"oneOf": [{"type": "string"}, {"type": "integer"}]})")));
   EXPECT_THROW(compile_json_schema(Json::parse(R"({"$ref": "http://example.com/x.json"})")), Error);
+  for (const char* bad_ref : {R"({"allOf": [{"$ref": 5}]})", R"({"oneOf": [{"$ref": 5}, {"type": "null"}]})", R"({"$ref": 5, "type": "string"})"}) {
+    EXPECT_THROW(compile_json_schema(Json::parse(bad_ref)), Error) << bad_ref;
+  }
 }
 
 TEST(Matcher, EndOfSequenceOnlyWhereTheGrammarMayEnd) {
