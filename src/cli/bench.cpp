@@ -6,7 +6,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
-#include <iterator>
 #include <optional>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -72,13 +71,6 @@ std::vector<std::vector<int32_t>> make_prompts(const BenchOptions& opt, const Mo
   return prompts;
 }
 
-double percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const auto i = static_cast<size_t>(p * static_cast<double>(values.size() - 1) + 0.5);
-  return values[std::min(i, values.size() - 1)];
-}
-
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 void run_bench(const BenchOptions& opt) {
@@ -89,10 +81,7 @@ void run_bench(const BenchOptions& opt) {
   std::shared_ptr<const grammar::Grammar> grammar;
   if (!opt.json_schema.empty()) {  // structured output needs the tokenizer's vocabulary
     tokenizer.emplace(load_tokenizer(opt.model));
-    std::ifstream in(opt.json_schema);
-    if (!in) fail("{}: cannot open", opt.json_schema);
-    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    grammar = std::make_shared<const grammar::Grammar>(grammar::compile_json_schema(parse_ordered_json(text, opt.json_schema)));
+    grammar = std::make_shared<const grammar::Grammar>(grammar::compile_json_schema(read_ordered_json_file(opt.json_schema)));
   }
   Engine engine(model, tokenizer ? &*tokenizer : nullptr, engine_options(opt.engine, opt.kv_pool, model.config, *ranks));
   std::vector<Timing> timings(prompts.size());

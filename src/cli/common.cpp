@@ -41,6 +41,13 @@ std::string model_dir(const ModelOptions& options) {
   return options.model_dir.empty() ? std::string(NANOSERVE_DEFAULT_MODEL) : hub::resolve_model(options.model_dir);
 }
 
+double percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const auto i = static_cast<size_t>(p * static_cast<double>(values.size() - 1) + 0.5);
+  return values[std::min(i, values.size() - 1)];
+}
+
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }

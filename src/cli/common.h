@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <string>
+#include <vector>
 
 #include <optional>
 
@@ -43,6 +44,8 @@ std::string model_dir(const ModelOptions& options);
 void add_end_of_turn_ids(Model& model, const Tokenizer& tokenizer, const ChatTemplate* chat_template);
 
 double seconds_since(std::chrono::steady_clock::time_point start);
+// The p-th quantile (0 to 1) of values, the nearest sample; 0 for none.
+double percentile(std::vector<double> values, double p);
 double peak_memory_mib();  // the process's peak resident memory so far
 
 }  // namespace nanoserve::cli

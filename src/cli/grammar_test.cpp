@@ -14,7 +14,6 @@
 #include "grammar/matcher.h"
 #include "util/error.h"
 #include "util/json_parse.h"
-#include "util/mapped_file.h"
 
 namespace nanoserve::cli {
 namespace {
@@ -22,18 +21,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::ordered_json;
 
-std::string read_file(const std::string& path) {
-  const MappedFile file(path);
-  return {reinterpret_cast<const char*>(file.data()), file.size()};
-}
-
 double micros_since(Clock::time_point start) { return std::chrono::duration<double, std::micro>(Clock::now() - start).count(); }
-
-double percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  return values[std::min(values.size() - 1, static_cast<size_t>(p * static_cast<double>(values.size())))];
-}
 
 struct GrammarTestOptions {
   ModelOptions model;
@@ -65,7 +53,7 @@ bool walk(const std::shared_ptr<const grammar::Grammar>& g, const std::shared_pt
 void run_file(const std::string& path, const Tokenizer& tokenizer, const std::shared_ptr<const grammar::TokenTrie>& trie, bool cold,
               Totals& totals) {
   Json out = {{"file", path}, {"compiled", false}, {"error", nullptr}};
-  const Json doc = parse_ordered_json(read_file(path), path);
+  const Json doc = read_ordered_json_file(path);
   if (!doc.is_object() || !doc.contains("schema") || !doc.contains("tests") || !doc["tests"].is_array()) {
     fail("{}: expected MaskBench's format, an object with \"schema\" and \"tests\"", path);
   }

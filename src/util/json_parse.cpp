@@ -71,13 +71,20 @@ nlohmann::ordered_json parse_ordered_json(std::string_view text, std::string_vie
   return parse_bounded<nlohmann::ordered_json>(text, source);
 }
 
-nlohmann::json read_json_file(const std::string& path) {
+namespace {
+
+std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("{}: cannot open", path);
   std::ostringstream contents;
   contents << in.rdbuf();
-  return parse_json(contents.str(), path);
+  return contents.str();
 }
+
+}  // namespace
+
+nlohmann::json read_json_file(const std::string& path) { return parse_json(read_file(path), path); }
+nlohmann::ordered_json read_ordered_json_file(const std::string& path) { return parse_ordered_json(read_file(path), path); }
 
 bool is_integer_in(const nlohmann::json& value, int64_t low, int64_t high) { return integer_in(value, low, high); }
 bool is_integer_in(const nlohmann::ordered_json& value, int64_t low, int64_t high) { return integer_in(value, low, high); }

@@ -24,6 +24,7 @@ nlohmann::ordered_json parse_ordered_json(std::string_view text, std::string_vie
 
 // The file at `path`, parsed as above; throws Error naming the path.
 nlohmann::json read_json_file(const std::string& path);
+nlohmann::ordered_json read_ordered_json_file(const std::string& path);  // keys in the file's order
 
 // Whether `value` is a JSON integer within [low, high]; an unsigned one past INT64_MAX never is
 // (read as int64 it would wrap negative).
