@@ -10,6 +10,7 @@
 #include "hub/hub.h"
 #include "tokenizer/chat_prompt.h"
 #include "util/thread_pool.h"
+#include "util/log.h"
 
 namespace nanoserve::cli {
 
@@ -62,7 +63,7 @@ Model load(const ModelOptions& options) {
   ThreadPool::set_global_threads(options.threads);
   const auto start = std::chrono::steady_clock::now();
   Model model = load_model(model_dir(options));
-  fmt::print(stderr, "loaded {} ({} family, {} layers) in {:.2f}s\n", model_dir(options), model.arch.family,
+  log::info("loaded {} ({} family, {} layers) in {:.2f}s", model_dir(options), model.arch.family,
              model.config.layers, seconds_since(start));
   return model;
 }
@@ -78,7 +79,7 @@ BackendOptions backend_options(const ModelOptions& options) {
 std::unique_ptr<Backend> open_backend(const ModelOptions& options, const Model& model) {
   const auto start = std::chrono::steady_clock::now();
   auto backend = make_backend(options.device, model, backend_options(options));
-  fmt::print(stderr, "running on {} (ready in {:.2f}s)\n", backend->describe(), seconds_since(start));
+  log::info("running on {} (set up in {:.2f}s)", backend->describe(), seconds_since(start));
   return backend;
 }
 
@@ -86,7 +87,7 @@ std::unique_ptr<TensorParallel> open_ranks(const ModelOptions& options, const Mo
   const auto start = std::chrono::steady_clock::now();
   auto ranks =
       std::make_unique<TensorParallel>(model, options.tensor_parallel_size, options.device, backend_options(options));
-  fmt::print(stderr, "running on {} (ready in {:.2f}s)\n", ranks->describe(), seconds_since(start));
+  log::info("running on {} (set up in {:.2f}s)", ranks->describe(), seconds_since(start));
   return ranks;
 }
 
@@ -101,7 +102,7 @@ void add_end_of_turn_ids(Model& model, const Tokenizer& tokenizer, const ChatTem
     eos.push_back(id);
     added.push_back(fmt::format("{} {}", id, tokenizer.decode({id}, /*skip_special=*/false)));
   }
-  if (!added.empty()) fmt::print(stderr, "generation also stops at the chat template's end of turn: {}\n", fmt::join(added, ", "));
+  if (!added.empty()) log::info("generation also stops at the chat template's end of turn: {}", fmt::join(added, ", "));
 }
 
 }  // namespace nanoserve::cli

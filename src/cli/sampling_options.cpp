@@ -2,6 +2,7 @@
 
 #include "cli/checks.h"
 #include "util/error.h"
+#include "util/log.h"
 
 #include <fmt/format.h>
 
@@ -73,7 +74,7 @@ EngineOptions engine_options(const EngineOptions& options, const KvPoolOptions& 
   }
   out.kv_cache_bytes = static_cast<int64_t>(kv_cache_gib * (1 << 30));
   const int64_t blocks = out.kv_cache_bytes / KvCache::bytes_per_block(ranks.rank_config(), out.block_size, out.kv_dtype);
-  fmt::print(stderr, "KV cache: {:.2f} GiB {}{}, {} blocks of {} tokens = {} tokens ({} full-context sequences of {})\n",
+  log::info("KV cache: {:.2f} GiB {}{}, {} blocks of {} tokens = {} tokens ({} full-context sequences of {})",
              kv_cache_gib, out.kv_dtype == KvDType::Q8_0 ? "q8_0" : "f32", ranks.ranks() > 1 ? " per rank" : "", blocks, out.block_size, blocks * out.block_size,
              blocks * out.block_size / config.max_positions, config.max_positions);
   return out;

@@ -15,6 +15,7 @@
 #include "server/api.h"
 #include "server/http_server.h"
 #include "util/error.h"
+#include "util/log.h"
 
 namespace nanoserve::cli {
 
@@ -36,6 +37,8 @@ struct ServeOptions {
   uint64_t max_buffered_bytes = 256ull << 20;
   double shutdown_grace = 30;
   double request_timeout = 30;
+  std::string log_level = "info";
+  std::string log_format = "text";
 };
 
 // Each connection is a file descriptor: allow as many as the hard limit permits.
@@ -83,7 +86,7 @@ class Shutdown {
     started_ = true;
     deadline_ = std::chrono::steady_clock::now() +
                 std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(grace_));
-    fmt::print(stderr, "shutting down: {} requests in flight, {:.0f}s grace\n", api_.in_flight(), grace_);
+    log::info("shutting down: {} requests in flight, {:.0f}s grace", api_.in_flight(), grace_);
     http_.stop_accepting();
     api_.drain();
     poll();
@@ -97,7 +100,7 @@ class Shutdown {
       return;
     }
     if (!cancelled_ && std::chrono::steady_clock::now() >= deadline_) {
-      fmt::print(stderr, "grace period over: ending {} requests\n", api_.in_flight());
+      log::info("grace period over: ending {} requests", api_.in_flight());
       engine_.cancel_all();
       cancelled_ = true;
     }
@@ -123,7 +126,7 @@ void run_io(boost::asio::io_context& io) {
       io.run();
       return;
     } catch (const std::exception& e) {
-      fmt::print(stderr, "error: a connection handler failed, serving on: {}\n", e.what());
+      log::error("a connection handler failed, serving on: {}", e.what());
     }
   }
 }
@@ -141,6 +144,8 @@ std::string listen_address(const std::string& host) {
 }
 
 void run_serve(const ServeOptions& opt) {
+  const auto start = std::chrono::steady_clock::now();
+  log::configure(*log::parse_level(opt.log_level), opt.log_format == "json" ? log::Format::Json : log::Format::Text);
   const std::string address = listen_address(opt.host);
   raise_open_files_limit();
   Model model = load(opt.model);
@@ -149,7 +154,7 @@ void run_serve(const ServeOptions& opt) {
   try {
     chat_template = ChatTemplate::from_model(model_dir(opt.model));
   } catch (const Error& e) {
-    fmt::print(stderr, "warning: the chat template cannot be used, /v1/chat/completions will refuse requests: {}\n", e.what());
+    log::warning("the chat template cannot be used, /v1/chat/completions will refuse requests: {}", e.what());
   }
   add_end_of_turn_ids(model, tokenizer, chat_template ? &*chat_template : nullptr);
   const auto ranks = open_ranks(opt.model, model);
@@ -176,11 +181,12 @@ void run_serve(const ServeOptions& opt) {
   Shutdown shutdown(io, http, api, engine, opt.shutdown_grace);
   engine.start();
   http.start();
-  fmt::print(stderr, "serving {} at http://{}:{} (OpenAI API under /v1, chat page at /){}\n", api_options.model_name,
-             address, http.port(), opt.api_key.empty() ? "" : ", API key required");
+  log::info("serving {} at http://{}:{} (OpenAI API under /v1, chat page at /){}; ready in {:.2f}s",
+            api_options.model_name, address, http.port(), opt.api_key.empty() ? "" : ", API key required",
+            seconds_since(start));
   run_io(io);
   engine.stop();
-  fmt::print(stderr, "stopped\n");
+  log::info("stopped");
 }
 
 }  // namespace
@@ -215,6 +221,12 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--request-timeout", opt->request_timeout,
                   "seconds a client has to send a whole request; slower ones are disconnected (default 30)")
       ->check(positive());
+  cmd->add_option("--log-level", opt->log_level,
+                  "debug, info, warning or error; each request is a line at info (health probes and metric scrapes "
+                  "at debug, server errors at warning); default info")
+      ->check(CLI::IsMember({"debug", "info", "warning", "error"}));
+  cmd->add_option("--log-format", opt->log_format, "text, or json: one JSON object per line for a log collector (default text)")
+      ->check(CLI::IsMember({"text", "json"}));
   add_engine_options(*cmd, opt->engine, opt->kv_pool);
   cmd->callback([opt] { run_serve(*opt); });
 }

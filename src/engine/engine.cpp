@@ -4,6 +4,7 @@
 #include <random>
 
 #include "util/error.h"
+#include "util/log.h"
 
 namespace nanoserve {
 
@@ -17,7 +18,7 @@ void notify(const EventCallback& callback, const Event& event) noexcept {
   try {
     callback(event);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "warning: request {}: an event was lost: {}\n", event.request_id, e.what());
+    log::warning("request {}: an event was lost: {}", event.request_id, e.what());
   }
 }
 
@@ -368,7 +369,7 @@ void Engine::start() {
       try {
         if (step()) continue;
       } catch (const std::exception& e) {  // outside the steps' own handling (scheduling ran out of memory)
-        fmt::print(stderr, "error: an engine step failed, ending the requests it held: {}\n", e.what());
+        log::error("an engine step failed, ending the requests it held: {}", e.what());
         fail_all(fmt::format("the engine step failed: {}", e.what()));
         continue;
       }

@@ -92,9 +92,17 @@ Api::~Api() {
   cpu_.join();
 }
 
+void Api::finished(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, int status,
+                   const std::optional<CallUsage>& usage) {
+  metrics_.request_finished(endpoint, status);
+  const auto& request = exchange->request();
+  log_request(std::string_view(request.method_string().data(), request.method_string().size()), target_of(request), status,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - exchange->arrived()).count(), usage);
+}
+
 void Api::answer(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, http::status status,
                  std::string_view content_type, std::string body) {
-  metrics_.request_finished(endpoint, static_cast<int>(status));
+  finished(exchange, endpoint, static_cast<int>(status));
   exchange->respond(status, content_type, std::move(body));
 }
 
@@ -103,6 +111,8 @@ std::optional<Refusal> Api::admit(const http::request_header<>& header) {
   const auto authorization = header[http::field::authorization];
   if (key_matches(std::string_view(authorization.data(), authorization.size()))) return std::nullopt;
   metrics_.request_finished(endpoint_of(target_of(header)), 401);
+  log_request(std::string_view(header.method_string().data(), header.method_string().size()), target_of(header), 401, 0,
+              std::nullopt);
   return Refusal{http::status::unauthorized, dump(key_error().body()), {{"WWW-Authenticate", "Bearer"}}};
 }
 
@@ -128,7 +138,7 @@ void Api::answer_error(const std::shared_ptr<Exchange>& exchange, const std::str
   std::vector<std::pair<std::string, std::string>> headers;
   if (e.status == 503) headers.emplace_back("Retry-After", "1");
   if (e.status == 401) headers.emplace_back("WWW-Authenticate", "Bearer");
-  metrics_.request_finished(endpoint, e.status);
+  finished(exchange, endpoint, e.status);
   exchange->respond(static_cast<http::status>(e.status), "application/json", dump(e.body()), headers);
 }
 
@@ -340,7 +350,7 @@ void Api::attach_grammar(GenerationRequest& request) const {
 // a client that left while its prompt was prepared costs nothing more.
 void Api::start_generation(const std::shared_ptr<Exchange>& exchange, Prepared prepared) {
   const std::string endpoint = prepared.kind == ApiKind::Chat ? "/v1/chat/completions" : "/v1/completions";
-  if (exchange->closed()) return metrics_.request_finished(endpoint, 499);
+  if (exchange->closed()) return finished(exchange, endpoint, 499);
   if (draining_) throw shutting_down();
   const int64_t sequences = static_cast<int64_t>(prepared.prompts.size()) * prepared.request.params.n;
   if (in_flight_sequences_ > 0 && in_flight_sequences_ + sequences > options_.max_queued) {
@@ -350,10 +360,10 @@ void Api::start_generation(const std::shared_ptr<Exchange>& exchange, Prepared p
   in_flight_sequences_ += sequences;
   try {
     Generation::start({io_, engine_, tokenizer_, metrics_, options_.model_name}, exchange, std::move(prepared.request),
-                      std::move(prepared.prompts), [this, endpoint, sequences](int status) {
+                      std::move(prepared.prompts), [this, exchange, endpoint, sequences](int status, const CallUsage& usage) {
                         --in_flight_calls_;
                         in_flight_sequences_ -= sequences;
-                        metrics_.request_finished(endpoint, status);
+                        finished(exchange, endpoint, status, usage);
                       });
   } catch (...) {
     --in_flight_calls_;

@@ -74,6 +74,9 @@ class Api {
   ApiError overloaded() const;  // 503: the queue is full
   bool key_matches(std::string_view authorization) const;
   void check_key(const HttpRequest& request) const;
+  // Every answered request ends here: counted for /metrics and logged.
+  void finished(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, int status,
+                const std::optional<CallUsage>& usage = std::nullopt);
   void answer(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, http::status status,
               std::string_view content_type, std::string body);
   void answer_error(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, const ApiError& error);

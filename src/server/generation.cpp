@@ -86,6 +86,7 @@ void Generation::cancel_all() {
 void Generation::record_timing(Choice& choice, size_t tokens) {
   if (tokens == 0) return;
   const auto now = std::chrono::steady_clock::now();
+  if (!first_token_) first_token_ = now;
   if (!choice.last_token) {
     context_.metrics.first_token(std::chrono::duration<double>(now - arrival_).count());
   } else {
@@ -224,14 +225,20 @@ json Generation::tool_calls_json(const std::vector<ToolCall>& calls, bool stream
   return out;
 }
 
-json Generation::totals() const {
-  int64_t prompt = 0, cached = 0, completion = 0;
+CallUsage Generation::call_usage() const {
+  CallUsage out;
   for (const auto& p : prompt_states_) {
-    prompt += p.prompt_tokens;
-    cached += p.cached_tokens;
+    out.prompt_tokens += p.prompt_tokens;
+    out.cached_tokens += p.cached_tokens;
   }
-  for (const auto& c : choices_) completion += c.completion_tokens;
-  return usage(prompt, completion, cached);
+  for (const auto& c : choices_) out.completion_tokens += c.completion_tokens;
+  if (first_token_) out.ttft_seconds = std::chrono::duration<double>(*first_token_ - exchange_->arrived()).count();
+  return out;
+}
+
+json Generation::totals() const {
+  const CallUsage u = call_usage();
+  return usage(u.prompt_tokens, u.completion_tokens, u.cached_tokens);
 }
 
 json Generation::full_response() {
@@ -290,7 +297,7 @@ void Generation::complete() {
   } else {
     exchange_->respond(http::status::ok, "application/json", dump(full_response()));
   }
-  if (done_) std::exchange(done_, nullptr)(status);
+  if (done_) std::exchange(done_, nullptr)(status, call_usage());
 }
 
 }  // namespace nanoserve::server

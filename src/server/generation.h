@@ -17,6 +17,7 @@
 #include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/openai_request.h"
+#include "server/request_log.h"
 
 namespace nanoserve::server {
 
@@ -37,7 +38,7 @@ class Generation : public std::enable_shared_from_this<Generation> {
  public:
   // Called once, when every engine request of the call has ended, with the HTTP status it got
   // (499 when the client went away first).
-  using Done = std::function<void(int status)>;
+  using Done = std::function<void(int status, const CallUsage& usage)>;
 
   // Submits the prompts; throws ApiError (400) if the engine refuses one, before anything is sent.
   static void start(const GenerationContext& context, std::shared_ptr<Exchange> exchange, GenerationRequest request,
@@ -79,6 +80,7 @@ class Generation : public std::enable_shared_from_this<Generation> {
                               const std::optional<FinishReason>& finish);
   void complete();
   nlohmann::json full_response();
+  CallUsage call_usage() const;
   nlohmann::json totals() const;
   void cancel_all();
 
@@ -90,6 +92,7 @@ class Generation : public std::enable_shared_from_this<Generation> {
   std::string id_;
   int64_t created_;
   std::chrono::steady_clock::time_point arrival_;
+  std::optional<std::chrono::steady_clock::time_point> first_token_;  // of any choice
   std::vector<PromptState> prompt_states_;
   std::unordered_map<uint64_t, size_t> prompt_of_request_;
   std::vector<Choice> choices_;

@@ -51,6 +51,7 @@ class Exchange {
   explicit Exchange(std::shared_ptr<Connection> connection, HttpRequest request);
 
   const HttpRequest& request() const { return request_; }
+  std::chrono::steady_clock::time_point arrived() const { return arrived_; }  // when the whole request was read
 
   // A complete response. Headers beyond Content-Type go in `headers` as (name, value) pairs.
   void respond(http::status status, std::string_view content_type, std::string body,
@@ -71,6 +72,7 @@ class Exchange {
 
   std::shared_ptr<Connection> connection_;
   HttpRequest request_;
+  std::chrono::steady_clock::time_point arrived_ = std::chrono::steady_clock::now();
   std::function<void()> on_close_;
   bool closed_ = false, answered_ = false, streaming_ = false;
 };

@@ -3,7 +3,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
-import { startServer, metrics, rawRequest, settleAfterCancel } from "./harness.mjs";
+import { spawn } from "node:child_process";
+import { binary, startServer, metrics, rawRequest, settleAfterCancel, waitFor } from "./harness.mjs";
 
 const post = (url, path, body, headers = {}) =>
   fetch(url + path, { method: "POST", headers: { "Content-Type": "application/json", ...headers }, body });
@@ -185,4 +186,58 @@ test("--host takes a name, resolved before the model loads", async () => {
   } finally {
     await s.stop();
   }
+});
+
+// One log line per request (issue 30): text by default with probes left out, JSON objects with
+// --log-format json, probes too at --log-level debug, nothing below warning at --log-level warning.
+test("each request is one log line, as text or JSON, at the chosen level", async () => {
+  const body = JSON.stringify({ messages: [{ role: "user", content: "Who was Moses?" }], max_tokens: 4 });
+  const requests = async (url) => {
+    await fetch(url + "/health");
+    await post(url, "/v1/chat/completions", body);
+    await fetch(url + "/no/such/route?key=secret");
+  };
+  const lines = (s) => s.log().split("\n").filter((l) => l.length > 0);
+
+  const text = await startServer([]);
+  await requests(text.url);
+  await text.stop();
+  const textLines = lines(text);
+  assert.ok(textLines.some((l) => /^POST \/v1\/chat\/completions 200 in [\d.]+ ms: \d+ prompt tokens \(0 cached\), 4 generated, the first after [\d.]+ ms$/.test(l)),
+    textLines.join("\n"));
+  assert.ok(textLines.includes(textLines.find((l) => /^GET \/no\/such\/route 404 in [\d.]+ ms$/.test(l))), textLines.join("\n"));
+  assert.ok(!textLines.some((l) => l.includes("/health")), "a successful probe is logged at debug");
+  assert.ok(!textLines.some((l) => l.includes("secret")), "the query string is not logged");
+
+  const json = await startServer(["--log-format", "json", "--log-level", "debug"]);
+  await requests(json.url);
+  await json.stop();
+  const records = lines(json).map((l) => JSON.parse(l));  // every line, start-up included, is JSON
+  for (const r of records) assert.match(r.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  const chat = records.find((r) => r.path === "/v1/chat/completions");
+  assert.equal(chat.level, "info");
+  assert.equal(chat.method, "POST");
+  assert.equal(chat.status, 200);
+  assert.equal(chat.completion_tokens, 4);
+  assert.ok(chat.prompt_tokens > 0 && chat.ttft_ms > 0 && chat.duration_ms >= chat.ttft_ms, JSON.stringify(chat));
+  assert.equal(records.find((r) => r.path === "/health").level, "debug");
+  assert.equal(records.find((r) => r.path === "/no/such/route").status, 404);
+
+  // At warning nothing names the port, so the test picks one and waits for /health.
+  const port = await new Promise((resolve) => {
+    const probe = net.createServer().listen(0, "127.0.0.1", () => {
+      const p = probe.address().port;
+      probe.close(() => resolve(p));
+    });
+  });
+  const proc = spawn(binary, ["serve", "--port", String(port), "--log-level", "warning"], { stdio: ["ignore", "ignore", "pipe"] });
+  let quietLog = "";
+  proc.stderr.on("data", (d) => (quietLog += d));
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(async () => (await fetch(url + "/health").catch(() => null))?.ok);
+  await requests(url);
+  proc.kill("SIGTERM");
+  await new Promise((resolve) => proc.on("exit", resolve));
+  const quiet = { log: () => quietLog };
+  assert.deepEqual(lines(quiet), [], "start-up and requests are info");
 });

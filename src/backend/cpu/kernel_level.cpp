@@ -1,4 +1,5 @@
 #include "backend/cpu/kernel_level.h"
+#include "util/log.h"
 
 #include <fmt/format.h>
 
@@ -22,7 +23,7 @@ KernelLevel kernel_level() {
     if (want == "avx2" && avx2) return KernelLevel::Avx2;
     if (want == "baseline") return KernelLevel::Baseline;
     if (!want.empty()) {
-      fmt::print(stderr, "warning: NANOSERVE_CPU_KERNELS={} is not avx512, avx2 or baseline that this CPU runs; using the widest\n", want);
+      log::warning("NANOSERVE_CPU_KERNELS={} is not avx512, avx2 or baseline that this CPU runs; using the widest", want);
     }
     return avx512 ? KernelLevel::Avx512 : avx2 ? KernelLevel::Avx2 : KernelLevel::Baseline;
   }();
