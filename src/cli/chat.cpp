@@ -8,12 +8,12 @@
 
 #include <chrono>
 #include <fstream>
-#include <iostream>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/line_reader.h"
 #include "cli/sampling_options.h"
 #include "tokenizer/chat_prompt.h"
 #include "util/error.h"
@@ -38,10 +38,13 @@ std::string trim(const std::string& s) {
 
 using Json = nlohmann::ordered_json;
 
-// Ctrl-C during a reply stops the reply; at the prompt (reading stdin, which the signal
-// interrupts) it ends the chat, as Ctrl-D does.
+// Ctrl-C during a reply stops the reply; at the prompt (a read, which the signal interrupts) it
+// clears the line, and a second one ends the chat, as Ctrl-D does.
 std::atomic<bool> interrupted{false};
-extern "C" void on_interrupt(int) { interrupted = true; }
+extern "C" void on_interrupt(int) {
+  interrupted = true;
+  LineReader::interrupt();
+}
 
 void catch_interrupts() {
   struct sigaction action {};
@@ -194,14 +197,31 @@ void run_chat(const ChatOptions& opt) {
   Json messages = opt.system.empty() ? Json::array() : Json::array({{{"role", "system"}, {"content", opt.system}}});
   const bool interactive = ::isatty(STDIN_FILENO) == 1;
   if (interactive) {
-    fmt::print(stderr, "Chatting with {}. /help lists the commands; Ctrl-C stops a reply; Ctrl-D quits.\n",
+    fmt::print(stderr,
+               "Chatting with {}. /help lists the commands; a line ending in \\ continues; Ctrl-C stops a reply; "
+               "Ctrl-D quits.\n",
                model_dir(opt.model));
   }
+  LineReader reader(interactive, interactive ? default_history_path() : "");
   catch_interrupts();
+  bool interrupted_at_prompt = false;
   std::string line;
   while (true) {
-    if (interactive) fmt::print(stderr, "> ");
-    if (!std::getline(std::cin, line)) break;
+    if (interactive && !reader.terminal()) fmt::print(stderr, "> ");
+    const LineReader::Status status = reader.read(line);
+    if (status == LineReader::Status::End) {
+      if (interactive) fmt::print(stderr, "\n");  // the shell's prompt starts on its own line
+      break;
+    }
+    if (status == LineReader::Status::Interrupted) {
+      if (!interactive) break;
+      fmt::print(stderr, "\n");
+      if (interrupted_at_prompt) break;
+      interrupted_at_prompt = true;
+      fmt::print(stderr, "[Ctrl-C again or Ctrl-D to quit]\n");
+      continue;
+    }
+    interrupted_at_prompt = false;
     line = trim(line);
     if (line.empty()) continue;
     if (line[0] == '/') {
