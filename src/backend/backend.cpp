@@ -2,9 +2,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "util/error.h"
-#ifdef NANOSERVE_CUDA
-#include "backend/cuda/cuda_backend.h"
-#endif
+#include "backend/cuda_plugin.h"
 
 namespace nanoserve {
 
@@ -63,14 +61,8 @@ void Backend::run_step(uint64_t, const StepWork& work, int64_t rows, int64_t col
 std::unique_ptr<Backend> make_backend(const std::string& device, const Model& model, const BackendOptions& options) {
   if (device == "cpu") return make_cpu_backend(model);  // batch-invariant as it is
   if (device == "cuda") {
-#ifdef NANOSERVE_CUDA
-    return make_cuda_backend(model, options);
-#else
-    (void)model;
-    (void)options;
-    fail("--device cuda: this nanoserve was built without CUDA (configure with nvcc on the PATH or "
-         "-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)");
-#endif
+    using Make = Backend*(const Model&, const BackendOptions&);
+    return std::unique_ptr<Backend>(reinterpret_cast<Make*>(cuda_plugin_symbol("nanoserve_make_cuda_backend"))(model, options));
   }
   fail("--device {}: unknown device; expected cpu or cuda", device);
 }

@@ -6,7 +6,7 @@
 #include <mutex>
 
 #include "backend/backend.h"
-#include "parallel/nccl_collective.h"
+#include "backend/cuda_plugin.h"
 #include "util/error.h"
 
 namespace nanoserve {
@@ -81,6 +81,14 @@ class HostCollective final : public Collective {
   std::vector<float> sum_;
 };
 
+// NCCL, from the CUDA plugin; a build without CUDA has no CUDA backends to join.
+std::vector<std::unique_ptr<Collective>> cuda_collectives(const std::vector<Backend*>& backends) {
+  using Make = void(const std::vector<Backend*>&, std::vector<std::unique_ptr<Collective>>&);
+  std::vector<std::unique_ptr<Collective>> out;
+  reinterpret_cast<Make*>(cuda_plugin_symbol("nanoserve_make_nccl_collectives"))(backends, out);
+  return out;
+}
+
 }  // namespace
 
 std::vector<std::unique_ptr<Collective>> make_collectives(const std::vector<Backend*>& backends) {
@@ -88,7 +96,7 @@ std::vector<std::unique_ptr<Collective>> make_collectives(const std::vector<Back
   for (const Backend* b : backends) {
     if (b->name() != kind) fail("tensor-parallel ranks run on one kind of backend, not {} and {}", kind, b->name());
   }
-  if (kind == "cuda") return make_nccl_collectives(backends);
+  if (kind == "cuda") return cuda_collectives(backends);
   if (kind != "cpu") fail("the {} backend has no collectives for tensor parallelism", kind);
   auto group = std::make_shared<HostGroup>(static_cast<int>(backends.size()));
   std::vector<std::unique_ptr<Collective>> out;

@@ -68,3 +68,9 @@ std::vector<std::unique_ptr<Collective>> make_nccl_collectives(const std::vector
 #endif
 
 }  // namespace nanoserve
+
+// The plugin's entry point, which the core's make_collectives calls (backend/cuda_plugin.h).
+extern "C" void nanoserve_make_nccl_collectives(const std::vector<nanoserve::Backend*>& backends,
+                                                std::vector<std::unique_ptr<nanoserve::Collective>>& out) {
+  out = nanoserve::make_nccl_collectives(backends);
+}

@@ -1,4 +1,5 @@
-// NCCL collectives for ranks on CUDA backends, one GPU each, in one process.
+// NCCL collectives for ranks on CUDA backends, one GPU each, in one process. Part of the CUDA
+// plugin (backend/cuda_plugin.h): the core reaches it through the plugin's entry point.
 #pragma once
 
 #include <memory>

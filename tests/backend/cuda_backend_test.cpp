@@ -14,6 +14,7 @@
 #include <random>
 
 #include "backend/backend.h"
+#include "backend/cuda_plugin.h"
 #include "backend/device_array.h"
 #include "engine/engine.h"
 #include "engine/sampler.h"
@@ -28,6 +29,14 @@ namespace {
 
 #define SKIP_WITHOUT_GPU() \
   if (!gpu_usable()) GTEST_SKIP() << "no CUDA GPU here"
+
+// The core reaches the plugin only by these names (backend.cpp, collective.cpp): a renamed entry
+// point would fail at run time, on a GPU machine, so it is checked here where no GPU is needed.
+TEST(CudaPlugin, ExportsItsEntryPoints) {
+  EXPECT_NE(cuda_plugin_symbol("nanoserve_make_cuda_backend"), nullptr);
+  EXPECT_NE(cuda_plugin_symbol("nanoserve_make_nccl_collectives"), nullptr);
+  EXPECT_THROW(cuda_plugin_symbol("nanoserve_no_such_entry"), Error);
+}
 
 // Tolerance on logits, relative to the reference's largest |logit|. Float32 weights multiply in
 // float32 (cuBLAS without TF32), differing from the CPU only in summation order and the GPU's

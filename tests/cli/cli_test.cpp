@@ -397,4 +397,21 @@ TEST(Cli, MalformedJsonlNamesTheLine) {
 }
 
 }  // namespace
+
+// Issue 30: every run loaded cuBLAS, cuBLASLt and NCCL at start (0.5 s cold, 200 MB mapped), GPU or
+// not. They come with the CUDA plugin, loaded only for --device cuda; the dynamic loader's own log
+// (LD_DEBUG=files) lists every object a CPU run opens.
+TEST(Cli, ACpuRunLoadsNoCudaLibrary) {
+  const auto r = run_cli({"generate", "-p", "In the beginning", "-n", "2"}, "", {"LD_DEBUG=files"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* library : {"libcudart", "libcublas", "libnccl", "libnanoserve_cuda"}) {
+    EXPECT_FALSE(contains(r.err, library)) << library << " was loaded:\n" << r.err.substr(0, 4000);
+  }
+#ifdef NANOSERVE_CUDA
+  // and --device cuda loads them (the GPU may be missing: the plugin's error then names it)
+  const auto gpu = run_cli({"generate", "--device", "cuda", "-p", "In the beginning", "-n", "2"}, "", {"LD_DEBUG=files"});
+  EXPECT_TRUE(contains(gpu.err, "libnanoserve_cuda.so") && contains(gpu.err, "libcublas")) << gpu.err.substr(0, 4000);
+#endif
+}
+
 }  // namespace nanoserve

@@ -580,3 +580,9 @@ CudaPlacement cuda_placement(Backend& backend) {
 }
 
 }  // namespace nanoserve
+
+// The plugin's entry point (backend/cuda_plugin.h): the caller owns the backend.
+extern "C" nanoserve::Backend* nanoserve_make_cuda_backend(const nanoserve::Model& model,
+                                                           const nanoserve::BackendOptions& options) {
+  return nanoserve::make_cuda_backend(model, options).release();
+}
