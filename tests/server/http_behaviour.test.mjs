@@ -241,3 +241,20 @@ test("each request is one log line, as text or JSON, at the chosen level", async
   const quiet = { log: () => quietLog };
   assert.deepEqual(lines(quiet), [], "start-up and requests are info");
 });
+
+// Issue 30: "ready in 0.00s" was printed before the KV pool was made (seconds with a large pool).
+// The ready line now comes when the server answers: /health at once, and its time covers the start.
+test("the ready line comes once the server answers, and counts the whole start", async () => {
+  const spawned = performance.now();
+  const s = await startServer(["--kv-cache-memory", "1"]);
+  const elapsed = (performance.now() - spawned) / 1000;
+  try {
+    assert.equal((await fetch(s.url + "/health")).status, 200);
+    const [, ready] = s.log().match(/; ready in ([\d.]+)s\n/);
+    assert.ok(Number(ready) > 0 && Number(ready) <= elapsed + 0.01, `ready in ${ready}s, ${elapsed}s since the spawn`);
+    const kvLine = s.log().indexOf("KV cache:"), readyLine = s.log().indexOf("ready in");
+    assert.ok(kvLine >= 0 && kvLine < readyLine, s.log());
+  } finally {
+    await s.stop();
+  }
+});
