@@ -28,8 +28,6 @@ void run_generate(const GenerateOptions& opt) {
   Tokenizer tokenizer = load_tokenizer(opt.model);
   Engine engine(model, &tokenizer, engine_options(opt.engine, opt.kv_pool, model.config, *ranks));
   const std::vector<int32_t> prompt = tokenizer.encode(opt.prompt);
-  fmt::print("{}", opt.prompt);
-  std::fflush(stdout);
   const auto start = std::chrono::steady_clock::now();
   double first_token_seconds = 0;
   int64_t generated = 0;
@@ -41,6 +39,8 @@ void run_generate(const GenerateOptions& opt) {
     std::fflush(stdout);
     if (e.finish == FinishReason::Error) error = e.error;
   });
+  fmt::print("{}", opt.prompt);  // once the request was accepted: a refused one prints only its error
+  std::fflush(stdout);
   engine.run_until_idle();
   fmt::print("\n");
   std::fflush(stdout);  // the text's end before the figures on stderr, also when both go to one file

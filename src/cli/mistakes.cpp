@@ -19,9 +19,9 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 6> kForeignF
     {"-ngl", "nanoserve keeps the whole model on one device: use --device cuda"},
     {"--n-gpu-layers", "nanoserve keeps the whole model on one device: use --device cuda"},
     {"-hf", "name a Hub model with -m ORG/NAME"},
-    {"-c", "the context is the model's (max_position_embeddings); --kv-cache-memory sizes the KV pool"},
-    {"--ctx-size", "the context is the model's (max_position_embeddings); --kv-cache-memory sizes the KV pool"},
-    {"--max-model-len", "the context is the model's (max_position_embeddings); --kv-cache-memory sizes the KV pool"},
+    {"-c", "the context length is set where the engine runs: generate, chat, serve and bench take --max-model-len"},
+    {"--ctx-size", "the context length is set where the engine runs: generate, chat, serve and bench take --max-model-len"},
+    {"--max-model-len", "the context length is set where the engine runs: generate, chat, serve and bench take --max-model-len"},
 }};
 
 std::vector<std::string> subcommand_names(const CLI::App& app) {

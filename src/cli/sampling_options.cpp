@@ -35,6 +35,10 @@ void add_engine_options(CLI::App& cmd, EngineOptions& options, KvPoolOptions& po
   cmd.add_option("--gpu-memory-utilization", pool.gpu_memory_utilization,
                  "fraction of the GPU's memory the weights, activations and KV cache may use (default 0.9)")
       ->check(between(0.05, 1.0));
+  cmd.add_option("--max-model-len,--ctx-size,-c", options.max_model_len,
+                 "the longest sequence, prompt and reply, below the model's context (default: the model's "
+                 "max_position_embeddings)")
+      ->check(positive());
   cmd.add_option("--max-num-seqs", options.limits.max_num_seqs, "sequences running at once")->capture_default_str()->check(positive());
   cmd.add_option("--max-batched-tokens", options.limits.max_batched_tokens, "tokens per engine step (prefill chunk budget)")
       ->capture_default_str()->check(positive());
@@ -73,10 +77,17 @@ EngineOptions engine_options(const EngineOptions& options, const KvPoolOptions& 
     }
   }
   out.kv_cache_bytes = static_cast<int64_t>(kv_cache_gib * (1 << 30));
+  const int64_t context = resolve_max_model_len(out, config);
   const int64_t blocks = out.kv_cache_bytes / KvCache::bytes_per_block(ranks.rank_config(), out.block_size, out.kv_dtype);
-  log::info("KV cache: {:.2f} GiB {}{}, {} blocks of {} tokens = {} tokens ({} full-context sequences of {})",
-             kv_cache_gib, out.kv_dtype == KvDType::Q8_0 ? "q8_0" : "f32", ranks.ranks() > 1 ? " per rank" : "", blocks, out.block_size, blocks * out.block_size,
-             blocks * out.block_size / config.max_positions, config.max_positions);
+  const int64_t tokens = blocks * out.block_size;
+  log::info("KV cache: {:.2f} GiB {}{}, {} blocks of {} tokens = {} tokens ({} full-context sequences of {}{})",
+            kv_cache_gib, out.kv_dtype == KvDType::Q8_0 ? "q8_0" : "f32", ranks.ranks() > 1 ? " per rank" : "", blocks,
+            out.block_size, tokens, tokens / context, context, context < config.max_positions ? ", --max-model-len" : "");
+  if (tokens < context) {
+    log::warning("the KV cache holds {} tokens, less than one sequence of the full context ({}): longer requests will be "
+                 "refused. Raise --kv-cache-memory, or lower --max-model-len to {} or less",
+                 tokens, context, tokens);
+  }
   return out;
 }
 

@@ -29,10 +29,19 @@ uint64_t sample_seed(const SamplingParams& p, int32_t index) {
 
 }  // namespace
 
+int64_t resolve_max_model_len(const EngineOptions& options, const ModelConfig& config) {
+  if (options.max_model_len > config.max_positions) {
+    fail("--max-model-len {}: more than the model's context of {} tokens (max_position_embeddings)", options.max_model_len,
+         config.max_positions);
+  }
+  return options.max_model_len > 0 ? options.max_model_len : config.max_positions;
+}
+
 Engine::Engine(const Model& model, const Tokenizer* tokenizer, const EngineOptions& options)
     : model_(model),
       tokenizer_(tokenizer),
       sample_vocab_(tokenizer ? std::min<int64_t>(model.config.vocab_size, tokenizer->vocab_size()) : model.config.vocab_size),
+      max_model_len_(resolve_max_model_len(options, model.config)),  // checked before the KV pool is made
       own_ranks_(options.ranks ? nullptr : std::make_unique<TensorParallel>(model, options.backend)),
       ranks_(options.ranks ? *options.ranks : *own_ranks_),
       caches_(ranks_.make_caches(std::max<int64_t>(1, options.kv_cache_bytes /
@@ -59,9 +68,10 @@ uint64_t Engine::submit(Request request, EventCallback callback) {
   if (!tokenizer_ && !request.params.stop.empty()) fail("stop strings need a tokenizer");
   const auto prompt = static_cast<int64_t>(request.prompt.size());
   const int64_t total = prompt + request.params.max_tokens;
-  if (total > c.max_positions) {
-    fail("the prompt ({} tokens) plus max_tokens ({}) is {} tokens, more than the model's context of {}", prompt,
-         request.params.max_tokens, total, c.max_positions);
+  if (total > max_model_len_) {
+    fail("the prompt ({} tokens) plus max_tokens ({}) is {} tokens, more than {}", prompt, request.params.max_tokens, total,
+         max_model_len_ < c.max_positions ? fmt::format("the context of {} (--max-model-len)", max_model_len_)
+                                          : fmt::format("the model's context of {}", max_model_len_));
   }
   const int64_t block_size = caches_[0].block_size();
   const int64_t needed = blocks_for(total, block_size);
@@ -220,7 +230,7 @@ void Engine::append(Sequence& s, int32_t token, const TokenLogprob* logprob) {
   if (s.decoder) event.text = s.stop.push(s.decoder->push(token));
   if (s.stop.stopped() || (s.matcher && s.matcher->finished())) {
     finish(s, FinishReason::Stop, std::move(event));
-  } else if (s.generated() >= p.max_tokens || static_cast<int64_t>(s.tokens.size()) >= model_.config.max_positions) {
+  } else if (s.generated() >= p.max_tokens || static_cast<int64_t>(s.tokens.size()) >= max_model_len_) {
     finish(s, FinishReason::Length, std::move(event));
   } else {
     notify(s.request->callback, event);

@@ -31,11 +31,17 @@ struct EngineOptions {
   KvDType kv_dtype = KvDType::F32;       // how cached keys and values are stored
   SchedulerLimits limits;
   bool prefix_caching = true;
+  // The longest sequence (prompt + generated), at most the model's max_position_embeddings; 0: that.
+  // A shorter one keeps requests within what the KV pool was sized for (RoPE scaling is unchanged).
+  int64_t max_model_len = 0;
   Backend* backend = nullptr;            // where the model runs (weights already there); null: the CPU
   // The model split across tensor-parallel ranks instead (backend is then unused); kv_cache_bytes
   // is each rank's.
   const TensorParallel* ranks = nullptr;
 };
+
+// options.max_model_len, or the model's context when 0; throws Error when it is longer than the model's.
+int64_t resolve_max_model_len(const EngineOptions& options, const ModelConfig& config);
 
 struct EngineStats {
   int64_t total_blocks = 0, used_blocks = 0, peak_used_blocks = 0;
@@ -65,6 +71,7 @@ class Engine {
 
   EngineStats stats() const;
   const ModelConfig& config() const { return model_.config; }
+  int64_t max_model_len() const { return max_model_len_; }  // the longest sequence a request may make
   int64_t sample_vocab() const { return sample_vocab_; }  // ids that may be sampled, biased or stopped on
 
  private:
@@ -89,6 +96,7 @@ class Engine {
   // Tokens that may be sampled: the model's vocabulary, less the ids past the tokenizer's (models
   // pad their embedding rows to a multiple of 64 or 128; those ids have no text).
   int64_t sample_vocab_;
+  int64_t max_model_len_;
   std::shared_ptr<const grammar::TokenTrie> trie_;  // the vocabulary as a byte trie, built for the first grammar
   std::unique_ptr<TensorParallel> own_ranks_;  // the one rank of options.backend, unless options.ranks
   const TensorParallel& ranks_;

@@ -239,7 +239,7 @@ void Api::models(const std::shared_ptr<Exchange>& exchange) {
                       {"object", "model"},
                       {"created", 0},
                       {"owned_by", "nanoserve"},
-                      {"max_model_len", engine_.config().max_positions}};
+                      {"max_model_len", engine_.max_model_len()}};
   answer(exchange, "/v1/models", http::status::ok, "application/json", dump({{"object", "list"}, {"data", json::array({model})}}));
 }
 
@@ -312,7 +312,7 @@ Api::Prepared Api::prepare(const HttpRequest& http_request, ApiKind kind) const 
   }
   std::vector<Prompt> prompts = kind == ApiKind::Chat ? std::vector<Prompt>{chat_prompt(request)}
                                                       : completion_prompts(request.prompt);
-  const int64_t max_prompt_tokens = engine_.config().max_positions - 1;  // room for one generated token
+  const int64_t max_prompt_tokens = engine_.max_model_len() - 1;  // room for one generated token
   for (const Prompt& p : prompts) {
     const auto length = static_cast<int64_t>(p.ids.size());
     if (length > max_prompt_tokens) {
@@ -322,7 +322,7 @@ Api::Prepared Api::prepare(const HttpRequest& http_request, ApiKind kind) const 
     }
     if (kind == ApiKind::Chat && !request.max_tokens_given) {
       // The rest of the context, as vLLM does, but no more than the KV pool can ever hold.
-      const int64_t room = std::min(engine_.config().max_positions, options_.kv_tokens) - length;
+      const int64_t room = std::min(engine_.max_model_len(), options_.kv_tokens) - length;
       request.params.max_tokens = static_cast<int32_t>(std::max<int64_t>(1, room));
     }
   }
@@ -385,7 +385,7 @@ Api::Continuation Api::tokenize(const std::shared_ptr<Exchange>& exchange) {
     if (add != body.end() && !add->is_boolean()) throw ApiError(400, "add_special_tokens: expected a boolean", "add_special_tokens");
     ids = tokenizer_.encode(prompt->get<std::string>(), add == body.end() || add->get<bool>());
   }
-  const json out = {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", engine_.config().max_positions}};
+  const json out = {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", engine_.max_model_len()}};
   auto text = std::make_shared<std::string>(dump(out));
   return [this, exchange, text] {
     answer(exchange, "/tokenize", http::status::ok, "application/json", std::move(*text));

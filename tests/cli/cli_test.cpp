@@ -398,6 +398,31 @@ TEST(Cli, MalformedJsonlNamesTheLine) {
 
 }  // namespace
 
+// Issues 29 and 30: llama.cpp's -c/--ctx-size and vLLM's --max-model-len set the context length of
+// the commands that run the engine (they were refused); longer than the model's is refused by name,
+// and a KV pool too small for one full-length sequence is said at start-up with both ways out.
+TEST(Cli, MaxModelLenCapsTheContext) {
+  auto r = run_cli({"generate", "-p", "In the beginning", "-n", "100", "--ctx-size", "64"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "") << "a refused prompt is not echoed";
+  EXPECT_TRUE(contains(r.err, "(512 full-context sequences of 64, --max-model-len)")) << r.err;
+  EXPECT_TRUE(contains(r.err, "error: the prompt (4 tokens) plus max_tokens (100) is 104 tokens, more than the context of 64 (--max-model-len)\n")) << r.err;
+  r = run_cli({"generate", "-p", "In the beginning", "-n", "60", "-c", "64", "--ignore-eos", "--temperature", "0"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "generated: 60 tokens")) << r.err;
+  r = run_cli({"generate", "-p", "hi", "--max-model-len", "5000"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "error: --max-model-len 5000: more than the model's context of 1024 tokens (max_position_embeddings)\n")) << r.err;
+  r = run_cli({"generate", "-p", "hi", "-n", "4", "--kv-cache-memory", "0.001"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "warning: the KV cache holds 128 tokens, less than one sequence of the full context (1024): longer "
+                              "requests will be refused. Raise --kv-cache-memory, or lower --max-model-len to 128 or less\n")) << r.err;
+  r = run_cli({"tokenize", "-c", "64"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "error: -c is not a flag of tokenize: the context length is set where the engine runs: generate, chat, serve "
+                   "and bench take --max-model-len\n");
+}
+
 // Issue 30: every run loaded cuBLAS, cuBLASLt and NCCL at start (0.5 s cold, 200 MB mapped), GPU or
 // not. They come with the CUDA plugin, loaded only for --device cuda; the dynamic loader's own log
 // (LD_DEBUG=files) lists every object a CPU run opens.

@@ -258,3 +258,21 @@ test("the ready line comes once the server answers, and counts the whole start",
     await s.stop();
   }
 });
+
+// Issue 29: --max-model-len (-c, --ctx-size) caps the context the server promises and enforces.
+test("--max-model-len caps the context: listed, enforced, and a chat's default reply fits it", async () => {
+  const s = await startServer(["--max-model-len", "128"]);
+  try {
+    const models = await (await fetch(s.url + "/v1/models")).json();
+    assert.equal(models.data[0].max_model_len, 128);
+    const long = await post(s.url, "/v1/completions", JSON.stringify({ prompt: "In the beginning", max_tokens: 200 }));
+    assert.equal(long.status, 400);
+    assert.match((await long.json()).error.message, /more than the context of 128 \(--max-model-len\)/);
+    const chat = await (await post(s.url, "/v1/chat/completions", JSON.stringify({
+      messages: [{ role: "user", content: "Who was Moses?" }], ignore_eos: true, temperature: 0 }))).json();
+    assert.equal(chat.choices[0].finish_reason, "length");
+    assert.equal(chat.usage.prompt_tokens + chat.usage.completion_tokens, 128);
+  } finally {
+    await s.stop();
+  }
+});
