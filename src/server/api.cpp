@@ -34,6 +34,7 @@ nlohmann::ordered_json parse_body(const HttpRequest& request) { return parse_req
 // grow the metrics or break their format.
 const std::array<std::string_view, 9> kRoutes = {"/", "/index.html", "/health", "/metrics", "/v1/models",
                                                  "/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize"};
+constexpr std::string_view kModelPrefix = "/v1/models/";  // GET /v1/models/{id}
 
 std::string_view target_of(const http::request_header<>& header) { return {header.target().data(), header.target().size()}; }
 
@@ -42,6 +43,7 @@ std::string endpoint_of(std::string_view target) {
   for (std::string_view route : kRoutes) {
     if (path == route) return std::string(route);
   }
+  if (path.size() > kModelPrefix.size() && path.substr(0, kModelPrefix.size()) == kModelPrefix) return "/v1/models/{id}";
   return "other";
 }
 
@@ -83,6 +85,7 @@ Api::Api(boost::asio::io_context& io, Engine& engine, const Tokenizer& tokenizer
       chat_template_(chat_template),
       options_(std::move(options)),
       tool_format_(choose_tool_format(options_.tool_call_parser, chat_template)),
+      created_(unix_time()),
       cpu_(static_cast<size_t>(std::max(1, options_.cpu_threads))) {}
 
 // The io loop has ended: what is still queued on the pool could not answer anyone. Work under way
@@ -198,6 +201,11 @@ void Api::route(const std::shared_ptr<Exchange>& exchange, const std::string& en
     expect(http::verb::get);
     return models(exchange);
   }
+  if (endpoint == "/v1/models/{id}") {
+    expect(http::verb::get);
+    std::string_view target(request.target().data(), request.target().size());
+    return model(exchange, percent_decode(target.substr(kModelPrefix.size(), target.find('?') - kModelPrefix.size())));
+  }
   if (path == "/v1/completions" || path == "/v1/chat/completions") {
     expect(http::verb::post);
     return generate(exchange, path == "/v1/completions" ? ApiKind::Completion : ApiKind::Chat);
@@ -234,13 +242,24 @@ void Api::check_key(const HttpRequest& request) const {
   if (!key_matches(std::string_view(header.data(), header.size()))) throw key_error();
 }
 
+// The served model as OpenAI lists it, with vLLM's additions (root, parent, max_model_len).
+json Api::model_card() const {
+  return {{"id", options_.model_name}, {"object", "model"},     {"created", created_},
+          {"owned_by", "nanoserve"},   {"root", options_.model_name}, {"parent", nullptr},
+          {"max_model_len", engine_.max_model_len()}};
+}
+
 void Api::models(const std::shared_ptr<Exchange>& exchange) {
-  const json model = {{"id", options_.model_name},
-                      {"object", "model"},
-                      {"created", 0},
-                      {"owned_by", "nanoserve"},
-                      {"max_model_len", engine_.max_model_len()}};
-  answer(exchange, "/v1/models", http::status::ok, "application/json", dump({{"object", "list"}, {"data", json::array({model})}}));
+  answer(exchange, "/v1/models", http::status::ok, "application/json",
+         dump({{"object", "list"}, {"data", json::array({model_card()})}}));
+}
+
+void Api::model(const std::shared_ptr<Exchange>& exchange, const std::string& id) {
+  if (id != options_.model_name) {
+    throw ApiError(404, fmt::format("the model '{}' does not exist; this server serves '{}'", id.substr(0, 200), options_.model_name),
+                   "model", "invalid_request_error", "model_not_found");
+  }
+  answer(exchange, "/v1/models/{id}", http::status::ok, "application/json", dump(model_card()));
 }
 
 std::vector<Prompt> Api::completion_prompts(const nlohmann::ordered_json& prompt) const {

@@ -67,7 +67,9 @@ class Api {
   // params.grammar from the request's output constraint or enforced tool choice (compiled once per
   // distinct schema); throws ApiError (400) naming what cannot be compiled.
   void attach_grammar(GenerationRequest& request) const;
+  nlohmann::json model_card() const;
   void models(const std::shared_ptr<Exchange>& exchange);
+  void model(const std::shared_ptr<Exchange>& exchange, const std::string& id);
   // On the pool; the continuation answers.
   Continuation tokenize(const std::shared_ptr<Exchange>& exchange);
   Continuation detokenize(const std::shared_ptr<Exchange>& exchange);
@@ -92,6 +94,7 @@ class Api {
   int64_t in_flight_calls_ = 0, in_flight_sequences_ = 0;
   int64_t preparing_ = 0;  // calls on the pool
   bool draining_ = false;
+  int64_t created_;  // when the server started, as the model's "created" (Unix seconds)
   boost::asio::thread_pool cpu_;  // last: stopped and joined first, before what its work uses is gone
 };
 

@@ -13,19 +13,6 @@ namespace nanoserve::server {
 
 using json = nlohmann::json;
 
-namespace {
-
-std::string random_id(const char* prefix) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  return fmt::format("{}-{:016x}{:08x}", prefix, rng(), static_cast<uint32_t>(rng()));
-}
-
-int64_t unix_time() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
-
 void Generation::start(const GenerationContext& context, std::shared_ptr<Exchange> exchange, GenerationRequest request,
                        std::vector<Prompt> prompts, Done done) {
   std::shared_ptr<Generation> g(

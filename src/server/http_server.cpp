@@ -269,6 +269,23 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool linger_ = false;  // answered without reading the request: drop what still arrives before closing
 };
 
+std::string percent_decode(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto hex = [&](size_t at) {
+      const char c = text[at];
+      return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    };
+    if (text[i] == '%' && i + 2 < text.size() && hex(i + 1) >= 0 && hex(i + 2) >= 0) {
+      out += static_cast<char>(hex(i + 1) * 16 + hex(i + 2));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
 Exchange::Exchange(std::shared_ptr<Connection> connection, HttpRequest request)
     : connection_(std::move(connection)), request_(std::move(request)) {}
 

@@ -77,6 +77,10 @@ class Exchange {
   bool closed_ = false, answered_ = false, streaming_ = false;
 };
 
+// A URL path segment with its %XX escapes decoded ("Qwen%2FQwen3" -> "Qwen/Qwen3"); a malformed
+// escape is kept as it is.
+std::string percent_decode(std::string_view text);
+
 using Handler = std::function<void(std::shared_ptr<Exchange>)>;
 // Sees each request's headers before its body is read: a refusal (a missing API key) is answered
 // at once, so a stranger's body is never buffered.

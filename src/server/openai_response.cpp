@@ -1,8 +1,22 @@
 #include "server/openai_response.h"
 
+#include <fmt/format.h>
+
+#include <chrono>
+#include <random>
+
 namespace nanoserve::server {
 
 using json = nlohmann::json;
+
+std::string random_id(const char* prefix) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("{}-{:016x}{:08x}", prefix, rng(), static_cast<uint32_t>(rng()));
+}
+
+int64_t unix_time() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 

@@ -27,9 +27,26 @@ async function detokenize(tokens) {
   return (await r.json()).prompt;
 }
 
-test("models lists the served model", async () => {
+test("models lists the served model; retrieve finds it by id and refuses another", async () => {
   const models = await client.models.list();
   assert.deepEqual(models.data.map((m) => m.id), ["demo"]);
+  assert.equal(models.data[0].max_model_len, 1024);
+  assert.equal(models.data[0].owned_by, "nanoserve");
+  const model = await client.models.retrieve("demo");
+  assert.deepEqual({ id: model.id, object: model.object, max_model_len: model.max_model_len }, { id: "demo", object: "model", max_model_len: 1024 });
+  assert.equal(model.created, models.data[0].created);
+  await assert.rejects(client.models.retrieve("gpt-4o"), (e) => e instanceof OpenAI.NotFoundError && e.code === "model_not_found"
+    && /the model 'gpt-4o' does not exist; this server serves 'demo'/.test(e.message));
+});
+
+test("a model id with a slash is found as the client escapes it", async () => {
+  const s = await startServer(["--served-model-name", "kjv/demo-7m"]);
+  try {
+    const c = new OpenAI({ baseURL: s.url + "/v1", apiKey: "none", maxRetries: 0 });
+    assert.equal((await c.models.retrieve("kjv/demo-7m")).id, "kjv/demo-7m");
+  } finally {
+    await s.stop();
+  }
 });
 
 test("greedy completion equals the Hugging Face reference continuation", async () => {
