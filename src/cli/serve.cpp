@@ -37,6 +37,7 @@ struct ServeOptions {
   uint64_t max_buffered_bytes = 256ull << 20;
   double shutdown_grace = 30;
   double request_timeout = 30;
+  std::vector<std::string> allowed_origins;  // CORS; empty: none
   std::string log_level = "info";
   std::string log_format = "text";
 };
@@ -177,7 +178,8 @@ void run_serve(const ServeOptions& opt) {
   limits.read_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(opt.request_timeout));
   server::HttpServer http(
       io, address, static_cast<uint16_t>(opt.port), limits, [&api](std::shared_ptr<server::Exchange> e) { api.handle(e); },
-      [&api](const server::http::request_header<>& header) { return api.admit(header); });
+      [&api](const server::http::request_header<>& header) { return api.admit(header); },
+      server::CorsPolicy(opt.allowed_origins));
   Shutdown shutdown(io, http, api, engine, opt.shutdown_grace);
   engine.start();
   http.start();
@@ -221,6 +223,10 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--request-timeout", opt->request_timeout,
                   "seconds a client has to send a whole request; slower ones are disconnected (default 30)")
       ->check(positive());
+  cmd->add_option("--allowed-origins", opt->allowed_origins,
+                  "web pages (origins such as https://app.example.com, comma-separated, or *) that may call the server "
+                  "from a browser (CORS); default none")
+      ->delimiter(',');
   cmd->add_option("--log-level", opt->log_level,
                   "debug, info, warning or error; each request is a line at info (health probes and metric scrapes "
                   "at debug, server errors at warning); default info")

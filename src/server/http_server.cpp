@@ -39,6 +39,7 @@ struct HttpServer::State {
   HttpLimits limits;
   Handler handler;
   HeaderCheck check;
+  CorsPolicy cors;
   std::set<Connection*> connections;
   uint64_t buffered_bytes = 0;  // request bodies reserved by connections (HttpLimits::max_buffered_bytes)
   bool accepting = false;
@@ -65,6 +66,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     read_request();
   }
   bool idle() const { return !exchange_; }
+  // The CORS headers every answer to the current request carries (none unless its origin is allowed).
+  HeaderList cors_headers() const { return state_->cors.response_headers(origin_); }
   void close() {
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -122,7 +125,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (ended(ec)) return close();
     if (ec) return reject(ec);
     const auto& header = parser_->get();
-    if (state_->check) {
+    origin_ = std::string(header[http::field::origin]);
+    preflight_ = CorsPolicy::is_preflight(header);
+    if (state_->check && !preflight_) {
       if (auto refusal = state_->check(header)) return refuse(std::move(*refusal));
     }
     // A chunked body may grow to the limit: it reserves the limit.
@@ -152,7 +157,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
     exchange_ = std::make_shared<Exchange>(shared_from_this(), std::move(request));
     response_complete_ = false;
     watch_peer();
+    if (preflight_) return answer_preflight();
     state_->handler(exchange_);
+  }
+
+  // A CORS preflight is the server's to answer: no route or key is involved.
+  void answer_preflight() {
+    HeaderList headers;
+    const http::status status = state_->cors.preflight(exchange_->request(), headers);
+    if (status == http::status::forbidden) {
+      const std::string message = fmt::format("the origin {} may not call this server (--allowed-origins)", origin_.substr(0, 200));
+      return exchange_->respond(status, "application/json", ApiError(403, message).body().dump());
+    }
+    exchange_->respond(status, "text/plain", "", headers);
   }
 
   // A request the parser refused: answer in the OpenAI error shape and close.
@@ -176,6 +193,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     response.set(http::field::content_type, "application/json");
     response.set(http::field::connection, "close");
     for (const auto& [name, value] : refusal.headers) response.set(name, value);
+    for (const auto& [name, value] : cors_headers()) response.set(name, value);
     response.body() = std::move(refusal.body);
     write(serialize(response));
     finish_exchange(false);
@@ -266,7 +284,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uint64_t reserved_ = 0;  // of State::buffered_bytes, for the request being read or answered
   bool writing_ = false, watching_ = false, closed_ = false;
   bool response_complete_ = false, keep_alive_ = true;
-  bool linger_ = false;  // answered without reading the request: drop what still arrives before closing
+  bool linger_ = false;
+  std::string origin_;      // the current request's Origin header
+  bool preflight_ = false;  // the current request is a CORS preflight  // answered without reading the request: drop what still arrives before closing
 };
 
 std::string percent_decode(std::string_view text) {
@@ -297,6 +317,7 @@ void Exchange::respond(http::status status, std::string_view content_type, std::
   response.set(http::field::server, "nanoserve");
   response.set(http::field::content_type, content_type);
   for (const auto& [name, value] : headers) response.set(name, value);
+  for (const auto& [name, value] : connection_->cors_headers()) response.set(name, value);
   response.keep_alive(request_.keep_alive());
   response.body() = std::move(body);
   connection_->write(serialize(response));
@@ -310,6 +331,7 @@ void Exchange::start_stream(std::string_view content_type) {
   response.set(http::field::server, "nanoserve");
   response.set(http::field::content_type, content_type);
   response.set(http::field::cache_control, "no-cache");
+  for (const auto& [name, value] : connection_->cors_headers()) response.set(name, value);
   response.keep_alive(request_.keep_alive());
   response.chunked(true);
   std::ostringstream out;
@@ -338,11 +360,12 @@ void Exchange::peer_closed() {
 }
 
 HttpServer::HttpServer(net::io_context& io, const std::string& host, uint16_t port, HttpLimits limits, Handler handler,
-                       HeaderCheck check)
+                       HeaderCheck check, CorsPolicy cors)
     : acceptor_(io), retry_(io), state_(std::make_shared<State>()) {
   state_->limits = limits;
   state_->handler = std::move(handler);
   state_->check = std::move(check);
+  state_->cors = std::move(cors);
   beast::error_code ec;
   const auto address = net::ip::make_address(host, ec);
   if (ec) fail("--host {}: not an IP address", host);

@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "server/cors.h"
+
 namespace nanoserve::server {
 
 namespace http = boost::beast::http;
@@ -90,7 +92,7 @@ class HttpServer {
  public:
   // Binds and listens at once (throws Error naming the address if it cannot).
   HttpServer(boost::asio::io_context& io, const std::string& host, uint16_t port, HttpLimits limits, Handler handler,
-             HeaderCheck check = nullptr);
+             HeaderCheck check = nullptr, CorsPolicy cors = CorsPolicy());
   ~HttpServer();
   uint16_t port() const;
 
