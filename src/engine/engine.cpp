@@ -52,6 +52,7 @@ Engine::Engine(const Model& model, const Tokenizer* tokenizer, const EngineOptio
       blocks_(num_blocks_, options.block_size, options.prefix_caching),
       scheduler_(blocks_, caches_, options.limits) {
   stats_.total_blocks = num_blocks_;
+  stats_.block_size = options.block_size;
 }
 
 Engine::~Engine() { stop(); }

@@ -44,6 +44,7 @@ struct EngineOptions {
 int64_t resolve_max_model_len(const EngineOptions& options, const ModelConfig& config);
 
 struct EngineStats {
+  int64_t block_size = 0;  // tokens per KV block
   int64_t total_blocks = 0, used_blocks = 0, peak_used_blocks = 0;
   int64_t running = 0, waiting = 0;
   int64_t prefix_queries = 0, prefix_hits = 0;

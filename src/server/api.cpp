@@ -85,6 +85,7 @@ Api::Api(boost::asio::io_context& io, Engine& engine, const Tokenizer& tokenizer
       chat_template_(chat_template),
       options_(std::move(options)),
       tool_format_(choose_tool_format(options_.tool_call_parser, chat_template)),
+      metrics_(options_.model_name),
       created_(unix_time()),
       cpu_(static_cast<size_t>(std::max(1, options_.cpu_threads))) {}
 

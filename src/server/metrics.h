@@ -1,5 +1,7 @@
 // Counters and histograms the server exports at GET /metrics in the Prometheus text format, next to
-// the engine's own gauges (sequences, KV blocks, prefix-cache hits). Used on the io thread only.
+// the engine's own gauges (sequences, KV blocks, prefix-cache hits). The ones routers read (the
+// Gateway API Inference Extension's model server protocol, llm-d) are also exported under vLLM's
+// names, labelled with the model's name. Used on the io thread only.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +29,8 @@ class Histogram {
 
 class Metrics {
  public:
-  Metrics();
+  // model_name labels the metrics exported under vLLM's names.
+  explicit Metrics(std::string model_name = "");
   // endpoint: one of the server's routes or "other" (never a client's raw path: the labels stay few).
   void request_finished(const std::string& endpoint, int status) { ++requests_[{endpoint, status}]; }
   void tokens(int64_t prompt, int64_t generated) {
@@ -40,6 +43,9 @@ class Metrics {
   std::string render(const EngineStats& engine) const;
 
  private:
+  void render_vllm_names(std::string& out, const EngineStats& engine) const;
+
+  std::string model_name_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   int64_t prompt_tokens_ = 0, generated_tokens_ = 0;
   Histogram ttft_, itl_;

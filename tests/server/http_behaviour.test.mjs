@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import { spawn } from "node:child_process";
-import { binary, startServer, metrics, rawRequest, settleAfterCancel, waitFor } from "./harness.mjs";
+import { binary, startServer, metrics, settledMetrics, rawRequest, settleAfterCancel, waitFor } from "./harness.mjs";
 
 const post = (url, path, body, headers = {}) =>
   fetch(url + path, { method: "POST", headers: { "Content-Type": "application/json", ...headers }, body });
@@ -272,6 +272,45 @@ test("--max-model-len caps the context: listed, enforced, and a chat's default r
       messages: [{ role: "user", content: "Who was Moses?" }], ignore_eos: true, temperature: 0 }))).json();
     assert.equal(chat.choices[0].finish_reason, "length");
     assert.equal(chat.usage.prompt_tokens + chat.usage.completion_tokens, 128);
+  } finally {
+    await s.stop();
+  }
+});
+
+// Issue 29: the metrics routers read (Gateway API Inference Extension, llm-d), under vLLM's names,
+// read with curl as a Prometheus scraper would: a running stream is counted and holds KV blocks; a
+// prompt sent twice is found in the prefix cache, counted in tokens.
+test("vLLM-named metrics: requests running and waiting, KV usage, cache layout, prefix hits in tokens", async () => {
+  const { execFileSync } = await import("node:child_process");
+  const scrape = (url) => {
+    const out = {};
+    for (const line of execFileSync("curl", ["-sf", url + "/metrics"], { encoding: "utf8" }).split("\n")) {
+      if (line.startsWith("vllm:")) out[line.slice(0, line.lastIndexOf(" "))] = Number(line.slice(line.lastIndexOf(" ") + 1));
+    }
+    return out;
+  };
+  const s = await startServer(["--served-model-name", "kjv"]);
+  try {
+    const socket = await openStream(s.port, JSON.stringify({ prompt: "And God said", max_tokens: 1000, ignore_eos: true, stream: true }));
+    const busy = scrape(s.url);
+    socket.destroy();
+    assert.equal(busy['vllm:num_requests_running{model_name="kjv"}'], 1);
+    assert.equal(busy['vllm:num_requests_waiting{model_name="kjv"}'], 0);
+    const usage = busy['vllm:kv_cache_usage_perc{model_name="kjv"}'];
+    assert.ok(usage > 0 && usage < 0.01, String(usage));  // a block or a few of 2048
+    assert.equal(busy['vllm:gpu_cache_usage_perc{model_name="kjv"}'], usage);
+    assert.equal(busy['vllm:cache_config_info{model_name="kjv",block_size="16",num_gpu_blocks="2048"}'], 1);
+
+    const prompt = "In the beginning God created the heaven and the earth. And the earth was without form, and void; and darkness was upon the face of the deep.";
+    for (let i = 0; i < 2; i++) await post(s.url, "/v1/completions", JSON.stringify({ prompt, max_tokens: 2 }));
+    const after = scrape(s.url);
+    const nanoserve = await settledMetrics(s.url);
+    assert.ok(after['vllm:prefix_cache_hits_total{model_name="kjv"}'] >= 16);
+    assert.equal(after['vllm:prefix_cache_hits_total{model_name="kjv"}'], 16 * nanoserve.nanoserve_prefix_cache_hits_total);
+    assert.equal(after['vllm:prefix_cache_queries_total{model_name="kjv"}'], 16 * nanoserve.nanoserve_prefix_cache_queries_total);
+    assert.equal(after['vllm:generation_tokens_total{model_name="kjv"}'], nanoserve.nanoserve_generation_tokens_total);
+    assert.equal(after['vllm:prompt_tokens_total{model_name="kjv"}'], nanoserve.nanoserve_prompt_tokens_total);
+    assert.equal(after['vllm:num_preemptions_total{model_name="kjv"}'], 0);
   } finally {
     await s.stop();
   }
