@@ -181,14 +181,10 @@ bool run_command(const std::string& line, Json& messages, const Engine& engine) 
 
 void run_chat(const ChatOptions& opt) {
   check_sampling(opt.sampling);
+  const ChatTemplate chat_template = require_chat_template(opt.model);  // before the weights: a missing one fails fast
   Model model = load(opt.model);
   Tokenizer tokenizer = load_tokenizer(opt.model);
-  auto chat_template = ChatTemplate::from_model(model_dir(opt.model));
-  if (!chat_template) {
-    fail("{}: the model has no chat template (tokenizer_config.json chat_template, or GGUF tokenizer.chat_template); "
-         "use `nanoserve generate` for plain text", model_dir(opt.model));
-  }
-  add_end_of_turn_ids(model, tokenizer, &*chat_template);
+  add_end_of_turn_ids(model, tokenizer, &chat_template);
   const auto ranks = open_ranks(opt.model, model);
   const EngineOptions engine_opts = engine_options(opt.engine, opt.kv_pool, model.config, *ranks);
   Engine engine(model, &tokenizer, engine_opts);
@@ -234,7 +230,7 @@ void run_chat(const ChatOptions& opt) {
     }
     messages.push_back({{"role", "user"}, {"content", line}});
     try {
-      std::string text = reply(engine, tokenizer, *chat_template, messages, opt.sampling, context);
+      std::string text = reply(engine, tokenizer, chat_template, messages, opt.sampling, context);
       messages.push_back({{"role", "assistant"}, {"content", std::move(text)}});
     } catch (const Error& e) {  // the turn fails, the conversation goes on without it
       fmt::print(stderr, "error: {}\n", e.what());
@@ -250,6 +246,7 @@ void register_chat(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("chat", "Chat in the terminal using the model's chat template");
   add_model_options(*cmd, opt->model);
   add_parallel_option(*cmd, opt->model);
+  add_chat_template_option(*cmd, opt->model);
   cmd->add_option("--system", opt->system, "system prompt");
   add_sampling_options(*cmd, opt->sampling);
   add_engine_options(*cmd, opt->engine, opt->kv_pool);

@@ -10,6 +10,7 @@
 #include "hub/hub.h"
 #include "tokenizer/chat_prompt.h"
 #include "util/thread_pool.h"
+#include "util/error.h"
 #include "util/log.h"
 
 namespace nanoserve::cli {
@@ -92,6 +93,25 @@ std::unique_ptr<TensorParallel> open_ranks(const ModelOptions& options, const Mo
 }
 
 Tokenizer load_tokenizer(const ModelOptions& options) { return Tokenizer::from_file(model_dir(options)); }
+
+void add_chat_template_option(CLI::App& command, ModelOptions& options) {
+  command.add_option("--chat-template", options.chat_template,
+                     "a Jinja chat template to use instead of the model's: a file, or the template itself");
+}
+
+std::optional<ChatTemplate> load_chat_template(const ModelOptions& options) {
+  return ChatTemplate::from_model(model_dir(options), options.chat_template);
+}
+
+ChatTemplate require_chat_template(const ModelOptions& options) {
+  auto chat_template = load_chat_template(options);
+  if (!chat_template) {
+    fail("{}: the model has no chat template (tokenizer_config.json chat_template, chat_template.jinja, or GGUF "
+         "tokenizer.chat_template); give one with --chat-template FILE",
+         model_dir(options));
+  }
+  return std::move(*chat_template);
+}
 
 void add_end_of_turn_ids(Model& model, const Tokenizer& tokenizer, const ChatTemplate* chat_template) {
   if (!chat_template) return;

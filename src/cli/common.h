@@ -22,6 +22,7 @@ struct ModelOptions {
   bool batch_invariant = false;
   bool enforce_eager = false;  // no CUDA graphs
   int tensor_parallel_size = 1;  // ranks the model is split across (GPUs 0.. with --device cuda)
+  std::string chat_template;     // --chat-template: a file or the template itself; empty: the model's
 };
 
 // Adds -m/--model, --threads, --device, --batch-invariant and --enforce-eager to a subcommand.
@@ -37,6 +38,13 @@ std::unique_ptr<Backend> open_backend(const ModelOptions& options, const Model& 
 // The model split across --tensor-parallel-size ranks of --device (one: the model whole on it).
 std::unique_ptr<TensorParallel> open_ranks(const ModelOptions& options, const Model& model);
 Tokenizer load_tokenizer(const ModelOptions& options);
+
+// Adds --chat-template (the commands that render conversations).
+void add_chat_template_option(CLI::App& command, ModelOptions& options);
+// The model's chat template, or --chat-template's; empty when there is neither.
+std::optional<ChatTemplate> load_chat_template(const ModelOptions& options);
+// As load_chat_template, but a model without one is an Error that says how to give one.
+ChatTemplate require_chat_template(const ModelOptions& options);
 std::string model_dir(const ModelOptions& options);
 
 // The end-of-turn token of the chat template and the tokenizer's eos join the model's eos ids, so

@@ -153,7 +153,7 @@ void run_serve(const ServeOptions& opt) {
   Tokenizer tokenizer = load_tokenizer(opt.model);
   std::optional<ChatTemplate> chat_template;
   try {
-    chat_template = ChatTemplate::from_model(model_dir(opt.model));
+    chat_template = load_chat_template(opt.model);
   } catch (const Error& e) {
     log::warning("the chat template cannot be used, /v1/chat/completions will refuse requests: {}", e.what());
   }
@@ -198,6 +198,7 @@ void register_serve(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("serve", "Serve the OpenAI API (completions, chat, streaming) over HTTP");
   add_model_options(*cmd, opt->model);
   add_parallel_option(*cmd, opt->model);
+  add_chat_template_option(*cmd, opt->model);
   cmd->add_option("--host", opt->host, "address or name to listen on (default 127.0.0.1; 0.0.0.0 for every interface)");
   cmd->add_option("--port", opt->port, "port to listen on (default 8080; 0 picks a free one)")->check(between(0, 65535));
   cmd->add_option("--api-key", opt->api_key, "require 'Authorization: Bearer KEY' on /v1 routes")

@@ -86,14 +86,12 @@ struct ChatTemplateOptions {
 
 // stdin: {"messages": [...], "tools": [...], "add_generation_prompt": true, ...any template variable}.
 void run_chat_template(const ChatTemplateOptions& opt) {
-  const std::string dir = model_dir(opt.model);
-  const auto chat_template = ChatTemplate::from_model(dir);
-  if (!chat_template) fail("{}: the model has no chat template (tokenizer_config.json chat_template, or GGUF tokenizer.chat_template)", dir);
+  const ChatTemplate chat_template = require_chat_template(opt.model);
   const Tokenizer tokenizer = load_tokenizer(opt.model);
   for_each_input(opt.jsonl, [&](const std::string& input) {
     auto context = parse_json(input, "a JSON object with \"messages\"");
     if (!context.is_object() || !context.contains("messages")) fail("expected a JSON object with \"messages\"");
-    const ChatPrompt prompt = encode_chat(*chat_template, tokenizer, std::move(context), opt.parse_special);
+    const ChatPrompt prompt = encode_chat(chat_template, tokenizer, std::move(context), opt.parse_special);
     if (opt.ids) {
       fmt::print("{}\n", nlohmann::json(prompt.ids).dump());
     } else {
@@ -127,6 +125,7 @@ void register_tokenize(CLI::App& app) {
       "chat-template", "Render the chat template for a conversation on stdin: {\"messages\": [...], \"tools\": [...], "
                        "\"add_generation_prompt\": true}");
   add_model_options(*tcmd, topt->model);
+  add_chat_template_option(*tcmd, topt->model);
   tcmd->add_flag("--ids", topt->ids, "print the prompt's token ids instead of its text");
   tcmd->add_flag("--parse-special", topt->parse_special,
                  "special-token text inside messages becomes control tokens (by default it stays text)");

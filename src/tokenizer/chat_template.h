@@ -30,17 +30,16 @@ class ChatTemplate {
   // Throws Error past max_work (the fuzzers pass less, to run more inputs a second).
   std::string render(const nlohmann::ordered_json& context, uint64_t max_work = kMaxWork) const;
 
-  // From a model directory's tokenizer_config.json (the template: a string, or the "default" of a
-  // named list) or a GGUF file's tokenizer.chat_template, with the bos/eos token strings. Empty when
-  // the model has none.
-  static std::optional<ChatTemplate> from_model(const std::string& path);
+  // From a model directory (tokenizer_config.json's chat_template: a string, or the "default" of a
+  // named list; else chat_template.jinja or chat_template.json) or a GGUF file's
+  // tokenizer.chat_template, with the model's bos/eos token strings. `override` (--chat-template)
+  // replaces the model's: a file, or the template itself. Empty when there is none.
+  static std::optional<ChatTemplate> from_model(const std::string& path, const std::string& override = "");
   const std::string& bos_token() const { return bos_token_; }
   const std::string& eos_token() const { return eos_token_; }
   const std::string& source() const { return source_; }  // the Jinja text (tool-call format detection)
 
  private:
-  static std::optional<ChatTemplate> from_gguf(const std::string& path);
-
   std::unique_ptr<std::vector<std::unique_ptr<jinja::Stmt>>> body_;
   std::string bos_token_, eos_token_;
   std::string source_;

@@ -324,7 +324,33 @@ TEST(Cli, ChatNeedsATemplate) {
   test::write_file(dir.file("tokenizer_config.json"), "{}");
   auto r = run_cli({"chat", "-m", dir.path().string()}, "hi\n");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(contains(r.err, "the model has no chat template (tokenizer_config.json chat_template, or GGUF tokenizer.chat_template)")) << r.err;
+  EXPECT_TRUE(contains(r.err, "the model has no chat template (tokenizer_config.json chat_template, chat_template.jinja, or GGUF tokenizer.chat_template); give one with --chat-template FILE")) << r.err;
+  EXPECT_FALSE(contains(r.err, "loaded ")) << "the template is looked for before the weights load: " << r.err;
+}
+
+// Issue 29: a model without a template (a GGUF made without one, a base model) can chat with
+// --chat-template, a file or the template itself; a directory's chat_template.jinja (as newer
+// transformers save it) is the model's template.
+TEST(Cli, ChatTemplateFromAFileAStringOrTheModelsJinjaFile) {
+  test::ScratchDir dir;
+  test::copy_dir(test::demo_model_dir(), dir.path().string());
+  test::write_file(dir.file("tokenizer_config.json"), "{}");
+  const std::string jinja = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}";
+  const std::string conversation = R"({"messages": [{"role": "user", "content": "Who was Moses?"}], "add_generation_prompt": true})";
+  const std::string expected = "[user] Who was Moses?\n[assistant] ";
+  auto r = run_cli({"chat-template", "-m", dir.path().string(), "--chat-template", jinja}, conversation);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, expected);
+  test::write_file(dir.file("mine.jinja"), jinja);
+  r = run_cli({"chat", "-m", dir.path().string(), "--chat-template", dir.file("mine.jinja"), "-n", "4", "--temperature", "0"}, "Who was Moses?\n");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "[prompt 14 tokens, 0 from cache | 4 tokens")) << r.err;  // the rendered text's 14 (no BOS: templates write their own)
+  test::write_file(dir.file("chat_template.jinja"), jinja);
+  r = run_cli({"chat-template", "-m", dir.path().string()}, conversation);
+  EXPECT_EQ(r.out, expected) << r.err;
+  r = run_cli({"chat-template", "-m", dir.path().string(), "--chat-template", "/nonexistent/template.jinja"}, conversation);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "error: --chat-template /nonexistent/template.jinja: no such file, and not a Jinja template (no {{ or {%)\n");
 }
 
 TEST(Cli, ErrorsAreClearAndExitOne) {
