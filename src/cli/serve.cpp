@@ -27,6 +27,7 @@ struct ServeOptions {
   int port = 8080;
   std::string api_key;
   std::string tool_call_parser;  // empty: detect from the chat template
+  std::string reasoning_parser;  // empty: none
   std::string served_model_name;
   EngineOptions engine;
   KvPoolOptions kv_pool;
@@ -169,7 +170,8 @@ void run_serve(const ServeOptions& opt) {
                                  .max_queued = opt.max_queued,
                                  .max_sequences_per_request = opt.max_sequences_per_request,
                                  .kv_tokens = stats.total_blocks * engine_opts.block_size,
-                                 .tool_call_parser = opt.tool_call_parser};
+                                 .tool_call_parser = opt.tool_call_parser,
+                                 .reasoning_parser = opt.reasoning_parser};
   server::Api api(io, engine, tokenizer, chat_template ? &*chat_template : nullptr, api_options);
   server::HttpLimits limits;
   limits.max_body_bytes = opt.max_body_bytes;
@@ -203,6 +205,10 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--port", opt->port, "port to listen on (default 8080; 0 picks a free one)")->check(between(0, 65535));
   cmd->add_option("--api-key", opt->api_key, "require 'Authorization: Bearer KEY' on /v1 routes")
       ->envname("NANOSERVE_API_KEY");
+  cmd->add_option("--reasoning-parser", opt->reasoning_parser,
+                  "split a thinking model's <think>...</think> into reasoning_content: deepseek_r1 (the template opens "
+                  "<think>) or qwen3 (a reply thinks only if it opens with <think>); default: none")
+      ->check(CLI::IsMember({"deepseek_r1", "qwen3"}));
   cmd->add_option("--tool-call-parser", opt->tool_call_parser,
                   "how the model writes tool calls: hermes, llama3_json, mistral or generic (default: from the chat template)")
       ->check(CLI::IsMember({"hermes", "llama3_json", "mistral", "generic"}));

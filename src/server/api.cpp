@@ -68,6 +68,12 @@ ToolCallFormat choose_tool_format(const std::string& parser, const ChatTemplate*
   return chat_template ? detect_tool_call_format(chat_template->source()) : ToolCallFormat::Generic;
 }
 
+std::optional<ReasoningFormat> choose_reasoning_format(const std::string& parser) {
+  if (parser.empty()) return std::nullopt;
+  if (auto format = reasoning_format_named(parser)) return format;
+  fail("--reasoning-parser: unknown parser '{}' (deepseek_r1, qwen3)", parser);
+}
+
 }  // namespace
 
 // A generation call, parsed and tokenized on the pool.
@@ -85,6 +91,7 @@ Api::Api(boost::asio::io_context& io, Engine& engine, const Tokenizer& tokenizer
       chat_template_(chat_template),
       options_(std::move(options)),
       tool_format_(choose_tool_format(options_.tool_call_parser, chat_template)),
+      reasoning_(choose_reasoning_format(options_.reasoning_parser)),
       metrics_(options_.model_name),
       created_(unix_time()),
       cpu_(static_cast<size_t>(std::max(1, options_.cpu_threads))) {}
@@ -379,7 +386,7 @@ void Api::start_generation(const std::shared_ptr<Exchange>& exchange, Prepared p
   ++in_flight_calls_;
   in_flight_sequences_ += sequences;
   try {
-    Generation::start({io_, engine_, tokenizer_, metrics_, options_.model_name}, exchange, std::move(prepared.request),
+    Generation::start({io_, engine_, tokenizer_, metrics_, options_.model_name, reasoning_}, exchange, std::move(prepared.request),
                       std::move(prepared.prompts), [this, exchange, endpoint, sequences](int status, const CallUsage& usage) {
                         --in_flight_calls_;
                         in_flight_sequences_ -= sequences;

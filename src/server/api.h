@@ -32,6 +32,7 @@ struct ApiOptions {
   int64_t kv_tokens = 0;          // tokens the KV pool holds: chat's default max_tokens stays within it
   int cpu_threads = 2;            // the pool that parses, renders and tokenizes
   std::string tool_call_parser;   // hermes, llama3_json, mistral, generic; empty: from the chat template
+  std::string reasoning_parser;   // deepseek_r1, qwen3; empty: replies are content only
 };
 
 class Api {
@@ -89,6 +90,7 @@ class Api {
   const ChatTemplate* chat_template_;
   ApiOptions options_;
   ToolCallFormat tool_format_;
+  std::optional<ReasoningFormat> reasoning_;
   mutable grammar::GrammarCache grammars_;
   Metrics metrics_;
   int64_t in_flight_calls_ = 0, in_flight_sequences_ = 0;

@@ -32,6 +32,9 @@ Generation::Generation(const GenerationContext& context, std::shared_ptr<Exchang
       arrival_(std::chrono::steady_clock::now()) {
   const auto n = static_cast<size_t>(std::max(1, request_.params.n));
   choices_.resize(prompts_.size() * n);
+  if (context_.reasoning && request_.kind == ApiKind::Chat) {
+    for (Choice& c : choices_) c.splitter.emplace(*context_.reasoning);
+  }
   prompt_states_.resize(prompts_.size());
 }
 
@@ -94,14 +97,33 @@ void Generation::on_event(const Event& event) {
     if (event.index == 0) prompt_states_[prompt].cached_tokens = event.cached_prompt_tokens;
   }
   if (!client_gone_) {
+    const Event content = choice.splitter ? without_reasoning(index, event) : event;
     if (request_.stream) {
-      stream_event(index, event);
+      stream_event(index, content);
     } else {
-      choice.text += event.text;
-      choice.logprobs.insert(choice.logprobs.end(), event.logprobs.begin(), event.logprobs.end());
+      choice.text += content.text;
+      choice.logprobs.insert(choice.logprobs.end(), content.logprobs.begin(), content.logprobs.end());
     }
   }
   if (event.finish && ++finished_ == choices_.size()) complete();
+}
+
+Event Generation::without_reasoning(size_t index, const Event& event) {
+  Choice& choice = choices_[index];
+  ReasoningSplitter::Parts parts = choice.splitter->push(event.text);
+  if (event.finish) {
+    ReasoningSplitter::Parts rest = choice.splitter->finish();
+    parts.reasoning += rest.reasoning;
+    parts.content += rest.content;
+  }
+  if (request_.stream && !parts.reasoning.empty()) {
+    json c = {{"index", index}, {"delta", {{"reasoning_content", parts.reasoning}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+    exchange_->send(sse(chunk(json::array({std::move(c)}))));
+  }
+  choice.reasoning += parts.reasoning;
+  Event content = event;
+  content.text = std::move(parts.content);
+  return content;
 }
 
 json Generation::chunk(json choices) const {
@@ -235,6 +257,7 @@ json Generation::full_response() {
     json entry = {{"index", i}, {"finish_reason", finish_reason(*c.finish)}};
     if (request_.kind == ApiKind::Chat) {
       entry["message"] = {{"role", "assistant"}, {"content", c.text}};
+      if (c.splitter) entry["message"]["reasoning_content"] = c.reasoning.empty() ? json(nullptr) : json(c.reasoning);
       if (tools_active()) {
         const ParsedReply reply = parse_tool_calls(request_.tool_format, c.text);
         if (!reply.calls.empty()) {

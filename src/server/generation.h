@@ -17,6 +17,7 @@
 #include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/openai_request.h"
+#include "server/reasoning.h"
 #include "server/request_log.h"
 
 namespace nanoserve::server {
@@ -27,6 +28,7 @@ struct GenerationContext {
   const Tokenizer& tokenizer;
   Metrics& metrics;
   std::string model_name;
+  std::optional<ReasoningFormat> reasoning;  // chat replies: split <think>...</think> into reasoning_content
 };
 
 struct Prompt {
@@ -46,7 +48,9 @@ class Generation : public std::enable_shared_from_this<Generation> {
 
  private:
   struct Choice {
-    std::string text;
+    std::string text;       // chat with a reasoning parser: the content only
+    std::string reasoning;  // chat with a reasoning parser: what was between <think> and </think>
+    std::optional<ReasoningSplitter> splitter;
     std::vector<TokenLogprob> logprobs;
     int64_t text_offset = 0;  // completions logprobs: where the next token's text starts
     std::optional<FinishReason> finish;
@@ -67,6 +71,9 @@ class Generation : public std::enable_shared_from_this<Generation> {
              std::vector<Prompt> prompts, Done done);
   void submit_all();
   void on_event(const Event& event);
+  // The event with its text split by the reasoning parser: returns the content's part, and streams
+  // or keeps the reasoning's.
+  Event without_reasoning(size_t index, const Event& event);
   void record_timing(Choice& choice, size_t tokens);
   void stream_event(size_t index, const Event& event);
   void stream_first(size_t index);

@@ -173,3 +173,40 @@ test("errors reach the client as its typed errors", async () => {
   const stranger = new OpenAI({ baseURL: server.url + "/v1", apiKey: "sk-wrong", maxRetries: 0 });
   await assert.rejects(stranger.models.list(), OpenAI.AuthenticationError);
 });
+
+// Issue 29: --reasoning-parser splits a thinking reply. The demo model does not think, so a regex
+// makes it write the tags (the grammar engine), and the parser must take them apart, whole and
+// streamed (reasoning deltas first, then content).
+test("--reasoning-parser qwen3: <think>...</think> becomes reasoning_content, whole and streamed", async () => {
+  const s = await startServer(["--reasoning-parser", "qwen3"]);
+  try {
+    const c = new OpenAI({ baseURL: s.url + "/v1", apiKey: "none", maxRetries: 0 });
+    const request = { model: "demo", messages: [{ role: "user", content: "Who was Moses?" }], max_tokens: 64,
+      guided_regex: "<think>[a-z ]{3,12}</think>[A-Za-z ]{3,12}" };
+    const whole = await c.chat.completions.create(request);
+    assert.match(whole.choices[0].message.reasoning_content, /^[a-z ]{3,12}$/);
+    assert.match(whole.choices[0].message.content, /^[A-Za-z ]{3,12}$/);
+
+    let reasoning = "", content = "", contentStarted = false;
+    for await (const chunk of await c.chat.completions.create({ ...request, stream: true })) {
+      const delta = chunk.choices[0]?.delta ?? {};
+      if (delta.reasoning_content) {
+        assert.ok(!contentStarted, "reasoning after content");
+        reasoning += delta.reasoning_content;
+      }
+      if (delta.content) {
+        contentStarted = true;
+        content += delta.content;
+      }
+    }
+    assert.match(reasoning, /^[a-z ]{3,12}$/);
+    assert.match(content, /^[A-Za-z ]{3,12}$/);
+
+    // A reply without the tag is all content.
+    const plain = await c.chat.completions.create({ model: "demo", messages: request.messages, max_tokens: 8, temperature: 0 });
+    assert.equal(plain.choices[0].message.reasoning_content, null);
+    assert.ok(plain.choices[0].message.content.length > 0);
+  } finally {
+    await s.stop();
+  }
+});
