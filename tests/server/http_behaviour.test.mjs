@@ -315,3 +315,26 @@ test("vLLM-named metrics: requests running and waiting, KV usage, cache layout, 
     await s.stop();
   }
 });
+
+// Issue 29: serve --chat-template replaces the model's template, and chat_template_kwargs reach it
+// (Qwen 3's enable_thinking is such a variable).
+test("serve --chat-template, with chat_template_kwargs passed to the template", async () => {
+  const template = "{% if enable_thinking is defined and not enable_thinking %}<think></think>{% endif %}" +
+    "{% for m in messages %}[{{ m.role }}] {{ m.content }}{% endfor %}";
+  const s = await startServer(["--chat-template", template]);
+  try {
+    const prompt = async (extra) => {
+      const ids = (await (await post(s.url, "/tokenize", JSON.stringify({ messages: [{ role: "user", content: "Hi" }], ...extra }))).json()).tokens;
+      return (await (await post(s.url, "/detokenize", JSON.stringify({ tokens: ids }))).json()).prompt;
+    };
+    assert.equal(await prompt({}), "[user] Hi");
+    assert.equal(await prompt({ chat_template_kwargs: { enable_thinking: false } }), "<think></think>[user] Hi");
+    const reply = await post(s.url, "/v1/chat/completions", JSON.stringify({ messages: [{ role: "user", content: "Hi" }], max_tokens: 2,
+      chat_template_kwargs: { enable_thinking: false } }));
+    assert.equal(reply.status, 200);
+    assert.equal((await reply.json()).usage.prompt_tokens, (await (await post(s.url, "/tokenize", JSON.stringify({
+      messages: [{ role: "user", content: "Hi" }], chat_template_kwargs: { enable_thinking: false } }))).json()).count);
+  } finally {
+    await s.stop();
+  }
+});
