@@ -11,6 +11,7 @@
 #include "server/api_error.h"
 #include "server/chat_page.h"
 #include "server/openai_response.h"
+#include "server/response_call.h"
 #include "tokenizer/chat_prompt.h"
 #include "util/error.h"
 #include "util/json_parse.h"
@@ -32,9 +33,10 @@ nlohmann::ordered_json parse_body(const HttpRequest& request) { return parse_req
 
 // The routes, as /metrics labels them: any other path is "other", so that strangers' paths cannot
 // grow the metrics or break their format.
-const std::array<std::string_view, 9> kRoutes = {"/", "/index.html", "/health", "/metrics", "/v1/models",
-                                                 "/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize"};
-constexpr std::string_view kModelPrefix = "/v1/models/";  // GET /v1/models/{id}
+const std::array<std::string_view, 10> kRoutes = {"/", "/index.html", "/health", "/metrics", "/v1/models", "/v1/completions",
+                                                  "/v1/chat/completions", "/v1/responses", "/tokenize", "/detokenize"};
+constexpr std::string_view kModelPrefix = "/v1/models/";        // GET /v1/models/{id}
+constexpr std::string_view kResponsePrefix = "/v1/responses/";  // GET and DELETE /v1/responses/{id}
 
 std::string_view target_of(const http::request_header<>& header) { return {header.target().data(), header.target().size()}; }
 
@@ -43,7 +45,9 @@ std::string endpoint_of(std::string_view target) {
   for (std::string_view route : kRoutes) {
     if (path == route) return std::string(route);
   }
-  if (path.size() > kModelPrefix.size() && path.substr(0, kModelPrefix.size()) == kModelPrefix) return "/v1/models/{id}";
+  for (auto [prefix, route] : {std::pair{kModelPrefix, "/v1/models/{id}"}, std::pair{kResponsePrefix, "/v1/responses/{id}"}}) {
+    if (path.size() > prefix.size() && path.substr(0, prefix.size()) == prefix) return route;
+  }
   return "other";
 }
 
@@ -218,6 +222,16 @@ void Api::route(const std::shared_ptr<Exchange>& exchange, const std::string& en
     expect(http::verb::post);
     return generate(exchange, path == "/v1/completions" ? ApiKind::Completion : ApiKind::Chat);
   }
+  if (path == "/v1/responses") {
+    expect(http::verb::post);
+    return respond(exchange);
+  }
+  if (endpoint == "/v1/responses/{id}") {
+    if (method != http::verb::delete_) expect(http::verb::get);
+    std::string_view target(request.target().data(), request.target().size());
+    return stored_response(exchange, percent_decode(target.substr(kResponsePrefix.size(), target.find('?') - kResponsePrefix.size())),
+                           method == http::verb::delete_);
+  }
   if (path == "/tokenize" || path == "/detokenize") {
     expect(http::verb::post);
     if (preparing_ >= options_.max_queued) {
@@ -311,15 +325,43 @@ void Api::generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind) {
   }
   const std::string endpoint = kind == ApiKind::Chat ? "/v1/chat/completions" : "/v1/completions";
   off_io(exchange, endpoint, [this, exchange, kind] {
-    auto prepared = std::make_shared<Prepared>(prepare(exchange->request(), kind));
+    auto prepared = std::make_shared<Prepared>(prepare(parse_generation_request(parse_body(exchange->request()), kind)));
     return [this, exchange, prepared] { start_generation(exchange, std::move(*prepared)); };
   });
 }
 
+void Api::respond(const std::shared_ptr<Exchange>& exchange) {
+  if (draining_) throw shutting_down();
+  if (in_flight_sequences_ + preparing_ >= options_.max_queued) throw overloaded();
+  off_io(exchange, "/v1/responses", [this, exchange] {
+    auto meta = std::make_shared<ResponsesRequest>(parse_responses_request(parse_body(exchange->request()), [this](const std::string& id) {
+      auto stored = responses_.get(id);
+      return stored ? std::optional<nlohmann::ordered_json>(std::move(stored->conversation)) : std::nullopt;
+    }));
+    auto prepared = std::make_shared<Prepared>(prepare(parse_generation_request(meta->chat, ApiKind::Chat)));
+    return [this, exchange, meta, prepared] { start_response(exchange, std::move(*meta), std::move(*prepared)); };
+  });
+}
+
+void Api::stored_response(const std::shared_ptr<Exchange>& exchange, const std::string& id, bool erase) {
+  const auto not_found = [&] {
+    return ApiError(404, fmt::format("no stored response '{}'", id.substr(0, 200)), "response_id", "invalid_request_error",
+                    "response_not_found");
+  };
+  if (erase) {
+    if (!responses_.erase(id)) throw not_found();
+    return answer(exchange, "/v1/responses/{id}", http::status::ok, "application/json",
+                  dump({{"id", id}, {"object", "response"}, {"deleted", true}}));
+  }
+  auto stored = responses_.get(id);
+  if (!stored) throw not_found();
+  answer(exchange, "/v1/responses/{id}", http::status::ok, "application/json", dump(stored->response));
+}
+
 // On the pool: everything a call needs before the engine, checked in the order that costs least
 // first (the number of sequences before any prompt is tokenized).
-Api::Prepared Api::prepare(const HttpRequest& http_request, ApiKind kind) const {
-  GenerationRequest request = parse_generation_request(parse_body(http_request), kind);
+Api::Prepared Api::prepare(GenerationRequest request) const {
+  const ApiKind kind = request.kind;
   if (!request.model.empty() && request.model != options_.model_name) {
     throw ApiError(404, fmt::format("the model '{}' does not exist; this server serves '{}'", request.model, options_.model_name),
                    "model", "invalid_request_error", "model_not_found");
@@ -395,6 +437,28 @@ void Api::start_generation(const std::shared_ptr<Exchange>& exchange, Prepared p
   } catch (...) {
     --in_flight_calls_;
     in_flight_sequences_ -= sequences;
+    throw;
+  }
+}
+
+void Api::start_response(const std::shared_ptr<Exchange>& exchange, ResponsesRequest meta, Prepared prepared) {
+  const std::string endpoint = "/v1/responses";
+  if (exchange->closed()) return finished(exchange, endpoint, 499);
+  if (draining_) throw shutting_down();
+  if (in_flight_sequences_ > 0 && in_flight_sequences_ + 1 > options_.max_queued) throw overloaded();
+  ++in_flight_calls_;
+  ++in_flight_sequences_;
+  try {
+    ResponseCall::start({io_, engine_, tokenizer_, metrics_, options_.model_name, reasoning_}, responses_, exchange,
+                        std::move(meta), std::move(prepared.request), std::move(prepared.prompts.at(0)),
+                        [this, exchange, endpoint](int status, const CallUsage& usage) {
+                          --in_flight_calls_;
+                          --in_flight_sequences_;
+                          finished(exchange, endpoint, status, usage);
+                        });
+  } catch (...) {
+    --in_flight_calls_;
+    --in_flight_sequences_;
     throw;
   }
 }

@@ -1,5 +1,6 @@
-// The OpenAI-compatible routes: /v1/completions, /v1/chat/completions, /v1/models, /health,
-// /metrics, /tokenize, /detokenize and the chat page at /. Errors are answered in OpenAI's shape.
+// The OpenAI-compatible routes: /v1/completions, /v1/chat/completions, /v1/responses (and a
+// stored response by id), /v1/models (and a model by id), /health, /metrics, /tokenize,
+// /detokenize and the chat page at /. Errors are answered in OpenAI's shape.
 // Routing and bookkeeping run on the io thread; the CPU work of a request (parsing its JSON,
 // rendering the chat template, tokenizing) runs on a small pool, so the io thread stays free to
 // answer /health and move bytes.
@@ -19,6 +20,8 @@
 #include "server/generation.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
+#include "server/response_store.h"
+#include "server/responses_request.h"
 #include "tokenizer/chat_template.h"
 
 namespace nanoserve::server {
@@ -61,8 +64,12 @@ class Api {
   void answer_failures(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, const std::function<void()>& fn);
   void off_io(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, Work work);
   void generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind);
-  Prepared prepare(const HttpRequest& http_request, ApiKind kind) const;
+  Prepared prepare(GenerationRequest request) const;
   void start_generation(const std::shared_ptr<Exchange>& exchange, Prepared prepared);
+  // POST /v1/responses, and GET or DELETE of a stored one.
+  void respond(const std::shared_ptr<Exchange>& exchange);
+  void start_response(const std::shared_ptr<Exchange>& exchange, ResponsesRequest meta, Prepared prepared);
+  void stored_response(const std::shared_ptr<Exchange>& exchange, const std::string& id, bool erase);
   std::vector<Prompt> completion_prompts(const nlohmann::ordered_json& prompt) const;
   Prompt chat_prompt(const GenerationRequest& request) const;
   // params.grammar from the request's output constraint or enforced tool choice (compiled once per
@@ -93,6 +100,7 @@ class Api {
   std::optional<ReasoningFormat> reasoning_;
   mutable grammar::GrammarCache grammars_;
   Metrics metrics_;
+  ResponseStore responses_;
   int64_t in_flight_calls_ = 0, in_flight_sequences_ = 0;
   int64_t preparing_ = 0;  // calls on the pool
   bool draining_ = false;

@@ -15,9 +15,7 @@ namespace nanoserve::server {
 
 using json = nlohmann::ordered_json;
 
-namespace {
-
-const char* type_name(const json& v) {
+const char* json_type_name(const json& v) {
   switch (v.type()) {
     case json::value_t::null: return "null";
     case json::value_t::boolean: return "a boolean";
@@ -38,8 +36,10 @@ bool has_type(const json& v, const char* type) {
 }
 
 [[noreturn]] void wrong_type(const std::string& param, const char* expected, const json& got) {
-  throw ApiError(400, fmt::format("{}: expected {}, got {}", param, expected, type_name(got)), param);
+  throw ApiError(400, fmt::format("{}: expected {}, got {}", param, expected, json_type_name(got)), param);
 }
+
+namespace {
 
 // Typed optional fields of a request body; null counts as absent, as in OpenAI's API.
 class Body {
@@ -266,7 +266,7 @@ std::string message_text(const json& content, size_t index) {
 }
 
 GenerationRequest parse_generation_request(const json& body, ApiKind kind) {
-  if (!body.is_object()) throw ApiError(400, fmt::format("the request body must be a JSON object, got {}", type_name(body)));
+  if (!body.is_object()) throw ApiError(400, fmt::format("the request body must be a JSON object, got {}", json_type_name(body)));
   GenerationRequest r;
   r.kind = kind;
   Body fields(body);

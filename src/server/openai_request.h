@@ -44,6 +44,12 @@ GenerationRequest parse_generation_request(const nlohmann::ordered_json& body, A
 // keys in the client's order.
 nlohmann::ordered_json chat_template_context(const GenerationRequest& request);
 
+// Reading request bodies, for the API's parsers: a value's JSON type in words ("an array"),
+// whether an object's "type" is `type`, and the 400 for a field of the wrong type.
+const char* json_type_name(const nlohmann::ordered_json& v);
+bool has_type(const nlohmann::ordered_json& v, const char* type);
+[[noreturn]] void wrong_type(const std::string& param, const char* expected, const nlohmann::ordered_json& got);
+
 // The text of a chat message's content: a string, or a list of {"type": "text", "text": ...} parts.
 std::string message_text(const nlohmann::ordered_json& content, size_t index);
 
