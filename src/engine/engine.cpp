@@ -97,7 +97,7 @@ uint64_t Engine::submit(Request request, EventCallback callback) {
       std::lock_guard lock(mutex_);
       if (!trie_) trie_ = grammar::TokenTrie::of(*tokenizer_);
     }
-    s->matcher = std::make_unique<grammar::Matcher>(state->params.grammar, trie_);
+    if (state->params.grammar_trigger.empty()) s->matcher = std::make_unique<grammar::Matcher>(state->params.grammar, trie_);
   }
   {
     std::lock_guard lock(mutex_);
@@ -196,6 +196,7 @@ void Engine::fork_samples(Sequence& first) {
     if (tokenizer_) s->decoder = std::make_unique<StreamDecoder>(*tokenizer_, std::span(s->tokens).first(static_cast<size_t>(s->prompt_len)));
     s->stop = StopMatcher(first.request->params.stop);
     if (first.matcher) s->matcher = first.matcher->clone();
+    s->trigger_tail = first.trigger_tail;
     scheduler_.add_running(std::move(s));
   }
 }
@@ -228,6 +229,7 @@ void Engine::append(Sequence& s, int32_t token, const TokenLogprob* logprob) {
   }
   event.tokens.push_back(token);
   if (s.matcher && !s.matcher->accept(token)) fail("token {} is not allowed by the request's grammar", token);
+  if (!s.matcher && !p.grammar_trigger.empty()) watch_trigger(s, token);
   if (s.decoder) event.text = s.stop.push(s.decoder->push(token));
   if (s.stop.stopped() || (s.matcher && s.matcher->finished())) {
     finish(s, FinishReason::Stop, std::move(event));
@@ -236,6 +238,22 @@ void Engine::append(Sequence& s, int32_t token, const TokenLogprob* logprob) {
   } else {
     notify(s.request->callback, event);
   }
+}
+
+// A lazy grammar starts where its trigger appears: the matcher is made then and fed the output from
+// the trigger's first byte (the trigger's token may carry bytes before it, which stay free). Bytes
+// after the trigger in the same token that the grammar refuses leave the output free, as before.
+void Engine::watch_trigger(Sequence& s, int32_t token) {
+  const std::string& trigger = s.request->params.grammar_trigger;
+  s.trigger_tail += tokenizer_->token_bytes(token, /*skip_special=*/false);
+  const size_t at = s.trigger_tail.find(trigger);
+  if (at == std::string::npos) {
+    if (s.trigger_tail.size() >= trigger.size()) s.trigger_tail.erase(0, s.trigger_tail.size() - (trigger.size() - 1));
+    return;
+  }
+  auto matcher = std::make_unique<grammar::Matcher>(s.request->params.grammar, trie_);
+  if (matcher->accept_bytes(std::string_view(s.trigger_tail).substr(at))) s.matcher = std::move(matcher);
+  s.trigger_tail.clear();
 }
 
 bool Engine::step() {

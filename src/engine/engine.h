@@ -81,6 +81,7 @@ class Engine {
   // Starts computing the allowed tokens of the scheduled grammar sequences, on other threads while
   // the forward pass runs; the returned futures finish before sampling.
   std::vector<std::future<void>> prepare_masks(const std::vector<ScheduledSlice>& plan);
+  void watch_trigger(Sequence& s, int32_t token);  // a lazy grammar: start its matcher at the trigger
   void append(Sequence& s, int32_t token, const TokenLogprob* logprob);  // the chosen token, as an event
   void fork_samples(Sequence& first);
   void finish(Sequence& s, FinishReason reason, Event event);

@@ -34,6 +34,10 @@ struct SamplingParams {
   // Structured output: every sample's text is in this grammar's language, and ends (as a stop)
   // where the grammar completes. Null: free text.
   std::shared_ptr<const grammar::Grammar> grammar = {};
+  // With a grammar: the output is free until it holds this text, and from the text's first byte on
+  // it is in the grammar (a lazy grammar: a tool call constrained once the model begins one).
+  // Empty: the grammar holds from the first token.
+  std::string grammar_trigger = {};
 
   // Throws Error naming the first invalid field.
   void validate(int64_t vocab_size) const;

@@ -38,6 +38,7 @@ struct Sequence {
   std::unique_ptr<StreamDecoder> decoder;  // absent without a tokenizer
   StopMatcher stop{{}};
   std::unique_ptr<grammar::Matcher> matcher;  // with a grammar: where the output is in it
+  std::string trigger_tail;  // a lazy grammar not yet triggered: the output's last bytes, that may begin the trigger
 
   int64_t generated() const { return static_cast<int64_t>(tokens.size()) - prompt_len; }
   int64_t pending() const { return static_cast<int64_t>(tokens.size()) - computed; }

@@ -401,7 +401,12 @@ Api::Prepared Api::prepare(GenerationRequest request) const {
 
 void Api::attach_grammar(GenerationRequest& request) const {
   request.tool_format = tool_format_;
-  const bool tools = request.tools.enforced();
+  // tool_choice auto: free text, and a call held to the functions' schemas once it begins (in the
+  // formats where a call has an opening tag).
+  const bool lazy = request.tools.active() && !request.tools.enforced() && !call_trigger(tool_format_).empty() &&
+                    request.constraint.kind == OutputConstraint::Kind::None;
+  if (lazy) request.params.grammar_trigger = std::string(call_trigger(tool_format_));
+  const bool tools = request.tools.enforced() || lazy;
   if (!tools && request.constraint.kind == OutputConstraint::Kind::None) return;
   const std::string field = tools ? "tool_choice" : request.constraint.field;
   try {

@@ -183,6 +183,8 @@ grammar::Grammar tool_call_grammar(ToolCallFormat format, const std::vector<Tool
   return builder.compile(root);
 }
 
+std::string_view call_trigger(ToolCallFormat format) { return format == ToolCallFormat::Hermes ? kHermesOpen : std::string_view(); }
+
 CallStart find_call_start(ToolCallFormat format, std::string_view text) {
   if (format == ToolCallFormat::Hermes) {
     const size_t at = text.find(kHermesOpen);

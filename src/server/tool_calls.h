@@ -40,6 +40,11 @@ struct ParsedReply {
   std::vector<ToolCall> calls;
 };
 
+// The text that opens a call in formats where calls may follow free text (hermes: <tool_call>);
+// empty for the formats that are a call from the first character or not at all. With
+// tool_choice auto, the call grammar holds from this text on (a lazy grammar).
+std::string_view call_trigger(ToolCallFormat format);
+
 // The calls a reply makes; a reply whose calls do not parse is all content.
 ParsedReply parse_tool_calls(ToolCallFormat format, std::string_view text);
 

@@ -461,6 +461,26 @@ word ::= [a-z]{1,6})"));
   EXPECT_EQ(out.at({ids[2], 0}).tokens, std::next(free_alone.begin())->second.tokens);
 }
 
+// A lazy grammar (tool_choice auto): the output is free until it holds the trigger, then in the
+// grammar from the trigger's first byte on. Greedy, the free part is the free run's own text.
+TEST_F(EngineTest, ALazyGrammarHoldsFromItsTriggerOn) {
+  Engine free_engine(*model_, tokenizer_, options());
+  const auto free_run = run(free_engine, {{prompt(1, 20), greedy(48)}});
+  const std::string free_text = free_run.begin()->second.text;
+  const size_t at = free_text.find(" a");
+  ASSERT_NE(at, std::string::npos) << free_text;
+  SamplingParams lazy = greedy(64);
+  lazy.grammar = std::make_shared<const grammar::Grammar>(grammar::parse_gbnf(R"(root ::= " a" [a-z]* " <" [0-9]{2} ">")"));
+  lazy.grammar_trigger = " a";
+  Engine engine(*model_, tokenizer_, options());
+  const auto out = run(engine, {{prompt(1, 20), lazy}, {prompt(2, 9), greedy(8)}});
+  const auto& o = out.begin()->second;
+  EXPECT_EQ(o.finish, FinishReason::Stop) << o.text;
+  ASSERT_GE(o.text.size(), at);
+  EXPECT_EQ(o.text.substr(0, at), free_text.substr(0, at)) << "the text before the trigger is free";
+  EXPECT_TRUE(std::regex_match(o.text.substr(at), std::regex(" a[a-z]* <[0-9]{2}>"))) << o.text;
+}
+
 // A listener that throws loses its event; the engine and the other requests go on.
 TEST_F(EngineTest, AListenerThatThrowsDoesNotStopTheEngine) {
   Engine engine(*model_, tokenizer_, options());

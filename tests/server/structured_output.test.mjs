@@ -261,3 +261,20 @@ test("tool rounds render through Llama 3.1's and Qwen 3's templates as Hugging F
     }
   }
 });
+
+// tool_choice auto in the hermes format runs a lazy grammar: free until "<tool_call>", then held to
+// the functions (engine_test's ALazyGrammarHoldsFromItsTriggerOn checks the switch). Until the
+// model opens a call, the text is what it would be without the grammar: greedy, as with "none".
+test("tool_choice auto (hermes): a reply without a call is the free reply", async () => {
+  const s = await startServer(["--tool-call-parser", "hermes"]);
+  try {
+    const c = new OpenAI({ baseURL: s.url + "/v1", apiKey: "none", maxRetries: 0 });
+    const ask = (tool_choice) => c.chat.completions.create({ model: "demo", messages: [{ role: "user", content: "Weather in Paris?" }],
+      tools: [weather], tool_choice, max_tokens: 40, temperature: 0 });
+    const [auto, none] = await Promise.all([ask("auto"), ask("none")]);
+    assert.equal(auto.choices[0].message.content, none.choices[0].message.content);
+    assert.ok(!auto.choices[0].message.content.includes("<tool_call>"));
+  } finally {
+    await s.stop();
+  }
+});
