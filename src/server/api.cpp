@@ -421,24 +421,21 @@ void Api::attach_grammar(GenerationRequest& request) const {
 }
 
 // Back on the io thread: the queue is checked again (other calls may have started meanwhile), and
-// a client that left while its prompt was prepared costs nothing more.
-void Api::start_generation(const std::shared_ptr<Exchange>& exchange, Prepared prepared) {
-  const std::string endpoint = prepared.kind == ApiKind::Chat ? "/v1/chat/completions" : "/v1/completions";
+// a client that left while its prompt was prepared costs nothing more. `start` is handed the
+// callback that ends the call's bookkeeping.
+void Api::run_call(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, int64_t sequences,
+                   const std::function<void(CallDone)>& start) {
   if (exchange->closed()) return finished(exchange, endpoint, 499);
   if (draining_) throw shutting_down();
-  const int64_t sequences = static_cast<int64_t>(prepared.prompts.size()) * prepared.request.params.n;
-  if (in_flight_sequences_ > 0 && in_flight_sequences_ + sequences > options_.max_queued) {
-    throw overloaded();
-  }
+  if (in_flight_sequences_ > 0 && in_flight_sequences_ + sequences > options_.max_queued) throw overloaded();
   ++in_flight_calls_;
   in_flight_sequences_ += sequences;
   try {
-    Generation::start({io_, engine_, tokenizer_, metrics_, options_.model_name, reasoning_}, exchange, std::move(prepared.request),
-                      std::move(prepared.prompts), [this, exchange, endpoint, sequences](int status, const CallUsage& usage) {
-                        --in_flight_calls_;
-                        in_flight_sequences_ -= sequences;
-                        finished(exchange, endpoint, status, usage);
-                      });
+    start([this, exchange, endpoint, sequences](int status, const CallUsage& usage) {
+      --in_flight_calls_;
+      in_flight_sequences_ -= sequences;
+      finished(exchange, endpoint, status, usage);
+    });
   } catch (...) {
     --in_flight_calls_;
     in_flight_sequences_ -= sequences;
@@ -446,27 +443,22 @@ void Api::start_generation(const std::shared_ptr<Exchange>& exchange, Prepared p
   }
 }
 
-void Api::start_response(const std::shared_ptr<Exchange>& exchange, ResponsesRequest meta, Prepared prepared) {
-  const std::string endpoint = "/v1/responses";
-  if (exchange->closed()) return finished(exchange, endpoint, 499);
-  if (draining_) throw shutting_down();
-  if (in_flight_sequences_ > 0 && in_flight_sequences_ + 1 > options_.max_queued) throw overloaded();
-  ++in_flight_calls_;
-  ++in_flight_sequences_;
-  try {
-    ResponseCall::start({io_, engine_, tokenizer_, metrics_, options_.model_name, reasoning_}, responses_, exchange,
-                        std::move(meta), std::move(prepared.request), std::move(prepared.prompts.at(0)),
-                        [this, exchange, endpoint](int status, const CallUsage& usage) {
-                          --in_flight_calls_;
-                          --in_flight_sequences_;
-                          finished(exchange, endpoint, status, usage);
-                        });
-  } catch (...) {
-    --in_flight_calls_;
-    --in_flight_sequences_;
-    throw;
-  }
+void Api::start_generation(const std::shared_ptr<Exchange>& exchange, Prepared prepared) {
+  const std::string endpoint = prepared.kind == ApiKind::Chat ? "/v1/chat/completions" : "/v1/completions";
+  const int64_t sequences = static_cast<int64_t>(prepared.prompts.size()) * prepared.request.params.n;
+  run_call(exchange, endpoint, sequences, [&](CallDone done) {
+    Generation::start(context(), exchange, std::move(prepared.request), std::move(prepared.prompts), std::move(done));
+  });
 }
+
+void Api::start_response(const std::shared_ptr<Exchange>& exchange, ResponsesRequest meta, Prepared prepared) {
+  run_call(exchange, "/v1/responses", 1, [&](CallDone done) {
+    ResponseCall::start(context(), responses_, exchange, std::move(meta), std::move(prepared.request),
+                        std::move(prepared.prompts.at(0)), std::move(done));
+  });
+}
+
+GenerationContext Api::context() { return {io_, engine_, tokenizer_, metrics_, options_.model_name, reasoning_}; }
 
 Api::Continuation Api::tokenize(const std::shared_ptr<Exchange>& exchange) {
   const auto body = parse_body(exchange->request());

@@ -65,6 +65,10 @@ class Api {
   void off_io(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, Work work);
   void generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind);
   Prepared prepare(GenerationRequest request) const;
+  using CallDone = std::function<void(int status, const CallUsage& usage)>;
+  void run_call(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, int64_t sequences,
+                const std::function<void(CallDone)>& start);
+  GenerationContext context();
   void start_generation(const std::shared_ptr<Exchange>& exchange, Prepared prepared);
   // POST /v1/responses, and GET or DELETE of a stored one.
   void respond(const std::shared_ptr<Exchange>& exchange);

@@ -110,12 +110,7 @@ void Generation::on_event(const Event& event) {
 
 Event Generation::without_reasoning(size_t index, const Event& event) {
   Choice& choice = choices_[index];
-  ReasoningSplitter::Parts parts = choice.splitter->push(event.text);
-  if (event.finish) {
-    ReasoningSplitter::Parts rest = choice.splitter->finish();
-    parts.reasoning += rest.reasoning;
-    parts.content += rest.content;
-  }
+  ReasoningSplitter::Parts parts = choice.splitter->push(event.text, event.finish.has_value());
   if (request_.stream && !parts.reasoning.empty()) {
     json c = {{"index", index}, {"delta", {{"reasoning_content", parts.reasoning}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
     exchange_->send(sse(chunk(json::array({std::move(c)}))));
@@ -226,7 +221,7 @@ void Generation::stream_tool_calls(size_t index, const std::optional<FinishReaso
 json Generation::tool_calls_json(const std::vector<ToolCall>& calls, bool streamed) const {
   json out = json::array();
   for (size_t i = 0; i < calls.size(); ++i) {
-    json call = {{"id", random_id("call").replace(4, 1, "_")}, {"type", "function"},
+    json call = {{"id", item_id("call")}, {"type", "function"},
                  {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments}}}};
     if (streamed) call["index"] = i;
     out.push_back(std::move(call));

@@ -14,6 +14,12 @@ std::string random_id(const char* prefix) {
   return fmt::format("{}-{:016x}{:08x}", prefix, rng(), static_cast<uint32_t>(rng()));
 }
 
+std::string item_id(const char* prefix) {
+  std::string id = random_id(prefix);
+  id[std::string_view(prefix).size()] = '_';
+  return id;
+}
+
 int64_t unix_time() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }

@@ -12,7 +12,8 @@ namespace nanoserve::server {
 
 // Serialized JSON; invalid UTF-8 (a token can end inside a character) becomes U+FFFD, never a throw.
 std::string dump(const nlohmann::json& j);
-std::string random_id(const char* prefix);  // "prefix-" and 24 random hex digits
+std::string random_id(const char* prefix);  // "prefix-" and 24 random hex digits (chatcmpl-...)
+std::string item_id(const char* prefix);    // "prefix_" and 24 random hex digits (call_..., resp_..., msg_...)
 int64_t unix_time();                        // seconds since 1970, as "created" fields are
 std::string sse(const nlohmann::json& j);  // "data: {...}\n\n"
 

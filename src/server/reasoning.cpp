@@ -27,7 +27,17 @@ std::optional<ReasoningFormat> reasoning_format_named(std::string_view name) {
 
 ReasoningSplitter::ReasoningSplitter(ReasoningFormat format) : format_(format) {}
 
-ReasoningSplitter::Parts ReasoningSplitter::push(std::string_view text) {
+ReasoningSplitter::Parts ReasoningSplitter::push(std::string_view text, bool last) {
+  Parts out = split(text);
+  if (last) {
+    Parts rest = finish();
+    out.reasoning += rest.reasoning;
+    out.content += rest.content;
+  }
+  return out;
+}
+
+ReasoningSplitter::Parts ReasoningSplitter::split(std::string_view text) {
   held_ += text;
   Parts out;
   for (;;) {

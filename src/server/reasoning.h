@@ -25,12 +25,13 @@ class ReasoningSplitter {
 
   explicit ReasoningSplitter(ReasoningFormat format);
   // The text of the next tokens: what can be told apart so far. A tag split across tokens is held
-  // back until it is whole.
-  Parts push(std::string_view text);
-  Parts finish();  // what was held back, at the end of the reply
+  // back until it is whole; `last` (the reply's end) lets go of what was held.
+  Parts push(std::string_view text, bool last = false);
 
  private:
   enum class State { Start, Reasoning, Content };
+  Parts split(std::string_view text);
+  Parts finish();
   ReasoningFormat format_;
   State state_ = State::Start;
   std::string held_;

@@ -12,17 +12,6 @@ namespace nanoserve::server {
 
 using json = nlohmann::ordered_json;
 
-namespace {
-
-// OpenAI's ids: a prefix, an underscore and random hex ("resp_...", "msg_...", "call_...").
-std::string item_id(const char* prefix) {
-  std::string id = random_id(prefix);
-  id[id.find('-')] = '_';
-  return id;
-}
-
-}  // namespace
-
 void ResponseCall::start(const GenerationContext& context, ResponseStore& store, std::shared_ptr<Exchange> exchange,
                          ResponsesRequest meta, GenerationRequest request, Prompt prompt, Done done) {
   std::shared_ptr<ResponseCall> call(new ResponseCall(context, store, std::move(exchange), std::move(meta),
@@ -81,12 +70,7 @@ void ResponseCall::on_event(const Event& event) {
   completion_tokens_ += static_cast<int64_t>(event.tokens.size());
   ReasoningSplitter::Parts parts;
   if (splitter_) {
-    parts = splitter_->push(event.text);
-    if (event.finish) {
-      auto rest = splitter_->finish();
-      parts.reasoning += rest.reasoning;
-      parts.content += rest.content;
-    }
+    parts = splitter_->push(event.text, event.finish.has_value());
   } else {
     parts.content = event.text;
   }

@@ -12,13 +12,10 @@ ReasoningSplitter::Parts split(ReasoningFormat format, std::string_view text, si
   ReasoningSplitter splitter(format);
   ReasoningSplitter::Parts all;
   for (size_t at = 0; at < text.size(); at += step) {
-    auto parts = splitter.push(text.substr(at, step));
+    auto parts = splitter.push(text.substr(at, step), at + step >= text.size());
     all.reasoning += parts.reasoning;
     all.content += parts.content;
   }
-  auto rest = splitter.finish();
-  all.reasoning += rest.reasoning;
-  all.content += rest.content;
   return all;
 }
 
