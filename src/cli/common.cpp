@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <sys/resource.h>
 
 #include "cli/checks.h"
@@ -39,8 +40,19 @@ void add_parallel_option(CLI::App& command, ModelOptions& options) {
       ->check(positive());
 }
 
+// The bundled demo model: models/demo of the checkout the program runs from (found up from the
+// executable, wherever the build directory is), else of the checkout it was built in.
+std::string demo_model_dir() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  for (auto dir = exe.parent_path(); !ec && dir.has_relative_path(); dir = dir.parent_path()) {
+    if (std::filesystem::exists(dir / "models/demo/config.json", ec)) return (dir / "models/demo").string();
+  }
+  return NANOSERVE_DEFAULT_MODEL;
+}
+
 std::string model_dir(const ModelOptions& options) {
-  return options.model_dir.empty() ? std::string(NANOSERVE_DEFAULT_MODEL) : hub::resolve_model(options.model_dir);
+  return options.model_dir.empty() ? demo_model_dir() : hub::resolve_model(options.model_dir);
 }
 
 double percentile(std::vector<double> values, double p) {

@@ -449,6 +449,23 @@ TEST(Cli, MaxModelLenCapsTheContext) {
                    "and bench take --max-model-len\n");
 }
 
+// Issue 28: the demo model's path was compiled in; a program copied out of its build finds the
+// models/demo of the checkout it sits in.
+TEST(Cli, TheDemoModelIsFoundFromTheProgramsPlace) {
+  test::ScratchDir dir;
+  std::filesystem::create_directories(dir.path() / "out/of/tree");
+  std::filesystem::copy_file(NANOSERVE_BINARY, dir.path() / "out/of/tree/nanoserve");
+  test::copy_dir(test::demo_model_dir(), (dir.path() / "models/demo").string());
+  const std::string command = (dir.path() / "out/of/tree/nanoserve").string() + " generate -p Hi -n 1 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string out;
+  char buffer[4096];
+  for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
+  EXPECT_EQ(pclose(pipe), 0) << out;
+  EXPECT_TRUE(contains(out, "loaded " + (dir.path() / "models/demo").string() + " (llama family")) << out;
+}
+
 // Issue 30: every run loaded cuBLAS, cuBLASLt and NCCL at start (0.5 s cold, 200 MB mapped), GPU or
 // not. They come with the CUDA plugin, loaded only for --device cuda; the dynamic loader's own log
 // (LD_DEBUG=files) lists every object a CPU run opens.

@@ -117,7 +117,8 @@ test("/metrics labels unknown paths as one fixed value, in valid exposition form
     assert.ok(text.length < 20000, `metrics grew to ${text.length} bytes`);
     assert.doesNotMatch(text, /fake_metric/);
     for (const line of text.split("\n").filter((l) => l && !l.startsWith("#"))) {
-      assert.match(line, /^[a-z_]+(\{[a-z_]+="[^"\\\n]*"(,[a-z_]+="[^"\\\n]*")*\})? [0-9.e+-]+$/, line);
+      // Prometheus' grammar: metric names may hold colons (vLLM's vllm:*), label names may not.
+      assert.match(line, /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*")*\})? [0-9.e+-]+$/, line);
     }
     const m = await metrics(s.url);
     assert.equal(m['nanoserve_requests_total{endpoint="other",status="404"}'], 301);
