@@ -134,7 +134,8 @@ std::optional<json> response_format(const json& text) {
   if (has_type(format, "text")) return std::nullopt;
   if (has_type(format, "json_object")) return json{{"type", "json_object"}};
   if (has_type(format, "json_schema")) {
-    json schema = {{"name", format.value("name", "response")}};
+    const std::string* name = string_field(format, "name");
+    json schema = {{"name", name ? *name : "response"}};
     for (const char* key : {"schema", "strict", "description"}) {
       if (format.contains(key)) schema[key] = format[key];
     }

@@ -1,11 +1,14 @@
 #include "server/structured_output.h"
 
+#include "server/openai_request.h"
+
 #include <fmt/format.h>
 
 #include "grammar/gbnf.h"
 #include "grammar/json_schema.h"
 #include "grammar/regex.h"
 #include "server/api_error.h"
+#include "server/openai_request.h"
 #include "util/error.h"
 #include "util/json_parse.h"
 
@@ -156,7 +159,7 @@ ToolChoice read_tool_choice(const Json& body) {
     for (size_t i = 0; i < tools->size(); ++i) {
       const Json& t = (*tools)[i];
       const std::string where = fmt::format("tools[{}]", i);
-      if (!t.is_object() || t.value("type", std::string()) != "function") {
+      if (!has_type(t, "function")) {  // a "type" that is not a string is not a function either
         bad(where + ".type", "only tools of type \"function\" are supported");
       }
       const Json* f = find(t, "function");
