@@ -50,7 +50,7 @@ Engine::Engine(const Model& model, const Tokenizer* tokenizer, const EngineOptio
                                  options.block_size, options.kv_dtype)),
       num_blocks_(caches_[0].num_blocks()),
       blocks_(num_blocks_, options.block_size, options.prefix_caching),
-      scheduler_(blocks_, caches_, options.limits) {
+      scheduler_(blocks_, options.limits) {
   stats_.total_blocks = num_blocks_;
   stats_.block_size = options.block_size;
 }
@@ -258,10 +258,14 @@ void Engine::watch_trigger(Sequence& s, int32_t token) {
 
 bool Engine::step() {
   drain_inbox();
-  const auto plan = scheduler_.schedule();
+  const StepPlan step_plan = scheduler_.schedule();
+  const std::vector<ScheduledSlice>& plan = step_plan.slices;
   if (plan.empty()) {
     publish_stats(0, 0);  // cancellations may have changed the counts
     return false;
+  }
+  for (const BlockCopy& copy : step_plan.copies) {
+    for (KvCache& cache : caches_) cache.copy_block(copy.from, copy.to);
   }
   std::vector<SequenceSlice> slices;
   for (const auto& p : plan) {

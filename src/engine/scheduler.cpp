@@ -6,8 +6,7 @@
 
 namespace nanoserve {
 
-Scheduler::Scheduler(BlockManager& blocks, std::span<KvCache> caches, SchedulerLimits limits)
-    : blocks_(blocks), caches_(caches), limits_(limits) {}
+Scheduler::Scheduler(BlockManager& blocks, SchedulerLimits limits) : blocks_(blocks), limits_(limits) {}
 
 void Scheduler::add(std::unique_ptr<Sequence> s) {
   s->arrival = next_arrival_++;
@@ -35,14 +34,14 @@ void Scheduler::free_blocks(Sequence& s) {
   s.chain_hash = 0;
 }
 
-bool Scheduler::reserve(Sequence& s, int64_t positions) {
+bool Scheduler::reserve(Sequence& s, int64_t positions, std::vector<BlockCopy>& copies) {
   const int64_t size = blocks_.block_size();
   // The block the next key is written to must not be shared (forked samples share the prompt's last block).
   const auto write_block = static_cast<size_t>(s.computed / size);
   if (write_block < s.blocks.size() && blocks_.ref_count(s.blocks[write_block]) > 1) {
     auto copy = blocks_.allocate();
     if (!copy) return false;
-    for (KvCache& cache : caches_) cache.copy_block(s.blocks[write_block], *copy);
+    copies.push_back({s.blocks[write_block], *copy});
     blocks_.release(s.blocks[write_block]);
     s.blocks[write_block] = *copy;
   }
@@ -86,8 +85,9 @@ bool Scheduler::preempt_newest(const std::vector<ScheduledSlice>& scheduled, Seq
   return false;
 }
 
-std::vector<ScheduledSlice> Scheduler::schedule() {
-  std::vector<ScheduledSlice> out;
+StepPlan Scheduler::schedule() {
+  StepPlan plan;
+  std::vector<ScheduledSlice>& out = plan.slices;
   int64_t budget = limits_.max_batched_tokens;
   // Running sequences, oldest first. Iterating over a snapshot: preemption moves entries away.
   std::vector<Sequence*> snapshot;
@@ -96,8 +96,8 @@ std::vector<ScheduledSlice> Scheduler::schedule() {
     if (budget == 0) break;
     if (std::none_of(running_.begin(), running_.end(), [&](const auto& r) { return r.get() == s; })) continue;
     const int64_t count = std::min(s->pending(), budget);
-    bool fits = reserve(*s, s->computed + count);
-    while (!fits && preempt_newest(out, *s)) fits = reserve(*s, s->computed + count);
+    bool fits = reserve(*s, s->computed + count, plan.copies);
+    while (!fits && preempt_newest(out, *s)) fits = reserve(*s, s->computed + count, plan.copies);
     if (!fits) continue;  // s itself was preempted
     budget -= count;
     out.push_back({s, count, s->computed + count == static_cast<int64_t>(s->tokens.size())});
@@ -107,7 +107,7 @@ std::vector<ScheduledSlice> Scheduler::schedule() {
     Sequence& s = *waiting_.front();
     if (s.blocks.empty()) match_prefix(s);
     const int64_t count = std::min(s.pending(), budget);
-    if (!reserve(s, s.computed + count)) {
+    if (!reserve(s, s.computed + count, plan.copies)) {
       free_blocks(s);  // do not hold blocks while waiting
       break;
     }
@@ -116,7 +116,7 @@ std::vector<ScheduledSlice> Scheduler::schedule() {
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();
   }
-  return out;
+  return plan;
 }
 
 void Scheduler::computed(Sequence& s, int64_t count) {

@@ -1,7 +1,8 @@
 // Decides what runs in each engine step. Running sequences go first (oldest first), then waiting
 // ones in arrival order, under a token budget (long prompts are prefilled in chunks) and a sequence
 // limit. When blocks run out the newest running sequence is preempted: its blocks are freed and it
-// is recomputed later, from the prefix cache where possible.
+// is recomputed later, from the prefix cache where possible. It only decides: the KV blocks it
+// wants copied come back with the plan, and the engine copies them before the step runs.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +13,6 @@
 
 #include "engine/block_manager.h"
 #include "engine/sequence.h"
-#include "model/kv_cache.h"
 
 namespace nanoserve {
 
@@ -27,14 +27,24 @@ struct ScheduledSlice {
   bool wants_logits;  // the slice reaches the end of the sequence's tokens
 };
 
+// Copy-on-write: a block shared by forked samples is copied before one of them writes into it.
+struct BlockCopy {
+  int32_t from, to;
+};
+
+struct StepPlan {
+  std::vector<ScheduledSlice> slices;
+  std::vector<BlockCopy> copies;  // to make in every rank's KV cache, in order, before the step
+  bool empty() const { return slices.empty(); }
+};
+
 class Scheduler {
  public:
-  // caches: the KV pool's, one per tensor-parallel rank (a copied block is copied in each).
-  Scheduler(BlockManager& blocks, std::span<KvCache> caches, SchedulerLimits limits);
+  Scheduler(BlockManager& blocks, SchedulerLimits limits);
 
   void add(std::unique_ptr<Sequence> sequence);            // to the back of the waiting queue
   void add_running(std::unique_ptr<Sequence> sequence);    // a forked sample, already holding blocks
-  std::vector<ScheduledSlice> schedule();
+  StepPlan schedule();
   void computed(Sequence& sequence, int64_t count);        // after the forward pass: publish full blocks
   void finish(Sequence* sequence);                          // frees its blocks and forgets it
 
@@ -44,13 +54,13 @@ class Scheduler {
   std::vector<Sequence*> all();
 
  private:
-  bool reserve(Sequence& s, int64_t positions);  // blocks for positions [0, positions), copy-on-write
+  // Blocks for positions [0, positions); a shared block about to be written is replaced by a copy.
+  bool reserve(Sequence& s, int64_t positions, std::vector<BlockCopy>& copies);
   void match_prefix(Sequence& s);
   void free_blocks(Sequence& s);
   bool preempt_newest(const std::vector<ScheduledSlice>& scheduled, Sequence& asking);
 
   BlockManager& blocks_;
-  std::span<KvCache> caches_;
   SchedulerLimits limits_;
   std::list<std::unique_ptr<Sequence>> waiting_, running_;  // running_ in arrival order
   uint64_t next_arrival_ = 0;
