@@ -27,7 +27,9 @@ int main(int argc, char** argv) {
   nanoserve::cli::register_tokenize(app);
   nanoserve::cli::register_grammar_test(app);
   // Usage mistakes are told with their fix and exit 2, before anything loads.
-  if (auto message = nanoserve::cli::unknown_subcommand(app, argc, argv)) {
+  auto mistake = nanoserve::cli::unknown_subcommand(app, argc, argv);
+  if (!mistake) mistake = nanoserve::cli::foreign_flag(app, argc, argv);
+  if (auto message = mistake) {
     fmt::print(stderr, "error: {}\n", *message);
     return 2;
   }

@@ -68,6 +68,20 @@ std::optional<std::string> unknown_subcommand(const CLI::App& app, int argc, cha
                       : fmt::format("'{}' is not a nanoserve command; did you mean '{}'?", word, near);
 }
 
+std::optional<std::string> foreign_flag(const CLI::App& app, int argc, char** argv) {
+  if (argc < 2 || argv[1][0] == '-') return std::nullopt;
+  const auto subcommands = app.get_subcommands([&](const CLI::App* sub) { return sub->get_name() == argv[1]; });
+  if (subcommands.empty()) return std::nullopt;
+  const CLI::App* command = subcommands.front();
+  for (int i = 2; i < argc; ++i) {
+    const std::string argument = argv[i];
+    const std::string flag = argument.substr(0, argument.find('='));
+    const bool foreign = std::any_of(kForeignFlags.begin(), kForeignFlags.end(), [&](const auto& f) { return f.first == flag; });
+    if (foreign && command->get_option_no_throw(flag) == nullptr) return explain(*command, argument);
+  }
+  return std::nullopt;
+}
+
 std::string explain_extras(const CLI::App& app) {
   std::string out;
   const CLI::App* command = &app;

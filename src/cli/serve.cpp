@@ -199,6 +199,9 @@ void register_serve(CLI::App& app) {
   auto opt = std::make_shared<ServeOptions>();
   CLI::App* cmd = app.add_subcommand("serve", "Serve the OpenAI API (completions, chat, streaming) over HTTP");
   add_model_options(*cmd, opt->model);
+  // vLLM's form, `serve MODEL`, names the model as -m does.
+  cmd->add_option("MODEL", opt->model.model_dir, "the model, as -m takes it (vLLM's `vllm serve MODEL`)")
+      ->excludes(cmd->get_option("-m"));
   add_parallel_option(*cmd, opt->model);
   add_chat_template_option(*cmd, opt->model);
   cmd->add_option("--host", opt->host, "address or name to listen on (default 127.0.0.1; 0.0.0.0 for every interface)");

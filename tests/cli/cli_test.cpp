@@ -382,7 +382,7 @@ TEST(Cli, MistakesAreToldWithTheirFixBeforeLoading) {
        "error: --top_p is not a flag of generate; did you mean --top-p?\n"},
       {{"serve", "-m", "/nonexistent", "-ngl", "99"},
        "error: -ngl is not a flag of serve: nanoserve keeps the whole model on one device: use --device cuda\n"},
-      {{"serve", "models/demo"}, "error: serve takes the model as a flag: serve -m models/demo\n"},
+      {{"generate", "models/demo", "-p", "x"}, "error: generate takes the model as a flag: generate -m models/demo\n"},
       {{"generate", "-m", "/nonexistent", "--top-p", "5", "-p", "x"}, "error: top_p must be in (0, 1], got 5\n"},
       {{"chat", "-m", "/nonexistent", "--min-p", "3"}, "error: min_p must be in [0, 1], got 3\n"},
       {{"serve", "-m", "/nonexistent", "--port", "99999"}, "--port: 99999 is not in [0, 65535]\nRun with --help for more information.\n"},

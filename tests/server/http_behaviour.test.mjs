@@ -338,3 +338,17 @@ test("serve --chat-template, with chat_template_kwargs passed to the template", 
     await s.stop();
   }
 });
+
+// Issue 30: vLLM's `serve MODEL` form names the model as -m does.
+test("serve MODEL, as vLLM takes it", async () => {
+  const { fileURLToPath } = await import("node:url");
+  const demo = fileURLToPath(new URL("../../models/demo", import.meta.url));
+  const s = await startServer([demo, "--served-model-name", "positional"]);
+  try {
+    const models = await (await fetch(s.url + "/v1/models")).json();
+    assert.equal(models.data[0].id, "positional");
+    assert.match(s.log(), new RegExp(`loaded ${demo.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\(llama family`));
+  } finally {
+    await s.stop();
+  }
+});
