@@ -76,13 +76,6 @@ Expr Expr::literal(std::string_view utf8) {
   return seq(std::move(items));
 }
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 std::vector<CodeRange> normalize(std::vector<CodeRange> ranges) {
   std::sort(ranges.begin(), ranges.end(), [](CodeRange a, CodeRange b) { return a.first < b.first; });
   std::vector<CodeRange> out;

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "util/utf8.h"  // hex_digit, for the escapes of GBNF and regex
+
 namespace nanoserve::grammar {
 
 // Inclusive range of Unicode code points.
@@ -46,8 +48,6 @@ struct Expr {
   static Expr plus(Expr item) { return repeat(std::move(item), 1, -1); }
 };
 
-// The value of a hexadecimal digit, or -1 (the escapes of GBNF and regex both read them).
-int hex_digit(char c);
 
 // Sorted, merged ranges; complement within [0, kMaxCodePoint]; set difference.
 std::vector<CodeRange> normalize(std::vector<CodeRange> ranges);

@@ -8,6 +8,7 @@
 
 #include "server/api_error.h"
 #include "util/error.h"
+#include "util/utf8.h"
 
 namespace nanoserve::server {
 
@@ -284,20 +285,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uint64_t reserved_ = 0;  // of State::buffered_bytes, for the request being read or answered
   bool writing_ = false, watching_ = false, closed_ = false;
   bool response_complete_ = false, keep_alive_ = true;
-  bool linger_ = false;
+  bool linger_ = false;     // answered without reading the request: drop what still arrives before closing
   std::string origin_;      // the current request's Origin header
-  bool preflight_ = false;  // the current request is a CORS preflight  // answered without reading the request: drop what still arrives before closing
+  bool preflight_ = false;  // the current request is a CORS preflight
 };
 
 std::string percent_decode(std::string_view text) {
   std::string out;
   for (size_t i = 0; i < text.size(); ++i) {
-    const auto hex = [&](size_t at) {
-      const char c = text[at];
-      return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-    };
-    if (text[i] == '%' && i + 2 < text.size() && hex(i + 1) >= 0 && hex(i + 2) >= 0) {
-      out += static_cast<char>(hex(i + 1) * 16 + hex(i + 2));
+    if (text[i] == '%' && i + 2 < text.size() && hex_digit(text[i + 1]) >= 0 && hex_digit(text[i + 2]) >= 0) {
+      out += static_cast<char>(hex_digit(text[i + 1]) * 16 + hex_digit(text[i + 2]));
       i += 2;
     } else {
       out += text[i];

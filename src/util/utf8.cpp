@@ -111,4 +111,11 @@ char32_t code_point_before(std::string_view text, size_t end) {
   return next_code_point(text, begin);
 }
 
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 }  // namespace nanoserve

@@ -1,4 +1,4 @@
-// Minimal UTF-8 helpers for the tokenizer and streaming output.
+// Minimal UTF-8 and text helpers for the tokenizer, the grammars and streaming output.
 #pragma once
 
 #include <cstddef>
@@ -22,5 +22,8 @@ std::string valid_utf8(std::string_view text);
 // Where the character that ends at byte `end` (> 0) begins, and its code point.
 size_t previous_code_point_start(std::string_view text, size_t end);
 char32_t code_point_before(std::string_view text, size_t end);
+
+// The value of a hexadecimal digit, or -1 (escapes in GBNF, regexes and URLs).
+int hex_digit(char c);
 
 }  // namespace nanoserve
