@@ -20,6 +20,14 @@ std::unique_ptr<Sequence> sequence(int64_t prompt, int32_t first_token = 0) {
   return s;
 }
 
+// A new sequence queued in the scheduler, which owns it.
+Sequence* add(Scheduler& scheduler, int64_t prompt, int32_t first_token = 0) {
+  auto owned = sequence(prompt, first_token);
+  Sequence* s = owned.get();
+  scheduler.add(std::move(owned));
+  return s;
+}
+
 // Runs the plan as the engine would: every slice computed, one token appended where it asked for logits.
 void run(Scheduler& scheduler, const StepPlan& plan) {
   for (const auto& slice : plan.slices) {
@@ -31,9 +39,7 @@ void run(Scheduler& scheduler, const StepPlan& plan) {
 TEST(Scheduler, ChunksALongPromptUnderTheTokenBudget) {
   BlockManager blocks(64, kBlock, true);
   Scheduler scheduler(blocks, {.max_num_seqs = 8, .max_batched_tokens = 32});
-  auto owned = sequence(80);
-  Sequence* s = owned.get();
-  scheduler.add(std::move(owned));
+  Sequence* s = add(scheduler, 80);
   std::vector<std::pair<int64_t, bool>> steps;
   for (int i = 0; i < 4; ++i) {
     const StepPlan plan = scheduler.schedule();
@@ -49,11 +55,7 @@ TEST(Scheduler, AdmitsUpToTheSequenceLimitInArrivalOrder) {
   BlockManager blocks(64, kBlock, true);
   Scheduler scheduler(blocks, {.max_num_seqs = 2, .max_batched_tokens = 512});
   std::vector<Sequence*> seqs;
-  for (int i = 0; i < 3; ++i) {
-    auto s = sequence(10, 100 * i);
-    seqs.push_back(s.get());
-    scheduler.add(std::move(s));
-  }
+  for (int i = 0; i < 3; ++i) seqs.push_back(add(scheduler, 10, 100 * i));
   const StepPlan plan = scheduler.schedule();
   ASSERT_EQ(plan.slices.size(), 2u);
   EXPECT_EQ(plan.slices[0].sequence, seqs[0]);
@@ -66,11 +68,8 @@ TEST(Scheduler, AdmitsUpToTheSequenceLimitInArrivalOrder) {
 TEST(Scheduler, PreemptsTheNewestWhenBlocksRunOut) {
   BlockManager blocks(4, kBlock, false);
   Scheduler scheduler(blocks, {.max_num_seqs = 8, .max_batched_tokens = 512});
-  auto first = sequence(30), second = sequence(30, 1000);
-  Sequence* older = first.get();
-  Sequence* newer = second.get();
-  scheduler.add(std::move(first));
-  scheduler.add(std::move(second));
+  Sequence* older = add(scheduler, 30);
+  Sequence* newer = add(scheduler, 30, 1000);
   StepPlan plan = scheduler.schedule();
   ASSERT_EQ(plan.slices.size(), 2u);  // 2 blocks each: the pool is full
   EXPECT_EQ(blocks.available_blocks(), 0);
@@ -91,9 +90,7 @@ TEST(Scheduler, PreemptsTheNewestWhenBlocksRunOut) {
 TEST(Scheduler, CopiesASharedBlockBeforeAForkedSampleWritesIntoIt) {
   BlockManager blocks(16, kBlock, true);
   Scheduler scheduler(blocks, {.max_num_seqs = 8, .max_batched_tokens = 512});
-  auto parent = sequence(20);
-  Sequence* p = parent.get();
-  scheduler.add(std::move(parent));
+  Sequence* p = add(scheduler, 20);
   run(scheduler, scheduler.schedule());  // 20 computed, a 21st token appended; blocks 0 and 1
   // A forked sample shares both blocks, as Engine::fork makes it.
   auto child = std::make_unique<Sequence>();
@@ -122,14 +119,10 @@ TEST(Scheduler, CopiesASharedBlockBeforeAForkedSampleWritesIntoIt) {
 TEST(Scheduler, ReusesACachedPrefix) {
   BlockManager blocks(16, kBlock, true);
   Scheduler scheduler(blocks, {.max_num_seqs = 8, .max_batched_tokens = 512});
-  auto first = sequence(40);
-  Sequence* a = first.get();
-  scheduler.add(std::move(first));
+  Sequence* a = add(scheduler, 40);
   run(scheduler, scheduler.schedule());
   scheduler.finish(a);
-  auto again = sequence(40);
-  Sequence* b = again.get();
-  scheduler.add(std::move(again));
+  Sequence* b = add(scheduler, 40);
   const StepPlan plan = scheduler.schedule();
   ASSERT_EQ(plan.slices.size(), 1u);
   EXPECT_EQ(b->cached_prompt_tokens, 32);  // two full blocks; the last 8 tokens run
