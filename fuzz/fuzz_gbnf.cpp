@@ -7,6 +7,7 @@
 #include "grammar/matcher.h"
 #include "grammar/regex.h"
 #include "util/error.h"
+#include "walk_matcher.h"
 
 namespace {
 const std::shared_ptr<const nanoserve::grammar::TokenTrie>& byte_trie() {
@@ -34,15 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       g = std::make_shared<const Grammar>(b.compile(root));
     }
     Matcher m(g, byte_trie());
-    for (int step = 0; step < 8 && !m.finished(); ++step) {
-      const auto mask = m.allowed();
-      const auto& bits = *mask;
-      int32_t token = -1;
-      for (size_t w = 0; w < bits.size() && token < 0; ++w) {
-        if (bits[w]) token = static_cast<int32_t>(w * 64 + static_cast<size_t>(__builtin_ctzll(bits[w])));
-      }
-      if (token < 0 || !m.accept(token)) break;
-    }
+    walk_lowest_tokens(m, 8);
   } catch (const nanoserve::Error&) {
   }
   return 0;

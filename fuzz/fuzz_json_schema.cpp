@@ -8,6 +8,7 @@
 #include "grammar/matcher.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "walk_matcher.h"
 #include "util/json_parse.h"
 
 namespace {
@@ -23,15 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const auto schema = parse_ordered_json(std::string_view(reinterpret_cast<const char*>(data), size), "schema");
     auto g = std::make_shared<const grammar::Grammar>(grammar::compile_json_schema(schema));
     grammar::Matcher m(g, trie());
-    for (int step = 0; step < 4 && !m.finished(); ++step) {  // always the lowest allowed token
-      const auto mask = m.allowed();
-      const auto& bits = *mask;
-      int32_t token = -1;
-      for (size_t w = 0; w < bits.size() && token < 0; ++w) {
-        if (bits[w]) token = static_cast<int32_t>(w * 64 + static_cast<size_t>(__builtin_ctzll(bits[w])));
-      }
-      if (token < 0 || !m.accept(token)) break;
-    }
+    walk_lowest_tokens(m, 4);
   } catch (const Error&) {
   }
   return 0;
