@@ -59,9 +59,9 @@ test("a message streams a reply with its token counts and speed", async () => {
   assert.ok((await page.locator(".msg.assistant").textContent()).length > 0);
   const stats = await page.locator(".meta .stats").textContent();
   const [, tokens, seconds, rate] = stats.match(/^(\d+) tokens in ([\d.]+) s · ([\d.]+) tok\/s · prompt \d+ tokens.* · first token after \d+ ms$/);
-  // The rate is tokens over the reply's time; the time is shown to 0.01 s.
+  // The rate is tokens over the reply's time; the time is shown to 0.01 s and the rate to 0.1 tok/s.
   const slowest = Number(tokens) / (Number(seconds) + 0.005), fastest = Number(tokens) / Math.max(Number(seconds) - 0.005, 1e-3);
-  assert.ok(Number(tokens) > 0 && Number(rate) >= slowest * 0.999 && Number(rate) <= fastest * 1.001, stats);
+  assert.ok(Number(tokens) > 0 && Number(rate) + 0.05 >= slowest && Number(rate) - 0.05 <= fastest, stats);
   assert.deepEqual(page.errors, []);
   await page.context().close();
 });
