@@ -29,6 +29,8 @@ struct ServeOptions {
   std::string tool_call_parser;  // empty: detect from the chat template
   std::string reasoning_parser;  // empty: none
   std::string served_model_name;
+  std::string task = "auto";  // auto: embed when the model has a pooling config (modules.json)
+  std::string pooling;        // overrides the model's pooling; empty: the model's, or last
   EngineOptions engine;
   KvPoolOptions kv_pool;
   int64_t max_queued = 1024;
@@ -145,12 +147,28 @@ std::string listen_address(const std::string& host) {
   return results.begin()->endpoint().address().to_string();
 }
 
+// --task and --pooling against the model: the pooling an embedding server uses, or none to generate.
+std::optional<Pooling> embedding_task(const ServeOptions& opt, const Model& model) {
+  const bool embed = opt.task == "embed" || (opt.task == "auto" && model.pooling);
+  if (!embed) {
+    if (!opt.pooling.empty()) fail("--pooling {}: pooling is for --task embed", opt.pooling);
+    if (!model.config.has_lm_head) fail("this model has no LM head (an embedding model's weights): serve it with --task embed");
+    return std::nullopt;
+  }
+  Pooling pooling = model.pooling.value_or(Pooling{});  // none given: last token, normalized, as vLLM pools decoders
+  if (!opt.pooling.empty()) pooling.mode = *pooling_mode_named(opt.pooling);
+  log::info("serving embeddings: {}{} pooling{}", pooling_mode_name(pooling.mode), pooling.mode == PoolingMode::Last ? "-token" : "",
+            pooling.normalize ? ", normalized" : "");
+  return pooling;
+}
+
 void run_serve(const ServeOptions& opt) {
   const auto start = std::chrono::steady_clock::now();
   log::configure(*log::parse_level(opt.log_level), opt.log_format == "json" ? log::Format::Json : log::Format::Text);
   const std::string address = listen_address(opt.host);
   raise_open_files_limit();
   Model model = load(opt.model);
+  const std::optional<Pooling> embedding = embedding_task(opt, model);
   Tokenizer tokenizer = load_tokenizer(opt.model);
   std::optional<ChatTemplate> chat_template;
   try {
@@ -171,7 +189,8 @@ void run_serve(const ServeOptions& opt) {
                                  .max_sequences_per_request = opt.max_sequences_per_request,
                                  .kv_tokens = stats.total_blocks * engine_opts.block_size,
                                  .tool_call_parser = opt.tool_call_parser,
-                                 .reasoning_parser = opt.reasoning_parser};
+                                 .reasoning_parser = opt.reasoning_parser,
+                                 .embedding = embedding};
   server::Api api(io, engine, tokenizer, chat_template ? &*chat_template : nullptr, api_options);
   server::HttpLimits limits;
   limits.max_body_bytes = opt.max_body_bytes;
@@ -215,6 +234,14 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--tool-call-parser", opt->tool_call_parser,
                   "how the model writes tool calls: hermes, llama3_json, mistral or generic (default: from the chat template)")
       ->check(CLI::IsMember({"hermes", "llama3_json", "mistral", "generic"}));
+  cmd->add_option("--task", opt->task,
+                  "generate, or embed: /v1/embeddings instead of the generation routes (default auto: embed when the "
+                  "model directory has a sentence-transformers modules.json)")
+      ->check(CLI::IsMember({"auto", "generate", "embed"}));
+  cmd->add_option("--pooling", opt->pooling,
+                  "with --task embed: last (token), mean or cls, in place of the model's pooling (default: the model's "
+                  "modules.json, else last)")
+      ->check(CLI::IsMember({"last", "mean", "cls"}));
   cmd->add_option("--served-model-name", opt->served_model_name, "the model id clients name (default: the -m argument)");
   cmd->add_option("--max-queued", opt->max_queued, "sequences in flight (prompts x n) beyond which new requests get 503 (default 1024)")
       ->check(positive());

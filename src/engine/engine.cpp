@@ -59,7 +59,11 @@ Engine::~Engine() { stop(); }
 
 uint64_t Engine::submit(Request request, EventCallback callback) {
   const ModelConfig& c = model_.config;
-  request.params.validate(sample_vocab_);
+  const bool embed = request.embed.has_value();
+  if (!embed) {
+    request.params.validate(sample_vocab_);
+    if (!c.has_lm_head) fail("this model has no LM head (an embedding model's weights): it makes embeddings, not text");
+  }
   if (request.prompt.empty()) fail("the prompt is empty");
   for (size_t i = 0; i < request.prompt.size(); ++i) {
     if (request.prompt[i] < 0 || request.prompt[i] >= c.vocab_size) {
@@ -68,7 +72,8 @@ uint64_t Engine::submit(Request request, EventCallback callback) {
   }
   if (!tokenizer_ && !request.params.stop.empty()) fail("stop strings need a tokenizer");
   const auto prompt = static_cast<int64_t>(request.prompt.size());
-  const int64_t total = prompt + request.params.max_tokens;
+  const int64_t total = prompt + (embed ? 0 : request.params.max_tokens);
+  if (embed && total > max_model_len_) fail("the input is {} tokens, more than the context of {}", prompt, max_model_len_);
   if (total > max_model_len_) {
     fail("the prompt ({} tokens) plus max_tokens ({}) is {} tokens, more than {}", prompt, request.params.max_tokens, total,
          max_model_len_ < c.max_positions ? fmt::format("the context of {} (--max-model-len)", max_model_len_)
@@ -88,16 +93,10 @@ uint64_t Engine::submit(Request request, EventCallback callback) {
   s->request = state;
   s->prompt_len = prompt;
   s->tokens = std::move(request.prompt);
-  s->sampler = std::make_unique<Sampler>(state->params, s->tokens, sample_seed(state->params, 0));
-  if (tokenizer_) s->decoder = std::make_unique<StreamDecoder>(*tokenizer_, s->tokens);
-  s->stop = StopMatcher(state->params.stop);
-  if (state->params.grammar) {
-    if (!tokenizer_) fail("structured output (a grammar or JSON schema) needs a tokenizer");
-    {
-      std::lock_guard lock(mutex_);
-      if (!trie_) trie_ = grammar::TokenTrie::of(*tokenizer_);
-    }
-    if (state->params.grammar_trigger.empty()) s->matcher = std::make_unique<grammar::Matcher>(state->params.grammar, trie_);
+  if (embed) {
+    s->pooler = std::make_unique<Pooler>(*request.embed, c.hidden_size, prompt);
+  } else {
+    prepare_sampling(*s);
   }
   {
     std::lock_guard lock(mutex_);
@@ -106,6 +105,22 @@ uint64_t Engine::submit(Request request, EventCallback callback) {
   }
   wake_.notify_one();
   return state->id;
+}
+
+// A generation's sampler, detokenizer, stop strings and grammar matcher.
+void Engine::prepare_sampling(Sequence& s) {
+  const std::shared_ptr<RequestState>& state = s.request;
+  s.sampler = std::make_unique<Sampler>(state->params, s.tokens, sample_seed(state->params, 0));
+  if (tokenizer_) s.decoder = std::make_unique<StreamDecoder>(*tokenizer_, s.tokens);
+  s.stop = StopMatcher(state->params.stop);
+  if (state->params.grammar) {
+    if (!tokenizer_) fail("structured output (a grammar or JSON schema) needs a tokenizer");
+    {
+      std::lock_guard lock(mutex_);
+      if (!trie_) trie_ = grammar::TokenTrie::of(*tokenizer_);
+    }
+    if (state->params.grammar_trigger.empty()) s.matcher = std::make_unique<grammar::Matcher>(state->params.grammar, trie_);
+  }
 }
 
 void Engine::cancel(uint64_t request_id) {
@@ -267,6 +282,56 @@ bool Engine::step() {
   for (const BlockCopy& copy : step_plan.copies) {
     for (KvCache& cache : caches_) cache.copy_block(copy.from, copy.to);
   }
+  std::vector<ScheduledSlice> generating, embedding;
+  for (const auto& p : plan) (p.sequence->pooler ? embedding : generating).push_back(p);
+  if (!embedding.empty()) embed_step(embedding);
+  if (!generating.empty()) generate_step(generating);
+  return true;
+}
+
+// Embeddings' prefill chunks: the final hidden states their pooling reads, pooled; a sequence whose
+// prompt is all computed finishes with its vector.
+void Engine::embed_step(const std::vector<ScheduledSlice>& plan) {
+  std::vector<SequenceSlice> slices;
+  std::vector<int64_t> rows;  // per slice: the hidden rows it asks for
+  for (const auto& p : plan) {
+    const Sequence& s = *p.sequence;
+    const PooledRows wanted = s.pooler->wants(s.computed, p.count);
+    const LogitsFor which = wanted == PooledRows::All    ? LogitsFor::AllTokens
+                            : wanted == PooledRows::Last ? LogitsFor::LastToken
+                                                         : LogitsFor::None;
+    slices.push_back({std::span(s.tokens).subspan(static_cast<size_t>(s.computed), static_cast<size_t>(p.count)),
+                      s.computed, s.blocks, which});
+    rows.push_back(wanted == PooledRows::All ? p.count : wanted == PooledRows::Last ? 1 : 0);
+  }
+  std::vector<float> hidden;  // [rows, hidden_size]
+  try {
+    hidden = ranks_.forward_hidden(slices, caches_);
+  } catch (const std::exception& e) {  // fails the embeddings in this batch, not the engine
+    for (const auto& p : plan) {
+      Event event;
+      event.error = e.what();
+      finish(*p.sequence, FinishReason::Error, std::move(event));
+    }
+    return;
+  }
+  const int64_t width = model_.config.hidden_size;
+  int64_t row = 0, prompt_tokens = 0;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    Sequence& s = *plan[i].sequence;
+    s.pooler->add(s.computed, plan[i].count, hidden.data() + row * width);
+    row += rows[i];
+    prompt_tokens += plan[i].count;
+    scheduler_.computed(s, plan[i].count);
+    if (s.computed < s.prompt_len) continue;
+    Event event;
+    event.embedding = s.pooler->result();
+    finish(s, FinishReason::Stop, std::move(event));
+  }
+  publish_stats(prompt_tokens, 0);
+}
+
+void Engine::generate_step(const std::vector<ScheduledSlice>& plan) {
   std::vector<SequenceSlice> slices;
   for (const auto& p : plan) {
     const Sequence& s = *p.sequence;
@@ -295,11 +360,10 @@ bool Engine::step() {
       event.error = e.what();
       finish(*p.sequence, FinishReason::Error, std::move(event));
     }
-    return true;
+    return;
   }
   for (auto& m : masks) m.wait();  // errors surface again, per sequence, when it samples
   process_logits(plan, greedy, logits, picks);
-  return true;
 }
 
 std::vector<std::future<void>> Engine::prepare_masks(const std::vector<ScheduledSlice>& plan) {

@@ -77,6 +77,10 @@ class Engine {
 
  private:
   void drain_inbox();
+  void prepare_sampling(Sequence& s);  // a generation's sampler, detokenizer, stops and grammar
+  // One step's work, the scheduled slices split by kind: embeddings are pooled, generations sample.
+  void embed_step(const std::vector<ScheduledSlice>& plan);
+  void generate_step(const std::vector<ScheduledSlice>& plan);
   void sample(Sequence& s, std::span<const float> logits);
   // Starts computing the allowed tokens of the scheduled grammar sequences, on other threads while
   // the forward pass runs; the returned futures finish before sampling.

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "model/pooling.h"
+
 namespace nanoserve {
 
 namespace grammar {
@@ -46,6 +48,9 @@ struct SamplingParams {
 struct Request {
   std::vector<int32_t> prompt;
   SamplingParams params;
+  // An embedding: the prompt is prefilled, nothing is generated, its KV blocks are freed at the end,
+  // and its final hidden states are pooled into the final event's vector. params is then unused.
+  std::optional<Pooling> embed = {};
 };
 
 enum class FinishReason { Stop, Length, Cancelled, Error };
@@ -66,6 +71,7 @@ struct Event {
   std::vector<TokenLogprob> logprobs;
   std::optional<FinishReason> finish;
   std::string error;                 // with FinishReason::Error
+  std::vector<float> embedding;      // an embedding request's vector, on its final event
   int64_t prompt_tokens = 0, cached_prompt_tokens = 0, completion_tokens = 0;  // on the final event
 };
 

@@ -54,8 +54,9 @@ bool Scheduler::reserve(Sequence& s, int64_t positions, std::vector<BlockCopy>& 
 }
 
 // Reuses published blocks for the longest cached prefix, leaving at least one token to compute
-// (its logits are needed).
+// (its logits are needed). Not for an embedding: it pools the hidden state of every position.
 void Scheduler::match_prefix(Sequence& s) {
+  if (s.pooler) return;
   const int64_t size = blocks_.block_size();
   const int64_t full = (static_cast<int64_t>(s.tokens.size()) - 1) / size;
   for (int64_t i = 0; i < full; ++i) {

@@ -10,6 +10,7 @@
 #include "engine/sampler.h"
 #include "engine/stop_matcher.h"
 #include "grammar/matcher.h"
+#include "model/pooling.h"
 #include "tokenizer/stream_decoder.h"
 
 namespace nanoserve {
@@ -34,7 +35,8 @@ struct Sequence {
   uint64_t chain_hash = 0;      // hash of those blocks
   int64_t cached_prompt_tokens = 0;  // prompt tokens found in the prefix cache at admission
   bool forked = false;          // the n > 1 siblings have been made
-  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<Sampler> sampler;  // absent for an embedding
+  std::unique_ptr<Pooler> pooler;    // an embedding's: it pools the prompt instead of sampling
   std::unique_ptr<StreamDecoder> decoder;  // absent without a tokenizer
   StopMatcher stop{{}};
   std::unique_ptr<grammar::Matcher> matcher;  // with a grammar: where the output is in it

@@ -131,6 +131,19 @@ RopeConfig parse_rope_config(const json& j, const std::string& source) {
   return parse_rope_parameters(json::object(), j, source);
 }
 
+static void parse_matryoshka(const JsonFields& f, ModelConfig& c) {
+  c.matryoshka = f.boolean("is_matryoshka", false) || f.has("matryoshka_dimensions");
+  if (!f.has("matryoshka_dimensions")) return;
+  const json& dims = f.value("matryoshka_dimensions");
+  if (!dims.is_array()) f.invalid("matryoshka_dimensions", "a list of widths");
+  for (const auto& d : dims) {
+    if (!d.is_number_integer() || d.get<int64_t>() < 1 || d.get<int64_t>() > c.hidden_size) {
+      f.invalid("matryoshka_dimensions", fmt::format("widths from 1 to hidden_size ({})", c.hidden_size));
+    }
+    c.matryoshka_dimensions.push_back(d.get<int64_t>());
+  }
+}
+
 ModelConfig parse_model_config(const json& j, const std::string& source) {
   JsonFields f(j, source);
   ModelConfig c;
@@ -160,6 +173,7 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   if (c.head_dim % 2 != 0) fail("{}: head_dim ({}) must be even for rotary embeddings", source, c.head_dim);
   c.bos_token_id = parse_bos(f);
   c.eos_token_ids = parse_token_ids(f, "eos_token_id");
+  parse_matryoshka(f, c);
   return c;
 }
 

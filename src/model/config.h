@@ -48,7 +48,12 @@ struct ModelConfig {
   int64_t max_positions = 0;      // max_position_embeddings: the longest context
   double norm_eps = 1e-6;         // rms_norm_eps
   bool tied_embeddings = false;   // tie_word_embeddings: the LM head is the embedding matrix
+  bool has_lm_head = true;        // false: an embedding model's base weights alone, which make no logits
   RopeConfig rope;
+  // An embedding model trained so that a vector's leading dimensions are an embedding too
+  // (is_matryoshka, or matryoshka_dimensions listing the widths): the API's `dimensions` needs it.
+  bool matryoshka = false;
+  std::vector<int64_t> matryoshka_dimensions;  // empty: any width up to hidden_size
   std::optional<int64_t> bos_token_id;
   std::vector<int64_t> eos_token_ids;
 };

@@ -202,6 +202,19 @@ void frequency_factors(const std::map<std::string, TensorView>& tensors, const s
   config.rope.freq_factors = tensor_values(it->second, source);
 }
 
+// An embedding model's {arch}.pooling_type, as llama.cpp writes it: 1 mean, 2 CLS, 3 last token
+// (0: none, a generative model). llama.cpp normalizes embeddings by default; so does this.
+std::optional<Pooling> gguf_pooling(const GgufMetadata& meta, const GgufArch& arch, const std::string& source) {
+  const auto type = meta.integer(std::string(arch.gguf) + ".pooling_type");
+  if (!type || *type == 0) return std::nullopt;
+  switch (*type) {
+    case 1: return Pooling{PoolingMode::Mean, true};
+    case 2: return Pooling{PoolingMode::Cls, true};
+    case 3: return Pooling{PoolingMode::Last, true};
+  }
+  fail("{}: {}.pooling_type {} is not supported (1 mean, 2 cls, 3 last)", source, arch.gguf, *type);
+}
+
 }  // namespace
 
 Model model_from_gguf(const GgufContents& contents, const std::string& source) {
@@ -221,6 +234,7 @@ Model model_from_gguf(const GgufContents& contents, const std::string& source) {
   if (arch.permuted_qk) model.arch.rope_pairs = RopePairs::Interleaved;
   if (arch.norms_plus_one && model.arch.norm == NormKind::RmsPlusOne) model.arch.norm = NormKind::Rms;
   model.names = gguf_weight_names(*family.names);
+  model.pooling = gguf_pooling(meta, arch, source);
   with_context(source, [&] { bind_weights(model, {kRopeFreqs, kRopeLong, kRopeShort}, ""); });
   return model;
 }

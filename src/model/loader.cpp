@@ -94,6 +94,11 @@ Model load_hf_directory(const std::string& directory, const LoadOptions& options
   check_layer_count(model.config, model.tensors, config_path);
   model.arch = family.describe(config_json, model.config, config_path);
   model.names = *family.names;
+  model.pooling = read_pooling(directory);
+  // Embedding models ship the base model's weights: an untied head that is absent is not needed.
+  if (model.pooling && !model.config.tied_embeddings && !model.tensors.count(model.names.lm_head)) {
+    model.config.has_lm_head = false;
+  }
   with_context(directory, [&] {
     std::vector<std::string> ignorable = family.names->ignored_suffixes;
     if (model.config.tied_embeddings) ignorable.push_back(family.names->lm_head);  // HF ignores it too

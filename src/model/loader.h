@@ -5,12 +5,14 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "formats/gguf.h"
 #include "formats/hf_checkpoint.h"
 #include "model/arch.h"
 #include "model/config.h"
+#include "model/pooling.h"
 #include "model/weights.h"
 
 namespace nanoserve {
@@ -24,6 +26,7 @@ struct Model {
   std::unique_ptr<HfCheckpoint> checkpoint;   // owns the mapped files the weights point into...
   std::unique_ptr<GgufFile> gguf;             // ...or this, for a GGUF file
   std::vector<std::string> ignored_tensors;   // on disk but not weights (rotary buffers, GGUF RoPE factors)
+  std::optional<Pooling> pooling;             // an embedding model's (sentence-transformers modules.json)
 };
 
 struct LoadOptions {

@@ -177,14 +177,13 @@ void Transformer::moe_block(int64_t layer, const float* normed, int64_t tokens, 
   }
 }
 
-// Only the rows that want logits go through the final norm and the LM head.
-Buffer Transformer::logits(const Batch& batch, const float* x) const {
+// Only the rows the slices ask for go through the final norm (and the LM head).
+Buffer Transformer::final_rows(const Batch& batch, const float* x) const {
   const ModelConfig& c = model_.config;
   const ArchSpec& a = model_.arch;
   Backend& be = *backend_;
   const int64_t hidden = c.hidden_size;
   const auto n = static_cast<int64_t>(batch.logit_rows.size());
-  if (n == 0) return {};
   Buffer normed = be.floats(n * hidden);  // [n, hidden]
   if (n == batch.tokens()) {  // every row, in order (decode)
     be.norm(a.norm, x, model_.weights.final_norm, n, hidden, c.norm_eps, normed.floats());
@@ -193,6 +192,17 @@ Buffer Transformer::logits(const Batch& batch, const float* x) const {
     be.gather_rows(x, batch.logit_rows, hidden, normed.floats());
     be.norm(a.norm, normed.floats(), model_.weights.final_norm, n, hidden, c.norm_eps, normed.floats());
   }
+  return normed;
+}
+
+Buffer Transformer::logits(const Batch& batch, const float* x) const {
+  const ModelConfig& c = model_.config;
+  const ArchSpec& a = model_.arch;
+  Backend& be = *backend_;
+  const auto n = static_cast<int64_t>(batch.logit_rows.size());
+  if (n == 0) return {};
+  if (!c.has_lm_head) fail("this model has no LM head (an embedding model's weights): it makes embeddings, not text");
+  const Buffer normed = final_rows(batch, x);
   Buffer logits = be.floats(n * model_.weights.lm_head.shape[0]);  // [n, this rank's vocabulary rows]
   be.linear(normed.floats(), n, {model_.weights.lm_head, {}, false}, logits.floats());
   if (share_.vocab_parallel) logits = join_vocabulary(logits.floats(), n);
@@ -215,16 +225,25 @@ Buffer Transformer::join_vocabulary(const float* mine, int64_t rows) const {
 std::vector<float> Transformer::forward(std::span<const SequenceSlice> slices, KvCache& cache,
                                         const ActivationSink* sink) const {
   std::vector<float> logits;
-  step(slices, cache, sink, [&](int64_t rows) {
+  step(slices, cache, sink, Head::Logits, [&](int64_t rows) {
     logits.resize(static_cast<size_t>(rows * model_.config.vocab_size));
     return Backend::StepOutput{.logits = logits.data()};
   });
   return logits;
 }
 
+std::vector<float> Transformer::forward_hidden(std::span<const SequenceSlice> slices, KvCache& cache) const {
+  std::vector<float> hidden;
+  step(slices, cache, nullptr, Head::Hidden, [&](int64_t rows) {
+    hidden.resize(static_cast<size_t>(rows * model_.config.hidden_size));
+    return Backend::StepOutput{.logits = hidden.data()};
+  });
+  return hidden;
+}
+
 std::vector<int32_t> Transformer::forward_greedy(std::span<const SequenceSlice> slices, KvCache& cache) const {
   std::vector<int32_t> tokens;
-  step(slices, cache, nullptr, [&](int64_t rows) {
+  step(slices, cache, nullptr, Head::Logits, [&](int64_t rows) {
     tokens.resize(static_cast<size_t>(rows));
     return Backend::StepOutput{.picks = tokens.data()};
   });
@@ -233,23 +252,25 @@ std::vector<int32_t> Transformer::forward_greedy(std::span<const SequenceSlice> 
 
 // Decode steps (a token per sequence, each wanting its logits) repeat the same operations on the
 // same buffers for a given number of sequences and cache, so the backend may replay them.
-void Transformer::step(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink,
+void Transformer::step(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink, Head head,
                        const std::function<Backend::StepOutput(int64_t rows)>& output) const {
   Batch batch;
   prepare(slices, cache, sink, batch);
   const auto rows = static_cast<int64_t>(batch.logit_rows.size());
   const Backend::StepOutput out = output(rows);
   if (rows == 0) {  // keys and values only
-    compute(batch, cache);
+    residual(batch, cache);
     return;
   }
-  const bool decode = !sink && rows == batch.tokens() && rows == static_cast<int64_t>(slices.size());
+  const bool logits = head == Head::Logits;
+  const bool decode = logits && !sink && rows == batch.tokens() && rows == static_cast<int64_t>(slices.size());
   const uint64_t replay_key = decode ? (cache.id() << 24 | static_cast<uint64_t>(rows)) : 0;
   const auto work = [&](const Backend::LogitsUser& use) {
-    const Buffer logits = compute(batch, cache);
-    use(logits.floats());
+    const Buffer x = residual(batch, cache);
+    const Buffer result = logits ? this->logits(batch, x.floats()) : final_rows(batch, x.floats());
+    use(result.floats());
   };
-  backend_->run_step(replay_key, work, rows, model_.config.vocab_size, out);
+  backend_->run_step(replay_key, work, rows, logits ? model_.config.vocab_size : model_.config.hidden_size, out);
 }
 
 void Transformer::prepare(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink,
@@ -295,7 +316,7 @@ void Transformer::prepare(std::span<const SequenceSlice> slices, KvCache& cache,
   backend_->begin_step(layout);  // which keeps a reference to it: batch outlives the step
 }
 
-Buffer Transformer::compute(const Batch& batch, KvCache& cache) const {
+Buffer Transformer::residual(const Batch& batch, KvCache& cache) const {
   const ModelConfig& c = model_.config;
   const ArchSpec& a = model_.arch;
   const Weights& w = model_.weights;
@@ -329,7 +350,7 @@ Buffer Transformer::compute(const Batch& batch, KvCache& cache) const {
     }
     batch.emit(fmt::format("layer{}.out", l), x.floats(), hidden);
   }
-  return logits(batch, x.floats());
+  return x;
 }
 
 std::vector<float> Transformer::forward(std::span<const int32_t> tokens, SequenceCache& cache, LogitsFor which,

@@ -49,6 +49,10 @@ class Transformer {
   // backend: greedy decoding with no copy of the logits to the host.
   std::vector<int32_t> forward_greedy(std::span<const SequenceSlice> slices, KvCache& cache) const;
 
+  // Like forward, but returns the final norm's output instead of logits, for the same rows
+  // ([rows, hidden]): the hidden states an embedding model pools.
+  std::vector<float> forward_hidden(std::span<const SequenceSlice> slices, KvCache& cache) const;
+
   // One sequence in its own cache: runs tokens at positions cache.length() onwards and advances it.
   // Throws Error if the cache is full.
   std::vector<float> forward(std::span<const int32_t> tokens, SequenceCache& cache, LogitsFor which,
@@ -67,7 +71,11 @@ class Transformer {
   void project_qkv(const Batch& batch, int64_t layer, const float* normed, float* q, float* k, float* v) const;
   void mlp_block(int64_t layer, const float* normed, int64_t tokens, float* out) const;
   void moe_block(int64_t layer, const float* normed, int64_t tokens, float* out) const;
-  // The logits rows the slices ask for, [rows, vocab] in the backend's memory (empty: none).
+  // What a step's rows end in: the LM head's logits, or the final norm's output.
+  enum class Head { Logits, Hidden };
+  // The final norm of the rows the slices ask for, [rows, hidden] in the backend's memory.
+  Buffer final_rows(const Batch& batch, const float* x) const;
+  // Those rows' logits, [rows, vocab] (empty: none).
   Buffer logits(const Batch& batch, const float* x) const;
   // Every rank's [rows, its vocabulary rows] logits, side by side: [rows, vocab].
   Buffer join_vocabulary(const float* mine, int64_t rows) const;
@@ -77,11 +85,12 @@ class Transformer {
   void sum_across_ranks(float* x, int64_t count) const;
   // A step's host side: checks the slices, lays them out and hands the layout to the backend.
   void prepare(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink, Batch& batch) const;
-  // Its device side: every layer, then the logits rows (no copies to or from the host, but the
-  // sink's and MoE routing's).
-  Buffer compute(const Batch& batch, KvCache& cache) const;
-  // Both sides, the results going where `output` says once it knows how many logits rows there are.
-  void step(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink,
+  // Its device side: every layer, leaving the residual stream [tokens, hidden] (no copies to or
+  // from the host, but the sink's and MoE routing's).
+  Buffer residual(const Batch& batch, KvCache& cache) const;
+  // Both sides and the head, the results going where `output` says once it knows how many rows
+  // there are.
+  void step(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink, Head head,
             const std::function<Backend::StepOutput(int64_t rows)>& output) const;
 
   const Model& model_;

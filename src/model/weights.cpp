@@ -193,7 +193,7 @@ std::vector<WeightSlot> weight_slots(Weights& w, const ModelConfig& c, const Arc
     if (a.post_norms) s.norm(p + "post_mlp_norm", n.post_mlp_norm, "", hidden, hidden_why, &l.post_mlp_norm);
   }
   s.norm("final_norm", n.final_norm, if_set(layer_norm, n.final_norm_bias), hidden, hidden_why, &w.final_norm);
-  if (!c.tied_embeddings) s.tensor("lm_head", n.lm_head, {c.vocab_size, hidden}, vocab_why, &w.lm_head);
+  if (!c.tied_embeddings && c.has_lm_head) s.tensor("lm_head", n.lm_head, {c.vocab_size, hidden}, vocab_why, &w.lm_head);
   return slots;
 }
 

@@ -179,6 +179,10 @@ std::vector<float> TensorParallel::forward(std::span<const SequenceSlice> slices
   return rank_zero_result(caches, [&](const Transformer& t, KvCache& cache) { return t.forward(slices, cache); });
 }
 
+std::vector<float> TensorParallel::forward_hidden(std::span<const SequenceSlice> slices, std::span<KvCache> caches) const {
+  return rank_zero_result(caches, [&](const Transformer& t, KvCache& cache) { return t.forward_hidden(slices, cache); });
+}
+
 std::vector<int32_t> TensorParallel::forward_greedy(std::span<const SequenceSlice> slices,
                                                     std::span<KvCache> caches) const {
   return rank_zero_result(caches,

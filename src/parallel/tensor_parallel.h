@@ -56,6 +56,7 @@ class TensorParallel {
   // make_caches.
   std::vector<float> forward(std::span<const SequenceSlice> slices, std::span<KvCache> caches) const;
   std::vector<int32_t> forward_greedy(std::span<const SequenceSlice> slices, std::span<KvCache> caches) const;
+  std::vector<float> forward_hidden(std::span<const SequenceSlice> slices, std::span<KvCache> caches) const;
 
  private:
   struct Rank {

@@ -1,9 +1,11 @@
 #include "server/api.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/string.hpp>
@@ -33,8 +35,9 @@ nlohmann::ordered_json parse_body(const HttpRequest& request) { return parse_req
 
 // The routes, as /metrics labels them: any other path is "other", so that strangers' paths cannot
 // grow the metrics or break their format.
-const std::array<std::string_view, 10> kRoutes = {"/", "/index.html", "/health", "/metrics", "/v1/models", "/v1/completions",
-                                                  "/v1/chat/completions", "/v1/responses", "/tokenize", "/detokenize"};
+const std::array<std::string_view, 11> kRoutes = {"/",           "/index.html",          "/health",        "/metrics",
+                                                  "/v1/models",  "/v1/completions",      "/v1/embeddings", "/tokenize",
+                                                  "/detokenize", "/v1/chat/completions", "/v1/responses"};
 constexpr std::string_view kModelPrefix = "/v1/models/";        // GET /v1/models/{id}
 constexpr std::string_view kResponsePrefix = "/v1/responses/";  // GET and DELETE /v1/responses/{id}
 
@@ -85,6 +88,11 @@ struct Api::Prepared {
   ApiKind kind;
   GenerationRequest request;
   std::vector<Prompt> prompts;
+};
+
+struct Api::PreparedEmbeddings {
+  std::vector<std::vector<int32_t>> inputs;
+  EmbeddingCall::Settings settings;
 };
 
 Api::Api(boost::asio::io_context& io, Engine& engine, const Tokenizer& tokenizer, const ChatTemplate* chat_template,
@@ -226,6 +234,10 @@ void Api::route(const std::shared_ptr<Exchange>& exchange, const std::string& en
     expect(http::verb::post);
     return respond(exchange);
   }
+  if (path == "/v1/embeddings") {
+    expect(http::verb::post);
+    return embed(exchange);
+  }
   if (endpoint == "/v1/responses/{id}") {
     if (method != http::verb::delete_) expect(http::verb::get);
     std::string_view target(request.target().data(), request.target().size());
@@ -318,8 +330,89 @@ Prompt Api::chat_prompt(const GenerationRequest& request) const {
   return Prompt{std::move(prompt.ids), std::move(prompt.text)};
 }
 
+void Api::check_task(bool embeddings) const {
+  if (embeddings && !options_.embedding) {
+    throw ApiError(400,
+                   fmt::format("this server runs '{}' for generation; to serve embeddings start it with `--task embed` "
+                               "(as vLLM's --task embed: last-token pooling, normalized, unless the model's modules.json "
+                               "says otherwise)",
+                               options_.model_name),
+                   "model");
+  }
+  if (!embeddings && options_.embedding) {
+    throw ApiError(400, fmt::format("this server runs '{}' for embeddings (--task embed): use POST /v1/embeddings", options_.model_name),
+                   "model");
+  }
+}
+
+void Api::embed(const std::shared_ptr<Exchange>& exchange) {
+  if (draining_) throw shutting_down();
+  check_task(true);
+  if (in_flight_sequences_ + preparing_ >= options_.max_queued) throw overloaded();
+  off_io(exchange, "/v1/embeddings", [this, exchange] {
+    auto prepared = std::make_shared<PreparedEmbeddings>(prepare_embeddings(parse_embeddings_request(parse_body(exchange->request()))));
+    return [this, exchange, prepared] {
+      run_call(exchange, "/v1/embeddings", static_cast<int64_t>(prepared->inputs.size()), [&](CallDone done) {
+        EmbeddingCall::start(io_, engine_, metrics_, exchange, std::move(prepared->inputs), std::move(prepared->settings),
+                             std::move(done));
+      });
+    };
+  });
+}
+
+std::vector<int32_t> Api::input_ids(const nlohmann::ordered_json& input, const std::string& where) const {
+  std::vector<int32_t> ids;
+  if (input.is_string()) {
+    ids = tokenizer_.encode(input.get<std::string>());  // with the special tokens the model's post-processor adds
+  } else {
+    for (const auto& id : input) {
+      const int64_t v = id.get<int64_t>();
+      if (v < 0 || v >= engine_.config().vocab_size) {
+        throw ApiError(400, fmt::format("{}token id {} is outside the vocabulary of {}", where, v, engine_.config().vocab_size), "input");
+      }
+      ids.push_back(static_cast<int32_t>(v));
+    }
+  }
+  if (static_cast<int64_t>(ids.size()) > engine_.max_model_len()) {
+    throw ApiError(400, fmt::format("{}{} tokens, more than the model's context of {}", where, ids.size(), engine_.max_model_len()),
+                   "input", "invalid_request_error", "context_length_exceeded");
+  }
+  return ids;
+}
+
+// On the pool: the request checked against the model, and its inputs tokenized.
+Api::PreparedEmbeddings Api::prepare_embeddings(EmbeddingsRequest request) const {
+  if (!request.model.empty() && request.model != options_.model_name) {
+    throw ApiError(404, fmt::format("the model '{}' does not exist; this server serves '{}'", request.model, options_.model_name),
+                   "model", "invalid_request_error", "model_not_found");
+  }
+  const ModelConfig& c = engine_.config();
+  if (request.dimensions) {
+    const int64_t d = *request.dimensions;
+    if (!c.matryoshka) {
+      throw ApiError(400, "dimensions: this model's vectors cannot be shortened (its config.json sets neither is_matryoshka nor "
+                          "matryoshka_dimensions)", "dimensions");
+    }
+    const auto& allowed = c.matryoshka_dimensions;
+    if (d > c.hidden_size || (!allowed.empty() && std::find(allowed.begin(), allowed.end(), d) == allowed.end())) {
+      throw ApiError(400, allowed.empty() ? fmt::format("dimensions: {} is more than the model's {}", d, c.hidden_size)
+                                          : fmt::format("dimensions: {} is not one of the model's widths ({})", d, fmt::join(allowed, ", ")),
+                     "dimensions");
+    }
+  }
+  PreparedEmbeddings prepared{{}, {*options_.embedding, request.dimensions, request.base64, options_.model_name}};
+  const auto& input = request.input;
+  if (input.is_string() || input[0].is_number_integer()) {
+    prepared.inputs.push_back(input_ids(input, ""));
+  } else {
+    for (size_t i = 0; i < input.size(); ++i) prepared.inputs.push_back(input_ids(input[i], fmt::format("input[{}]: ", i)));
+  }
+  return prepared;
+}
+
 void Api::generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind) {
   if (draining_) throw shutting_down();
+  check_task(false);
   if (in_flight_sequences_ + preparing_ >= options_.max_queued) {
     throw overloaded();
   }
@@ -332,6 +425,7 @@ void Api::generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind) {
 
 void Api::respond(const std::shared_ptr<Exchange>& exchange) {
   if (draining_) throw shutting_down();
+  check_task(false);
   if (in_flight_sequences_ + preparing_ >= options_.max_queued) throw overloaded();
   off_io(exchange, "/v1/responses", [this, exchange] {
     auto meta = std::make_shared<ResponsesRequest>(parse_responses_request(parse_body(exchange->request()), [this](const std::string& id) {

@@ -1,6 +1,6 @@
 // The OpenAI-compatible routes: /v1/completions, /v1/chat/completions, /v1/responses (and a
-// stored response by id), /v1/models (and a model by id), /health, /metrics, /tokenize,
-// /detokenize and the chat page at /. Errors are answered in OpenAI's shape.
+// stored response by id), or /v1/embeddings on an embedding model; /v1/models (and a model by id),
+// /health, /metrics, /tokenize, /detokenize and the chat page at /. Errors are answered in OpenAI's shape.
 // Routing and bookkeeping run on the io thread; the CPU work of a request (parsing its JSON,
 // rendering the chat template, tokenizing) runs on a small pool, so the io thread stays free to
 // answer /health and move bytes.
@@ -17,6 +17,7 @@
 #include "engine/engine.h"
 #include "grammar/cache.h"
 #include "server/api_error.h"
+#include "server/embeddings.h"
 #include "server/generation.h"
 #include "server/http_server.h"
 #include "server/metrics.h"
@@ -36,6 +37,8 @@ struct ApiOptions {
   int cpu_threads = 2;            // the pool that parses, renders and tokenizes
   std::string tool_call_parser;   // hermes, llama3_json, mistral, generic; empty: from the chat template
   std::string reasoning_parser;   // deepseek_r1, qwen3; empty: replies are content only
+  // --task embed: /v1/embeddings pools with this, and the generation routes refuse. None: the reverse.
+  std::optional<Pooling> embedding;
 };
 
 class Api {
@@ -54,6 +57,7 @@ class Api {
 
  private:
   struct Prepared;  // a generation call parsed and tokenized, ready for the engine
+  struct PreparedEmbeddings;  // an embeddings call, likewise
   // Work for the pool: returns what the io thread then does with its result.
   using Continuation = std::function<void()>;
   using Work = std::function<Continuation()>;
@@ -70,6 +74,11 @@ class Api {
                 const std::function<void(CallDone)>& start);
   GenerationContext context();
   void start_generation(const std::shared_ptr<Exchange>& exchange, Prepared prepared);
+  // POST /v1/embeddings.
+  void embed(const std::shared_ptr<Exchange>& exchange);
+  PreparedEmbeddings prepare_embeddings(EmbeddingsRequest request) const;
+  std::vector<int32_t> input_ids(const nlohmann::ordered_json& input, const std::string& where) const;
+  void check_task(bool embeddings) const;  // a route of the other task: a 400 that says how to serve it
   // POST /v1/responses, and GET or DELETE of a stored one.
   void respond(const std::shared_ptr<Exchange>& exchange);
   void start_response(const std::shared_ptr<Exchange>& exchange, ResponsesRequest meta, Prepared prepared);

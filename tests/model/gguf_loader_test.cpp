@@ -89,6 +89,7 @@ struct TinyLlama {
   std::string extra_tensor;
   bool drop_ffn_down = false;
   bool block_count_as_string = false;
+  std::optional<uint32_t> pooling_type;  // an embedding model's (llama.cpp's values)
 };
 
 std::string tiny_llama(const TinyLlama& o) {
@@ -105,6 +106,7 @@ std::string tiny_llama(const TinyLlama& o) {
   b.kv(o.arch + ".attention.head_count_kv", 4).u32(o.heads_kv);
   b.kv(o.arch + ".attention.layer_norm_rms_epsilon", 6).f32(1e-5f);
   b.kv(o.arch + ".context_length", 4).u32(64);
+  if (o.pooling_type) b.kv(o.arch + ".pooling_type", 4).u32(*o.pooling_type);
   if (o.experts) b.kv(o.arch + ".expert_count", 4).u32(o.experts).kv(o.arch + ".expert_used_count", 4).u32(o.experts);
   struct T {
     T(std::string n, std::vector<uint64_t> d, uint32_t t = 0, std::string of = "")
@@ -203,6 +205,24 @@ TEST(GgufModel, BadModelsAreClearErrors) {
   expect([](TinyLlama& o) { o.drop_ffn_down = true; }, "blk.0.ffn_down.weight: missing from the checkpoint (expected shape [32, 64])");
   expect([](TinyLlama& o) { o.block_count_as_string = true; }, "metadata llama.block_count is string, expected an integer");
   expect([](TinyLlama& o) { o.layers = 100000000; }, "num_hidden_layers 100000000 with only 11 tensors in the checkpoint");
+  expect([](TinyLlama& o) { o.pooling_type = 4; }, "llama.pooling_type 4 is not supported (1 mean, 2 cls, 3 last)");
+}
+
+// llama.cpp's pooling_type makes the file an embedding model, as a modules.json does a directory.
+TEST(GgufModel, PoolingTypeIsTheEmbeddingPooling) {
+  test::ScratchDir dir;
+  EXPECT_FALSE(load_image(dir, "plain.gguf", tiny_llama({})).pooling);
+  for (const auto& [type, mode] : {std::pair{1u, PoolingMode::Mean}, std::pair{2u, PoolingMode::Cls}, std::pair{3u, PoolingMode::Last}}) {
+    TinyLlama o;
+    o.pooling_type = type;
+    const Model model = load_image(dir, "embed.gguf", tiny_llama(o));
+    ASSERT_TRUE(model.pooling) << type;
+    EXPECT_EQ(model.pooling->mode, mode);
+    EXPECT_TRUE(model.pooling->normalize);
+  }
+  TinyLlama none;
+  none.pooling_type = 0;
+  EXPECT_FALSE(load_image(dir, "none.gguf", tiny_llama(none)).pooling);
 }
 
 }  // namespace

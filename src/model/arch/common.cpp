@@ -70,6 +70,7 @@ WeightNames llama_names() {
   n.up = "model.layers.{layer}.mlp.up_proj.weight";
   n.down = "model.layers.{layer}.mlp.down_proj.weight";
   n.ignored_suffixes = {".rotary_emb.inv_freq"};
+  n.optional_prefix = "model.";  // the base model saved alone (Qwen2Model, Qwen3-Embedding): no "model."
   return n;
 }
 
