@@ -58,11 +58,11 @@ void Backend::run_step(uint64_t, const StepWork& work, int64_t rows, int64_t col
   });
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& device, const Model& model, const BackendOptions& options) {
-  if (device == "cpu") return make_cpu_backend(model);  // batch-invariant as it is
+std::unique_ptr<Backend> make_backend(const std::string& device, const WeightSet& weights, const BackendOptions& options) {
+  if (device == "cpu") return make_cpu_backend(weights);  // batch-invariant as it is
   if (device == "cuda") {
-    using Make = Backend*(const Model&, const BackendOptions&);
-    return std::unique_ptr<Backend>(reinterpret_cast<Make*>(cuda_plugin_symbol("nanoserve_make_cuda_backend"))(model, options));
+    using Make = Backend*(const WeightSet&, const BackendOptions&);
+    return std::unique_ptr<Backend>(reinterpret_cast<Make*>(cuda_plugin_symbol("nanoserve_make_cuda_backend"))(weights, options));
   }
   fail("--device {}: unknown device; expected cpu or cuda", device);
 }

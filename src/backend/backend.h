@@ -17,13 +17,13 @@
 #include <vector>
 
 #include "backend/cpu/ops.h"
-#include "model/rope.h"
+#include "backend/rope_table.h"
+#include "backend/weight_set.h"
 
 namespace nanoserve {
 
 class Backend;
 class KvCache;
-struct Model;
 
 // Bytes of a backend's memory, given back to it when the buffer goes.
 class Buffer {
@@ -168,8 +168,8 @@ struct BackendOptions {
   int gpu = 0;
 };
 
-// "cpu" or "cuda"; a CUDA backend copies the model's weights to the GPU (options.gpu) now. Throws
-// Error for an unknown name, a build without CUDA, no such GPU, or too little GPU memory.
-std::unique_ptr<Backend> make_backend(const std::string& device, const Model& model, const BackendOptions& options = {});
+// "cpu" or "cuda"; a CUDA backend copies the weights to the GPU (options.gpu) now. Throws Error for
+// an unknown name, a build without CUDA, no such GPU, or too little GPU memory.
+std::unique_ptr<Backend> make_backend(const std::string& device, const WeightSet& weights, const BackendOptions& options = {});
 
 }  // namespace nanoserve

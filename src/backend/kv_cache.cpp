@@ -1,4 +1,4 @@
-#include "model/kv_cache.h"
+#include "backend/kv_cache.h"
 
 #include <algorithm>
 #include <atomic>
@@ -12,8 +12,8 @@
 namespace nanoserve {
 
 namespace {
-int64_t bytes_per_row(const ModelConfig& c, KvDType dtype) {
-  const int64_t width = c.kv_heads * c.head_dim;
+int64_t bytes_per_row(const KvShape& c, KvDType dtype) {
+  const int64_t width = c.row_width();
   if (dtype == KvDType::F32) return width * static_cast<int64_t>(sizeof(float));
   if (c.head_dim % 32 != 0) fail("a q8_0 KV cache needs head_dim to be a multiple of 32 (this model: {})", c.head_dim);
   return dtype_bytes(DType::Q8_0, width);
@@ -32,8 +32,8 @@ bool parse_kv_dtype(std::string_view name, KvDType* out) {
   return true;
 }
 
-KvCache::KvCache(const ModelConfig& c, int64_t num_blocks, int64_t block_size, KvDType dtype, Backend& backend)
-    : num_blocks_(num_blocks), block_size_(block_size), row_width_(c.kv_heads * c.head_dim),
+KvCache::KvCache(const KvShape& c, int64_t num_blocks, int64_t block_size, KvDType dtype, Backend& backend)
+    : num_blocks_(num_blocks), block_size_(block_size), row_width_(c.row_width()),
       row_bytes_(bytes_per_row(c, dtype)), dtype_(dtype), backend_(&backend), id_(next_cache_id()) {
   backend.bind_thread();
   const auto n = static_cast<size_t>(num_blocks * block_size * row_bytes_);
@@ -46,7 +46,7 @@ KvCache::KvCache(const ModelConfig& c, int64_t num_blocks, int64_t block_size, K
   }
 }
 
-int64_t KvCache::bytes_per_block(const ModelConfig& c, int64_t block_size, KvDType dtype) {
+int64_t KvCache::bytes_per_block(const KvShape& c, int64_t block_size, KvDType dtype) {
   return 2 * c.layers * block_size * bytes_per_row(c, dtype);
 }
 
@@ -98,7 +98,7 @@ void KvCache::copy_block(int32_t from, int32_t to) {
   }
 }
 
-SequenceCache::SequenceCache(const ModelConfig& c, int64_t capacity, int64_t block_size, KvDType dtype,
+SequenceCache::SequenceCache(const KvShape& c, int64_t capacity, int64_t block_size, KvDType dtype,
                              Backend& backend)
     : cache_(c, (capacity + block_size - 1) / block_size, block_size, dtype, backend),
       blocks_(static_cast<size_t>((capacity + block_size - 1) / block_size)) {

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "model/config.h"
+#include "backend/kv_shape.h"
 
 namespace nanoserve {
 
@@ -27,13 +27,13 @@ class KvCache {
   // It binds the backend's device to the calling thread (Backend::bind_thread) wherever it
   // touches its memory: made, copied within and freed from any thread, as a tensor-parallel
   // rank's cache on its rank's GPU is.
-  KvCache(const ModelConfig& config, int64_t num_blocks, int64_t block_size, KvDType dtype, Backend& backend);
+  KvCache(const KvShape& shape, int64_t num_blocks, int64_t block_size, KvDType dtype, Backend& backend);
   ~KvCache();
   KvCache(KvCache&&) = default;
   KvCache& operator=(KvCache&&) = default;
 
   // Bytes one block takes over all layers, keys and values.
-  static int64_t bytes_per_block(const ModelConfig& config, int64_t block_size, KvDType dtype = KvDType::F32);
+  static int64_t bytes_per_block(const KvShape& shape, int64_t block_size, KvDType dtype = KvDType::F32);
 
   int64_t num_blocks() const { return num_blocks_; }
   int64_t block_size() const { return block_size_; }
@@ -70,7 +70,7 @@ class KvCache {
 // commands and the tests of the forward pass use.
 class SequenceCache {
  public:
-  SequenceCache(const ModelConfig& config, int64_t capacity, int64_t block_size, KvDType dtype, Backend& backend);
+  SequenceCache(const KvShape& shape, int64_t capacity, int64_t block_size, KvDType dtype, Backend& backend);
 
   int64_t length() const { return length_; }  // positions filled
   int64_t capacity() const { return static_cast<int64_t>(blocks_.size()) * cache_.block_size(); }

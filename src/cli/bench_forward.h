@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #include "cli/common.h"
-#include "model/kv_cache.h"
+#include "backend/kv_cache.h"
 
 namespace nanoserve::cli {
 

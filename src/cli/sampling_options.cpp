@@ -78,7 +78,7 @@ EngineOptions engine_options(const EngineOptions& options, const KvPoolOptions& 
   }
   out.kv_cache_bytes = static_cast<int64_t>(kv_cache_gib * (1 << 30));
   const int64_t context = resolve_max_model_len(out, config);
-  const int64_t blocks = out.kv_cache_bytes / KvCache::bytes_per_block(ranks.rank_config(), out.block_size, out.kv_dtype);
+  const int64_t blocks = out.kv_cache_bytes / KvCache::bytes_per_block(ranks.rank_config().kv_shape(), out.block_size, out.kv_dtype);
   const int64_t tokens = blocks * out.block_size;
   log::info("KV cache: {:.2f} GiB {}{}, {} blocks of {} tokens = {} tokens ({} full-context sequences of {}{})",
             kv_cache_gib, out.kv_dtype == KvDType::Q8_0 ? "q8_0" : "f32", ranks.ranks() > 1 ? " per rank" : "", blocks,

@@ -45,7 +45,7 @@ Engine::Engine(const Model& model, const Tokenizer* tokenizer, const EngineOptio
       own_ranks_(options.ranks ? nullptr : std::make_unique<TensorParallel>(model, options.backend)),
       ranks_(options.ranks ? *options.ranks : *own_ranks_),
       caches_(ranks_.make_caches(std::max<int64_t>(1, options.kv_cache_bytes /
-                                                          KvCache::bytes_per_block(ranks_.rank_config(),
+                                                          KvCache::bytes_per_block(ranks_.rank_config().kv_shape(),
                                                                                    options.block_size, options.kv_dtype)),
                                  options.block_size, options.kv_dtype)),
       num_blocks_(caches_[0].num_blocks()),

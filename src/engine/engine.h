@@ -18,7 +18,7 @@
 #include "engine/request.h"
 #include "engine/scheduler.h"
 #include "grammar/token_trie.h"
-#include "model/kv_cache.h"
+#include "backend/kv_cache.h"
 #include "model/transformer.h"
 #include "parallel/tensor_parallel.h"
 #include "tokenizer/tokenizer.h"

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "backend/kv_shape.h"
+
 namespace nanoserve {
 
 enum class RopeScaling {
@@ -56,6 +58,8 @@ struct ModelConfig {
   std::vector<int64_t> matryoshka_dimensions;  // empty: any width up to hidden_size
   std::optional<int64_t> bos_token_id;
   std::vector<int64_t> eos_token_ids;
+
+  KvShape kv_shape() const { return {layers, kv_heads, head_dim}; }
 };
 
 // source names the file in error messages.

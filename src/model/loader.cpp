@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <set>
 
+#include "backend/cpu/cpu_backend.h"
 #include "util/error.h"
 #include "util/json_fields.h"
 #include "util/progress.h"
@@ -172,6 +173,12 @@ void prefetch_weights(const Model& model) {
     bar.advance(t->nbytes);
   }
 }
+
+std::unique_ptr<Backend> make_backend(const std::string& device, const Model& model, const BackendOptions& options) {
+  return make_backend(device, weight_set(model.weights), options);
+}
+
+std::unique_ptr<Backend> make_cpu_backend(const Model& model) { return make_cpu_backend(weight_set(model.weights)); }
 
 Model load_model(const std::string& path, const LoadOptions& options) {
   if (is_gguf_path(path)) return load_gguf_model(path, options);

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "backend/backend.h"
 #include "formats/gguf.h"
 #include "formats/hf_checkpoint.h"
 #include "model/arch.h"
@@ -36,6 +37,10 @@ struct LoadOptions {
 // path: a directory holding config.json, optional generation_config.json and the safetensors
 // files, or a .gguf file. Throws Error naming the file, tensor or field at fault.
 Model load_model(const std::string& path, const LoadOptions& options = {});
+
+// make_backend and make_cpu_backend (backend/) for the model's weights (weight_set).
+std::unique_ptr<Backend> make_backend(const std::string& device, const Model& model, const BackendOptions& options = {});
+std::unique_ptr<Backend> make_cpu_backend(const Model& model);
 
 // The GGUF half of load_model (model/gguf_loader.cpp).
 Model load_gguf_model(const std::string& path, const LoadOptions& options);

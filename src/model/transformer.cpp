@@ -7,7 +7,6 @@
 #include <numeric>
 
 #include "backend/cpu/cpu_backend.h"
-#include "parallel/collective.h"
 #include "util/error.h"
 
 namespace nanoserve {

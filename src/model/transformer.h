@@ -11,10 +11,10 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "model/kv_cache.h"
+#include "backend/collective.h"
+#include "backend/kv_cache.h"
 #include "model/loader.h"
 #include "model/rope.h"
-#include "parallel/shard.h"
 
 namespace nanoserve {
 
@@ -61,7 +61,7 @@ class Transformer {
   const ModelConfig& config() const { return model_.config; }
   Backend& backend() const { return *backend_; }
   SequenceCache new_cache(int64_t capacity, KvDType dtype = KvDType::F32) const {
-    return SequenceCache(model_.config, capacity, 16, dtype, *backend_);
+    return SequenceCache(model_.config.kv_shape(), capacity, 16, dtype, *backend_);
   }
 
  private:

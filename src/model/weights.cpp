@@ -168,6 +168,23 @@ std::vector<const Linear*> linears_of(const LayerWeights& l) {
   return linears;
 }
 
+WeightSet weight_set(const Weights& w) {
+  WeightSet set;
+  set.tables.push_back(w.embed);
+  if (w.position_embed.data) set.tables.push_back(w.position_embed);
+  set.norms.push_back(w.final_norm);
+  if (w.lm_head.data) set.linears.push_back({w.lm_head, {}, false});  // none for an embedding model's base weights
+  for (const LayerWeights& l : w.layers) {
+    for (const Norm* n : {&l.attn_norm, &l.q_norm, &l.k_norm, &l.post_attn_norm, &l.mlp_norm, &l.post_mlp_norm}) {
+      if (n->weight.data) set.norms.push_back(*n);
+    }
+    for (const Linear* linear : linears_of(l)) {
+      if (linear->weight.data) set.linears.push_back(*linear);
+    }
+  }
+  return set;
+}
+
 std::vector<WeightSlot> weight_slots(Weights& w, const ModelConfig& c, const ArchSpec& a, const WeightNames& n) {
   const int64_t hidden = c.hidden_size;
   const std::string hidden_why = fmt::format("hidden_size={}", hidden);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backend/cpu/ops.h"
+#include "backend/weight_set.h"
 #include "formats/tensor_view.h"
 #include "model/arch.h"
 #include "model/config.h"
@@ -45,6 +46,9 @@ struct Weights {
 // A layer's products: q, k, v, o, the MLP's and the router, then each expert's (absent ones too,
 // which have no data).
 std::vector<const Linear*> linears_of(const LayerWeights& layer);
+
+// Every weight, as a backend prepares them when it is made (backend/weight_set.h).
+WeightSet weight_set(const Weights& weights);
 
 // One tensor on disk and where it goes. A fused tensor has several parts, split along its output
 // dimension (rows of [out, in], columns of [in, out], elements of a bias), or, stacked [count, out,

@@ -9,21 +9,10 @@
 
 #include <cstdint>
 
+#include "backend/collective.h"
 #include "model/loader.h"
 
 namespace nanoserve {
-
-class Collective;
-
-// What a rank's forward pass needs to know of the split (model/transformer.h
-// reads it).
-struct RankShare {
-  int rank = 0, ranks = 1;
-  Collective* collective = nullptr;  // null with one rank
-  bool vocab_parallel = false;       // embedding and LM head hold only rows
-                                     // [vocab_begin, vocab_begin + rows)
-  int64_t vocab_begin = 0;
-};
 
 // Throws Error naming what does not split `ranks` ways: heads, KV heads or MLP
 // width that do not divide, quantized blocks that a row-parallel split would

@@ -153,7 +153,7 @@ int64_t TensorParallel::kv_budget(double fraction) const {
 std::vector<KvCache> TensorParallel::make_caches(int64_t num_blocks, int64_t block_size, KvDType dtype) const {
   std::vector<KvCache> caches;
   caches.reserve(static_cast<size_t>(ranks()));
-  for (int r = 0; r < ranks(); ++r) caches.emplace_back(rank_config(), num_blocks, block_size, dtype, backend(r));
+  for (int r = 0; r < ranks(); ++r) caches.emplace_back(rank_config().kv_shape(), num_blocks, block_size, dtype, backend(r));
   backend(0).bind_thread();
   return caches;
 }

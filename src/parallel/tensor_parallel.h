@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "model/kv_cache.h"
+#include "backend/kv_cache.h"
 #include "model/transformer.h"
 #include "parallel/collective.h"
 

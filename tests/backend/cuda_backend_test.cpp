@@ -18,7 +18,7 @@
 #include "backend/device_array.h"
 #include "engine/engine.h"
 #include "engine/sampler.h"
-#include "model/kv_cache.h"
+#include "backend/kv_cache.h"
 #include "model/transformer.h"
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
@@ -270,7 +270,7 @@ TEST(CudaBackend, PrefillAttentionOnTensorCoresMatchesTheCpu) {
     const cpu::AttentionParams params{c.heads, c.kv_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
                                       c.softcap, c.window};
     std::vector<std::unique_ptr<KvCache>> caches;
-    for (Backend* b : {cpu.get(), gpu.get(), invariant.get()}) caches.push_back(std::make_unique<KvCache>(config, 28, kBlock, KvDType::F32, *b));
+    for (Backend* b : {cpu.get(), gpu.get(), invariant.get()}) caches.push_back(std::make_unique<KvCache>(config.kv_shape(), 28, kBlock, KvDType::F32, *b));
     for (const auto& seqs : steps) {
       StepLayout layout;
       for (size_t i = 0; i < seqs.size(); ++i) {

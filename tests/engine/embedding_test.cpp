@@ -28,7 +28,7 @@ class EmbeddingTest : public ::testing::Test {
 
   static EngineOptions options(int64_t max_batched_tokens = 512) {
     EngineOptions o;
-    o.kv_cache_bytes = 256 * KvCache::bytes_per_block(model_->config, 16);
+    o.kv_cache_bytes = 256 * KvCache::bytes_per_block(model_->config.kv_shape(), 16);
     o.limits.max_batched_tokens = max_batched_tokens;
     return o;
   }

@@ -46,7 +46,7 @@ class EngineTest : public ::testing::Test {
 
   static EngineOptions options(int64_t blocks = 512, bool prefix_caching = true) {
     EngineOptions o;
-    o.kv_cache_bytes = blocks * KvCache::bytes_per_block(model_->config, 16);
+    o.kv_cache_bytes = blocks * KvCache::bytes_per_block(model_->config.kv_shape(), 16);
     o.prefix_caching = prefix_caching;
     return o;
   }

@@ -10,8 +10,7 @@
 
 #include "backend/cpu/interleaved_q8_0.h"
 #include "backend/cpu/reduced_dot.h"
-#include "model/kv_cache.h"
-#include "model/loader.h"
+#include "backend/kv_cache.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
 #include "util/thread_pool.h"
@@ -22,17 +21,14 @@ namespace {
 class CpuBackend final : public Backend {
  public:
   // Interleaves the model's Q8_0 products once (interleaved_q8_0.h) where the int8 kernels run.
-  explicit CpuBackend(const Model& model) {
+  explicit CpuBackend(const WeightSet& weights) {
     if (!cpu::takes_reduced_dot(DType::Q8_0)) return;
     auto interleave = [&](const TensorView& w, bool in_out) {
       if (w.dtype != DType::Q8_0 || in_out) return;
       // The file's copy is read again only for a tied embedding's rows.
       if (interleaved_.try_emplace(w.data, w).second) release_pages(w.data, w.nbytes);
     };
-    interleave(model.weights.lm_head, false);
-    for (const LayerWeights& layer : model.weights.layers) {
-      for (const cpu::Linear* linear : linears_of(layer)) interleave(linear->weight, linear->in_out);
-    }
+    for (const cpu::Linear& linear : weights.linears) interleave(linear.weight, linear.in_out);
   }
 
   std::string name() const override { return "cpu"; }
@@ -167,6 +163,6 @@ void CpuBackend::attention(int64_t layer, const float* q, const float* k, const 
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(const Model& model) { return std::make_unique<CpuBackend>(model); }
+std::unique_ptr<Backend> make_cpu_backend(const WeightSet& weights) { return std::make_unique<CpuBackend>(weights); }
 
 }  // namespace nanoserve

@@ -4,13 +4,12 @@
 #include <memory>
 
 #include "backend/backend.h"
+#include "backend/weight_set.h"
 
 namespace nanoserve {
 
-struct Model;
-
 // Q8_0 product weights are interleaved into the backend's memory now (a copy the size of those
 // weights); everything else is read where the model maps it.
-std::unique_ptr<Backend> make_cpu_backend(const Model& model);
+std::unique_ptr<Backend> make_cpu_backend(const WeightSet& weights);
 
 }  // namespace nanoserve

@@ -8,7 +8,7 @@
 #include <span>
 
 #include "formats/tensor_view.h"
-#include "model/rope.h"
+#include "backend/rope_table.h"
 
 namespace nanoserve::cpu {
 
@@ -62,7 +62,7 @@ void softcap(float* x, float cap, int64_t n);
 // x = clamp(x, -limit, limit).
 void clamp(float* x, float limit, int64_t n);
 
-// apply_rope (model/rope.h) on x [tokens, heads * head_dim] by a step's table, shared between threads.
+// apply_rope (backend/rope_table.h) on x [tokens, heads * head_dim] by a step's table, shared between threads.
 void rope(float* x, const RopeTable& table, int64_t heads, int64_t head_dim, RopePairs pairs);
 
 struct AttentionParams {

@@ -14,8 +14,7 @@
 #include "backend/cuda/device_weights.h"
 #include "backend/cuda/kernels.h"
 #include "backend/cuda/op_profile.h"
-#include "model/kv_cache.h"
-#include "model/loader.h"
+#include "backend/kv_cache.h"
 
 namespace nanoserve {
 namespace {
@@ -100,9 +99,10 @@ struct Stream {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(const Model& model, const BackendOptions& options)
-      : gpu_(options.gpu), weights_(model), batch_invariant_(options.batch_invariant),
-        tensor_core_attention_(!options.batch_invariant && model.weights.embed.dtype != DType::F32), profile_(stream_),
+  // Half-precision models attend on the tensor cores (their embedding's dtype tells).
+  CudaBackend(const WeightSet& weights, const BackendOptions& options)
+      : gpu_(options.gpu), weights_(weights), batch_invariant_(options.batch_invariant),
+        tensor_core_attention_(!options.batch_invariant && weights.tables.at(0).dtype != DType::F32), profile_(stream_),
         record_steps_(options.cuda_graphs && !profile_.enabled()) {
     check(cublasCreate(&cublas_), "creating a handle");
     check(cublasSetStream(cublas_, stream_), "setting the stream");
@@ -558,7 +558,7 @@ void CudaBackend::attend(int64_t layer, const float* q, const float* k, const fl
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOptions& options) {
+std::unique_ptr<Backend> make_cuda_backend(const WeightSet& weights, const BackendOptions& options) {
   int devices = 0;
   const cudaError_t status = cudaGetDeviceCount(&devices);
   if (status != cudaSuccess || devices == 0) {
@@ -570,7 +570,7 @@ std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOpti
          devices, devices == 1 ? " is" : "s are");
   }
   check(cudaSetDevice(options.gpu), "selecting the GPU");
-  return std::make_unique<CudaBackend>(model, options);
+  return std::make_unique<CudaBackend>(weights, options);
 }
 
 CudaPlacement cuda_placement(Backend& backend) {
@@ -582,7 +582,7 @@ CudaPlacement cuda_placement(Backend& backend) {
 }  // namespace nanoserve
 
 // The plugin's entry point (backend/cuda_plugin.h): the caller owns the backend.
-extern "C" nanoserve::Backend* nanoserve_make_cuda_backend(const nanoserve::Model& model,
+extern "C" nanoserve::Backend* nanoserve_make_cuda_backend(const nanoserve::WeightSet& weights,
                                                            const nanoserve::BackendOptions& options) {
-  return nanoserve::make_cuda_backend(model, options).release();
+  return nanoserve::make_cuda_backend(weights, options).release();
 }

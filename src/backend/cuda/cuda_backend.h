@@ -8,11 +8,12 @@
 #include <memory>
 
 #include "backend/backend.h"
+#include "backend/weight_set.h"
 
 namespace nanoserve {
 
 // Throws Error when there is no usable GPU or the weights do not fit.
-std::unique_ptr<Backend> make_cuda_backend(const Model& model, const BackendOptions& options);
+std::unique_ptr<Backend> make_cuda_backend(const WeightSet& weights, const BackendOptions& options);
 
 // The GPU and stream a CUDA backend runs on, for libraries that queue work beside its kernels
 // (NCCL). Throws Error for another kind of backend.

@@ -31,19 +31,11 @@ void store(WeightType type, float value, int64_t i, std::vector<uint8_t>& out) {
 
 }  // namespace
 
-DeviceWeights::DeviceWeights(const Model& model) {
-  const Weights& w = model.weights;
+DeviceWeights::DeviceWeights(const WeightSet& weights) {
   try {
-    add_matrix(w.embed, false);
-    if (w.position_embed.data) add_matrix(w.position_embed, false);
-    add_norm(w.final_norm);
-    add_matrix(w.lm_head, false);
-    for (const LayerWeights& l : w.layers) {
-      for (const cpu::Norm* n : {&l.attn_norm, &l.q_norm, &l.k_norm, &l.post_attn_norm, &l.mlp_norm, &l.post_mlp_norm}) {
-        add_norm(*n);
-      }
-      for (const cpu::Linear* linear : linears_of(l)) add_linear(*linear);
-    }
+    for (const TensorView& table : weights.tables) add_matrix(table, false);
+    for (const cpu::Norm& norm : weights.norms) add_norm(norm);
+    for (const cpu::Linear& linear : weights.linears) add_linear(linear);
   } catch (...) {
     for (void* p : allocations_) cudaFree(p);
     throw;

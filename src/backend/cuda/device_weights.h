@@ -1,4 +1,4 @@
-// The model's weights copied to the GPU once, found again by the host view they came from. Matrices
+// A model's weights copied to the GPU once, found again by the host view they came from. Matrices
 // keep float32, bfloat16 or float16 as stored; GGUF block-quantized ones are widened to bfloat16 (the
 // GPU has no quantized kernels yet) and Conv1D [in, out] ones transposed, so that every device
 // matrix is [out, in]. Norm weights and biases become float32 vectors.
@@ -9,13 +9,13 @@
 #include <vector>
 
 #include "backend/cuda/kernels.h"
-#include "model/loader.h"
+#include "backend/weight_set.h"
 
 namespace nanoserve::cuda {
 
 class DeviceWeights {
  public:
-  explicit DeviceWeights(const Model& model);  // throws Error when the GPU runs out of memory
+  explicit DeviceWeights(const WeightSet& weights);  // throws Error when the GPU runs out of memory
   ~DeviceWeights();
   DeviceWeights(const DeviceWeights&) = delete;
   DeviceWeights& operator=(const DeviceWeights&) = delete;
