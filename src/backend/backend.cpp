@@ -22,27 +22,27 @@ Buffer::~Buffer() {
   if (data_) owner_->release(data_);
 }
 
-void Backend::linears(const float* x, int64_t rows, std::span<const cpu::Linear* const> layers,
+void Backend::linears(const float* x, int64_t rows, std::span<const Linear* const> layers,
                       std::span<float* const> outs) {
   for (size_t i = 0; i < layers.size(); ++i) linear(x, rows, *layers[i], outs[i]);
 }
 
-void Backend::gated_linear(const float* x, int64_t rows, const cpu::Linear& gate, const cpu::Linear& up,
-                           cpu::Activation act, float* out) {
+void Backend::gated_linear(const float* x, int64_t rows, const Linear& gate, const Linear& up,
+                           Activation act, float* out) {
   Buffer up_out = floats(rows * up.out_features());  // [rows, intermediate]
-  const cpu::Linear* layers[] = {&gate, &up};
+  const Linear* layers[] = {&gate, &up};
   float* const outs[] = {out, up_out.floats()};
   linears(x, rows, layers, outs);
   act_mul(act, out, up_out.floats(), rows * gate.out_features());
 }
 
-void Backend::add_norm(cpu::NormKind kind, float* x, const float* y, const cpu::Norm& params, int64_t rows,
+void Backend::add_norm(NormKind kind, float* x, const float* y, const Norm& params, int64_t rows,
                        int64_t cols, double eps, float* out) {
   add(x, y, rows * cols);
   norm(kind, x, params, rows, cols, eps, out);
 }
 
-void Backend::rope_attention(int64_t layer, float* q, float* k, const float* v, const cpu::AttentionParams& params,
+void Backend::rope_attention(int64_t layer, float* q, float* k, const float* v, const AttentionParams& params,
                              bool local, RopePairs pairs, KvCache& cache, float* out) {
   rope(q, params.heads, k, params.kv_heads, params.head_dim, local, pairs);
   attention(layer, q, k, v, params, cache, out);

@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/cpu/ops.h"
+#include "backend/ops.h"
 #include "backend/rope_table.h"
 #include "backend/weight_set.h"
 
@@ -91,24 +91,24 @@ class Backend {
   // vocabulary-parallel rank's embedding that another rank holds).
   enum class Ids { Tokens, Positions };
   virtual void embed(const TensorView& table, Ids ids, float* out) = 0;
-  virtual void norm(cpu::NormKind kind, const float* x, const cpu::Norm& params, int64_t rows, int64_t cols,
+  virtual void norm(NormKind kind, const float* x, const Norm& params, int64_t rows, int64_t cols,
                     double eps, float* out) = 0;
   // x += y, then out = norm(x): a residual add and the norm after it, in one pass where the backend
   // fuses them. out is apart from x and y.
-  virtual void add_norm(cpu::NormKind kind, float* x, const float* y, const cpu::Norm& params, int64_t rows,
+  virtual void add_norm(NormKind kind, float* x, const float* y, const Norm& params, int64_t rows,
                         int64_t cols, double eps, float* out);
   // out[rows, out_features] = x[rows, in_features] * W^T + bias.
-  virtual void linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) = 0;
+  virtual void linear(const float* x, int64_t rows, const Linear& layer, float* out) = 0;
   // linear for each of layers that read the same x (q, k and v; gate and up), into outs: one
   // pass where the backend fuses them.
-  virtual void linears(const float* x, int64_t rows, std::span<const cpu::Linear* const> layers,
+  virtual void linears(const float* x, int64_t rows, std::span<const Linear* const> layers,
                        std::span<float* const> outs);
   // out[rows, gate out_features] = act(x * gate^T + bias) * (x * up^T + bias): a gated MLP's first
   // half, in one pass where the backend fuses it.
-  virtual void gated_linear(const float* x, int64_t rows, const cpu::Linear& gate, const cpu::Linear& up,
-                            cpu::Activation act, float* out);
-  virtual void act_mul(cpu::Activation act, float* gate, const float* up, int64_t n) = 0;
-  virtual void activate(cpu::Activation act, float* x, int64_t n) = 0;
+  virtual void gated_linear(const float* x, int64_t rows, const Linear& gate, const Linear& up,
+                            Activation act, float* out);
+  virtual void act_mul(Activation act, float* gate, const float* up, int64_t n) = 0;
+  virtual void activate(Activation act, float* x, int64_t n) = 0;
   virtual void add(float* x, const float* y, int64_t n) = 0;
   virtual void scale(float* x, float factor, int64_t n) = 0;
   virtual void softcap(float* x, float cap, int64_t n) = 0;
@@ -120,10 +120,10 @@ class Backend {
   // Stores the step's keys and values k, v [step tokens, kv_heads * head_dim] in the cache's layer,
   // then attends each query row of q [step tokens, heads * head_dim] causally over its sequence.
   virtual void attention(int64_t layer, const float* q, const float* k, const float* v,
-                         const cpu::AttentionParams& params, KvCache& cache, float* out) = 0;
+                         const AttentionParams& params, KvCache& cache, float* out) = 0;
   // rope (by the step's table, or its local one) then attention, in one pass where the backend
   // fuses them; q and k may then be left unrotated.
-  virtual void rope_attention(int64_t layer, float* q, float* k, const float* v, const cpu::AttentionParams& params,
+  virtual void rope_attention(int64_t layer, float* q, float* k, const float* v, const AttentionParams& params,
                               bool local, RopePairs pairs, KvCache& cache, float* out);
   // out[r] (host memory) = the column of the largest value in row r of x [rows, cols], the lowest
   // among equals: greedy decoding without copying logits to the host.

@@ -5,15 +5,15 @@
 
 #include <vector>
 
-#include "backend/cpu/ops.h"
+#include "backend/ops.h"
 #include "formats/tensor_view.h"
 
 namespace nanoserve {
 
 struct WeightSet {
   std::vector<TensorView> tables;    // row lookups: the token embedding first, then learned positions
-  std::vector<cpu::Norm> norms;      // every norm's gamma (and beta)
-  std::vector<cpu::Linear> linears;  // every matrix product, the LM head first
+  std::vector<Norm> norms;      // every norm's gamma (and beta)
+  std::vector<Linear> linears;  // every matrix product, the LM head first
 };
 
 }  // namespace nanoserve

@@ -9,14 +9,11 @@
 #include <string_view>
 #include <vector>
 
-#include "backend/cpu/ops.h"
+#include "backend/ops.h"
 #include "model/config.h"
 #include "model/rope.h"
 
 namespace nanoserve {
-
-using cpu::Activation;
-using cpu::NormKind;
 
 enum class MlpKind {
   Gated,  // down(act(gate(x)) * up(x))

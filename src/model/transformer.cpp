@@ -62,7 +62,7 @@ void Transformer::project_qkv(const Batch& step, int64_t layer, const float* nor
   const LayerWeights& w = model_.weights.layers[static_cast<size_t>(layer)];
   Backend& be = *backend_;
   const int64_t tokens = step.tokens(), q_dim = c.heads * c.head_dim, kv_dim = c.kv_heads * c.head_dim;
-  const cpu::Linear* layers[] = {&w.q, &w.k, &w.v};
+  const Linear* layers[] = {&w.q, &w.k, &w.v};
   float* const outs[] = {q, k, v};
   be.linears(normed, tokens, layers, outs);
   if (a.qk_norm == QkNorm::PerHead) {
@@ -89,7 +89,7 @@ void Transformer::attention_block(const Batch& batch, int64_t layer, const float
   Buffer k = be.floats(tokens * kv_dim), v = be.floats(tokens * kv_dim);  // [tokens, kv_heads * head_dim]
   project_qkv(batch, layer, normed, q.floats(), k.floats(), v.floats());
 
-  cpu::AttentionParams params{c.heads, c.kv_heads, c.head_dim, a.attn_scale, a.attn_softcap,
+  AttentionParams params{c.heads, c.kv_heads, c.head_dim, a.attn_scale, a.attn_softcap,
                               a.layers[static_cast<size_t>(layer)].sliding_window};
   if (a.attn_scale_by_layer) params.scale /= static_cast<float>(layer + 1);
   Buffer attn = be.floats(tokens * q_dim);  // [tokens, heads * head_dim]
@@ -342,7 +342,7 @@ Buffer Transformer::residual(const Batch& batch, KvCache& cache) const {
     batch.emit(fmt::format("layer{}.mlp_out", l), branch.floats(), hidden);
     if (a.post_norms) be.norm(a.norm, branch.floats(), lw.post_mlp_norm, tokens, hidden, c.norm_eps, branch.floats());
     if (l + 1 < c.layers) {
-      const cpu::Norm& next = w.layers[static_cast<size_t>(l + 1)].attn_norm;
+      const Norm& next = w.layers[static_cast<size_t>(l + 1)].attn_norm;
       be.add_norm(a.norm, x.floats(), branch.floats(), next, tokens, hidden, c.norm_eps, normed.floats());
     } else {
       be.add(x.floats(), branch.floats(), tokens * hidden);  // the final norm is only for the rows that want logits

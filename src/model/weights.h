@@ -5,16 +5,13 @@
 #include <string>
 #include <vector>
 
-#include "backend/cpu/ops.h"
+#include "backend/ops.h"
 #include "backend/weight_set.h"
 #include "formats/tensor_view.h"
 #include "model/arch.h"
 #include "model/config.h"
 
 namespace nanoserve {
-
-using cpu::Linear;
-using cpu::Norm;
 
 struct Expert {
   Linear gate, up, down;  // [intermediate, hidden], [intermediate, hidden], [hidden, intermediate]

@@ -267,7 +267,7 @@ TEST(CudaBackend, PrefillAttentionOnTensorCoresMatchesTheCpu) {
     config.layers = 1;
     config.kv_heads = c.kv_heads;
     config.head_dim = c.head_dim;
-    const cpu::AttentionParams params{c.heads, c.kv_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+    const AttentionParams params{c.heads, c.kv_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
                                       c.softcap, c.window};
     std::vector<std::unique_ptr<KvCache>> caches;
     for (Backend* b : {cpu.get(), gpu.get(), invariant.get()}) caches.push_back(std::make_unique<KvCache>(config.kv_shape(), 28, kBlock, KvDType::F32, *b));

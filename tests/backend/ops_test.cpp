@@ -113,7 +113,7 @@ TEST(CpuOps, RmsNorm) {
   float w[4] = {1, 0.5f, 2, 1};
   TensorView weight{"w", DType::F32, {4}, reinterpret_cast<const uint8_t*>(w), sizeof w};
   float out[4];
-  cpu::norm(cpu::NormKind::Rms, x, {weight, {}}, 1, 4, 1e-6, out);
+  cpu::norm(NormKind::Rms, x, {weight, {}}, 1, 4, 1e-6, out);
   const double rms = std::sqrt((1 + 4 + 9 + 16) / 4.0 + 1e-6);
   for (int i = 0; i < 4; ++i) EXPECT_NEAR(out[i], x[i] / rms * w[i], 1e-6);
 }
@@ -121,7 +121,7 @@ TEST(CpuOps, RmsNorm) {
 TEST(CpuOps, SiluMul) {
   float gate[3] = {-1, 0, 2};
   const float up[3] = {2, 3, 0.5f};
-  cpu::act_mul(cpu::Activation::Silu, gate, up, 3);
+  cpu::act_mul(Activation::Silu, gate, up, 3);
   EXPECT_NEAR(gate[0], -1 / (1 + std::exp(1.0)) * 2, 1e-6);
   EXPECT_EQ(gate[1], 0.0f);
   EXPECT_NEAR(gate[2], 2 / (1 + std::exp(-2.0)) * 0.5, 1e-6);
@@ -164,10 +164,10 @@ TEST(CpuOps, NormKinds) {
   TensorView wv{"w", DType::F32, {3}, reinterpret_cast<const uint8_t*>(w), sizeof w};
   TensorView bv{"b", DType::F32, {3}, reinterpret_cast<const uint8_t*>(b), sizeof b};
   float out[3];
-  cpu::norm(cpu::NormKind::RmsPlusOne, x, {wv, {}}, 1, 3, 0, out);
+  cpu::norm(NormKind::RmsPlusOne, x, {wv, {}}, 1, 3, 0, out);
   const double rms = std::sqrt((1 + 4 + 36) / 3.0);
   EXPECT_NEAR(out[2], 6 / rms * 3, 1e-5);
-  cpu::norm(cpu::NormKind::Layer, x, {wv, bv}, 1, 3, 0, out);
+  cpu::norm(NormKind::Layer, x, {wv, bv}, 1, 3, 0, out);
   const double mean = 3, sd = std::sqrt((4 + 1 + 9) / 3.0);
   EXPECT_NEAR(out[0], (1 - mean) / sd * 0.5 + 1, 1e-5);
   EXPECT_NEAR(out[2], (6 - mean) / sd * 2 - 1, 1e-5);
@@ -190,7 +190,7 @@ TEST(CpuOps, SlidingWindowAndSoftcap) {
 
 TEST(CpuOps, GeluTanh) {
   float x[2] = {1.0f, -2.0f};
-  cpu::activate(cpu::Activation::GeluTanh, x, 2);
+  cpu::activate(Activation::GeluTanh, x, 2);
   auto gelu = [](double v) { return 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v))); };
   EXPECT_NEAR(x[0], gelu(1.0), 1e-6);
   EXPECT_NEAR(x[1], gelu(-2.0), 1e-6);

@@ -220,11 +220,11 @@ TEST(InterleavedQ8_0, TheCpuBackendMultipliesAModelsQ8_0WeightsThroughIt) {
   Model model;
   model.weights.lm_head = {"lm_head", DType::Q8_0, {n, k}, head_q.data(), head_q.size()};
   model.weights.layers.resize(1);
-  cpu::Linear& q = model.weights.layers[0].q;
+  Linear& q = model.weights.layers[0].q;
   q = {{"layers.0.attn.q", DType::Q8_0, {n, k}, q_q.data(), q_q.size()},
        {"layers.0.attn.q.bias", DType::F32, {n}, reinterpret_cast<const uint8_t*>(bias.data()), bias.size() * 4}};
   const auto backend = make_cpu_backend(model);
-  for (const cpu::Linear& layer : {cpu::Linear{model.weights.lm_head, {}, false}, q}) {
+  for (const Linear& layer : {Linear{model.weights.lm_head, {}, false}, q}) {
     std::vector<float> got(static_cast<size_t>(rows * n)), expected(got.size());
     backend->linear(x.data(), rows, layer, got.data());
     cpu::InterleavedQ8_0(layer.weight).multiply(x.data(), rows, expected.data());

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "backend/cpu/ops.h"
 #include "backend/cpu/reduced_dot.h"
 #include "engine/sampler.h"
 #include "gguf_builder.h"

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <map>
 
+#include "backend/cpu/ops.h"
 #include "backend/cpu/reduced_dot.h"
 #include "engine/sampler.h"
 #include "test_support.h"

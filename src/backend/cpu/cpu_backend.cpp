@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "backend/cpu/interleaved_q8_0.h"
+#include "backend/cpu/ops.h"
 #include "backend/cpu/reduced_dot.h"
 #include "backend/kv_cache.h"
 #include "util/error.h"
@@ -28,7 +29,7 @@ class CpuBackend final : public Backend {
       // The file's copy is read again only for a tied embedding's rows.
       if (interleaved_.try_emplace(w.data, w).second) release_pages(w.data, w.nbytes);
     };
-    for (const cpu::Linear& linear : weights.linears) interleave(linear.weight, linear.in_out);
+    for (const Linear& linear : weights.linears) interleave(linear.weight, linear.in_out);
   }
 
   std::string name() const override { return "cpu"; }
@@ -60,18 +61,18 @@ class CpuBackend final : public Backend {
     const std::vector<int32_t> positions(step().positions.begin(), step().positions.end());
     cpu::embed(table, positions, out);
   }
-  void norm(cpu::NormKind kind, const float* x, const cpu::Norm& params, int64_t rows, int64_t cols, double eps,
+  void norm(NormKind kind, const float* x, const Norm& params, int64_t rows, int64_t cols, double eps,
             float* out) override {
     cpu::norm(kind, x, params, rows, cols, eps, out);
   }
-  void linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) override {
+  void linear(const float* x, int64_t rows, const Linear& layer, float* out) override {
     const cpu::InterleavedQ8_0* interleaved = interleaved_of(layer);
     if (!interleaved) return cpu::linear(x, rows, layer, out);
     interleaved->multiply(x, rows, out);
     cpu::add_bias(layer.bias, rows, out);
   }
-  void act_mul(cpu::Activation act, float* gate, const float* up, int64_t n) override { cpu::act_mul(act, gate, up, n); }
-  void activate(cpu::Activation act, float* x, int64_t n) override { cpu::activate(act, x, n); }
+  void act_mul(Activation act, float* gate, const float* up, int64_t n) override { cpu::act_mul(act, gate, up, n); }
+  void activate(Activation act, float* x, int64_t n) override { cpu::activate(act, x, n); }
   void add(float* x, const float* y, int64_t n) override { cpu::add(x, y, n); }
   void scale(float* x, float factor, int64_t n) override { cpu::scale(x, factor, n); }
   void softcap(float* x, float cap, int64_t n) override { cpu::softcap(x, cap, n); }
@@ -84,7 +85,7 @@ class CpuBackend final : public Backend {
     cpu::rope(k, table, kv_heads, head_dim, pairs);
   }
 
-  void attention(int64_t layer, const float* q, const float* k, const float* v, const cpu::AttentionParams& params,
+  void attention(int64_t layer, const float* q, const float* k, const float* v, const AttentionParams& params,
                  KvCache& cache, float* out) override;
 
   void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out) override {
@@ -117,7 +118,7 @@ class CpuBackend final : public Backend {
   }
 
   // The interleaved copy of the layer's weights, if it has one (the same bytes and shape).
-  const cpu::InterleavedQ8_0* interleaved_of(const cpu::Linear& layer) const {
+  const cpu::InterleavedQ8_0* interleaved_of(const Linear& layer) const {
     if (layer.in_out || layer.weight.dtype != DType::Q8_0) return nullptr;
     auto it = interleaved_.find(layer.weight.data);
     if (it == interleaved_.end()) return nullptr;
@@ -132,7 +133,7 @@ class CpuBackend final : public Backend {
 // Keys and values are read through per-position row pointers, so that attention never sees the
 // block layout; a quantized cache dequantizes each row into scratch first.
 void CpuBackend::attention(int64_t layer, const float* q, const float* k, const float* v,
-                           const cpu::AttentionParams& params, KvCache& cache, float* out) {
+                           const AttentionParams& params, KvCache& cache, float* out) {
   const int64_t q_dim = params.heads * params.head_dim, kv_dim = params.kv_heads * params.head_dim;
   const int64_t block_size = cache.block_size();
   std::vector<const float*> k_rows, v_rows;  // [positions]: rows through the block table

@@ -7,35 +7,11 @@
 #include <cstdint>
 #include <span>
 
-#include "formats/tensor_view.h"
+#include "backend/ops.h"
 #include "backend/rope_table.h"
+#include "formats/tensor_view.h"
 
 namespace nanoserve::cpu {
-
-// A linear layer: weight [out, in], or [in, out] when in_out (GPT-2's Conv1D), in which case the
-// view may be a column range of a wider matrix (row_stride). bias [out] is optional (data == nullptr).
-struct Linear {
-  TensorView weight, bias;
-  bool in_out = false;
-  int64_t out_features() const { return weight.shape[in_out ? 1 : 0]; }
-  int64_t in_features() const { return weight.shape[in_out ? 0 : 1]; }
-};
-
-// A normalization's parameters; bias only for LayerNorm.
-struct Norm {
-  TensorView weight, bias;
-};
-
-enum class NormKind {
-  Rms,         // x / rms(x) * w
-  RmsPlusOne,  // x / rms(x) * (1 + w)   (Gemma)
-  Layer,       // (x - mean) / std * w + b   (GPT-2)
-};
-
-enum class Activation {
-  Silu,      // x * sigmoid(x)
-  GeluTanh,  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  (gelu_pytorch_tanh, gelu_new)
-};
 
 // out[t] = table[tokens[t]]: [tokens, hidden] from table [vocab, hidden].
 void embed(const TensorView& table, std::span<const int32_t> tokens, float* out);
@@ -64,13 +40,6 @@ void clamp(float* x, float limit, int64_t n);
 
 // apply_rope (backend/rope_table.h) on x [tokens, heads * head_dim] by a step's table, shared between threads.
 void rope(float* x, const RopeTable& table, int64_t heads, int64_t head_dim, RopePairs pairs);
-
-struct AttentionParams {
-  int64_t heads, kv_heads, head_dim;
-  float scale;            // multiplies q.k
-  float softcap = 0;      // > 0: scores = softcap * tanh(scores / softcap)
-  int64_t window = 0;     // > 0: a query at position p sees keys at (p - window, p]
-};
 
 // Causal attention for `tokens` queries at positions first_pos.. over keys/values at 0..first_pos+tokens-1.
 // q, out: [tokens, heads * head_dim]; k_rows[p], v_rows[p]: the [kv_heads * head_dim] row of position p

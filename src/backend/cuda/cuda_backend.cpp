@@ -21,17 +21,17 @@ namespace {
 
 using cuda::check;
 
-cuda::NormType norm_type(cpu::NormKind kind) {
+cuda::NormType norm_type(NormKind kind) {
   switch (kind) {
-    case cpu::NormKind::Rms: return cuda::NormType::Rms;
-    case cpu::NormKind::RmsPlusOne: return cuda::NormType::RmsPlusOne;
-    case cpu::NormKind::Layer: return cuda::NormType::Layer;
+    case NormKind::Rms: return cuda::NormType::Rms;
+    case NormKind::RmsPlusOne: return cuda::NormType::RmsPlusOne;
+    case NormKind::Layer: return cuda::NormType::Layer;
   }
   return cuda::NormType::Rms;
 }
 
-cuda::ActType act_type(cpu::Activation act) {
-  return act == cpu::Activation::Silu ? cuda::ActType::Silu : cuda::ActType::GeluTanh;
+cuda::ActType act_type(Activation act) {
+  return act == Activation::Silu ? cuda::ActType::Silu : cuda::ActType::GeluTanh;
 }
 
 cudaDataType data_type(cuda::WeightType type) {
@@ -179,14 +179,14 @@ class CudaBackend final : public Backend {
     const int32_t* rows = ids == Ids::Tokens ? step_.token_ids : step_.positions;
     timed("embed", [&] { cuda::embed(m, rows, step_.tokens, out, stream_); });
   }
-  void norm(cpu::NormKind kind, const float* x, const cpu::Norm& params, int64_t rows, int64_t cols, double eps,
+  void norm(NormKind kind, const float* x, const Norm& params, int64_t rows, int64_t cols, double eps,
             float* out) override {
     check_norm_width(cols);
     const float* weight = weights_.vector(params.weight);
     const float* bias = weights_.vector(params.bias);
     timed("norm", [&] { cuda::norm(norm_type(kind), x, weight, bias, rows, cols, static_cast<float>(eps), out, stream_); });
   }
-  void add_norm(cpu::NormKind kind, float* x, const float* y, const cpu::Norm& params, int64_t rows, int64_t cols,
+  void add_norm(NormKind kind, float* x, const float* y, const Norm& params, int64_t rows, int64_t cols,
                 double eps, float* out) override {
     check_norm_width(cols);
     const float* weight = weights_.vector(params.weight);
@@ -195,15 +195,15 @@ class CudaBackend final : public Backend {
       cuda::add_norm(norm_type(kind), x, y, weight, bias, rows, cols, static_cast<float>(eps), out, stream_);
     });
   }
-  void linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) override;
-  void linears(const float* x, int64_t rows, std::span<const cpu::Linear* const> layers,
+  void linear(const float* x, int64_t rows, const Linear& layer, float* out) override;
+  void linears(const float* x, int64_t rows, std::span<const Linear* const> layers,
                std::span<float* const> outs) override;
-  void gated_linear(const float* x, int64_t rows, const cpu::Linear& gate, const cpu::Linear& up, cpu::Activation act,
+  void gated_linear(const float* x, int64_t rows, const Linear& gate, const Linear& up, Activation act,
                     float* out) override;
-  void act_mul(cpu::Activation act, float* gate, const float* up, int64_t n) override {
+  void act_mul(Activation act, float* gate, const float* up, int64_t n) override {
     timed("act_mul", [&] { cuda::act_mul(act_type(act), gate, up, n, stream_); });
   }
-  void activate(cpu::Activation act, float* x, int64_t n) override {
+  void activate(Activation act, float* x, int64_t n) override {
     timed("activate", [&] { cuda::activate(act_type(act), x, n, stream_); });
   }
   void add(float* x, const float* y, int64_t n) override {
@@ -222,12 +222,12 @@ class CudaBackend final : public Backend {
             RopePairs pairs) override {
     timed("rope", [&] { cuda::rope(q, heads, k, kv_heads, step_.tokens, head_dim, rotation(local, pairs), stream_); });
   }
-  void attention(int64_t layer, const float* q, const float* k, const float* v, const cpu::AttentionParams& params,
+  void attention(int64_t layer, const float* q, const float* k, const float* v, const AttentionParams& params,
                  KvCache& cache, float* out) override {
     attend(layer, q, k, v, params, {}, cache, out);
   }
   // Decode steps rotate in the attention kernel.
-  void rope_attention(int64_t layer, float* q, float* k, const float* v, const cpu::AttentionParams& params,
+  void rope_attention(int64_t layer, float* q, float* k, const float* v, const AttentionParams& params,
                       bool local, RopePairs pairs, KvCache& cache, float* out) override {
     if (!step_.one_token_slices) return Backend::rope_attention(layer, q, k, v, params, local, pairs, cache, out);
     attend(layer, q, k, v, params, rotation(local, pairs), cache, out);
@@ -271,7 +271,7 @@ class CudaBackend final : public Backend {
     r.interleaved = pairs == RopePairs::Interleaved;
     return r;
   }
-  void attend(int64_t layer, const float* q, const float* k, const float* v, const cpu::AttentionParams& params,
+  void attend(int64_t layer, const float* q, const float* k, const float* v, const AttentionParams& params,
               const cuda::Rotation& rotation, KvCache& cache, float* out);
   void launched(const char* what) { check(cudaGetLastError(), what); }
   static void check_norm_width(int64_t cols) {
@@ -286,7 +286,7 @@ class CudaBackend final : public Backend {
   }
   cudaGraphExec_t record(const StepWork& work, const LogitsUser& use);
   Buffer converted_input(const float* x, int64_t rows, const cuda::Matrix& w);
-  void product(const void* input, int64_t rows, const cpu::Linear& layer, float* out);
+  void product(const void* input, int64_t rows, const Linear& layer, float* out);
   // Runs `launch` (kernels on the stream) timed under `name`, and checks that it launched.
   template <typename Launch>
   void timed(const char* name, Launch&& launch) {
@@ -452,7 +452,7 @@ cudaGraphExec_t CudaBackend::record(const StepWork& work, const LogitsUser& use)
 // fixed-order tensor-core kernel at every batch size instead, so that a row's result never depends
 // on what else is in the step (float32 weights only serve the test fixtures, which run alone). All
 // read the activations rounded to the weight type, with float32 accumulation.
-void CudaBackend::linear(const float* x, int64_t rows, const cpu::Linear& layer, float* out) {
+void CudaBackend::linear(const float* x, int64_t rows, const Linear& layer, float* out) {
   if (rows == 0) return;
   const cuda::Matrix& w = weights_.matrix(layer.weight);
   if (takes_matvec(w, rows)) {
@@ -474,7 +474,7 @@ Buffer CudaBackend::converted_input(const float* x, int64_t rows, const cuda::Ma
 }
 
 // out = input * W^T (+ bias) for an input already in w's type, beyond matvec's batch sizes.
-void CudaBackend::product(const void* input, int64_t rows, const cpu::Linear& layer, float* out) {
+void CudaBackend::product(const void* input, int64_t rows, const Linear& layer, float* out) {
   const cuda::Matrix& w = weights_.matrix(layer.weight);
   const float* bias = weights_.vector(layer.bias);
   if (takes_tensor_cores(w)) {
@@ -498,7 +498,7 @@ void CudaBackend::product(const void* input, int64_t rows, const cpu::Linear& la
 }
 
 // Decode products of one input go in one matvec launch when their matrices match in type and width.
-void CudaBackend::linears(const float* x, int64_t rows, std::span<const cpu::Linear* const> layers,
+void CudaBackend::linears(const float* x, int64_t rows, std::span<const Linear* const> layers,
                           std::span<float* const> outs) {
   std::vector<cuda::MatvecTarget> targets;
   for (size_t i = 0; i < layers.size(); ++i) {
@@ -521,8 +521,8 @@ void CudaBackend::linears(const float* x, int64_t rows, std::span<const cpu::Lin
 }
 
 // Decode-sized steps take gate and up in one matvec launch that also applies the activation.
-void CudaBackend::gated_linear(const float* x, int64_t rows, const cpu::Linear& gate, const cpu::Linear& up,
-                               cpu::Activation act, float* out) {
+void CudaBackend::gated_linear(const float* x, int64_t rows, const Linear& gate, const Linear& up,
+                               Activation act, float* out) {
   const cuda::Matrix& g = weights_.matrix(gate.weight);
   const cuda::Matrix& u = weights_.matrix(up.weight);
   if (rows == 0 || g.type != u.type || g.rows != u.rows || g.cols != u.cols || !takes_matvec(g, rows)) {
@@ -534,7 +534,7 @@ void CudaBackend::gated_linear(const float* x, int64_t rows, const cpu::Linear& 
 }
 
 void CudaBackend::attend(int64_t layer, const float* q, const float* k, const float* v,
-                         const cpu::AttentionParams& params, const cuda::Rotation& rotation, KvCache& cache,
+                         const AttentionParams& params, const cuda::Rotation& rotation, KvCache& cache,
                          float* out) {
   if (cache.dtype() != KvDType::F32) fail("the cuda backend keeps keys and values in f32; --kv-cache-dtype q8_0 is CPU-only");
   if (params.head_dim > 256) fail("the cuda backend's attention handles head_dim up to 256, not {}", params.head_dim);

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "backend/cpu/ops.h"
 #include "backend/cuda/check.h"
 #include "formats/dtype.h"
 
@@ -34,8 +35,8 @@ void store(WeightType type, float value, int64_t i, std::vector<uint8_t>& out) {
 DeviceWeights::DeviceWeights(const WeightSet& weights) {
   try {
     for (const TensorView& table : weights.tables) add_matrix(table, false);
-    for (const cpu::Norm& norm : weights.norms) add_norm(norm);
-    for (const cpu::Linear& linear : weights.linears) add_linear(linear);
+    for (const Norm& norm : weights.norms) add_norm(norm);
+    for (const Linear& linear : weights.linears) add_linear(linear);
   } catch (...) {
     for (void* p : allocations_) cudaFree(p);
     throw;
@@ -59,13 +60,13 @@ const float* DeviceWeights::vector(const TensorView& view) const {
   return it->second;
 }
 
-void DeviceWeights::add_linear(const cpu::Linear& linear) {
+void DeviceWeights::add_linear(const Linear& linear) {
   if (!linear.weight.data) return;
   add_matrix(linear.weight, linear.in_out);
   add_vector(linear.bias);
 }
 
-void DeviceWeights::add_norm(const cpu::Norm& norm) {
+void DeviceWeights::add_norm(const Norm& norm) {
   add_vector(norm.weight);
   add_vector(norm.bias);
 }

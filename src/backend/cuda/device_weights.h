@@ -25,8 +25,8 @@ class DeviceWeights {
   size_t bytes() const { return bytes_; }
 
  private:
-  void add_linear(const cpu::Linear& linear);
-  void add_norm(const cpu::Norm& norm);
+  void add_linear(const Linear& linear);
+  void add_norm(const Norm& norm);
   void add_matrix(const TensorView& view, bool in_out);
   void add_vector(const TensorView& view);
   void* upload(const void* host, size_t bytes, const std::string& name);
