@@ -20,7 +20,6 @@ struct RequestState {
   uint64_t id;
   SamplingParams params;
   EventCallback callback;
-  bool cancelled = false;
 };
 
 struct Sequence {
