@@ -34,7 +34,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const GenerationRequest r = parse_generation_request(body, ApiKind::Chat);
     chosen.render(chat_template_context(r), nanoserve::ChatTemplate::kMaxWork / 40);  // as fuzz_chat_template
   } catch (const ApiError&) {
-  } catch (const nanoserve::Error&) {
-  }
+  } catch (const nanoserve::Error&) {}
   return 0;
 }

@@ -11,15 +11,16 @@ constexpr uint64_t kFuzzWork = nanoserve::ChatTemplate::kMaxWork / 40;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const nlohmann::ordered_json context = {
-      {"messages", {{{"role", "system"}, {"content", "Be brief."}},
-                    {{"role", "user"}, {"content", "Hi <|eot_id|>"}},
-                    {{"role", "assistant"}, {"content", "Hello."}, {"tool_calls", nlohmann::ordered_json::array()}}}},
+      {"messages",
+       {{{"role", "system"}, {"content", "Be brief."}},
+        {{"role", "user"}, {"content", "Hi <|eot_id|>"}},
+        {{"role", "assistant"}, {"content", "Hello."}, {"tool_calls", nlohmann::ordered_json::array()}}}},
       {"add_generation_prompt", true},
-      {"tools", {{{"type", "function"}, {"function", {{"name", "f"}, {"parameters", nlohmann::ordered_json::object()}}}}}}};
+      {"tools",
+       {{{"type", "function"}, {"function", {{"name", "f"}, {"parameters", nlohmann::ordered_json::object()}}}}}}};
   try {
     nanoserve::ChatTemplate t(std::string(reinterpret_cast<const char*>(data), size));
     t.render(context, kFuzzWork);
-  } catch (const nanoserve::Error&) {
-  }
+  } catch (const nanoserve::Error&) {}
   return 0;
 }

@@ -25,7 +25,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     nanoserve::Weights weights;
     nanoserve::weight_slots(weights, config, spec, *family.names);
     if (config.head_dim <= 4096) nanoserve::rope_frequencies(config.rope, config.head_dim, config.max_positions, 4096);
-  } catch (const nanoserve::Error&) {
-  }
+  } catch (const nanoserve::Error&) {}
   return 0;
 }

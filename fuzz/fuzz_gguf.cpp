@@ -27,13 +27,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   try {
     (void)nanoserve::model_from_gguf(c, "fuzz.gguf");
-  } catch (const nanoserve::Error&) {
-  }
+  } catch (const nanoserve::Error&) {}
   try {
     const auto described = nanoserve::gguf_tokenizer_json(c, "fuzz.gguf");
     const auto tokenizer = nanoserve::Tokenizer::from_text(described.dump(), "fuzz.gguf");
     (void)tokenizer.decode(tokenizer.encode("Hello, world! 123"));
-  } catch (const nanoserve::Error&) {
-  }
+  } catch (const nanoserve::Error&) {}
   return 0;
 }

@@ -32,9 +32,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // A stored conversation for "resp_1", as previous_response_id finds it.
     const auto previous = [](const std::string& id) -> std::optional<nlohmann::ordered_json> {
       if (id != "resp_1") return std::nullopt;
-      return nlohmann::ordered_json::array({{{"role", "user"}, {"content", "Hi"}}, {{"role", "assistant"}, {"content", "Hello"}}});
+      return nlohmann::ordered_json::array(
+          {{{"role", "user"}, {"content", "Hi"}}, {{"role", "assistant"}, {"content", "Hello"}}});
     };
-    GenerationRequest r = parse_generation_request(responses ? parse_responses_request(body, previous).chat : body, kind);
+    GenerationRequest r =
+        parse_generation_request(responses ? parse_responses_request(body, previous).chat : body, kind);
     r.params.validate(demo().tokenizer.vocab_size());
     if (kind == ApiKind::Chat) {
       nanoserve::encode_chat(demo().chat, demo().tokenizer, chat_template_context(r), r.parse_special_tokens);
@@ -42,7 +44,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       demo().tokenizer.encode(r.prompt.get<std::string>());
     }
   } catch (const ApiError&) {
-  } catch (const nanoserve::Error&) {
-  }
+  } catch (const nanoserve::Error&) {}
   return 0;
 }

@@ -25,7 +25,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto g = std::make_shared<const grammar::Grammar>(grammar::compile_json_schema(schema));
     grammar::Matcher m(g, trie());
     walk_lowest_tokens(m, 4);
-  } catch (const Error&) {
-  }
+  } catch (const Error&) {}
   return 0;
 }

@@ -11,7 +11,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       volatile uint8_t sink = t.nbytes ? t.data[t.nbytes - 1] : 0;  // every view must lie inside the input
       (void)sink;
     }
-  } catch (const nanoserve::Error&) {
-  }
+  } catch (const nanoserve::Error&) {}
   return 0;
 }

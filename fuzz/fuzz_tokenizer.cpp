@@ -34,7 +34,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Tokenizer tok = Tokenizer::from_text(rest, "tokenizer.json");
       round_trip(tok, "Hello, world! 123 <|end|> ünïcødé");
     }
-  } catch (const nanoserve::Error&) {
-  }
+  } catch (const nanoserve::Error&) {}
   return 0;
 }

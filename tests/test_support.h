@@ -12,7 +12,7 @@
 namespace nanoserve::test {
 
 std::string fixture(const std::string& relative);  // tests/fixtures/<relative>
-std::string demo_model_dir();                        // models/demo
+std::string demo_model_dir();                      // models/demo
 
 // Every tensor of a reference.safetensors file, widened: F32 as float, I64 as int64.
 struct Reference {

@@ -99,8 +99,10 @@ struct Shape {
 int main(int argc, char** argv) {
   using namespace nanoserve;
   const int reps = argc > 1 ? std::atoi(argv[1]) : 20;
-  const Shape shapes[] = {{"q/o 2048x2048", 2048, 2048}, {"k/v 512x2048", 512, 2048},
-                          {"gate/up 8192x2048", 8192, 2048}, {"down 2048x8192", 2048, 8192},
+  const Shape shapes[] = {{"q/o 2048x2048", 2048, 2048},
+                          {"k/v 512x2048", 512, 2048},
+                          {"gate/up 8192x2048", 8192, 2048},
+                          {"down 2048x8192", 2048, 8192},
                           {"lm_head 128256x2048", 128256, 2048}};
   const int64_t batch_sizes[] = {1, 2, 4, 8, 16, 64, 256, 512, 4096};
   std::mt19937 rng(7);
@@ -141,9 +143,8 @@ int main(int argc, char** argv) {
       // Row 0 of every batch is a fresh random row: run it alone and compare bits.
       cuda::tensor_core_linear(x, 1, w, nullptr, reference, nullptr);
       const std::vector<float> row0 = download(reference, shape.features);
-      const bool same = std::equal(row0.begin(), row0.end(), got.begin(), [](float a, float b) {
-        return std::memcmp(&a, &b, sizeof a) == 0;
-      });
+      const bool same = std::equal(row0.begin(), row0.end(), got.begin(),
+                                   [](float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; });
       const double weight_gb = static_cast<double>(shape.features * shape.cols * 2) / 1e9;
       const double tflop = 2.0 * static_cast<double>(rows * shape.features * shape.cols) / 1e12;
       std::printf("%-20s %5lld | %10.1f %8.0f %8.1f | %10.1f %8.1f | %10.1f | %9.1e %s\n", shape.name,

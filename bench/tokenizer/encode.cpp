@@ -46,7 +46,10 @@ int main(int argc, char** argv) {
       tokens += ids.size();
       for (int32_t id : ids) ids_hash = ids_hash * 1000003 + static_cast<uint64_t>(id) + 1;
     }
-    fmt::print("{}\n", nlohmann::json{{"load_ms", load_s * 1e3}, {"bytes", bytes}, {"tokens", tokens}, {"ids_hash", std::to_string(ids_hash)},
+    fmt::print("{}\n", nlohmann::json{{"load_ms", load_s * 1e3},
+                                      {"bytes", bytes},
+                                      {"tokens", tokens},
+                                      {"ids_hash", std::to_string(ids_hash)},
                                       {"mb_per_s", static_cast<double>(bytes) / seconds / 1e6}}
                            .dump());
   } catch (const std::exception& e) {

@@ -27,8 +27,8 @@ void Backend::linears(const float* x, int64_t rows, std::span<const Linear* cons
   for (size_t i = 0; i < layers.size(); ++i) linear(x, rows, *layers[i], outs[i]);
 }
 
-void Backend::gated_linear(const float* x, int64_t rows, const Linear& gate, const Linear& up,
-                           Activation act, float* out) {
+void Backend::gated_linear(const float* x, int64_t rows, const Linear& gate, const Linear& up, Activation act,
+                           float* out) {
   Buffer up_out = floats(rows * up.out_features());  // [rows, intermediate]
   const Linear* layers[] = {&gate, &up};
   float* const outs[] = {out, up_out.floats()};
@@ -36,8 +36,8 @@ void Backend::gated_linear(const float* x, int64_t rows, const Linear& gate, con
   act_mul(act, out, up_out.floats(), rows * gate.out_features());
 }
 
-void Backend::add_norm(NormKind kind, float* x, const float* y, const Norm& params, int64_t rows,
-                       int64_t cols, double eps, float* out) {
+void Backend::add_norm(NormKind kind, float* x, const float* y, const Norm& params, int64_t rows, int64_t cols,
+                       double eps, float* out) {
   add(x, y, rows * cols);
   norm(kind, x, params, rows, cols, eps, out);
 }
@@ -58,11 +58,13 @@ void Backend::run_step(uint64_t, const StepWork& work, int64_t rows, int64_t col
   });
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& device, const WeightSet& weights, const BackendOptions& options) {
+std::unique_ptr<Backend> make_backend(const std::string& device, const WeightSet& weights,
+                                      const BackendOptions& options) {
   if (device == "cpu") return make_cpu_backend(weights);  // batch-invariant as it is
   if (device == "cuda") {
     using Make = Backend*(const WeightSet&, const BackendOptions&);
-    return std::unique_ptr<Backend>(reinterpret_cast<Make*>(cuda_plugin_symbol("nanoserve_make_cuda_backend"))(weights, options));
+    return std::unique_ptr<Backend>(
+        reinterpret_cast<Make*>(cuda_plugin_symbol("nanoserve_make_cuda_backend"))(weights, options));
   }
   fail("--device {}: unknown device; expected cpu or cuda", device);
 }

@@ -56,7 +56,7 @@ struct StepLayout {
   std::vector<int32_t> token_ids;  // [tokens], rows of the embedding (the caller checks), or -1 (a zero row)
   std::vector<int64_t> positions;  // [tokens]
   std::vector<Sequence> sequences;
-  RopeTable rope, local_rope;      // [tokens, rotary_dim / 2] cos and sin; empty when unused
+  RopeTable rope, local_rope;  // [tokens, rotary_dim / 2] cos and sin; empty when unused
 };
 
 class Backend {
@@ -91,12 +91,12 @@ class Backend {
   // vocabulary-parallel rank's embedding that another rank holds).
   enum class Ids { Tokens, Positions };
   virtual void embed(const TensorView& table, Ids ids, float* out) = 0;
-  virtual void norm(NormKind kind, const float* x, const Norm& params, int64_t rows, int64_t cols,
-                    double eps, float* out) = 0;
+  virtual void norm(NormKind kind, const float* x, const Norm& params, int64_t rows, int64_t cols, double eps,
+                    float* out) = 0;
   // x += y, then out = norm(x): a residual add and the norm after it, in one pass where the backend
   // fuses them. out is apart from x and y.
-  virtual void add_norm(NormKind kind, float* x, const float* y, const Norm& params, int64_t rows,
-                        int64_t cols, double eps, float* out);
+  virtual void add_norm(NormKind kind, float* x, const float* y, const Norm& params, int64_t rows, int64_t cols,
+                        double eps, float* out);
   // out[rows, out_features] = x[rows, in_features] * W^T + bias.
   virtual void linear(const float* x, int64_t rows, const Linear& layer, float* out) = 0;
   // linear for each of layers that read the same x (q, k and v; gate and up), into outs: one
@@ -105,8 +105,8 @@ class Backend {
                        std::span<float* const> outs);
   // out[rows, gate out_features] = act(x * gate^T + bias) * (x * up^T + bias): a gated MLP's first
   // half, in one pass where the backend fuses it.
-  virtual void gated_linear(const float* x, int64_t rows, const Linear& gate, const Linear& up,
-                            Activation act, float* out);
+  virtual void gated_linear(const float* x, int64_t rows, const Linear& gate, const Linear& up, Activation act,
+                            float* out);
   virtual void act_mul(Activation act, float* gate, const float* up, int64_t n) = 0;
   virtual void activate(Activation act, float* x, int64_t n) = 0;
   virtual void add(float* x, const float* y, int64_t n) = 0;
@@ -119,8 +119,8 @@ class Backend {
                     RopePairs pairs) = 0;
   // Stores the step's keys and values k, v [step tokens, kv_heads * head_dim] in the cache's layer,
   // then attends each query row of q [step tokens, heads * head_dim] causally over its sequence.
-  virtual void attention(int64_t layer, const float* q, const float* k, const float* v,
-                         const AttentionParams& params, KvCache& cache, float* out) = 0;
+  virtual void attention(int64_t layer, const float* q, const float* k, const float* v, const AttentionParams& params,
+                         KvCache& cache, float* out) = 0;
   // rope (by the step's table, or its local one) then attention, in one pass where the backend
   // fuses them; q and k may then be left unrotated.
   virtual void rope_attention(int64_t layer, float* q, float* k, const float* v, const AttentionParams& params,
@@ -170,6 +170,7 @@ struct BackendOptions {
 
 // "cpu" or "cuda"; a CUDA backend copies the weights to the GPU (options.gpu) now. Throws Error for
 // an unknown name, a build without CUDA, no such GPU, or too little GPU memory.
-std::unique_ptr<Backend> make_backend(const std::string& device, const WeightSet& weights, const BackendOptions& options = {});
+std::unique_ptr<Backend> make_backend(const std::string& device, const WeightSet& weights,
+                                      const BackendOptions& options = {});
 
 }  // namespace nanoserve

@@ -18,8 +18,9 @@ constexpr const char* kPluginName = "libnanoserve_cuda.so";
 
 void* load_plugin() {
 #ifndef NANOSERVE_CUDA
-  fail("--device cuda: this nanoserve was built without CUDA (configure with nvcc on the PATH or "
-       "-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)");
+  fail(
+      "--device cuda: this nanoserve was built without CUDA (configure with nvcc on the PATH or "
+      "-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)");
 #endif
   std::string tried;
   auto open = [&](const std::string& path) {
@@ -45,9 +46,10 @@ void* load_plugin() {
     }
     if (void* handle = open(kPluginName)) return handle;
   }
-  fail("--device cuda: the CUDA backend could not be loaded; it needs the CUDA runtime, cuBLAS and NCCL on the "
-       "library path (LD_LIBRARY_PATH). Tried:{}",
-       tried);
+  fail(
+      "--device cuda: the CUDA backend could not be loaded; it needs the CUDA runtime, cuBLAS and NCCL on the "
+      "library path (LD_LIBRARY_PATH). Tried:{}",
+      tried);
 }
 
 }  // namespace

@@ -26,15 +26,23 @@ uint64_t next_cache_id() {
 }  // namespace
 
 bool parse_kv_dtype(std::string_view name, KvDType* out) {
-  if (name == "f32") *out = KvDType::F32;
-  else if (name == "q8_0") *out = KvDType::Q8_0;
-  else return false;
+  if (name == "f32")
+    *out = KvDType::F32;
+  else if (name == "q8_0")
+    *out = KvDType::Q8_0;
+  else
+    return false;
   return true;
 }
 
 KvCache::KvCache(const KvShape& c, int64_t num_blocks, int64_t block_size, KvDType dtype, Backend& backend)
-    : num_blocks_(num_blocks), block_size_(block_size), row_width_(c.row_width()),
-      row_bytes_(bytes_per_row(c, dtype)), dtype_(dtype), backend_(&backend), id_(next_cache_id()) {
+    : num_blocks_(num_blocks),
+      block_size_(block_size),
+      row_width_(c.row_width()),
+      row_bytes_(bytes_per_row(c, dtype)),
+      dtype_(dtype),
+      backend_(&backend),
+      id_(next_cache_id()) {
   backend.bind_thread();
   const auto n = static_cast<size_t>(num_blocks * block_size * row_bytes_);
   // Cleared now, so that the whole pool is taken at start rather than page by page under load.
@@ -98,8 +106,7 @@ void KvCache::copy_block(int32_t from, int32_t to) {
   }
 }
 
-SequenceCache::SequenceCache(const KvShape& c, int64_t capacity, int64_t block_size, KvDType dtype,
-                             Backend& backend)
+SequenceCache::SequenceCache(const KvShape& c, int64_t capacity, int64_t block_size, KvDType dtype, Backend& backend)
     : cache_(c, (capacity + block_size - 1) / block_size, block_size, dtype, backend),
       blocks_(static_cast<size_t>((capacity + block_size - 1) / block_size)) {
   std::iota(blocks_.begin(), blocks_.end(), 0);

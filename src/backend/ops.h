@@ -37,9 +37,9 @@ enum class Activation {
 // One layer's attention, as the model's config and family set it.
 struct AttentionParams {
   int64_t heads, kv_heads, head_dim;
-  float scale;            // multiplies q.k
-  float softcap = 0;      // > 0: scores = softcap * tanh(scores / softcap)
-  int64_t window = 0;     // > 0: a query at position p sees keys at (p - window, p]
+  float scale;         // multiplies q.k
+  float softcap = 0;   // > 0: scores = softcap * tanh(scores / softcap)
+  int64_t window = 0;  // > 0: a query at position p sees keys at (p - window, p]
 };
 
 }  // namespace nanoserve

@@ -9,9 +9,9 @@
 namespace nanoserve {
 
 struct RopeFrequencies {
-  std::vector<float> inv_freq;    // [rotary_dim / 2]
-  int64_t rotary_dim = 0;         // leading dims of each head that rotate; the rest pass through
-  float attention_scaling = 1.0f; // multiplies cos and sin (yarn, longrope)
+  std::vector<float> inv_freq;     // [rotary_dim / 2]
+  int64_t rotary_dim = 0;          // leading dims of each head that rotate; the rest pass through
+  float attention_scaling = 1.0f;  // multiplies cos and sin (yarn, longrope)
 };
 
 // Which dims of a head rotate together at frequency i.

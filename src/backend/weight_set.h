@@ -11,9 +11,9 @@
 namespace nanoserve {
 
 struct WeightSet {
-  std::vector<TensorView> tables;    // row lookups: the token embedding first, then learned positions
-  std::vector<Norm> norms;      // every norm's gamma (and beta)
-  std::vector<Linear> linears;  // every matrix product, the LM head first
+  std::vector<TensorView> tables;  // row lookups: the token embedding first, then learned positions
+  std::vector<Norm> norms;         // every norm's gamma (and beta)
+  std::vector<Linear> linears;     // every matrix product, the LM head first
 };
 
 }  // namespace nanoserve

@@ -52,13 +52,15 @@ std::vector<std::vector<int32_t>> make_prompts(const BenchOptions& opt, const Mo
     for (int n = 1; std::getline(in, line) && static_cast<int>(prompts.size()) < opt.num_requests; ++n) {
       const auto j = parse_json(line, fmt::format("{}:{}", opt.dataset, n));
       const char* key = j.is_object() && j.contains("prompt") ? "prompt" : "text";
-      if (!j.is_object() || !j.contains(key) || !j[key].is_string()) fail("{}:{}: expected {{\"prompt\": ...}} or {{\"text\": ...}}", opt.dataset, n);
+      if (!j.is_object() || !j.contains(key) || !j[key].is_string())
+        fail("{}:{}: expected {{\"prompt\": ...}} or {{\"text\": ...}}", opt.dataset, n);
       auto ids = tokenizer.encode(j[key].get<std::string>());
       if (static_cast<int>(ids.size()) > opt.input_len) ids.resize(static_cast<size_t>(opt.input_len));
       prompts.push_back(std::move(ids));
     }
     if (prompts.empty()) fail("{}: no prompts", opt.dataset);
-    while (static_cast<int>(prompts.size()) < opt.num_requests) prompts.push_back(prompts[prompts.size() % prompts.size()]);
+    while (static_cast<int>(prompts.size()) < opt.num_requests)
+      prompts.push_back(prompts[prompts.size() % prompts.size()]);
     return prompts;
   }
   std::mt19937_64 rng(opt.seed);
@@ -81,9 +83,11 @@ void run_bench(const BenchOptions& opt) {
   std::shared_ptr<const grammar::Grammar> grammar;
   if (!opt.json_schema.empty()) {  // structured output needs the tokenizer's vocabulary
     tokenizer.emplace(load_tokenizer(opt.model));
-    grammar = std::make_shared<const grammar::Grammar>(grammar::compile_json_schema(read_ordered_json_file(opt.json_schema)));
+    grammar =
+        std::make_shared<const grammar::Grammar>(grammar::compile_json_schema(read_ordered_json_file(opt.json_schema)));
   }
-  Engine engine(model, tokenizer ? &*tokenizer : nullptr, engine_options(opt.engine, opt.kv_pool, model.config, *ranks));
+  Engine engine(model, tokenizer ? &*tokenizer : nullptr,
+                engine_options(opt.engine, opt.kv_pool, model.config, *ranks));
   std::vector<Timing> timings(prompts.size());
   std::mutex m;
   std::condition_variable done;
@@ -151,14 +155,16 @@ void run_bench(const BenchOptions& opt) {
 
 void register_bench(CLI::App& app) {
   auto opt = std::make_shared<BenchOptions>();
-  CLI::App* cmd = app.add_subcommand("bench", "Offline throughput: many requests through the engine at a given concurrency");
+  CLI::App* cmd =
+      app.add_subcommand("bench", "Offline throughput: many requests through the engine at a given concurrency");
   add_model_options(*cmd, opt->model);
   add_parallel_option(*cmd, opt->model);
   cmd->add_option("--num-requests", opt->num_requests, "requests to run (default 64)")->check(positive());
   cmd->add_option("--input-len", opt->input_len, "prompt tokens per request (default 128)")->check(positive());
   cmd->add_option("--output-len", opt->output_len, "generated tokens per request (default 128)")->check(positive());
   cmd->add_option("--concurrency", opt->concurrency, "requests in flight at once (default 8)")->check(positive());
-  cmd->add_option("--dataset", opt->dataset, "JSONL of {\"prompt\": ...} or {\"text\": ...} instead of random token ids");
+  cmd->add_option("--dataset", opt->dataset,
+                  "JSONL of {\"prompt\": ...} or {\"text\": ...} instead of random token ids");
   cmd->add_option("--seed", opt->seed, "seed for the random prompts");
   cmd->add_option("--json-schema", opt->json_schema,
                   "a JSON Schema file: every request's output is constrained to it (structured output's cost)")
@@ -169,13 +175,15 @@ void register_bench(CLI::App& app) {
       ->check(positive());
   cmd->add_option("--tg", opt->tg, "instead of the engine run: time this many one-token steps (llama-bench -n)")
       ->check(positive());
-  cmd->add_option("--repetitions", opt->repetitions, "--pp/--tg: runs of each, averaged (default 5)")->check(positive());
+  cmd->add_option("--repetitions", opt->repetitions, "--pp/--tg: runs of each, averaged (default 5)")
+      ->check(positive());
   cmd->callback([opt] {
     if (opt->pp == 0 && opt->tg == 0) return run_bench(*opt);
     if (opt->model.tensor_parallel_size > 1) {
-      fail("--pp/--tg time one backend's forward pass; measure --tensor-parallel-size {} with the engine run (no "
-           "--pp/--tg)",
-           opt->model.tensor_parallel_size);
+      fail(
+          "--pp/--tg time one backend's forward pass; measure --tensor-parallel-size {} with the engine run (no "
+          "--pp/--tg)",
+          opt->model.tensor_parallel_size);
     }
     run_forward_bench({opt->model, opt->pp, opt->tg, opt->repetitions, opt->seed, opt->engine.kv_dtype});
   });

@@ -78,7 +78,8 @@ FittedPrompt fit_context(const ChatTemplate& chat_template, const Tokenizer& tok
       if (dropped > 0) fmt::print(stderr, "[the context is full: the oldest {} messages were left out]\n", dropped);
       return {std::move(ids), static_cast<int32_t>(std::min<int64_t>(max_tokens, context - length))};
     }
-    if (only_the_newest) fail("this message is {} tokens, more than the context of {} leaves room for", length, context - 1);
+    if (only_the_newest)
+      fail("this message is {} tokens, more than the context of {} leaves room for", length, context - 1);
     messages.erase(messages.begin() + static_cast<std::ptrdiff_t>(first));
     ++dropped;
   }
@@ -112,8 +113,8 @@ std::string reply(Engine& engine, const Tokenizer& tokenizer, const ChatTemplate
   if (!error.empty()) fail("{}", error);
   if (stopped) fmt::print(stderr, "[stopped]\n");
   const double seconds = seconds_since(start);
-  fmt::print(stderr, "[prompt {} tokens, {} from cache | {} tokens in {:.2f}s, {:.1f} tok/s]\n", prompt.ids.size(), cached,
-             generated, seconds, static_cast<double>(generated) / std::max(seconds, 1e-9));
+  fmt::print(stderr, "[prompt {} tokens, {} from cache | {} tokens in {:.2f}s, {:.1f} tok/s]\n", prompt.ids.size(),
+             cached, generated, seconds, static_cast<double>(generated) / std::max(seconds, 1e-9));
   return text;
 }
 
@@ -146,14 +147,17 @@ Json read_conversation(const std::string& path) {
 
 void print_stats(const Engine& engine) {
   const EngineStats s = engine.stats();
-  fmt::print(stderr, "prompt tokens computed {}, generated {} | KV blocks {} of {} in use | prefix cache {} of {} blocks hit\n",
-             s.prompt_tokens_computed, s.generated_tokens, s.used_blocks, s.total_blocks, s.prefix_hits, s.prefix_queries);
+  fmt::print(stderr,
+             "prompt tokens computed {}, generated {} | KV blocks {} of {} in use | prefix cache {} of {} blocks hit\n",
+             s.prompt_tokens_computed, s.generated_tokens, s.used_blocks, s.total_blocks, s.prefix_hits,
+             s.prefix_queries);
 }
 
 // A line that starts with '/': runs it. Returns false when the chat should end.
 bool run_command(const std::string& line, Json& messages, const Engine& engine) {
   const size_t space = line.find(' ');
-  const std::string command = line.substr(0, space), argument = space == std::string::npos ? "" : trim(line.substr(space));
+  const std::string command = line.substr(0, space),
+                    argument = space == std::string::npos ? "" : trim(line.substr(space));
   if (command == "/exit" || command == "/quit") return false;
   if (command == "/help") {
     fmt::print(stderr, "{}", kHelp);

@@ -9,8 +9,8 @@
 
 namespace nanoserve::cli {
 
-CLI::Validator positive();                      // > 0
-CLI::Validator non_negative();                  // >= 0
+CLI::Validator positive();                        // > 0
+CLI::Validator non_negative();                    // >= 0
 CLI::Validator between(double low, double high);  // [low, high]
 
 // The candidate closest to `word` by edit distance, if it is close enough to be a typo (at most a

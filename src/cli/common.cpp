@@ -17,9 +17,10 @@
 namespace nanoserve::cli {
 
 void add_model_options(CLI::App& command, ModelOptions& options) {
-  command.add_option("-m,--model", options.model_dir,
-                     "Hugging Face model directory (config.json, *.safetensors, tokenizer.json), a GGUF file, or a Hub id "
-                     "ORG/NAME[@REVISION] (pulled into the Hugging Face cache when missing); default: the bundled demo model");
+  command.add_option(
+      "-m,--model", options.model_dir,
+      "Hugging Face model directory (config.json, *.safetensors, tokenizer.json), a GGUF file, or a Hub id "
+      "ORG/NAME[@REVISION] (pulled into the Hugging Face cache when missing); default: the bundled demo model");
   command.add_option("--threads", options.threads, "worker threads (default: one per core)")->check(non_negative());
   command
       .add_option("--device", options.device,
@@ -76,8 +77,8 @@ Model load(const ModelOptions& options) {
   ThreadPool::set_global_threads(options.threads);
   const auto start = std::chrono::steady_clock::now();
   Model model = load_model(model_dir(options));
-  log::info("loaded {} ({} family, {} layers) in {:.2f}s", model_dir(options), model.arch.family,
-             model.config.layers, seconds_since(start));
+  log::info("loaded {} ({} family, {} layers) in {:.2f}s", model_dir(options), model.arch.family, model.config.layers,
+            seconds_since(start));
   return model;
 }
 
@@ -118,9 +119,10 @@ std::optional<ChatTemplate> load_chat_template(const ModelOptions& options) {
 ChatTemplate require_chat_template(const ModelOptions& options) {
   auto chat_template = load_chat_template(options);
   if (!chat_template) {
-    fail("{}: the model has no chat template (tokenizer_config.json chat_template, chat_template.jinja, or GGUF "
-         "tokenizer.chat_template); give one with --chat-template FILE",
-         model_dir(options));
+    fail(
+        "{}: the model has no chat template (tokenizer_config.json chat_template, chat_template.jinja, or GGUF "
+        "tokenizer.chat_template); give one with --chat-template FILE",
+        model_dir(options));
   }
   return std::move(*chat_template);
 }

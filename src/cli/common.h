@@ -16,11 +16,11 @@
 namespace nanoserve::cli {
 
 struct ModelOptions {
-  std::string model_dir;      // empty: the bundled demo model
-  int threads = 0;            // 0: all cores
+  std::string model_dir;       // empty: the bundled demo model
+  int threads = 0;             // 0: all cores
   std::string device = "cpu";  // cpu or cuda
   bool batch_invariant = false;
-  bool enforce_eager = false;  // no CUDA graphs
+  bool enforce_eager = false;    // no CUDA graphs
   int tensor_parallel_size = 1;  // ranks the model is split across (GPUs 0.. with --device cuda)
   std::string chat_template;     // --chat-template: a file or the template itself; empty: the model's
 };

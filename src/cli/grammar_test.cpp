@@ -21,7 +21,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::ordered_json;
 
-double micros_since(Clock::time_point start) { return std::chrono::duration<double, std::micro>(Clock::now() - start).count(); }
+double micros_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+}
 
 struct GrammarTestOptions {
   ModelOptions model;
@@ -50,8 +52,8 @@ bool walk(const std::shared_ptr<const grammar::Grammar>& g, const std::shared_pt
   return matcher.can_end();
 }
 
-void run_file(const std::string& path, const Tokenizer& tokenizer, const std::shared_ptr<const grammar::TokenTrie>& trie, bool cold,
-              Totals& totals) {
+void run_file(const std::string& path, const Tokenizer& tokenizer,
+              const std::shared_ptr<const grammar::TokenTrie>& trie, bool cold, Totals& totals) {
   Json out = {{"file", path}, {"compiled", false}, {"error", nullptr}};
   const Json doc = read_ordered_json_file(path);
   if (!doc.is_object() || !doc.contains("schema") || !doc.contains("tests") || !doc["tests"].is_array()) {
@@ -108,12 +110,19 @@ void run_grammar_test(const GrammarTestOptions& opt) {
   double mean = 0;
   for (double v : totals.mask_us) mean += v;
   if (!totals.mask_us.empty()) mean /= static_cast<double>(totals.mask_us.size());
-  const Json summary = {
-      {"summary", true}, {"files", totals.files}, {"compiled", totals.compiled}, {"passing", totals.passing},
-      {"tests", totals.tests}, {"invalid_accepted", totals.invalid_accepted}, {"valid_rejected", totals.valid_rejected},
-      {"tokens", totals.tokens}, {"mask_us_mean", std::round(mean * 10) / 10},
-      {"mask_us_p50", percentile(totals.mask_us, 0.5)}, {"mask_us_p99", percentile(totals.mask_us, 0.99)},
-      {"compile_us_p50", percentile(totals.compile_us, 0.5)}, {"compile_us_p99", percentile(totals.compile_us, 0.99)}};
+  const Json summary = {{"summary", true},
+                        {"files", totals.files},
+                        {"compiled", totals.compiled},
+                        {"passing", totals.passing},
+                        {"tests", totals.tests},
+                        {"invalid_accepted", totals.invalid_accepted},
+                        {"valid_rejected", totals.valid_rejected},
+                        {"tokens", totals.tokens},
+                        {"mask_us_mean", std::round(mean * 10) / 10},
+                        {"mask_us_p50", percentile(totals.mask_us, 0.5)},
+                        {"mask_us_p99", percentile(totals.mask_us, 0.99)},
+                        {"compile_us_p50", percentile(totals.compile_us, 0.5)},
+                        {"compile_us_p99", percentile(totals.compile_us, 0.99)}};
   fmt::print("{}\n", summary.dump());
 }
 
@@ -124,11 +133,13 @@ void register_grammar_test(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "grammar-test", "Check JSON Schema test files (MaskBench format) token by token against the grammar matcher");
   add_model_options(*cmd, opt->model);
-  cmd->add_option("files", opt->files, "MaskBench files: {\"schema\": ..., \"tests\": [{\"valid\": bool, \"data\": ...}]}")
+  cmd->add_option("files", opt->files,
+                  "MaskBench files: {\"schema\": ..., \"tests\": [{\"valid\": bool, \"data\": ...}]}")
       ->required()
       ->check(CLI::ExistingFile);
-  cmd->add_flag("--cold", opt->cold,
-                "give each test instance its own automaton (by default a schema's instances share one, as requests do)");
+  cmd->add_flag(
+      "--cold", opt->cold,
+      "give each test instance its own automaton (by default a schema's instances share one, as requests do)");
   cmd->callback([opt] { run_grammar_test(*opt); });
 }
 

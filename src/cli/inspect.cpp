@@ -31,7 +31,8 @@ std::string rope_summary(const RopeConfig& r) {
   if (r.scaling == RopeScaling::Factors) s += fmt::format(" [{:.4g}]", fmt::join(r.freq_factors, ", "));
   if (r.scaling != RopeScaling::None && r.scaling != RopeScaling::Factors) s += fmt::format(", factor {}", r.factor);
   if (r.original_max_positions) s += fmt::format(", original context {}", r.original_max_positions);
-  if (r.scaling == RopeScaling::Llama3) s += fmt::format(", low/high freq factor {}/{}", r.low_freq_factor, r.high_freq_factor);
+  if (r.scaling == RopeScaling::Llama3)
+    s += fmt::format(", low/high freq factor {}/{}", r.low_freq_factor, r.high_freq_factor);
   if (r.scaling == RopeScaling::Yarn) s += fmt::format(", beta fast/slow {}/{}", r.beta_fast, r.beta_slow);
   if (r.partial_rotary_factor != 1.0) s += fmt::format(", partial rotary {}", r.partial_rotary_factor);
   return s;
@@ -65,21 +66,29 @@ void print_config(const Model& m) {
   fmt::print("heads         {} query, {} key/value (GQA {}:1), head_dim {}\n", c.heads, c.kv_heads,
              c.heads / c.kv_heads, c.head_dim);
   fmt::print("vocab_size    {}\ncontext       {}\n", c.vocab_size, c.max_positions);
-  fmt::print("norm          {}, eps {}{}\n", norm_name(a.norm), c.norm_eps, a.post_norms ? ", plus post-attention and post-MLP norms" : "");
-  fmt::print("mlp           {}, {}\n", a.mlp == MlpKind::Gated ? "gated" : a.mlp == MlpKind::Plain ? "plain" : "mixture of experts",
+  fmt::print("norm          {}, eps {}{}\n", norm_name(a.norm), c.norm_eps,
+             a.post_norms ? ", plus post-attention and post-MLP norms" : "");
+  fmt::print("mlp           {}, {}\n",
+             a.mlp == MlpKind::Gated   ? "gated"
+             : a.mlp == MlpKind::Plain ? "plain"
+                                       : "mixture of experts",
              a.activation == Activation::Silu ? "silu" : "gelu (tanh)");
   if (a.mlp == MlpKind::Moe) {
-    fmt::print("experts       {}, top {}{}\n", a.moe.experts, a.moe.top_k, a.moe.norm_topk_prob ? ", renormalized" : "");
+    fmt::print("experts       {}, top {}{}\n", a.moe.experts, a.moe.top_k,
+               a.moe.norm_topk_prob ? ", renormalized" : "");
   }
   fmt::print("biases        q/k/v {}, o {}, mlp {}\n", a.qkv_bias, a.out_bias, a.mlp_bias);
-  fmt::print("qk norm       {}\n", a.qk_norm == QkNorm::None ? "none" : a.qk_norm == QkNorm::PerHead ? "per head" : "whole projection");
+  fmt::print("qk norm       {}\n", a.qk_norm == QkNorm::None      ? "none"
+                                   : a.qk_norm == QkNorm::PerHead ? "per head"
+                                                                  : "whole projection");
   fmt::print("attention     scale {:.6g}{}{}{}\n", a.attn_scale, a.attn_scale_by_layer ? " / (layer + 1)" : "",
              a.attn_softcap > 0 ? fmt::format(", softcap {}", a.attn_softcap) : "",
              a.clip_qkv > 0 ? fmt::format(", clip qkv {}", a.clip_qkv) : "");
   fmt::print("sliding       {}\n", windows(a));
   if (a.rope) {
-    fmt::print("rope          {}{}\n", rope_summary(c.rope),
-               a.rope_pairs == RopePairs::Interleaved ? ", interleaved pairs (q/k rows permuted by the GGUF converter)" : "");
+    fmt::print(
+        "rope          {}{}\n", rope_summary(c.rope),
+        a.rope_pairs == RopePairs::Interleaved ? ", interleaved pairs (q/k rows permuted by the GGUF converter)" : "");
     if (a.local_rope) fmt::print("local rope    {}\n", rope_summary(*a.local_rope));
   } else {
     fmt::print("positions     learned ({})\n", c.max_positions);
@@ -122,7 +131,8 @@ void print_gguf(const std::string& path) {
   const GgufContents& c = file.contents();
   fmt::print("GGUF version {}, {} metadata entries, {} tensors, alignment {}, data at byte {}\n\n", c.version,
              c.metadata.size(), c.tensors.size(), c.alignment, c.data_offset);
-  for (const auto& [key, value] : c.metadata) fmt::print("{:<40} {:<15} {}\n", key, value.type_name(), value.to_string());
+  for (const auto& [key, value] : c.metadata)
+    fmt::print("{:<40} {:<15} {}\n", key, value.type_name(), value.to_string());
   fmt::print("\n");
   std::map<std::string, std::pair<uint64_t, uint64_t>> by_type;  // type -> tensors, bytes
   uint64_t params = 0;
@@ -144,8 +154,9 @@ void print_gguf(const std::string& path) {
 
 void register_inspect(CLI::App& app) {
   auto opt = std::make_shared<ModelOptions>();
-  CLI::App* cmd = app.add_subcommand("inspect", "Show a model's configuration, tensors and parameter count "
-                                                 "(for a .gguf file, its metadata and tensors first)");
+  CLI::App* cmd = app.add_subcommand("inspect",
+                                     "Show a model's configuration, tensors and parameter count "
+                                     "(for a .gguf file, its metadata and tensors first)");
   add_model_options(*cmd, *opt);
   cmd->callback([opt] {
     if (std::filesystem::is_regular_file(opt->model_dir) && is_gguf_path(opt->model_dir)) {

@@ -29,7 +29,8 @@ std::vector<int32_t> read_input_ids(const std::string& path, int64_t vocab_size)
   for (size_t i = 0; i < ids.size(); ++i) {
     int64_t id;
     std::memcpy(&id, t.data + i * sizeof id, sizeof id);
-    if (id < 0 || id >= vocab_size) fail("{}: input_ids[{}] = {} is outside the vocabulary of {}", path, i, id, vocab_size);
+    if (id < 0 || id >= vocab_size)
+      fail("{}: input_ids[{}] = {} is outside the vocabulary of {}", path, i, id, vocab_size);
     ids[i] = static_cast<int32_t>(id);
   }
   return ids;
@@ -57,7 +58,8 @@ void register_logits(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("logits", "Write the logits of one forward pass over given token ids");
   add_model_options(*cmd, opt->model);
   cmd->add_option("--input", opt->input, "safetensors file with an I64 tensor 'input_ids' of shape [T]")->required();
-  cmd->add_option("--output", opt->output, "safetensors file to write, with an F32 tensor 'logits' [T, vocab]")->required();
+  cmd->add_option("--output", opt->output, "safetensors file to write, with an F32 tensor 'logits' [T, vocab]")
+      ->required();
   cmd->callback([opt] { run_logits(*opt); });
 }
 

@@ -20,13 +20,16 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 6> kForeignF
     {"--n-gpu-layers", "nanoserve keeps the whole model on one device: use --device cuda"},
     {"-hf", "name a Hub model with -m ORG/NAME"},
     {"-c", "the context length is set where the engine runs: generate, chat, serve and bench take --max-model-len"},
-    {"--ctx-size", "the context length is set where the engine runs: generate, chat, serve and bench take --max-model-len"},
-    {"--max-model-len", "the context length is set where the engine runs: generate, chat, serve and bench take --max-model-len"},
+    {"--ctx-size",
+     "the context length is set where the engine runs: generate, chat, serve and bench take --max-model-len"},
+    {"--max-model-len",
+     "the context length is set where the engine runs: generate, chat, serve and bench take --max-model-len"},
 }};
 
 std::vector<std::string> subcommand_names(const CLI::App& app) {
   std::vector<std::string> names;
-  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) names.push_back(sub->get_name());
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    names.push_back(sub->get_name());
   return names;
 }
 
@@ -46,8 +49,9 @@ std::string explain(const CLI::App& command, const std::string& argument) {
   }
   if (flag.rfind('-', 0) == 0) {
     const std::string near = nearest(flag, flag_names(command));
-    return near.empty() ? fmt::format("{} is not a flag of {} (see {} --help)", flag, command.get_name(), command.get_name())
-                        : fmt::format("{} is not a flag of {}; did you mean {}?", flag, command.get_name(), near);
+    return near.empty()
+               ? fmt::format("{} is not a flag of {} (see {} --help)", flag, command.get_name(), command.get_name())
+               : fmt::format("{} is not a flag of {}; did you mean {}?", flag, command.get_name(), near);
   }
   const bool model_like = std::filesystem::exists(argument) || argument.find('/') != std::string::npos;
   if (model_like && command.get_option_no_throw("-m") != nullptr) {
@@ -76,7 +80,8 @@ std::optional<std::string> foreign_flag(const CLI::App& app, int argc, char** ar
   for (int i = 2; i < argc; ++i) {
     const std::string argument = argv[i];
     const std::string flag = argument.substr(0, argument.find('='));
-    const bool foreign = std::any_of(kForeignFlags.begin(), kForeignFlags.end(), [&](const auto& f) { return f.first == flag; });
+    const bool foreign =
+        std::any_of(kForeignFlags.begin(), kForeignFlags.end(), [&](const auto& f) { return f.first == flag; });
     if (foreign && command->get_option_no_throw(flag) == nullptr) return explain(*command, argument);
   }
   return std::nullopt;

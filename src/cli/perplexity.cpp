@@ -36,9 +36,9 @@ struct PerplexityOptions {
 // Token windows and which of their predictions count.
 struct Windows {
   std::vector<int32_t> stream;
-  int64_t length = 0;      // tokens per window
-  int64_t step = 0;        // from one window's start to the next
-  int64_t first = 0;       // the first scored prediction (it predicts token first + 1)
+  int64_t length = 0;          // tokens per window
+  int64_t step = 0;            // from one window's start to the next
+  int64_t first = 0;           // the first scored prediction (it predicts token first + 1)
   std::optional<int32_t> bos;  // replaces each window's first token
   int64_t count() const { return (static_cast<int64_t>(stream.size()) - (length - step)) / step; }
 };
@@ -54,7 +54,8 @@ std::vector<int32_t> read_documents(const std::string& path, const Tokenizer& to
     if (!doc.is_object() || !doc.contains("text") || !doc["text"].is_string()) {
       fail("{}:{}: expected a JSON object with a string field \"text\"", path, line_no);
     }
-    auto ids = with_context(fmt::format("{}:{}", path, line_no), [&] { return tokenizer.encode(doc["text"].get<std::string>()); });
+    auto ids = with_context(fmt::format("{}:{}", path, line_no),
+                            [&] { return tokenizer.encode(doc["text"].get<std::string>()); });
     stream.insert(stream.end(), ids.begin(), ids.end());
     stream.push_back(eos);
   }
@@ -103,7 +104,8 @@ void run_perplexity(const PerplexityOptions& opt) {
   const Windows w = opt.text.empty() ? document_windows(opt, model, tokenizer) : text_chunks(opt, tokenizer);
   const std::string& source = opt.text.empty() ? opt.file : opt.text;
   if (w.length > model.config.max_positions) {
-    fail("windows of {} tokens need more positions than the model's context of {}", w.length, model.config.max_positions);
+    fail("windows of {} tokens need more positions than the model's context of {}", w.length,
+         model.config.max_positions);
   }
   const int64_t windows = w.count(), scored_per_window = w.length - 1 - w.first;
   if (windows < 1) fail("{}: {} tokens, fewer than one window of {}", source, w.stream.size(), w.length);
@@ -120,7 +122,8 @@ void run_perplexity(const PerplexityOptions& opt) {
       std::copy_n(w.stream.begin() + i * w.step, w.length, tokens.begin());
       if (w.bos) tokens[0] = *w.bos;
       const auto logits = transformer.forward(tokens, cache, LogitsFor::AllTokens);
-      const std::vector<float> scored(logits.begin() + w.first * model.config.vocab_size, logits.end() - model.config.vocab_size);
+      const std::vector<float> scored(logits.begin() + w.first * model.config.vocab_size,
+                                      logits.end() - model.config.vocab_size);
       nll += negative_log_likelihood(scored, model.config.vocab_size, tokens.data() + w.first + 1, scored_per_window);
       bar.advance(1);
     }
@@ -137,7 +140,8 @@ void run_perplexity(const PerplexityOptions& opt) {
 
 void register_perplexity(CLI::App& app) {
   auto opt = std::make_shared<PerplexityOptions>();
-  CLI::App* cmd = app.add_subcommand("perplexity", "Perplexity over JSONL documents (--file) or a plain text file (--text)");
+  CLI::App* cmd =
+      app.add_subcommand("perplexity", "Perplexity over JSONL documents (--file) or a plain text file (--text)");
   add_model_options(*cmd, opt->model);
   cmd->add_option("--file", opt->file,
                   "JSONL file, one {\"text\": ...} document per line: each document gets BOS and EOS, windows of "

@@ -14,10 +14,12 @@ void register_pull(CLI::App& app) {
   };
   auto opt = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand(
-      "pull", "Download a model from the Hugging Face Hub (cache shared with huggingface_hub; HF_TOKEN for gated models)");
+      "pull",
+      "Download a model from the Hugging Face Hub (cache shared with huggingface_hub; HF_TOKEN for gated models)");
   cmd->add_option("repo", opt->repo, "ORG/NAME or ORG/NAME@REVISION")->required();
-  cmd->add_option("--include", opt->include,
-                  "glob of files to fetch, repeatable (default: *.json *.safetensors *.jinja; e.g. --include '*Q4_K_M.gguf')");
+  cmd->add_option(
+      "--include", opt->include,
+      "glob of files to fetch, repeatable (default: *.json *.safetensors *.jinja; e.g. --include '*Q4_K_M.gguf')");
   cmd->callback([opt] {
     auto ref = hub::parse_repo_ref(opt->repo);
     if (!ref) fail("'{}' is not a Hub repository id (ORG/NAME or ORG/NAME@REVISION)", opt->repo);

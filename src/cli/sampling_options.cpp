@@ -12,15 +12,24 @@ namespace nanoserve::cli {
 
 void add_sampling_options(CLI::App& cmd, SamplingParams& p) {
   cmd.add_option("-n,--max-tokens,--n-predict", p.max_tokens, "tokens to generate at most (stops early at end of text)")
-      ->capture_default_str()->check(positive());
+      ->capture_default_str()
+      ->check(positive());
   cmd.add_option("--temperature", p.temperature, "0 for greedy decoding; higher is more random")
-      ->capture_default_str()->check(non_negative());
-  cmd.add_option("--top-k", p.top_k, "sample among the k most likely tokens (0: off)")->capture_default_str()->check(non_negative());
-  cmd.add_option("--top-p", p.top_p, "sample among the most likely tokens holding this probability (1: off)")->capture_default_str();
-  cmd.add_option("--min-p", p.min_p, "drop tokens less likely than min-p x the most likely one (0: off)")->capture_default_str();
-  cmd.add_option("--repetition-penalty", p.repetition_penalty, "> 1 discourages tokens seen in the prompt or output")->capture_default_str();
-  cmd.add_option("--presence-penalty", p.presence_penalty, "subtracted from tokens already generated (-2..2)")->capture_default_str();
-  cmd.add_option("--frequency-penalty", p.frequency_penalty, "subtracted per time a token was generated (-2..2)")->capture_default_str();
+      ->capture_default_str()
+      ->check(non_negative());
+  cmd.add_option("--top-k", p.top_k, "sample among the k most likely tokens (0: off)")
+      ->capture_default_str()
+      ->check(non_negative());
+  cmd.add_option("--top-p", p.top_p, "sample among the most likely tokens holding this probability (1: off)")
+      ->capture_default_str();
+  cmd.add_option("--min-p", p.min_p, "drop tokens less likely than min-p x the most likely one (0: off)")
+      ->capture_default_str();
+  cmd.add_option("--repetition-penalty", p.repetition_penalty, "> 1 discourages tokens seen in the prompt or output")
+      ->capture_default_str();
+  cmd.add_option("--presence-penalty", p.presence_penalty, "subtracted from tokens already generated (-2..2)")
+      ->capture_default_str();
+  cmd.add_option("--frequency-penalty", p.frequency_penalty, "subtracted per time a token was generated (-2..2)")
+      ->capture_default_str();
   cmd.add_option("--seed", p.seed, "random seed (same seed, same text)");
   cmd.add_option("--stop", p.stop, "stop when the text contains this string (repeatable); it is not printed");
   cmd.add_flag("--ignore-eos", p.ignore_eos, "keep generating past the end-of-text token");
@@ -39,22 +48,28 @@ void add_engine_options(CLI::App& cmd, EngineOptions& options, KvPoolOptions& po
                  "the longest sequence, prompt and reply, below the model's context (default: the model's "
                  "max_position_embeddings)")
       ->check(positive());
-  cmd.add_option("--max-num-seqs", options.limits.max_num_seqs, "sequences running at once")->capture_default_str()->check(positive());
-  cmd.add_option("--max-batched-tokens", options.limits.max_batched_tokens, "tokens per engine step (prefill chunk budget)")
-      ->capture_default_str()->check(positive());
-  cmd.add_flag_callback("--no-prefix-caching", [&options] { options.prefix_caching = false; },
-                        "do not reuse the KV blocks of earlier prompts");
+  cmd.add_option("--max-num-seqs", options.limits.max_num_seqs, "sequences running at once")
+      ->capture_default_str()
+      ->check(positive());
+  cmd.add_option("--max-batched-tokens", options.limits.max_batched_tokens,
+                 "tokens per engine step (prefill chunk budget)")
+      ->capture_default_str()
+      ->check(positive());
+  cmd.add_flag_callback(
+      "--no-prefix-caching", [&options] { options.prefix_caching = false; },
+      "do not reuse the KV blocks of earlier prompts");
   add_kv_dtype_option(cmd, options.kv_dtype);
 }
 
 void add_kv_dtype_option(CLI::App& cmd, KvDType& dtype) {
   cmd.add_option_function<std::string>(
-         "--kv-cache-dtype",
-         [&dtype](const std::string& name) {
-           if (!parse_kv_dtype(name, &dtype)) throw CLI::ValidationError("--kv-cache-dtype", "expected f32 or q8_0, got " + name);
-         },
-         "how the KV cache stores keys and values: f32 (default) or q8_0 (int8 blocks with a scale per 32 values, "
-         "27% of the memory)");
+      "--kv-cache-dtype",
+      [&dtype](const std::string& name) {
+        if (!parse_kv_dtype(name, &dtype))
+          throw CLI::ValidationError("--kv-cache-dtype", "expected f32 or q8_0, got " + name);
+      },
+      "how the KV cache stores keys and values: f32 (default) or q8_0 (int8 blocks with a scale per 32 values, "
+      "27% of the memory)");
 }
 
 EngineOptions engine_options(const EngineOptions& options, const KvPoolOptions& pool, const ModelConfig& config,
@@ -71,22 +86,26 @@ EngineOptions engine_options(const EngineOptions& options, const KvPoolOptions& 
     const int64_t budget = ranks.kv_budget(pool.gpu_memory_utilization) - (1ll << 30);
     kv_cache_gib = backend.name() == "cpu" ? 0.25 : static_cast<double>(budget) / (1 << 30);
     if (kv_cache_gib <= 0) {
-      fail("--gpu-memory-utilization {}: no GPU memory is left for the KV cache after the weights; raise it or pass "
-           "--kv-cache-memory",
-           pool.gpu_memory_utilization);
+      fail(
+          "--gpu-memory-utilization {}: no GPU memory is left for the KV cache after the weights; raise it or pass "
+          "--kv-cache-memory",
+          pool.gpu_memory_utilization);
     }
   }
   out.kv_cache_bytes = static_cast<int64_t>(kv_cache_gib * (1 << 30));
   const int64_t context = resolve_max_model_len(out, config);
-  const int64_t blocks = out.kv_cache_bytes / KvCache::bytes_per_block(ranks.rank_config().kv_shape(), out.block_size, out.kv_dtype);
+  const int64_t blocks =
+      out.kv_cache_bytes / KvCache::bytes_per_block(ranks.rank_config().kv_shape(), out.block_size, out.kv_dtype);
   const int64_t tokens = blocks * out.block_size;
   log::info("KV cache: {:.2f} GiB {}{}, {} blocks of {} tokens = {} tokens ({} full-context sequences of {}{})",
             kv_cache_gib, out.kv_dtype == KvDType::Q8_0 ? "q8_0" : "f32", ranks.ranks() > 1 ? " per rank" : "", blocks,
-            out.block_size, tokens, tokens / context, context, context < config.max_positions ? ", --max-model-len" : "");
+            out.block_size, tokens, tokens / context, context,
+            context < config.max_positions ? ", --max-model-len" : "");
   if (tokens < context) {
-    log::warning("the KV cache holds {} tokens, less than one sequence of the full context ({}): longer requests will be "
-                 "refused. Raise --kv-cache-memory, or lower --max-model-len to {} or less",
-                 tokens, context, tokens);
+    log::warning(
+        "the KV cache holds {} tokens, less than one sequence of the full context ({}): longer requests will be "
+        "refused. Raise --kv-cache-memory, or lower --max-model-len to {} or less",
+        tokens, context, tokens);
   }
   return out;
 }

@@ -62,10 +62,10 @@ std::string default_model_name(const ServeOptions& opt) {
              : opt.model.model_dir;
 }
 
-// Shutdown on SIGTERM, SIGINT or SIGHUP (a closed terminal): stop accepting, wait for requests in flight until the grace
-// period ends, then cancel them (their streams end with finish_reason "abort"). Once none is left,
-// nothing keeps the io loop alive but connections closing, and io.run() returns. A second signal
-// ends the grace period at once.
+// Shutdown on SIGTERM, SIGINT or SIGHUP (a closed terminal): stop accepting, wait for requests in
+// flight until the grace period ends, then cancel them (their streams end with finish_reason
+// "abort"). Once none is left, nothing keeps the io loop alive but connections closing, and
+// io.run() returns. A second signal ends the grace period at once.
 class Shutdown {
  public:
   Shutdown(boost::asio::io_context& io, server::HttpServer& http, server::Api& api, Engine& engine, double grace)
@@ -143,7 +143,8 @@ std::string listen_address(const std::string& host) {
   boost::asio::io_context io;
   boost::asio::ip::tcp::resolver resolver(io);
   const auto results = resolver.resolve(host, "", ec);
-  if (ec || results.empty()) fail("--host {}: neither an IP address nor a name this machine resolves ({})", host, ec.message());
+  if (ec || results.empty())
+    fail("--host {}: neither an IP address nor a name this machine resolves ({})", host, ec.message());
   return results.begin()->endpoint().address().to_string();
 }
 
@@ -152,13 +153,14 @@ std::optional<Pooling> embedding_task(const ServeOptions& opt, const Model& mode
   const bool embed = opt.task == "embed" || (opt.task == "auto" && model.pooling);
   if (!embed) {
     if (!opt.pooling.empty()) fail("--pooling {}: pooling is for --task embed", opt.pooling);
-    if (!model.config.has_lm_head) fail("this model has no LM head (an embedding model's weights): serve it with --task embed");
+    if (!model.config.has_lm_head)
+      fail("this model has no LM head (an embedding model's weights): serve it with --task embed");
     return std::nullopt;
   }
   Pooling pooling = model.pooling.value_or(Pooling{});  // none given: last token, normalized, as vLLM pools decoders
   if (!opt.pooling.empty()) pooling.mode = *pooling_mode_named(opt.pooling);
-  log::info("serving embeddings: {}{} pooling{}", pooling_mode_name(pooling.mode), pooling.mode == PoolingMode::Last ? "-token" : "",
-            pooling.normalize ? ", normalized" : "");
+  log::info("serving embeddings: {}{} pooling{}", pooling_mode_name(pooling.mode),
+            pooling.mode == PoolingMode::Last ? "-token" : "", pooling.normalize ? ", normalized" : "");
   return pooling;
 }
 
@@ -196,9 +198,11 @@ void run_serve(const ServeOptions& opt) {
   limits.max_body_bytes = opt.max_body_bytes;
   limits.max_connections = opt.max_connections;
   limits.max_buffered_bytes = std::max(opt.max_buffered_bytes, opt.max_body_bytes);
-  limits.read_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(opt.request_timeout));
+  limits.read_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(opt.request_timeout));
   server::HttpServer http(
-      io, address, static_cast<uint16_t>(opt.port), limits, [&api](std::shared_ptr<server::Exchange> e) { api.handle(e); },
+      io, address, static_cast<uint16_t>(opt.port), limits,
+      [&api](std::shared_ptr<server::Exchange> e) { api.handle(e); },
       [&api](const server::http::request_header<>& header) { return api.admit(header); },
       server::CorsPolicy(opt.allowed_origins));
   Shutdown shutdown(io, http, api, engine, opt.shutdown_grace);
@@ -224,15 +228,17 @@ void register_serve(CLI::App& app) {
   add_parallel_option(*cmd, opt->model);
   add_chat_template_option(*cmd, opt->model);
   cmd->add_option("--host", opt->host, "address or name to listen on (default 127.0.0.1; 0.0.0.0 for every interface)");
-  cmd->add_option("--port", opt->port, "port to listen on (default 8080; 0 picks a free one)")->check(between(0, 65535));
+  cmd->add_option("--port", opt->port, "port to listen on (default 8080; 0 picks a free one)")
+      ->check(between(0, 65535));
   cmd->add_option("--api-key", opt->api_key, "require 'Authorization: Bearer KEY' on /v1 routes")
       ->envname("NANOSERVE_API_KEY");
   cmd->add_option("--reasoning-parser", opt->reasoning_parser,
                   "split a thinking model's <think>...</think> into reasoning_content: deepseek_r1 (the template opens "
                   "<think>) or qwen3 (a reply thinks only if it opens with <think>); default: none")
       ->check(CLI::IsMember({"deepseek_r1", "qwen3"}));
-  cmd->add_option("--tool-call-parser", opt->tool_call_parser,
-                  "how the model writes tool calls: hermes, llama3_json, mistral or generic (default: from the chat template)")
+  cmd->add_option(
+         "--tool-call-parser", opt->tool_call_parser,
+         "how the model writes tool calls: hermes, llama3_json, mistral or generic (default: from the chat template)")
       ->check(CLI::IsMember({"hermes", "llama3_json", "mistral", "generic"}));
   cmd->add_option("--task", opt->task,
                   "generate, or embed: /v1/embeddings instead of the generation routes (default auto: embed when the "
@@ -242,10 +248,13 @@ void register_serve(CLI::App& app) {
                   "with --task embed: last (token), mean or cls, in place of the model's pooling (default: the model's "
                   "modules.json, else last)")
       ->check(CLI::IsMember({"last", "mean", "cls"}));
-  cmd->add_option("--served-model-name", opt->served_model_name, "the model id clients name (default: the -m argument)");
-  cmd->add_option("--max-queued", opt->max_queued, "sequences in flight (prompts x n) beyond which new requests get 503 (default 1024)")
+  cmd->add_option("--served-model-name", opt->served_model_name,
+                  "the model id clients name (default: the -m argument)");
+  cmd->add_option("--max-queued", opt->max_queued,
+                  "sequences in flight (prompts x n) beyond which new requests get 503 (default 1024)")
       ->check(positive());
-  cmd->add_option("--max-body-bytes", opt->max_body_bytes, "largest request body accepted; larger gets 413 (default 8 MiB)")
+  cmd->add_option("--max-body-bytes", opt->max_body_bytes,
+                  "largest request body accepted; larger gets 413 (default 8 MiB)")
       ->check(positive());
   cmd->add_option("--max-sequences-per-request", opt->max_sequences_per_request,
                   "most sequences (prompts x n) one request may ask for; more gets 400 (default 256)")
@@ -255,7 +264,8 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--max-buffered-bytes", opt->max_buffered_bytes,
                   "request bodies held in memory at once; past it requests get 503 (default 256 MiB)")
       ->check(positive());
-  cmd->add_option("--shutdown-grace", opt->shutdown_grace, "seconds requests in flight may finish after SIGTERM (default 30)")
+  cmd->add_option("--shutdown-grace", opt->shutdown_grace,
+                  "seconds requests in flight may finish after SIGTERM (default 30)")
       ->check(non_negative());
   cmd->add_option("--request-timeout", opt->request_timeout,
                   "seconds a client has to send a whole request; slower ones are disconnected (default 30)")
@@ -268,7 +278,8 @@ void register_serve(CLI::App& app) {
                   "debug, info, warning or error; each request is a line at info (health probes and metric scrapes "
                   "at debug, server errors at warning); default info")
       ->check(CLI::IsMember({"debug", "info", "warning", "error"}));
-  cmd->add_option("--log-format", opt->log_format, "text, or json: one JSON object per line for a log collector (default text)")
+  cmd->add_option("--log-format", opt->log_format,
+                  "text, or json: one JSON object per line for a log collector (default text)")
       ->check(CLI::IsMember({"text", "json"}));
   add_engine_options(*cmd, opt->engine, opt->kv_pool);
   cmd->callback([opt] { run_serve(*opt); });

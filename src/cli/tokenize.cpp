@@ -69,7 +69,8 @@ void run_detokenize(const TokenizeOptions& opt) {
     std::vector<int32_t> ids;
     for (size_t i = 0; i < j.size(); ++i) {
       if (!j[i].is_number_integer() || j[i].get<int64_t>() < 0 || j[i].get<int64_t>() >= tokenizer.vocab_size()) {
-        fail("element {} ({}) is not a token id of this vocabulary ({} tokens)", i, json_excerpt(j[i]), tokenizer.vocab_size());
+        fail("element {} ({}) is not a token id of this vocabulary ({} tokens)", i, json_excerpt(j[i]),
+             tokenizer.vocab_size());
       }
       ids.push_back(j[i].get<int32_t>());
     }
@@ -122,8 +123,9 @@ void register_tokenize(CLI::App& app) {
 
   auto topt = std::make_shared<ChatTemplateOptions>();
   CLI::App* tcmd = app.add_subcommand(
-      "chat-template", "Render the chat template for a conversation on stdin: {\"messages\": [...], \"tools\": [...], "
-                       "\"add_generation_prompt\": true}");
+      "chat-template",
+      "Render the chat template for a conversation on stdin: {\"messages\": [...], \"tools\": [...], "
+      "\"add_generation_prompt\": true}");
   add_model_options(*tcmd, topt->model);
   add_chat_template_option(*tcmd, topt->model);
   tcmd->add_flag("--ids", topt->ids, "print the prompt's token ids instead of its text");

@@ -11,9 +11,7 @@ BlockManager::BlockManager(int64_t num_blocks, int64_t block_size, bool prefix_c
   for (int64_t b = num_blocks - 1; b >= 0; --b) free_.push_back(static_cast<int32_t>(b));
 }
 
-int64_t BlockManager::available_blocks() const {
-  return static_cast<int64_t>(free_.size() + evictable_.size());
-}
+int64_t BlockManager::available_blocks() const { return static_cast<int64_t>(free_.size() + evictable_.size()); }
 
 std::optional<int32_t> BlockManager::allocate() {
   int32_t b;

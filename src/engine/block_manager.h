@@ -40,16 +40,16 @@ class BlockManager {
     int32_t refs = 0;
     bool published = false;
     uint64_t hash = 0;
-    std::vector<int32_t> tokens;            // the published block's tokens, checked on lookup
-    std::list<int32_t>::iterator lru;       // position in evictable_ when published and unreferenced
+    std::vector<int32_t> tokens;       // the published block's tokens, checked on lookup
+    std::list<int32_t>::iterator lru;  // position in evictable_ when published and unreferenced
   };
   void unpublish(int32_t block);
 
   int64_t block_size_;
   bool prefix_caching_;
   std::vector<Block> blocks_;
-  std::vector<int32_t> free_;                       // never published, unreferenced
-  std::list<int32_t> evictable_;                    // published, unreferenced; oldest first
+  std::vector<int32_t> free_;                        // never published, unreferenced
+  std::list<int32_t> evictable_;                     // published, unreferenced; oldest first
   std::unordered_map<uint64_t, int32_t> published_;  // hash -> block
   int64_t queries_ = 0, hits_ = 0;
 };

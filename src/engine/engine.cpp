@@ -31,8 +31,8 @@ uint64_t sample_seed(const SamplingParams& p, int32_t index) {
 
 int64_t resolve_max_model_len(const EngineOptions& options, const ModelConfig& config) {
   if (options.max_model_len > config.max_positions) {
-    fail("--max-model-len {}: more than the model's context of {} tokens (max_position_embeddings)", options.max_model_len,
-         config.max_positions);
+    fail("--max-model-len {}: more than the model's context of {} tokens (max_position_embeddings)",
+         options.max_model_len, config.max_positions);
   }
   return options.max_model_len > 0 ? options.max_model_len : config.max_positions;
 }
@@ -40,14 +40,15 @@ int64_t resolve_max_model_len(const EngineOptions& options, const ModelConfig& c
 Engine::Engine(const Model& model, const Tokenizer* tokenizer, const EngineOptions& options)
     : model_(model),
       tokenizer_(tokenizer),
-      sample_vocab_(tokenizer ? std::min<int64_t>(model.config.vocab_size, tokenizer->vocab_size()) : model.config.vocab_size),
+      sample_vocab_(tokenizer ? std::min<int64_t>(model.config.vocab_size, tokenizer->vocab_size())
+                              : model.config.vocab_size),
       max_model_len_(resolve_max_model_len(options, model.config)),  // checked before the KV pool is made
       own_ranks_(options.ranks ? nullptr : std::make_unique<TensorParallel>(model, options.backend)),
       ranks_(options.ranks ? *options.ranks : *own_ranks_),
-      caches_(ranks_.make_caches(std::max<int64_t>(1, options.kv_cache_bytes /
-                                                          KvCache::bytes_per_block(ranks_.rank_config().kv_shape(),
-                                                                                   options.block_size, options.kv_dtype)),
-                                 options.block_size, options.kv_dtype)),
+      caches_(ranks_.make_caches(
+          std::max<int64_t>(1, options.kv_cache_bytes / KvCache::bytes_per_block(ranks_.rank_config().kv_shape(),
+                                                                                 options.block_size, options.kv_dtype)),
+          options.block_size, options.kv_dtype)),
       num_blocks_(caches_[0].num_blocks()),
       blocks_(num_blocks_, options.block_size, options.prefix_caching),
       scheduler_(blocks_, options.limits) {
@@ -73,18 +74,21 @@ uint64_t Engine::submit(Request request, EventCallback callback) {
   if (!tokenizer_ && !request.params.stop.empty()) fail("stop strings need a tokenizer");
   const auto prompt = static_cast<int64_t>(request.prompt.size());
   const int64_t total = prompt + (embed ? 0 : request.params.max_tokens);
-  if (embed && total > max_model_len_) fail("the input is {} tokens, more than the context of {}", prompt, max_model_len_);
+  if (embed && total > max_model_len_)
+    fail("the input is {} tokens, more than the context of {}", prompt, max_model_len_);
   if (total > max_model_len_) {
-    fail("the prompt ({} tokens) plus max_tokens ({}) is {} tokens, more than {}", prompt, request.params.max_tokens, total,
+    fail("the prompt ({} tokens) plus max_tokens ({}) is {} tokens, more than {}", prompt, request.params.max_tokens,
+         total,
          max_model_len_ < c.max_positions ? fmt::format("the context of {} (--max-model-len)", max_model_len_)
                                           : fmt::format("the model's context of {}", max_model_len_));
   }
   const int64_t block_size = caches_[0].block_size();
   const int64_t needed = blocks_for(total, block_size);
   if (needed > num_blocks_) {
-    fail("the prompt ({} tokens) plus max_tokens ({}) needs {} KV blocks of {} tokens, but the pool holds only {} "
-         "blocks ({} tokens); raise --kv-cache-memory or lower max_tokens",
-         prompt, request.params.max_tokens, needed, block_size, num_blocks_, num_blocks_ * block_size);
+    fail(
+        "the prompt ({} tokens) plus max_tokens ({}) needs {} KV blocks of {} tokens, but the pool holds only {} "
+        "blocks ({} tokens); raise --kv-cache-memory or lower max_tokens",
+        prompt, request.params.max_tokens, needed, block_size, num_blocks_, num_blocks_ * block_size);
   }
   auto state = std::make_shared<RequestState>();
   state->params = std::move(request.params);
@@ -119,7 +123,8 @@ void Engine::prepare_sampling(Sequence& s) {
       std::lock_guard lock(mutex_);
       if (!trie_) trie_ = grammar::TokenTrie::of(*tokenizer_);
     }
-    if (state->params.grammar_trigger.empty()) s.matcher = std::make_unique<grammar::Matcher>(state->params.grammar, trie_);
+    if (state->params.grammar_trigger.empty())
+      s.matcher = std::make_unique<grammar::Matcher>(state->params.grammar, trie_);
   }
 }
 
@@ -208,7 +213,9 @@ void Engine::fork_samples(Sequence& first) {
     s->cached_prompt_tokens = first.cached_prompt_tokens;
     s->forked = true;
     s->sampler = std::make_unique<Sampler>(first.request->params, s->tokens, sample_seed(first.request->params, i));
-    if (tokenizer_) s->decoder = std::make_unique<StreamDecoder>(*tokenizer_, std::span(s->tokens).first(static_cast<size_t>(s->prompt_len)));
+    if (tokenizer_)
+      s->decoder =
+          std::make_unique<StreamDecoder>(*tokenizer_, std::span(s->tokens).first(static_cast<size_t>(s->prompt_len)));
     s->stop = StopMatcher(first.request->params.stop);
     if (first.matcher) s->matcher = first.matcher->clone();
     s->trigger_tail = first.trigger_tail;
@@ -341,9 +348,11 @@ void Engine::generate_step(const std::vector<ScheduledSlice>& plan) {
   // When every sequence picks greedily from the raw logits, the backend picks too and only the
   // token ids come back (no [rows, vocab] copy to the host). Not when ids past the tokenizer's
   // vocabulary must be masked.
-  const bool greedy = sample_vocab_ == model_.config.vocab_size && std::all_of(plan.begin(), plan.end(), [](const auto& p) {
-    return !p.wants_logits || (p.sequence->sampler->plain_greedy() && p.sequence->request->params.n == 1 && !p.sequence->matcher);
-  });
+  const bool greedy =
+      sample_vocab_ == model_.config.vocab_size && std::all_of(plan.begin(), plan.end(), [](const auto& p) {
+        return !p.wants_logits ||
+               (p.sequence->sampler->plain_greedy() && p.sequence->request->params.n == 1 && !p.sequence->matcher);
+      });
   std::vector<float> logits;
   std::vector<int32_t> picks;
   auto masks = prepare_masks(plan);
@@ -455,8 +464,7 @@ void Engine::publish_stats(int64_t prompt_tokens, int64_t generated) {
 }
 
 void Engine::run_until_idle() {
-  while (step()) {
-  }
+  while (step()) {}
 }
 
 void Engine::start() {

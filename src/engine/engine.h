@@ -34,7 +34,7 @@ struct EngineOptions {
   // The longest sequence (prompt + generated), at most the model's max_position_embeddings; 0: that.
   // A shorter one keeps requests within what the KV pool was sized for (RoPE scaling is unchanged).
   int64_t max_model_len = 0;
-  Backend* backend = nullptr;            // where the model runs (weights already there); null: the CPU
+  Backend* backend = nullptr;  // where the model runs (weights already there); null: the CPU
   // The model split across tensor-parallel ranks instead (backend is then unused); kv_cache_bytes
   // is each rank's.
   const TensorParallel* ranks = nullptr;
@@ -73,7 +73,7 @@ class Engine {
   EngineStats stats() const;
   const ModelConfig& config() const { return model_.config; }
   int64_t max_model_len() const { return max_model_len_; }  // the longest sequence a request may make
-  int64_t sample_vocab() const { return sample_vocab_; }  // ids that may be sampled, biased or stopped on
+  int64_t sample_vocab() const { return sample_vocab_; }    // ids that may be sampled, biased or stopped on
 
  private:
   void drain_inbox();
@@ -104,7 +104,7 @@ class Engine {
   int64_t sample_vocab_;
   int64_t max_model_len_;
   std::shared_ptr<const grammar::TokenTrie> trie_;  // the vocabulary as a byte trie, built for the first grammar
-  std::unique_ptr<TensorParallel> own_ranks_;  // the one rank of options.backend, unless options.ranks
+  std::unique_ptr<TensorParallel> own_ranks_;       // the one rank of options.backend, unless options.ranks
   const TensorParallel& ranks_;
   std::vector<KvCache> caches_;  // the KV pool: one cache per rank
   int64_t num_blocks_;

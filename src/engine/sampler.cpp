@@ -24,10 +24,11 @@ TokenLogprob logprobs_of(std::span<const float> logits, int32_t token, int32_t t
   std::vector<int32_t> order(logits.size());
   std::iota(order.begin(), order.end(), 0);
   const auto k = std::min<size_t>(static_cast<size_t>(top), order.size());
-  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(), [&](int32_t a, int32_t b) {
-    return logits[static_cast<size_t>(a)] > logits[static_cast<size_t>(b)] ||
-           (logits[static_cast<size_t>(a)] == logits[static_cast<size_t>(b)] && a < b);
-  });
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+                    [&](int32_t a, int32_t b) {
+                      return logits[static_cast<size_t>(a)] > logits[static_cast<size_t>(b)] ||
+                             (logits[static_cast<size_t>(a)] == logits[static_cast<size_t>(b)] && a < b);
+                    });
   for (size_t i = 0; i < k; ++i) out.top.emplace_back(order[i], logprob(order[i]));
   return out;
 }

@@ -75,7 +75,8 @@ void Scheduler::match_prefix(Sequence& s) {
 bool Scheduler::preempt_newest(const std::vector<ScheduledSlice>& scheduled, Sequence& asking) {
   for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
     Sequence* victim = it->get();
-    const bool busy = std::any_of(scheduled.begin(), scheduled.end(), [&](const auto& x) { return x.sequence == victim; });
+    const bool busy =
+        std::any_of(scheduled.begin(), scheduled.end(), [&](const auto& x) { return x.sequence == victim; });
     if (busy) continue;
     free_blocks(*victim);
     ++preemptions_;

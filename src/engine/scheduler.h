@@ -42,11 +42,11 @@ class Scheduler {
  public:
   Scheduler(BlockManager& blocks, SchedulerLimits limits);
 
-  void add(std::unique_ptr<Sequence> sequence);            // to the back of the waiting queue
-  void add_running(std::unique_ptr<Sequence> sequence);    // a forked sample, already holding blocks
+  void add(std::unique_ptr<Sequence> sequence);          // to the back of the waiting queue
+  void add_running(std::unique_ptr<Sequence> sequence);  // a forked sample, already holding blocks
   StepPlan schedule();
-  void computed(Sequence& sequence, int64_t count);        // after the forward pass: publish full blocks
-  void finish(Sequence* sequence);                          // frees its blocks and forgets it
+  void computed(Sequence& sequence, int64_t count);  // after the forward pass: publish full blocks
+  void finish(Sequence* sequence);                   // frees its blocks and forgets it
 
   int64_t running() const { return static_cast<int64_t>(running_.size()); }
   int64_t waiting() const { return static_cast<int64_t>(waiting_.size()); }

@@ -14,11 +14,11 @@ struct DTypeInfo {
 };
 // Indexed by DType. I64 has no ggml counterpart nanoserve reads; its ggml entry is never used.
 constexpr DTypeInfo kDTypes[] = {
-    {DType::F32, "F32", 1, 4, GgmlType::F32, true},       {DType::F16, "F16", 1, 2, GgmlType::F16, true},
-    {DType::BF16, "BF16", 1, 2, GgmlType::BF16, true},    {DType::I64, "I64", 1, 8, GgmlType::I64, true},
-    {DType::Q4_0, "Q4_0", 32, 18, GgmlType::Q4_0, false}, {DType::Q4_1, "Q4_1", 32, 20, GgmlType::Q4_1, false},
-    {DType::Q5_0, "Q5_0", 32, 22, GgmlType::Q5_0, false}, {DType::Q5_1, "Q5_1", 32, 24, GgmlType::Q5_1, false},
-    {DType::Q8_0, "Q8_0", 32, 34, GgmlType::Q8_0, false}, {DType::Q4_K, "Q4_K", 256, 144, GgmlType::Q4_K, false},
+    {DType::F32, "F32", 1, 4, GgmlType::F32, true},         {DType::F16, "F16", 1, 2, GgmlType::F16, true},
+    {DType::BF16, "BF16", 1, 2, GgmlType::BF16, true},      {DType::I64, "I64", 1, 8, GgmlType::I64, true},
+    {DType::Q4_0, "Q4_0", 32, 18, GgmlType::Q4_0, false},   {DType::Q4_1, "Q4_1", 32, 20, GgmlType::Q4_1, false},
+    {DType::Q5_0, "Q5_0", 32, 22, GgmlType::Q5_0, false},   {DType::Q5_1, "Q5_1", 32, 24, GgmlType::Q5_1, false},
+    {DType::Q8_0, "Q8_0", 32, 34, GgmlType::Q8_0, false},   {DType::Q4_K, "Q4_K", 256, 144, GgmlType::Q4_K, false},
     {DType::Q5_K, "Q5_K", 256, 176, GgmlType::Q5_K, false}, {DType::Q6_K, "Q6_K", 256, 210, GgmlType::Q6_K, false},
 };
 

@@ -13,12 +13,12 @@ namespace nanoserve {
 
 enum class DType { F32, F16, BF16, I64, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K };
 
-size_t dtype_size(DType dtype);  // bytes per element of a plain type (one block's bytes otherwise)
+size_t dtype_size(DType dtype);          // bytes per element of a plain type (one block's bytes otherwise)
 int64_t dtype_block_elems(DType dtype);  // 1 for plain types
 // Bytes of `elements` values; elements is a whole number of blocks.
 int64_t dtype_bytes(DType dtype, int64_t elements);
 bool is_quantized(DType dtype);
-std::string_view dtype_name(DType dtype);         // "F32" as safetensors spells it; "Q8_0" as ggml does
+std::string_view dtype_name(DType dtype);             // "F32" as safetensors spells it; "Q8_0" as ggml does
 bool parse_dtype(std::string_view name, DType* out);  // a safetensors dtype name; false for others
 bool dtype_from_ggml(GgmlType type, DType* out);      // false for ggml types nanoserve does not read
 GgmlType ggml_type_of(DType dtype);                   // the ggml type of a float or quantized dtype

@@ -13,21 +13,40 @@ namespace nanoserve {
 namespace {
 
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian uint32
-constexpr uint32_t kMaxDims = 4;          // ggml tensors have at most four dimensions
-constexpr int kMaxArrayDepth = 8;         // arrays of arrays of ...: real files nest one level
+constexpr uint32_t kMaxDims = 4;         // ggml tensors have at most four dimensions
+constexpr int kMaxArrayDepth = 8;        // arrays of arrays of ...: real files nest one level
 enum ValueType : uint32_t {
-  kUInt8, kInt8, kUInt16, kInt16, kUInt32, kInt32, kFloat32, kBool, kString, kArray, kUInt64, kInt64, kFloat64
+  kUInt8,
+  kInt8,
+  kUInt16,
+  kInt16,
+  kUInt32,
+  kInt32,
+  kFloat32,
+  kBool,
+  kString,
+  kArray,
+  kUInt64,
+  kInt64,
+  kFloat64
 };
-constexpr const char* kTypeNames[] = {"uint8", "int8",   "uint16", "int16", "uint32", "int32", "float32",
-                                      "bool",  "string", "array",  "uint64", "int64", "float64"};
+constexpr const char* kTypeNames[] = {"uint8", "int8",   "uint16", "int16",  "uint32", "int32",  "float32",
+                                      "bool",  "string", "array",  "uint64", "int64",  "float64"};
 
 // Bytes a value of a fixed-size type takes, 0 for string and array.
 uint64_t fixed_size(uint32_t type) {
   switch (type) {
-    case kUInt8: case kInt8: case kBool: return 1;
-    case kUInt16: case kInt16: return 2;
-    case kUInt32: case kInt32: case kFloat32: return 4;
-    case kUInt64: case kInt64: case kFloat64: return 8;
+    case kUInt8:
+    case kInt8:
+    case kBool: return 1;
+    case kUInt16:
+    case kInt16: return 2;
+    case kUInt32:
+    case kInt32:
+    case kFloat32: return 4;
+    case kUInt64:
+    case kInt64:
+    case kFloat64: return 8;
     default: return 0;
   }
 }
@@ -76,7 +95,8 @@ GgufValue read_array(Reader& r, int depth) {
   // Every element takes at least one byte (strings and arrays eight): a count the rest of the
   // file cannot hold is refused before anything is allocated for it.
   const uint64_t min_bytes = fixed_size(v.element_type) ? fixed_size(v.element_type) : 8;
-  if (count > r.remaining() / min_bytes) fail("array of {} {} elements does not fit in the {} bytes left", count, kTypeNames[v.element_type], r.remaining());
+  if (count > r.remaining() / min_bytes)
+    fail("array of {} {} elements does not fit in the {} bytes left", count, kTypeNames[v.element_type], r.remaining());
   v.array.reserve(count);
   for (uint64_t i = 0; i < count; ++i) v.array.push_back(read_value(r, v.element_type, depth + 1));
   return v;
@@ -86,16 +106,46 @@ GgufValue read_value(Reader& r, uint32_t type, int depth) {
   GgufValue v;
   v.type = type;
   switch (type) {
-    case kUInt8: v.kind = GgufValue::Kind::UInt; v.uint_value = r.read<uint8_t>("uint8"); break;
-    case kUInt16: v.kind = GgufValue::Kind::UInt; v.uint_value = r.read<uint16_t>("uint16"); break;
-    case kUInt32: v.kind = GgufValue::Kind::UInt; v.uint_value = r.read<uint32_t>("uint32"); break;
-    case kUInt64: v.kind = GgufValue::Kind::UInt; v.uint_value = r.read<uint64_t>("uint64"); break;
-    case kInt8: v.kind = GgufValue::Kind::Int; v.int_value = r.read<int8_t>("int8"); break;
-    case kInt16: v.kind = GgufValue::Kind::Int; v.int_value = r.read<int16_t>("int16"); break;
-    case kInt32: v.kind = GgufValue::Kind::Int; v.int_value = r.read<int32_t>("int32"); break;
-    case kInt64: v.kind = GgufValue::Kind::Int; v.int_value = r.read<int64_t>("int64"); break;
-    case kFloat32: v.kind = GgufValue::Kind::Float; v.float_value = r.read<float>("float32"); break;
-    case kFloat64: v.kind = GgufValue::Kind::Float; v.float_value = r.read<double>("float64"); break;
+    case kUInt8:
+      v.kind = GgufValue::Kind::UInt;
+      v.uint_value = r.read<uint8_t>("uint8");
+      break;
+    case kUInt16:
+      v.kind = GgufValue::Kind::UInt;
+      v.uint_value = r.read<uint16_t>("uint16");
+      break;
+    case kUInt32:
+      v.kind = GgufValue::Kind::UInt;
+      v.uint_value = r.read<uint32_t>("uint32");
+      break;
+    case kUInt64:
+      v.kind = GgufValue::Kind::UInt;
+      v.uint_value = r.read<uint64_t>("uint64");
+      break;
+    case kInt8:
+      v.kind = GgufValue::Kind::Int;
+      v.int_value = r.read<int8_t>("int8");
+      break;
+    case kInt16:
+      v.kind = GgufValue::Kind::Int;
+      v.int_value = r.read<int16_t>("int16");
+      break;
+    case kInt32:
+      v.kind = GgufValue::Kind::Int;
+      v.int_value = r.read<int32_t>("int32");
+      break;
+    case kInt64:
+      v.kind = GgufValue::Kind::Int;
+      v.int_value = r.read<int64_t>("int64");
+      break;
+    case kFloat32:
+      v.kind = GgufValue::Kind::Float;
+      v.float_value = r.read<float>("float32");
+      break;
+    case kFloat64:
+      v.kind = GgufValue::Kind::Float;
+      v.float_value = r.read<double>("float64");
+      break;
     case kBool: {
       const auto b = r.read<uint8_t>("bool");
       if (b > 1) fail("bool value {} is neither 0 nor 1", b);
@@ -103,7 +153,10 @@ GgufValue read_value(Reader& r, uint32_t type, int depth) {
       v.bool_value = b == 1;
       break;
     }
-    case kString: v.kind = GgufValue::Kind::String; v.string = r.string("string value"); break;
+    case kString:
+      v.kind = GgufValue::Kind::String;
+      v.string = r.string("string value");
+      break;
     case kArray: return read_array(r, depth);
     default: fail("value type {} is not a GGUF value type", type);
   }
@@ -113,7 +166,8 @@ GgufValue read_value(Reader& r, uint32_t type, int depth) {
 void read_tensor_info(Reader& r, GgufTensor& t) {
   t.name = std::string(r.string("tensor name"));
   const auto n_dims = r.read<uint32_t>("tensor dimension count");
-  if (n_dims == 0 || n_dims > kMaxDims) fail("tensor '{}' has {} dimensions (1 to {} allowed)", t.name, n_dims, kMaxDims);
+  if (n_dims == 0 || n_dims > kMaxDims)
+    fail("tensor '{}' has {} dimensions (1 to {} allowed)", t.name, n_dims, kMaxDims);
   for (uint32_t i = 0; i < n_dims; ++i) {
     const auto d = r.read<uint64_t>("tensor dimension");
     if (d == 0 || d > (uint64_t{1} << 40)) fail("tensor '{}': dimension {} is {}", t.name, i, d);
@@ -125,7 +179,8 @@ void read_tensor_info(Reader& r, GgufTensor& t) {
   t.type = static_cast<GgmlType>(type);
   t.offset = r.read<uint64_t>("tensor offset");
   if (t.dims[0] % info->block_elems != 0) {
-    fail("tensor '{}': row length {} is not a multiple of {}'s block of {}", t.name, t.dims[0], info->name, info->block_elems);
+    fail("tensor '{}': row length {} is not a multiple of {}'s block of {}", t.name, t.dims[0], info->name,
+         info->block_elems);
   }
   uint64_t elements = 1;
   for (uint64_t d : t.dims) elements = checked_mul(elements, d, "tensor element count");
@@ -160,7 +215,8 @@ std::string GgufValue::to_string(size_t max_elements) const {
     }
     case Kind::Array: {
       std::string out = "[";
-      for (size_t i = 0; i < array.size() && i < max_elements; ++i) out += (i ? ", " : "") + array[i].to_string(max_elements);
+      for (size_t i = 0; i < array.size() && i < max_elements; ++i)
+        out += (i ? ", " : "") + array[i].to_string(max_elements);
       if (array.size() > max_elements) out += fmt::format(", ... ({} in all)", array.size());
       return out + "]";
     }
@@ -209,7 +265,8 @@ GgufContents parse_gguf(const uint8_t* data, uint64_t size) {
     });
   }
   if (const GgufValue* a = c.find("general.alignment")) {
-    if (a->kind != GgufValue::Kind::UInt || a->type != kUInt32) fail("general.alignment is {}, expected uint32", a->type_name());
+    if (a->kind != GgufValue::Kind::UInt || a->type != kUInt32)
+      fail("general.alignment is {}, expected uint32", a->type_name());
     if (a->uint_value == 0 || (a->uint_value & (a->uint_value - 1)) != 0 || a->uint_value > 65536) {
       fail("general.alignment {} is not a power of two up to 65536", a->uint_value);
     }
@@ -222,10 +279,12 @@ GgufContents parse_gguf(const uint8_t* data, uint64_t size) {
     if (!names.insert(t.name).second) fail("tensor '{}' appears twice", t.name);
   }
   c.data_offset = (r.position() + c.alignment - 1) / c.alignment * c.alignment;
-  if (c.data_offset > size && !c.tensors.empty()) fail("the data section starts at byte {}, past the end of the file ({} bytes)", c.data_offset, size);
+  if (c.data_offset > size && !c.tensors.empty())
+    fail("the data section starts at byte {}, past the end of the file ({} bytes)", c.data_offset, size);
   const uint64_t data_size = size > c.data_offset ? size - c.data_offset : 0;
   for (auto& t : c.tensors) {
-    if (t.offset % c.alignment != 0) fail("tensor '{}': offset {} is not a multiple of the alignment {}", t.name, t.offset, c.alignment);
+    if (t.offset % c.alignment != 0)
+      fail("tensor '{}': offset {} is not a multiple of the alignment {}", t.name, t.offset, c.alignment);
     if (t.offset > data_size || t.bytes > data_size - t.offset) {
       fail("tensor '{}': bytes [{}, {}) of the data section lie past its end ({} bytes)", t.name, t.offset,
            checked_add(t.offset, t.bytes, "tensor end"), data_size);

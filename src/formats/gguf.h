@@ -23,11 +23,11 @@ struct GgufValue {
   int64_t int_value = 0;
   double float_value = 0;
   bool bool_value = false;
-  std::string_view string;             // points into the file
+  std::string_view string;  // points into the file
   std::vector<GgufValue> array;
-  uint32_t element_type = 0;           // arrays: the elements' type id
+  uint32_t element_type = 0;  // arrays: the elements' type id
 
-  std::string type_name() const;       // "uint32", "string", "array[string]", ...
+  std::string type_name() const;                         // "uint32", "string", "array[string]", ...
   std::string to_string(size_t max_elements = 8) const;  // for `inspect`
 };
 
@@ -44,7 +44,7 @@ struct GgufTensor {
 struct GgufContents {
   uint32_t version = 0;
   uint64_t alignment = 32;
-  uint64_t data_offset = 0;  // where the data section starts in the file
+  uint64_t data_offset = 0;                                 // where the data section starts in the file
   std::vector<std::pair<std::string, GgufValue>> metadata;  // in file order
   std::vector<GgufTensor> tensors;                          // in file order
 

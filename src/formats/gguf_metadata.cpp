@@ -46,7 +46,8 @@ std::optional<double> GgufMetadata::number(std::string_view key) const {
 }
 
 std::optional<bool> GgufMetadata::boolean(std::string_view key) const {
-  if (const GgufValue* v = scalar(key, [](const GgufValue& x) { return x.kind == GgufValue::Kind::Bool; }, "a bool")) {
+  if (const GgufValue* v = scalar(
+          key, [](const GgufValue& x) { return x.kind == GgufValue::Kind::Bool; }, "a bool")) {
     return v->bool_value;
   }
   return std::nullopt;
@@ -69,7 +70,8 @@ std::string_view GgufMetadata::required_string(std::string_view key) const {
   return *v;
 }
 
-const GgufValue* GgufMetadata::array(std::string_view key, const char* expected, bool (*element_ok)(const GgufValue&)) const {
+const GgufValue* GgufMetadata::array(std::string_view key, const char* expected,
+                                     bool (*element_ok)(const GgufValue&)) const {
   const GgufValue* v = contents_.find(key);
   if (!v) return nullptr;
   if (v->kind != GgufValue::Kind::Array) wrong_type(key, *v, expected);
@@ -89,7 +91,8 @@ std::vector<std::string_view> GgufMetadata::strings(std::string_view key) const 
 
 std::vector<int64_t> GgufMetadata::integers(std::string_view key) const {
   std::vector<int64_t> out;
-  if (const GgufValue* v = array(key, "an array of integers", [](const GgufValue& e) { return is_integer(e) && fits_int64(e); })) {
+  if (const GgufValue* v =
+          array(key, "an array of integers", [](const GgufValue& e) { return is_integer(e) && fits_int64(e); })) {
     for (const auto& e : v->array) out.push_back(as_int64(e));
   }
   return out;
@@ -97,7 +100,8 @@ std::vector<int64_t> GgufMetadata::integers(std::string_view key) const {
 
 std::vector<double> GgufMetadata::numbers(std::string_view key) const {
   std::vector<double> out;
-  if (const GgufValue* v = array(key, "an array of numbers", [](const GgufValue& e) { return is_number(e) && fits_int64(e); })) {
+  if (const GgufValue* v =
+          array(key, "an array of numbers", [](const GgufValue& e) { return is_number(e) && fits_int64(e); })) {
     for (const auto& e : v->array) out.push_back(as_double(e));
   }
   return out;

@@ -22,7 +22,8 @@ class GgufWriter {
 
   // shape is row-major ([rows, cols]); the file stores it reversed, as ggml does. data holds the
   // tensor's bytes in `type`'s layout and must outlive write().
-  void add_tensor(const std::string& name, GgmlType type, const std::vector<int64_t>& shape, const void* data, size_t bytes);
+  void add_tensor(const std::string& name, GgmlType type, const std::vector<int64_t>& shape, const void* data,
+                  size_t bytes);
 
   // Throws Error naming the path when it cannot be written.
   void write(const std::string& path) const;

@@ -52,7 +52,8 @@ HfCheckpoint::HfCheckpoint(const std::string& directory) {
       }
     }
     for (const auto& [name, shard] : weight_map) {
-      if (!tensors_.count(name)) fail("{}: lists '{}' in {}, but that shard has no such tensor", index.string(), name, shard);
+      if (!tensors_.count(name))
+        fail("{}: lists '{}' in {}, but that shard has no such tensor", index.string(), name, shard);
     }
   } else if (fs::exists(single)) {
     files_.push_back(std::make_unique<SafetensorsFile>(single.string()));

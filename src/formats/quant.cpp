@@ -75,9 +75,9 @@ template <bool kFiveBit>
 NANOSERVE_INLINE void q45_k(const uint8_t* b, float* y) {
   const float d = f16_at(b), dmin = f16_at(b + 2);
   const uint8_t* scales = b + 4;
-  const uint8_t* qh = b + 16;                 // Q5_K: the fifth bits
+  const uint8_t* qh = b + 16;  // Q5_K: the fifth bits
   const uint8_t* qs = b + (kFiveBit ? 48 : 16);
-  for (int chunk = 0; chunk < 4; ++chunk) {   // 64 values: low nibbles, then high nibbles
+  for (int chunk = 0; chunk < 4; ++chunk) {  // 64 values: low nibbles, then high nibbles
     for (int half = 0; half < 2; ++half) {
       uint8_t scale, min;
       scale_min(2 * chunk + half, scales, scale, min);
@@ -100,7 +100,7 @@ NANOSERVE_INLINE void q6_k(const uint8_t* b, float* y) {
   const uint8_t* qh = b + 128;
   const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
   const float d = f16_at(b + 208);
-  for (int n = 0; n < 2; ++n) {  // two halves of 128
+  for (int n = 0; n < 2; ++n) {       // two halves of 128
     for (int is = 0; is < 2; ++is) {  // 16 values share each scale
       const float s1 = d * static_cast<float>(sc[is]), s2 = d * static_cast<float>(sc[is + 2]);
       const float s3 = d * static_cast<float>(sc[is + 4]), s4 = d * static_cast<float>(sc[is + 6]);
@@ -124,21 +124,25 @@ NANOSERVE_INLINE void q6_k(const uint8_t* b, float* y) {
 
 // Every block of a row with one decoder.
 template <typename Decode>
-NANOSERVE_INLINE void each_block(const uint8_t* src, float* dst, int64_t blocks, int64_t block_bytes, int64_t block_elems,
-                                 Decode decode) {
+NANOSERVE_INLINE void each_block(const uint8_t* src, float* dst, int64_t blocks, int64_t block_bytes,
+                                 int64_t block_elems, Decode decode) {
   for (int64_t i = 0; i < blocks; ++i) decode(src + i * block_bytes, dst + i * block_elems);
 }
 
 }  // namespace
 
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-void dequantize_row(GgmlType type, const uint8_t* src, float* dst, int64_t n) {
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void dequantize_row(GgmlType type,
+                                                                                                  const uint8_t* src,
+                                                                                                  float* dst,
+                                                                                                  int64_t n) {
   const GgmlTypeInfo* info = ggml_type_info(static_cast<uint32_t>(type));
   if (!info || !info->dequantizable) fail("tensor type {} cannot be read yet", info ? info->name : "unknown");
   const int64_t blocks = n / info->block_elems, bytes = info->block_bytes, elems = info->block_elems;
   switch (type) {
     case GgmlType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); break;
-    case GgmlType::F16: each_block(src, dst, blocks, bytes, elems, [](const uint8_t* b, float* y) { *y = f16_at(b); }); break;
+    case GgmlType::F16:
+      each_block(src, dst, blocks, bytes, elems, [](const uint8_t* b, float* y) { *y = f16_at(b); });
+      break;
     case GgmlType::BF16:
       each_block(src, dst, blocks, bytes, elems, [](const uint8_t* b, float* y) {
         uint16_t bits;

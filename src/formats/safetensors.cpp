@@ -33,8 +33,7 @@ uint64_t expected_bytes(DType dtype, const Shape& shape) {
   return n;
 }
 
-TensorView parse_tensor(const std::string& name, const json& entry, const uint8_t* data,
-                        uint64_t data_size) {
+TensorView parse_tensor(const std::string& name, const json& entry, const uint8_t* data, uint64_t data_size) {
   if (!entry.is_object()) fail("entry must be an object");
   for (const char* key : {"dtype", "shape", "data_offsets"}) {
     if (!entry.contains(key)) fail("missing '{}'", key);
@@ -43,7 +42,8 @@ TensorView parse_tensor(const std::string& name, const json& entry, const uint8_
   view.name = name;
   if (!entry["dtype"].is_string()) fail("'dtype' must be a string");
   auto dtype_text = entry["dtype"].get<std::string>();
-  if (!parse_dtype(dtype_text, &view.dtype)) fail("unsupported dtype '{}' (supported: F32, F16, BF16, I64)", dtype_text);
+  if (!parse_dtype(dtype_text, &view.dtype))
+    fail("unsupported dtype '{}' (supported: F32, F16, BF16, I64)", dtype_text);
   view.shape = parse_shape(entry["shape"]);
   const json& offsets = entry["data_offsets"];
   if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
@@ -101,7 +101,8 @@ SafetensorsContents parse_safetensors(const uint8_t* bytes, uint64_t size) {
     }
     const std::string& tensor_name = name;  // structured bindings cannot be captured before C++20 in clang 14
     const json& tensor_entry = entry;
-    out.tensors[name] = with_context("tensor '" + name + "'", [&] { return parse_tensor(tensor_name, tensor_entry, data, data_size); });
+    out.tensors[name] =
+        with_context("tensor '" + name + "'", [&] { return parse_tensor(tensor_name, tensor_entry, data, data_size); });
   }
   check_no_overlap(out.tensors);
   return out;

@@ -59,7 +59,8 @@ void Automaton::expand(int32_t pos, int32_t parent, std::vector<int32_t>& out) {
 int32_t Automaton::intern(std::vector<int32_t> stacks) {
   if (stacks.empty()) return kDead;
   if (stacks.size() > kMaxStacks || frames_.size() > kMaxFrames) {
-    throw Error(fmt::format("grammar: more than {} parses alive at once; the grammar is too ambiguous to run", kMaxStacks));
+    throw Error(
+        fmt::format("grammar: more than {} parses alive at once; the grammar is too ambiguous to run", kMaxStacks));
   }
   std::sort(stacks.begin(), stacks.end());
   stacks.erase(std::unique(stacks.begin(), stacks.end()), stacks.end());
@@ -90,7 +91,8 @@ void Automaton::compute_row(int32_t state) {
       if (stacks[i] == kAccept) continue;
       const Frame f = frames_[static_cast<size_t>(stacks[i])];
       const Element& e = grammar_->elements[static_cast<size_t>(f.pos)];
-      if (grammar_->byte_sets[static_cast<size_t>(e.value)].has(static_cast<uint8_t>(b))) group.push_back(static_cast<int32_t>(i));
+      if (grammar_->byte_sets[static_cast<size_t>(e.value)].has(static_cast<uint8_t>(b)))
+        group.push_back(static_cast<int32_t>(i));
     }
     if (group.empty()) continue;
     auto it = by_group.find(group);

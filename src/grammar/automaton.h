@@ -65,8 +65,8 @@ class Automaton {
   struct State {
     std::vector<int32_t> stacks;  // sorted frame ids whose element is a byte set; kAccept when complete
     bool accepting = false;
-    std::vector<int32_t> row;     // next state per byte, once computed
-    ByteSet loops;                // bytes that lead back to this state
+    std::vector<int32_t> row;          // next state per byte, once computed
+    ByteSet loops;                     // bytes that lead back to this state
     std::shared_ptr<const Mask> mask;  // allowed tokens, once computed
   };
   static constexpr int32_t kAccept = -1;

@@ -48,7 +48,6 @@ struct Expr {
   static Expr plus(Expr item) { return repeat(std::move(item), 1, -1); }
 };
 
-
 // Sorted, merged ranges; complement within [0, kMaxCodePoint]; set difference.
 std::vector<CodeRange> normalize(std::vector<CodeRange> ranges);
 std::vector<CodeRange> complement(const std::vector<CodeRange>& ranges);

@@ -162,7 +162,8 @@ class GbnfParser {
         }
         if (peek() != '}') fail("expected '}' to close a repetition count");
         ++pos_;
-        if (max >= 0 && max < min) fail(fmt::format("repetition {{{},{}}}: the maximum is below the minimum", min, max));
+        if (max >= 0 && max < min)
+          fail(fmt::format("repetition {{{},{}}}: the maximum is below the minimum", min, max));
       } else {
         return item;
       }
@@ -210,11 +211,16 @@ class GbnfParser {
       case 'x': return parse_hex(2);
       case 'u': return parse_hex(4);
       case 'U': return parse_hex(8);
-      case '\\': case '"': case '[': case ']': case '-': case '^': case '.': case '/': case '\'':
-        return static_cast<char32_t>(c);
-      default:
-        --pos_;
-        fail(fmt::format("unknown escape '\\{}'", std::string(1, c)));
+      case '\\':
+      case '"':
+      case '[':
+      case ']':
+      case '-':
+      case '^':
+      case '.':
+      case '/':
+      case '\'': return static_cast<char32_t>(c);
+      default: --pos_; fail(fmt::format("unknown escape '\\{}'", std::string(1, c)));
     }
   }
 

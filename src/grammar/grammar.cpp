@@ -165,24 +165,16 @@ class Lowerer {
 
   void append(const Expr& e, Sequence& seq, int32_t owner) {
     switch (e.kind) {
-      case Expr::Kind::Chars:
-        append_chars(e, seq, owner);
-        break;
+      case Expr::Kind::Chars: append_chars(e, seq, owner); break;
       case Expr::Kind::Bytes:
         seq.push_back(bytes(static_cast<uint8_t>(e.ranges[0].first), static_cast<uint8_t>(e.ranges[0].last)));
         break;
       case Expr::Kind::Seq:
         for (const Expr& item : e.items) append(item, seq, owner);
         break;
-      case Expr::Kind::Alt:
-        seq.push_back(unit(e, owner));
-        break;
-      case Expr::Kind::Ref:
-        seq.push_back({Element::Kind::Call, e.rule});
-        break;
-      case Expr::Kind::Repeat:
-        append_repeat(e, seq, owner);
-        break;
+      case Expr::Kind::Alt: seq.push_back(unit(e, owner)); break;
+      case Expr::Kind::Ref: seq.push_back({Element::Kind::Call, e.rule}); break;
+      case Expr::Kind::Repeat: append_repeat(e, seq, owner); break;
     }
   }
 
@@ -242,10 +234,10 @@ void refuse_left_recursion(const Grammar& g) {
       }
       const int32_t to = edges[next++];
       if (color[static_cast<size_t>(to)] == 1) {
-        throw Error(fmt::format(
-            "grammar: rule '{}' can reach itself without consuming input (left recursion, or a repetition "
-            "of something that may be empty); rewrite it right-recursively",
-            g.rule_names[static_cast<size_t>(to)]));
+        throw Error(
+            fmt::format("grammar: rule '{}' can reach itself without consuming input (left recursion, or a repetition "
+                        "of something that may be empty); rewrite it right-recursively",
+                        g.rule_names[static_cast<size_t>(to)]));
       }
       if (color[static_cast<size_t>(to)] == 0) {
         color[static_cast<size_t>(to)] = 1;

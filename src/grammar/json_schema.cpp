@@ -24,21 +24,56 @@ constexpr int kMaxSchemaDepth = 64;
 
 // Keywords that describe without constraining.
 bool is_annotation(const std::string& key) {
-  static const std::set<std::string> names = {
-      "title", "description", "default", "examples", "example", "$comment", "$schema", "$id", "id", "deprecated",
-      "readOnly", "writeOnly", "$anchor", "discriminator", "externalDocs", "xml", "markdownDescription",
-      "$defs", "definitions", "contentMediaType", "contentEncoding", "enumDescriptions", "$vocabulary", "strict"};
+  static const std::set<std::string> names = {"title",
+                                              "description",
+                                              "default",
+                                              "examples",
+                                              "example",
+                                              "$comment",
+                                              "$schema",
+                                              "$id",
+                                              "id",
+                                              "deprecated",
+                                              "readOnly",
+                                              "writeOnly",
+                                              "$anchor",
+                                              "discriminator",
+                                              "externalDocs",
+                                              "xml",
+                                              "markdownDescription",
+                                              "$defs",
+                                              "definitions",
+                                              "contentMediaType",
+                                              "contentEncoding",
+                                              "enumDescriptions",
+                                              "$vocabulary",
+                                              "strict"};
   return names.count(key) || key.rfind("x-", 0) == 0;
 }
 
 // Assertions nanoserve cannot enforce in a grammar (yet); refused rather than ignored.
 void refuse_unsupported(const Json& s, const std::string& path) {
-  static const char* const unsupported[] = {
-      "not", "if", "then", "else", "dependencies", "dependentRequired", "dependentSchemas", "patternProperties",
-      "propertyNames", "maxProperties", "contains", "minContains", "maxContains", "unevaluatedProperties",
-      "unevaluatedItems", "$dynamicRef", "$recursiveRef", "multipleOf"};
+  static const char* const unsupported[] = {"not",
+                                            "if",
+                                            "then",
+                                            "else",
+                                            "dependencies",
+                                            "dependentRequired",
+                                            "dependentSchemas",
+                                            "patternProperties",
+                                            "propertyNames",
+                                            "maxProperties",
+                                            "contains",
+                                            "minContains",
+                                            "maxContains",
+                                            "unevaluatedProperties",
+                                            "unevaluatedItems",
+                                            "$dynamicRef",
+                                            "$recursiveRef",
+                                            "multipleOf"};
   for (const char* key : unsupported) {
-    if (s.contains(key)) throw Error(fmt::format("json schema at {}: '{}' is not supported", path.empty() ? "/" : path, key));
+    if (s.contains(key))
+      throw Error(fmt::format("json schema at {}: '{}' is not supported", path.empty() ? "/" : path, key));
   }
   if (s.contains("minProperties") && !is_integer_in(s["minProperties"], 0, 0)) {
     throw Error(fmt::format("json schema at {}: 'minProperties' is not supported", path.empty() ? "/" : path));
@@ -58,7 +93,8 @@ bool has_assertions(const Json& s, std::initializer_list<const char*> except) {
   for (auto it = s.begin(); it != s.end(); ++it) {
     const std::string& key = it.key();
     if (is_annotation(key)) continue;
-    if (std::find_if(except.begin(), except.end(), [&key](const char* e) { return key == e; }) != except.end()) continue;
+    if (std::find_if(except.begin(), except.end(), [&key](const char* e) { return key == e; }) != except.end())
+      continue;
     return true;
   }
   return false;
@@ -82,13 +118,15 @@ std::string unescape_pointer_token(std::string token) {
 }
 
 const Json& resolve_pointer(const Json& root, const std::string& ref, const std::string& path) {
-  if (ref.empty() || ref[0] != '#') fail(path, fmt::format("'$ref' to '{}': only references within the schema (#/...) are supported", ref));
+  if (ref.empty() || ref[0] != '#')
+    fail(path, fmt::format("'$ref' to '{}': only references within the schema (#/...) are supported", ref));
   const Json* at = &root;
   size_t pos = 1;
   while (pos < ref.size()) {
     if (ref[pos] != '/') fail(path, fmt::format("'$ref' '{}' is not a JSON pointer", ref));
     const size_t next = ref.find('/', pos + 1);
-    const std::string token = unescape_pointer_token(ref.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1));
+    const std::string token =
+        unescape_pointer_token(ref.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1));
     if (at->is_object() && at->contains(token)) {
       at = &(*at)[token];
     } else if (at->is_array() && !token.empty() && token.find_first_not_of("0123456789") == std::string::npos &&
@@ -127,7 +165,8 @@ bool matches_type(const Json& v, const std::vector<std::string>& types) {
   for (const auto& t : types) {
     if ((t == "string" && v.is_string()) || (t == "number" && v.is_number()) || (t == "boolean" && v.is_boolean()) ||
         (t == "null" && v.is_null()) || (t == "object" && v.is_object()) || (t == "array" && v.is_array()) ||
-        (t == "integer" && (v.is_number_integer() || (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>())))) {
+        (t == "integer" &&
+         (v.is_number_integer() || (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>())))) {
       return true;
     }
   }
@@ -137,11 +176,14 @@ bool matches_type(const Json& v, const std::vector<std::string>& types) {
 // JSON Schema `format` values as regular expressions over the string's characters.
 const char* format_regex(const std::string& format) {
   static const std::map<std::string, const char*> formats = {
-      {"date", R"((([0-9]{4}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8])))|(([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)-02-29)))"},
+      {"date",
+       R"((([0-9]{4}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8])))|(([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)-02-29)))"},
       {"time", R"(([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))"},
-      {"date-time", R"((([0-9]{4}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8])))|(([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)-02-29))[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))"},
+      {"date-time",
+       R"((([0-9]{4}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8])))|(([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)-02-29))[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))"},
       {"uuid", R"([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"},
-      {"email", R"([a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]+)*@[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)+)"},
+      {"email",
+       R"([a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]+)*@[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)+)"},
       {"ipv4", R"(((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]))"},
       {"hostname", R"([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*)"},
       {"uri", R"([a-zA-Z][a-zA-Z0-9+.-]*:[^\s"\\<>{}|^`]*)"},
@@ -182,16 +224,22 @@ Json merge_schemas(Json a, const Json& b, const std::string& path) {
       for (const auto& r : value) {
         if (std::find(mine.begin(), mine.end(), r) == mine.end()) mine.push_back(r);
       }
-    } else if ((key == "minimum" || key == "minLength" || key == "minItems" || key == "exclusiveMinimum") && mine.is_number() && value.is_number()) {
+    } else if ((key == "minimum" || key == "minLength" || key == "minItems" || key == "exclusiveMinimum") &&
+               mine.is_number() && value.is_number()) {
       if (value > mine) mine = value;
-    } else if ((key == "maximum" || key == "maxLength" || key == "maxItems" || key == "exclusiveMaximum") && mine.is_number() && value.is_number()) {
+    } else if ((key == "maximum" || key == "maxLength" || key == "maxItems" || key == "exclusiveMaximum") &&
+               mine.is_number() && value.is_number()) {
       if (value < mine) mine = value;
     } else if (key == "type") {
       Json both = Json::array();
-      const Json left = mine.is_array() ? mine : Json::array({mine}), right = value.is_array() ? value : Json::array({value});
+      const Json left = mine.is_array() ? mine : Json::array({mine}),
+                 right = value.is_array() ? value : Json::array({value});
       for (const auto& t : left) {
-        if (std::find(right.begin(), right.end(), t) != right.end() || (t == "integer" && std::find(right.begin(), right.end(), "number") != right.end())) both.push_back(t);
-        else if (t == "number" && std::find(right.begin(), right.end(), "integer") != right.end()) both.push_back("integer");
+        if (std::find(right.begin(), right.end(), t) != right.end() ||
+            (t == "integer" && std::find(right.begin(), right.end(), "number") != right.end()))
+          both.push_back(t);
+        else if (t == "number" && std::find(right.begin(), right.end(), "integer") != right.end())
+          both.push_back("integer");
       }
       if (both.empty()) fail(path, "'allOf' combines types no value has");
       mine = both;
@@ -201,7 +249,6 @@ Json merge_schemas(Json a, const Json& b, const std::string& path) {
   }
   return a;
 }
-
 
 // Value types a schema admits, as far as its own keywords say.
 std::set<std::string> admitted_types(const Json& s) {
@@ -262,9 +309,12 @@ bool disjoint(const Json& a, const Json& b) {
   if (la && lb && lists_disjoint(*la, *lb)) return true;
   if (common != std::set<std::string>{"object"} || !a.contains("required") || !b.contains("required")) return false;
   for (const auto& name : a["required"]) {
-    if (!name.is_string() || std::find(b["required"].begin(), b["required"].end(), name) == b["required"].end()) continue;
+    if (!name.is_string() || std::find(b["required"].begin(), b["required"].end(), name) == b["required"].end())
+      continue;
     const std::string key = name.get<std::string>();
-    if (!a.contains("properties") || !b.contains("properties") || !a["properties"].is_object() || !b["properties"].is_object()) continue;
+    if (!a.contains("properties") || !b.contains("properties") || !a["properties"].is_object() ||
+        !b["properties"].is_object())
+      continue;
     if (!a["properties"].contains(key) || !b["properties"].contains(key)) continue;
     if (disjoint(a["properties"][key], b["properties"][key])) return true;
   }
@@ -284,30 +334,50 @@ Expr JsonSchemaCompiler::primitive(const std::string& name) {
   if (name == "ws") {
     body = Expr::optional(lit(" "));
   } else if (name == "char") {
-    body = Expr::alt({Expr::chars(complement({{0, 0x1F}, {'"', '"'}, {'\\', '\\'}})),
-                      Expr::seq({lit("\\"), Expr::alt({Expr::chars({{'"', '"'}, {'\\', '\\'}, {'/', '/'}, {'b', 'b'}, {'f', 'f'}, {'n', 'n'}, {'r', 'r'}, {'t', 't'}}),
-                                                       Expr::seq({lit("u"), Expr::repeat(Expr::chars({{'0', '9'}, {'a', 'f'}, {'A', 'F'}}), 4, 4)})})})});
+    body = Expr::alt(
+        {Expr::chars(complement({{0, 0x1F}, {'"', '"'}, {'\\', '\\'}})),
+         Expr::seq({lit("\\"),
+                    Expr::alt({Expr::chars({{'"', '"'},
+                                            {'\\', '\\'},
+                                            {'/', '/'},
+                                            {'b', 'b'},
+                                            {'f', 'f'},
+                                            {'n', 'n'},
+                                            {'r', 'r'},
+                                            {'t', 't'}}),
+                               Expr::seq({lit("u"),
+                                          Expr::repeat(Expr::chars({{'0', '9'}, {'a', 'f'}, {'A', 'F'}}), 4, 4)})})})});
   } else if (name == "string") {
     body = Expr::seq({lit("\""), primitive("string-rest")});
   } else if (name == "string-rest") {  // the characters after the opening quote, and the closing one
     body = Expr::seq({Expr::star(primitive("char")), lit("\"")});
   } else if (name == "integer") {
-    body = Expr::seq({Expr::optional(lit("-")), Expr::alt({lit("0"), Expr::seq({Expr::chars({{'1', '9'}}), digits(0, 19)})})});
+    body = Expr::seq(
+        {Expr::optional(lit("-")), Expr::alt({lit("0"), Expr::seq({Expr::chars({{'1', '9'}}), digits(0, 19)})})});
   } else if (name == "number") {
     body = Expr::seq({primitive("integer"), Expr::optional(Expr::seq({lit("."), digits(1, 20)})),
-                      Expr::optional(Expr::seq({Expr::chars({{'e', 'e'}, {'E', 'E'}}), Expr::optional(Expr::chars({{'+', '+'}, {'-', '-'}})), digits(1, 2)}))});  // within a double's range
+                      Expr::optional(Expr::seq({Expr::chars({{'e', 'e'}, {'E', 'E'}}),
+                                                Expr::optional(Expr::chars({{'+', '+'}, {'-', '-'}})),
+                                                digits(1, 2)}))});  // within a double's range
   } else if (name == "boolean") {
     body = Expr::alt({lit("true"), lit("false")});
   } else if (name == "null") {
     body = lit("null");
   } else if (name == "value") {
-    body = Expr::alt({primitive("object"), primitive("array"), primitive("string"), primitive("number"), primitive("boolean"), primitive("null")});
+    body = Expr::alt({primitive("object"), primitive("array"), primitive("string"), primitive("number"),
+                      primitive("boolean"), primitive("null")});
   } else if (name == "member") {
     body = Expr::seq({primitive("string"), lit(":"), ws(), primitive("value")});
   } else if (name == "object") {
-    body = Expr::seq({lit("{"), ws(), Expr::optional(Expr::seq({primitive("member"), Expr::star(Expr::seq({lit(","), ws(), primitive("member")}))})), ws(), lit("}")});
+    body = Expr::seq(
+        {lit("{"), ws(),
+         Expr::optional(Expr::seq({primitive("member"), Expr::star(Expr::seq({lit(","), ws(), primitive("member")}))})),
+         ws(), lit("}")});
   } else if (name == "array") {
-    body = Expr::seq({lit("["), ws(), Expr::optional(Expr::seq({primitive("value"), Expr::star(Expr::seq({lit(","), ws(), primitive("value")}))})), ws(), lit("]")});
+    body = Expr::seq(
+        {lit("["), ws(),
+         Expr::optional(Expr::seq({primitive("value"), Expr::star(Expr::seq({lit(","), ws(), primitive("value")}))})),
+         ws(), lit("]")});
   }
   builder_.define(rule, std::move(body));
   return Expr::ref(rule);
@@ -382,12 +452,15 @@ Expr JsonSchemaCompiler::compile(const Json& s, const std::string& path, int dep
     for (size_t i = 0; std::string(key) == "oneOf" && i < branches.size(); ++i) {
       for (size_t j = i + 1; j < branches.size(); ++j) {
         if (!disjoint(branches[i], branches[j])) {
-          fail(path, fmt::format("'oneOf' whose branches {} and {} may match the same value is not supported (anyOf is)", i, j));
+          fail(path,
+               fmt::format("'oneOf' whose branches {} and {} may match the same value is not supported (anyOf is)", i,
+                           j));
         }
       }
     }
     std::vector<Expr> alts;
-    for (size_t i = 0; i < branches.size(); ++i) alts.push_back(compile(branches[i], fmt::format("{}/{}/{}", path, key, i), depth + 1));
+    for (size_t i = 0; i < branches.size(); ++i)
+      alts.push_back(compile(branches[i], fmt::format("{}/{}/{}", path, key, i), depth + 1));
     return Expr::alt(std::move(alts));
   }
   const auto types = types_of(s, path);
@@ -433,14 +506,16 @@ Expr JsonSchemaCompiler::compile_string(const Json& s, const std::string& path) 
   if (pattern) {
     if (min || max) fail(path, "'pattern' or 'format' together with 'minLength'/'maxLength' is not supported");
     try {
-      return Expr::seq({Expr::literal("\""), as_json_string_content(parse_regex(*pattern, RegexMatch::Search)), Expr::literal("\"")});
+      return Expr::seq({Expr::literal("\""), as_json_string_content(parse_regex(*pattern, RegexMatch::Search)),
+                        Expr::literal("\"")});
     } catch (const Error& e) {
       fail(path, e.what());
     }
   }
   if (!min && !max) return primitive("string");
   if (max && *max < min.value_or(0)) fail(path, "'maxLength' is below 'minLength'");
-  return Expr::seq({Expr::literal("\""), Expr::repeat(primitive("char"), min.value_or(0), max ? *max : -1), Expr::literal("\"")});
+  return Expr::seq(
+      {Expr::literal("\""), Expr::repeat(primitive("char"), min.value_or(0), max ? *max : -1), Expr::literal("\"")});
 }
 
 Expr JsonSchemaCompiler::compile_number(const Json& s, bool integer, const std::string& path) {
@@ -494,7 +569,8 @@ Expr key_not_in(const KeyTrie& node, const Expr& char_rule, const Expr& rest_rul
   if (!node.terminal) alts.push_back(Expr::literal("\""));
   std::vector<CodeRange> taken = {{0, 0x1F}, {'"', '"'}, {'\\', '\\'}};
   for (const auto& [c, child] : node.children) taken.push_back({c, c});
-  alts.push_back(Expr::seq({Expr::alt({Expr::chars(complement(taken)), Expr::seq({Expr::literal("\\"), char_rule})}), rest_rule}));
+  alts.push_back(
+      Expr::seq({Expr::alt({Expr::chars(complement(taken)), Expr::seq({Expr::literal("\\"), char_rule})}), rest_rule}));
   for (const auto& [c, child] : node.children) {
     alts.push_back(Expr::seq({Expr::chars({{c, c}}), key_not_in(child, char_rule, rest_rule)}));
   }
@@ -519,7 +595,9 @@ Expr JsonSchemaCompiler::compile_object(const Json& s, const std::string& path, 
     const std::string name = r.get<std::string>();
     required.insert(name);
     if (std::find_if(props.begin(), props.end(), [&](const auto& p) { return p.first == name; }) == props.end()) {
-      if (additional == false) fail(path, fmt::format("required property '{}' is not in 'properties' and additionalProperties is false", name));
+      if (additional == false)
+        fail(path,
+             fmt::format("required property '{}' is not in 'properties' and additionalProperties is false", name));
       props.emplace_back(name, additional);
     }
   }
@@ -531,7 +609,8 @@ Expr JsonSchemaCompiler::compile_object(const Json& s, const std::string& path, 
   for (size_t i = 0; i < props.size(); ++i) {
     const int32_t rule = builder_.declare(fmt::format("object{}-{}", id, props[i].first));
     const std::string where = fmt::format("{}/properties/{}", path, props[i].first);
-    builder_.define(rule, Expr::seq({Expr::literal(Json(props[i].first).dump() + ":"), ws(), compile(props[i].second, where, depth + 1)}));
+    builder_.define(rule, Expr::seq({Expr::literal(Json(props[i].first).dump() + ":"), ws(),
+                                     compile(props[i].second, where, depth + 1)}));
     kv.push_back(Expr::ref(rule));
   }
   // tail[c]: what may follow the properties written so far; c: whether one was (a comma comes first).
@@ -544,8 +623,9 @@ Expr JsonSchemaCompiler::compile_object(const Json& s, const std::string& path, 
       node->terminal = true;
     }
     const int32_t rule = builder_.declare(fmt::format("object{}-additional", id));
-    builder_.define(rule, Expr::seq({Expr::literal("\""), key_not_in(names, primitive("char"), primitive("string-rest")), Expr::literal(":"), ws(),
-                                     compile(additional, path + "/additionalProperties", depth + 1)}));
+    builder_.define(
+        rule, Expr::seq({Expr::literal("\""), key_not_in(names, primitive("char"), primitive("string-rest")),
+                         Expr::literal(":"), ws(), compile(additional, path + "/additionalProperties", depth + 1)}));
     const Expr more = Expr::star(Expr::seq({comma, Expr::ref(rule)}));
     tail = {Expr::optional(Expr::seq({Expr::ref(rule), more})), more};
   }
@@ -556,7 +636,8 @@ Expr JsonSchemaCompiler::compile_object(const Json& s, const std::string& path, 
     for (int c = 1; c >= 0; --c) {
       Expr present = Expr::seq({c ? comma : Expr::empty(), kv[i], Expr::ref(after)});
       Expr absent = c ? Expr::ref(after) : std::move(tail[0]);
-      next[static_cast<size_t>(c)] = required.count(props[i].first) ? std::move(present) : Expr::alt({std::move(present), std::move(absent)});
+      next[static_cast<size_t>(c)] =
+          required.count(props[i].first) ? std::move(present) : Expr::alt({std::move(present), std::move(absent)});
     }
     tail = std::move(next);
   }
@@ -578,12 +659,14 @@ Expr JsonSchemaCompiler::compile_array(const Json& s, const std::string& path, i
   }
   const int32_t min = count_of(s, "minItems", path).value_or(0);
   int32_t max = count_of(s, "maxItems", path).value_or(-1);
-  if (rest == false) max = max < 0 ? static_cast<int32_t>(prefix.size()) : std::min<int32_t>(max, static_cast<int32_t>(prefix.size()));
+  if (rest == false)
+    max = max < 0 ? static_cast<int32_t>(prefix.size()) : std::min<int32_t>(max, static_cast<int32_t>(prefix.size()));
   if (max >= 0 && min > max) fail(path, "'minItems' is above the number of items allowed");
   if (prefix.empty() && rest == true && min == 0 && max < 0) return primitive("array");
   const Expr comma = Expr::seq({Expr::literal(","), ws()});
   std::vector<Expr> prefix_items;
-  for (size_t i = 0; i < prefix.size(); ++i) prefix_items.push_back(compile(prefix[i], fmt::format("{}/prefixItems/{}", path, i), depth + 1));
+  for (size_t i = 0; i < prefix.size(); ++i)
+    prefix_items.push_back(compile(prefix[i], fmt::format("{}/prefixItems/{}", path, i), depth + 1));
   Expr rest_item = Expr::nothing();
   if (max < 0 || max > static_cast<int32_t>(prefix.size())) {
     const int32_t rule = builder_.declare(fmt::format("array{}-item", counter_++));

@@ -7,7 +7,8 @@
 
 namespace nanoserve::grammar {
 
-Matcher::Matcher(const std::shared_ptr<const Grammar>& grammar, const std::shared_ptr<const TokenTrie>& trie, bool own_automaton)
+Matcher::Matcher(const std::shared_ptr<const Grammar>& grammar, const std::shared_ptr<const TokenTrie>& trie,
+                 bool own_automaton)
     : automaton_(own_automaton ? std::make_shared<Automaton>(grammar, trie) : Automaton::shared(grammar, trie)),
       state_(automaton_->start()) {}
 
@@ -54,7 +55,8 @@ void Matcher::mask(std::span<float> logits, std::span<const int64_t> end_tokens)
   }
   size_t k = 0;
   for (int64_t t : end_tokens) {
-    if (t >= 0 && static_cast<size_t>(t) < logits.size()) logits[static_cast<size_t>(t)] = can_end_here ? ends[k++] : kRefused;
+    if (t >= 0 && static_cast<size_t>(t) < logits.size())
+      logits[static_cast<size_t>(t)] = can_end_here ? ends[k++] : kRefused;
   }
   if (!any && !(can_end_here && !ends.empty())) {
     throw Error("grammar: no token of the vocabulary can continue the structured output here");

@@ -16,7 +16,8 @@ namespace nanoserve::grammar {
 class Matcher {
  public:
   // own_automaton: not shared with the grammar's other matchers (a cold cache, for benchmarks).
-  Matcher(const std::shared_ptr<const Grammar>& grammar, const std::shared_ptr<const TokenTrie>& trie, bool own_automaton = false);
+  Matcher(const std::shared_ptr<const Grammar>& grammar, const std::shared_ptr<const TokenTrie>& trie,
+          bool own_automaton = false);
   // An independent copy at the same place (the n > 1 samples of one request).
   std::unique_ptr<Matcher> clone() const { return std::make_unique<Matcher>(*this); }
 

@@ -8,7 +8,9 @@ namespace {
 
 constexpr int32_t kMaxDigits = 20;
 
-Expr digit_range(char first, char last) { return Expr::chars({{static_cast<char32_t>(first), static_cast<char32_t>(last)}}); }
+Expr digit_range(char first, char last) {
+  return Expr::chars({{static_cast<char32_t>(first), static_cast<char32_t>(last)}});
+}
 Expr any_digits(int32_t count) { return Expr::repeat(digit_range('0', '9'), count, count); }
 
 // Decimal strings of equal length from lo to hi (lo <= hi as numbers).
@@ -23,7 +25,8 @@ Expr same_length(const std::string& lo, const std::string& hi) {
   }
   std::vector<Expr> alts;
   alts.push_back(Expr::seq({Expr::literal(lo.substr(0, 1)), same_length(lo_rest, std::string(lo_rest.size(), '9'))}));
-  if (lo[0] + 1 <= hi[0] - 1) alts.push_back(Expr::seq({digit_range(static_cast<char>(lo[0] + 1), static_cast<char>(hi[0] - 1)), any_digits(n)}));
+  if (lo[0] + 1 <= hi[0] - 1)
+    alts.push_back(Expr::seq({digit_range(static_cast<char>(lo[0] + 1), static_cast<char>(hi[0] - 1)), any_digits(n)}));
   alts.push_back(Expr::seq({Expr::literal(hi.substr(0, 1)), same_length(std::string(hi_rest.size(), '0'), hi_rest)}));
   return Expr::alt(std::move(alts));
 }
@@ -82,8 +85,8 @@ Expr number_range(const NumberBounds& b) {
   const Expr zeros = Expr::optional(Expr::seq({Expr::literal("."), Expr::repeat(Expr::literal("0"), 1, kMaxDigits)}));
   std::vector<Expr> alts{Expr::seq({integer_range(int_low, int_high), zeros})};
   // Values strictly between integers: I.F lies in (I, I + 1), -I.F in (-I - 1, -I).
-  const Expr fraction = Expr::seq({Expr::literal("."), Expr::repeat(digit_range('0', '9'), 0, kMaxDigits - 1), digit_range('1', '9'),
-                                   Expr::repeat(digit_range('0', '9'), 0, kMaxDigits - 1)});
+  const Expr fraction = Expr::seq({Expr::literal("."), Expr::repeat(digit_range('0', '9'), 0, kMaxDigits - 1),
+                                   digit_range('1', '9'), Expr::repeat(digit_range('0', '9'), 0, kMaxDigits - 1)});
   {
     const uint64_t from = low && *low > 0 ? static_cast<uint64_t>(*low) : 0;
     std::optional<uint64_t> to;

@@ -13,9 +13,9 @@ constexpr int32_t kMaxCount = 100000;
 
 const std::vector<CodeRange> kDigit = {{'0', '9'}};
 const std::vector<CodeRange> kWord = {{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}};
-const std::vector<CodeRange> kSpace = {{'\t', '\r'}, {' ', ' '}, {0xA0, 0xA0}, {0x1680, 0x1680}, {0x2000, 0x200A},
-                                       {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000},
-                                       {0xFEFF, 0xFEFF}};
+const std::vector<CodeRange> kSpace = {{'\t', '\r'},     {' ', ' '},       {0xA0, 0xA0},     {0x1680, 0x1680},
+                                       {0x2000, 0x200A}, {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F},
+                                       {0x3000, 0x3000}, {0xFEFF, 0xFEFF}};
 
 class RegexParser {
  public:
@@ -46,7 +46,8 @@ class RegexParser {
 
  private:
   [[noreturn]] void fail(const std::string& message) const {
-    throw Error(fmt::format("regex /{}/: {} (at offset {})", p_.size() > 200 ? std::string(p_.substr(0, 200)) + "..." : std::string(p_), message, pos_));
+    throw Error(fmt::format("regex /{}/: {} (at offset {})",
+                            p_.size() > 200 ? std::string(p_.substr(0, 200)) + "..." : std::string(p_), message, pos_));
   }
   bool at_end() const { return pos_ >= p_.size(); }
   char peek() const { return at_end() ? '\0' : p_[pos_]; }
@@ -205,11 +206,13 @@ class RegexParser {
         if (in_class) return one('\b');
         fail("word boundaries (\\b) are not supported");
       case 'B': fail("word boundaries (\\B) are not supported");
-      case 'p': case 'P': fail("Unicode property classes (\\p{...}) are not supported");
+      case 'p':
+      case 'P': fail("Unicode property classes (\\p{...}) are not supported");
       case 'k': fail("backreferences are not supported");
       default:
         if (c >= '1' && c <= '9') fail("backreferences are not supported");
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) fail(fmt::format("unknown escape '\\{}'", std::string(1, c)));
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+          fail(fmt::format("unknown escape '\\{}'", std::string(1, c)));
         --pos_;
         const char32_t cp = next_code_point(p_, pos_);
         return one(cp);
@@ -231,7 +234,8 @@ class RegexParser {
         const char32_t cp = next_code_point(p_, pos_);
         item = {{cp, cp}};
       }
-      if (item.size() == 1 && item[0].first == item[0].last && peek() == '-' && pos_ + 1 < p_.size() && p_[pos_ + 1] != ']') {
+      if (item.size() == 1 && item[0].first == item[0].last && peek() == '-' && pos_ + 1 < p_.size() &&
+          p_[pos_ + 1] != ']') {
         ++pos_;
         char32_t last;
         if (eat('\\')) {

@@ -26,8 +26,8 @@ class TokenTrie {
     int32_t rank_begin;  // the tokens ending here, then those below: ranks [rank_begin, rank_end)
     int32_t own_end;     // ranks [rank_begin, own_end) end exactly here
     int32_t rank_end;
-    ByteSet below;       // every byte on an edge inside this subtree
-    uint8_t byte;        // the edge into this node
+    ByteSet below;  // every byte on an edge inside this subtree
+    uint8_t byte;   // the edge into this node
   };
 
   // tokens: (id, bytes); ids with empty bytes are left out (they can never be part of grammar text).
@@ -40,7 +40,9 @@ class TokenTrie {
   int32_t vocab_size() const { return vocab_size_; }
   int32_t ranks() const { return static_cast<int32_t>(token_of_rank_.size()); }
   int32_t token_of_rank(int32_t rank) const { return token_of_rank_[static_cast<size_t>(rank)]; }
-  bool in_trie(int32_t token) const { return token >= 0 && token < vocab_size_ && !bytes_[static_cast<size_t>(token)].empty(); }
+  bool in_trie(int32_t token) const {
+    return token >= 0 && token < vocab_size_ && !bytes_[static_cast<size_t>(token)].empty();
+  }
   std::string_view bytes(int32_t token) const { return bytes_[static_cast<size_t>(token)]; }
 
  private:

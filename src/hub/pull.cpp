@@ -51,8 +51,8 @@ bool valid_name(const std::string& s) {
 }
 
 struct RepoFile {
-  std::string name;    // path in the repository
-  std::string etag;    // blob name in the cache: the LFS sha256, else the git blob id
+  std::string name;  // path in the repository
+  std::string etag;  // blob name in the cache: the LFS sha256, else the git blob id
   uint64_t size = 0;
   bool lfs = false;
 };
@@ -86,9 +86,10 @@ std::string sha256_of(const fs::path& path) {
 
 [[noreturn]] void http_failure(const RepoRef& r, const std::string& what, long status) {
   if (status == 401 || status == 403) {
-    fail("{}: {} (HTTP {}). The repository is gated or private: accept its license on the Hub, then set HF_TOKEN "
-         "or log in with `huggingface-cli login`",
-         r.id, what, status);
+    fail(
+        "{}: {} (HTTP {}). The repository is gated or private: accept its license on the Hub, then set HF_TOKEN "
+        "or log in with `huggingface-cli login`",
+        r.id, what, status);
   }
   if (status == 404) fail("{}: {} (HTTP 404): no such repository, revision or file", r.id, what);
   fail("{}: {} (HTTP {})", r.id, what, status);
@@ -101,8 +102,7 @@ RepoInfo fetch_info(Http& http, const std::string& endpoint, const RepoRef& r) {
   nlohmann::json j;
   try {
     j = parse_json(response.body, url);
-  } catch (const Error&) {
-  }
+  } catch (const Error&) {}
   if (!j.is_object() || !j.contains("sha") || !j.contains("siblings") || !j["siblings"].is_array()) {
     fail("{}: the Hub answered {} with something other than repository information", r.id, url);
   }
@@ -155,7 +155,8 @@ void fetch_file(Http& http, const std::string& endpoint, const RepoRef& r, const
       const std::string digest = sha256_of(partial);
       if (digest != f.etag) {
         fs::remove(partial);
-        fail("{}: {} is corrupted: sha256 {}, expected {}; removed it, run the command again", r.id, f.name, digest, f.etag);
+        fail("{}: {} is corrupted: sha256 {}, expected {}; removed it, run the command again", r.id, f.name, digest,
+             f.etag);
       }
     }
     fs::rename(partial, blob);  // atomic: a blob is either absent or complete
@@ -190,7 +191,8 @@ std::optional<RepoRef> parse_repo_ref(const std::string& text) {
     if (!valid_name(r.revision)) return std::nullopt;
   }
   const size_t slash = id.find('/');
-  if (slash == std::string::npos || !valid_name(id.substr(0, slash)) || !valid_name(id.substr(slash + 1))) return std::nullopt;
+  if (slash == std::string::npos || !valid_name(id.substr(0, slash)) || !valid_name(id.substr(slash + 1)))
+    return std::nullopt;
   r.id = id;
   return r;
 }
@@ -216,7 +218,8 @@ std::string pull(const PullOptions& options) {
     fetch_file(http, endpoint, r, info, f);
     ++fetched;
   }
-  if (fetched == 0) fail("{}: no file matches {}", r.id, options.include.empty() ? "the default patterns" : "--include");
+  if (fetched == 0)
+    fail("{}: no file matches {}", r.id, options.include.empty() ? "the default patterns" : "--include");
   if (r.revision != info.commit) {
     std::ofstream ref(dir / "refs" / r.revision, std::ios::trunc);
     ref << info.commit;
@@ -228,7 +231,8 @@ std::string resolve_model(const std::string& argument) {
   if (fs::exists(argument)) return argument;
   auto ref = parse_repo_ref(argument);
   if (!ref) fail("{}: no such file or directory, and not a Hub repository id (ORG/NAME[@REVISION])", argument);
-  if (auto snapshot = cached_snapshot(*ref); snapshot && fs::exists(*snapshot / "config.json")) return snapshot->string();
+  if (auto snapshot = cached_snapshot(*ref); snapshot && fs::exists(*snapshot / "config.json"))
+    return snapshot->string();
   return pull({*ref, {}});
 }
 

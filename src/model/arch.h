@@ -46,17 +46,17 @@ struct ArchSpec {
   MlpKind mlp = MlpKind::Gated;
   QkNorm qk_norm = QkNorm::None;
   MoeSpec moe;
-  bool qkv_bias = false;        // biases on q, k, v (Qwen2, GPT-2)
-  bool out_bias = false;        // bias on o (GPT-2)
-  bool mlp_bias = false;        // biases on the MLP projections (GPT-2)
-  bool post_norms = false;      // norms on the attention and MLP outputs before the residual add (Gemma)
-  bool rope = true;             // rotary positions; false: learned position embeddings (GPT-2)
-  float embed_scale = 1.0f;     // embeddings are multiplied by this (Gemma: sqrt(hidden) in float32)
-  float attn_scale = 0.0f;      // multiplies q.k; 1/sqrt(head_dim) unless the family says otherwise
-  bool attn_scale_by_layer = false;  // GPT-2 option: attn_scale / (layer + 1)
-  float attn_softcap = 0.0f;    // > 0: scores = cap * tanh(scores / cap) (Gemma 2)
-  float final_softcap = 0.0f;   // > 0: the same on the logits (Gemma 2/3)
-  float clip_qkv = 0.0f;        // > 0: q, k, v clamped to [-clip, clip] (OLMoE option)
+  bool qkv_bias = false;                     // biases on q, k, v (Qwen2, GPT-2)
+  bool out_bias = false;                     // bias on o (GPT-2)
+  bool mlp_bias = false;                     // biases on the MLP projections (GPT-2)
+  bool post_norms = false;                   // norms on the attention and MLP outputs before the residual add (Gemma)
+  bool rope = true;                          // rotary positions; false: learned position embeddings (GPT-2)
+  float embed_scale = 1.0f;                  // embeddings are multiplied by this (Gemma: sqrt(hidden) in float32)
+  float attn_scale = 0.0f;                   // multiplies q.k; 1/sqrt(head_dim) unless the family says otherwise
+  bool attn_scale_by_layer = false;          // GPT-2 option: attn_scale / (layer + 1)
+  float attn_softcap = 0.0f;                 // > 0: scores = cap * tanh(scores / cap) (Gemma 2)
+  float final_softcap = 0.0f;                // > 0: the same on the logits (Gemma 2/3)
+  float clip_qkv = 0.0f;                     // > 0: q, k, v clamped to [-clip, clip] (OLMoE option)
   RopePairs rope_pairs = RopePairs::Halves;  // the q/k layout of the checkpoint's rows
   std::vector<LayerSpec> layers;
   std::optional<RopeConfig> local_rope;

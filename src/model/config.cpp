@@ -55,9 +55,7 @@ void parse_scaling(const json& params, const json& top_json, const std::string& 
     case RopeScaling::Factors:  // a GGUF tensor, never named in config.json
       break;
     case RopeScaling::Linear:
-    case RopeScaling::Dynamic:
-      rope.factor = f.positive_number("factor");
-      break;
+    case RopeScaling::Dynamic: rope.factor = f.positive_number("factor"); break;
     case RopeScaling::Llama3:
       rope.factor = f.positive_number("factor");
       rope.low_freq_factor = f.positive_number("low_freq_factor");
@@ -118,15 +116,18 @@ RopeConfig parse_rope_parameters(const json& params, const json& top, const std:
   RopeConfig rope;
   parse_scaling(params, top, source, rope);
   rope.theta = f.positive_number("rope_theta", t.positive_number("rope_theta", 10000.0));
-  rope.partial_rotary_factor = f.positive_number("partial_rotary_factor", t.positive_number("partial_rotary_factor", 1.0));
+  rope.partial_rotary_factor =
+      f.positive_number("partial_rotary_factor", t.positive_number("partial_rotary_factor", 1.0));
   // The factor may come from either object, so the error names the value rather than one of them.
-  if (rope.partial_rotary_factor > 1) fail("{}: partial_rotary_factor must be at most 1, got {}", source, rope.partial_rotary_factor);
+  if (rope.partial_rotary_factor > 1)
+    fail("{}: partial_rotary_factor must be at most 1, got {}", source, rope.partial_rotary_factor);
   return rope;
 }
 
 RopeConfig parse_rope_config(const json& j, const std::string& source) {
   JsonFields f(j, source);
-  if (f.has("rope_parameters")) return parse_rope_parameters(f.object("rope_parameters"), j, source + ": rope_parameters");
+  if (f.has("rope_parameters"))
+    return parse_rope_parameters(f.object("rope_parameters"), j, source + ": rope_parameters");
   if (f.has("rope_scaling")) return parse_rope_parameters(f.object("rope_scaling"), j, source + ": rope_scaling");
   return parse_rope_parameters(json::object(), j, source);
 }

@@ -23,19 +23,19 @@ enum class RopeScaling {
 };
 
 struct RopeConfig {
-  double theta = 10000.0;        // rope_theta: base of the rotary frequencies
+  double theta = 10000.0;  // rope_theta: base of the rotary frequencies
   RopeScaling scaling = RopeScaling::None;
-  double factor = 1.0;           // linear, llama3, yarn, dynamic: context extension factor
-  double low_freq_factor = 1.0;  // llama3: wavelengths above original_max / low_freq_factor are scaled
-  double high_freq_factor = 4.0; // llama3: wavelengths below original_max / high_freq_factor are kept
-  int64_t original_max_positions = 0;  // llama3, yarn, longrope: context length of pre-training
-  double beta_fast = 32, beta_slow = 1;   // yarn: rotation counts bounding the ramp
-  double mscale = 0, mscale_all_dim = 0;  // yarn: optional attention-factor shaping (DeepSeek)
-  bool truncate = true;                   // yarn: round the ramp bounds to whole dimensions
+  double factor = 1.0;                          // linear, llama3, yarn, dynamic: context extension factor
+  double low_freq_factor = 1.0;                 // llama3: wavelengths above original_max / low_freq_factor are scaled
+  double high_freq_factor = 4.0;                // llama3: wavelengths below original_max / high_freq_factor are kept
+  int64_t original_max_positions = 0;           // llama3, yarn, longrope: context length of pre-training
+  double beta_fast = 32, beta_slow = 1;         // yarn: rotation counts bounding the ramp
+  double mscale = 0, mscale_all_dim = 0;        // yarn: optional attention-factor shaping (DeepSeek)
+  bool truncate = true;                         // yarn: round the ramp bounds to whole dimensions
   std::optional<double> attention_factor = {};  // yarn, longrope: cos/sin scale; derived when absent
   std::vector<double> short_factor = {}, long_factor = {};  // longrope: one divisor per frequency
-  std::vector<double> freq_factors = {};  // factors: one divisor per frequency
-  double partial_rotary_factor = 1.0;     // fraction of head_dim that is rotated
+  std::vector<double> freq_factors = {};                    // factors: one divisor per frequency
+  double partial_rotary_factor = 1.0;                       // fraction of head_dim that is rotated
 };
 
 struct ModelConfig {
@@ -47,10 +47,10 @@ struct ModelConfig {
   int64_t kv_heads = 0;           // key/value heads; heads / kv_heads queries share one (GQA)
   int64_t head_dim = 0;           // explicit, or hidden_size / heads
   int64_t vocab_size = 0;
-  int64_t max_positions = 0;      // max_position_embeddings: the longest context
-  double norm_eps = 1e-6;         // rms_norm_eps
-  bool tied_embeddings = false;   // tie_word_embeddings: the LM head is the embedding matrix
-  bool has_lm_head = true;        // false: an embedding model's base weights alone, which make no logits
+  int64_t max_positions = 0;     // max_position_embeddings: the longest context
+  double norm_eps = 1e-6;        // rms_norm_eps
+  bool tied_embeddings = false;  // tie_word_embeddings: the LM head is the embedding matrix
+  bool has_lm_head = true;       // false: an embedding model's base weights alone, which make no logits
   RopeConfig rope;
   // An embedding model trained so that a vector's leading dimensions are an embedding too
   // (is_matryoshka, or matryoshka_dimensions listing the widths): the API's `dimensions` needs it.

@@ -27,7 +27,7 @@ struct GgufArch {
 };
 
 constexpr GgufArch kArchs[] = {
-    {"llama", "llama", true, false},   {"qwen2", "qwen2", false, false},  {"qwen3", "qwen3", false, false},
+    {"llama", "llama", true, false},   {"qwen2", "qwen2", false, false},       {"qwen3", "qwen3", false, false},
     {"gemma2", "gemma2", false, true}, {"gemma3", "gemma3_text", false, true}, {"olmoe", "olmoe", false, false},
     {"phi3", "phi3", false, false},    {"gpt2", "gpt2", false, false},
 };
@@ -54,8 +54,10 @@ std::map<std::string, TensorView> tensor_views(const GgufContents& contents, con
     v.name = t.name;
     if (!dtype_from_ggml(t.type, &v.dtype)) {
       const GgmlTypeInfo* info = ggml_type_info(static_cast<uint32_t>(t.type));
-      fail("{}: {}: tensor type {} is not supported (nanoserve reads f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, "
-           "q4_K, q5_K, q6_K)", source, t.name, info ? info->name : "unknown");
+      fail(
+          "{}: {}: tensor type {} is not supported (nanoserve reads f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, "
+          "q4_K, q5_K, q6_K)",
+          source, t.name, info ? info->name : "unknown");
     }
     for (auto d = t.dims.rbegin(); d != t.dims.rend(); ++d) v.shape.push_back(static_cast<int64_t>(*d));
     v.data = t.data;
@@ -80,7 +82,8 @@ std::vector<double> tensor_values(const TensorView& t, const std::string& source
 }
 
 // rope_scaling from rope.scaling.* and the factor tensors of LongRoPE.
-void rope_config(const GgufMetadata& m, const std::string& p, const std::map<std::string, TensorView>& tensors, json& j) {
+void rope_config(const GgufMetadata& m, const std::string& p, const std::map<std::string, TensorView>& tensors,
+                 json& j) {
   const std::string type(m.string(p + "rope.scaling.type").value_or("none"));
   json scaling = json::object();
   if (tensors.count(kRopeLong) && tensors.count(kRopeShort)) {
@@ -139,7 +142,8 @@ json config_json(const GgufMetadata& m, const GgufArch& arch, const std::map<std
   j["attention_bias"] = tensors.count("blk.0.attn_q.bias") > 0;
   if (auto bos = m.integer("tokenizer.ggml.bos_token_id")) j["bos_token_id"] = *bos;
   json eos = json::array();
-  for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
+  for (const char* key :
+       {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
     if (auto id = m.integer(key); id && std::find(eos.begin(), eos.end(), *id) == eos.end()) eos.push_back(*id);
   }
   if (!eos.empty()) j["eos_token_id"] = eos;
@@ -194,10 +198,12 @@ void partial_rotary(const GgufMetadata& m, const GgufArch& arch, ModelConfig& co
 }
 
 // llama3 RoPE arrives precomputed: one divisor per frequency in rope_freqs.
-void frequency_factors(const std::map<std::string, TensorView>& tensors, const std::string& source, ModelConfig& config) {
+void frequency_factors(const std::map<std::string, TensorView>& tensors, const std::string& source,
+                       ModelConfig& config) {
   auto it = tensors.find(kRopeFreqs);
   if (it == tensors.end()) return;
-  if (config.rope.scaling != RopeScaling::None) fail("{}: {} together with rope.scaling.type is not supported", source, kRopeFreqs);
+  if (config.rope.scaling != RopeScaling::None)
+    fail("{}: {} together with rope.scaling.type is not supported", source, kRopeFreqs);
   config.rope.scaling = RopeScaling::Factors;
   config.rope.freq_factors = tensor_values(it->second, source);
 }

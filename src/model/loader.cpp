@@ -52,7 +52,8 @@ void bind(const WeightSlot& slot, const TensorView* t) {
   if (!t) fail("{}: missing from the checkpoint (expected shape {})", slot.file_name, shape_str(slot.shape));
   if (t->dtype == DType::I64) fail("{}: dtype I64, expected a float or quantized weight type", slot.file_name);
   if (t->shape != slot.shape) {
-    fail("{}: shape {}, expected {} ({})", slot.file_name, shape_str(t->shape), shape_str(slot.shape), slot.shape_reason);
+    fail("{}: shape {}, expected {} ({})", slot.file_name, shape_str(t->shape), shape_str(slot.shape),
+         slot.shape_reason);
   }
   if (slot.parts.size() == 1 && t->shape.size() < 3) {
     *slot.parts[0].target = *t;
@@ -84,9 +85,8 @@ Model load_hf_directory(const std::string& directory, const LoadOptions& options
   if (!config_json.is_object() || !config_json.contains("model_type") || !config_json["model_type"].is_string()) {
     fail("{}: missing field 'model_type' (a string naming the architecture)", config_path);
   }
-  const ArchFamily& family = with_context(config_path, [&]() -> const ArchFamily& {
-    return find_family(config_json["model_type"].get<std::string>());
-  });
+  const ArchFamily& family = with_context(
+      config_path, [&]() -> const ArchFamily& { return find_family(config_json["model_type"].get<std::string>()); });
   if (family.normalize_config) family.normalize_config(config_json);
   model.config = parse_model_config(config_json, config_path);
   apply_generation_config(model.config, (fs::path(directory) / "generation_config.json").string());
@@ -115,7 +115,8 @@ Model load_hf_directory(const std::string& directory, const LoadOptions& options
 // that are a corrupt config, refused before anything is sized by them.
 static void check_counts_against_file(const Model& model) {
   uint64_t values = 0;
-  for (const auto& [name, t] : model.tensors) values = checked_add(values, static_cast<uint64_t>(t.numel()), "tensor sizes");
+  for (const auto& [name, t] : model.tensors)
+    values = checked_add(values, static_cast<uint64_t>(t.numel()), "tensor sizes");
   const auto layers = static_cast<uint64_t>(model.config.layers);
   const auto experts = static_cast<uint64_t>(std::max<int64_t>(model.arch.moe.experts, 0));
   if (experts > values / std::max<uint64_t>(layers, 1)) {
@@ -123,13 +124,15 @@ static void check_counts_against_file(const Model& model) {
   }
 }
 
-void check_layer_count(const ModelConfig& config, const std::map<std::string, TensorView>& tensors, const std::string& source) {
+void check_layer_count(const ModelConfig& config, const std::map<std::string, TensorView>& tensors,
+                       const std::string& source) {
   if (static_cast<uint64_t>(config.layers) > tensors.size()) {
     fail("{}: num_hidden_layers {} with only {} tensors in the checkpoint", source, config.layers, tensors.size());
   }
 }
 
-void bind_weights(Model& model, const std::vector<std::string>& ignorable_suffixes, const std::string& optional_prefix) {
+void bind_weights(Model& model, const std::vector<std::string>& ignorable_suffixes,
+                  const std::string& optional_prefix) {
   check_counts_against_file(model);
   auto slots = weight_slots(model.weights, model.config, model.arch, model.names);
   std::set<std::string> used;
@@ -168,7 +171,8 @@ void prefetch_weights(const Model& model) {
   for (const TensorView* t : weights) {
     for (const auto* file : files) {
       const uint8_t* begin = file->data();
-      if (t->data >= begin && t->data < begin + file->size()) file->prefetch(static_cast<size_t>(t->data - begin), t->nbytes);
+      if (t->data >= begin && t->data < begin + file->size())
+        file->prefetch(static_cast<size_t>(t->data - begin), t->nbytes);
     }
     bar.advance(t->nbytes);
   }

@@ -39,7 +39,8 @@ struct LoadOptions {
 Model load_model(const std::string& path, const LoadOptions& options = {});
 
 // make_backend and make_cpu_backend (backend/) for the model's weights (weight_set).
-std::unique_ptr<Backend> make_backend(const std::string& device, const Model& model, const BackendOptions& options = {});
+std::unique_ptr<Backend> make_backend(const std::string& device, const Model& model,
+                                      const BackendOptions& options = {});
 std::unique_ptr<Backend> make_cpu_backend(const Model& model);
 
 // The GGUF half of load_model (model/gguf_loader.cpp).
@@ -49,7 +50,8 @@ Model model_from_gguf(const GgufContents& contents, const std::string& source);
 
 // Every layer holds at least one tensor: a larger count is a corrupt config, refused before
 // anything is sized by it.
-void check_layer_count(const ModelConfig& config, const std::map<std::string, TensorView>& tensors, const std::string& source);
+void check_layer_count(const ModelConfig& config, const std::map<std::string, TensorView>& tensors,
+                       const std::string& source);
 
 // Binds model.weights from model.tensors by model.names (config and arch already set) and fails on
 // tensors that are neither weights nor `ignorable`.

@@ -17,7 +17,8 @@ PoolingMode read_pooling_config(const std::string& path) {
   const auto config = read_json_file(path);
   if (!config.is_object()) fail("{}: expected a JSON object", path);
   const JsonFields f(config, path);
-  for (const char* key : {"pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens"}) {
+  for (const char* key :
+       {"pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens"}) {
     if (f.boolean(key, false)) fail("{}: {} is not supported (nanoserve pools by last token, mean or CLS)", path, key);
   }
   const std::pair<const char*, PoolingMode> modes[] = {{"pooling_mode_lasttoken", PoolingMode::Last},
@@ -29,7 +30,9 @@ PoolingMode read_pooling_config(const std::string& path) {
     if (mode) fail("{}: more than one pooling mode is set; nanoserve computes one (last token, mean or CLS)", path);
     mode = value;
   }
-  if (!mode) fail("{}: no pooling mode is set (pooling_mode_lasttoken, pooling_mode_mean_tokens or pooling_mode_cls_token)", path);
+  if (!mode)
+    fail("{}: no pooling mode is set (pooling_mode_lasttoken, pooling_mode_mean_tokens or pooling_mode_cls_token)",
+         path);
   return *mode;
 }
 
@@ -59,7 +62,8 @@ std::optional<Pooling> read_pooling(const std::string& directory) {
   std::optional<Pooling> pooling;
   for (size_t i = 0; i < modules.size(); ++i) {
     const auto& m = modules[i];
-    if (!m.is_object() || !m.contains("type") || !m["type"].is_string()) fail("{}: module {} has no 'type' string", path, i);
+    if (!m.is_object() || !m.contains("type") || !m["type"].is_string())
+      fail("{}: module {} has no 'type' string", path, i);
     const std::string type = m["type"].get<std::string>();
     const std::string kind = type.substr(type.rfind('.') + 1);
     const std::string at = m.contains("path") && m["path"].is_string() ? m["path"].get<std::string>() : "";
@@ -69,9 +73,10 @@ std::optional<Pooling> read_pooling(const std::string& directory) {
     } else if (kind == "Normalize" && pooling) {
       pooling->normalize = true;
     } else {
-      fail("{}: module {} ({}{}) is not supported; nanoserve computes a Transformer at the top of the directory, one "
-           "Pooling, then optionally Normalize",
-           path, i, type, at.empty() ? "" : " at " + at);
+      fail(
+          "{}: module {} ({}{}) is not supported; nanoserve computes a Transformer at the top of the directory, one "
+          "Pooling, then optionally Normalize",
+          path, i, type, at.empty() ? "" : " at " + at);
     }
   }
   if (!pooling) fail("{}: no Pooling module (sentence_transformers.models.Pooling)", path);

@@ -50,7 +50,8 @@ void yarn(const RopeConfig& rope, int64_t dim, RopeFrequencies& out) {
     const float pos_freq = base_power(static_cast<float>(theta), i, dim);
     const float extrapolation = 1.0f / pos_freq;
     const float interpolation = 1.0f / (static_cast<float>(rope.factor) * pos_freq);
-    const float ramp = std::clamp((static_cast<float>(i) - static_cast<float>(low)) / static_cast<float>(high - low), 0.0f, 1.0f);
+    const float ramp =
+        std::clamp((static_cast<float>(i) - static_cast<float>(low)) / static_cast<float>(high - low), 0.0f, 1.0f);
     const float extrapolation_weight = 1 - ramp;
     out.inv_freq[i] = interpolation * (1 - extrapolation_weight) + extrapolation * extrapolation_weight;
   }
@@ -73,8 +74,9 @@ void longrope(const RopeConfig& rope, int64_t dim, int64_t seq_len, RopeFrequenc
   }
   double attention = rope.attention_factor.value_or(0);
   if (!rope.attention_factor) {
-    attention = rope.factor <= 1 ? 1.0
-                                 : std::sqrt(1 + std::log(rope.factor) / std::log(static_cast<double>(rope.original_max_positions)));
+    attention = rope.factor <= 1
+                    ? 1.0
+                    : std::sqrt(1 + std::log(rope.factor) / std::log(static_cast<double>(rope.original_max_positions)));
   }
   out.attention_scaling = static_cast<float>(attention);
 }
@@ -95,28 +97,25 @@ RopeFrequencies rope_frequencies(const RopeConfig& rope, int64_t head_dim, int64
     fail("rope: {} frequency factors given for {} rotary frequencies", rope.freq_factors.size(), out.inv_freq.size());
   }
   switch (rope.scaling) {
-    case RopeScaling::Yarn:
-      yarn(rope, dim, out);
-      return out;
-    case RopeScaling::LongRope:
-      longrope(rope, dim, seq_len, out);
-      return out;
+    case RopeScaling::Yarn: yarn(rope, dim, out); return out;
+    case RopeScaling::LongRope: longrope(rope, dim, seq_len, out); return out;
     case RopeScaling::Dynamic: {
       // The base grows once the sequence passes max_position_embeddings (computed in double, as in Python).
       const double len = static_cast<double>(std::max(seq_len, max_positions));
       const double d = static_cast<double>(dim);
-      theta = static_cast<float>(rope.theta * std::pow(rope.factor * len / static_cast<double>(max_positions) -
-                                                           (rope.factor - 1), d / (d - 2)));
+      theta = static_cast<float>(
+          rope.theta *
+          std::pow(rope.factor * len / static_cast<double>(max_positions) - (rope.factor - 1), d / (d - 2)));
       break;
     }
-    default:
-      break;
+    default: break;
   }
   for (size_t i = 0; i < out.inv_freq.size(); ++i) {
     float f = 1.0f / base_power(theta, i, dim);
     if (rope.scaling == RopeScaling::Linear) f /= static_cast<float>(rope.factor);
     if (rope.scaling == RopeScaling::Llama3) f = llama3_scale(f, rope);
-    if (rope.scaling == RopeScaling::Factors) f = 1.0f / (static_cast<float>(rope.freq_factors[i]) * base_power(theta, i, dim));
+    if (rope.scaling == RopeScaling::Factors)
+      f = 1.0f / (static_cast<float>(rope.freq_factors[i]) * base_power(theta, i, dim));
     out.inv_freq[i] = f;
   }
   return out;

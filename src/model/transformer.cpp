@@ -28,7 +28,9 @@ struct Transformer::Batch {
 };
 
 Transformer::Transformer(const Model& model, Backend* backend, const RankShare& share)
-    : model_(model), share_(share), own_backend_(backend ? nullptr : make_cpu_backend(model)),
+    : model_(model),
+      share_(share),
+      own_backend_(backend ? nullptr : make_cpu_backend(model)),
       backend_(backend ? backend : own_backend_.get()) {}
 
 int32_t Transformer::embedding_row(int32_t id) const {
@@ -56,7 +58,8 @@ void Transformer::embed(const Batch& step, float* x) const {
 }
 
 // q [tokens, heads * head_dim]; k, v [tokens, kv_heads * head_dim], after biases, norms and clipping.
-void Transformer::project_qkv(const Batch& step, int64_t layer, const float* normed, float* q, float* k, float* v) const {
+void Transformer::project_qkv(const Batch& step, int64_t layer, const float* normed, float* q, float* k,
+                              float* v) const {
   const ModelConfig& c = model_.config;
   const ArchSpec& a = model_.arch;
   const LayerWeights& w = model_.weights.layers[static_cast<size_t>(layer)];
@@ -85,12 +88,12 @@ void Transformer::attention_block(const Batch& batch, int64_t layer, const float
   const ArchSpec& a = model_.arch;
   Backend& be = *backend_;
   const int64_t tokens = batch.tokens(), q_dim = c.heads * c.head_dim, kv_dim = c.kv_heads * c.head_dim;
-  Buffer q = be.floats(tokens * q_dim);                                     // [tokens, heads * head_dim]
+  Buffer q = be.floats(tokens * q_dim);                                   // [tokens, heads * head_dim]
   Buffer k = be.floats(tokens * kv_dim), v = be.floats(tokens * kv_dim);  // [tokens, kv_heads * head_dim]
   project_qkv(batch, layer, normed, q.floats(), k.floats(), v.floats());
 
-  AttentionParams params{c.heads, c.kv_heads, c.head_dim, a.attn_scale, a.attn_softcap,
-                              a.layers[static_cast<size_t>(layer)].sliding_window};
+  AttentionParams params{c.heads,      c.kv_heads,     c.head_dim,
+                         a.attn_scale, a.attn_softcap, a.layers[static_cast<size_t>(layer)].sliding_window};
   if (a.attn_scale_by_layer) params.scale /= static_cast<float>(layer + 1);
   Buffer attn = be.floats(tokens * q_dim);  // [tokens, heads * head_dim]
   const bool local = a.layers[static_cast<size_t>(layer)].local_rope;
@@ -169,7 +172,7 @@ void Transformer::moe_block(int64_t layer, const float* normed, int64_t tokens, 
     Buffer rows = be.floats(n * hidden);  // [n, hidden]: the tokens routed here
     be.gather_rows(normed, picks.tokens, hidden, rows.floats());
     Buffer gated = be.floats(n * c.intermediate_size);  // [n, intermediate]
-    Buffer down = be.floats(n * hidden);               // [n, hidden]
+    Buffer down = be.floats(n * hidden);                // [n, hidden]
     be.gated_linear(rows.floats(), n, x.gate, x.up, model_.arch.activation, gated.floats());
     be.linear(gated.floats(), n, x.down, down.floats());
     be.scatter_add_rows(down.floats(), picks.tokens, picks.weights, hidden, out);
@@ -184,7 +187,7 @@ Buffer Transformer::final_rows(const Batch& batch, const float* x) const {
   const int64_t hidden = c.hidden_size;
   const auto n = static_cast<int64_t>(batch.logit_rows.size());
   Buffer normed = be.floats(n * hidden);  // [n, hidden]
-  if (n == batch.tokens()) {  // every row, in order (decode)
+  if (n == batch.tokens()) {              // every row, in order (decode)
     be.norm(a.norm, x, model_.weights.final_norm, n, hidden, c.norm_eps, normed.floats());
     batch.emit("final_norm", normed.floats(), hidden);
   } else {
@@ -291,7 +294,8 @@ void Transformer::prepare(std::span<const SequenceSlice> slices, KvCache& cache,
       fail("sequence of {} tokens exceeds its {} KV blocks of {}", end, slice.blocks.size(), cache.block_size());
     }
     if (!a.rope && end > model_.weights.position_embed.shape[0]) {
-      fail("position {} is past the {} learned positions of this model", end - 1, model_.weights.position_embed.shape[0]);
+      fail("position {} is past the {} learned positions of this model", end - 1,
+           model_.weights.position_embed.shape[0]);
     }
     for (int32_t id : slice.tokens) {
       if (id < 0 || id >= vocab) fail("token id {} is outside the vocabulary of {} tokens", id, vocab);

@@ -84,10 +84,13 @@ std::string if_set(bool flag, const std::string& name) { return flag ? name : st
 void list_attention(SlotLister& s, LayerWeights& l, const std::string& p, const ModelConfig& c, const ArchSpec& a,
                     const WeightNames& n) {
   const int64_t hidden = c.hidden_size, q_dim = c.heads * c.head_dim, kv_dim = c.kv_heads * c.head_dim;
-  const std::string q_why = fmt::format("num_attention_heads={}, head_dim={}, hidden_size={}", c.heads, c.head_dim, hidden);
-  const std::string kv_why = fmt::format("num_key_value_heads={}, head_dim={}, hidden_size={}", c.kv_heads, c.head_dim, hidden);
+  const std::string q_why =
+      fmt::format("num_attention_heads={}, head_dim={}, hidden_size={}", c.heads, c.head_dim, hidden);
+  const std::string kv_why =
+      fmt::format("num_key_value_heads={}, head_dim={}, hidden_size={}", c.kv_heads, c.head_dim, hidden);
   if (!n.qkv.empty()) {
-    s.fused(p + "attn.qkv", n.qkv, if_set(a.qkv_bias, n.qkv_bias), hidden, q_why + ", num_key_value_heads=" + std::to_string(c.kv_heads),
+    s.fused(p + "attn.qkv", n.qkv, if_set(a.qkv_bias, n.qkv_bias), hidden,
+            q_why + ", num_key_value_heads=" + std::to_string(c.kv_heads),
             {{p + "attn.q", {&l.q, q_dim}}, {p + "attn.k", {&l.k, kv_dim}}, {p + "attn.v", {&l.v, kv_dim}}});
   } else {
     s.linear(p + "attn.q", n.q, if_set(a.qkv_bias, n.q_bias), q_dim, hidden, q_why, &l.q);
@@ -127,7 +130,8 @@ void list_mlp(SlotLister& s, LayerWeights& l, const std::string& p, int64_t laye
   switch (a.mlp) {
     case MlpKind::Gated:
       if (!n.gate_up.empty()) {
-        s.fused(p + "mlp.gate_up", n.gate_up, "", hidden, why, {{p + "mlp.gate", {&l.gate, inter}}, {p + "mlp.up", {&l.up, inter}}});
+        s.fused(p + "mlp.gate_up", n.gate_up, "", hidden, why,
+                {{p + "mlp.gate", {&l.gate, inter}}, {p + "mlp.up", {&l.up, inter}}});
       } else {
         s.linear(p + "mlp.gate", n.gate, "", inter, hidden, why, &l.gate);
         s.linear(p + "mlp.up", n.up, "", inter, hidden, why, &l.up);
@@ -210,7 +214,8 @@ std::vector<WeightSlot> weight_slots(Weights& w, const ModelConfig& c, const Arc
     if (a.post_norms) s.norm(p + "post_mlp_norm", n.post_mlp_norm, "", hidden, hidden_why, &l.post_mlp_norm);
   }
   s.norm("final_norm", n.final_norm, if_set(layer_norm, n.final_norm_bias), hidden, hidden_why, &w.final_norm);
-  if (!c.tied_embeddings && c.has_lm_head) s.tensor("lm_head", n.lm_head, {c.vocab_size, hidden}, vocab_why, &w.lm_head);
+  if (!c.tied_embeddings && c.has_lm_head)
+    s.tensor("lm_head", n.lm_head, {c.vocab_size, hidden}, vocab_why, &w.lm_head);
   return slots;
 }
 

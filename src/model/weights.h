@@ -36,8 +36,8 @@ struct Weights {
   TensorView embed;           // [vocab, hidden]
   TensorView position_embed;  // [max_positions, hidden] (learned positions only)
   std::vector<LayerWeights> layers;
-  Norm final_norm;            // [hidden]
-  TensorView lm_head;         // [vocab, hidden]; the same bytes as embed when tied
+  Norm final_norm;     // [hidden]
+  TensorView lm_head;  // [vocab, hidden]; the same bytes as embed when tied
 };
 
 // A layer's products: q, k, v, o, the MLP's and the router, then each expert's (absent ones too,
@@ -57,11 +57,11 @@ struct WeightSlot {
     int64_t size;
   };
   std::string name;          // canonical, e.g. "layers.3.attn.k"
-  std::string file_name;       // e.g. "model.layers.3.self_attn.k_proj.weight"
+  std::string file_name;     // e.g. "model.layers.3.self_attn.k_proj.weight"
   Shape shape;               // on disk
   std::string shape_reason;  // the config fields behind the shape, e.g. "num_key_value_heads=4, head_dim=64"
   std::vector<Part> parts;
-  bool in_out = false;       // 2-D and stored [in, out]
+  bool in_out = false;  // 2-D and stored [in, out]
 };
 
 // Every weight, listed exactly once: the same list drives loading, validation and parameter counts.

@@ -153,7 +153,8 @@ int64_t TensorParallel::kv_budget(double fraction) const {
 std::vector<KvCache> TensorParallel::make_caches(int64_t num_blocks, int64_t block_size, KvDType dtype) const {
   std::vector<KvCache> caches;
   caches.reserve(static_cast<size_t>(ranks()));
-  for (int r = 0; r < ranks(); ++r) caches.emplace_back(rank_config().kv_shape(), num_blocks, block_size, dtype, backend(r));
+  for (int r = 0; r < ranks(); ++r)
+    caches.emplace_back(rank_config().kv_shape(), num_blocks, block_size, dtype, backend(r));
   backend(0).bind_thread();
   return caches;
 }
@@ -179,8 +180,10 @@ std::vector<float> TensorParallel::forward(std::span<const SequenceSlice> slices
   return rank_zero_result(caches, [&](const Transformer& t, KvCache& cache) { return t.forward(slices, cache); });
 }
 
-std::vector<float> TensorParallel::forward_hidden(std::span<const SequenceSlice> slices, std::span<KvCache> caches) const {
-  return rank_zero_result(caches, [&](const Transformer& t, KvCache& cache) { return t.forward_hidden(slices, cache); });
+std::vector<float> TensorParallel::forward_hidden(std::span<const SequenceSlice> slices,
+                                                  std::span<KvCache> caches) const {
+  return rank_zero_result(caches,
+                          [&](const Transformer& t, KvCache& cache) { return t.forward_hidden(slices, cache); });
 }
 
 std::vector<int32_t> TensorParallel::forward_greedy(std::span<const SequenceSlice> slices,

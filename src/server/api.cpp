@@ -41,14 +41,17 @@ const std::array<std::string_view, 11> kRoutes = {"/",           "/index.html", 
 constexpr std::string_view kModelPrefix = "/v1/models/";        // GET /v1/models/{id}
 constexpr std::string_view kResponsePrefix = "/v1/responses/";  // GET and DELETE /v1/responses/{id}
 
-std::string_view target_of(const http::request_header<>& header) { return {header.target().data(), header.target().size()}; }
+std::string_view target_of(const http::request_header<>& header) {
+  return {header.target().data(), header.target().size()};
+}
 
 std::string endpoint_of(std::string_view target) {
   const std::string_view path = target.substr(0, target.find('?'));
   for (std::string_view route : kRoutes) {
     if (path == route) return std::string(route);
   }
-  for (auto [prefix, route] : {std::pair{kModelPrefix, "/v1/models/{id}"}, std::pair{kResponsePrefix, "/v1/responses/{id}"}}) {
+  for (auto [prefix, route] :
+       {std::pair{kModelPrefix, "/v1/models/{id}"}, std::pair{kResponsePrefix, "/v1/responses/{id}"}}) {
     if (path.size() > prefix.size() && path.substr(0, prefix.size()) == prefix) return route;
   }
   return "other";
@@ -62,8 +65,8 @@ bool needs_key(std::string_view target) {
 ApiError shutting_down() { return ApiError(503, "the server is shutting down", "", "server_error"); }
 
 ApiError key_error() {
-  return ApiError(401, "invalid or missing API key: send it as 'Authorization: Bearer KEY'", "", "invalid_request_error",
-                  "invalid_api_key");
+  return ApiError(401, "invalid or missing API key: send it as 'Authorization: Bearer KEY'", "",
+                  "invalid_request_error", "invalid_api_key");
 }
 
 // --tool-call-parser, or what the chat template writes calls with.
@@ -119,8 +122,9 @@ void Api::finished(const std::shared_ptr<Exchange>& exchange, const std::string&
                    const std::optional<CallUsage>& usage) {
   metrics_.request_finished(endpoint, status);
   const auto& request = exchange->request();
-  log_request(std::string_view(request.method_string().data(), request.method_string().size()), target_of(request), status,
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - exchange->arrived()).count(), usage);
+  log_request(std::string_view(request.method_string().data(), request.method_string().size()), target_of(request),
+              status, std::chrono::duration<double>(std::chrono::steady_clock::now() - exchange->arrived()).count(),
+              usage);
 }
 
 void Api::answer(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, http::status status,
@@ -191,7 +195,8 @@ void Api::off_io(const std::shared_ptr<Exchange>& exchange, const std::string& e
 void Api::route(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint) {
   const HttpRequest& request = exchange->request();
   const auto method = request.method();
-  const std::string path = endpoint == "other" ? std::string(request.target().substr(0, request.target().find('?'))) : endpoint;
+  const std::string path =
+      endpoint == "other" ? std::string(request.target().substr(0, request.target().find('?'))) : endpoint;
   auto expect = [&](http::verb verb) {
     if (method != verb) {
       throw ApiError(405, fmt::format("{} {}: method not allowed (use {})", std::string(request.method_string()), path,
@@ -212,8 +217,8 @@ void Api::route(const std::shared_ptr<Exchange>& exchange, const std::string& en
     return answer(exchange, endpoint, http::status::ok, "text/plain; version=0.0.4", metrics_.render(engine_.stats()));
   }
   const auto no_route = [&] {
-    return ApiError(404, fmt::format("no route for {} {}", std::string(request.method_string()), path.substr(0, 200)), "",
-                    "invalid_request_error", "not_found");
+    return ApiError(404, fmt::format("no route for {} {}", std::string(request.method_string()), path.substr(0, 200)),
+                    "", "invalid_request_error", "not_found");
   };
   if (!needs_key(path)) throw no_route();
   check_key(request);  // admit() refused a missing key already, when the server calls it
@@ -241,8 +246,9 @@ void Api::route(const std::shared_ptr<Exchange>& exchange, const std::string& en
   if (endpoint == "/v1/responses/{id}") {
     if (method != http::verb::delete_) expect(http::verb::get);
     std::string_view target(request.target().data(), request.target().size());
-    return stored_response(exchange, percent_decode(target.substr(kResponsePrefix.size(), target.find('?') - kResponsePrefix.size())),
-                           method == http::verb::delete_);
+    return stored_response(
+        exchange, percent_decode(target.substr(kResponsePrefix.size(), target.find('?') - kResponsePrefix.size())),
+        method == http::verb::delete_);
   }
   if (path == "/tokenize" || path == "/detokenize") {
     expect(http::verb::post);
@@ -250,20 +256,23 @@ void Api::route(const std::shared_ptr<Exchange>& exchange, const std::string& en
       throw ApiError(503, "the server is at capacity; retry later", "", "server_error", "overloaded");
     }
     const bool encode = path == "/tokenize";
-    return off_io(exchange, endpoint, [this, exchange, encode] { return encode ? tokenize(exchange) : detokenize(exchange); });
+    return off_io(exchange, endpoint,
+                  [this, exchange, encode] { return encode ? tokenize(exchange) : detokenize(exchange); });
   }
   throw no_route();
 }
 
 ApiError Api::overloaded() const {
-  return ApiError(503, fmt::format("the server is at capacity ({} sequences in flight); retry later", in_flight_sequences_), "",
-                  "server_error", "overloaded");
+  return ApiError(503,
+                  fmt::format("the server is at capacity ({} sequences in flight); retry later", in_flight_sequences_),
+                  "", "server_error", "overloaded");
 }
 
 bool Api::key_matches(std::string_view authorization) const {
   // "Bearer KEY"; the scheme is case-insensitive (RFC 7235).
   constexpr std::string_view scheme = "bearer ";
-  const bool bearer = authorization.size() > scheme.size() && boost::beast::iequals(authorization.substr(0, scheme.size()), scheme);
+  const bool bearer =
+      authorization.size() > scheme.size() && boost::beast::iequals(authorization.substr(0, scheme.size()), scheme);
   const std::string given = bearer ? std::string(authorization.substr(scheme.size())) : std::string();
   // Compares digests in constant time, so the time taken says nothing about the key.
   const std::string a = sha256(given), b = sha256(options_.api_key);
@@ -278,8 +287,12 @@ void Api::check_key(const HttpRequest& request) const {
 
 // The served model as OpenAI lists it, with vLLM's additions (root, parent, max_model_len).
 json Api::model_card() const {
-  return {{"id", options_.model_name}, {"object", "model"},     {"created", created_},
-          {"owned_by", "nanoserve"},   {"root", options_.model_name}, {"parent", nullptr},
+  return {{"id", options_.model_name},
+          {"object", "model"},
+          {"created", created_},
+          {"owned_by", "nanoserve"},
+          {"root", options_.model_name},
+          {"parent", nullptr},
           {"max_model_len", engine_.max_model_len()}};
 }
 
@@ -290,8 +303,10 @@ void Api::models(const std::shared_ptr<Exchange>& exchange) {
 
 void Api::model(const std::shared_ptr<Exchange>& exchange, const std::string& id) {
   if (id != options_.model_name) {
-    throw ApiError(404, fmt::format("the model '{}' does not exist; this server serves '{}'", id.substr(0, 200), options_.model_name),
-                   "model", "invalid_request_error", "model_not_found");
+    throw ApiError(
+        404,
+        fmt::format("the model '{}' does not exist; this server serves '{}'", id.substr(0, 200), options_.model_name),
+        "model", "invalid_request_error", "model_not_found");
   }
   answer(exchange, "/v1/models/{id}", http::status::ok, "application/json", dump(model_card()));
 }
@@ -302,7 +317,9 @@ std::vector<Prompt> Api::completion_prompts(const nlohmann::ordered_json& prompt
     for (const auto& id : ids) {
       const int64_t v = id.get<int64_t>();
       if (v < 0 || v >= engine_.config().vocab_size) {
-        throw ApiError(400, fmt::format("prompt: token id {} is outside the vocabulary of {}", v, engine_.config().vocab_size), "prompt");
+        throw ApiError(
+            400, fmt::format("prompt: token id {} is outside the vocabulary of {}", v, engine_.config().vocab_size),
+            "prompt");
       }
       p.ids.push_back(static_cast<int32_t>(v));
     }
@@ -323,24 +340,27 @@ std::vector<Prompt> Api::completion_prompts(const nlohmann::ordered_json& prompt
 
 Prompt Api::chat_prompt(const GenerationRequest& request) const {
   if (!chat_template_) {
-    throw ApiError(400, "this model has no chat template; use /v1/completions",
-                   "messages");
+    throw ApiError(400, "this model has no chat template; use /v1/completions", "messages");
   }
-  ChatPrompt prompt = encode_chat(*chat_template_, tokenizer_, chat_template_context(request), request.parse_special_tokens);
+  ChatPrompt prompt =
+      encode_chat(*chat_template_, tokenizer_, chat_template_context(request), request.parse_special_tokens);
   return Prompt{std::move(prompt.ids), std::move(prompt.text)};
 }
 
 void Api::check_task(bool embeddings) const {
   if (embeddings && !options_.embedding) {
-    throw ApiError(400,
-                   fmt::format("this server runs '{}' for generation; to serve embeddings start it with `--task embed` "
-                               "(as vLLM's --task embed: last-token pooling, normalized, unless the model's modules.json "
-                               "says otherwise)",
-                               options_.model_name),
-                   "model");
+    throw ApiError(
+        400,
+        fmt::format("this server runs '{}' for generation; to serve embeddings start it with `--task embed` "
+                    "(as vLLM's --task embed: last-token pooling, normalized, unless the model's modules.json "
+                    "says otherwise)",
+                    options_.model_name),
+        "model");
   }
   if (!embeddings && options_.embedding) {
-    throw ApiError(400, fmt::format("this server runs '{}' for embeddings (--task embed): use POST /v1/embeddings", options_.model_name),
+    throw ApiError(400,
+                   fmt::format("this server runs '{}' for embeddings (--task embed): use POST /v1/embeddings",
+                               options_.model_name),
                    "model");
   }
 }
@@ -350,11 +370,12 @@ void Api::embed(const std::shared_ptr<Exchange>& exchange) {
   check_task(true);
   if (in_flight_sequences_ + preparing_ >= options_.max_queued) throw overloaded();
   off_io(exchange, "/v1/embeddings", [this, exchange] {
-    auto prepared = std::make_shared<PreparedEmbeddings>(prepare_embeddings(parse_embeddings_request(parse_body(exchange->request()))));
+    auto prepared = std::make_shared<PreparedEmbeddings>(
+        prepare_embeddings(parse_embeddings_request(parse_body(exchange->request()))));
     return [this, exchange, prepared] {
       run_call(exchange, "/v1/embeddings", static_cast<int64_t>(prepared->inputs.size()), [&](CallDone done) {
-        EmbeddingCall::start(io_, engine_, metrics_, exchange, std::move(prepared->inputs), std::move(prepared->settings),
-                             std::move(done));
+        EmbeddingCall::start(io_, engine_, metrics_, exchange, std::move(prepared->inputs),
+                             std::move(prepared->settings), std::move(done));
       });
     };
   });
@@ -368,14 +389,18 @@ std::vector<int32_t> Api::input_ids(const nlohmann::ordered_json& input, const s
     for (const auto& id : input) {
       const int64_t v = id.get<int64_t>();
       if (v < 0 || v >= engine_.config().vocab_size) {
-        throw ApiError(400, fmt::format("{}token id {} is outside the vocabulary of {}", where, v, engine_.config().vocab_size), "input");
+        throw ApiError(
+            400, fmt::format("{}token id {} is outside the vocabulary of {}", where, v, engine_.config().vocab_size),
+            "input");
       }
       ids.push_back(static_cast<int32_t>(v));
     }
   }
   if (static_cast<int64_t>(ids.size()) > engine_.max_model_len()) {
-    throw ApiError(400, fmt::format("{}{} tokens, more than the model's context of {}", where, ids.size(), engine_.max_model_len()),
-                   "input", "invalid_request_error", "context_length_exceeded");
+    throw ApiError(
+        400,
+        fmt::format("{}{} tokens, more than the model's context of {}", where, ids.size(), engine_.max_model_len()),
+        "input", "invalid_request_error", "context_length_exceeded");
   }
   return ids;
 }
@@ -383,20 +408,26 @@ std::vector<int32_t> Api::input_ids(const nlohmann::ordered_json& input, const s
 // On the pool: the request checked against the model, and its inputs tokenized.
 Api::PreparedEmbeddings Api::prepare_embeddings(EmbeddingsRequest request) const {
   if (!request.model.empty() && request.model != options_.model_name) {
-    throw ApiError(404, fmt::format("the model '{}' does not exist; this server serves '{}'", request.model, options_.model_name),
-                   "model", "invalid_request_error", "model_not_found");
+    throw ApiError(
+        404, fmt::format("the model '{}' does not exist; this server serves '{}'", request.model, options_.model_name),
+        "model", "invalid_request_error", "model_not_found");
   }
   const ModelConfig& c = engine_.config();
   if (request.dimensions) {
     const int64_t d = *request.dimensions;
     if (!c.matryoshka) {
-      throw ApiError(400, "dimensions: this model's vectors cannot be shortened (its config.json sets neither is_matryoshka nor "
-                          "matryoshka_dimensions)", "dimensions");
+      throw ApiError(
+          400,
+          "dimensions: this model's vectors cannot be shortened (its config.json sets neither is_matryoshka nor "
+          "matryoshka_dimensions)",
+          "dimensions");
     }
     const auto& allowed = c.matryoshka_dimensions;
     if (d > c.hidden_size || (!allowed.empty() && std::find(allowed.begin(), allowed.end(), d) == allowed.end())) {
-      throw ApiError(400, allowed.empty() ? fmt::format("dimensions: {} is more than the model's {}", d, c.hidden_size)
-                                          : fmt::format("dimensions: {} is not one of the model's widths ({})", d, fmt::join(allowed, ", ")),
+      throw ApiError(400,
+                     allowed.empty() ? fmt::format("dimensions: {} is more than the model's {}", d, c.hidden_size)
+                                     : fmt::format("dimensions: {} is not one of the model's widths ({})", d,
+                                                   fmt::join(allowed, ", ")),
                      "dimensions");
     }
   }
@@ -405,7 +436,8 @@ Api::PreparedEmbeddings Api::prepare_embeddings(EmbeddingsRequest request) const
   if (input.is_string() || input[0].is_number_integer()) {
     prepared.inputs.push_back(input_ids(input, ""));
   } else {
-    for (size_t i = 0; i < input.size(); ++i) prepared.inputs.push_back(input_ids(input[i], fmt::format("input[{}]: ", i)));
+    for (size_t i = 0; i < input.size(); ++i)
+      prepared.inputs.push_back(input_ids(input[i], fmt::format("input[{}]: ", i)));
   }
   return prepared;
 }
@@ -418,7 +450,8 @@ void Api::generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind) {
   }
   const std::string endpoint = kind == ApiKind::Chat ? "/v1/chat/completions" : "/v1/completions";
   off_io(exchange, endpoint, [this, exchange, kind] {
-    auto prepared = std::make_shared<Prepared>(prepare(parse_generation_request(parse_body(exchange->request()), kind)));
+    auto prepared =
+        std::make_shared<Prepared>(prepare(parse_generation_request(parse_body(exchange->request()), kind)));
     return [this, exchange, prepared] { start_generation(exchange, std::move(*prepared)); };
   });
 }
@@ -428,10 +461,11 @@ void Api::respond(const std::shared_ptr<Exchange>& exchange) {
   check_task(false);
   if (in_flight_sequences_ + preparing_ >= options_.max_queued) throw overloaded();
   off_io(exchange, "/v1/responses", [this, exchange] {
-    auto meta = std::make_shared<ResponsesRequest>(parse_responses_request(parse_body(exchange->request()), [this](const std::string& id) {
-      auto stored = responses_.get(id);
-      return stored ? std::optional<nlohmann::ordered_json>(std::move(stored->conversation)) : std::nullopt;
-    }));
+    auto meta = std::make_shared<ResponsesRequest>(
+        parse_responses_request(parse_body(exchange->request()), [this](const std::string& id) {
+          auto stored = responses_.get(id);
+          return stored ? std::optional<nlohmann::ordered_json>(std::move(stored->conversation)) : std::nullopt;
+        }));
     auto prepared = std::make_shared<Prepared>(prepare(parse_generation_request(meta->chat, ApiKind::Chat)));
     return [this, exchange, meta, prepared] { start_response(exchange, std::move(*meta), std::move(*prepared)); };
   });
@@ -439,8 +473,8 @@ void Api::respond(const std::shared_ptr<Exchange>& exchange) {
 
 void Api::stored_response(const std::shared_ptr<Exchange>& exchange, const std::string& id, bool erase) {
   const auto not_found = [&] {
-    return ApiError(404, fmt::format("no stored response '{}'", id.substr(0, 200)), "response_id", "invalid_request_error",
-                    "response_not_found");
+    return ApiError(404, fmt::format("no stored response '{}'", id.substr(0, 200)), "response_id",
+                    "invalid_request_error", "response_not_found");
   };
   if (erase) {
     if (!responses_.erase(id)) throw not_found();
@@ -457,30 +491,35 @@ void Api::stored_response(const std::shared_ptr<Exchange>& exchange, const std::
 Api::Prepared Api::prepare(GenerationRequest request) const {
   const ApiKind kind = request.kind;
   if (!request.model.empty() && request.model != options_.model_name) {
-    throw ApiError(404, fmt::format("the model '{}' does not exist; this server serves '{}'", request.model, options_.model_name),
-                   "model", "invalid_request_error", "model_not_found");
+    throw ApiError(
+        404, fmt::format("the model '{}' does not exist; this server serves '{}'", request.model, options_.model_name),
+        "model", "invalid_request_error", "model_not_found");
   }
   try {
     request.params.validate(engine_.sample_vocab());
   } catch (const Error& e) {
     throw ApiError(400, e.what());
   }
-  const int64_t prompt_count = kind == ApiKind::Chat || request.prompt.is_string() || request.prompt[0].is_number_integer()
-                                   ? 1
-                                   : static_cast<int64_t>(request.prompt.size());
+  const int64_t prompt_count =
+      kind == ApiKind::Chat || request.prompt.is_string() || request.prompt[0].is_number_integer()
+          ? 1
+          : static_cast<int64_t>(request.prompt.size());
   if (prompt_count * request.params.n > options_.max_sequences_per_request) {
-    throw ApiError(400, fmt::format("{} prompts x n={} is {} sequences, more than the {} one request may ask for", prompt_count,
-                                    request.params.n, prompt_count * request.params.n, options_.max_sequences_per_request),
-                   "n");
+    throw ApiError(
+        400,
+        fmt::format("{} prompts x n={} is {} sequences, more than the {} one request may ask for", prompt_count,
+                    request.params.n, prompt_count * request.params.n, options_.max_sequences_per_request),
+        "n");
   }
-  std::vector<Prompt> prompts = kind == ApiKind::Chat ? std::vector<Prompt>{chat_prompt(request)}
-                                                      : completion_prompts(request.prompt);
+  std::vector<Prompt> prompts =
+      kind == ApiKind::Chat ? std::vector<Prompt>{chat_prompt(request)} : completion_prompts(request.prompt);
   const int64_t max_prompt_tokens = engine_.max_model_len() - 1;  // room for one generated token
   for (const Prompt& p : prompts) {
     const auto length = static_cast<int64_t>(p.ids.size());
     if (length > max_prompt_tokens) {
-      throw ApiError(400, fmt::format("the prompt is {} tokens, more than the {} this model's context leaves for it", length,
-                                      max_prompt_tokens),
+      throw ApiError(400,
+                     fmt::format("the prompt is {} tokens, more than the {} this model's context leaves for it", length,
+                                 max_prompt_tokens),
                      kind == ApiKind::Chat ? "messages" : "prompt", "invalid_request_error", "context_length_exceeded");
     }
     if (kind == ApiKind::Chat && !request.max_tokens_given) {
@@ -504,9 +543,10 @@ void Api::attach_grammar(GenerationRequest& request) const {
   if (!tools && request.constraint.kind == OutputConstraint::Kind::None) return;
   const std::string field = tools ? "tool_choice" : request.constraint.field;
   try {
-    request.params.grammar = tools ? grammars_.get(tool_grammar_key(request.tools, tool_format_),
-                                                   [&] { return tool_grammar(request.tools, tool_format_); })
-                                   : grammars_.get(request.constraint.cache_key(), [&] { return request.constraint.compile(); });
+    request.params.grammar =
+        tools ? grammars_.get(tool_grammar_key(request.tools, tool_format_),
+                              [&] { return tool_grammar(request.tools, tool_format_); })
+              : grammars_.get(request.constraint.cache_key(), [&] { return request.constraint.compile(); });
   } catch (const ApiError&) {
     throw;
   } catch (const Error& e) {
@@ -562,16 +602,17 @@ Api::Continuation Api::tokenize(const std::shared_ptr<Exchange>& exchange) {
     ids = chat_prompt(request).ids;
   } else {
     auto prompt = body.find("prompt");
-    if (prompt == body.end() || !prompt->is_string()) throw ApiError(400, "prompt: required string (or messages)", "prompt");
+    if (prompt == body.end() || !prompt->is_string())
+      throw ApiError(400, "prompt: required string (or messages)", "prompt");
     auto add = body.find("add_special_tokens");
-    if (add != body.end() && !add->is_boolean()) throw ApiError(400, "add_special_tokens: expected a boolean", "add_special_tokens");
+    if (add != body.end() && !add->is_boolean())
+      throw ApiError(400, "add_special_tokens: expected a boolean", "add_special_tokens");
     ids = tokenizer_.encode(prompt->get<std::string>(), add == body.end() || add->get<bool>());
   }
   const json out = {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", engine_.max_model_len()}};
   auto text = std::make_shared<std::string>(dump(out));
-  return [this, exchange, text] {
-    answer(exchange, "/tokenize", http::status::ok, "application/json", std::move(*text));
-  };
+  return
+      [this, exchange, text] { answer(exchange, "/tokenize", http::status::ok, "application/json", std::move(*text)); };
 }
 
 Api::Continuation Api::detokenize(const std::shared_ptr<Exchange>& exchange) {
@@ -581,7 +622,9 @@ Api::Continuation Api::detokenize(const std::shared_ptr<Exchange>& exchange) {
   std::vector<int32_t> ids;
   for (const auto& t : *tokens) {
     if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= tokenizer_.vocab_size()) {
-      throw ApiError(400, fmt::format("tokens: {} is not a token id of this vocabulary ({} tokens)", json_excerpt(t), tokenizer_.vocab_size()),
+      throw ApiError(400,
+                     fmt::format("tokens: {} is not a token id of this vocabulary ({} tokens)", json_excerpt(t),
+                                 tokenizer_.vocab_size()),
                      "tokens");
     }
     ids.push_back(t.get<int32_t>());

@@ -29,14 +29,14 @@ namespace nanoserve::server {
 
 struct ApiOptions {
   std::string model_name;
-  std::string api_key;        // empty: no key needed
+  std::string api_key;  // empty: no key needed
   // Sequences (prompts x n) in flight, and calls being prepared, beyond which new calls get 503.
   int64_t max_queued = 1024;
   int64_t max_sequences_per_request = 256;  // prompts x n of one call; more is a 400
-  int64_t kv_tokens = 0;          // tokens the KV pool holds: chat's default max_tokens stays within it
-  int cpu_threads = 2;            // the pool that parses, renders and tokenizes
-  std::string tool_call_parser;   // hermes, llama3_json, mistral, generic; empty: from the chat template
-  std::string reasoning_parser;   // deepseek_r1, qwen3; empty: replies are content only
+  int64_t kv_tokens = 0;                    // tokens the KV pool holds: chat's default max_tokens stays within it
+  int cpu_threads = 2;                      // the pool that parses, renders and tokenizes
+  std::string tool_call_parser;             // hermes, llama3_json, mistral, generic; empty: from the chat template
+  std::string reasoning_parser;             // deepseek_r1, qwen3; empty: replies are content only
   // --task embed: /v1/embeddings pools with this, and the generation routes refuse. None: the reverse.
   std::optional<Pooling> embedding;
 };
@@ -56,7 +56,7 @@ class Api {
   void drain() { draining_ = true; }  // SIGTERM: new calls get 503, /health reports it
 
  private:
-  struct Prepared;  // a generation call parsed and tokenized, ready for the engine
+  struct Prepared;            // a generation call parsed and tokenized, ready for the engine
   struct PreparedEmbeddings;  // an embeddings call, likewise
   // Work for the pool: returns what the io thread then does with its result.
   using Continuation = std::function<void()>;
@@ -65,7 +65,8 @@ class Api {
   void route(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint);
   // Runs fn; what it throws is the call's answer: an ApiError as it is, an Error (a template that
   // raised, a tokenizer that refused the text) a 400, anything else a 500.
-  void answer_failures(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, const std::function<void()>& fn);
+  void answer_failures(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint,
+                       const std::function<void()>& fn);
   void off_io(const std::shared_ptr<Exchange>& exchange, const std::string& endpoint, Work work);
   void generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind);
   Prepared prepare(GenerationRequest request) const;
@@ -117,7 +118,7 @@ class Api {
   int64_t in_flight_calls_ = 0, in_flight_sequences_ = 0;
   int64_t preparing_ = 0;  // calls on the pool
   bool draining_ = false;
-  int64_t created_;  // when the server started, as the model's "created" (Unix seconds)
+  int64_t created_;               // when the server started, as the model's "created" (Unix seconds)
   boost::asio::thread_pool cpu_;  // last: stopped and joined first, before what its work uses is gone
 };
 

@@ -11,7 +11,11 @@ namespace nanoserve::server {
 struct ApiError : std::runtime_error {
   ApiError(int status, std::string message, std::string param = "", std::string type = "invalid_request_error",
            std::string code = "")
-      : std::runtime_error(message), status(status), param(std::move(param)), type(std::move(type)), code(std::move(code)) {}
+      : std::runtime_error(message),
+        status(status),
+        param(std::move(param)),
+        type(std::move(type)),
+        code(std::move(code)) {}
 
   // The response body: {"error": {...}}, with null for an empty param or code.
   nlohmann::json body() const {

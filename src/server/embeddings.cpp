@@ -34,17 +34,20 @@ void check_input(const json& input) {
     if (input.get_ref<const std::string&>().empty()) throw input_error("an empty string has no embedding");
     return;
   }
-  if (!input.is_array()) throw input_error("expected a string, a list of strings, a list of token ids or a list of those");
+  if (!input.is_array())
+    throw input_error("expected a string, a list of strings, a list of token ids or a list of those");
   if (input.empty()) throw input_error("an empty list; give at least one input");
   if (static_cast<int64_t>(input.size()) > kMaxEmbeddingInputs) {
-    throw input_error(fmt::format("{} inputs, more than the {} one request may hold", input.size(), kMaxEmbeddingInputs));
+    throw input_error(
+        fmt::format("{} inputs, more than the {} one request may hold", input.size(), kMaxEmbeddingInputs));
   }
   if (input[0].is_number_integer()) return check_ids(input, "");
   for (size_t i = 0; i < input.size(); ++i) {
     const json& item = input[i];
     if (item.is_string() && !item.get_ref<const std::string&>().empty()) continue;
     if (item.is_string()) throw input_error(fmt::format("input[{}] is an empty string, which has no embedding", i));
-    if (!item.is_array()) throw input_error(fmt::format("input[{}] is {}, not a string or a list of token ids", i, json_excerpt(item)));
+    if (!item.is_array())
+      throw input_error(fmt::format("input[{}] is {}, not a string or a list of token ids", i, json_excerpt(item)));
     check_ids(item, fmt::format("input[{}] ", i));
   }
 }
@@ -76,19 +79,22 @@ EmbeddingsRequest parse_embeddings_request(const json& body) {
   auto format = body.find("encoding_format");
   if (format != body.end() && !format->is_null()) {
     if (!format->is_string() || (*format != "float" && *format != "base64")) {
-      throw ApiError(400, fmt::format("encoding_format: {} is not 'float' or 'base64'", json_excerpt(*format)), "encoding_format");
+      throw ApiError(400, fmt::format("encoding_format: {} is not 'float' or 'base64'", json_excerpt(*format)),
+                     "encoding_format");
     }
     request.base64 = *format == "base64";
   }
   auto dimensions = body.find("dimensions");
   if (dimensions != body.end() && !dimensions->is_null()) {
     if (!dimensions->is_number_integer() || dimensions->get<int64_t>() < 1) {
-      throw ApiError(400, fmt::format("dimensions: {} is not a positive integer", json_excerpt(*dimensions)), "dimensions");
+      throw ApiError(400, fmt::format("dimensions: {} is not a positive integer", json_excerpt(*dimensions)),
+                     "dimensions");
     }
     request.dimensions = dimensions->get<int64_t>();
   }
   auto user = body.find("user");
-  if (user != body.end() && !user->is_null() && !user->is_string()) throw ApiError(400, "user: expected a string", "user");
+  if (user != body.end() && !user->is_null() && !user->is_string())
+    throw ApiError(400, "user: expected a string", "user");
   return request;
 }
 
@@ -108,20 +114,22 @@ std::string embeddings_response(const std::vector<std::vector<float>>& vectors, 
     body += base64 ? json(base64_of(vectors[i])).dump() : fmt::format("[{}]", fmt::join(vectors[i], ","));
     body += '}';
   }
-  body += fmt::format(R"(],"model":{},"usage":{{"prompt_tokens":{},"total_tokens":{}}}}})", json(model).dump(), prompt_tokens,
-                      prompt_tokens);
+  body += fmt::format(R"(],"model":{},"usage":{{"prompt_tokens":{},"total_tokens":{}}}}})", json(model).dump(),
+                      prompt_tokens, prompt_tokens);
   return body;
 }
 
-void EmbeddingCall::start(boost::asio::io_context& io, Engine& engine, Metrics& metrics, std::shared_ptr<Exchange> exchange,
-                          std::vector<std::vector<int32_t>> inputs, Settings settings, Done done) {
+void EmbeddingCall::start(boost::asio::io_context& io, Engine& engine, Metrics& metrics,
+                          std::shared_ptr<Exchange> exchange, std::vector<std::vector<int32_t>> inputs,
+                          Settings settings, Done done) {
   std::shared_ptr<EmbeddingCall> call(new EmbeddingCall(io, engine, metrics, std::move(exchange), std::move(inputs),
                                                         std::move(settings), std::move(done)));
   call->submit_all();
 }
 
-EmbeddingCall::EmbeddingCall(boost::asio::io_context& io, Engine& engine, Metrics& metrics, std::shared_ptr<Exchange> exchange,
-                             std::vector<std::vector<int32_t>> inputs, Settings settings, Done done)
+EmbeddingCall::EmbeddingCall(boost::asio::io_context& io, Engine& engine, Metrics& metrics,
+                             std::shared_ptr<Exchange> exchange, std::vector<std::vector<int32_t>> inputs,
+                             Settings settings, Done done)
     : io_(io),
       engine_(engine),
       metrics_(metrics),
@@ -149,7 +157,8 @@ void EmbeddingCall::submit_all() {
       done_ = nullptr;
       for (uint64_t id : request_ids_) engine_.cancel(id);
       finished_ = inputs_.size() - i;
-      throw ApiError(400, inputs_.size() > 1 ? fmt::format("input[{}]: {}", i, e.what()) : std::string(e.what()), "input");
+      throw ApiError(400, inputs_.size() > 1 ? fmt::format("input[{}]: {}", i, e.what()) : std::string(e.what()),
+                     "input");
     }
   }
   exchange_->on_close([weak = weak_from_this()] {
@@ -165,9 +174,11 @@ void EmbeddingCall::on_event(const Event& event) {
   const size_t input = input_of_request_.at(event.request_id);
   if (*event.finish == FinishReason::Error && error_.empty()) error_ = event.error;
   std::vector<float> vector = event.embedding;
-  if (settings_.dimensions) vector = truncate_embedding(std::move(vector), *settings_.dimensions, settings_.pooling.normalize);
+  if (settings_.dimensions)
+    vector = truncate_embedding(std::move(vector), *settings_.dimensions, settings_.pooling.normalize);
   for (float x : vector) {
-    if (!std::isfinite(x) && error_.empty()) error_ = fmt::format("input {}: the model's embedding holds a non-finite value", input);
+    if (!std::isfinite(x) && error_.empty())
+      error_ = fmt::format("input {}: the model's embedding holds a non-finite value", input);
   }
   vectors_[input] = std::move(vector);
   if (++finished_ == inputs_.size()) complete();

@@ -23,9 +23,9 @@ namespace nanoserve::server {
 constexpr int64_t kMaxEmbeddingInputs = 2048;  // inputs in one request, as OpenAI allows
 
 struct EmbeddingsRequest {
-  std::string model;             // empty: the served one
-  nlohmann::ordered_json input;  // a string, a list of strings, a list of ids, or a list of id lists
-  bool base64 = false;           // encoding_format "base64": each vector's little-endian float32 bytes
+  std::string model;                  // empty: the served one
+  nlohmann::ordered_json input;       // a string, a list of strings, a list of ids, or a list of id lists
+  bool base64 = false;                // encoding_format "base64": each vector's little-endian float32 bytes
   std::optional<int64_t> dimensions;  // Matryoshka: keep the leading dimensions
 };
 

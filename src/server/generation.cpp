@@ -80,7 +80,8 @@ void Generation::record_timing(Choice& choice, size_t tokens) {
   if (!choice.last_token) {
     context_.metrics.first_token(std::chrono::duration<double>(now - arrival_).count());
   } else {
-    context_.metrics.inter_token(std::chrono::duration<double>(now - *choice.last_token).count() / static_cast<double>(tokens));
+    context_.metrics.inter_token(std::chrono::duration<double>(now - *choice.last_token).count() /
+                                 static_cast<double>(tokens));
   }
   choice.last_token = now;
 }
@@ -112,7 +113,10 @@ Event Generation::without_reasoning(size_t index, const Event& event) {
   Choice& choice = choices_[index];
   ReasoningSplitter::Parts parts = choice.splitter->push(event.text, event.finish.has_value());
   if (request_.stream && !parts.reasoning.empty()) {
-    json c = {{"index", index}, {"delta", {{"reasoning_content", parts.reasoning}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+    json c = {{"index", index},
+              {"delta", {{"reasoning_content", parts.reasoning}}},
+              {"logprobs", nullptr},
+              {"finish_reason", nullptr}};
     exchange_->send(sse(chunk(json::array({std::move(c)}))));
   }
   choice.reasoning += parts.reasoning;
@@ -151,7 +155,9 @@ void Generation::stream_first(size_t index) {
   Choice& choice = choices_[index];
   choice.sent_first = true;
   if (request_.kind == ApiKind::Chat) {
-    json c = {{"index", index}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr},
+    json c = {{"index", index},
+              {"delta", {{"role", "assistant"}, {"content", ""}}},
+              {"logprobs", nullptr},
               {"finish_reason", nullptr}};
     exchange_->send(sse(chunk(json::array({std::move(c)}))));
   } else if (request_.echo) {
@@ -202,14 +208,18 @@ void Generation::stream_tool_calls(size_t index, const std::optional<FinishReaso
   Choice& choice = choices_[index];
   const ParsedReply reply = parse_tool_calls(request_.tool_format, choice.held);
   choice.held.clear();
-  if (!reply.content.empty()) exchange_->send(sse(chunk(json::array({choice_delta(index, reply.content, {}, std::nullopt)}))));
+  if (!reply.content.empty())
+    exchange_->send(sse(chunk(json::array({choice_delta(index, reply.content, {}, std::nullopt)}))));
   const json calls = tool_calls_json(reply.calls, true);
   for (size_t i = 0; i < reply.calls.size(); ++i) {
     json head = calls[i];
     head["function"]["arguments"] = "";
     json args = {{"index", i}, {"function", {{"arguments", reply.calls[i].arguments}}}};
     for (json* part : {&head, &args}) {
-      json c = {{"index", index}, {"delta", {{"tool_calls", json::array({*part})}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
+      json c = {{"index", index},
+                {"delta", {{"tool_calls", json::array({*part})}}},
+                {"logprobs", nullptr},
+                {"finish_reason", nullptr}};
       exchange_->send(sse(chunk(json::array({std::move(c)}))));
     }
   }
@@ -221,7 +231,8 @@ void Generation::stream_tool_calls(size_t index, const std::optional<FinishReaso
 json Generation::tool_calls_json(const std::vector<ToolCall>& calls, bool streamed) const {
   json out = json::array();
   for (size_t i = 0; i < calls.size(); ++i) {
-    json call = {{"id", item_id("call")}, {"type", "function"},
+    json call = {{"id", item_id("call")},
+                 {"type", "function"},
                  {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments}}}};
     if (streamed) call["index"] = i;
     out.push_back(std::move(call));
@@ -284,7 +295,8 @@ void Generation::complete() {
   const json total = totals();
   context_.metrics.tokens(total["prompt_tokens"].get<int64_t>(), total["completion_tokens"].get<int64_t>());
   int status = 200;
-  const auto failed = std::find_if(choices_.begin(), choices_.end(), [](const Choice& c) { return c.finish == FinishReason::Error; });
+  const auto failed =
+      std::find_if(choices_.begin(), choices_.end(), [](const Choice& c) { return c.finish == FinishReason::Error; });
   if (client_gone_) {
     status = 499;  // the client closed the connection (nginx's code)
   } else if (request_.stream) {

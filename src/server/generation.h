@@ -56,10 +56,10 @@ class Generation : public std::enable_shared_from_this<Generation> {
     std::optional<FinishReason> finish;
     std::string error;
     int64_t completion_tokens = 0;
-    bool sent_first = false;  // streaming: the role (chat) or echo (completions) chunk is out
-    std::string held;             // streaming with tools: text that may be (or is) a tool call
-    bool calls_started = false;   // streaming with tools: held text is a call
-    bool plain = false;           // streaming with tools: this reply is content, no call can follow
+    bool sent_first = false;     // streaming: the role (chat) or echo (completions) chunk is out
+    std::string held;            // streaming with tools: text that may be (or is) a tool call
+    bool calls_started = false;  // streaming with tools: held text is a call
+    bool plain = false;          // streaming with tools: this reply is content, no call can follow
     std::optional<std::chrono::steady_clock::time_point> last_token;
   };
   struct PromptState {

@@ -25,7 +25,9 @@ constexpr auto kLingerTime = std::chrono::seconds(2);
 
 // A 503 for a server at one of its limits, in the OpenAI error shape.
 Refusal busy(const std::string& message) {
-  return {http::status::service_unavailable, ApiError(503, message, "", "server_error").body().dump(), {{"Retry-After", "1"}}};
+  return {http::status::service_unavailable,
+          ApiError(503, message, "", "server_error").body().dump(),
+          {{"Retry-After", "1"}}};
 }
 
 std::string serialize(http::response<http::string_body>& response) {
@@ -62,7 +64,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void start() {
     if (state_->connections.size() > state_->limits.max_connections) {
-      return refuse(busy(fmt::format("the server has {} connections open, its limit; retry later", limits().max_connections)));
+      return refuse(
+          busy(fmt::format("the server has {} connections open, its limit; retry later", limits().max_connections)));
     }
     read_request();
   }
@@ -112,9 +115,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void read_header() {
     stream_.expires_after(limits().read_timeout);
-    http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
-      self->on_header(ec);
-    });
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
   }
 
   bool ended(beast::error_code ec) const {
@@ -144,9 +146,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       beast::error_code ignored;
       net::write(stream_.socket(), net::buffer(std::string_view("HTTP/1.1 100 Continue\r\n\r\n")), ignored);
     }
-    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
-      self->on_request(ec);
-    });
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) { self->on_request(ec); });
   }
 
   void on_request(beast::error_code ec) {
@@ -167,7 +168,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     HeaderList headers;
     const http::status status = state_->cors.preflight(exchange_->request(), headers);
     if (status == http::status::forbidden) {
-      const std::string message = fmt::format("the origin {} may not call this server (--allowed-origins)", origin_.substr(0, 200));
+      const std::string message =
+          fmt::format("the origin {} may not call this server (--allowed-origins)", origin_.substr(0, 200));
       return exchange_->respond(status, "application/json", ApiError(403, message).body().dump());
     }
     exchange_->respond(status, "text/plain", "", headers);
@@ -177,12 +179,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void reject(beast::error_code ec) {
     const bool too_large = ec == http::error::body_limit;
     const bool header_too_large = ec == http::error::header_limit;
-    const auto status = too_large ? http::status::payload_too_large
+    const auto status = too_large          ? http::status::payload_too_large
                         : header_too_large ? http::status::request_header_fields_too_large
                                            : http::status::bad_request;
-    const std::string message = too_large ? fmt::format("request body exceeds the {} byte limit", limits().max_body_bytes)
-                                : header_too_large ? fmt::format("request headers exceed the {} byte limit", limits().max_header_bytes)
-                                                   : fmt::format("malformed HTTP request: {}", ec.message());
+    const std::string message =
+        too_large          ? fmt::format("request body exceeds the {} byte limit", limits().max_body_bytes)
+        : header_too_large ? fmt::format("request headers exceed the {} byte limit", limits().max_header_bytes)
+                           : fmt::format("malformed HTTP request: {}", ec.message());
     refuse({status, ApiError(static_cast<int>(status), message).body().dump()});
   }
 
@@ -216,17 +219,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // client is gone.
   void watch_peer() {
     watching_ = true;
-    stream_.socket().async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
-      self->watching_ = false;
-      if (!ec) {
-        self->buffer_.commit(n);
-        if (self->buffer_.size() > kMaxPipelinedBytes) return self->fail();
-        if (!self->response_complete_ || self->writing_) return self->watch_peer();
-        return self->after_response();
-      }
-      if (ec == net::error::operation_aborted && !self->closed_) return self->read_request();  // response done
-      self->fail();
-    });
+    stream_.socket().async_read_some(buffer_.prepare(4096),
+                                     [self = shared_from_this()](beast::error_code ec, size_t n) {
+                                       self->watching_ = false;
+                                       if (!ec) {
+                                         self->buffer_.commit(n);
+                                         if (self->buffer_.size() > kMaxPipelinedBytes) return self->fail();
+                                         if (!self->response_complete_ || self->writing_) return self->watch_peer();
+                                         return self->after_response();
+                                       }
+                                       if (ec == net::error::operation_aborted && !self->closed_)
+                                         return self->read_request();  // response done
+                                       self->fail();
+                                     });
   }
 
   void write_next() {

@@ -34,8 +34,9 @@ struct HttpLimits {
   // when chunked) until their answers end; past it a request is answered 503 before its body is read.
   uint64_t max_buffered_bytes = 256ull << 20;
   std::chrono::milliseconds read_timeout{30'000};  // a whole request must arrive within this (slow clients)
-  std::chrono::milliseconds idle_timeout{75'000};  // a kept-alive connection waiting for the first byte of its next request
-  std::chrono::milliseconds write_timeout{60'000}; // one write to a client that stopped reading
+  std::chrono::milliseconds idle_timeout{
+      75'000};  // a kept-alive connection waiting for the first byte of its next request
+  std::chrono::milliseconds write_timeout{60'000};  // one write to a client that stopped reading
 };
 
 // A complete answer the server sends instead of reading a request's body (the connection closes).

@@ -45,25 +45,31 @@ void write_metric(std::string& out, const char* name, const char* type, const ch
 }  // namespace
 
 std::string Metrics::render(const EngineStats& e) const {
-  std::string out = "# HELP nanoserve_requests_total HTTP requests answered, by endpoint and status.\n"
-                    "# TYPE nanoserve_requests_total counter\n";
+  std::string out =
+      "# HELP nanoserve_requests_total HTTP requests answered, by endpoint and status.\n"
+      "# TYPE nanoserve_requests_total counter\n";
   for (const auto& [key, count] : requests_) {
-    out += fmt::format("nanoserve_requests_total{{endpoint=\"{}\",status=\"{}\"}} {}\n", label(key.first), key.second, count);
+    out += fmt::format("nanoserve_requests_total{{endpoint=\"{}\",status=\"{}\"}} {}\n", label(key.first), key.second,
+                       count);
   }
   write_metric(out, "nanoserve_prompt_tokens_total", "counter", "Prompt tokens of finished requests.", prompt_tokens_);
-  write_metric(out, "nanoserve_generation_tokens_total", "counter", "Tokens generated for finished requests.", generated_tokens_);
-  write_metric(out, "nanoserve_prompt_tokens_computed_total", "counter", "Prompt tokens run through the model (not from the prefix cache).",
-               e.prompt_tokens_computed);
-  write_metric(out, "nanoserve_tokens_generated_total", "counter", "Tokens the engine has sampled, finished requests or not.",
-               e.generated_tokens);
+  write_metric(out, "nanoserve_generation_tokens_total", "counter", "Tokens generated for finished requests.",
+               generated_tokens_);
+  write_metric(out, "nanoserve_prompt_tokens_computed_total", "counter",
+               "Prompt tokens run through the model (not from the prefix cache).", e.prompt_tokens_computed);
+  write_metric(out, "nanoserve_tokens_generated_total", "counter",
+               "Tokens the engine has sampled, finished requests or not.", e.generated_tokens);
   write_metric(out, "nanoserve_num_requests_running", "gauge", "Sequences in the running batch.", e.running);
   write_metric(out, "nanoserve_num_requests_waiting", "gauge", "Sequences waiting to be scheduled.", e.waiting);
   write_metric(out, "nanoserve_kv_blocks_total", "gauge", "KV cache blocks in the pool.", e.total_blocks);
   write_metric(out, "nanoserve_kv_blocks_used", "gauge", "KV cache blocks held by sequences.", e.used_blocks);
   write_metric(out, "nanoserve_kv_blocks_peak_used", "gauge", "Most KV cache blocks held at once.", e.peak_used_blocks);
-  write_metric(out, "nanoserve_prefix_cache_queries_total", "counter", "Full prompt blocks looked up in the prefix cache.", e.prefix_queries);
-  write_metric(out, "nanoserve_prefix_cache_hits_total", "counter", "Full prompt blocks found in the prefix cache.", e.prefix_hits);
-  write_metric(out, "nanoserve_preemptions_total", "counter", "Sequences preempted when the KV pool ran out.", e.preemptions);
+  write_metric(out, "nanoserve_prefix_cache_queries_total", "counter",
+               "Full prompt blocks looked up in the prefix cache.", e.prefix_queries);
+  write_metric(out, "nanoserve_prefix_cache_hits_total", "counter", "Full prompt blocks found in the prefix cache.",
+               e.prefix_hits);
+  write_metric(out, "nanoserve_preemptions_total", "counter", "Sequences preempted when the KV pool ran out.",
+               e.preemptions);
   ttft_.write(out, "nanoserve_time_to_first_token_seconds", "Time from arrival to the first generated token.");
   itl_.write(out, "nanoserve_inter_token_latency_seconds", "Time between consecutive generated tokens of a sequence.");
   render_vllm_names(out, e);
@@ -79,15 +85,19 @@ void Metrics::render_vllm_names(std::string& out, const EngineStats& e) const {
   };
   metric("vllm:num_requests_running", "gauge", "Sequences in the running batch.", e.running);
   metric("vllm:num_requests_waiting", "gauge", "Sequences waiting to be scheduled.", e.waiting);
-  const double usage = e.total_blocks > 0 ? static_cast<double>(e.used_blocks) / static_cast<double>(e.total_blocks) : 0.0;
+  const double usage =
+      e.total_blocks > 0 ? static_cast<double>(e.used_blocks) / static_cast<double>(e.total_blocks) : 0.0;
   metric("vllm:kv_cache_usage_perc", "gauge", "Fraction of the KV cache blocks in use (1 is full).", usage);
-  metric("vllm:gpu_cache_usage_perc", "gauge", "Fraction of the KV cache blocks in use (1 is full; vLLM's older name).", usage);
-  out += fmt::format("# HELP vllm:cache_config_info The KV cache's layout.\n# TYPE vllm:cache_config_info gauge\n"
-                     "vllm:cache_config_info{{{},block_size=\"{}\",num_gpu_blocks=\"{}\"}} 1\n",
-                     model, e.block_size, e.total_blocks);
+  metric("vllm:gpu_cache_usage_perc", "gauge", "Fraction of the KV cache blocks in use (1 is full; vLLM's older name).",
+         usage);
+  out += fmt::format(
+      "# HELP vllm:cache_config_info The KV cache's layout.\n# TYPE vllm:cache_config_info gauge\n"
+      "vllm:cache_config_info{{{},block_size=\"{}\",num_gpu_blocks=\"{}\"}} 1\n",
+      model, e.block_size, e.total_blocks);
   metric("vllm:prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache (whole blocks).",
          e.prefix_queries * e.block_size);
-  metric("vllm:prefix_cache_hits_total", "counter", "Prompt tokens found in the prefix cache.", e.prefix_hits * e.block_size);
+  metric("vllm:prefix_cache_hits_total", "counter", "Prompt tokens found in the prefix cache.",
+         e.prefix_hits * e.block_size);
   metric("vllm:num_preemptions_total", "counter", "Sequences preempted when the KV pool ran out.", e.preemptions);
   metric("vllm:prompt_tokens_total", "counter", "Prompt tokens of finished requests.", prompt_tokens_);
   metric("vllm:generation_tokens_total", "counter", "Tokens generated for finished requests.", generated_tokens_);

@@ -155,7 +155,8 @@ void read_completion(const Body& body, GenerationRequest& r) {
   const json* prompt = body.find("prompt");
   if (!prompt) throw ApiError(400, "prompt: required", "prompt");
   auto is_ids = [](const json& a) {
-    return a.is_array() && !a.empty() && std::all_of(a.begin(), a.end(), [](const json& x) { return x.is_number_integer(); });
+    return a.is_array() && !a.empty() &&
+           std::all_of(a.begin(), a.end(), [](const json& x) { return x.is_number_integer(); });
   };
   const bool ok = prompt->is_string() || is_ids(*prompt) ||
                   (prompt->is_array() && !prompt->empty() &&
@@ -208,8 +209,10 @@ void read_chat(const Body& body, GenerationRequest& r) {
     json copy = m;
     if (copy.contains("tool_calls")) normalize_tool_calls(copy["tool_calls"], where + ".tool_calls");
     auto content = m.find("content");
-    if (content != m.end() && !content->is_null()) copy["content"] = message_text(*content, i);
-    else if (role->get<std::string>() != "assistant") throw ApiError(400, where + ".content: required", where + ".content");
+    if (content != m.end() && !content->is_null())
+      copy["content"] = message_text(*content, i);
+    else if (role->get<std::string>() != "assistant")
+      throw ApiError(400, where + ".content: required", where + ".content");
     r.messages.push_back(std::move(copy));
   }
   bool logprobs = false;
@@ -266,7 +269,8 @@ std::string message_text(const json& content, size_t index) {
 }
 
 GenerationRequest parse_generation_request(const json& body, ApiKind kind) {
-  if (!body.is_object()) throw ApiError(400, fmt::format("the request body must be a JSON object, got {}", json_type_name(body)));
+  if (!body.is_object())
+    throw ApiError(400, fmt::format("the request body must be a JSON object, got {}", json_type_name(body)));
   GenerationRequest r;
   r.kind = kind;
   Body fields(body);
@@ -275,12 +279,16 @@ GenerationRequest parse_generation_request(const json& body, ApiKind kind) {
     r.model = model->get<std::string>();
   }
   read_sampling(fields, r);
-  if (kind == ApiKind::Completion) read_completion(fields, r);
-  else read_chat(fields, r);
+  if (kind == ApiKind::Completion)
+    read_completion(fields, r);
+  else
+    read_chat(fields, r);
   r.constraint = read_output_constraint(body);
   if (kind == ApiKind::Chat) r.tools = read_tool_choice(body);
   if (r.tools.enforced() && r.constraint.kind != OutputConstraint::Kind::None) {
-    throw ApiError(400, fmt::format("tool_choice: a required or named tool call cannot be combined with {}", r.constraint.field), "tool_choice");
+    throw ApiError(
+        400, fmt::format("tool_choice: a required or named tool call cannot be combined with {}", r.constraint.field),
+        "tool_choice");
   }
   return r;
 }

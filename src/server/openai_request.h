@@ -18,17 +18,17 @@ enum class ApiKind { Completion, Chat };
 
 struct GenerationRequest {
   ApiKind kind = ApiKind::Completion;
-  std::string model;              // as the client named it (may be empty)
-  nlohmann::ordered_json prompt;       // completions: string, [string], [int] or [[int]]
-  nlohmann::ordered_json messages;       // chat: the conversation
-  nlohmann::ordered_json template_extras; // chat: tools and chat_template_kwargs, passed to the template
+  std::string model;                       // as the client named it (may be empty)
+  nlohmann::ordered_json prompt;           // completions: string, [string], [int] or [[int]]
+  nlohmann::ordered_json messages;         // chat: the conversation
+  nlohmann::ordered_json template_extras;  // chat: tools and chat_template_kwargs, passed to the template
   bool add_generation_prompt = true;
   bool parse_special_tokens = false;  // chat: special-token text typed in messages becomes control tokens
   SamplingParams params;
   bool max_tokens_given = false;  // chat defaults to the rest of the context
   bool stream = false, include_usage = false, echo = false;
-  OutputConstraint constraint;  // structured output; compiled into params.grammar by the API
-  ToolChoice tools;             // chat: the functions and how they may be called
+  OutputConstraint constraint;                           // structured output; compiled into params.grammar by the API
+  ToolChoice tools;                                      // chat: the functions and how they may be called
   ToolCallFormat tool_format = ToolCallFormat::Generic;  // how the model writes calls (set by the API)
 };
 

@@ -34,7 +34,9 @@ std::string token_text(const Tokenizer& tokenizer, int32_t token) {
 }
 
 json completion_logprobs(const Tokenizer& tokenizer, const std::vector<TokenLogprob>& logprobs, int64_t& text_offset) {
-  json out = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
+  json out = {{"tokens", json::array()},
+              {"token_logprobs", json::array()},
+              {"top_logprobs", json::array()},
               {"text_offset", json::array()}};
   for (const auto& lp : logprobs) {
     out["tokens"].push_back(token_text(tokenizer, lp.token));

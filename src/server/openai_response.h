@@ -15,7 +15,7 @@ std::string dump(const nlohmann::json& j);
 std::string random_id(const char* prefix);  // "prefix-" and 24 random hex digits (chatcmpl-...)
 std::string item_id(const char* prefix);    // "prefix_" and 24 random hex digits (call_..., resp_..., msg_...)
 int64_t unix_time();                        // seconds since 1970, as "created" fields are
-std::string sse(const nlohmann::json& j);  // "data: {...}\n\n"
+std::string sse(const nlohmann::json& j);   // "data: {...}\n\n"
 
 // A token as text for logprobs: its bytes, with any incomplete UTF-8 replaced.
 std::string token_text(const Tokenizer& tokenizer, int32_t token);

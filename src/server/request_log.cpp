@@ -36,7 +36,8 @@ void log_request(std::string_view method, std::string_view target, int status, d
   const std::string path = loggable_path(target);
   const log::Level level = level_of(path, status);
   if (!log::enabled(level)) return;
-  nlohmann::ordered_json fields = {{"method", method}, {"path", path}, {"status", status}, {"duration_ms", tenths(seconds * 1e3)}};
+  nlohmann::ordered_json fields = {
+      {"method", method}, {"path", path}, {"status", status}, {"duration_ms", tenths(seconds * 1e3)}};
   std::string text = fmt::format("{} {} {} in {:.1f} ms", method, path, status, seconds * 1e3);
   if (usage) {
     fields["prompt_tokens"] = usage->prompt_tokens;

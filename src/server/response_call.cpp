@@ -85,13 +85,20 @@ void ResponseCall::on_event(const Event& event) {
 void ResponseCall::stream_text(const ReasoningSplitter::Parts& parts) {
   if (!parts.reasoning.empty()) {
     open_item(Open::Reasoning);
-    send({{"type", "response.reasoning_text.delta"}, {"item_id", reasoning_id_}, {"output_index", output_index_},
-          {"content_index", 0}, {"delta", parts.reasoning}});
+    send({{"type", "response.reasoning_text.delta"},
+          {"item_id", reasoning_id_},
+          {"output_index", output_index_},
+          {"content_index", 0},
+          {"delta", parts.reasoning}});
   }
   if (!parts.content.empty() && !request_.tools.active()) {
     open_item(Open::Message);
-    send({{"type", "response.output_text.delta"}, {"item_id", message_id_}, {"output_index", output_index_},
-          {"content_index", 0}, {"delta", parts.content}, {"logprobs", json::array()}});
+    send({{"type", "response.output_text.delta"},
+          {"item_id", message_id_},
+          {"output_index", output_index_},
+          {"content_index", 0},
+          {"delta", parts.content},
+          {"logprobs", json::array()}});
   }
 }
 
@@ -101,13 +108,20 @@ void ResponseCall::open_item(Open kind) {
   open_ = kind;
   ++output_index_;
   const bool message = kind == Open::Message;
-  json item = message ? json{{"id", message_id_}, {"type", "message"}, {"status", "in_progress"}, {"role", "assistant"}, {"content", json::array()}}
+  json item = message ? json{{"id", message_id_},
+                             {"type", "message"},
+                             {"status", "in_progress"},
+                             {"role", "assistant"},
+                             {"content", json::array()}}
                       : json{{"id", reasoning_id_}, {"type", "reasoning"}, {"summary", json::array()}};
   send({{"type", "response.output_item.added"}, {"output_index", output_index_}, {"item", std::move(item)}});
   json part = message ? json{{"type", "output_text"}, {"text", ""}, {"annotations", json::array()}}
                       : json{{"type", "reasoning_text"}, {"text", ""}};
-  send({{"type", "response.content_part.added"}, {"item_id", message ? message_id_ : reasoning_id_},
-        {"output_index", output_index_}, {"content_index", 0}, {"part", std::move(part)}});
+  send({{"type", "response.content_part.added"},
+        {"item_id", message ? message_id_ : reasoning_id_},
+        {"output_index", output_index_},
+        {"content_index", 0},
+        {"part", std::move(part)}});
 }
 
 void ResponseCall::close_item() {
@@ -115,14 +129,24 @@ void ResponseCall::close_item() {
   const bool message = open_ == Open::Message;
   const std::string& id = message ? message_id_ : reasoning_id_;
   if (message) {
-    send({{"type", "response.output_text.done"}, {"item_id", id}, {"output_index", output_index_}, {"content_index", 0},
-          {"text", content_}, {"logprobs", json::array()}});
+    send({{"type", "response.output_text.done"},
+          {"item_id", id},
+          {"output_index", output_index_},
+          {"content_index", 0},
+          {"text", content_},
+          {"logprobs", json::array()}});
   } else {
-    send({{"type", "response.reasoning_text.done"}, {"item_id", id}, {"output_index", output_index_}, {"content_index", 0},
+    send({{"type", "response.reasoning_text.done"},
+          {"item_id", id},
+          {"output_index", output_index_},
+          {"content_index", 0},
           {"text", reasoning_}});
   }
   json item = message ? message_item("completed") : reasoning_item("completed");
-  send({{"type", "response.content_part.done"}, {"item_id", id}, {"output_index", output_index_}, {"content_index", 0},
+  send({{"type", "response.content_part.done"},
+        {"item_id", id},
+        {"output_index", output_index_},
+        {"content_index", 0},
         {"part", item["content"][0]}});
   send({{"type", "response.output_item.done"}, {"output_index", output_index_}, {"item", std::move(item)}});
   open_ = Open::None;
@@ -146,26 +170,36 @@ void ResponseCall::complete(const Event& last) {
                          dump(ApiError(500, last.error, "", "server_error").body()));
     }
   } else {
-    const std::string state = last.finish == FinishReason::Stop ? "completed" : "incomplete";  // the length, or a shutdown
+    const std::string state =
+        last.finish == FinishReason::Stop ? "completed" : "incomplete";  // the length, or a shutdown
     if (meta_.stream) {
       close_item();
       // Held content (with tools) and the calls, each item added and done at once.
       const json items = output_items();
       for (const json& item : items) {
-        if (item["type"] == "reasoning" || (item["type"] == "message" && !request_.tools.active())) continue;  // streamed
+        if (item["type"] == "reasoning" || (item["type"] == "message" && !request_.tools.active()))
+          continue;  // streamed
         ++output_index_;
         json added = item;
         if (added["type"] == "function_call") added["arguments"] = "";
         added["status"] = "in_progress";
         send({{"type", "response.output_item.added"}, {"output_index", output_index_}, {"item", std::move(added)}});
         if (item["type"] == "function_call") {
-          send({{"type", "response.function_call_arguments.delta"}, {"item_id", item["id"]}, {"output_index", output_index_},
+          send({{"type", "response.function_call_arguments.delta"},
+                {"item_id", item["id"]},
+                {"output_index", output_index_},
                 {"delta", item["arguments"]}});
-          send({{"type", "response.function_call_arguments.done"}, {"item_id", item["id"]}, {"output_index", output_index_},
+          send({{"type", "response.function_call_arguments.done"},
+                {"item_id", item["id"]},
+                {"output_index", output_index_},
                 {"arguments", item["arguments"]}});
         } else {
-          send({{"type", "response.output_text.delta"}, {"item_id", item["id"]}, {"output_index", output_index_},
-                {"content_index", 0}, {"delta", item["content"][0]["text"]}, {"logprobs", json::array()}});
+          send({{"type", "response.output_text.delta"},
+                {"item_id", item["id"]},
+                {"output_index", output_index_},
+                {"content_index", 0},
+                {"delta", item["content"][0]["text"]},
+                {"logprobs", json::array()}});
         }
         send({{"type", "response.output_item.done"}, {"output_index", output_index_}, {"item", item}});
       }
@@ -180,8 +214,10 @@ void ResponseCall::complete(const Event& last) {
       if (!reply_.calls.empty()) {
         assistant["tool_calls"] = json::array();
         for (size_t i = 0; i < reply_.calls.size(); ++i) {
-          assistant["tool_calls"].push_back({{"id", call_ids_[i].second}, {"type", "function"},
-                                             {"function", {{"name", reply_.calls[i].name}, {"arguments", reply_.calls[i].arguments}}}});
+          assistant["tool_calls"].push_back(
+              {{"id", call_ids_[i].second},
+               {"type", "function"},
+               {"function", {{"name", reply_.calls[i].name}, {"arguments", reply_.calls[i].arguments}}}});
         }
       }
       conversation.push_back(std::move(assistant));
@@ -203,8 +239,10 @@ json ResponseCall::message_item(const std::string& status) const {
           {"type", "message"},
           {"status", status},
           {"role", "assistant"},
-          {"content", json::array({{{"type", "output_text"}, {"text", finish_ ? reply_.content : content_},
-                                    {"annotations", json::array()}, {"logprobs", json::array()}}})}};
+          {"content", json::array({{{"type", "output_text"},
+                                    {"text", finish_ ? reply_.content : content_},
+                                    {"annotations", json::array()},
+                                    {"logprobs", json::array()}}})}};
 }
 
 json ResponseCall::reasoning_item(const std::string& status) const {
@@ -241,20 +279,22 @@ json ResponseCall::usage_json() const {
 
 json ResponseCall::response_json(const std::string& status) const {
   const bool done = status != "in_progress";
-  json r = {{"id", id_},
-            {"object", "response"},
-            {"created_at", created_},
-            {"status", status},
-            {"error", nullptr},
-            {"incomplete_details", status == "incomplete" ? json{{"reason", finish_ == FinishReason::Length ? "max_output_tokens" : "cancelled"}}
-                                                          : json(nullptr)},
-            {"model", context_.model_name},
-            {"output", done && status != "failed" ? output_items() : json::array()},
-            {"previous_response_id", meta_.previous_response_id.empty() ? json(nullptr) : json(meta_.previous_response_id)},
-            {"store", meta_.store},
-            {"reasoning", {{"effort", nullptr}, {"summary", nullptr}}},
-            {"truncation", "disabled"},
-            {"usage", done ? usage_json() : json(nullptr)}};
+  json r = {
+      {"id", id_},
+      {"object", "response"},
+      {"created_at", created_},
+      {"status", status},
+      {"error", nullptr},
+      {"incomplete_details", status == "incomplete"
+                                 ? json{{"reason", finish_ == FinishReason::Length ? "max_output_tokens" : "cancelled"}}
+                                 : json(nullptr)},
+      {"model", context_.model_name},
+      {"output", done && status != "failed" ? output_items() : json::array()},
+      {"previous_response_id", meta_.previous_response_id.empty() ? json(nullptr) : json(meta_.previous_response_id)},
+      {"store", meta_.store},
+      {"reasoning", {{"effort", nullptr}, {"summary", nullptr}}},
+      {"truncation", "disabled"},
+      {"usage", done ? usage_json() : json(nullptr)}};
   for (const auto& [key, value] : meta_.echo.items()) r[key] = value;
   if (r["text"].is_null()) r["text"] = {{"format", {{"type", "text"}}}};
   if (r["tools"].is_null()) r["tools"] = json::array();
@@ -267,7 +307,8 @@ json ResponseCall::response_json(const std::string& status) const {
 void ResponseCall::send(json event) {
   const std::string type = event["type"].get<std::string>();
   event["sequence_number"] = sequence_++;
-  exchange_->send(fmt::format("event: {}\ndata: {}\n\n", type, event.dump(-1, ' ', false, json::error_handler_t::replace)));
+  exchange_->send(
+      fmt::format("event: {}\ndata: {}\n\n", type, event.dump(-1, ' ', false, json::error_handler_t::replace)));
 }
 
 CallUsage ResponseCall::call_usage() const {

@@ -65,7 +65,7 @@ class ResponseCall : public std::enable_shared_from_this<ResponseCall> {
   uint64_t engine_id_ = 0;
   std::optional<ReasoningSplitter> splitter_;
   std::string content_, reasoning_;
-  ParsedReply reply_;  // at the end: the content and the calls in it
+  ParsedReply reply_;                                          // at the end: the content and the calls in it
   std::vector<std::pair<std::string, std::string>> call_ids_;  // per call: its item id and call_id
   std::optional<FinishReason> finish_;
   int64_t completion_tokens_ = 0, cached_tokens_ = 0;

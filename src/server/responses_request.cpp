@@ -33,7 +33,8 @@ std::string content_text(const json& content, const std::string& where) {
     const std::string* type = part.is_object() ? string_field(part, "type") : nullptr;
     if (!type) throw ApiError(400, at + ": expected a content part with a \"type\"", at);
     if (*type != "input_text" && *type != "output_text" && *type != "text") {
-      throw ApiError(400, fmt::format("{}: '{}' parts are not supported (text only: input_text, output_text)", at, *type), at);
+      throw ApiError(
+          400, fmt::format("{}: '{}' parts are not supported (text only: input_text, output_text)", at, *type), at);
     }
     text += required_string(part, "text", at);
   }
@@ -65,10 +66,11 @@ void append_item(const json& item, const std::string& where, json& messages) {
   } else if (type == "function_call") {
     json& turn = assistant_turn(messages);
     if (!turn.contains("tool_calls")) turn["tool_calls"] = json::array();
-    turn["tool_calls"].push_back({{"id", required_string(item, "call_id", where)},
-                                  {"type", "function"},
-                                  {"function", {{"name", required_string(item, "name", where)},
-                                                {"arguments", required_string(item, "arguments", where)}}}});
+    turn["tool_calls"].push_back(
+        {{"id", required_string(item, "call_id", where)},
+         {"type", "function"},
+         {"function",
+          {{"name", required_string(item, "name", where)}, {"arguments", required_string(item, "arguments", where)}}}});
   } else if (type == "function_call_output") {
     if (!item.contains("output")) throw ApiError(400, where + ".output: required", where + ".output");
     messages.push_back({{"role", "tool"},
@@ -77,10 +79,11 @@ void append_item(const json& item, const std::string& where, json& messages) {
   } else if (type == "reasoning") {
     // A reasoning model's earlier thoughts: chat templates leave them out of the prompt too.
   } else {
-    throw ApiError(400,
-                   fmt::format("{}: items of type '{}' are not supported (message, function_call, function_call_output)",
-                               where, type.empty() ? "(none)" : type),
-                   where);
+    throw ApiError(
+        400,
+        fmt::format("{}: items of type '{}' are not supported (message, function_call, function_call_output)", where,
+                    type.empty() ? "(none)" : type),
+        where);
   }
 }
 
@@ -106,8 +109,9 @@ json chat_tools(const json& tools) {
     const json& tool = tools[i];
     if (!has_type(tool, "function")) {
       const std::string* type = tool.is_object() ? string_field(tool, "type") : nullptr;
-      throw ApiError(400, fmt::format("{}: '{}' tools are not supported; only function tools", where, type ? *type : "(none)"),
-                     where);
+      throw ApiError(
+          400, fmt::format("{}: '{}' tools are not supported; only function tools", where, type ? *type : "(none)"),
+          where);
     }
     json function = {{"name", required_string(tool, "name", where)}};
     for (const char* key : {"description", "parameters", "strict"}) {
@@ -120,9 +124,12 @@ json chat_tools(const json& tools) {
 
 json chat_tool_choice(const json& choice) {
   if (choice.is_string()) return choice;
-  if (has_type(choice, "function")) return {{"type", "function"}, {"function", {{"name", required_string(choice, "name", "tool_choice")}}}};
+  if (has_type(choice, "function"))
+    return {{"type", "function"}, {"function", {{"name", required_string(choice, "name", "tool_choice")}}}};
   const std::string* type = choice.is_object() ? string_field(choice, "type") : nullptr;
-  throw ApiError(400, fmt::format("tool_choice: '{}' is not supported (auto, none, required, or a function)", type ? *type : choice.dump()),
+  throw ApiError(400,
+                 fmt::format("tool_choice: '{}' is not supported (auto, none, required, or a function)",
+                             type ? *type : choice.dump()),
                  "tool_choice");
 }
 
@@ -147,7 +154,8 @@ std::optional<json> response_format(const json& text) {
 }  // namespace
 
 ResponsesRequest parse_responses_request(const json& body, const ConversationLookup& previous) {
-  if (!body.is_object()) throw ApiError(400, fmt::format("the request body must be a JSON object, got {}", json_type_name(body)));
+  if (!body.is_object())
+    throw ApiError(400, fmt::format("the request body must be a JSON object, got {}", json_type_name(body)));
   ResponsesRequest r;
   const auto given = [&](const char* key) { return body.contains(key) && !body[key].is_null(); };
   if (given("background") && body["background"] != false) {
@@ -160,13 +168,15 @@ ResponsesRequest parse_responses_request(const json& body, const ConversationLoo
   r.stream = given("stream") && body["stream"].get<bool>();
   if (!given("input")) throw ApiError(400, "input: required", "input");
   if (given("previous_response_id")) {
-    if (!body["previous_response_id"].is_string()) wrong_type("previous_response_id", "a string", body["previous_response_id"]);
+    if (!body["previous_response_id"].is_string())
+      wrong_type("previous_response_id", "a string", body["previous_response_id"]);
     r.previous_response_id = body["previous_response_id"].get<std::string>();
     auto stored = previous(r.previous_response_id);
     if (!stored) {
-      throw ApiError(404, fmt::format("previous_response_id: no stored response '{}' (responses are kept in memory, "
-                                      "the most recent first, and only with store: true)",
-                                      r.previous_response_id.substr(0, 200)),
+      throw ApiError(404,
+                     fmt::format("previous_response_id: no stored response '{}' (responses are kept in memory, "
+                                 "the most recent first, and only with store: true)",
+                                 r.previous_response_id.substr(0, 200)),
                      "previous_response_id", "invalid_request_error", "response_not_found");
     }
     r.conversation = std::move(*stored);
@@ -184,8 +194,9 @@ ResponsesRequest parse_responses_request(const json& body, const ConversationLoo
   r.chat = {{"messages", std::move(messages)}, {"stream", false}};
   if (given("max_output_tokens")) {
     if (!body["max_output_tokens"].is_number_integer() || body["max_output_tokens"].get<int64_t>() < 1) {
-      throw ApiError(400, fmt::format("max_output_tokens: expected a positive integer, got {}", body["max_output_tokens"].dump()),
-                     "max_output_tokens");
+      throw ApiError(
+          400, fmt::format("max_output_tokens: expected a positive integer, got {}", body["max_output_tokens"].dump()),
+          "max_output_tokens");
     }
     r.chat["max_tokens"] = body["max_output_tokens"];
   }
@@ -195,16 +206,18 @@ ResponsesRequest parse_responses_request(const json& body, const ConversationLoo
     if (auto format = response_format(body["text"])) r.chat["response_format"] = std::move(*format);
   }
   // Sampling as the chat API reads it (vLLM's extensions too).
-  for (const char* key : {"temperature", "top_p", "top_k", "min_p", "seed", "stop", "frequency_penalty", "presence_penalty",
-                          "repetition_penalty", "parallel_tool_calls", "chat_template_kwargs"}) {
+  for (const char* key : {"temperature", "top_p", "top_k", "min_p", "seed", "stop", "frequency_penalty",
+                          "presence_penalty", "repetition_penalty", "parallel_tool_calls", "chat_template_kwargs"}) {
     if (given(key)) r.chat[key] = body[key];
   }
   for (const char* key : {"instructions", "max_output_tokens", "tools", "tool_choice", "text", "temperature", "top_p",
                           "parallel_tool_calls", "metadata", "user"}) {
     r.echo[key] = given(key) ? body[key] : json(nullptr);
   }
-  if (!given("model")) r.chat["model"] = nullptr;
-  else r.chat["model"] = body["model"];
+  if (!given("model"))
+    r.chat["model"] = nullptr;
+  else
+    r.chat["model"] = body["model"];
   return r;
 }
 

@@ -13,8 +13,8 @@
 namespace nanoserve::server {
 
 struct ResponsesRequest {
-  nlohmann::ordered_json chat;           // a /v1/chat/completions body
-  nlohmann::ordered_json conversation;   // the messages a continuation starts from (no instructions)
+  nlohmann::ordered_json chat;          // a /v1/chat/completions body
+  nlohmann::ordered_json conversation;  // the messages a continuation starts from (no instructions)
   std::string previous_response_id;
   bool store = true, stream = false;
   nlohmann::ordered_json echo;  // instructions, max_output_tokens, tools, tool_choice, text, ... as given

@@ -21,7 +21,9 @@ namespace {
 // A schema larger than this is refused before it is compiled.
 constexpr size_t kMaxConstraintBytes = 1 << 20;
 
-[[noreturn]] void bad(const std::string& field, const std::string& message) { throw ApiError(400, field + ": " + message, field); }
+[[noreturn]] void bad(const std::string& field, const std::string& message) {
+  throw ApiError(400, field + ": " + message, field);
+}
 
 const Json* find(const Json& j, const char* key) {
   auto it = j.find(key);
@@ -42,7 +44,8 @@ Json schema_value(const Json& v, const std::string& field) {
 
 std::string string_value(const Json& v, const std::string& field) {
   if (!v.is_string()) bad(field, "expected a string");
-  if (v.get_ref<const std::string&>().size() > kMaxConstraintBytes) bad(field, fmt::format("longer than {} bytes", kMaxConstraintBytes));
+  if (v.get_ref<const std::string&>().size() > kMaxConstraintBytes)
+    bad(field, fmt::format("longer than {} bytes", kMaxConstraintBytes));
   return v.get<std::string>();
 }
 
@@ -64,7 +67,8 @@ void set(OutputConstraint& out, OutputConstraint next) {
 }
 
 OutputConstraint of_schema(Json schema, std::string field) {
-  if (schema.dump().size() > kMaxConstraintBytes) bad(field, fmt::format("the schema is larger than {} bytes", kMaxConstraintBytes));
+  if (schema.dump().size() > kMaxConstraintBytes)
+    bad(field, fmt::format("the schema is larger than {} bytes", kMaxConstraintBytes));
   OutputConstraint c;
   c.kind = OutputConstraint::Kind::JsonSchema;
   c.schema = std::move(schema);
@@ -88,7 +92,8 @@ void read_response_format(const Json& format, OutputConstraint& out) {
     if (!schema) {
       set(out, {OutputConstraint::Kind::JsonObject, {}, {}, {}, "response_format"});
     } else {
-      set(out, of_schema(schema_value(*schema, "response_format.json_schema.schema"), "response_format.json_schema.schema"));
+      set(out,
+          of_schema(schema_value(*schema, "response_format.json_schema.schema"), "response_format.json_schema.schema"));
     }
   } else {
     bad("response_format.type", fmt::format("'{}' is not one of text, json_object, json_schema", type));
@@ -98,11 +103,28 @@ void read_response_format(const Json& format, OutputConstraint& out) {
 // vLLM's structured_outputs object: {"json" | "regex" | "choice" | "grammar" | "json_object"}.
 void read_structured_outputs(const Json& so, OutputConstraint& out) {
   if (!so.is_object()) bad("structured_outputs", "expected an object");
-  if (const Json* v = find(so, "json")) set(out, of_schema(schema_value(*v, "structured_outputs.json"), "structured_outputs.json"));
-  if (const Json* v = find(so, "regex")) set(out, {OutputConstraint::Kind::Regex, {}, string_value(*v, "structured_outputs.regex"), {}, "structured_outputs.regex"});
-  if (const Json* v = find(so, "choice")) set(out, {OutputConstraint::Kind::Choice, {}, {}, choice_value(*v, "structured_outputs.choice"), "structured_outputs.choice"});
-  if (const Json* v = find(so, "grammar")) set(out, {OutputConstraint::Kind::Gbnf, {}, string_value(*v, "structured_outputs.grammar"), {}, "structured_outputs.grammar"});
-  if (const Json* v = find(so, "json_object"); v && *v == true) set(out, {OutputConstraint::Kind::JsonObject, {}, {}, {}, "structured_outputs.json_object"});
+  if (const Json* v = find(so, "json"))
+    set(out, of_schema(schema_value(*v, "structured_outputs.json"), "structured_outputs.json"));
+  if (const Json* v = find(so, "regex"))
+    set(out, {OutputConstraint::Kind::Regex,
+              {},
+              string_value(*v, "structured_outputs.regex"),
+              {},
+              "structured_outputs.regex"});
+  if (const Json* v = find(so, "choice"))
+    set(out, {OutputConstraint::Kind::Choice,
+              {},
+              {},
+              choice_value(*v, "structured_outputs.choice"),
+              "structured_outputs.choice"});
+  if (const Json* v = find(so, "grammar"))
+    set(out, {OutputConstraint::Kind::Gbnf,
+              {},
+              string_value(*v, "structured_outputs.grammar"),
+              {},
+              "structured_outputs.grammar"});
+  if (const Json* v = find(so, "json_object"); v && *v == true)
+    set(out, {OutputConstraint::Kind::JsonObject, {}, {}, {}, "structured_outputs.json_object"});
 }
 
 }  // namespace
@@ -112,10 +134,14 @@ OutputConstraint read_output_constraint(const Json& body) {
   if (const Json* v = find(body, "response_format")) read_response_format(*v, out);
   if (const Json* v = find(body, "guided_json")) set(out, of_schema(schema_value(*v, "guided_json"), "guided_json"));
   if (const Json* v = find(body, "json_schema")) set(out, of_schema(schema_value(*v, "json_schema"), "json_schema"));
-  if (const Json* v = find(body, "guided_regex")) set(out, {OutputConstraint::Kind::Regex, {}, string_value(*v, "guided_regex"), {}, "guided_regex"});
-  if (const Json* v = find(body, "guided_choice")) set(out, {OutputConstraint::Kind::Choice, {}, {}, choice_value(*v, "guided_choice"), "guided_choice"});
-  if (const Json* v = find(body, "guided_grammar")) set(out, {OutputConstraint::Kind::Gbnf, {}, string_value(*v, "guided_grammar"), {}, "guided_grammar"});
-  if (const Json* v = find(body, "grammar")) set(out, {OutputConstraint::Kind::Gbnf, {}, string_value(*v, "grammar"), {}, "grammar"});
+  if (const Json* v = find(body, "guided_regex"))
+    set(out, {OutputConstraint::Kind::Regex, {}, string_value(*v, "guided_regex"), {}, "guided_regex"});
+  if (const Json* v = find(body, "guided_choice"))
+    set(out, {OutputConstraint::Kind::Choice, {}, {}, choice_value(*v, "guided_choice"), "guided_choice"});
+  if (const Json* v = find(body, "guided_grammar"))
+    set(out, {OutputConstraint::Kind::Gbnf, {}, string_value(*v, "guided_grammar"), {}, "guided_grammar"});
+  if (const Json* v = find(body, "grammar"))
+    set(out, {OutputConstraint::Kind::Gbnf, {}, string_value(*v, "grammar"), {}, "grammar"});
   if (const Json* v = find(body, "structured_outputs")) read_structured_outputs(*v, out);
   return out;
 }
@@ -144,7 +170,8 @@ grammar::Grammar OutputConstraint::compile() const {
       const int32_t root = builder.declare("root");
       std::vector<Expr> options;
       for (const auto& c : choices) options.push_back(Expr::literal(c));
-      builder.define(root, kind == Kind::Regex ? grammar::parse_regex(text, grammar::RegexMatch::Whole) : Expr::alt(std::move(options)));
+      builder.define(root, kind == Kind::Regex ? grammar::parse_regex(text, grammar::RegexMatch::Whole)
+                                               : Expr::alt(std::move(options)));
       return builder.compile(root);
     }
     case Kind::None: break;
@@ -163,7 +190,8 @@ ToolChoice read_tool_choice(const Json& body) {
         bad(where + ".type", "only tools of type \"function\" are supported");
       }
       const Json* f = find(t, "function");
-      if (!f || !f->is_object() || !f->contains("name") || !(*f)["name"].is_string()) bad(where + ".function", "expected {\"name\", \"parameters\"}");
+      if (!f || !f->is_object() || !f->contains("name") || !(*f)["name"].is_string())
+        bad(where + ".function", "expected {\"name\", \"parameters\"}");
       ToolFunction fn{(*f)["name"].get<std::string>(), Json()};
       if (const Json* p = find(*f, "parameters")) fn.parameters = schema_value(*p, where + ".function.parameters");
       out.functions.push_back(std::move(fn));
@@ -172,18 +200,24 @@ ToolChoice read_tool_choice(const Json& body) {
   if (const Json* choice = find(body, "tool_choice")) {
     if (choice->is_string()) {
       const std::string mode = choice->get<std::string>();
-      if (mode == "none") out.mode = ToolChoice::Mode::None;
-      else if (mode == "auto") out.mode = ToolChoice::Mode::Auto;
-      else if (mode == "required") out.mode = ToolChoice::Mode::Required;
-      else bad("tool_choice", fmt::format("'{}' is not one of none, auto, required", mode));
+      if (mode == "none")
+        out.mode = ToolChoice::Mode::None;
+      else if (mode == "auto")
+        out.mode = ToolChoice::Mode::Auto;
+      else if (mode == "required")
+        out.mode = ToolChoice::Mode::Required;
+      else
+        bad("tool_choice", fmt::format("'{}' is not one of none, auto, required", mode));
     } else if (choice->is_object() && find(*choice, "function") && (*choice)["function"].is_object() &&
                (*choice)["function"].contains("name") && (*choice)["function"]["name"].is_string()) {
       out.mode = ToolChoice::Mode::Named;
       out.name = (*choice)["function"]["name"].get<std::string>();
-      const bool known = std::any_of(out.functions.begin(), out.functions.end(), [&](const auto& f) { return f.name == out.name; });
+      const bool known =
+          std::any_of(out.functions.begin(), out.functions.end(), [&](const auto& f) { return f.name == out.name; });
       if (!known) bad("tool_choice", fmt::format("names function '{}', which is not among the tools", out.name));
     } else {
-      bad("tool_choice", "expected \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+      bad("tool_choice",
+          "expected \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}");
     }
     if (out.enforced() && out.functions.empty()) bad("tool_choice", "needs tools to choose from");
   }
@@ -200,7 +234,8 @@ std::string tool_grammar_key(const ToolChoice& tools, ToolCallFormat format) {
     if (tools.mode == ToolChoice::Mode::Named && f.name != tools.name) continue;
     functions.push_back({f.name, f.parameters});
   }
-  return fmt::format("tools:{}:{}:{}", tool_call_format_name(format), tools.parallel && tools.mode != ToolChoice::Mode::Named, functions.dump());
+  return fmt::format("tools:{}:{}:{}", tool_call_format_name(format),
+                     tools.parallel && tools.mode != ToolChoice::Mode::Named, functions.dump());
 }
 
 grammar::Grammar tool_grammar(const ToolChoice& tools, ToolCallFormat format) {

@@ -112,7 +112,8 @@ ParsedReply parse_array(std::string_view text) {
 ToolCallFormat detect_tool_call_format(std::string_view chat_template) {
   if (chat_template.find(kHermesOpen) != std::string_view::npos) return ToolCallFormat::Hermes;
   if (chat_template.find(kMistralCalls) != std::string_view::npos) return ToolCallFormat::Mistral;
-  if (chat_template.find(kPythonTag) != std::string_view::npos || chat_template.find("\"parameters\"") != std::string_view::npos) {
+  if (chat_template.find(kPythonTag) != std::string_view::npos ||
+      chat_template.find("\"parameters\"") != std::string_view::npos) {
     return ToolCallFormat::Llama3Json;
   }
   return ToolCallFormat::Generic;
@@ -161,14 +162,15 @@ grammar::Grammar tool_call_grammar(ToolCallFormat format, const std::vector<Tool
     } catch (const Error& e) {
       throw Error("tools: function '" + f.name + "': " + e.what());
     }
-    alternatives.push_back(Expr::seq({Expr::literal("{\"name\": " + Json(f.name).dump() + ", \"" + args_key + "\": "), std::move(args),
-                                      Expr::literal("}")}));
+    alternatives.push_back(Expr::seq({Expr::literal("{\"name\": " + Json(f.name).dump() + ", \"" + args_key + "\": "),
+                                      std::move(args), Expr::literal("}")}));
   }
   const int32_t call_rule = builder.declare("call");
   Expr call = Expr::alt(std::move(alternatives));
   std::string separator = ", ";
   if (format == ToolCallFormat::Hermes) {
-    call = Expr::seq({Expr::literal(std::string(kHermesOpen) + "\n"), std::move(call), Expr::literal("\n" + std::string(kHermesClose))});
+    call = Expr::seq({Expr::literal(std::string(kHermesOpen) + "\n"), std::move(call),
+                      Expr::literal("\n" + std::string(kHermesClose))});
     separator = "\n";
   } else if (format == ToolCallFormat::Llama3Json) {
     separator = "; ";
@@ -183,7 +185,9 @@ grammar::Grammar tool_call_grammar(ToolCallFormat format, const std::vector<Tool
   return builder.compile(root);
 }
 
-std::string_view call_trigger(ToolCallFormat format) { return format == ToolCallFormat::Hermes ? kHermesOpen : std::string_view(); }
+std::string_view call_trigger(ToolCallFormat format) {
+  return format == ToolCallFormat::Hermes ? kHermesOpen : std::string_view();
+}
 
 CallStart find_call_start(ToolCallFormat format, std::string_view text) {
   if (format == ToolCallFormat::Hermes) {
@@ -191,7 +195,8 @@ CallStart find_call_start(ToolCallFormat format, std::string_view text) {
     if (at != std::string_view::npos) return {at, at};
     // Hold back a tail that could still grow into the marker.
     for (size_t keep = std::min(text.size(), kHermesOpen.size() - 1); keep > 0; --keep) {
-      if (kHermesOpen.substr(0, keep) == text.substr(text.size() - keep)) return {std::string_view::npos, text.size() - keep};
+      if (kHermesOpen.substr(0, keep) == text.substr(text.size() - keep))
+        return {std::string_view::npos, text.size() - keep};
     }
     return {std::string_view::npos, text.size()};
   }

@@ -54,7 +54,8 @@ void BpeModel::add_symbols(std::string_view piece, std::vector<int32_t>& symbols
       symbols.push_back(*id);
       continue;
     }
-    if (options_.byte_fallback && std::all_of(ch.begin(), ch.end(), [&](char c) { return byte_ids_[static_cast<uint8_t>(c)] >= 0; })) {
+    if (options_.byte_fallback &&
+        std::all_of(ch.begin(), ch.end(), [&](char c) { return byte_ids_[static_cast<uint8_t>(c)] >= 0; })) {
       for (char c : ch) symbols.push_back(byte_ids_[static_cast<uint8_t>(c)]);
       continue;
     }
@@ -68,8 +69,8 @@ void BpeModel::add_symbols(std::string_view piece, std::vector<int32_t>& symbols
 namespace {
 
 constexpr std::string_view kMetaspace = "\xE2\x96\x81";  // ▁ U+2581
-constexpr size_t kCachedWordBytes = 64;       // longer words are merged every time
-constexpr size_t kCacheWords = 1 << 15;       // a thread's cache starts over when this full
+constexpr size_t kCachedWordBytes = 64;                  // longer words are merged every time
+constexpr size_t kCacheWords = 1 << 15;                  // a thread's cache starts over when this full
 
 std::atomic<uint64_t> next_instance{1};
 

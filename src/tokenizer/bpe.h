@@ -22,8 +22,8 @@ class BpeModel {
   struct Options {
     bool ignore_merges = false;  // a piece that is itself in the vocabulary is taken whole
     bool byte_fallback = false;
-    bool fuse_unk = false;       // consecutive unknown characters become one unknown token
-    std::string unk_token;       // empty: an unknown character is an error
+    bool fuse_unk = false;  // consecutive unknown characters become one unknown token
+    std::string unk_token;  // empty: an unknown character is an error
   };
 
   // merges: highest priority first. Throws Error for a merge or unk_token outside the vocabulary.

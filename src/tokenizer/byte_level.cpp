@@ -10,7 +10,7 @@ namespace nanoserve {
 namespace {
 
 struct ByteLevelTables {
-  std::array<std::string, 256> encoded;          // byte -> UTF-8 of its code point
+  std::array<std::string, 256> encoded;  // byte -> UTF-8 of its code point
   std::unordered_map<char32_t, unsigned char> decoded;
 
   ByteLevelTables() {

@@ -35,7 +35,8 @@ ChatPrompt encode_chat(const ChatTemplate& chat_template, const Tokenizer& token
 
 std::vector<int32_t> end_of_turn_ids(const ChatTemplate& chat_template, const Tokenizer& tokenizer) {
   std::vector<int32_t> ids;
-  if (auto eos = tokenizer.token_id(chat_template.eos_token()); eos && !chat_template.eos_token().empty()) ids.push_back(*eos);
+  if (auto eos = tokenizer.token_id(chat_template.eos_token()); eos && !chat_template.eos_token().empty())
+    ids.push_back(*eos);
   // Render a short exchange and look at what follows the assistant's words: whitespace, then the
   // first special token. A template that refuses this conversation names no token.
   constexpr std::string_view kProbe = "nanoserve-probe";

@@ -22,7 +22,10 @@ int byte_token(const std::string& token) {
   if (token.size() != 6 || token.compare(0, 3, "<0x") != 0 || token[5] != '>') return -1;
   int value = 0;
   for (char c : token.substr(3, 2)) {
-    const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    const int digit = c >= '0' && c <= '9'   ? c - '0'
+                      : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                      : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                             : -1;
     if (digit < 0) return -1;
     value = value * 16 + digit;
   }
@@ -32,7 +35,9 @@ int byte_token(const std::string& token) {
 // All tokens' byte-level characters back to bytes, as one string.
 class ByteLevel : public Decoder {
  public:
-  void decode_chain(std::vector<std::string>& tokens) const override { tokens = {valid_utf8(byte_level_to_bytes(join(tokens)))}; }
+  void decode_chain(std::vector<std::string>& tokens) const override {
+    tokens = {valid_utf8(byte_level_to_bytes(join(tokens)))};
+  }
   std::string token_bytes(std::string token) const override { return byte_level_to_bytes(token); }
 };
 
@@ -163,9 +168,10 @@ std::unique_ptr<Decoder> make_decoder(const json& j) {
   if (type == "Strip") return std::make_unique<Strip>(j);
   if (type == "Metaspace") return std::make_unique<Metaspace>(j);
   if (type == "Sequence") return std::make_unique<Sequence>(j);
-  fail("decoder type '{}' is not supported (supported: ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, "
-       "Sequence)",
-       type);
+  fail(
+      "decoder type '{}' is not supported (supported: ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, "
+      "Sequence)",
+      type);
 }
 
 }  // namespace nanoserve

@@ -34,15 +34,20 @@ struct PreTokenizer {
 const PreTokenizer kPreTokenizers[] = {
     {{"llama3", "llama-v3", "llama-bpe", "falcon3"},
      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
-     true, true},
+     true,
+     true},
     {{"dbrx", "smaug-bpe"},
      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
-     false, false},
+     false,
+     false},
     {{"qwen2", "deepseek-r1-qwen", "stablelm2"},
      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
-     false, false},
+     false,
+     false},
     {{"gpt-2", "phi-2", "roberta-bpe", "olmo", "mpt", "jais"},
-     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)", false, false},
+     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)",
+     false,
+     false},
 };
 
 const PreTokenizer& find_pre_tokenizer(std::string_view name, const std::string& source) {
@@ -90,8 +95,13 @@ json added_tokens(const Vocabulary& v) {
   for (size_t id = 0; id < v.tokens.size(); ++id) {
     const int64_t type = v.types[id];
     if (type != kControl && type != kUnknown && type != kUserDefined) continue;
-    added.push_back({{"id", id}, {"content", std::string(v.tokens[id])}, {"single_word", false}, {"lstrip", false},
-                     {"rstrip", false}, {"normalized", false}, {"special", type != kUserDefined}});
+    added.push_back({{"id", id},
+                     {"content", std::string(v.tokens[id])},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", type != kUserDefined}});
   }
   return added;
 }
@@ -108,7 +118,8 @@ json post_processor(const GgufMetadata& m, const Vocabulary& v, bool add_bos_def
     single.push_back({{"SpecialToken", {{"id", token}, {"type_id", 0}}}});
     special_tokens[token] = {{"id", token}, {"ids", {*id}}, {"tokens", {token}}};
   };
-  const bool add_bos = m.boolean("tokenizer.ggml.add_bos_token").value_or(add_bos_default && m.has("tokenizer.ggml.bos_token_id"));
+  const bool add_bos =
+      m.boolean("tokenizer.ggml.add_bos_token").value_or(add_bos_default && m.has("tokenizer.ggml.bos_token_id"));
   if (add_bos) add_special("tokenizer.ggml.bos_token_id");
   single.push_back({{"Sequence", {{"id", "A"}, {"type_id", 0}}}});
   if (m.boolean("tokenizer.ggml.add_eos_token").value_or(false)) add_special("tokenizer.ggml.eos_token_id");
@@ -126,7 +137,8 @@ json byte_level_tokenizer(const GgufMetadata& m, const Vocabulary& v) {
         {"pretokenizers",
          {{{"type", "Split"}, {"pattern", {{"Regex", pre.regex}}}, {"behavior", "Isolated"}, {"invert", false}},
           {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}}}}},
-      {"model", {{"type", "BPE"}, {"vocab", vocab_object(v)}, {"merges", merges}, {"ignore_merges", pre.ignore_merges}}},
+      {"model",
+       {{"type", "BPE"}, {"vocab", vocab_object(v)}, {"merges", merges}, {"ignore_merges", pre.ignore_merges}}},
       {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
       {"post_processor", post_processor(m, v, pre.add_bos)},
       {"added_tokens", added_tokens(v)},
@@ -155,7 +167,8 @@ json sentencepiece_merges(const Vocabulary& v, const std::vector<double>& scores
     return std::tie(a.merged, a.left, a.right) < std::tie(b.merged, b.left, b.right);
   });
   json out = json::array();
-  for (const auto& merge : merges) out.push_back({std::string(v.tokens[merge.left]), std::string(v.tokens[merge.right])});
+  for (const auto& merge : merges)
+    out.push_back({std::string(v.tokens[merge.left]), std::string(v.tokens[merge.right])});
   return out;
 }
 
@@ -172,8 +185,11 @@ json sentencepiece_tokenizer(const GgufMetadata& m, const Vocabulary& v) {
                    {{"type", "ByteFallback"}},
                    {{"type", "Fuse"}}};
   if (space_prefix) decoders.push_back({{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}});
-  json model = {{"type", "BPE"}, {"vocab", vocab_object(v)}, {"merges", sentencepiece_merges(v, scores)},
-                {"byte_fallback", true}, {"fuse_unk", true}};
+  json model = {{"type", "BPE"},
+                {"vocab", vocab_object(v)},
+                {"merges", sentencepiece_merges(v, scores)},
+                {"byte_fallback", true},
+                {"fuse_unk", true}};
   for (size_t id = 0; id < v.tokens.size(); ++id) {
     if (v.types[id] == kUnknown) model["unk_token"] = std::string(v.tokens[id]);
   }
@@ -196,7 +212,8 @@ json gguf_tokenizer_json(const GgufContents& contents, const std::string& source
   fail("{}: tokenizer.ggml.model '{}' is not supported (supported: gpt2, llama)", source, model);
 }
 
-std::string gguf_token_text(const GgufMetadata& metadata, std::span<const std::string_view> tokens, const char* id_key) {
+std::string gguf_token_text(const GgufMetadata& metadata, std::span<const std::string_view> tokens,
+                            const char* id_key) {
   const auto id = metadata.integer(id_key);
   if (!id || *id < 0 || *id >= static_cast<int64_t>(tokens.size())) return "";
   return std::string(tokens[static_cast<size_t>(*id)]);

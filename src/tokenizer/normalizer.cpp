@@ -67,7 +67,9 @@ class Prepend : public Normalizer {
 class Replace : public Normalizer {
  public:
   explicit Replace(const json& j) : replacement_(j) {}
-  std::string normalize_within(std::string text, size_t max_bytes) const override { return replacement_.apply(text, max_bytes); }
+  std::string normalize_within(std::string text, size_t max_bytes) const override {
+    return replacement_.apply(text, max_bytes);
+  }
 
  private:
   Replacement replacement_;
@@ -133,9 +135,10 @@ std::unique_ptr<Normalizer> make_normalizer(const json& j) {
   if (type == "Prepend") return std::make_unique<Prepend>(j);
   if (type == "Replace") return std::make_unique<Replace>(j);
   if (type == "Strip") return std::make_unique<Strip>(j);
-  fail("normalizer type '{}' is not supported (supported: Sequence, NFC, NFD, NFKC, NFKD, Lowercase, Prepend, "
-       "Replace, Strip)",
-       type);
+  fail(
+      "normalizer type '{}' is not supported (supported: Sequence, NFC, NFD, NFKC, NFKD, Lowercase, Prepend, "
+      "Replace, Strip)",
+      type);
 }
 
 }  // namespace nanoserve

@@ -11,8 +11,7 @@ using json = nlohmann::json;
 namespace {
 
 // GPT-2's pre-tokenizer pattern, used by ByteLevel when use_regex is true.
-constexpr const char* kGpt2Pattern =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+constexpr const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 constexpr const char* kMetaspace = "\xE2\x96\x81";  // ▁ U+2581
 
 // What happens to the delimiters a pattern matches (tokenizer.json's SplitDelimiterBehavior).
@@ -50,8 +49,7 @@ std::vector<Span> arrange(std::vector<Span> spans, Behavior behavior) {
   std::vector<Span> out;
   bool previous_match = false;
   switch (behavior) {
-    case Behavior::Isolated:
-      return spans;
+    case Behavior::Isolated: return spans;
     case Behavior::Removed:
       for (const auto& s : spans) {
         if (!s.is_match) out.push_back(s);
@@ -94,7 +92,8 @@ std::vector<Span> arrange(std::vector<Span> spans, Behavior behavior) {
 void split_each(std::vector<std::string>& pieces, const Regex& regex, Behavior behavior, bool invert = false) {
   std::vector<std::string> out;
   for (const auto& piece : pieces) {
-    for (const auto& s : arrange(partition(regex, piece, invert), behavior)) out.push_back(piece.substr(s.begin, s.end - s.begin));
+    for (const auto& s : arrange(partition(regex, piece, invert), behavior))
+      out.push_back(piece.substr(s.begin, s.end - s.begin));
   }
   pieces = std::move(out);
 }
@@ -113,8 +112,8 @@ class RegexSplit : public PreTokenizer {
 };
 
 std::unique_ptr<PreTokenizer> make_split(const json& j) {
-  return std::make_unique<RegexSplit>(Regex::from_pattern(j.at("pattern")), parse_behavior(j.value("behavior", "Isolated")),
-                                      j.value("invert", false));
+  return std::make_unique<RegexSplit>(Regex::from_pattern(j.at("pattern")),
+                                      parse_behavior(j.value("behavior", "Isolated")), j.value("invert", false));
 }
 
 std::unique_ptr<PreTokenizer> regex_split(const char* pattern, Behavior behavior, bool invert = false) {
@@ -149,9 +148,9 @@ class Metaspace : public PreTokenizer {
  public:
   explicit Metaspace(const json& j)
       : replacement_(j.value("replacement", std::string(kMetaspace))), split_(j.value("split", true)) {
-    const std::string scheme = j.contains("prepend_scheme") ? j["prepend_scheme"].get<std::string>()
+    const std::string scheme = j.contains("prepend_scheme")        ? j["prepend_scheme"].get<std::string>()
                                : j.value("add_prefix_space", true) ? "always"
-                                                                    : "never";
+                                                                   : "never";
     if (scheme != "always" && scheme != "first" && scheme != "never") {
       fail("Metaspace prepend_scheme '{}' is not one of always, first, never", scheme);
     }
@@ -200,16 +199,18 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& j) {
   if (type == "ByteLevel") return std::make_unique<ByteLevel>(j);
   if (type == "Metaspace") return std::make_unique<Metaspace>(j);
   if (type == "Sequence") return std::make_unique<Sequence>(j);
-  if (type == "Digits") return regex_split(j.value("individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)", Behavior::Isolated);
+  if (type == "Digits")
+    return regex_split(j.value("individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)", Behavior::Isolated);
   // Rust's char::is_whitespace and \w differ from PCRE2's only outside what real vocabularies use.
   if (type == "Whitespace") return regex_split(R"(\w+|[^\w\s]+)", Behavior::Removed, /*invert=*/true);
   if (type == "WhitespaceSplit") return regex_split(R"(\s+)", Behavior::Removed);
   if (type == "Punctuation") {
     return regex_split(R"([\p{P}!-/:-@\[-`{-~])", parse_behavior(j.value("behavior", "Isolated")));
   }
-  fail("pre-tokenizer type '{}' is not supported (supported: Split, ByteLevel, Metaspace, Digits, Whitespace, "
-       "WhitespaceSplit, Punctuation, Sequence)",
-       type);
+  fail(
+      "pre-tokenizer type '{}' is not supported (supported: Split, ByteLevel, Metaspace, Digits, Whitespace, "
+      "WhitespaceSplit, Punctuation, Sequence)",
+      type);
 }
 
 }  // namespace nanoserve

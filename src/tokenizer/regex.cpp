@@ -19,7 +19,8 @@ Regex::Regex(const std::string& pattern, bool literal) {
   int error = 0;
   PCRE2_SIZE offset = 0;
   const uint32_t options = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);  // UCP cannot go with LITERAL
-  code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), options, &error, &offset, nullptr);
+  code_ =
+      pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), options, &error, &offset, nullptr);
   if (!code_) fail("invalid regex /{}/ at offset {}: {}", pattern, offset, pcre2_message(error));
   pcre2_jit_compile(code_, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
 }
@@ -29,7 +30,8 @@ Regex::~Regex() { pcre2_code_free(code_); }
 std::unique_ptr<Regex> Regex::from_pattern(const nlohmann::json& pattern) {
   if (pattern.contains("String")) return std::make_unique<Regex>(pattern["String"].get<std::string>(), true);
   if (pattern.contains("Regex")) return std::make_unique<Regex>(pattern["Regex"].get<std::string>(), false);
-  fail("pattern {} is neither {{\"String\": ...}} nor {{\"Regex\": ...}}", pattern.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  fail("pattern {} is neither {{\"String\": ...}} nor {{\"Regex\": ...}}",
+       pattern.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 Replacement::Replacement(const nlohmann::json& j)
@@ -44,7 +46,8 @@ std::string Regex::replace_all(std::string_view text, std::string_view replaceme
     last = end;
     if (out.size() > max_bytes) fail("replacing every match makes the text longer than {} bytes", max_bytes);
   }
-  if (out.size() + (text.size() - last) > max_bytes) fail("replacing every match makes the text longer than {} bytes", max_bytes);
+  if (out.size() + (text.size() - last) > max_bytes)
+    fail("replacing every match makes the text longer than {} bytes", max_bytes);
   out.append(text.substr(last));
   return out;
 }

@@ -11,12 +11,14 @@ constexpr size_t kContextTokens = 4;  // enough for a leading space or a byte-fa
 }  // namespace
 
 StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, std::span<const int32_t> context)
-    : tokenizer_(tokenizer), ids_(context.end() - static_cast<ptrdiff_t>(std::min(context.size(), kContextTokens)), context.end()) {
+    : tokenizer_(tokenizer),
+      ids_(context.end() - static_cast<ptrdiff_t>(std::min(context.size(), kContextTokens)), context.end()) {
   read_ = ids_.size();
 }
 
 std::string StreamDecoder::decode_from(size_t begin, size_t end) const {
-  return tokenizer_.decode(std::vector<int32_t>(ids_.begin() + static_cast<ptrdiff_t>(begin), ids_.begin() + static_cast<ptrdiff_t>(end)));
+  return tokenizer_.decode(
+      std::vector<int32_t>(ids_.begin() + static_cast<ptrdiff_t>(begin), ids_.begin() + static_cast<ptrdiff_t>(end)));
 }
 
 std::string StreamDecoder::push(int32_t id) {

@@ -46,9 +46,10 @@ void parse_post_processor(const json& post, std::vector<int32_t>& prefix, std::v
   } else if (type == "Sequence") {
     for (const auto& p : post.at("processors")) parse_post_processor(p, prefix, suffix);
   } else if (type != "ByteLevel") {  // ByteLevel post-processing only adjusts offsets
-    fail("post-processor type '{}' is not supported (supported: TemplateProcessing, BertProcessing, "
-         "RobertaProcessing, ByteLevel, Sequence)",
-         type);
+    fail(
+        "post-processor type '{}' is not supported (supported: TemplateProcessing, BertProcessing, "
+        "RobertaProcessing, ByteLevel, Sequence)",
+        type);
   }
 }
 

@@ -51,7 +51,8 @@ std::unique_ptr<BpeModel> read_bpe(dom::object model) {
     if (!optional_string(model, affix).empty()) fail("BPE option '{}' is not supported", affix);
   }
   dom::element dropout;
-  if (model["dropout"].get(dropout) == simdjson::SUCCESS && !dropout.is_null()) fail("BPE option 'dropout' is not supported");
+  if (model["dropout"].get(dropout) == simdjson::SUCCESS && !dropout.is_null())
+    fail("BPE option 'dropout' is not supported");
 
   BpeModel::Vocab vocab;
   dom::object entries = model["vocab"].get_object();

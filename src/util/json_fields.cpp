@@ -18,7 +18,8 @@ const json& JsonFields::value(const std::string& key) const {
 }
 
 void JsonFields::invalid(const std::string& key, const std::string& expected) const {
-  fail("{}: field '{}' must be {}, got {}", source_, key, expected, object_.contains(key) ? json_excerpt(object_[key]) : "nothing");
+  fail("{}: field '{}' must be {}, got {}", source_, key, expected,
+       object_.contains(key) ? json_excerpt(object_[key]) : "nothing");
 }
 
 int64_t JsonFields::positive_int(const std::string& key) const {

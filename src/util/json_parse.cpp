@@ -84,13 +84,18 @@ std::string read_file(const std::string& path) {
 }  // namespace
 
 nlohmann::json read_json_file(const std::string& path) { return parse_json(read_file(path), path); }
-nlohmann::ordered_json read_ordered_json_file(const std::string& path) { return parse_ordered_json(read_file(path), path); }
+nlohmann::ordered_json read_ordered_json_file(const std::string& path) {
+  return parse_ordered_json(read_file(path), path);
+}
 
 bool is_integer_in(const nlohmann::json& value, int64_t low, int64_t high) { return integer_in(value, low, high); }
-bool is_integer_in(const nlohmann::ordered_json& value, int64_t low, int64_t high) { return integer_in(value, low, high); }
+bool is_integer_in(const nlohmann::ordered_json& value, int64_t low, int64_t high) {
+  return integer_in(value, low, high);
+}
 
 int64_t json_integer(const nlohmann::json& value, int64_t low, int64_t high, std::string_view what) {
-  if (!is_integer_in(value, low, high)) fail("{}: expected an integer in [{}, {}], got {}", what, low, high, json_excerpt(value));
+  if (!is_integer_in(value, low, high))
+    fail("{}: expected an integer in [{}, {}], got {}", what, low, high, json_excerpt(value));
   return value.get<int64_t>();
 }
 

@@ -21,7 +21,8 @@ bool enabled(Level level);
 
 // One line. Text: the message (prefixed "warning: " or "error: " at those levels), fields left out
 // (callers put what matters in the message). JSON: {"time", "level", "msg", ...fields}.
-void write(Level level, std::string_view message, const nlohmann::ordered_json& fields = nlohmann::ordered_json::object());
+void write(Level level, std::string_view message,
+           const nlohmann::ordered_json& fields = nlohmann::ordered_json::object());
 
 template <typename... Args>
 void info(fmt::format_string<Args...> format, Args&&... args) {

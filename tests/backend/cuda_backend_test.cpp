@@ -132,7 +132,8 @@ TEST_P(CudaFixtureTest, ReplayedStepsGiveTheLogitsAndPicksOfLaunchedOnes) {
     ASSERT_EQ(picked, expected) << GetParam().name << " step " << step;
     const int32_t token[1] = {expected};
     logits = eager.forward(token, launched, LogitsFor::LastToken);
-    ASSERT_EQ(transformer.forward(token, replayed, LogitsFor::LastToken), logits) << GetParam().name << " step " << step;
+    ASSERT_EQ(transformer.forward(token, replayed, LogitsFor::LastToken), logits)
+        << GetParam().name << " step " << step;
     picked = greedy_step(token);
   }
 }
@@ -199,15 +200,18 @@ TEST_F(CudaEngineTest, GreedyTextEqualsTheCpuUpToNearTies) {
   int identical = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
     ASSERT_EQ(gpu[i].size(), cpu[i].size());
-    const size_t step = static_cast<size_t>(std::mismatch(gpu[i].begin(), gpu[i].end(), cpu[i].begin()).first - gpu[i].begin());
+    const size_t step =
+        static_cast<size_t>(std::mismatch(gpu[i].begin(), gpu[i].end(), cpu[i].begin()).first - gpu[i].begin());
     if (step == gpu[i].size()) {
       ++identical;
       continue;
     }
     const auto& top = cpu_logprobs[i][step].top;  // the CPU's two most likely, most likely first
     ASSERT_EQ(top.size(), 2u);
-    EXPECT_EQ(top[1].first, gpu[i][step]) << "prompt " << i << " step " << step << ": the GPU picked a token outside the CPU's top two";
-    EXPECT_LT(top[0].second - top[1].second, kNearTie) << "prompt " << i << " step " << step << ": the texts part where the CPU's top two are not a near-tie";
+    EXPECT_EQ(top[1].first, gpu[i][step])
+        << "prompt " << i << " step " << step << ": the GPU picked a token outside the CPU's top two";
+    EXPECT_LT(top[0].second - top[1].second, kNearTie)
+        << "prompt " << i << " step " << step << ": the texts part where the CPU's top two are not a near-tie";
     std::printf("  prompt %zu: the texts part at step %zu, where the CPU's top two are %.4f nats apart\n", i, step,
                 top[0].second - top[1].second);
   }
@@ -267,21 +271,24 @@ TEST(CudaBackend, PrefillAttentionOnTensorCoresMatchesTheCpu) {
     config.layers = 1;
     config.kv_heads = c.kv_heads;
     config.head_dim = c.head_dim;
-    const AttentionParams params{c.heads, c.kv_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
-                                      c.softcap, c.window};
+    const AttentionParams params{c.heads,   c.kv_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+                                 c.softcap, c.window};
     std::vector<std::unique_ptr<KvCache>> caches;
-    for (Backend* b : {cpu.get(), gpu.get(), invariant.get()}) caches.push_back(std::make_unique<KvCache>(config.kv_shape(), 28, kBlock, KvDType::F32, *b));
+    for (Backend* b : {cpu.get(), gpu.get(), invariant.get()})
+      caches.push_back(std::make_unique<KvCache>(config.kv_shape(), 28, kBlock, KvDType::F32, *b));
     for (const auto& seqs : steps) {
       StepLayout layout;
       for (size_t i = 0; i < seqs.size(); ++i) {
         const auto [first_pos, count] = seqs[i];
-        layout.sequences.push_back({layout.tokens, count, first_pos, i == 0 ? std::span<const int32_t>(table_a) : std::span<const int32_t>(table_b)});
+        layout.sequences.push_back({layout.tokens, count, first_pos,
+                                    i == 0 ? std::span<const int32_t>(table_a) : std::span<const int32_t>(table_b)});
         for (int64_t p = first_pos; p < first_pos + count; ++p) layout.positions.push_back(p);
         layout.tokens += count;
       }
       layout.token_ids.assign(static_cast<size_t>(layout.tokens), 0);
       const int64_t q_size = layout.tokens * c.heads * c.head_dim, kv_size = layout.tokens * c.kv_heads * c.head_dim;
-      std::vector<float> q(static_cast<size_t>(q_size)), k(static_cast<size_t>(kv_size)), v(static_cast<size_t>(kv_size));
+      std::vector<float> q(static_cast<size_t>(q_size)), k(static_cast<size_t>(kv_size)),
+          v(static_cast<size_t>(kv_size));
       for (auto* values : {&q, &k, &v}) {
         for (auto& x : *values) x = dist(rng);
       }
@@ -295,18 +302,19 @@ TEST(CudaBackend, PrefillAttentionOnTensorCoresMatchesTheCpu) {
         b->upload(k.data(), k.size() * sizeof(float), kb.data());
         b->upload(v.data(), v.size() * sizeof(float), vb.data());
         b->begin_step(layout);
-        b->attention(0, qb.floats(), kb.floats(), vb.floats(), params, *caches[static_cast<size_t>(which++)], ob.floats());
+        b->attention(0, qb.floats(), kb.floats(), vb.floats(), params, *caches[static_cast<size_t>(which++)],
+                     ob.floats());
         outs.emplace_back(static_cast<size_t>(q_size));
         b->download(ob.data(), outs.back().size() * sizeof(float), outs.back().data());
       }
       const float tensor_cores = test::max_abs_diff(outs[1].data(), outs[0].data(), outs[0].size());
       const float float32 = test::max_abs_diff(outs[2].data(), outs[0].data(), outs[0].size());
-      const std::string what = fmt::format("heads {} kv {} head_dim {} window {} softcap {}, step of {} tokens", c.heads,
-                                           c.kv_heads, c.head_dim, c.window, c.softcap, layout.tokens);
+      const std::string what = fmt::format("heads {} kv {} head_dim {} window {} softcap {}, step of {} tokens",
+                                           c.heads, c.kv_heads, c.head_dim, c.window, c.softcap, layout.tokens);
       EXPECT_LE(tensor_cores, 5e-3f * v_scale) << what;
       EXPECT_LE(float32, 1e-5f * v_scale) << what;
-      std::printf("  %s: tensor cores %.3g, float32 %.3g of the largest |v| %.3g\n", what.c_str(), tensor_cores / v_scale,
-                  float32 / v_scale, v_scale);
+      std::printf("  %s: tensor cores %.3g, float32 %.3g of the largest |v| %.3g\n", what.c_str(),
+                  tensor_cores / v_scale, float32 / v_scale, v_scale);
     }
   }
 }

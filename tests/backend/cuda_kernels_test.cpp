@@ -69,10 +69,11 @@ TEST(CudaKernels, MatvecIsTheProductOfRoundedActivations) {
     for (const Shape& s : kShapes) {
       for (int64_t rows = 1; rows <= cuda::kMatvecRows; ++rows) {
         const Weights w = random_weights(type, s.features * s.cols, rng);
-        const std::vector<float> x = normal_floats(rows * s.cols, 1.0f, rng), bias = normal_floats(s.features, 1.0f, rng);
+        const std::vector<float> x = normal_floats(rows * s.cols, 1.0f, rng),
+                                 bias = normal_floats(s.features, 1.0f, rng);
         const DeviceArray x_dev(x), bias_dev(bias), out(static_cast<size_t>(rows * s.features) * sizeof(float));
-        const cuda::MatvecTarget target{{w.device->as<void>(), type, s.features, s.cols}, bias_dev.as<float>(),
-                                        out.as<float>()};
+        const cuda::MatvecTarget target{
+            {w.device->as<void>(), type, s.features, s.cols}, bias_dev.as<float>(), out.as<float>()};
         cuda::matvec(x_dev.as<float>(), rows, &target, 1, nullptr);
         ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
         const std::vector<float> got = out.floats();
@@ -112,7 +113,8 @@ TEST(CudaKernels, GatedMatvecIsMatvecThenActMul) {
           const Weights gate = random_weights(type, s.features * s.cols, rng);
           const Weights up = random_weights(type, s.features * s.cols, rng);
           const DeviceArray x(normal_floats(rows * s.cols, 1.0f, rng));
-          const DeviceArray gate_bias(normal_floats(s.features, 1.0f, rng)), up_bias(normal_floats(s.features, 1.0f, rng));
+          const DeviceArray gate_bias(normal_floats(s.features, 1.0f, rng)),
+              up_bias(normal_floats(s.features, 1.0f, rng));
           const size_t bytes = static_cast<size_t>(rows * s.features) * sizeof(float);
           const DeviceArray fused(bytes), gate_out(bytes), up_out(bytes);
           const cuda::Matrix g{gate.device->as<void>(), type, s.features, s.cols};
@@ -198,7 +200,8 @@ TEST(CudaKernels, DecodeAttentionRotatingItsInputsIsRopeThenAttention) {
                                                interleaved ? "interleaved" : "rotate half", partitions);
           const int64_t kv_dim = kKvHeads * head_dim, half = rotary_dim / 2;
           const std::vector<float> q = normal_floats(tokens * kHeads * head_dim, 1.0f, rng);
-          const std::vector<float> k = normal_floats(tokens * kv_dim, 1.0f, rng), v = normal_floats(tokens * kv_dim, 1.0f, rng);
+          const std::vector<float> k = normal_floats(tokens * kv_dim, 1.0f, rng),
+                                   v = normal_floats(tokens * kv_dim, 1.0f, rng);
           const std::vector<float> keys = normal_floats(cache_rows * kv_dim, 1.0f, rng);
           const std::vector<float> values = normal_floats(cache_rows * kv_dim, 1.0f, rng);
           std::vector<float> cos, sin;
@@ -210,7 +213,8 @@ TEST(CudaKernels, DecodeAttentionRotatingItsInputsIsRopeThenAttention) {
           const cuda::Rotation rotation{cos_dev.as<float>(), sin_dev.as<float>(), rotary_dim, interleaved};
           const cuda::AttentionShape shape{kHeads, kKvHeads, head_dim, 0.125f, 0.0f, 0};
           const size_t out_bytes = static_cast<size_t>(tokens * kHeads * head_dim) * sizeof(float);
-          const size_t partial_bytes = static_cast<size_t>(tokens * kHeads * partitions * (head_dim + 2)) * sizeof(float);
+          const size_t partial_bytes =
+              static_cast<size_t>(tokens * kHeads * partitions * (head_dim + 2)) * sizeof(float);
           const std::vector<int32_t> zeros(static_cast<size_t>(tokens * kKvHeads), 0);
           // Apart: the rope kernel, then attention on the rotated q and k.
           const DeviceArray q_apart(q), k_apart(k), keys_apart(keys), values_apart(values), out_apart(out_bytes);

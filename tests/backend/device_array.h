@@ -28,7 +28,9 @@ class DeviceArray {
   DeviceArray& operator=(const DeviceArray&) = delete;
 
   template <typename T>
-  T* as() const { return static_cast<T*>(data_); }
+  T* as() const {
+    return static_cast<T*>(data_);
+  }
   std::vector<float> floats() const {
     std::vector<float> host(bytes_ / sizeof(float));
     EXPECT_EQ(cudaMemcpy(host.data(), data_, bytes_, cudaMemcpyDeviceToHost), cudaSuccess);

@@ -28,7 +28,8 @@ struct RandomWeights {
   std::vector<uint16_t> bf16;
   TensorView view(DType dtype, int64_t n, int64_t k) const {
     TensorView v{"w", dtype, {n, k}, nullptr, 0};
-    v.data = dtype == DType::F32 ? reinterpret_cast<const uint8_t*>(f32.data()) : reinterpret_cast<const uint8_t*>(bf16.data());
+    v.data = dtype == DType::F32 ? reinterpret_cast<const uint8_t*>(f32.data())
+                                 : reinterpret_cast<const uint8_t*>(bf16.data());
     v.nbytes = static_cast<size_t>(n * k) * dtype_size(dtype);
     return v;
   }
@@ -68,12 +69,14 @@ TEST(CpuOps, MatmulMatchesDoubleReferenceForEveryDtypeAndShape) {
         for (int o = 0; o < n; ++o) {
           double expected = 0, magnitude = 0;
           for (int i = 0; i < k; ++i) {
-            const double term = static_cast<double>(x[static_cast<size_t>(r * k + i)]) * w.f32[static_cast<size_t>(o * k + i)];
+            const double term =
+                static_cast<double>(x[static_cast<size_t>(r * k + i)]) * w.f32[static_cast<size_t>(o * k + i)];
             expected += term;
             magnitude += std::abs(term);
           }
           const bool reduced = dtype == DType::BF16 && cpu::takes_reduced_dot(DType::BF16);
-          EXPECT_NEAR(out[static_cast<size_t>(r * n + o)], expected, reduced ? std::ldexp(magnitude, -8) : 1e-4 * std::sqrt(k))
+          EXPECT_NEAR(out[static_cast<size_t>(r * n + o)], expected,
+                      reduced ? std::ldexp(magnitude, -8) : 1e-4 * std::sqrt(k))
               << rows << "x" << n << "x" << k << " " << dtype_name(dtype);
         }
       }
@@ -129,12 +132,13 @@ TEST(CpuOps, SiluMul) {
 
 // Two query heads sharing one KV head; the second query sees both positions, the first only one.
 TEST(CpuOps, CausalGroupedAttention) {
-  const float k[2 * 2] = {1, 0, 0, 1};         // [positions, kv_heads * head_dim] with head_dim 2
+  const float k[2 * 2] = {1, 0, 0, 1};  // [positions, kv_heads * head_dim] with head_dim 2
   const float v[2 * 2] = {10, 20, 30, 40};
-  const float q[2 * 4] = {1, 0, 0, 1,          // token 0: head 0, head 1
-                          1, 0, 0, 2};         // token 1
+  const float q[2 * 4] = {1, 0, 0, 1,   // token 0: head 0, head 1
+                          1, 0, 0, 2};  // token 1
   float out[2 * 4];
-  cpu::attention(q, 2, 0, rows(k, 2, 2).data(), rows(v, 2, 2).data(), {2, 1, 2, static_cast<float>(1 / std::sqrt(2.0))}, out);
+  cpu::attention(q, 2, 0, rows(k, 2, 2).data(), rows(v, 2, 2).data(), {2, 1, 2, static_cast<float>(1 / std::sqrt(2.0))},
+                 out);
   EXPECT_FLOAT_EQ(out[0], 10);  // token 0 attends only to position 0
   EXPECT_FLOAT_EQ(out[3], 20);
   const double s = 1 / std::sqrt(2.0);
@@ -146,8 +150,7 @@ TEST(CpuOps, CausalGroupedAttention) {
 
 // A column range of an [in, out] matrix (GPT-2's fused c_attn split into q, k, v) with a bias.
 TEST(CpuOps, InOutLayoutColumnViewWithBias) {
-  const float w[2 * 6] = {1, 2, 3, 4, 5, 6,
-                          7, 8, 9, 10, 11, 12};  // [in 2, out 6]
+  const float w[2 * 6] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};  // [in 2, out 6]
   const float b[2] = {0.5f, -0.5f};
   TensorView view{"w", DType::F32, {2, 2}, reinterpret_cast<const uint8_t*>(w + 2), sizeof w, 6};  // columns 2..3
   TensorView bias{"b", DType::F32, {2}, reinterpret_cast<const uint8_t*>(b), sizeof b};

@@ -72,7 +72,8 @@ void each_output(const TensorView& w, const std::vector<float>& x, int64_t rows,
   for (int64_t r = 0; r < rows; ++r) {
     multiply(x.data() + r * k, 1, single.data());
     for (int64_t o = 0; o < n; ++o) {
-      ASSERT_EQ(out[static_cast<size_t>(r * n + o)], single[static_cast<size_t>(o)]) << "row " << r << " depends on the batch";
+      ASSERT_EQ(out[static_cast<size_t>(r * n + o)], single[static_cast<size_t>(o)])
+          << "row " << r << " depends on the batch";
       check(r, o, out[static_cast<size_t>(r * n + o)]);
     }
   }
@@ -80,8 +81,12 @@ void each_output(const TensorView& w, const std::vector<float>& x, int64_t rows,
 // The same for cpu::linear.
 template <typename Check>
 void each_output(const TensorView& w, const std::vector<float>& x, int64_t rows, Check check) {
-  each_output(w, x, rows, [&](const float* xs, int64_t count, float* out) { cpu::linear(xs, count, {w, {}, false}, out); },
-              check);
+  each_output(
+      w, x, rows,
+      [&](const float* xs, int64_t count, float* out) {
+        cpu::linear(xs, count, {w, {}, false}, out);
+      },
+      check);
 }
 
 // The activations as the kernels quantize them, widened back: per block, d = max|x| / 127 and
@@ -96,7 +101,8 @@ std::vector<float> quantized(const QuantType& type, const std::vector<float>& x)
     const bool q8_0 = type.act_block == 32;
     const float by = d == 0 ? 0.0f : q8_0 ? 1.0f / d : 127.0f / amax;
     const float stored = q8_0 ? f16_to_float(float_to_f16(d)) : d;
-    for (size_t j = first; j < first + static_cast<size_t>(type.act_block); ++j) out[j] = stored * std::nearbyint(x[j] * by);
+    for (size_t j = first; j < first + static_cast<size_t>(type.act_block); ++j)
+      out[j] = stored * std::nearbyint(x[j] * by);
   }
   return out;
 }
@@ -124,19 +130,21 @@ TEST_P(Int8Dot, WithinTheBoundOfEightBitActivations) {
     const std::vector<float> xq = quantized(type, x);
     const TensorView view{"w", type.dtype, {n, k}, wq.data(), wq.size()};
     each_output(view, x, rows, [&](int64_t r, int64_t o, float got) {
-        double exact = 0, bound = 0, of_quantized = 0, magnitude = 0;
-        for (int64_t i = 0; i < k; ++i) {
-          const double wi = w[static_cast<size_t>(o * k + i)], xi = x[static_cast<size_t>(r * k + i)];
-          exact += wi * xi;
-          of_quantized += wi * xq[static_cast<size_t>(r * k + i)];
-          magnitude += std::abs(wi * xq[static_cast<size_t>(r * k + i)]);
-          const int64_t first = i / type.act_block * type.act_block;
-          float amax = 0;
-          for (int64_t j = first; j < first + type.act_block; ++j) amax = std::max(amax, std::abs(x[static_cast<size_t>(r * k + j)]));
-          bound += std::abs(wi) * type.act_error * amax / 127 + 1e-6 * std::abs(wi * xi);
-        }
-        EXPECT_LE(std::abs(got - of_quantized), 1e-5 * magnitude) << rows << "x" << n << "x" << k << " row " << r << " output " << o;
-        EXPECT_LE(std::abs(got - exact), bound) << rows << "x" << n << "x" << k << " row " << r << " output " << o;
+      double exact = 0, bound = 0, of_quantized = 0, magnitude = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        const double wi = w[static_cast<size_t>(o * k + i)], xi = x[static_cast<size_t>(r * k + i)];
+        exact += wi * xi;
+        of_quantized += wi * xq[static_cast<size_t>(r * k + i)];
+        magnitude += std::abs(wi * xq[static_cast<size_t>(r * k + i)]);
+        const int64_t first = i / type.act_block * type.act_block;
+        float amax = 0;
+        for (int64_t j = first; j < first + type.act_block; ++j)
+          amax = std::max(amax, std::abs(x[static_cast<size_t>(r * k + j)]));
+        bound += std::abs(wi) * type.act_error * amax / 127 + 1e-6 * std::abs(wi * xi);
+      }
+      EXPECT_LE(std::abs(got - of_quantized), 1e-5 * magnitude)
+          << rows << "x" << n << "x" << k << " row " << r << " output " << o;
+      EXPECT_LE(std::abs(got - exact), bound) << rows << "x" << n << "x" << k << " row " << r << " output " << o;
     });
   }
 }
@@ -155,17 +163,19 @@ TEST(Bf16Dot, WithinTheBoundOfBf16Activations) {
     std::vector<float> x(static_cast<size_t>(rows * k));
     for (int64_t i = 0; i < n * k; ++i) wb[static_cast<size_t>(i)] = float_to_bf16(dist(rng));
     for (auto& v : x) v = dist(rng);
-    const TensorView view{"w", DType::BF16, {n, k}, reinterpret_cast<const uint8_t*>(wb.data()), static_cast<size_t>(n * k) * 2};
+    const TensorView view{
+        "w", DType::BF16, {n, k}, reinterpret_cast<const uint8_t*>(wb.data()), static_cast<size_t>(n * k) * 2};
     each_output(view, x, rows, [&](int64_t r, int64_t o, float got) {
-        double exact = 0, of_rounded = 0, magnitude = 0;
-        for (int64_t i = 0; i < k; ++i) {
-          const double wi = bf16_to_float(wb[static_cast<size_t>(o * k + i)]), xi = x[static_cast<size_t>(r * k + i)];
-          exact += wi * xi;
-          of_rounded += wi * bf16_to_float(float_to_bf16(x[static_cast<size_t>(r * k + i)]));
-          magnitude += std::abs(wi * xi);
-        }
-        EXPECT_LE(std::abs(got - of_rounded), 1e-5 * magnitude) << rows << "x" << n << "x" << k << " row " << r << " output " << o;
-        EXPECT_LE(std::abs(got - exact), std::ldexp(magnitude, -8)) << rows << "x" << n << "x" << k << " row " << r;
+      double exact = 0, of_rounded = 0, magnitude = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        const double wi = bf16_to_float(wb[static_cast<size_t>(o * k + i)]), xi = x[static_cast<size_t>(r * k + i)];
+        exact += wi * xi;
+        of_rounded += wi * bf16_to_float(float_to_bf16(x[static_cast<size_t>(r * k + i)]));
+        magnitude += std::abs(wi * xi);
+      }
+      EXPECT_LE(std::abs(got - of_rounded), 1e-5 * magnitude)
+          << rows << "x" << n << "x" << k << " row " << r << " output " << o;
+      EXPECT_LE(std::abs(got - exact), std::ldexp(magnitude, -8)) << rows << "x" << n << "x" << k << " row " << r;
     });
   }
 }
@@ -181,7 +191,8 @@ TEST(InterleavedQ8_0, GivesTheProductOfTheQuantizedActivations) {
   const QuantType& type = kTypes[0];
   std::mt19937 rng(5);
   std::normal_distribution<float> dist(0, 1);
-  for (const Shape& shape : {Shape{1, 7, 64, 64}, {5, 40, 96, 96}, {9, 33, 256, 256}, {70, 16, 32, 32}, {13, 20, 128, 192}}) {
+  for (const Shape& shape :
+       {Shape{1, 7, 64, 64}, {5, 40, 96, 96}, {9, 33, 256, 256}, {70, 16, 32, 32}, {13, 20, 128, 192}}) {
     const int64_t rows = shape.rows, n = shape.n, k = shape.k, stride = shape.stride;
     const std::vector<uint8_t> wq = random_blocks(type, n * stride / 32, rng);
     const TensorView whole{"w", DType::Q8_0, {n, stride}, wq.data(), wq.size()};
@@ -193,16 +204,19 @@ TEST(InterleavedQ8_0, GivesTheProductOfTheQuantizedActivations) {
     const cpu::InterleavedQ8_0 interleaved(view);
     EXPECT_EQ(interleaved.rows(), n);
     EXPECT_EQ(interleaved.columns(), k);
-    each_output(view, x, rows, [&](const float* xs, int64_t count, float* out) { interleaved.multiply(xs, count, out); },
-                [&](int64_t r, int64_t o, float got) {
-      double of_quantized = 0, magnitude = 0;
-      for (int64_t i = 0; i < k; ++i) {
-        const double term = w[static_cast<size_t>(o * stride + stride - k + i)] * xq[static_cast<size_t>(r * k + i)];
-        of_quantized += term;
-        magnitude += std::abs(term);
-      }
-      EXPECT_NEAR(got, of_quantized, 2e-6 * magnitude) << rows << "x" << n << "x" << k << " row " << r << " output " << o;
-    });
+    each_output(
+        view, x, rows, [&](const float* xs, int64_t count, float* out) { interleaved.multiply(xs, count, out); },
+        [&](int64_t r, int64_t o, float got) {
+          double of_quantized = 0, magnitude = 0;
+          for (int64_t i = 0; i < k; ++i) {
+            const double term =
+                w[static_cast<size_t>(o * stride + stride - k + i)] * xq[static_cast<size_t>(r * k + i)];
+            of_quantized += term;
+            magnitude += std::abs(term);
+          }
+          EXPECT_NEAR(got, of_quantized, 2e-6 * magnitude)
+              << rows << "x" << n << "x" << k << " row " << r << " output " << o;
+        });
   }
 }
 
@@ -213,7 +227,8 @@ TEST(InterleavedQ8_0, TheCpuBackendMultipliesAModelsQ8_0WeightsThroughIt) {
   std::mt19937 rng(9);
   std::normal_distribution<float> dist(0, 1);
   const int64_t n = 24, k = 64, rows = 3;
-  const std::vector<uint8_t> head_q = random_blocks(kTypes[0], n * k / 32, rng), q_q = random_blocks(kTypes[0], n * k / 32, rng);
+  const std::vector<uint8_t> head_q = random_blocks(kTypes[0], n * k / 32, rng),
+                             q_q = random_blocks(kTypes[0], n * k / 32, rng);
   std::vector<float> bias(static_cast<size_t>(n)), x(static_cast<size_t>(rows * k));
   for (auto& v : bias) v = dist(rng);
   for (auto& v : x) v = dist(rng);
@@ -229,7 +244,8 @@ TEST(InterleavedQ8_0, TheCpuBackendMultipliesAModelsQ8_0WeightsThroughIt) {
     backend->linear(x.data(), rows, layer, got.data());
     cpu::InterleavedQ8_0(layer.weight).multiply(x.data(), rows, expected.data());
     for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t o = 0; o < n; ++o) expected[static_cast<size_t>(r * n + o)] += layer.bias.data ? bias[static_cast<size_t>(o)] : 0;
+      for (int64_t o = 0; o < n; ++o)
+        expected[static_cast<size_t>(r * n + o)] += layer.bias.data ? bias[static_cast<size_t>(o)] : 0;
     }
     EXPECT_EQ(got, expected) << layer.weight.name;
   }
@@ -247,8 +263,9 @@ TEST(InterleavedQ8_0, RefusesWhatItCannotLayOut) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, Int8Dot, testing::ValuesIn(kTypes),
-                         [](const testing::TestParamInfo<QuantType>& info) { return std::string(dtype_name(info.param.dtype)); });
+INSTANTIATE_TEST_SUITE_P(Types, Int8Dot, testing::ValuesIn(kTypes), [](const testing::TestParamInfo<QuantType>& info) {
+  return std::string(dtype_name(info.param.dtype));
+});
 
 }  // namespace
 }  // namespace nanoserve

@@ -66,8 +66,8 @@ TEST_P(TensorCoreLinearTest, MatchesADoubleProductAndRowsDoNotDependOnTheBatch) 
   // rows of x from `first`, run as one batch
   auto run = [&](int64_t first, int64_t rows) {
     DeviceArray out(static_cast<size_t>(rows * c.features) * sizeof(float));
-    cuda::tensor_core_linear(x_dev.as<uint16_t>() + first * c.cols, rows, matrix, bias_dev.as<float>(),
-                             out.as<float>(), nullptr);
+    cuda::tensor_core_linear(x_dev.as<uint16_t>() + first * c.cols, rows, matrix, bias_dev.as<float>(), out.as<float>(),
+                             nullptr);
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     return out.floats();
   };
@@ -88,8 +88,8 @@ TEST_P(TensorCoreLinearTest, MatchesADoubleProductAndRowsDoNotDependOnTheBatch) 
     }
   }
 
-  for (const auto& [first, rows] : std::vector<std::pair<int64_t, int64_t>>{{0, 1}, {3, 1}, {69, 1}, {0, 5}, {17, 16},
-                                                                            {40, 30}}) {
+  for (const auto& [first, rows] :
+       std::vector<std::pair<int64_t, int64_t>>{{0, 1}, {3, 1}, {69, 1}, {0, 5}, {17, 16}, {40, 30}}) {
     const std::vector<float> part = run(first, rows);
     ASSERT_EQ(0, std::memcmp(part.data(), all.data() + first * c.features, part.size() * sizeof(float)))
         << rows << " rows from row " << first << " differ from the same rows in a batch of " << kRows;
@@ -97,7 +97,8 @@ TEST_P(TensorCoreLinearTest, MatchesADoubleProductAndRowsDoNotDependOnTheBatch) 
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, TensorCoreLinearTest,
-                         ::testing::Values(Case{cuda::WeightType::BF16, 40, 4096}, Case{cuda::WeightType::BF16, 24, 264},
+                         ::testing::Values(Case{cuda::WeightType::BF16, 40, 4096},
+                                           Case{cuda::WeightType::BF16, 24, 264},
                                            Case{cuda::WeightType::BF16, 300, 136},
                                            Case{cuda::WeightType::F16, 40, 4096}));
 

@@ -19,18 +19,23 @@ namespace {
 
 using test::run_cli;
 
-bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
 
 TEST(Cli, HelpExplainsEveryCommand) {
   auto r = run_cli({"--help"});
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* cmd : {"generate", "logits", "perplexity", "inspect", "serve"}) EXPECT_TRUE(contains(r.out, cmd)) << r.out;
+  for (const char* cmd : {"generate", "logits", "perplexity", "inspect", "serve"})
+    EXPECT_TRUE(contains(r.out, cmd)) << r.out;
   r = run_cli({"generate", "--help"});
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* flag : {"--model", "--prompt", "--max-tokens", "--temperature", "--seed"}) EXPECT_TRUE(contains(r.out, flag)) << r.out;
+  for (const char* flag : {"--model", "--prompt", "--max-tokens", "--temperature", "--seed"})
+    EXPECT_TRUE(contains(r.out, flag)) << r.out;
   r = run_cli({"serve", "--help"});
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* flag : {"--host", "--port", "--api-key", "--max-num-seqs", "--kv-cache-memory", "--shutdown-grace"}) {
+  for (const char* flag :
+       {"--host", "--port", "--api-key", "--max-num-seqs", "--kv-cache-memory", "--shutdown-grace"}) {
     EXPECT_TRUE(contains(r.out, flag)) << r.out;
   }
 }
@@ -54,7 +59,8 @@ TEST(Cli, TokenizeMatchesHuggingFaceAndDetokenizeRoundTrips) {
   // Issue 30: --no-special means "without special tokens" both ways, and by default detokenize
   // keeps them, as POST /detokenize and Hugging Face's decode do.
   auto r = run_cli({"detokenize", "-m", dir.path().string()}, "[0, 1738]");
-  EXPECT_EQ(r.out, "<|begin_of_text|>" + run_cli({"detokenize", "--no-special", "-m", dir.path().string()}, "[1738]").out);
+  EXPECT_EQ(r.out,
+            "<|begin_of_text|>" + run_cli({"detokenize", "--no-special", "-m", dir.path().string()}, "[1738]").out);
   EXPECT_EQ(run_cli({"detokenize", "--no-special", "-m", dir.path().string()}, "[0, 1738]").out,
             run_cli({"detokenize", "-m", dir.path().string()}, "[1738]").out);
   r = run_cli({"detokenize", "-m", dir.path().string()}, "[1, 99999]");
@@ -65,7 +71,9 @@ TEST(Cli, TokenizeMatchesHuggingFaceAndDetokenizeRoundTrips) {
 TEST(Cli, ServeRefusesAnAddressItCannotUse) {
   auto r = run_cli({"serve", "--host", "not-an-ip.invalid"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(contains(r.err, "error: --host not-an-ip.invalid: neither an IP address nor a name this machine resolves")) << r.err;
+  EXPECT_TRUE(
+      contains(r.err, "error: --host not-an-ip.invalid: neither an IP address nor a name this machine resolves"))
+      << r.err;
 }
 
 // With no -m the bundled demo model runs; greedy text is the float64 HF reference continuation.
@@ -83,7 +91,8 @@ TEST(Cli, GenerateWithDefaultModelMatchesReferenceContinuation) {
 // Split two ways (CPU ranks on threads) the demo model gives the same greedy text; a split that
 // does not divide the KV heads is refused by name.
 TEST(Cli, TensorParallelGenerateGivesTheSameText) {
-  const std::vector<std::string> args = {"generate", "-p", "And the LORD said unto Moses,", "-n", "24", "--temperature", "0"};
+  const std::vector<std::string> args = {"generate",      "-p", "And the LORD said unto Moses,", "-n", "24",
+                                         "--temperature", "0"};
   auto one = run_cli(args);
   auto split = args;
   split.insert(split.end(), {"--tensor-parallel-size", "2"});
@@ -111,7 +120,8 @@ TEST(Cli, LogitsCommandMatchesReference) {
   auto ref = test::read_reference(test::fixture("llama32/reference.safetensors"));
   test::ScratchDir dir;
   const auto& ids = ref.ints.at("input_ids");
-  write_safetensors(dir.file("in.safetensors"), {{"input_ids", DType::I64, {static_cast<int64_t>(ids.size())}, ids.data()}});
+  write_safetensors(dir.file("in.safetensors"),
+                    {{"input_ids", DType::I64, {static_cast<int64_t>(ids.size())}, ids.data()}});
   auto r = run_cli({"logits", "-m", test::fixture("llama32"), "--input", dir.file("in.safetensors"), "--output",
                     dir.file("out.safetensors")});
   unsetenv("NANOSERVE_CPU_F32");
@@ -138,8 +148,8 @@ TEST(Cli, LogitsRejectsIdsOutsideVocabulary) {
 TEST(Cli, PerplexityOfPlainTextInChunks) {
   test::ScratchDir dir;
   test::write_file(dir.file("t.txt"), test::read_file(test::fixture("gguf/heldout.txt")).substr(0, 2000));
-  auto r = run_cli({"perplexity", "--text", dir.file("t.txt"), "--context", "64", "-m", test::demo_model_dir() + "/demo-q4_k_m.gguf",
-                    "--kv-cache-dtype", "q8_0"});
+  auto r = run_cli({"perplexity", "--text", dir.file("t.txt"), "--context", "64", "-m",
+                    test::demo_model_dir() + "/demo-q4_k_m.gguf", "--kv-cache-dtype", "q8_0"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   int windows = 0, scored = 0;
   ASSERT_EQ(std::sscanf(r.out.c_str(), "windows %d, tokens scored %d", &windows, &scored), 2) << r.out;
@@ -152,7 +162,8 @@ TEST(Cli, PerplexityOfPlainTextInChunks) {
 
 // The forward-pass benchmark (llama-bench's measures): one line per measure, a positive rate.
 TEST(Cli, BenchForwardPass) {
-  auto r = run_cli({"bench", "--pp", "16", "--tg", "4", "--repetitions", "2", "-m", test::demo_model_dir() + "/demo-q4_k_m.gguf"});
+  auto r = run_cli(
+      {"bench", "--pp", "16", "--tg", "4", "--repetitions", "2", "-m", test::demo_model_dir() + "/demo-q4_k_m.gguf"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   double pp = 0, tg = 0;
   const auto pp_at = r.out.find("pp16"), tg_at = r.out.find("tg4");
@@ -191,10 +202,11 @@ TEST(Cli, InspectShowsTiedAliasAndParameterCount) {
 TEST(Cli, InspectShowsFamilyOptions) {
   auto r = run_cli({"inspect", "-m", test::fixture("gemma3")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (const char* line : {"family        gemma3 (model_type gemma3_text)", "norm          rms (1 + w), eps 1e-05, plus post-attention",
-                           "mlp           gated, gelu (tanh)", "qk norm       per head", "attention     scale 0.25",
-                           "sliding       8 on layers 0*,2* (* local RoPE)", "rope          theta 1000000, scaling linear, factor 2",
-                           "local rope    theta 10000, scaling default", "embed scale   8", "logit softcap 10"}) {
+  for (const char* line :
+       {"family        gemma3 (model_type gemma3_text)", "norm          rms (1 + w), eps 1e-05, plus post-attention",
+        "mlp           gated, gelu (tanh)", "qk norm       per head", "attention     scale 0.25",
+        "sliding       8 on layers 0*,2* (* local RoPE)", "rope          theta 1000000, scaling linear, factor 2",
+        "local rope    theta 10000, scaling default", "embed scale   8", "logit softcap 10"}) {
     EXPECT_TRUE(contains(r.out, line)) << line << "\n" << r.out;
   }
   r = run_cli({"inspect", "-m", test::fixture("olmoe_norm_topk")});
@@ -208,8 +220,8 @@ TEST(Cli, InspectShowsFamilyOptions) {
 TEST(Cli, BenchReportsThroughputAndLatency) {
   auto r = run_cli({"bench", "--num-requests", "6", "--input-len", "20", "--output-len", "8", "--concurrency", "3"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (const char* line : {"requests 6 | input 20 | output 8 | concurrency 3", "requests/s", "output tok/s", "TTFT ms p50 / p99",
-                           "time per output token ms", "peak KV blocks used", "preemptions"}) {
+  for (const char* line : {"requests 6 | input 20 | output 8 | concurrency 3", "requests/s", "output tok/s",
+                           "TTFT ms p50 / p99", "time per output token ms", "peak KV blocks used", "preemptions"}) {
     EXPECT_TRUE(contains(r.out, line)) << line << "\n" << r.out;
   }
   EXPECT_TRUE(contains(r.err, "KV cache: 0.25 GiB f32, 2048 blocks of 16 tokens")) << r.err;
@@ -238,10 +250,12 @@ TEST(Cli, ChatKeepsTheConversationAndReusesItsBlocks) {
 // turn. The oldest turns are now left out, said on stderr; a message too long on its own fails
 // that turn alone, and the conversation goes on.
 TEST(Cli, ChatOutgrowsTheContextWithoutEnding) {
-  auto r = run_cli({"chat", "--temperature", "0", "-n", "400", "--ignore-eos"}, "Hello there\nWhat is wisdom?\nTell me more\n");
+  auto r = run_cli({"chat", "--temperature", "0", "-n", "400", "--ignore-eos"},
+                   "Hello there\nWhat is wisdom?\nTell me more\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(contains(r.err, "[prompt 427 tokens, 16 from cache | 400 tokens")) << r.err;
-  EXPECT_TRUE(contains(r.err, "[the context is full: the oldest 2 messages were left out]\n[prompt 429 tokens")) << r.err;
+  EXPECT_TRUE(contains(r.err, "[the context is full: the oldest 2 messages were left out]\n[prompt 429 tokens"))
+      << r.err;
   std::string long_message;
   for (int i = 0; i < 1500; ++i) long_message += "wisdom ";
   r = run_cli({"chat", "--temperature", "0", "-n", "8"}, long_message + "\nHello there\n");
@@ -277,8 +291,7 @@ TEST(Cli, ChatCtrlCStopsTheReplyNotTheProgram) {
   const std::string rest = "What is wisdom?\n/exit\n";
   ASSERT_EQ(write(to_child[1], rest.data(), rest.size()), static_cast<ssize_t>(rest.size()));
   close(to_child[1]);
-  while (read(from_child[0], buffer, sizeof buffer) > 0) {
-  }
+  while (read(from_child[0], buffer, sizeof buffer) > 0) {}
   std::string err;
   for (ssize_t n; (n = read(errors[0], buffer, sizeof buffer)) > 0;) err.append(buffer, static_cast<size_t>(n));
   int status = 0;
@@ -324,7 +337,10 @@ TEST(Cli, ChatNeedsATemplate) {
   test::write_file(dir.file("tokenizer_config.json"), "{}");
   auto r = run_cli({"chat", "-m", dir.path().string()}, "hi\n");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(contains(r.err, "the model has no chat template (tokenizer_config.json chat_template, chat_template.jinja, or GGUF tokenizer.chat_template); give one with --chat-template FILE")) << r.err;
+  EXPECT_TRUE(contains(r.err,
+                       "the model has no chat template (tokenizer_config.json chat_template, chat_template.jinja, or "
+                       "GGUF tokenizer.chat_template); give one with --chat-template FILE"))
+      << r.err;
   EXPECT_FALSE(contains(r.err, "loaded ")) << "the template is looked for before the weights load: " << r.err;
 }
 
@@ -335,31 +351,45 @@ TEST(Cli, ChatTemplateFromAFileAStringOrTheModelsJinjaFile) {
   test::ScratchDir dir;
   test::copy_dir(test::demo_model_dir(), dir.path().string());
   test::write_file(dir.file("tokenizer_config.json"), "{}");
-  const std::string jinja = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}";
-  const std::string conversation = R"({"messages": [{"role": "user", "content": "Who was Moses?"}], "add_generation_prompt": true})";
+  const std::string jinja =
+      "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}[assistant] {% "
+      "endif %}";
+  const std::string conversation =
+      R"({"messages": [{"role": "user", "content": "Who was Moses?"}], "add_generation_prompt": true})";
   const std::string expected = "[user] Who was Moses?\n[assistant] ";
   auto r = run_cli({"chat-template", "-m", dir.path().string(), "--chat-template", jinja}, conversation);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, expected);
   test::write_file(dir.file("mine.jinja"), jinja);
-  r = run_cli({"chat", "-m", dir.path().string(), "--chat-template", dir.file("mine.jinja"), "-n", "4", "--temperature", "0"}, "Who was Moses?\n");
+  r = run_cli(
+      {"chat", "-m", dir.path().string(), "--chat-template", dir.file("mine.jinja"), "-n", "4", "--temperature", "0"},
+      "Who was Moses?\n");
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_TRUE(contains(r.err, "[prompt 14 tokens, 0 from cache | 4 tokens")) << r.err;  // the rendered text's 14 (no BOS: templates write their own)
+  EXPECT_TRUE(contains(r.err, "[prompt 14 tokens, 0 from cache | 4 tokens"))
+      << r.err;  // the rendered text's 14 (no BOS: templates write their own)
   test::write_file(dir.file("chat_template.jinja"), jinja);
   r = run_cli({"chat-template", "-m", dir.path().string()}, conversation);
   EXPECT_EQ(r.out, expected) << r.err;
-  r = run_cli({"chat-template", "-m", dir.path().string(), "--chat-template", "/nonexistent/template.jinja"}, conversation);
+  r = run_cli({"chat-template", "-m", dir.path().string(), "--chat-template", "/nonexistent/template.jinja"},
+              conversation);
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err, "error: --chat-template /nonexistent/template.jinja: no such file, and not a Jinja template (no {{ or {%)\n");
+  EXPECT_EQ(
+      r.err,
+      "error: --chat-template /nonexistent/template.jinja: no such file, and not a Jinja template (no {{ or {%)\n");
 }
 
 TEST(Cli, ErrorsAreClearAndExitOne) {
   auto r = run_cli({"generate", "-m", "/nonexistent/model", "-p", "hi"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err, "error: /nonexistent/model: no such file or directory, and not a Hub repository id (ORG/NAME[@REVISION])\n");
+  EXPECT_EQ(
+      r.err,
+      "error: /nonexistent/model: no such file or directory, and not a Hub repository id (ORG/NAME[@REVISION])\n");
   r = run_cli({"generate", "-p", "hi", "-n", "5000"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(contains(r.err, "error: the prompt (2 tokens) plus max_tokens (5000) is 5002 tokens, more than the model's context of 1024")) << r.err;
+  EXPECT_TRUE(contains(
+      r.err,
+      "error: the prompt (2 tokens) plus max_tokens (5000) is 5002 tokens, more than the model's context of 1024"))
+      << r.err;
   r = run_cli({"perplexity", "--file", "/nonexistent.jsonl"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(contains(r.err, "/nonexistent.jsonl: cannot open")) << r.err;
@@ -385,10 +415,12 @@ TEST(Cli, MistakesAreToldWithTheirFixBeforeLoading) {
       {{"generate", "models/demo", "-p", "x"}, "error: generate takes the model as a flag: generate -m models/demo\n"},
       {{"generate", "-m", "/nonexistent", "--top-p", "5", "-p", "x"}, "error: top_p must be in (0, 1], got 5\n"},
       {{"chat", "-m", "/nonexistent", "--min-p", "3"}, "error: min_p must be in [0, 1], got 3\n"},
-      {{"serve", "-m", "/nonexistent", "--port", "99999"}, "--port: 99999 is not in [0, 65535]\nRun with --help for more information.\n"},
+      {{"serve", "-m", "/nonexistent", "--port", "99999"},
+       "--port: 99999 is not in [0, 65535]\nRun with --help for more information.\n"},
       {{"serve", "-m", "/nonexistent", "--kv-cache-memory", "-1"},
        "--kv-cache-memory: -1 is not a positive number\nRun with --help for more information.\n"},
-      {{"serve", "-m", "/nonexistent", "--max-queued", "lots"}, "--max-queued: lots is not a number\nRun with --help for more information.\n"},
+      {{"serve", "-m", "/nonexistent", "--max-queued", "lots"},
+       "--max-queued: lots is not a number\nRun with --help for more information.\n"},
   };
   for (const auto& [args, expected] : cases) {
     const auto r = run_cli(args);
@@ -398,7 +430,8 @@ TEST(Cli, MistakesAreToldWithTheirFixBeforeLoading) {
   // The resolver's words vary by machine; the sentence before them does not.
   const auto host = run_cli({"serve", "-m", "/nonexistent", "--host", "nosuchhost.invalid"});
   EXPECT_EQ(host.exit_code, 1);
-  EXPECT_TRUE(contains(host.err, "error: --host nosuchhost.invalid: neither an IP address nor a name this machine resolves"))
+  EXPECT_TRUE(
+      contains(host.err, "error: --host nosuchhost.invalid: neither an IP address nor a name this machine resolves"))
       << host.err;
   // --help shows each sampling default as the command has it: generate is greedy with 64 tokens,
   // chat samples at 0.8 with 256.
@@ -432,21 +465,31 @@ TEST(Cli, MaxModelLenCapsTheContext) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.out, "") << "a refused prompt is not echoed";
   EXPECT_TRUE(contains(r.err, "(512 full-context sequences of 64, --max-model-len)")) << r.err;
-  EXPECT_TRUE(contains(r.err, "error: the prompt (4 tokens) plus max_tokens (100) is 104 tokens, more than the context of 64 (--max-model-len)\n")) << r.err;
+  EXPECT_TRUE(contains(r.err,
+                       "error: the prompt (4 tokens) plus max_tokens (100) is 104 tokens, more than the context of 64 "
+                       "(--max-model-len)\n"))
+      << r.err;
   r = run_cli({"generate", "-p", "In the beginning", "-n", "60", "-c", "64", "--ignore-eos", "--temperature", "0"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(contains(r.err, "generated: 60 tokens")) << r.err;
   r = run_cli({"generate", "-p", "hi", "--max-model-len", "5000"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_TRUE(contains(r.err, "error: --max-model-len 5000: more than the model's context of 1024 tokens (max_position_embeddings)\n")) << r.err;
+  EXPECT_TRUE(contains(
+      r.err, "error: --max-model-len 5000: more than the model's context of 1024 tokens (max_position_embeddings)\n"))
+      << r.err;
   r = run_cli({"generate", "-p", "hi", "-n", "4", "--kv-cache-memory", "0.001"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_TRUE(contains(r.err, "warning: the KV cache holds 128 tokens, less than one sequence of the full context (1024): longer "
-                              "requests will be refused. Raise --kv-cache-memory, or lower --max-model-len to 128 or less\n")) << r.err;
+  EXPECT_TRUE(
+      contains(r.err,
+               "warning: the KV cache holds 128 tokens, less than one sequence of the full context (1024): longer "
+               "requests will be refused. Raise --kv-cache-memory, or lower --max-model-len to 128 or less\n"))
+      << r.err;
   r = run_cli({"tokenize", "-c", "64"});
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_EQ(r.err, "error: -c is not a flag of tokenize: the context length is set where the engine runs: generate, chat, serve "
-                   "and bench take --max-model-len\n");
+  EXPECT_EQ(
+      r.err,
+      "error: -c is not a flag of tokenize: the context length is set where the engine runs: generate, chat, serve "
+      "and bench take --max-model-len\n");
 }
 
 // Issue 28: the demo model's path was compiled in; a program copied out of its build finds the
@@ -477,7 +520,8 @@ TEST(Cli, ACpuRunLoadsNoCudaLibrary) {
   }
 #ifdef NANOSERVE_CUDA
   // and --device cuda loads them (the GPU may be missing: the plugin's error then names it)
-  const auto gpu = run_cli({"generate", "--device", "cuda", "-p", "In the beginning", "-n", "2"}, "", {"LD_DEBUG=files"});
+  const auto gpu =
+      run_cli({"generate", "--device", "cuda", "-p", "In the beginning", "-n", "2"}, "", {"LD_DEBUG=files"});
   EXPECT_TRUE(contains(gpu.err, "libnanoserve_cuda.so") && contains(gpu.err, "libcublas")) << gpu.err.substr(0, 4000);
 #endif
 }

@@ -25,7 +25,9 @@ Perplexity run_perplexity(const std::vector<std::string>& args) {
   const auto r = run_cli(all);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   Perplexity p;
-  EXPECT_EQ(std::sscanf(r.out.c_str(), "windows %d, tokens scored %d, nll %lf, ppl %lf", &p.windows, &p.scored, &p.nll, &p.ppl), 4)
+  EXPECT_EQ(std::sscanf(r.out.c_str(), "windows %d, tokens scored %d, nll %lf, ppl %lf", &p.windows, &p.scored, &p.nll,
+                        &p.ppl),
+            4)
       << r.out;
   std::printf("  %s", r.out.c_str());
   return p;

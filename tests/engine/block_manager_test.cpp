@@ -34,7 +34,7 @@ TEST(BlockManager, PublishedBlocksAreReusedThenEvictedLeastRecentlyUsedFirst) {
   ASSERT_TRUE(hit.has_value());
   EXPECT_EQ(*hit, *a);
   EXPECT_FALSE(m.lookup(h1, t2).has_value()) << "same hash, other tokens: no reuse";
-  m.release(*hit);  // a is now the most recently used
+  m.release(*hit);            // a is now the most recently used
   auto fresh = m.allocate();  // evicts b, the least recently used
   EXPECT_EQ(*fresh, *b);
   EXPECT_FALSE(m.lookup(h2, t2).has_value());
@@ -44,7 +44,8 @@ TEST(BlockManager, PublishedBlocksAreReusedThenEvictedLeastRecentlyUsedFirst) {
 
 TEST(BlockManager, ChainedHashDependsOnEverythingBefore) {
   const std::vector<int32_t> x = {5, 6};
-  EXPECT_NE(BlockManager::hash(BlockManager::hash(0, {{1, 2}}), x), BlockManager::hash(BlockManager::hash(0, {{1, 3}}), x));
+  EXPECT_NE(BlockManager::hash(BlockManager::hash(0, {{1, 2}}), x),
+            BlockManager::hash(BlockManager::hash(0, {{1, 3}}), x));
 }
 
 }  // namespace

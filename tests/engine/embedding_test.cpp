@@ -65,7 +65,8 @@ class EmbeddingTest : public ::testing::Test {
     int64_t prompt_tokens = 0, completion_tokens = 0;
   };
 
-  static std::map<uint64_t, Result> run(Engine& engine, const std::vector<Request>& requests, std::vector<uint64_t>& ids) {
+  static std::map<uint64_t, Result> run(Engine& engine, const std::vector<Request>& requests,
+                                        std::vector<uint64_t>& ids) {
     std::map<uint64_t, Result> results;
     for (const auto& r : requests) {
       ids.push_back(engine.submit(r, [&results](const Event& e) {
@@ -94,7 +95,8 @@ Model* EmbeddingTest::model_ = nullptr;
 Tokenizer* EmbeddingTest::tokenizer_ = nullptr;
 
 TEST_F(EmbeddingTest, EachPoolingOfPromptsPrefilledInChunksIsThePooledFinalNorm) {
-  const std::vector<std::string> texts = {"And the LORD said unto Moses,", "A fortune: you will be hungry again in one hour.",
+  const std::vector<std::string> texts = {"And the LORD said unto Moses,",
+                                          "A fortune: you will be hungry again in one hour.",
                                           std::string(300, 'x') + " and the rest of a long prompt"};
   for (PoolingMode mode : {PoolingMode::Last, PoolingMode::Mean, PoolingMode::Cls}) {
     Engine engine(*model_, tokenizer_, options(/*max_batched_tokens=*/16));  // the long prompt takes many steps
@@ -129,9 +131,11 @@ TEST_F(EmbeddingTest, EmbeddingsAndGenerationsShareStepsWithoutChangingEither) {
     alone_tokens = run(engine, {{prompt, greedy}}, ids).at(ids[0]).tokens;
   }
   Engine engine(*model_, tokenizer_, options(24));
-  const std::vector<int32_t> a = tokenizer_->encode("In the beginning"), b = tokenizer_->encode("Thou shalt not steal, nor lie.");
+  const std::vector<int32_t> a = tokenizer_->encode("In the beginning"),
+                             b = tokenizer_->encode("Thou shalt not steal, nor lie.");
   std::vector<uint64_t> ids;
-  const auto results = run(engine, {{prompt, greedy}, {a, {}, Pooling{}}, {b, {}, Pooling{PoolingMode::Mean, true}}}, ids);
+  const auto results =
+      run(engine, {{prompt, greedy}, {a, {}, Pooling{}}, {b, {}, Pooling{PoolingMode::Mean, true}}}, ids);
   EXPECT_EQ(results.at(ids[0]).tokens, alone_tokens);
   expect_close(results.at(ids[1]).embedding, expected(a, PoolingMode::Last), "last");
   expect_close(results.at(ids[2]).embedding, expected(b, PoolingMode::Mean), "mean");

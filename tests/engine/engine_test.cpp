@@ -37,7 +37,8 @@ class EngineTest : public ::testing::Test {
     tokenizer_ = new Tokenizer(Tokenizer::from_file(test::demo_model_dir()));
     std::ifstream in(test::demo_model_dir() + "/heldout.jsonl");
     std::string line;
-    while (std::getline(in, line)) docs_.push_back(tokenizer_->encode(nlohmann::json::parse(line)["text"].get<std::string>()));
+    while (std::getline(in, line))
+      docs_.push_back(tokenizer_->encode(nlohmann::json::parse(line)["text"].get<std::string>()));
   }
   static void TearDownTestSuite() {
     delete model_;
@@ -260,7 +261,9 @@ TEST_F(EngineTest, PenaltiesBiasAndLogprobsMatchAReference) {
     for (auto [t, b] : p.logit_bias) l[static_cast<size_t>(t)] += b;
     std::set<int32_t> seen(ids.begin(), ids.end());
     for (auto& [t, c] : counts) seen.insert(t);
-    for (int32_t t : seen) l[static_cast<size_t>(t)] = l[static_cast<size_t>(t)] > 0 ? l[static_cast<size_t>(t)] / 1.3f : l[static_cast<size_t>(t)] * 1.3f;
+    for (int32_t t : seen)
+      l[static_cast<size_t>(t)] =
+          l[static_cast<size_t>(t)] > 0 ? l[static_cast<size_t>(t)] / 1.3f : l[static_cast<size_t>(t)] * 1.3f;
     for (auto& [t, c] : counts) l[static_cast<size_t>(t)] -= 0.4f + 0.3f * static_cast<float>(c);
     const int32_t next = argmax(l);
     ASSERT_EQ(got.tokens.at(step), next) << "step " << step;
@@ -342,9 +345,10 @@ TEST_F(EngineTest, OversizedRequestsAreRefusedAtSubmission) {
     engine.submit({prompt(0, 100), greedy(100)}, [](const Event&) {});
     FAIL();
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(),
-                 "the prompt (100 tokens) plus max_tokens (100) needs 13 KV blocks of 16 tokens, but the pool holds only "
-                 "8 blocks (128 tokens); raise --kv-cache-memory or lower max_tokens");
+    EXPECT_STREQ(
+        e.what(),
+        "the prompt (100 tokens) plus max_tokens (100) needs 13 KV blocks of 16 tokens, but the pool holds only "
+        "8 blocks (128 tokens); raise --kv-cache-memory or lower max_tokens");
   }
   try {
     engine.submit({prompt(0, 1000), greedy(100)}, [](const Event&) {});
@@ -449,7 +453,10 @@ word ::= [a-z]{1,6})"));
   sampled.n = 3;
   sampled.logprobs = 2;
   std::vector<uint64_t> ids;
-  const auto out = run(engine, {{prompt(1, 20), greedy(16)}, {prompt(4, 12), constrained}, {prompt(2, 9), greedy(16)}, {prompt(5, 7), sampled}}, &ids);
+  const auto out = run(
+      engine,
+      {{prompt(1, 20), greedy(16)}, {prompt(4, 12), constrained}, {prompt(2, 9), greedy(16)}, {prompt(5, 7), sampled}},
+      &ids);
   ASSERT_EQ(out.size(), 6u);
   const std::regex language("<[a-z]{1,6}(,[a-z]{1,6}){0,3}>");
   for (const auto& [key, o] : out) {
@@ -470,7 +477,8 @@ TEST_F(EngineTest, ALazyGrammarHoldsFromItsTriggerOn) {
   const size_t at = free_text.find(" a");
   ASSERT_NE(at, std::string::npos) << free_text;
   SamplingParams lazy = greedy(64);
-  lazy.grammar = std::make_shared<const grammar::Grammar>(grammar::parse_gbnf(R"(root ::= " a" [a-z]* " <" [0-9]{2} ">")"));
+  lazy.grammar =
+      std::make_shared<const grammar::Grammar>(grammar::parse_gbnf(R"(root ::= " a" [a-z]* " <" [0-9]{2} ">")"));
   lazy.grammar_trigger = " a";
   Engine engine(*model_, tokenizer_, options());
   const auto out = run(engine, {{prompt(1, 20), lazy}, {prompt(2, 9), greedy(8)}});

@@ -8,9 +8,9 @@ namespace {
 TEST(StopMatcher, HoldsBackOnlyWhatCouldStartAStop) {
   StopMatcher m({"END"});
   EXPECT_EQ(m.push("hello E"), "hello ");  // "E" might start END
-  EXPECT_EQ(m.push("x"), "Ex");           // no longer can
+  EXPECT_EQ(m.push("x"), "Ex");            // no longer can
   EXPECT_EQ(m.push("EN"), "");
-  EXPECT_EQ(m.push("D tail"), "");        // END found: nothing from it on is emitted
+  EXPECT_EQ(m.push("D tail"), "");  // END found: nothing from it on is emitted
   EXPECT_TRUE(m.stopped());
   EXPECT_EQ(m.push("more"), "");
 }

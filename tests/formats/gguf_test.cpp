@@ -71,7 +71,8 @@ TEST(Gguf, ReadsEveryValueTypeAndTensor) {
 
 TEST(Gguf, EveryTruncationIsAnError) {
   const std::string image = valid_image();
-  for (size_t n = 0; n < image.size(); ++n) EXPECT_THROW(parse(image.substr(0, n)), Error) << "prefix of " << n << " bytes";
+  for (size_t n = 0; n < image.size(); ++n)
+    EXPECT_THROW(parse(image.substr(0, n)), Error) << "prefix of " << n << " bytes";
 }
 
 TEST(Gguf, BadFilesGetErrorsNamingTheProblem) {
@@ -142,7 +143,8 @@ TEST(Gguf, BadFilesGetErrorsNamingTheProblem) {
   {
     test::GgufBuilder b;
     b.tensor("w", {32, 4}, 0, 0);  // 512 bytes, 64 there
-    expect(b.finish(std::string(64, '\0')), "tensor 'w': bytes [0, 512) of the data section lie past its end (64 bytes)");
+    expect(b.finish(std::string(64, '\0')),
+           "tensor 'w': bytes [0, 512) of the data section lie past its end (64 bytes)");
   }
   {
     test::GgufBuilder b;
@@ -164,7 +166,8 @@ TEST(Gguf, InspectShowsMetadataAndTensors) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("m.gguf: metadata llama.embedding_length is missing"), std::string::npos) << r.err;
   EXPECT_NE(r.out.find("GGUF version 3, 7 metadata entries, 2 tensors"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("tokens                                   array[string]   [\"a\", \"bc\"]"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tokens                                   array[string]   [\"a\", \"bc\"]"), std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("w                                q8_0    [32, 2] 68 bytes"), std::string::npos) << r.out;
   std::string broken = valid_image();
   broken.resize(200);
@@ -179,7 +182,9 @@ TEST(Gguf, InspectShowsHowAModelRuns) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("llama.rope.freq_base                     float32         10000"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("rope          theta 10000, scaling per-frequency factors [1, 3.3, 8, 8, 8, 8, 8, 8], "
-                       "interleaved pairs"), std::string::npos) << r.out;
+                       "interleaved pairs"),
+            std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("layers.1.attn.k                blk.1.attn_k.weight"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("-                              rope_freqs.weight"), std::string::npos) << r.out;
 }
@@ -190,14 +195,16 @@ TEST(Dequantize, EveryTypeMatchesGgufPyBitForBit) {
   const auto fixture = nlohmann::json::parse(test::read_file(test::fixture("gguf/dequant.json")));
   std::map<std::string, GgmlType> types;
   for (uint32_t id = 0; id < 40; ++id) {
-    if (const GgmlTypeInfo* info = ggml_type_info(id); info && info->dequantizable) types[std::string(info->name)] = static_cast<GgmlType>(id);
+    if (const GgmlTypeInfo* info = ggml_type_info(id); info && info->dequantizable)
+      types[std::string(info->name)] = static_cast<GgmlType>(id);
   }
   std::set<std::string> covered;
   for (const auto& e : fixture["entries"]) {
     const std::string type = e["type"], hex = e["blocks_hex"];
     ASSERT_TRUE(types.count(type)) << type;
     std::vector<uint8_t> blocks(hex.size() / 2);
-    for (size_t i = 0; i < blocks.size(); ++i) blocks[i] = static_cast<uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+    for (size_t i = 0; i < blocks.size(); ++i)
+      blocks[i] = static_cast<uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
     const auto expected = e["float_bits"].get<std::vector<uint32_t>>();
     std::vector<float> got(expected.size());
     dequantize_row(types[type], blocks.data(), got.data(), static_cast<int64_t>(got.size()));
@@ -232,11 +239,11 @@ TEST(Float16, RoundTripAndRoundToNearestEven) {
     if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) continue;
     ASSERT_EQ(float_to_f16(f16_to_float(h)), h) << bits;
   }
-  EXPECT_EQ(float_to_f16(1.0f + 0x1p-11f), 0x3c00);             // halfway between 1 and 1 + 2^-10: even (1)
-  EXPECT_EQ(float_to_f16(1.0f + 3 * 0x1p-11f), 0x3c02);         // halfway between odd and even: up to even
-  EXPECT_EQ(float_to_f16(0x1p-25f), 0x0000);                     // half the smallest subnormal: even (0)
-  EXPECT_EQ(float_to_f16(3 * 0x1p-25f), 0x0002);                 // 1.5 subnormal steps: 2
-  EXPECT_EQ(float_to_f16(65520.0f), 0x7c00);                     // rounds past 65504: inf
+  EXPECT_EQ(float_to_f16(1.0f + 0x1p-11f), 0x3c00);      // halfway between 1 and 1 + 2^-10: even (1)
+  EXPECT_EQ(float_to_f16(1.0f + 3 * 0x1p-11f), 0x3c02);  // halfway between odd and even: up to even
+  EXPECT_EQ(float_to_f16(0x1p-25f), 0x0000);             // half the smallest subnormal: even (0)
+  EXPECT_EQ(float_to_f16(3 * 0x1p-25f), 0x0002);         // 1.5 subnormal steps: 2
+  EXPECT_EQ(float_to_f16(65520.0f), 0x7c00);             // rounds past 65504: inf
   EXPECT_EQ(float_to_f16(-65504.0f), 0xfbff);
 }
 
@@ -245,7 +252,7 @@ TEST(Quantize, Q8_0AsGgmlReference) {
   std::vector<float> x(64);
   for (int i = 0; i < 32; ++i) x[i] = static_cast<float>(i) - 15.5f;  // max |x| 15.5
   x[31] = 127.0f;                                                     // now d = 1 exactly
-  for (int i = 32; i < 64; ++i) x[i] = 0.0f;                         // an all-zero block: d = 0
+  for (int i = 32; i < 64; ++i) x[i] = 0.0f;                          // an all-zero block: d = 0
   std::vector<uint8_t> blocks(68);
   quantize_row_q8_0(x.data(), blocks.data(), 64);
   uint16_t d;
@@ -262,7 +269,8 @@ TEST(Quantize, Q8_0AsGgmlReference) {
   // Random rows: every value within half a step of the original, plus what rounding d to float16
   // (relative 2^-11) costs at up to 127 steps: 0.5 + 127 * 2^-11 < 0.57 steps.
   std::vector<float> row(4096);
-  for (size_t i = 0; i < row.size(); ++i) row[i] = std::sin(static_cast<float>(i) * 0.37f) * static_cast<float>(1 + i % 7);
+  for (size_t i = 0; i < row.size(); ++i)
+    row[i] = std::sin(static_cast<float>(i) * 0.37f) * static_cast<float>(1 + i % 7);
   std::vector<uint8_t> q(row.size() / 32 * 34);
   quantize_row_q8_0(row.data(), q.data(), static_cast<int64_t>(row.size()));
   std::vector<float> restored(row.size());

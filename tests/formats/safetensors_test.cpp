@@ -54,7 +54,8 @@ TEST(Safetensors, ReadsTensorsAndMetadata) {
 }
 
 TEST(Safetensors, AcceptsMetadataAndEmptyTensors) {
-  auto bytes = make_file(R"({"__metadata__":{"format":"pt"},"e":{"dtype":"F16","shape":[0,4],"data_offsets":[0,0]}})", "");
+  auto bytes =
+      make_file(R"({"__metadata__":{"format":"pt"},"e":{"dtype":"F16","shape":[0,4],"data_offsets":[0,0]}})", "");
   ScratchDir dir;
   test::write_file(dir.file("m.safetensors"), bytes);
   SafetensorsFile file(dir.file("m.safetensors"));
@@ -64,9 +65,10 @@ TEST(Safetensors, AcceptsMetadataAndEmptyTensors) {
 
 // Issue 26: an empty tensor pointing into another's bytes was reported as overlapping it.
 TEST(Safetensors, EmptyTensorsOverlapNothing) {
-  auto bytes = make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                         R"("e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},"z":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}})",
-                         std::string(8, 'x'));
+  auto bytes = make_file(
+      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+      R"("e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},"z":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}})",
+      std::string(8, 'x'));
   ScratchDir dir;
   test::write_file(dir.file("m.safetensors"), bytes);
   SafetensorsFile file(dir.file("m.safetensors"));
@@ -132,11 +134,13 @@ TEST(SafetensorsErrors, HugeHeaderLength) {
 TEST(SafetensorsErrors, HeaderNotJson) { expect_error(make_file("{not json", ""), "not valid JSON"); }
 
 TEST(SafetensorsErrors, OffsetsOutOfRange) {
-  expect_error(make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", "abcd"), "outside the data section");
+  expect_error(make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", "abcd"),
+               "outside the data section");
 }
 
 TEST(SafetensorsErrors, OffsetsReversed) {
-  expect_error(make_file(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}})", "abcd"), "outside the data section");
+  expect_error(make_file(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}})", "abcd"),
+               "outside the data section");
 }
 
 TEST(SafetensorsErrors, OverlappingTensors) {
@@ -167,9 +171,7 @@ TEST(SafetensorsErrors, MissingField) {
   expect_error(make_file(R"({"a":{"dtype":"F32","shape":[1]}})", "abcd"), "missing 'data_offsets'");
 }
 
-TEST(SafetensorsErrors, MissingFile) {
-  EXPECT_THROW(SafetensorsFile("/nonexistent/model.safetensors"), Error);
-}
+TEST(SafetensorsErrors, MissingFile) { EXPECT_THROW(SafetensorsFile("/nonexistent/model.safetensors"), Error); }
 
 }  // namespace
 }  // namespace nanoserve

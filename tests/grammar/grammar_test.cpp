@@ -98,7 +98,8 @@ TEST(NumberRange, IntegersMatchExactlyTheRange) {
     const Grammar g = of_expr(integer_range(low, high));
     for (int64_t v = -1500; v <= 1500; ++v) {
       const bool in = (!low || v >= *low) && (!high || v <= *high);
-      ASSERT_EQ(accepts(g, std::to_string(v)), in) << v << " in [" << low.value_or(-999999) << ", " << high.value_or(999999) << "]";
+      ASSERT_EQ(accepts(g, std::to_string(v)), in)
+          << v << " in [" << low.value_or(-999999) << ", " << high.value_or(999999) << "]";
     }
     EXPECT_FALSE(accepts(g, "007"));
   }
@@ -117,10 +118,12 @@ TEST(JsonSchema, ObjectsWithOptionalRequiredAndAdditionalProperties) {
     "required": ["b"],
     "additionalProperties": {"type": "null"}
   })"));
-  for (const char* yes : {R"({"b":"xyz"})", R"({"a":1,"b":"","c":true})", R"({ "b": "x", "z": null })", R"({"b":"x","zz":null,"a2":null})"}) {
+  for (const char* yes : {R"({"b":"xyz"})", R"({"a":1,"b":"","c":true})", R"({ "b": "x", "z": null })",
+                          R"({"b":"x","zz":null,"a2":null})"}) {
     EXPECT_TRUE(accepts(g, yes)) << yes;
   }
-  for (const char* no : {R"({})", R"({"a":1})", R"({"b":"xyzw"})", R"({"b":"x","z":1})", R"({"b":"x","a":null})", R"({"b":"x","c":null})"}) {
+  for (const char* no : {R"({})", R"({"a":1})", R"({"b":"xyzw"})", R"({"b":"x","z":1})", R"({"b":"x","a":null})",
+                         R"({"b":"x","c":null})"}) {
     EXPECT_FALSE(accepts(g, no)) << no;
   }
 }
@@ -152,17 +155,21 @@ TEST(JsonSchema, UnsupportedKeywordsAreNamed) {
       EXPECT_EQ(std::string(e.what()), std::string("json schema at /: '") + keyword + "' is not supported");
     }
   }
-  EXPECT_THROW(compile_json_schema(Json::parse(R"({"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 2}]})")), Error);
+  EXPECT_THROW(
+      compile_json_schema(Json::parse(R"({"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 2}]})")),
+      Error);
   EXPECT_NO_THROW(compile_json_schema(Json::parse(R"({"oneOf": [{"type": "string"}, {"type": "integer"}]})")));
   EXPECT_THROW(compile_json_schema(Json::parse(R"({"$ref": "http://example.com/x.json"})")), Error);
-  for (const char* bad_ref : {R"({"allOf": [{"$ref": 5}]})", R"({"oneOf": [{"$ref": 5}, {"type": "null"}]})", R"({"$ref": 5, "type": "string"})"}) {
+  for (const char* bad_ref : {R"({"allOf": [{"$ref": 5}]})", R"({"oneOf": [{"$ref": 5}, {"type": "null"}]})",
+                              R"({"$ref": 5, "type": "string"})"}) {
     EXPECT_THROW(compile_json_schema(Json::parse(bad_ref)), Error) << bad_ref;
   }
 }
 
 TEST(Matcher, EndOfSequenceOnlyWhereTheGrammarMayEnd) {
   // tokens: 0 "a", 1 "b", 2 "ab", 3 end of sequence (not in the trie)
-  auto trie = std::make_shared<const TokenTrie>(4, std::vector<std::pair<int32_t, std::string>>{{0, "a"}, {1, "b"}, {2, "ab"}});
+  auto trie =
+      std::make_shared<const TokenTrie>(4, std::vector<std::pair<int32_t, std::string>>{{0, "a"}, {1, "b"}, {2, "ab"}});
   Matcher m(std::make_shared<const Grammar>(parse_gbnf("root ::= \"a\" \"b\"?")), trie);
   std::vector<float> logits(4, 0.0f);
   const std::vector<int64_t> eos = {3};

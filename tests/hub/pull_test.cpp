@@ -29,7 +29,8 @@ class PullTest : public ::testing::Test {
              dir_.file("port").c_str(), "--log", dir_.file("log").c_str(), nullptr);
       _exit(127);
     }
-    for (int i = 0; i < 100 && !fs::exists(dir_.file("port")); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (int i = 0; i < 100 && !fs::exists(dir_.file("port")); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     ASSERT_TRUE(fs::exists(dir_.file("port"))) << "fake hub did not start";
     endpoint_ = "http://127.0.0.1:" + test::read_file(dir_.file("port"));
   }
@@ -40,15 +41,17 @@ class PullTest : public ::testing::Test {
 
   // The fake hub, a private cache, no inherited token; `extra` settings come last and win.
   std::vector<std::string> env(const std::vector<std::string>& extra = {}) const {
-    std::vector<std::string> out = {"HF_ENDPOINT=" + endpoint_, "HF_HOME=" + dir_.file("hf"), "HF_TOKEN=",
-                                    "HF_HUB_CACHE=", "HF_HUB_OFFLINE="};
+    std::vector<std::string> out = {"HF_ENDPOINT=" + endpoint_, "HF_HOME=" + dir_.file("hf"),
+                                    "HF_TOKEN=", "HF_HUB_CACHE=", "HF_HUB_OFFLINE="};
     out.insert(out.end(), extra.begin(), extra.end());
     return out;
   }
   test::CommandResult pull(const std::string& repo, const std::vector<std::string>& extra = {}) const {
     return test::run_cli({"pull", repo}, "", env(extra));
   }
-  fs::path repo_dir(const std::string& name) const { return fs::path(dir_.file("hf")) / "hub" / ("models--nanoserve--" + name); }
+  fs::path repo_dir(const std::string& name) const {
+    return fs::path(dir_.file("hf")) / "hub" / ("models--nanoserve--" + name);
+  }
   size_t requests(const std::string& containing) const {
     size_t n = 0;
     std::string log = test::read_file(dir_.file("log"));
@@ -108,7 +111,8 @@ TEST_F(PullTest, InterruptedTransferResumes) {
   const auto size = fs::file_size(test::demo_model_dir() + "/model.safetensors");
   auto second = pull("nanoserve/flaky");
   ASSERT_EQ(second.exit_code, 0) << second.err;
-  EXPECT_EQ(requests("model.safetensors bytes=" + std::to_string(size / 2) + "-"), 1u) << test::read_file(dir_.file("log"));
+  EXPECT_EQ(requests("model.safetensors bytes=" + std::to_string(size / 2) + "-"), 1u)
+      << test::read_file(dir_.file("log"));
   EXPECT_EQ(test::read_file((repo_dir("flaky") / "snapshots" / kCommit / "model.safetensors").string()),
             test::read_file(test::demo_model_dir() + "/model.safetensors"));
 }
@@ -126,7 +130,8 @@ TEST_F(PullTest, CorruptedBlobIsCaughtByItsHash) {
 TEST_F(PullTest, GatedRepositoryNeedsAToken) {
   auto denied = pull("nanoserve/gated");
   EXPECT_EQ(denied.exit_code, 1);
-  EXPECT_NE(denied.err.find("HTTP 401). The repository is gated or private: accept its license on the Hub, then set HF_TOKEN"),
+  EXPECT_NE(denied.err.find(
+                "HTTP 401). The repository is gated or private: accept its license on the Hub, then set HF_TOKEN"),
             std::string::npos)
       << denied.err;
   EXPECT_EQ(pull("nanoserve/gated", {"HF_TOKEN=secret-token"}).exit_code, 0);
@@ -142,7 +147,8 @@ TEST_F(PullTest, OfflineModeNeverTouchesTheNetwork) {
   EXPECT_NE(missing.err.find("nanoserve/demo@main is not in the cache"), std::string::npos) << missing.err;
   ASSERT_EQ(pull("nanoserve/demo").exit_code, 0);
   const std::string log = test::read_file(dir_.file("log"));
-  auto offline = test::run_cli({"generate", "-m", "nanoserve/demo", "-p", "Hi", "-n", "4"}, "", env({"HF_HUB_OFFLINE=1"}));
+  auto offline =
+      test::run_cli({"generate", "-m", "nanoserve/demo", "-p", "Hi", "-n", "4"}, "", env({"HF_HUB_OFFLINE=1"}));
   EXPECT_EQ(offline.exit_code, 0) << offline.err;
   EXPECT_EQ(pull("nanoserve/demo", {"HF_HUB_OFFLINE=1"}).exit_code, 0);
   EXPECT_EQ(test::read_file(dir_.file("log")), log) << "offline runs made requests";
@@ -170,7 +176,9 @@ TEST_F(PullTest, FindsACacheWrittenByOtherTools) {
 TEST_F(PullTest, UnknownRepository) {
   auto r = pull("nanoserve/nope");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("nanoserve/nope: listing the repository failed (HTTP 404): no such repository"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("nanoserve/nope: listing the repository failed (HTTP 404): no such repository"),
+            std::string::npos)
+      << r.err;
 }
 
 }  // namespace

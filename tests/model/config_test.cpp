@@ -168,7 +168,8 @@ TEST(ModelConfigErrors, HeadsNotMultipleOfKvHeads) {
 TEST(ModelConfigErrors, UnknownRopeType) {
   json j = minimal_llama();
   j["rope_scaling"] = json::parse(R"({"rope_type": "su", "factor": 2.0})");
-  expect_config_error(j, "unsupported RoPE scaling type 'su' (supported: default, linear, llama3, yarn, dynamic, longrope)");
+  expect_config_error(
+      j, "unsupported RoPE scaling type 'su' (supported: default, linear, llama3, yarn, dynamic, longrope)");
 }
 
 TEST(ModelConfigErrors, Llama3MissingParameter) {

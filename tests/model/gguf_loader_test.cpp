@@ -117,11 +117,11 @@ std::string tiny_llama(const TinyLlama& o) {
     uint32_t type;
     std::string values_of;  // the tensor whose values it repeats (an expert's copy of the MLP), or "zeros"
   };
-  std::vector<T> tensors = {{"token_embd.weight", {32, 8}},        {"output_norm.weight", {32}},
-                            {"blk.0.attn_norm.weight", {32}},      {"blk.0.attn_q.weight", {32, 32}, o.q_type},
-                            {"blk.0.attn_k.weight", {32, 32}},     {"blk.0.attn_v.weight", {32, 32}},
+  std::vector<T> tensors = {{"token_embd.weight", {32, 8}},         {"output_norm.weight", {32}},
+                            {"blk.0.attn_norm.weight", {32}},       {"blk.0.attn_q.weight", {32, 32}, o.q_type},
+                            {"blk.0.attn_k.weight", {32, 32}},      {"blk.0.attn_v.weight", {32, 32}},
                             {"blk.0.attn_output.weight", {32, 32}}, {"blk.0.ffn_norm.weight", {32}},
-                            {"blk.0.ffn_gate.weight", {32, 64}},   {"blk.0.ffn_up.weight", {32, 64}}};
+                            {"blk.0.ffn_gate.weight", {32, 64}},    {"blk.0.ffn_up.weight", {32, 64}}};
   if (!o.drop_ffn_down) tensors.push_back({"blk.0.ffn_down.weight", {64, 32}});
   if (!o.extra_tensor.empty()) tensors.push_back({o.extra_tensor, {32}});
   if (o.experts) {
@@ -129,8 +129,9 @@ std::string tiny_llama(const TinyLlama& o) {
     tensors.push_back({"blk.0.ffn_gate_inp.weight", {32, o.experts}, 0, "zeros"});  // equal router probabilities
     for (const char* proj : {"gate", "up", "down"}) {
       const std::vector<uint64_t> dims = proj == std::string("down") ? std::vector<uint64_t>{64, 32, o.experts}
-                                                                      : std::vector<uint64_t>{32, 64, o.experts};
-      tensors.push_back({std::string("blk.0.ffn_") + proj + "_exps.weight", dims, 0, std::string("blk.0.ffn_") + proj + ".weight"});
+                                                                     : std::vector<uint64_t>{32, 64, o.experts};
+      tensors.push_back(
+          {std::string("blk.0.ffn_") + proj + "_exps.weight", dims, 0, std::string("blk.0.ffn_") + proj + ".weight"});
     }
   }
   std::string data;
@@ -197,15 +198,19 @@ TEST(GgufModel, BadModelsAreClearErrors) {
     const std::string err = load_error(tiny_llama(o));
     EXPECT_NE(err.find(message), std::string::npos) << err;
   };
-  expect([](TinyLlama& o) { o.arch = "mamba"; }, "unsupported architecture: general.architecture 'mamba' (supported: llama, qwen2");
+  expect([](TinyLlama& o) { o.arch = "mamba"; },
+         "unsupported architecture: general.architecture 'mamba' (supported: llama, qwen2");
   expect([](TinyLlama& o) { o.heads_kv = 1; },
          "blk.0.attn_k.weight: shape [32, 32], expected [16, 32] (num_key_value_heads=1, head_dim=16");
   expect([](TinyLlama& o) { o.q_type = 20; }, "blk.0.attn_q.weight: tensor type iq4_nl is not supported");
   expect([](TinyLlama& o) { o.extra_tensor = "blk.0.attn_sinks.weight"; },
          "blk.0.attn_sinks.weight: unexpected tensor, not a weight of a 1-layer llama model");
-  expect([](TinyLlama& o) { o.drop_ffn_down = true; }, "blk.0.ffn_down.weight: missing from the checkpoint (expected shape [32, 64])");
-  expect([](TinyLlama& o) { o.block_count_as_string = true; }, "metadata llama.block_count is string, expected an integer");
-  expect([](TinyLlama& o) { o.layers = 100000000; }, "num_hidden_layers 100000000 with only 11 tensors in the checkpoint");
+  expect([](TinyLlama& o) { o.drop_ffn_down = true; },
+         "blk.0.ffn_down.weight: missing from the checkpoint (expected shape [32, 64])");
+  expect([](TinyLlama& o) { o.block_count_as_string = true; },
+         "metadata llama.block_count is string, expected an integer");
+  expect([](TinyLlama& o) { o.layers = 100000000; },
+         "num_hidden_layers 100000000 with only 11 tensors in the checkpoint");
   expect([](TinyLlama& o) { o.pooling_type = 4; }, "llama.pooling_type 4 is not supported (1 mean, 2 cls, 3 last)");
 }
 
@@ -213,7 +218,8 @@ TEST(GgufModel, BadModelsAreClearErrors) {
 TEST(GgufModel, PoolingTypeIsTheEmbeddingPooling) {
   test::ScratchDir dir;
   EXPECT_FALSE(load_image(dir, "plain.gguf", tiny_llama({})).pooling);
-  for (const auto& [type, mode] : {std::pair{1u, PoolingMode::Mean}, std::pair{2u, PoolingMode::Cls}, std::pair{3u, PoolingMode::Last}}) {
+  for (const auto& [type, mode] :
+       {std::pair{1u, PoolingMode::Mean}, std::pair{2u, PoolingMode::Cls}, std::pair{3u, PoolingMode::Last}}) {
     TinyLlama o;
     o.pooling_type = type;
     const Model model = load_image(dir, "embed.gguf", tiny_llama(o));

@@ -135,7 +135,8 @@ TEST(LoaderErrors, UnsupportedLayerType) {
   test::ScratchDir dir;
   test::copy_dir(test::fixture("gemma2"), dir.path().string());
   edit_config(dir, [](json& j) { j["layer_types"] = {"sliding_attention", "chunked_attention", "full_attention"}; });
-  EXPECT_NE(load_error(dir.path().string()).find("layer_types[1] = 'chunked_attention' is not supported"), std::string::npos)
+  EXPECT_NE(load_error(dir.path().string()).find("layer_types[1] = 'chunked_attention' is not supported"),
+            std::string::npos)
       << load_error(dir.path().string());
 }
 
@@ -160,7 +161,8 @@ TEST(LoaderErrors, LongRopeFactorCount) {
     transformer.forward(ids, cache, LogitsFor::LastToken);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("longrope: 2 factors given for 4 rotary frequencies"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("longrope: 2 factors given for 4 rotary frequencies"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -183,7 +185,8 @@ TEST(LoaderErrors, WrongShapeNamesTensorShapesAndConfig) {
 
 TEST(LoaderErrors, MissingTensor) {
   test::ScratchDir dir;
-  write_variant(dir, [](auto& tensors) { std::erase_if(tensors, [](auto& t) { return t.name == "model.norm.weight"; }); });
+  write_variant(dir,
+                [](auto& tensors) { std::erase_if(tensors, [](auto& t) { return t.name == "model.norm.weight"; }); });
   EXPECT_NE(load_error(dir.path().string()).find("model.norm.weight: missing from the checkpoint"), std::string::npos)
       << load_error(dir.path().string());
 }
@@ -195,7 +198,8 @@ TEST(LoaderErrors, UnexpectedTensor) {
     extra.name = "model.layers.2.mlp.up_proj.weight";  // a third layer in a 2-layer config
     tensors.push_back(extra);
   });
-  EXPECT_NE(load_error(dir.path().string()).find("model.layers.2.mlp.up_proj.weight: unexpected tensor"), std::string::npos)
+  EXPECT_NE(load_error(dir.path().string()).find("model.layers.2.mlp.up_proj.weight: unexpected tensor"),
+            std::string::npos)
       << load_error(dir.path().string());
 }
 

@@ -53,7 +53,8 @@ TEST(Pooling, ReadsEachModeAndTheNormalizeModule) {
     EXPECT_EQ(pooling->mode, mode) << key;
     EXPECT_TRUE(pooling->normalize);
   }
-  const std::string without_normalize = R"([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+  const std::string without_normalize =
+      R"([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
     {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])";
   Directory plain(without_normalize, pooling_config("pooling_mode_mean_tokens"));
   EXPECT_FALSE(read_pooling(plain.path())->normalize);
@@ -66,7 +67,8 @@ TEST(Pooling, ADirectoryWithoutModulesHasNone) {
 
 TEST(Pooling, RefusesWhatItDoesNotComputeNamingIt) {
   Directory max(kModules, pooling_config("pooling_mode_max_tokens"));
-  EXPECT_NE(error_of(max.path()).find("pooling_mode_max_tokens is not supported"), std::string::npos) << error_of(max.path());
+  EXPECT_NE(error_of(max.path()).find("pooling_mode_max_tokens is not supported"), std::string::npos)
+      << error_of(max.path());
   Directory two(kModules, pooling_config("pooling_mode_lasttoken", R"("pooling_mode_mean_tokens": true, )"));
   EXPECT_NE(error_of(two.path()).find("more than one pooling mode"), std::string::npos) << error_of(two.path());
   Directory none(kModules, R"({"word_embedding_dimension": 64})");
@@ -75,10 +77,12 @@ TEST(Pooling, RefusesWhatItDoesNotComputeNamingIt) {
     {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
     {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}])";
   Directory with_dense(dense, pooling_config("pooling_mode_lasttoken"));
-  EXPECT_NE(error_of(with_dense.path()).find("module 2 (sentence_transformers.models.Dense at 2_Dense) is not supported"),
-            std::string::npos)
+  EXPECT_NE(
+      error_of(with_dense.path()).find("module 2 (sentence_transformers.models.Dense at 2_Dense) is not supported"),
+      std::string::npos)
       << error_of(with_dense.path());
-  Directory no_pooling(R"([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}])", "{}");
+  Directory no_pooling(R"([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}])",
+                       "{}");
   EXPECT_NE(error_of(no_pooling.path()).find("no Pooling module"), std::string::npos) << error_of(no_pooling.path());
   Directory broken("{", "{}");
   EXPECT_NE(error_of(broken.path()).find("modules.json"), std::string::npos) << error_of(broken.path());
@@ -88,7 +92,8 @@ TEST(Pooling, RefusesWhatItDoesNotComputeNamingIt) {
 TEST(Pooling, ThePoolerFedInChunksPoolsTheWholePrompt) {
   constexpr int64_t hidden = 3, length = 7;
   std::vector<float> states(length * hidden);
-  for (size_t i = 0; i < states.size(); ++i) states[i] = static_cast<float>(i % 5) - 1.5f + 0.25f * static_cast<float>(i);
+  for (size_t i = 0; i < states.size(); ++i)
+    states[i] = static_cast<float>(i % 5) - 1.5f + 0.25f * static_cast<float>(i);
   const auto feed = [&](Pooler& pooler) {
     for (int64_t first : {0, 3, 6}) {
       const int64_t count = std::min<int64_t>(3, length - first);

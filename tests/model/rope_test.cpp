@@ -30,10 +30,13 @@ TEST(Rope, LinearDividesEveryFrequency) {
 // llama3 keeps wavelengths below original/high_freq_factor, divides those above original/low_freq_factor
 // by factor, and interpolates between.
 TEST(Rope, Llama3Bands) {
-  RopeConfig rope{.scaling = RopeScaling::Llama3, .factor = 8.0, .low_freq_factor = 1.0, .high_freq_factor = 4.0,
+  RopeConfig rope{.scaling = RopeScaling::Llama3,
+                  .factor = 8.0,
+                  .low_freq_factor = 1.0,
+                  .high_freq_factor = 4.0,
                   .original_max_positions = 32};
   auto base = inv_freq(RopeConfig{}, 16), scaled = inv_freq(rope, 16);
-  EXPECT_FLOAT_EQ(scaled[0], base[0]);  // wavelength 6.3 < 8: kept
+  EXPECT_FLOAT_EQ(scaled[0], base[0]);                            // wavelength 6.3 < 8: kept
   const float wavelen1 = static_cast<float>(2 * M_PI) / base[1];  // 19.9: in the band
   const float smooth = (32 / wavelen1 - 1) / 3;
   EXPECT_FLOAT_EQ(scaled[1], (1 - smooth) * base[1] / 8 + smooth * base[1]);
@@ -81,8 +84,11 @@ TEST(Rope, DynamicGrowsBaseOnlyPastTheContext) {
 
 // LongRoPE switches from the short to the long factors once the sequence passes the original context.
 TEST(Rope, LongRopePicksFactorsByLength) {
-  RopeConfig rope{.scaling = RopeScaling::LongRope, .factor = 4.0, .original_max_positions = 32,
-                  .short_factor = {1, 2}, .long_factor = {3, 5}};
+  RopeConfig rope{.scaling = RopeScaling::LongRope,
+                  .factor = 4.0,
+                  .original_max_positions = 32,
+                  .short_factor = {1, 2},
+                  .long_factor = {3, 5}};
   auto base = inv_freq(RopeConfig{}, 4);
   auto short_f = rope_frequencies(rope, 4, 128, 32), long_f = rope_frequencies(rope, 4, 128, 33);
   EXPECT_FLOAT_EQ(short_f.inv_freq[1], base[1] / 2);

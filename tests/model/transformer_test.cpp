@@ -72,7 +72,8 @@ TEST_P(FixtureTest, ComponentsAndLogitsMatchReference) {
   const auto logits = transformer.forward(input, cache, LogitsFor::AllTokens, &sink);
   got["logits"] = logits;
   if (model_->arch.rope_pairs == RopePairs::Interleaved) {
-    for (const char* name : {"layer0.q_rope", "layer0.k_rope"}) got[name] = halves_layout(got[name], model_->config.head_dim);
+    for (const char* name : {"layer0.q_rope", "layer0.k_rope"})
+      got[name] = halves_layout(got[name], model_->config.head_dim);
   }
 
   size_t compared = 0;

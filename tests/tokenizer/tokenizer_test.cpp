@@ -76,9 +76,7 @@ TEST_F(DemoTokenizer, StreamDecoderNeverSplitsCharacters) {
   }
 }
 
-TEST_F(DemoTokenizer, InvalidUtf8IsAnError) {
-  EXPECT_THROW(tokenizer_->encode("bad \xff\xfe bytes"), Error);
-}
+TEST_F(DemoTokenizer, InvalidUtf8IsAnError) { EXPECT_THROW(tokenizer_->encode("bad \xff\xfe bytes"), Error); }
 
 TEST_F(DemoTokenizer, IdOutsideVocabularyIsAnError) { EXPECT_THROW(tokenizer_->decode({5000}), Error); }
 
@@ -91,13 +89,15 @@ TEST(Tokenizer, UnsupportedComponentsAreNamed) {
     Tokenizer::from_file(dir.path().string());
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("pre-tokenizer type 'BertPreTokenizer' is not supported"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("pre-tokenizer type 'BertPreTokenizer' is not supported"), std::string::npos)
+        << e.what();
   }
 }
 
 TEST(Tokenizer, MalformedFileIsAnError) {
   test::ScratchDir dir;
-  test::write_file(dir.file("tokenizer.json"), R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a", "zz"]]}})");
+  test::write_file(dir.file("tokenizer.json"),
+                   R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a", "zz"]]}})");
   EXPECT_THROW(Tokenizer::from_file(dir.file("tokenizer.json")), Error);
   test::write_file(dir.file("tokenizer.json"), R"({"model": 5})");
   EXPECT_THROW(Tokenizer::from_file(dir.file("tokenizer.json")), Error);
@@ -118,7 +118,8 @@ TEST(Tokenizer, TokenIdsMustBeIntegersInRange) {
   EXPECT_NE(error_of(R"("added_tokens": [{"id": 51e9, "content": "<x>"}])")
                 .find("added token id: expected an integer in [0, 2147483647], got 51000000000.0"),
             std::string::npos);
-  EXPECT_NE(error_of(R"("added_tokens": [{"id": 4294967297, "content": "<x>"}])").find("got 4294967297"), std::string::npos);
+  EXPECT_NE(error_of(R"("added_tokens": [{"id": 4294967297, "content": "<x>"}])").find("got 4294967297"),
+            std::string::npos);
   EXPECT_NE(error_of(R"("post_processor": {"type": "BertProcessing", "cls": ["a", 1.5], "sep": ["b", 1]})")
                 .find("post_processor token id: expected an integer in [0, 2147483647], got 1.5"),
             std::string::npos);

@@ -40,8 +40,9 @@ TEST(JsonParse, SyntaxErrorsNameTheSourceAndPlace) {
   EXPECT_EQ(error_of("{not json"),
             "body: not valid JSON: parse error at line 1, column 3: syntax error while parsing object key - invalid "
             "literal; last read: '{no'; expected string literal");
-  EXPECT_EQ(error_of(""), "body: not valid JSON: parse error at line 1, column 1: syntax error while parsing value - "
-                          "unexpected end of input; expected '[', '{', or a literal");
+  EXPECT_EQ(error_of(""),
+            "body: not valid JSON: parse error at line 1, column 1: syntax error while parsing value - "
+            "unexpected end of input; expected '[', '{', or a literal");
   // Found by fuzz_chat_render: a number past the largest double is nlohmann's out_of_range, not a
   // parse_error, and escaped as an uncaught exception.
   EXPECT_EQ(error_of("[5e308]"), "body: not valid JSON: number overflow parsing '5e308'");
@@ -63,7 +64,8 @@ TEST(JsonParse, IntegersAreCheckedNotConverted) {
   using nlohmann::json;
   EXPECT_EQ(json_integer(json(7), 0, 10, "n"), 7);
   EXPECT_EQ(json_integer(json(-3), -5, 10, "n"), -3);
-  for (const json& bad : {json(11), json(-1), json(2.5), json(51e9), json("7"), json(nullptr), json(18446744073709551615ull)}) {
+  for (const json& bad :
+       {json(11), json(-1), json(2.5), json(51e9), json("7"), json(nullptr), json(18446744073709551615ull)}) {
     EXPECT_THROW(json_integer(bad, 0, 10, "n"), Error) << bad.dump();
   }
   try {

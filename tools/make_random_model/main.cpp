@@ -103,12 +103,22 @@ std::vector<Tensor> weights(const Shape& s, uint64_t seed) {
 }
 
 json hf_config(const Shape& s, const json& tokenizer_config) {
-  return {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", s.hidden},
-          {"num_hidden_layers", s.layers}, {"num_attention_heads", s.heads}, {"num_key_value_heads", s.kv_heads},
-          {"intermediate_size", s.intermediate}, {"vocab_size", s.vocab}, {"max_position_embeddings", s.max_positions},
-          {"rms_norm_eps", 1e-5}, {"rope_theta", s.rope_theta}, {"tie_word_embeddings", s.tied},
-          {"hidden_act", "silu"}, {"torch_dtype", "bfloat16"},
-          {"bos_token_id", tokenizer_config.value("bos_token_id", json())}, {"eos_token_id", tokenizer_config.value("eos_token_id", json())}};
+  return {{"architectures", {"LlamaForCausalLM"}},
+          {"model_type", "llama"},
+          {"hidden_size", s.hidden},
+          {"num_hidden_layers", s.layers},
+          {"num_attention_heads", s.heads},
+          {"num_key_value_heads", s.kv_heads},
+          {"intermediate_size", s.intermediate},
+          {"vocab_size", s.vocab},
+          {"max_position_embeddings", s.max_positions},
+          {"rms_norm_eps", 1e-5},
+          {"rope_theta", s.rope_theta},
+          {"tie_word_embeddings", s.tied},
+          {"hidden_act", "silu"},
+          {"torch_dtype", "bfloat16"},
+          {"bos_token_id", tokenizer_config.value("bos_token_id", json())},
+          {"eos_token_id", tokenizer_config.value("eos_token_id", json())}};
 }
 
 // tokenizer.ggml.* for a byte-level BPE tokenizer.json (Llama 3's): tokens by id, control tokens
@@ -149,14 +159,15 @@ void run(const std::string& shape_name, const std::string& tokenizer_dir, const 
   const json tokenizer = read_json_file((fs::path(tokenizer_dir) / "tokenizer.json").string());
   const fs::path hf_dir = fs::path(out_dir) / "hf";
   fs::create_directories(hf_dir);
-  fs::copy_file(fs::path(tokenizer_dir) / "tokenizer.json", hf_dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+  fs::copy_file(fs::path(tokenizer_dir) / "tokenizer.json", hf_dir / "tokenizer.json",
+                fs::copy_options::overwrite_existing);
 
   GgufWriter gguf;
   int64_t bos = -1, eos = -1;
   gguf_vocabulary(tokenizer, shape->vocab, gguf, &bos, &eos);
   std::ofstream(hf_dir / "config.json") << hf_config(*shape, {{"bos_token_id", bos}, {"eos_token_id", eos}}).dump(2);
-  std::ofstream(hf_dir / "tokenizer_config.json") << json{{"add_bos_token", true}, {"bos_token", "<|begin_of_text|>"},
-                                                          {"eos_token", "<|end_of_text|>"}}.dump(2);
+  std::ofstream(hf_dir / "tokenizer_config.json")
+      << json{{"add_bos_token", true}, {"bos_token", "<|begin_of_text|>"}, {"eos_token", "<|end_of_text|>"}}.dump(2);
 
   const std::string arch = "llama.";
   gguf.add_string("general.architecture", "llama");
@@ -209,7 +220,8 @@ int main(int argc, char** argv) {
   std::string shape = "llama-3.2-1b", tokenizer, out;
   uint64_t seed = 1;
   app.add_option("--shape", shape, "llama-3.2-1b (default), llama-3.2-3b, llama-3.1-8b (untied LM head) or demo");
-  app.add_option("--tokenizer", tokenizer, "directory holding a byte-level BPE tokenizer.json (e.g. Llama 3's)")->required();
+  app.add_option("--tokenizer", tokenizer, "directory holding a byte-level BPE tokenizer.json (e.g. Llama 3's)")
+      ->required();
   app.add_option("--out", out, "output directory")->required();
   app.add_option("--seed", seed, "random seed (default 1)");
   CLI11_PARSE(app, argc, argv);

@@ -62,9 +62,9 @@ namespace {
 }
 
 // One query row of one head against positions [first, last]; kv_offset selects the head in a row.
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-void attend_one(const float* q, const float* const* k_rows, const float* const* v_rows, int64_t kv_offset,
-                int64_t first, int64_t last, const AttentionParams& a, float* scores, float* out) {
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void attend_one(
+    const float* q, const float* const* k_rows, const float* const* v_rows, int64_t kv_offset, int64_t first,
+    int64_t last, const AttentionParams& a, float* scores, float* out) {
   float max_score = -INFINITY;
   for (int64_t p = first; p <= last; ++p) {
     float s = dot(q, k_rows[p] + kv_offset, a.head_dim) * a.scale;

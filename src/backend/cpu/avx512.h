@@ -31,7 +31,7 @@ template <int R, int C>
 }
 template <int R, int C>
 [[gnu::always_inline]] __attribute__((target("avx512f"))) inline void store_sums(const __m512 (&acc)[R][C], float* out,
-                                                                               int64_t n) {
+                                                                                 int64_t n) {
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < C; ++c) out[c * n + r] = _mm512_reduce_add_ps(acc[r][c]);
   }

@@ -96,7 +96,8 @@ class CpuBackend final : public Backend {
   }
   void gather_rows(const float* src, std::span<const int64_t> rows, int64_t cols, float* dst) override {
     for (size_t i = 0; i < rows.size(); ++i) {
-      std::memcpy(dst + static_cast<int64_t>(i) * cols, src + rows[i] * cols, static_cast<size_t>(cols) * sizeof(float));
+      std::memcpy(dst + static_cast<int64_t>(i) * cols, src + rows[i] * cols,
+                  static_cast<size_t>(cols) * sizeof(float));
     }
   }
   void scatter_add_rows(const float* src, std::span<const int64_t> rows, std::span<const float> weights, int64_t cols,
@@ -132,8 +133,8 @@ class CpuBackend final : public Backend {
 
 // Keys and values are read through per-position row pointers, so that attention never sees the
 // block layout; a quantized cache dequantizes each row into scratch first.
-void CpuBackend::attention(int64_t layer, const float* q, const float* k, const float* v,
-                           const AttentionParams& params, KvCache& cache, float* out) {
+void CpuBackend::attention(int64_t layer, const float* q, const float* k, const float* v, const AttentionParams& params,
+                           KvCache& cache, float* out) {
   const int64_t q_dim = params.heads * params.head_dim, kv_dim = params.kv_heads * params.head_dim;
   const int64_t block_size = cache.block_size();
   std::vector<const float*> k_rows, v_rows;  // [positions]: rows through the block table

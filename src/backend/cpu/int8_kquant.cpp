@@ -129,8 +129,8 @@ struct Q6K {
 template <class Kind>
 struct KTile {
   template <int R, int C>
-  NANOSERVE_VNNI static void run(const uint8_t* const* w, const Q8KBlock* const* x, int64_t blocks, int64_t /*k*/, float* out,
-                                 int64_t n) {
+  NANOSERVE_VNNI static void run(const uint8_t* const* w, const Q8KBlock* const* x, int64_t blocks, int64_t /*k*/,
+                                 float* out, int64_t n) {
     __m512 acc[R][C];
     zero_sums(acc);
     for (int64_t b = 0; b < blocks; ++b) {

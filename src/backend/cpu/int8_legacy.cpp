@@ -18,7 +18,8 @@ NANOSERVE_VNNI inline __m512 pair_scales(const uint8_t* first, const uint8_t* se
   uint16_t low, high = 0;
   std::memcpy(&low, first, 2);
   if (second) std::memcpy(&high, second, 2);
-  const __m128i low_x8 = _mm_set1_epi16(static_cast<int16_t>(low)), high_x8 = _mm_set1_epi16(static_cast<int16_t>(high));
+  const __m128i low_x8 = _mm_set1_epi16(static_cast<int16_t>(low)),
+                high_x8 = _mm_set1_epi16(static_cast<int16_t>(high));
   return _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(low_x8), high_x8, 1));
 }
 
@@ -46,7 +47,8 @@ struct Q4_0Weights {
     const __m256i low = _mm256_and_si256(both, nibble), high = _mm256_and_si256(_mm256_srli_epi16(both, 4), nibble);
     // [low 1, low 2, high 1, high 2] in 16-byte lanes, reordered to block 1's values, then block 2's.
     const __m512i lanes = _mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1);
-    q = _mm512_add_epi8(_mm512_shuffle_i64x2(lanes, lanes, _MM_SHUFFLE(3, 1, 2, 0)), _mm512_set1_epi8(120));  // q - 8 + 128
+    q = _mm512_add_epi8(_mm512_shuffle_i64x2(lanes, lanes, _MM_SHUFFLE(3, 1, 2, 0)),
+                        _mm512_set1_epi8(120));  // q - 8 + 128
     d = pair_scales(block, has_second ? block + kBytes : nullptr);
   }
 };
@@ -54,8 +56,8 @@ struct Q4_0Weights {
 template <class Weights>
 struct PairTile {
   template <int R, int C>
-  NANOSERVE_VNNI static void run(const uint8_t* const* w, const Q8Pair* const* x, int64_t blocks, int64_t /*k*/, float* out,
-                                 int64_t n) {
+  NANOSERVE_VNNI static void run(const uint8_t* const* w, const Q8Pair* const* x, int64_t blocks, int64_t /*k*/,
+                                 float* out, int64_t n) {
     __m512 acc[R][C];
     zero_sums(acc);
     for (int64_t b = 0; b < blocks; b += 2) {

@@ -23,7 +23,8 @@ KernelLevel kernel_level() {
     if (want == "avx2" && avx2) return KernelLevel::Avx2;
     if (want == "baseline") return KernelLevel::Baseline;
     if (!want.empty()) {
-      log::warning("NANOSERVE_CPU_KERNELS={} is not avx512, avx2 or baseline that this CPU runs; using the widest", want);
+      log::warning("NANOSERVE_CPU_KERNELS={} is not avx512, avx2 or baseline that this CPU runs; using the widest",
+                   want);
     }
     return avx512 ? KernelLevel::Avx512 : avx2 ? KernelLevel::Avx2 : KernelLevel::Baseline;
   }();

@@ -69,7 +69,8 @@ template <typename V, int R, int C, typename W>
 }
 
 template <typename V, int R, typename W>
-[[gnu::always_inline]] inline void tile_cols(const W* const* w, const float* x, int64_t rows, int64_t k, float* out, int64_t ldo) {
+[[gnu::always_inline]] inline void tile_cols(const W* const* w, const float* x, int64_t rows, int64_t k, float* out,
+                                             int64_t ldo) {
   int64_t c = 0;
   for (; c + kColTile <= rows; c += kColTile) {
     const float* xs[kColTile] = {x + c * k, x + (c + 1) * k, x + (c + 2) * k, x + (c + 3) * k};
@@ -83,8 +84,8 @@ template <typename V, int R, typename W>
 
 // One tile of `count` weight rows against every activation row.
 template <typename V, typename W>
-[[gnu::always_inline]] inline void multiply_rows_of(const W* const* w, int64_t count, const float* x, int64_t rows, int64_t k,
-                                                    float* out, int64_t ldo) {
+[[gnu::always_inline]] inline void multiply_rows_of(const W* const* w, int64_t count, const float* x, int64_t rows,
+                                                    int64_t k, float* out, int64_t ldo) {
   switch (count) {
     case 4: tile_cols<V, 4>(w, x, rows, k, out, ldo); break;
     case 3: tile_cols<V, 3>(w, x, rows, k, out, ldo); break;
@@ -97,8 +98,8 @@ template <typename W>
 using RowKernel = void (*)(const W* const*, int64_t, const float*, int64_t, int64_t, float*, int64_t);
 
 template <typename W>
-__attribute__((target("arch=x86-64-v4"))) void rows_avx512(const W* const* w, int64_t count, const float* x, int64_t rows,
-                                                           int64_t k, float* out, int64_t ldo) {
+__attribute__((target("arch=x86-64-v4"))) void rows_avx512(const W* const* w, int64_t count, const float* x,
+                                                           int64_t rows, int64_t k, float* out, int64_t ldo) {
   multiply_rows_of<v16>(w, count, x, rows, k, out, ldo);
 }
 

@@ -29,8 +29,7 @@ void load_row(const TensorView& w, int64_t row, float* out) {
       for (int64_t i = 0; i < cols; ++i) out[i] = f16_to_float(src[i]);
       return;
     }
-    case DType::I64:
-      break;
+    case DType::I64: break;
     default:  // block-quantized: rows start on a block boundary (the loader checks the shapes)
       dequantize_row(ggml_type_of(w.dtype), w.data + dtype_bytes(w.dtype, offset), out, cols);
       return;
@@ -46,7 +45,8 @@ void embed(const TensorView& table, std::span<const int32_t> tokens, float* out)
       std::fill(row, row + hidden, 0.0f);
       continue;
     }
-    if (tokens[t] < 0 || tokens[t] >= vocab) fail("token id {} is outside the vocabulary of {} tokens", tokens[t], vocab);
+    if (tokens[t] < 0 || tokens[t] >= vocab)
+      fail("token id {} is outside the vocabulary of {} tokens", tokens[t], vocab);
     load_row(table, tokens[t], row);
   }
 }
@@ -80,10 +80,8 @@ void norm_row(NormKind kind, const float* x, const float* w, const float* b, int
 
 float apply(Activation act, float x) {
   switch (act) {
-    case Activation::Silu:
-      return x / (1.0f + std::exp(-x));
-    case Activation::GeluTanh:
-      return 0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    case Activation::Silu: return x / (1.0f + std::exp(-x));
+    case Activation::GeluTanh: return 0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
   }
   return x;
 }
@@ -112,8 +110,9 @@ void norm(NormKind kind, const float* x, const Norm& params, int64_t rows, int64
 
 namespace {
 // gate = silu(gate) * up = gate / (1 + e^-gate) * up, 16 values at a time.
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-void silu_mul(float* gate, const float* up, int64_t n) {
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) void silu_mul(float* gate,
+                                                                                            const float* up,
+                                                                                            int64_t n) {
   each_16(gate, n, [&](v16& g, int64_t at) {
     v16 e = -g, u{};
     exp_lanes(e);

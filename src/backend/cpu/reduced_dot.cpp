@@ -68,11 +68,16 @@ bool takes_reduced_dot(DType dtype) {
 void multiply_reduced(const float* x, int64_t rows, const TensorView& w, float* out) {
   const int64_t k = w.shape[1], pairs = (k / 32 + 1) / 2, halves = (k + 31) / 32;
   switch (w.dtype) {
-    case DType::BF16: return run<tiles::Bf16Block>(x, rows, w, {halves, tiles::round_to_bf16, tiles::bf16_rows, halves}, out);
-    case DType::Q8_0: return run<tiles::Q8Pair>(x, rows, w, {pairs, tiles::quantize_q8_pairs, tiles::q8_0_rows, k / 32}, out);
-    case DType::Q4_0: return run<tiles::Q8Pair>(x, rows, w, {pairs, tiles::quantize_q8_pairs, tiles::q4_0_rows, k / 32}, out);
-    case DType::Q4_K: return run<tiles::Q8KBlock>(x, rows, w, {k / 256, tiles::quantize_q8_k, tiles::q4_k_rows, k / 256}, out);
-    case DType::Q6_K: return run<tiles::Q8KBlock>(x, rows, w, {k / 256, tiles::quantize_q8_k, tiles::q6_k_rows, k / 256}, out);
+    case DType::BF16:
+      return run<tiles::Bf16Block>(x, rows, w, {halves, tiles::round_to_bf16, tiles::bf16_rows, halves}, out);
+    case DType::Q8_0:
+      return run<tiles::Q8Pair>(x, rows, w, {pairs, tiles::quantize_q8_pairs, tiles::q8_0_rows, k / 32}, out);
+    case DType::Q4_0:
+      return run<tiles::Q8Pair>(x, rows, w, {pairs, tiles::quantize_q8_pairs, tiles::q4_0_rows, k / 32}, out);
+    case DType::Q4_K:
+      return run<tiles::Q8KBlock>(x, rows, w, {k / 256, tiles::quantize_q8_k, tiles::q4_k_rows, k / 256}, out);
+    case DType::Q6_K:
+      return run<tiles::Q8KBlock>(x, rows, w, {k / 256, tiles::quantize_q8_k, tiles::q6_k_rows, k / 256}, out);
     default: fail("{}: no reduced-precision kernel for {} weights", w.name, dtype_name(w.dtype));
   }
 }

@@ -21,8 +21,8 @@ __global__ void write_kv_kernel(StepArrays step, const float* k, const float* v,
                                 float* values) {
   wait_for_inputs();
   const int64_t t = blockIdx.x;
-  const int64_t row = cache_row(step.block_tables + step.table_of_token[t], static_cast<int>(step.block_size),
-                                step.positions[t]);
+  const int64_t row =
+      cache_row(step.block_tables + step.table_of_token[t], static_cast<int>(step.block_size), step.positions[t]);
   for (int64_t i = threadIdx.x; i < kv_dim; i += blockDim.x) {
     keys[row * kv_dim + i] = k[t * kv_dim + i];
     values[row * kv_dim + i] = v[t * kv_dim + i];
@@ -118,7 +118,8 @@ struct DecodeTiles {
   float* values;
   float* query;
   __device__ explicit DecodeTiles(float* shared)
-      : keys(shared), values(shared + kKeyTile * kKeyStride),
+      : keys(shared),
+        values(shared + kKeyTile * kKeyStride),
         query(shared + kKeyTile * (kKeyStride + kWidth) + threadIdx.x / 32 * kWidth) {}
 };
 
@@ -273,7 +274,7 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
 // Queries of long slices. S: threads per query (head_dim <= 64 * S); each holds 64 dims of its
 // query and output.
 template <int S>
-__global__ void __launch_bounds__(kQueryTile * S)
+__global__ void __launch_bounds__(kQueryTile* S)
     tiled_attention_kernel(StepArrays step, AttentionShape shape, const float* q, const float* keys,
                            const float* values, float* out) {
   // Keys then values, [kKeyTile, 64 * S] each: rows padded with zeros to whole 64-dim slices, so
@@ -356,7 +357,8 @@ template <int S>
 void launch_tiled(const StepArrays& step, const AttentionShape& shape, const float* q, const float* keys,
                   const float* values, float* out, cudaStream_t stream) {
   const size_t shared = 2 * kKeyTile * 64 * S * sizeof(float);
-  cudaFuncSetAttribute(tiled_attention_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
+  cudaFuncSetAttribute(tiled_attention_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                       static_cast<int>(shared));
   const dim3 grid(static_cast<unsigned>(step.tile_count), static_cast<unsigned>(shape.heads));
   launch(tiled_attention_kernel<S>, grid, static_cast<unsigned>(kQueryTile * S), shared, stream, step, shape, q, keys,
          values, out);
@@ -392,7 +394,8 @@ void attention(const StepArrays& step, const AttentionShape& shape, const float*
   if (step.one_token_slices) {
     fresh = {k, v};
   } else {
-    launch(write_kv_kernel, static_cast<unsigned>(step.tokens), 128, 0, stream, step, k, v, kv_dim, key_rows, value_rows);
+    launch(write_kv_kernel, static_cast<unsigned>(step.tokens), 128, 0, stream, step, k, v, kv_dim, key_rows,
+           value_rows);
   }
   if (step.tile_count > 0 && tensor_cores && flash_attention_fits(shape)) {
     flash_attention(step, shape, q, key_rows, value_rows, out, stream);
@@ -407,11 +410,14 @@ void attention(const StepArrays& step, const AttentionShape& shape, const float*
   }
   if (step.singles == 0) return;
   if (shape.head_dim <= 64) {
-    launch_decode<1>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation, stream);
+    launch_decode<1>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation,
+                     stream);
   } else if (shape.head_dim <= 128) {
-    launch_decode<2>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation, stream);
+    launch_decode<2>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation,
+                     stream);
   } else {
-    launch_decode<4>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation, stream);
+    launch_decode<4>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation,
+                     stream);
   }
 }
 

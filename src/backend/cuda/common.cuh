@@ -52,8 +52,7 @@ __device__ inline float2 rotate_pair(float a, float b, float c, float s) {
 
 // Element d of a head's vector v after RoPE by one token's rows cos/sin [half]: pairs (i, i + half),
 // or (2i, 2i + 1) when interleaved; elements from 2 * half on are not rotated.
-__device__ inline float rotated(const float* v, int d, int half, bool interleaved, const float* cos,
-                                const float* sin) {
+__device__ inline float rotated(const float* v, int d, int half, bool interleaved, const float* cos, const float* sin) {
   if (d >= 2 * half) return v[d];
   const bool first = interleaved ? d % 2 == 0 : d < half;
   const int pair = interleaved ? d / 2 : d % half, step = interleaved ? 1 : half;

@@ -101,8 +101,11 @@ class CudaBackend final : public Backend {
  public:
   // Half-precision models attend on the tensor cores (their embedding's dtype tells).
   CudaBackend(const WeightSet& weights, const BackendOptions& options)
-      : gpu_(options.gpu), weights_(weights), batch_invariant_(options.batch_invariant),
-        tensor_core_attention_(!options.batch_invariant && weights.tables.at(0).dtype != DType::F32), profile_(stream_),
+      : gpu_(options.gpu),
+        weights_(weights),
+        batch_invariant_(options.batch_invariant),
+        tensor_core_attention_(!options.batch_invariant && weights.tables.at(0).dtype != DType::F32),
+        profile_(stream_),
         record_steps_(options.cuda_graphs && !profile_.enabled()) {
     check(cublasCreate(&cublas_), "creating a handle");
     check(cublasSetStream(cublas_, stream_), "setting the stream");
@@ -133,9 +136,10 @@ class CudaBackend final : public Backend {
   Buffer allocate(size_t bytes) override {
     void* data = nullptr;
     if (cudaMallocAsync(&data, std::max<size_t>(bytes, 1), stream_) != cudaSuccess) {
-      fail("out of GPU memory allocating {:.1f} MiB ({}); lower --gpu-memory-utilization, --kv-cache-memory or the "
-           "batch size",
-           static_cast<double>(bytes) / (1 << 20), cuda::free_memory_after_failure());
+      fail(
+          "out of GPU memory allocating {:.1f} MiB ({}); lower --gpu-memory-utilization, --kv-cache-memory or the "
+          "batch size",
+          static_cast<double>(bytes) / (1 << 20), cuda::free_memory_after_failure());
     }
     return Buffer(this, data, bytes);
   }
@@ -152,9 +156,7 @@ class CudaBackend final : public Backend {
   void copy(const void* src, size_t bytes, void* dst) override {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "copying on the GPU");
   }
-  void zero(void* dst, size_t bytes) override {
-    check(cudaMemsetAsync(dst, 0, bytes, stream_), "clearing GPU memory");
-  }
+  void zero(void* dst, size_t bytes) override { check(cudaMemsetAsync(dst, 0, bytes, stream_), "clearing GPU memory"); }
   void copy_strided(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
                     int64_t cols) override {
     check(cudaMemcpy2DAsync(dst, static_cast<size_t>(dst_stride) * sizeof(float), src,
@@ -184,10 +186,11 @@ class CudaBackend final : public Backend {
     check_norm_width(cols);
     const float* weight = weights_.vector(params.weight);
     const float* bias = weights_.vector(params.bias);
-    timed("norm", [&] { cuda::norm(norm_type(kind), x, weight, bias, rows, cols, static_cast<float>(eps), out, stream_); });
+    timed("norm",
+          [&] { cuda::norm(norm_type(kind), x, weight, bias, rows, cols, static_cast<float>(eps), out, stream_); });
   }
-  void add_norm(NormKind kind, float* x, const float* y, const Norm& params, int64_t rows, int64_t cols,
-                double eps, float* out) override {
+  void add_norm(NormKind kind, float* x, const float* y, const Norm& params, int64_t rows, int64_t cols, double eps,
+                float* out) override {
     check_norm_width(cols);
     const float* weight = weights_.vector(params.weight);
     const float* bias = weights_.vector(params.bias);
@@ -227,8 +230,8 @@ class CudaBackend final : public Backend {
     attend(layer, q, k, v, params, {}, cache, out);
   }
   // Decode steps rotate in the attention kernel.
-  void rope_attention(int64_t layer, float* q, float* k, const float* v, const AttentionParams& params,
-                      bool local, RopePairs pairs, KvCache& cache, float* out) override {
+  void rope_attention(int64_t layer, float* q, float* k, const float* v, const AttentionParams& params, bool local,
+                      RopePairs pairs, KvCache& cache, float* out) override {
     if (!step_.one_token_slices) return Backend::rope_attention(layer, q, k, v, params, local, pairs, cache, out);
     attend(layer, q, k, v, params, rotation(local, pairs), cache, out);
   }
@@ -312,7 +315,7 @@ class CudaBackend final : public Backend {
   cuda::OpProfile profile_;
   Buffer cublas_workspace_;
   Buffer attention_arrivals_;  // zeros between steps, at a fixed place for recorded ones
-  Buffer step_buffer_;  // the step's arrays, which step_ and the tables point into
+  Buffer step_buffer_;         // the step's arrays, which step_ and the tables point into
   cuda::StepArrays step_;
   cuda::Rotation rope_, local_rope_;  // the step's tables (interleaved set per call)
   // Recorded decode steps: their kernels read the step arrays at fixed places in step_buffer_ and
@@ -510,7 +513,8 @@ void CudaBackend::linears(const float* x, int64_t rows, std::span<const Linear* 
   });
   if (rows > 0 && same_input && !takes_matvec(targets[0].w, rows)) {  // one conversion for every product
     const Buffer converted = converted_input(x, rows, targets[0].w);
-    for (size_t i = 0; i < layers.size(); ++i) product(converted.data() ? converted.data() : x, rows, *layers[i], outs[i]);
+    for (size_t i = 0; i < layers.size(); ++i)
+      product(converted.data() ? converted.data() : x, rows, *layers[i], outs[i]);
     return;
   }
   const auto fits = [&](const cuda::MatvecTarget& t) { return takes_matvec(t.w, rows); };
@@ -521,34 +525,38 @@ void CudaBackend::linears(const float* x, int64_t rows, std::span<const Linear* 
 }
 
 // Decode-sized steps take gate and up in one matvec launch that also applies the activation.
-void CudaBackend::gated_linear(const float* x, int64_t rows, const Linear& gate, const Linear& up,
-                               Activation act, float* out) {
+void CudaBackend::gated_linear(const float* x, int64_t rows, const Linear& gate, const Linear& up, Activation act,
+                               float* out) {
   const cuda::Matrix& g = weights_.matrix(gate.weight);
   const cuda::Matrix& u = weights_.matrix(up.weight);
   if (rows == 0 || g.type != u.type || g.rows != u.rows || g.cols != u.cols || !takes_matvec(g, rows)) {
     return Backend::gated_linear(x, rows, gate, up, act, out);
   }
   timed("gated linear (matvec)", [&] {
-    cuda::gated_matvec(x, rows, g, weights_.vector(gate.bias), u, weights_.vector(up.bias), act_type(act), out, stream_);
+    cuda::gated_matvec(x, rows, g, weights_.vector(gate.bias), u, weights_.vector(up.bias), act_type(act), out,
+                       stream_);
   });
 }
 
-void CudaBackend::attend(int64_t layer, const float* q, const float* k, const float* v,
-                         const AttentionParams& params, const cuda::Rotation& rotation, KvCache& cache,
-                         float* out) {
-  if (cache.dtype() != KvDType::F32) fail("the cuda backend keeps keys and values in f32; --kv-cache-dtype q8_0 is CPU-only");
+void CudaBackend::attend(int64_t layer, const float* q, const float* k, const float* v, const AttentionParams& params,
+                         const cuda::Rotation& rotation, KvCache& cache, float* out) {
+  if (cache.dtype() != KvDType::F32)
+    fail("the cuda backend keeps keys and values in f32; --kv-cache-dtype q8_0 is CPU-only");
   if (params.head_dim > 256) fail("the cuda backend's attention handles head_dim up to 256, not {}", params.head_dim);
-  if (params.heads / params.kv_heads > 32) fail("the cuda backend's attention handles up to 32 query heads per KV head");
+  if (params.heads / params.kv_heads > 32)
+    fail("the cuda backend's attention handles up to 32 query heads per KV head");
   if (cache.num_blocks() * cache.block_size() >= (int64_t{1} << 31)) fail("a KV cache of 2^31 positions or more");
   const auto timer = profile_.time("attention");
   cuda::StepArrays step = step_;
   step.block_size = cache.block_size();
-  const cuda::AttentionShape shape{params.heads, params.kv_heads, params.head_dim, params.scale, params.softcap,
-                                   params.window};
-  const int partitions = batch_invariant_ ? 1 : cuda::decode_partitions(step.singles, params.kv_heads, multiprocessors_);
+  const cuda::AttentionShape shape{params.heads, params.kv_heads, params.head_dim,
+                                   params.scale, params.softcap,  params.window};
+  const int partitions =
+      batch_invariant_ ? 1 : cuda::decode_partitions(step.singles, params.kv_heads, multiprocessors_);
   Buffer partials;
   if (partitions > 1) {
-    partials = floats(step.singles * params.heads * partitions * (params.head_dim + 2));  // [singles, heads, partitions, head_dim + 2]
+    partials = floats(step.singles * params.heads * partitions *
+                      (params.head_dim + 2));  // [singles, heads, partitions, head_dim + 2]
   }
   cuda::attention(step, shape, q, k, v, rotation, static_cast<float*>(cache.keys(layer)),
                   static_cast<float*>(cache.values(layer)), out, partitions, partials.floats(),

@@ -74,10 +74,11 @@ void DeviceWeights::add_norm(const Norm& norm) {
 void* DeviceWeights::upload(const void* host, size_t bytes, const std::string& name) {
   void* device = nullptr;
   if (cudaMalloc(&device, bytes) != cudaSuccess) {
-    fail("{}: out of GPU memory copying the weights ({:.2f} GiB placed, {:.1f} MiB more needed, {}); use a smaller "
-         "or quantized model",
-         name, static_cast<double>(bytes_) / (1 << 30), static_cast<double>(bytes) / (1 << 20),
-         free_memory_after_failure());
+    fail(
+        "{}: out of GPU memory copying the weights ({:.2f} GiB placed, {:.1f} MiB more needed, {}); use a smaller "
+        "or quantized model",
+        name, static_cast<double>(bytes_) / (1 << 30), static_cast<double>(bytes) / (1 << 20),
+        free_memory_after_failure());
   }
   allocations_.push_back(device);
   check(cudaMemcpy(device, host, bytes, cudaMemcpyHostToDevice), "copying weights to the GPU");

@@ -28,9 +28,9 @@ __global__ void embed_kernel(const T* table, const int32_t* tokens, int64_t cols
 // in `sum` (the residual stream, in place). The weights are read before the inputs are ready: no
 // kernel writes them, and a decode step's norms are too short to hide a load.
 template <int V>
-__global__ void __launch_bounds__(1024) norm_kernel(NormType type, const float* x, const float* add, float* sum,
-                                                    const float* weight, const float* bias, int64_t cols, float eps,
-                                                    float* out) {
+__global__ void __launch_bounds__(1024)
+    norm_kernel(NormType type, const float* x, const float* add, float* sum, const float* weight, const float* bias,
+                int64_t cols, float eps, float* out) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x * cols;
   float w[V], v[V];
@@ -146,15 +146,16 @@ void embed(const Matrix& table, const int32_t* tokens, int64_t count, float* out
   const auto grid = static_cast<unsigned>(count);
   switch (table.type) {
     case WeightType::F32:
-      launch(embed_kernel<float>, grid, kThreads, 0, stream, static_cast<const float*>(table.data), tokens, table.cols, out);
+      launch(embed_kernel<float>, grid, kThreads, 0, stream, static_cast<const float*>(table.data), tokens, table.cols,
+             out);
       break;
     case WeightType::BF16:
       launch(embed_kernel<__nv_bfloat16>, grid, kThreads, 0, stream, static_cast<const __nv_bfloat16*>(table.data),
              tokens, table.cols, out);
       break;
     case WeightType::F16:
-      launch(embed_kernel<__half>, grid, kThreads, 0, stream, static_cast<const __half*>(table.data), tokens, table.cols,
-             out);
+      launch(embed_kernel<__half>, grid, kThreads, 0, stream, static_cast<const __half*>(table.data), tokens,
+             table.cols, out);
       break;
   }
 }
@@ -240,7 +241,8 @@ void gather_rows(const float* src, const int64_t* rows, int64_t count, int64_t c
 
 void scatter_add_rows(const float* src, const int64_t* rows, const float* weights, int64_t count, int64_t cols,
                       float* dst, cudaStream_t stream) {
-  if (count) launch(scatter_add_kernel, static_cast<unsigned>(count), kThreads, 0, stream, src, rows, weights, cols, dst);
+  if (count)
+    launch(scatter_add_kernel, static_cast<unsigned>(count), kThreads, 0, stream, src, rows, weights, cols, dst);
 }
 
 }  // namespace nanoserve::cuda

@@ -127,7 +127,8 @@ __device__ inline void stage_keys(__nv_bfloat16* k_dst, __nv_bfloat16* k_low, __
 template <int D>
 __device__ inline const __nv_bfloat16* fragment_row(const __nv_bfloat16* base, int row, int col, bool row_major_pairs) {
   const int lane = threadIdx.x % 32, quarter = lane / 8;
-  const int row_half = row_major_pairs ? quarter / 2 : quarter % 2, col_half = row_major_pairs ? quarter % 2 : quarter / 2;
+  const int row_half = row_major_pairs ? quarter / 2 : quarter % 2,
+            col_half = row_major_pairs ? quarter % 2 : quarter / 2;
   return base + (row + lane % 8 + 8 * row_half) * kStride<D> + col + 8 * col_half;
 }
 
@@ -181,7 +182,8 @@ __global__ void __launch_bounds__(32 * kWarps)
     const int keys_here = min(kKeys, last_pos - k0 + 1);
     __syncthreads();  // every warp is done with the previous tile
     if (threadIdx.x < kKeys) {
-      key_rows[threadIdx.x] = static_cast<int>(threadIdx.x) < keys_here ? cache_row(table, block_size, k0 + threadIdx.x) : -1;
+      key_rows[threadIdx.x] =
+          static_cast<int>(threadIdx.x) < keys_here ? cache_row(table, block_size, k0 + threadIdx.x) : -1;
     }
     __syncthreads();
     stage_keys<D>(k_tile, k_low, v_tile, keys, values, key_rows, kv_dim, kv_head * D);
@@ -248,7 +250,8 @@ __global__ void __launch_bounds__(32 * kWarps)
 #pragma unroll
     for (int kk = 0; kk < kKeys / 16; ++kk) {
       const uint32_t p[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                             pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+                             pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                             pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
       for (int dn = 0; dn < D / 16; ++dn) {
         uint32_t b[4];
@@ -275,10 +278,11 @@ __global__ void __launch_bounds__(32 * kWarps)
 }
 
 template <int D>
-void launch_head_dim(const StepArrays& step, const AttentionShape& shape, const float* q, const float* keys, const float* values,
-            float* out, cudaStream_t stream) {
+void launch_head_dim(const StepArrays& step, const AttentionShape& shape, const float* q, const float* keys,
+                     const float* values, float* out, cudaStream_t stream) {
   constexpr size_t shared = shared_bytes<D>();
-  cudaFuncSetAttribute(flash_attention_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
+  cudaFuncSetAttribute(flash_attention_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                       static_cast<int>(shared));
   const dim3 grid(static_cast<unsigned>(step.tile_count), static_cast<unsigned>(shape.heads));
   launch(flash_attention_kernel<D>, grid, 32 * kWarps, shared, stream, step, shape, q, keys, values, out);
 }
@@ -287,7 +291,11 @@ void launch_head_dim(const StepArrays& step, const AttentionShape& shape, const 
 
 bool flash_attention_fits(const AttentionShape& shape) {
   switch (shape.head_dim) {
-    case 16: case 32: case 64: case 96: case 128: return true;
+    case 16:
+    case 32:
+    case 64:
+    case 96:
+    case 128: return true;
     default: return false;
   }
 }

@@ -26,8 +26,8 @@ void embed(const Matrix& table, const int32_t* tokens, int64_t count, float* out
 // Normalizes each row of x [rows, cols] (up to kMaxNormColumns); bias only for Layer (may be
 // null). out may alias x.
 constexpr int64_t kMaxNormColumns = 16 * 1024;
-void norm(NormType type, const float* x, const float* weight, const float* bias, int64_t rows, int64_t cols,
-          float eps, float* out, cudaStream_t stream);
+void norm(NormType type, const float* x, const float* weight, const float* bias, int64_t rows, int64_t cols, float eps,
+          float* out, cudaStream_t stream);
 // x += y, then out = norm(x), in one pass: the residual add and the next block's norm. out is
 // apart from x and y.
 void add_norm(NormType type, float* x, const float* y, const float* weight, const float* bias, int64_t rows,
@@ -93,10 +93,10 @@ void scatter_add_rows(const float* src, const int64_t* rows, const float* weight
 // A forward step's layout on the device (uploaded once per step, read by every layer).
 struct StepArrays {
   int64_t tokens = 0;
-  const int32_t* token_ids = nullptr;     // [tokens]
-  const int32_t* positions = nullptr;     // [tokens]
-  const int32_t* slots = nullptr;         // [tokens]: the cache row of each token (block * block_size + slot)
-  const int32_t* block_tables = nullptr;  // each sequence's block table, concatenated
+  const int32_t* token_ids = nullptr;       // [tokens]
+  const int32_t* positions = nullptr;       // [tokens]
+  const int32_t* slots = nullptr;           // [tokens]: the cache row of each token (block * block_size + slot)
+  const int32_t* block_tables = nullptr;    // each sequence's block table, concatenated
   const int32_t* table_of_token = nullptr;  // [tokens]: where its sequence's table starts in block_tables
   int64_t block_size = 0;
   // Attention work: tokens of short slices (decode) one by one, long slices (prefill) in tiles of

@@ -14,7 +14,7 @@
 namespace nanoserve::cuda {
 namespace {
 
-constexpr int kWarps = 8;          // warps per block
+constexpr int kWarps = 8;            // warps per block
 constexpr int64_t kMinBlocks = 512;  // about four blocks per multiprocessor of an H100/H200
 
 // An activation as the weight type would hold it.
@@ -70,8 +70,7 @@ __host__ __device__ constexpr int gated_features() {
 constexpr int kEarlyLoads = 4;
 
 template <typename T, int R, int W>
-__global__ void __launch_bounds__(kWarps * 32)
-    matvec_kernel(const float* x, Targets<T> targets, int64_t cols) {
+__global__ void __launch_bounds__(kWarps * 32) matvec_kernel(const float* x, Targets<T> targets, int64_t cols) {
   __shared__ float partial[kWarps][R];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, part = warp % W;
   int target = 0;
@@ -94,7 +93,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   uint4 early[kEarlyLoads];
 #pragma unroll
   for (int k = 0; k < kEarlyLoads; ++k) {
-    if (vectorized && first + k * stride < vectors) early[k] = __ldcs(weights + first + k * stride);  // streamed past the caches
+    if (vectorized && first + k * stride < vectors)
+      early[k] = __ldcs(weights + first + k * stride);  // streamed past the caches
   }
   wait_for_inputs();
   if (f >= features) {
@@ -192,12 +192,10 @@ void launch_targets(const float* x, int64_t rows, const MatvecTarget* list, int 
                     cudaStream_t stream) {
   const int64_t cols = list[0].w.cols;
   switch (list[0].w.type) {
-    case WeightType::F32:
-      return launch_type(x, rows, targets_of<float>(list, count, gated, act), cols, stream);
+    case WeightType::F32: return launch_type(x, rows, targets_of<float>(list, count, gated, act), cols, stream);
     case WeightType::BF16:
       return launch_type(x, rows, targets_of<__nv_bfloat16>(list, count, gated, act), cols, stream);
-    case WeightType::F16:
-      return launch_type(x, rows, targets_of<__half>(list, count, gated, act), cols, stream);
+    case WeightType::F16: return launch_type(x, rows, targets_of<__half>(list, count, gated, act), cols, stream);
   }
 }
 

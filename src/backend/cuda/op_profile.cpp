@@ -7,7 +7,8 @@
 
 namespace nanoserve::cuda {
 
-OpProfile::OpProfile(cudaStream_t stream) : enabled_(std::getenv("NANOSERVE_CUDA_PROFILE") != nullptr), stream_(stream) {}
+OpProfile::OpProfile(cudaStream_t stream)
+    : enabled_(std::getenv("NANOSERVE_CUDA_PROFILE") != nullptr), stream_(stream) {}
 
 OpProfile::~OpProfile() {
   if (!enabled_) return;

@@ -19,8 +19,8 @@ namespace nanoserve::cuda {
 namespace {
 
 constexpr int kWarps = 8;
-constexpr int kChunk = 32;         // K per chunk: two k16 products
-constexpr int kUnroll = 4;         // chunks loaded before their products: loads in flight per lane
+constexpr int kChunk = 32;            // K per chunk: two k16 products
+constexpr int kUnroll = 4;            // chunks loaded before their products: loads in flight per lane
 constexpr int kFeaturesPerWarp = 16;  // NT = 2 tiles of 8
 constexpr int kNt = kFeaturesPerWarp / 8;
 
@@ -65,7 +65,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
 #pragma unroll
-      for (int j = 0; j < kNt; ++j) b[u][j] = load8<T, true>(w, features, cols, n0 + 8 * j + g, (c0 + u * S) * kChunk + 8 * q);
+      for (int j = 0; j < kNt; ++j)
+        b[u][j] = load8<T, true>(w, features, cols, n0 + 8 * j + g, (c0 + u * S) * kChunk + 8 * q);
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
@@ -112,7 +113,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int r = m0 + 16 * i + g + (e / 2) * 8, f = n0 + 8 * j + 2 * q + e % 2;
-        if (r < rows && f < features) out[static_cast<int64_t>(r) * features + f] = acc[i][j][e] + (bias ? bias[f] : 0.0f);
+        if (r < rows && f < features)
+          out[static_cast<int64_t>(r) * features + f] = acc[i][j][e] + (bias ? bias[f] : 0.0f);
       }
     }
   }
@@ -133,8 +135,8 @@ void launch_tiles(const void* x, int64_t rows, const Matrix& w, const float* bia
   constexpr int features_per_block = kFeaturesPerWarp * kWarps / S;
   const dim3 grid(blocks_for(w.rows, features_per_block), blocks_for(rows, 16 * MT));
   launch(tensor_core_kernel<T, MT, S>, grid, kWarps * 32, 0, stream, static_cast<const T*>(x),
-         static_cast<const T*>(w.data), bias, static_cast<int>(rows), static_cast<int>(w.rows), static_cast<int>(w.cols),
-         out);
+         static_cast<const T*>(w.data), bias, static_cast<int>(rows), static_cast<int>(w.rows),
+         static_cast<int>(w.cols), out);
 }
 
 template <typename T, int MT>

@@ -37,7 +37,8 @@ void read_layer_types(const JsonFields& f, const ModelConfig& config, bool all_s
         spec.layers[i].sliding_window = window;
         spec.layers[i].local_rope = spec.local_rope.has_value();
       } else if (type != "full_attention") {
-        fail("{}: layer_types[{}] = '{}' is not supported (supported: full_attention, sliding_attention)", f.source(), i, type);
+        fail("{}: layer_types[{}] = '{}' is not supported (supported: full_attention, sliding_attention)", f.source(),
+             i, type);
       }
     }
   } else if (all_slide_by_default && window > 0) {

@@ -17,11 +17,13 @@ ArchSpec describe_gemma(const std::string& family, const json& j, const ModelCon
   JsonFields f(j, source);
   ArchSpec spec = base_spec(family, c);
   spec.norm = NormKind::RmsPlusOne;
-  spec.activation = parse_activation(f, f.has("hidden_activation") ? "hidden_activation" : "hidden_act", "gelu_pytorch_tanh");
+  spec.activation =
+      parse_activation(f, f.has("hidden_activation") ? "hidden_activation" : "hidden_act", "gelu_pytorch_tanh");
   spec.post_norms = true;
   // HF multiplies by sqrt(hidden) held in a float32 tensor, then in the activation dtype (float32 here).
   spec.embed_scale = static_cast<float>(std::sqrt(static_cast<double>(c.hidden_size)));
-  spec.attn_scale = static_cast<float>(1.0 / std::sqrt(f.positive_number("query_pre_attn_scalar", static_cast<double>(c.head_dim))));
+  spec.attn_scale =
+      static_cast<float>(1.0 / std::sqrt(f.positive_number("query_pre_attn_scalar", static_cast<double>(c.head_dim))));
   spec.final_softcap = static_cast<float>(f.positive_number("final_logit_softcapping", 0));
   spec.qkv_bias = spec.out_bias = f.boolean("attention_bias", false);
   reject_enabled(f, "use_bidirectional_attention", family);
@@ -35,7 +37,8 @@ ArchSpec describe_gemma2(const json& j, const ModelConfig& c, const std::string&
   if (f.has("layer_types")) {
     read_layer_types(f, c, false, spec);
   } else {  // transformers' default: even layers slide, odd layers attend globally
-    for (int64_t i = 0; i < c.layers; i += 2) spec.layers[static_cast<size_t>(i)].sliding_window = f.positive_int("sliding_window");
+    for (int64_t i = 0; i < c.layers; i += 2)
+      spec.layers[static_cast<size_t>(i)].sliding_window = f.positive_int("sliding_window");
   }
   return spec;
 }

@@ -13,9 +13,9 @@ using json = nlohmann::json;
 // GPT-2's config names, renamed to the ones ModelConfig reads.
 void normalize(json& j) {
   const std::pair<const char*, const char*> renames[] = {
-      {"n_embd", "hidden_size"}, {"n_layer", "num_hidden_layers"}, {"n_head", "num_attention_heads"},
-      {"n_positions", "max_position_embeddings"}, {"n_inner", "intermediate_size"},
-      {"layer_norm_epsilon", "rms_norm_eps"}};
+      {"n_embd", "hidden_size"},         {"n_layer", "num_hidden_layers"},
+      {"n_head", "num_attention_heads"}, {"n_positions", "max_position_embeddings"},
+      {"n_inner", "intermediate_size"},  {"layer_norm_epsilon", "rms_norm_eps"}};
   for (const auto& [from, to] : renames) {
     if (j.contains(from) && !j.contains(to)) j[to] = j[from];
   }

@@ -13,7 +13,8 @@ ArchSpec describe_qwen2(const nlohmann::json& j, const ModelConfig& c, const std
   // Without layer_types, use_sliding_window applies from layer max_window_layers on (transformers' rule).
   if (!f.has("layer_types") && f.boolean("use_sliding_window", false)) {
     const int64_t from = f.positive_int("max_window_layers", c.layers);
-    for (int64_t i = from; i < c.layers; ++i) spec.layers[static_cast<size_t>(i)].sliding_window = f.positive_int("sliding_window");
+    for (int64_t i = from; i < c.layers; ++i)
+      spec.layers[static_cast<size_t>(i)].sliding_window = f.positive_int("sliding_window");
   } else {
     read_layer_types(f, c, false, spec);
   }

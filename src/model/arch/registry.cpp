@@ -8,9 +8,9 @@ namespace nanoserve {
 
 namespace {
 // The explicit list of families (no self-registration: it can vanish when linking statically).
-const ArchFamily* const kFamilies[] = {&arch::llama(), &arch::mistral(), &arch::qwen2(), &arch::qwen3(),
-                                       &arch::gemma2(), &arch::gemma3(), &arch::olmoe(), &arch::phi3(),
-                                       &arch::gpt2()};
+const ArchFamily* const kFamilies[] = {&arch::llama(), &arch::mistral(), &arch::qwen2(),
+                                       &arch::qwen3(), &arch::gemma2(),  &arch::gemma3(),
+                                       &arch::olmoe(), &arch::phi3(),    &arch::gpt2()};
 }  // namespace
 
 std::vector<std::string_view> supported_model_types() {

@@ -109,7 +109,7 @@ struct IfStmt : Stmt {
 };
 struct ForStmt : Stmt {
   std::vector<std::string> targets;  // one name, or several to unpack
-  ExprPtr iterable, filter;         // filter may be null ({% for x in xs if cond %})
+  ExprPtr iterable, filter;          // filter may be null ({% for x in xs if cond %})
   Body body, otherwise;
   void exec(Context& ctx) const override;
 };

@@ -80,7 +80,8 @@ Value items(const Value& v) {
 constexpr int64_t kMaxIndent = 256;
 int indent_width(const Value& width, int64_t fallback, int line) {
   const int64_t w = width.is(K::Int) ? width.integer : fallback;
-  if (w > kMaxIndent) fail("chat template line {}: an indent of {} spaces is over the limit of {}", line, w, kMaxIndent);
+  if (w > kMaxIndent)
+    fail("chat template line {}: an indent of {} spaces is over the limit of {}", line, w, kMaxIndent);
   return static_cast<int>(std::max<int64_t>(0, w));
 }
 
@@ -130,7 +131,8 @@ void charge_input(const Value& v) {
 
 Value call_filter(const std::string& name, Value v, Arguments& args, int line) {
   charge_input(v);
-  if (name == "trim") return Value::from(strip(v.str(), args.positional.empty() ? " \t\n\r\f\v" : args.positional[0].str(), true, true));
+  if (name == "trim")
+    return Value::from(strip(v.str(), args.positional.empty() ? " \t\n\r\f\v" : args.positional[0].str(), true, true));
   if (name == "upper") return Value::from(upper(v.str()));
   if (name == "lower") return Value::from(lower(v.str()));
   if (name == "capitalize") return Value::from(capitalize(v.str()));
@@ -170,7 +172,8 @@ Value call_filter(const std::string& name, Value v, Arguments& args, int line) {
     return v;
   }
   if (name == "replace") {
-    return Value::from(replace_all(v.str(), args.get(0, "old").str(), args.get(1, "new").str(), args.get(2, "count", Value::from(int64_t{-1})).integer));
+    return Value::from(replace_all(v.str(), args.get(0, "old").str(), args.get(1, "new").str(),
+                                   args.get(2, "count", Value::from(int64_t{-1})).integer));
   }
   if (name == "int") {
     if (v.is(K::Int)) return v;
@@ -193,7 +196,8 @@ Value call_filter(const std::string& name, Value v, Arguments& args, int line) {
         const Value* a = x.get(attribute.str());
         out.push_back(a ? *a : args.get(99, "default"));
       } else {
-        Arguments rest{args.function, {args.positional.begin() + (args.positional.empty() ? 0 : 1), args.positional.end()}, {}};
+        Arguments rest{
+            args.function, {args.positional.begin() + (args.positional.empty() ? 0 : 1), args.positional.end()}, {}};
         out.push_back(call_filter(args.positional.empty() ? "" : args.positional[0].str(), x, rest, line));
       }
     }
@@ -235,16 +239,19 @@ bool call_test(const std::string& name, const Value& v, Arguments& args, int lin
   const Value other = args.get(0, "value");
   if (name == "eq" || name == "equalto" || name == "==") return v == other;
   if (name == "ne" || name == "!=") return !(v == other);
-  if (name == "in") return other.is(K::Array) ? std::find(other.array->begin(), other.array->end(), v) != other.array->end()
-                                              : other.is(K::String) && other.string.find(v.str()) != std::string::npos;
+  if (name == "in")
+    return other.is(K::Array) ? std::find(other.array->begin(), other.array->end(), v) != other.array->end()
+                              : other.is(K::String) && other.string.find(v.str()) != std::string::npos;
   if (name == "odd" || name == "even") return v.is(K::Int) && (v.integer % 2 != 0) == (name == "odd");
-  if (name == "divisibleby") return v.is(K::Int) && other.is(K::Int) && other.integer != 0 && v.integer % other.integer == 0;
+  if (name == "divisibleby")
+    return v.is(K::Int) && other.is(K::Int) && other.integer != 0 && v.integer % other.integer == 0;
   fail("chat template line {}: unknown test '{}'", line, name);
 }
 
 bool has_method(const Value& o, const std::string& name) {
-  static const char* string_methods[] = {"strip", "lstrip", "rstrip", "split", "startswith", "endswith", "upper",
-                                         "lower", "title", "capitalize", "replace", "join", "find", "count", "splitlines"};
+  static const char* string_methods[] = {"strip",    "lstrip", "rstrip", "split", "startswith",
+                                         "endswith", "upper",  "lower",  "title", "capitalize",
+                                         "replace",  "join",   "find",   "count", "splitlines"};
   static const char* dict_methods[] = {"items", "keys", "values", "get"};
   auto in = [&](const auto& list) { return std::find(std::begin(list), std::end(list), name) != std::end(list); };
   if (o.is(K::String)) return in(string_methods);

@@ -47,7 +47,8 @@ class Context {
 // Builtins, in builtins.cpp.
 Value call_filter(const std::string& name, Value value, Arguments& args, int line);
 bool call_test(const std::string& name, const Value& value, Arguments& args, int line);
-Value call_method(Value& object, const std::string& name, Arguments& args, int line);  // nullopt-like: Undefined if none
+Value call_method(Value& object, const std::string& name, Arguments& args,
+                  int line);  // nullopt-like: Undefined if none
 bool has_method(const Value& object, const std::string& name);
 Value global_functions();  // raise_exception, namespace, range, strftime_now, ...
 

@@ -72,7 +72,8 @@ Value arithmetic(const std::string& op, const Value& a, const Value& b, int line
   }
   if (op == "*" && a.is(K::String) && b.is(K::Int)) {
     if (b.integer > 0 && a.string.size() > Value::kMaxStringBytes / static_cast<uint64_t>(b.integer)) {
-      fail("chat template line {}: a string repeated {} times exceeds {} bytes", line, b.integer, Value::kMaxStringBytes);
+      fail("chat template line {}: a string repeated {} times exceeds {} bytes", line, b.integer,
+           Value::kMaxStringBytes);
     }
     std::string out;
     for (int64_t i = 0; i < b.integer; ++i) out += a.string;
@@ -207,7 +208,8 @@ Value Subscript::eval(Context& ctx) const {
     const size_t size = o.is(K::Array) ? o.array->size() : o.string.size();
     const int64_t at = index_of(i.integer, size);
     if (at < 0 || at >= static_cast<int64_t>(size)) return {};
-    return o.is(K::Array) ? (*o.array)[static_cast<size_t>(at)] : Value::from(std::string(1, o.string[static_cast<size_t>(at)]));
+    return o.is(K::Array) ? (*o.array)[static_cast<size_t>(at)]
+                          : Value::from(std::string(1, o.string[static_cast<size_t>(at)]));
   }
   if (!o.defined()) return {};
   fail("chat template line {}: cannot index {} with {}", line, o.type_name(), i.type_name());
@@ -246,7 +248,8 @@ Value Call::eval(Context& ctx) const {
     }
   }
   Value f = callee->eval(ctx);
-  if (!f.is(K::Function)) fail("chat template line {}: {} is not callable", line, f.defined() ? f.type_name() : "an undefined name");
+  if (!f.is(K::Function))
+    fail("chat template line {}: {} is not callable", line, f.defined() ? f.type_name() : "an undefined name");
   Arguments args = evaluate(ctx, this->args, "function");
   Value::charge(kCallWork);
   ctx.enter(line);
@@ -381,13 +384,17 @@ void SetStmt::exec(Context& ctx) const {
   }
   if (!attribute.empty()) {
     Value target = ctx.lookup(targets[0]);
-    if (!target.is(K::Object)) fail("chat template line {}: cannot set attribute '{}' of {}", line, attribute, target.type_name());
-    if (v.reaches(target)) fail("chat template line {}: cannot set '{}.{}' to a value that contains {}", line, targets[0], attribute, targets[0]);
+    if (!target.is(K::Object))
+      fail("chat template line {}: cannot set attribute '{}' of {}", line, attribute, target.type_name());
+    if (v.reaches(target))
+      fail("chat template line {}: cannot set '{}.{}' to a value that contains {}", line, targets[0], attribute,
+           targets[0]);
     target.set(attribute, std::move(v));  // objects are shared: this updates the namespace in place
   } else if (targets.size() == 1) {
     ctx.assign(targets[0], std::move(v));
   } else {
-    if (!v.is(K::Array) || v.array->size() != targets.size()) fail("chat template line {}: cannot unpack into {} names", line, targets.size());
+    if (!v.is(K::Array) || v.array->size() != targets.size())
+      fail("chat template line {}: cannot unpack into {} names", line, targets.size());
     for (size_t t = 0; t < targets.size(); ++t) ctx.assign(targets[t], (*v.array)[t]);
   }
 }
@@ -398,20 +405,20 @@ void MacroStmt::exec(Context& ctx) const {
   const MacroStmt* self = this;
   Context* context = &ctx;
   ctx.assign(name, Value::from(Function([self, body_ref, context](Arguments& args) {
-    Context::Scope scope(*context);
-    for (size_t i = 0; i < self->params.size(); ++i) {
-      const auto& [param, fallback] = self->params[i];
-      const Value* given = args.find(i, param);
-      context->assign(param, given ? *given : fallback ? fallback->eval(*context) : Value{});
-    }
-    std::string saved = std::move(context->output());
-    context->output().clear();
-    run(*body_ref, *context);
-    context->flow = Context::Flow::Normal;
-    Value result = Value::from(std::move(context->output()));
-    context->output() = std::move(saved);
-    return result;
-  })));
+               Context::Scope scope(*context);
+               for (size_t i = 0; i < self->params.size(); ++i) {
+                 const auto& [param, fallback] = self->params[i];
+                 const Value* given = args.find(i, param);
+                 context->assign(param, given ? *given : fallback ? fallback->eval(*context) : Value{});
+               }
+               std::string saved = std::move(context->output());
+               context->output().clear();
+               run(*body_ref, *context);
+               context->flow = Context::Flow::Normal;
+               Value result = Value::from(std::move(context->output()));
+               context->output() = std::move(saved);
+               return result;
+             })));
 }
 
 void LoopControl::exec(Context& ctx) const { ctx.flow = is_break ? Context::Flow::Break : Context::Flow::Continue; }

@@ -18,8 +18,8 @@ int line_of(const std::string& s, size_t pos) {
 
 // Tokens inside {{ }} or {% %}, from `pos` up to the closing delimiter; returns the position after it.
 size_t lex_tag(const std::string& s, size_t pos, const std::string& close, std::vector<Token>& out) {
-  static const char* kOps[] = {"**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">", "=",
-                               "(", ")", "[", "]", "{", "}", ",", ".", ":", "|"};
+  static const char* kOps[] = {"**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<",
+                               ">",  "=",  "(",  ")",  "[",  "]",  "{", "}", ",", ".", ":", "|"};
   while (pos < s.size()) {
     const char c = s[pos];
     const int line = line_of(s, pos);
@@ -36,7 +36,8 @@ size_t lex_tag(const std::string& s, size_t pos, const std::string& close, std::
       size_t end = pos;
       bool is_float = false;
       while (end < s.size() && (std::isdigit(static_cast<unsigned char>(s[end])) ||
-                                (s[end] == '.' && !is_float && end + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[end + 1]))))) {
+                                (s[end] == '.' && !is_float && end + 1 < s.size() &&
+                                 std::isdigit(static_cast<unsigned char>(s[end + 1]))))) {
         is_float |= s[end] == '.';
         ++end;
       }
@@ -93,14 +94,16 @@ std::vector<Token> tokenize(const std::string& s) {
   bool strip_next = false, trim_newline = false;
   while (pos <= s.size()) {
     size_t open = s.find('{', pos);
-    while (open != std::string::npos && open + 1 < s.size() && s[open + 1] != '{' && s[open + 1] != '%' && s[open + 1] != '#') {
+    while (open != std::string::npos && open + 1 < s.size() && s[open + 1] != '{' && s[open + 1] != '%' &&
+           s[open + 1] != '#') {
       open = s.find('{', open + 1);
     }
     if (open + 1 >= s.size()) open = std::string::npos;
     std::string text = s.substr(pos, open == std::string::npos ? std::string::npos : open - pos);
     bool starts_line = pos == 0 || s[pos - 1] == '\n';
     if (strip_next) {
-      text.erase(0, text.find_first_not_of(" \t\r\n") == std::string::npos ? text.size() : text.find_first_not_of(" \t\r\n"));
+      text.erase(
+          0, text.find_first_not_of(" \t\r\n") == std::string::npos ? text.size() : text.find_first_not_of(" \t\r\n"));
     } else if (trim_newline && !text.empty() && text[0] == '\n') {
       text.erase(0, 1);  // trim_blocks: the newline after a block tag
       starts_line = true;

@@ -70,7 +70,9 @@ class Parser {
  private:
   const Token& peek(size_t ahead = 0) const { return tokens_[std::min(pos_ + ahead, tokens_.size() - 1)]; }
   const Token& next() { return tokens_[std::min(pos_++, tokens_.size() - 1)]; }
-  bool at(T type, const std::string& text = "") const { return peek().type == type && (text.empty() || peek().text == text); }
+  bool at(T type, const std::string& text = "") const {
+    return peek().type == type && (text.empty() || peek().text == text);
+  }
   bool at_name(const std::string& name) const { return at(T::Name, name); }
   bool accept(T type, const std::string& text) {
     if (!at(type, text)) return false;
@@ -93,7 +95,8 @@ class Parser {
     fail("chat template line {}: {} (at '{}')", peek().line, what, peek().text);
   }
   const Token& expect(T type, const std::string& what) {
-    if (peek().type != type || (type == T::Op && peek().text != what) || (type == T::Name && !what.empty() && peek().text != what)) {
+    if (peek().type != type || (type == T::Op && peek().text != what) ||
+        (type == T::Name && !what.empty() && peek().text != what)) {
       error("expected " + what);
     }
     return next();
@@ -324,8 +327,8 @@ class Parser {
         t->value = std::move(value);
         if (accept(T::Op, "(")) {
           t->args = call_args();
-        } else if (at(T::String) || at(T::Int) || at(T::Float) || (at(T::Name) && !at_name("and") && !at_name("or") &&
-                                                                   !at_name("else") && !at_name("if"))) {
+        } else if (at(T::String) || at(T::Int) || at(T::Float) ||
+                   (at(T::Name) && !at_name("and") && !at_name("or") && !at_name("else") && !at_name("if"))) {
           t->args.positional.push_back(postfix(primary()));  // `is divisibleby 3`, `is equalto 'x'`
         }
         value = std::move(t);
@@ -447,8 +450,7 @@ class Parser {
           return dict;
         }
         break;
-      default:
-        break;
+      default: break;
     }
     error("expected an expression");
   }

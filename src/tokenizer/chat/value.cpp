@@ -12,12 +12,13 @@ namespace nanoserve::jinja {
 using json = nlohmann::ordered_json;  // dicts keep insertion order, as in Python
 
 namespace {
-thread_local size_t render_bytes = 0;  // string bytes made by the render under way on this thread
-thread_local uint64_t render_work = 0;  // units of work done by the render under way on this thread
+thread_local size_t render_bytes = 0;                // string bytes made by the render under way on this thread
+thread_local uint64_t render_work = 0;               // units of work done by the render under way on this thread
 thread_local uint64_t render_max_work = UINT64_MAX;  // set by start_render
 
 void check_depth(int depth) {
-  if (depth > Value::kMaxNesting) fail("chat template: a value nested deeper than {} levels (a list that contains itself?)", Value::kMaxNesting);
+  if (depth > Value::kMaxNesting)
+    fail("chat template: a value nested deeper than {} levels (a list that contains itself?)", Value::kMaxNesting);
 }
 }  // namespace
 
@@ -35,7 +36,8 @@ void Value::charge(uint64_t units) {
 }
 
 void Value::check_string_size(size_t bytes) {
-  if (bytes > kMaxStringBytes) fail("chat template: a string of {} bytes is over the limit of {}", bytes, kMaxStringBytes);
+  if (bytes > kMaxStringBytes)
+    fail("chat template: a string of {} bytes is over the limit of {}", bytes, kMaxStringBytes);
 }
 
 void Value::check_string(size_t bytes) {
@@ -135,7 +137,8 @@ std::string Value::repr(int depth) const {
     }
     case Kind::Object: {
       std::string out = "{";
-      for (size_t i = 0; i < object->size(); ++i) out += (i ? ", " : "") + quote((*object)[i].first) + ": " + (*object)[i].second.repr(depth + 1);
+      for (size_t i = 0; i < object->size(); ++i)
+        out += (i ? ", " : "") + quote((*object)[i].first) + ": " + (*object)[i].second.repr(depth + 1);
       return out + "}";
     }
     case Kind::Function: return "<function>";
@@ -200,7 +203,8 @@ bool Value::reaches(const Value& container, int depth) const {
   }
   if (kind == Kind::Object) {
     if (object == container.object) return true;
-    return std::any_of(object->begin(), object->end(), [&](const auto& kv) { return kv.second.reaches(container, depth + 1); });
+    return std::any_of(object->begin(), object->end(),
+                       [&](const auto& kv) { return kv.second.reaches(container, depth + 1); });
   }
   return false;
 }

@@ -30,14 +30,57 @@ struct Value {
   std::shared_ptr<jinja::Object> object;
   std::shared_ptr<jinja::Function> function;
 
-  static Value none() { Value v; v.kind = Kind::None; return v; }
-  static Value from(bool b) { Value v; v.kind = Kind::Bool; v.boolean = b; return v; }
-  static Value from(int64_t i) { Value v; v.kind = Kind::Int; v.integer = i; return v; }
-  static Value from(double d) { Value v; v.kind = Kind::Float; v.number = d; return v; }
-  static Value from(std::string s) { check_string(s.size()); Value v; v.kind = Kind::String; v.string = std::move(s); return v; }
-  static Value from(jinja::Array a) { check_items(a.size()); charge(1 + kItemWork * a.size()); Value v; v.kind = Kind::Array; v.array = std::make_shared<jinja::Array>(std::move(a)); return v; }
-  static Value from(jinja::Object o) { charge(1 + kItemWork * o.size()); Value v; v.kind = Kind::Object; v.object = std::make_shared<jinja::Object>(std::move(o)); return v; }
-  static Value from(jinja::Function f) { Value v; v.kind = Kind::Function; v.function = std::make_shared<jinja::Function>(std::move(f)); return v; }
+  static Value none() {
+    Value v;
+    v.kind = Kind::None;
+    return v;
+  }
+  static Value from(bool b) {
+    Value v;
+    v.kind = Kind::Bool;
+    v.boolean = b;
+    return v;
+  }
+  static Value from(int64_t i) {
+    Value v;
+    v.kind = Kind::Int;
+    v.integer = i;
+    return v;
+  }
+  static Value from(double d) {
+    Value v;
+    v.kind = Kind::Float;
+    v.number = d;
+    return v;
+  }
+  static Value from(std::string s) {
+    check_string(s.size());
+    Value v;
+    v.kind = Kind::String;
+    v.string = std::move(s);
+    return v;
+  }
+  static Value from(jinja::Array a) {
+    check_items(a.size());
+    charge(1 + kItemWork * a.size());
+    Value v;
+    v.kind = Kind::Array;
+    v.array = std::make_shared<jinja::Array>(std::move(a));
+    return v;
+  }
+  static Value from(jinja::Object o) {
+    charge(1 + kItemWork * o.size());
+    Value v;
+    v.kind = Kind::Object;
+    v.object = std::make_shared<jinja::Object>(std::move(o));
+    return v;
+  }
+  static Value from(jinja::Function f) {
+    Value v;
+    v.kind = Kind::Function;
+    v.function = std::make_shared<jinja::Function>(std::move(f));
+    return v;
+  }
   static Value from_json(const nlohmann::ordered_json& j, int depth = 0);  // keys keep their order
 
   // A template may build values without printing them (a list doubled in a loop): every string and
@@ -46,9 +89,9 @@ struct Value {
   // thousand times), reset by start_render().
   static constexpr size_t kMaxStringBytes = 16 << 20;
   static constexpr size_t kMaxRenderBytes = size_t{128} << 20;  // 16 times the largest request body
-  static constexpr size_t kMaxItems = 100000;  // a list is at most ~11 MB (a Value is 112 bytes)
-  static void check_string(size_t bytes);       // a string made: its size, and the render's budget
-  static void check_string_size(size_t bytes);  // a string about to be made: its size only
+  static constexpr size_t kMaxItems = 100000;                   // a list is at most ~11 MB (a Value is 112 bytes)
+  static void check_string(size_t bytes);                       // a string made: its size, and the render's budget
+  static void check_string_size(size_t bytes);                  // a string about to be made: its size only
   static void check_items(size_t items);
   // Work is bounded too, so that no template runs for long (two nested loops over range(100000),
   // a macro calling itself twice at each level): loop iterations, calls, items built, compared or
@@ -68,13 +111,13 @@ struct Value {
   bool is_number() const { return kind == Kind::Int || kind == Kind::Float; }
   double as_double() const { return kind == Kind::Int ? static_cast<double>(integer) : number; }
   bool truthy() const;
-  std::string str() const;                   // what {{ value }} prints (Python's str)
-  std::string repr(int depth = 0) const;     // Python's repr, used inside lists and dicts
+  std::string str() const;                // what {{ value }} prints (Python's str)
+  std::string repr(int depth = 0) const;  // Python's repr, used inside lists and dicts
   std::string type_name() const;
   nlohmann::ordered_json to_json(int depth = 0) const;
   bool reaches(const Value& container, int depth = 0) const;  // whether `container` is this value or inside it
-  const Value* get(const std::string& key) const;  // dict lookup; nullptr when absent
-  void set(const std::string& key, Value v);       // dict assignment
+  const Value* get(const std::string& key) const;             // dict lookup; nullptr when absent
+  void set(const std::string& key, Value v);                  // dict assignment
 };
 
 bool operator==(const Value& a, const Value& b);
