@@ -86,7 +86,7 @@ void run_bench(const BenchOptions& opt) {
     grammar =
         std::make_shared<const grammar::Grammar>(grammar::compile_json_schema(read_ordered_json_file(opt.json_schema)));
   }
-  Engine engine(model, tokenizer ? &*tokenizer : nullptr,
+  Engine engine(*ranks, tokenizer ? &*tokenizer : nullptr,
                 engine_options(opt.engine, opt.kv_pool, model.config, *ranks));
   std::vector<Timing> timings(prompts.size());
   std::mutex m;

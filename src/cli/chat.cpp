@@ -191,7 +191,7 @@ void run_chat(const ChatOptions& opt) {
   add_end_of_turn_ids(model, tokenizer, &chat_template);
   const auto ranks = open_ranks(opt.model, model);
   const EngineOptions engine_opts = engine_options(opt.engine, opt.kv_pool, model.config, *ranks);
-  Engine engine(model, &tokenizer, engine_opts);
+  Engine engine(*ranks, &tokenizer, engine_opts);
   // What one sequence may hold: the model's context, or less when the KV pool is smaller.
   const int64_t context = std::min(engine.max_model_len(), engine.stats().total_blocks * engine_opts.block_size);
   Json messages = opt.system.empty() ? Json::array() : Json::array({{{"role", "system"}, {"content", opt.system}}});

@@ -26,7 +26,7 @@ void run_generate(const GenerateOptions& opt) {
   Model model = load(opt.model);
   const auto ranks = open_ranks(opt.model, model);
   Tokenizer tokenizer = load_tokenizer(opt.model);
-  Engine engine(model, &tokenizer, engine_options(opt.engine, opt.kv_pool, model.config, *ranks));
+  Engine engine(*ranks, &tokenizer, engine_options(opt.engine, opt.kv_pool, model.config, *ranks));
   const std::vector<int32_t> prompt = tokenizer.encode(opt.prompt);
   const auto start = std::chrono::steady_clock::now();
   double first_token_seconds = 0;

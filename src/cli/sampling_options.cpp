@@ -75,7 +75,6 @@ void add_kv_dtype_option(CLI::App& cmd, KvDType& dtype) {
 EngineOptions engine_options(const EngineOptions& options, const KvPoolOptions& pool, const ModelConfig& config,
                              const TensorParallel& ranks) {
   EngineOptions out = options;
-  out.ranks = &ranks;
   const Backend& backend = ranks.backend(0);
   if (out.kv_dtype != KvDType::F32 && backend.name() != "cpu") {
     fail("--kv-cache-dtype q8_0 runs on the CPU only; the {} backend keeps keys and values in f32", backend.name());

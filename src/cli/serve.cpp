@@ -181,7 +181,7 @@ void run_serve(const ServeOptions& opt) {
   add_end_of_turn_ids(model, tokenizer, chat_template ? &*chat_template : nullptr);
   const auto ranks = open_ranks(opt.model, model);
   const EngineOptions engine_opts = engine_options(opt.engine, opt.kv_pool, model.config, *ranks);
-  Engine engine(model, &tokenizer, engine_opts);
+  Engine engine(*ranks, &tokenizer, engine_opts);
   const EngineStats stats = engine.stats();
 
   boost::asio::io_context io;

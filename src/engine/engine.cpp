@@ -37,14 +37,13 @@ int64_t resolve_max_model_len(const EngineOptions& options, const ModelConfig& c
   return options.max_model_len > 0 ? options.max_model_len : config.max_positions;
 }
 
-Engine::Engine(const Model& model, const Tokenizer* tokenizer, const EngineOptions& options)
-    : model_(model),
+Engine::Engine(const TensorParallel& runner, const Tokenizer* tokenizer, const EngineOptions& options)
+    : model_(runner.model()),
       tokenizer_(tokenizer),
-      sample_vocab_(tokenizer ? std::min<int64_t>(model.config.vocab_size, tokenizer->vocab_size())
-                              : model.config.vocab_size),
-      max_model_len_(resolve_max_model_len(options, model.config)),  // checked before the KV pool is made
-      own_ranks_(options.ranks ? nullptr : std::make_unique<TensorParallel>(model, options.backend)),
-      ranks_(options.ranks ? *options.ranks : *own_ranks_),
+      sample_vocab_(tokenizer ? std::min<int64_t>(model_.config.vocab_size, tokenizer->vocab_size())
+                              : model_.config.vocab_size),
+      max_model_len_(resolve_max_model_len(options, model_.config)),  // checked before the KV pool is made
+      ranks_(runner),
       caches_(ranks_.make_caches(
           std::max<int64_t>(1, options.kv_cache_bytes / KvCache::bytes_per_block(ranks_.rank_config().kv_shape(),
                                                                                  options.block_size, options.kv_dtype)),

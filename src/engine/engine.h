@@ -34,10 +34,6 @@ struct EngineOptions {
   // The longest sequence (prompt + generated), at most the model's max_position_embeddings; 0: that.
   // A shorter one keeps requests within what the KV pool was sized for (RoPE scaling is unchanged).
   int64_t max_model_len = 0;
-  Backend* backend = nullptr;  // where the model runs (weights already there); null: the CPU
-  // The model split across tensor-parallel ranks instead (backend is then unused); kv_cache_bytes
-  // is each rank's.
-  const TensorParallel* ranks = nullptr;
 };
 
 // options.max_model_len, or the model's context when 0; throws Error when it is longer than the model's.
@@ -55,7 +51,9 @@ struct EngineStats {
 class Engine {
  public:
   // tokenizer may be null: events then carry no text, and stop strings are refused.
-  Engine(const Model& model, const Tokenizer* tokenizer, const EngineOptions& options);
+  // runner: the model on one backend, or split across tensor-parallel ranks (kv_cache_bytes is then
+  // each rank's); it outlives the engine.
+  Engine(const TensorParallel& runner, const Tokenizer* tokenizer, const EngineOptions& options);
   ~Engine();
 
   // Validates and queues a request; returns its id. Throws Error naming what is wrong (bad
@@ -104,7 +102,6 @@ class Engine {
   int64_t sample_vocab_;
   int64_t max_model_len_;
   std::shared_ptr<const grammar::TokenTrie> trie_;  // the vocabulary as a byte trie, built for the first grammar
-  std::unique_ptr<TensorParallel> own_ranks_;       // the one rank of options.backend, unless options.ranks
   const TensorParallel& ranks_;
   std::vector<KvCache> caches_;  // the KV pool: one cache per rank
   int64_t num_blocks_;

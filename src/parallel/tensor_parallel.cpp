@@ -88,15 +88,16 @@ class RankThreads {
   bool stopping_ = false;
 };
 
-TensorParallel::TensorParallel(const Model& model, Backend* backend) : threads_(std::make_unique<RankThreads>(1)) {
+TensorParallel::TensorParallel(const Model& model, Backend* backend)
+    : model_(model), threads_(std::make_unique<RankThreads>(1)) {
   auto& rank = *ranks_.emplace_back(std::make_unique<Rank>());
   if (!backend) rank.own_backend = make_cpu_backend(model);
   rank.backend = backend ? backend : rank.own_backend.get();
   rank.transformer = std::make_unique<Transformer>(model, rank.backend);
 }
 
-TensorParallel::TensorParallel(const Model& model, int ranks, const std::string& device,
-                               const BackendOptions& options) {
+TensorParallel::TensorParallel(const Model& model, int ranks, const std::string& device, const BackendOptions& options)
+    : model_(model) {
   check_splits(model, ranks);
   std::vector<Backend*> backends;
   for (int r = 0; r < ranks; ++r) {

@@ -43,7 +43,8 @@ class TensorParallel {
   // A rank's config: its heads, KV heads and MLP width (the same on every
   // rank).
   const ModelConfig& rank_config() const { return ranks_[0]->transformer->config(); }
-  std::string describe() const;  // the backends, for start-up messages
+  const Model& model() const { return model_; }  // the model whole, as loaded
+  std::string describe() const;                  // the backends, for start-up messages
   // Bytes of KV pool each rank may take: the least any rank's backend allows
   // (Backend::kv_budget).
   int64_t kv_budget(double fraction) const;
@@ -72,6 +73,7 @@ class TensorParallel {
   template <typename Step>
   auto rank_zero_result(std::span<KvCache> caches, const Step& step) const;
 
+  const Model& model_;
   std::vector<std::unique_ptr<Rank>> ranks_;  // apart: each Transformer points at its rank's shard
   std::vector<std::unique_ptr<Collective>> collectives_;
   std::unique_ptr<RankThreads> threads_;

@@ -162,9 +162,8 @@ class CudaEngineTest : public ::testing::Test {
   // `logprobs` >= 0 each token's logprobs into *logprobs.
   std::vector<std::vector<int32_t>> generate(Backend* backend, const std::vector<std::vector<int32_t>>& prompts,
                                              std::vector<std::vector<TokenLogprob>>* logprobs = nullptr) {
-    EngineOptions options;
-    options.backend = backend;
-    Engine engine(*model_, nullptr, options);
+    const TensorParallel runner(*model_, backend);
+    Engine engine(runner, nullptr, EngineOptions{});
     std::vector<std::vector<int32_t>> out(prompts.size());
     if (logprobs) logprobs->assign(prompts.size(), {});
     for (size_t i = 0; i < prompts.size(); ++i) {

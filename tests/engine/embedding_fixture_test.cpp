@@ -37,11 +37,12 @@ TEST_P(EmbeddingFixture, VectorsMatchSentenceTransformers) {
   EXPECT_TRUE(model.pooling->normalize);
   std::ifstream in(dir + "/embeddings.json");
   const auto reference = nlohmann::json::parse(in);
+  const TensorParallel runner(model);
   for (PoolingMode mode : {PoolingMode::Last, PoolingMode::Mean, PoolingMode::Cls}) {
     EngineOptions options;
     options.kv_cache_bytes = 64 * KvCache::bytes_per_block(model.config.kv_shape(), 16);
     options.limits.max_batched_tokens = 32;  // the long text in chunks
-    Engine engine(model, &tokenizer, options);
+    Engine engine(runner, &tokenizer, options);
     std::map<uint64_t, std::vector<float>> vectors;
     std::vector<uint64_t> ids;
     for (const auto& c : reference["cases"]) {
@@ -66,7 +67,8 @@ TEST(EmbeddingFixtureModel, BaseWeightsWithoutAHeadEmbedButDoNotGenerate) {
   EXPECT_FALSE(model.config.has_lm_head);
   EXPECT_FALSE(model.config.matryoshka);
   EXPECT_TRUE(load_model(test::fixture("embed_qwen3")).config.matryoshka);
-  Engine engine(model, nullptr, EngineOptions{});
+  const TensorParallel runner(model);
+  Engine engine(runner, nullptr, EngineOptions{});
   try {
     engine.submit({{1, 2, 3}, {}}, [](const Event&) {});
     FAIL() << "a generation was accepted";

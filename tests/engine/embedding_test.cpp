@@ -19,9 +19,11 @@ class EmbeddingTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     model_ = new Model(load_model(test::demo_model_dir()));
+    runner_ = new TensorParallel(*model_);
     tokenizer_ = new Tokenizer(Tokenizer::from_file(test::demo_model_dir()));
   }
   static void TearDownTestSuite() {
+    delete runner_;
     delete model_;
     delete tokenizer_;
   }
@@ -89,9 +91,11 @@ class EmbeddingTest : public ::testing::Test {
   }
 
   static Model* model_;
+  static TensorParallel* runner_;  // the demo model on a CPU backend, shared by the engines here
   static Tokenizer* tokenizer_;
 };
 Model* EmbeddingTest::model_ = nullptr;
+TensorParallel* EmbeddingTest::runner_ = nullptr;
 Tokenizer* EmbeddingTest::tokenizer_ = nullptr;
 
 TEST_F(EmbeddingTest, EachPoolingOfPromptsPrefilledInChunksIsThePooledFinalNorm) {
@@ -99,7 +103,7 @@ TEST_F(EmbeddingTest, EachPoolingOfPromptsPrefilledInChunksIsThePooledFinalNorm)
                                           "A fortune: you will be hungry again in one hour.",
                                           std::string(300, 'x') + " and the rest of a long prompt"};
   for (PoolingMode mode : {PoolingMode::Last, PoolingMode::Mean, PoolingMode::Cls}) {
-    Engine engine(*model_, tokenizer_, options(/*max_batched_tokens=*/16));  // the long prompt takes many steps
+    Engine engine(*runner_, tokenizer_, options(/*max_batched_tokens=*/16));  // the long prompt takes many steps
     std::vector<Request> requests;
     for (const auto& text : texts) requests.push_back({tokenizer_->encode(text), {}, Pooling{mode, true}});
     std::vector<uint64_t> ids;
@@ -126,11 +130,11 @@ TEST_F(EmbeddingTest, EmbeddingsAndGenerationsShareStepsWithoutChangingEither) {
   const std::vector<int32_t> prompt = tokenizer_->encode("And God said, Let there be light");
   std::vector<int32_t> alone_tokens;
   {
-    Engine engine(*model_, tokenizer_, options());
+    Engine engine(*runner_, tokenizer_, options());
     std::vector<uint64_t> ids;
     alone_tokens = run(engine, {{prompt, greedy}}, ids).at(ids[0]).tokens;
   }
-  Engine engine(*model_, tokenizer_, options(24));
+  Engine engine(*runner_, tokenizer_, options(24));
   const std::vector<int32_t> a = tokenizer_->encode("In the beginning"),
                              b = tokenizer_->encode("Thou shalt not steal, nor lie.");
   std::vector<uint64_t> ids;
@@ -144,7 +148,7 @@ TEST_F(EmbeddingTest, EmbeddingsAndGenerationsShareStepsWithoutChangingEither) {
 TEST_F(EmbeddingTest, AnInputLongerThanTheContextIsRefusedNamingBoth) {
   EngineOptions o = options();
   o.max_model_len = 32;
-  Engine engine(*model_, tokenizer_, o);
+  Engine engine(*runner_, tokenizer_, o);
   try {
     engine.submit({std::vector<int32_t>(40, 5), {}, Pooling{}}, [](const Event&) {});
     FAIL() << "accepted";

@@ -34,6 +34,7 @@ class EngineTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     model_ = new Model(load_model(test::demo_model_dir()));
+    runner_ = new TensorParallel(*model_);
     tokenizer_ = new Tokenizer(Tokenizer::from_file(test::demo_model_dir()));
     std::ifstream in(test::demo_model_dir() + "/heldout.jsonl");
     std::string line;
@@ -41,6 +42,7 @@ class EngineTest : public ::testing::Test {
       docs_.push_back(tokenizer_->encode(nlohmann::json::parse(line)["text"].get<std::string>()));
   }
   static void TearDownTestSuite() {
+    delete runner_;
     delete model_;
     delete tokenizer_;
   }
@@ -96,24 +98,26 @@ class EngineTest : public ::testing::Test {
   }
 
   static Outcome run_alone(const Request& r, const EngineOptions& o = options()) {
-    Engine engine(*model_, tokenizer_, o);
+    Engine engine(*runner_, tokenizer_, o);
     auto out = run(engine, {r});
     EXPECT_EQ(engine.stats().used_blocks, 0);
     return out.begin()->second;
   }
 
   static Model* model_;
+  static TensorParallel* runner_;  // the demo model on a CPU backend, which every engine here shares
   static Tokenizer* tokenizer_;
   static std::vector<std::vector<int32_t>> docs_;
 };
 Model* EngineTest::model_ = nullptr;
+TensorParallel* EngineTest::runner_ = nullptr;
 Tokenizer* EngineTest::tokenizer_ = nullptr;
 std::vector<std::vector<int32_t>> EngineTest::docs_;
 
 TEST_F(EngineTest, SixteenConcurrentRequestsMatchEachRunAlone) {
   std::vector<Request> requests;
   for (size_t i = 0; i < 16; ++i) requests.push_back({prompt(i, 5 + 13 * i), greedy(static_cast<int32_t>(8 + 3 * i))});
-  Engine engine(*model_, tokenizer_, options());
+  Engine engine(*runner_, tokenizer_, options());
   std::vector<uint64_t> ids;
   auto together = run(engine, requests, &ids);
   ASSERT_EQ(together.size(), 16u);
@@ -134,7 +138,7 @@ TEST_F(EngineTest, SixteenConcurrentRequestsMatchEachRunAlone) {
 TEST_F(EngineTest, PreemptionUnderATinyPoolKeepsOutputs) {
   std::vector<Request> requests;
   for (size_t i = 0; i < 8; ++i) requests.push_back({prompt(3 * i, 40 + 7 * i), greedy(40)});
-  Engine engine(*model_, tokenizer_, options(12));
+  Engine engine(*runner_, tokenizer_, options(12));
   std::vector<uint64_t> ids;
   auto together = run(engine, requests, &ids);
   EXPECT_GT(engine.stats().preemptions, 0);
@@ -158,7 +162,7 @@ TEST_F(EngineTest, PrefixCacheChangesNothingButWork) {
   std::vector<uint64_t> ids[2];
   EngineStats stats[2];
   for (int cached = 0; cached < 2; ++cached) {
-    Engine engine(*model_, tokenizer_, options(512, cached == 1));
+    Engine engine(*runner_, tokenizer_, options(512, cached == 1));
     // One request first, so that the others find its blocks published.
     auto first = run(engine, {requests[0]}, &ids[cached]);
     results[cached].insert(first.begin(), first.end());
@@ -190,7 +194,7 @@ TEST_F(EngineTest, SamplesShareThePromptBlocks) {
   p.max_tokens = 20;
   p.ignore_eos = true;
   p.n = 4;
-  Engine engine(*model_, tokenizer_, options());
+  Engine engine(*runner_, tokenizer_, options());
   std::map<int, Outcome> samples;
   const auto prompt40 = prompt(11, 40);  // 2 full blocks and a partial one
   engine.submit({prompt40, p}, [&](const Event& e) {
@@ -228,7 +232,7 @@ TEST_F(EngineTest, SeedIsIndependentOfTheBatch) {
     other.seed = 99 + i;
     crowd.push_back({prompt(40 + i, 20 + 9 * i), other});
   }
-  Engine engine(*model_, tokenizer_, options());
+  Engine engine(*runner_, tokenizer_, options());
   std::vector<uint64_t> ids;
   auto out = run(engine, crowd, &ids);
   EXPECT_EQ(out.at({ids[0], 0}).tokens, alone.tokens);
@@ -321,7 +325,7 @@ TEST_F(EngineTest, EosAndStopTokenIdsEndGeneration) {
 }
 
 TEST_F(EngineTest, CancellationFreesEveryBlock) {
-  Engine engine(*model_, tokenizer_, options());
+  Engine engine(*runner_, tokenizer_, options());
   std::vector<FinishReason> finals;
   int tokens = 0;
   const uint64_t id = engine.submit({prompt(0, 50), greedy(200)}, [&](const Event& e) {
@@ -340,7 +344,7 @@ TEST_F(EngineTest, CancellationFreesEveryBlock) {
 }
 
 TEST_F(EngineTest, OversizedRequestsAreRefusedAtSubmission) {
-  Engine engine(*model_, tokenizer_, options(8));
+  Engine engine(*runner_, tokenizer_, options(8));
   try {
     engine.submit({prompt(0, 100), greedy(100)}, [](const Event&) {});
     FAIL();
@@ -402,17 +406,18 @@ std::string write_padded_demo(const test::ScratchDir& dir, int32_t favourite) {
 // Those ids are now never sampled, biased or stopped on; the outputs are the unpadded model's.
 TEST_F(EngineTest, PaddedVocabularyIsNeverSampled) {
   const std::vector<int32_t> ids = prompt(3, 24);
-  Engine plain(*model_, tokenizer_, options());
+  Engine plain(*runner_, tokenizer_, options());
   const Outcome reference = run(plain, {{ids, greedy(12)}}).begin()->second;
   const test::ScratchDir dir;
   const Model padded = load_model(write_padded_demo(dir, reference.tokens[0]));
   ASSERT_EQ(padded.config.vocab_size, 4160);
   // Without a tokenizer nothing is masked: the padded rows win, so the mask below is what holds.
-  Engine unmasked(padded, nullptr, options());
+  const TensorParallel padded_runner(padded);
+  Engine unmasked(padded_runner, nullptr, options());
   const Outcome raw = run(unmasked, {{ids, greedy(1)}}).begin()->second;
   ASSERT_GE(raw.tokens.at(0), 4096);
 
-  Engine engine(padded, tokenizer_, options());
+  Engine engine(padded_runner, tokenizer_, options());
   EXPECT_EQ(engine.sample_vocab(), 4096);
   const Outcome greedy_out = run(engine, {{ids, greedy(12)}}).begin()->second;
   EXPECT_EQ(greedy_out.tokens, reference.tokens);
@@ -441,9 +446,9 @@ TEST_F(EngineTest, PaddedVocabularyIsNeverSampled) {
 TEST_F(EngineTest, GrammarSequencesInABatchStayInTheirLanguage) {
   const auto g = std::make_shared<const grammar::Grammar>(grammar::parse_gbnf(R"(root ::= "<" word ("," word){0,3} ">"
 word ::= [a-z]{1,6})"));
-  Engine alone(*model_, tokenizer_, options());
+  Engine alone(*runner_, tokenizer_, options());
   const auto free_alone = run(alone, {{prompt(1, 20), greedy(16)}, {prompt(2, 9), greedy(16)}});
-  Engine engine(*model_, tokenizer_, options());
+  Engine engine(*runner_, tokenizer_, options());
   SamplingParams constrained = greedy(64);
   constrained.grammar = g;
   SamplingParams sampled = constrained;
@@ -471,7 +476,7 @@ word ::= [a-z]{1,6})"));
 // A lazy grammar (tool_choice auto): the output is free until it holds the trigger, then in the
 // grammar from the trigger's first byte on. Greedy, the free part is the free run's own text.
 TEST_F(EngineTest, ALazyGrammarHoldsFromItsTriggerOn) {
-  Engine free_engine(*model_, tokenizer_, options());
+  Engine free_engine(*runner_, tokenizer_, options());
   const auto free_run = run(free_engine, {{prompt(1, 20), greedy(48)}});
   const std::string free_text = free_run.begin()->second.text;
   const size_t at = free_text.find(" a");
@@ -480,7 +485,7 @@ TEST_F(EngineTest, ALazyGrammarHoldsFromItsTriggerOn) {
   lazy.grammar =
       std::make_shared<const grammar::Grammar>(grammar::parse_gbnf(R"(root ::= " a" [a-z]* " <" [0-9]{2} ">")"));
   lazy.grammar_trigger = " a";
-  Engine engine(*model_, tokenizer_, options());
+  Engine engine(*runner_, tokenizer_, options());
   const auto out = run(engine, {{prompt(1, 20), lazy}, {prompt(2, 9), greedy(8)}});
   const auto& o = out.begin()->second;
   EXPECT_EQ(o.finish, FinishReason::Stop) << o.text;
@@ -491,7 +496,7 @@ TEST_F(EngineTest, ALazyGrammarHoldsFromItsTriggerOn) {
 
 // A listener that throws loses its event; the engine and the other requests go on.
 TEST_F(EngineTest, AListenerThatThrowsDoesNotStopTheEngine) {
-  Engine engine(*model_, tokenizer_, options());
+  Engine engine(*runner_, tokenizer_, options());
   int events = 0;
   engine.submit({prompt(0, 8), greedy(4)}, [&](const Event&) {
     ++events;
@@ -506,7 +511,7 @@ TEST_F(EngineTest, AListenerThatThrowsDoesNotStopTheEngine) {
 
 // The background loop serves requests submitted from other threads.
 TEST_F(EngineTest, BackgroundLoop) {
-  Engine engine(*model_, tokenizer_, options());
+  Engine engine(*runner_, tokenizer_, options());
   engine.start();
   std::mutex m;
   std::condition_variable done;

@@ -186,8 +186,7 @@ TEST(TensorParallelEngine, GreedyTokensOnTwoRanksEqualOneRank) {
     const TensorParallel ranks(model, tp, "cpu", {});
     EngineOptions options;
     options.kv_cache_bytes = 8 << 20;
-    options.ranks = &ranks;
-    Engine engine(model, nullptr, options);
+    Engine engine(ranks, nullptr, options);
     std::vector<std::vector<int32_t>> out(prompts.size());
     for (size_t i = 0; i < prompts.size(); ++i) {
       SamplingParams p;
