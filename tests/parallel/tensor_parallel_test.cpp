@@ -206,6 +206,32 @@ TEST(TensorParallelEngine, GreedyTokensOnTwoRanksEqualOneRank) {
   }
 }
 
+// Embeddings pool the final norm's rows, which every rank holds whole: two ranks give one rank's
+// vectors (to the rounding of the split products).
+TEST(TensorParallelEngine, EmbeddingsOnTwoRanksEqualOneRank) {
+  const Model model = load_model(test::demo_model_dir());
+  const Tokenizer tokenizer = Tokenizer::from_file(test::demo_model_dir());
+  const std::vector<std::string> texts = {"And the LORD said unto Moses,", "Blessed are the meek", "x"};
+  const auto run = [&](int tp) {
+    const TensorParallel ranks(model, tp, "cpu", {});
+    Engine engine(ranks, nullptr, EngineOptions{});
+    std::vector<std::vector<float>> out(texts.size());
+    for (size_t i = 0; i < texts.size(); ++i) {
+      engine.submit({tokenizer.encode(texts[i]), {}, Pooling{PoolingMode::Mean, true}},
+                    [&out, i](const Event& e) { out[i] = e.embedding; });
+    }
+    engine.run_until_idle();
+    return out;
+  };
+  const auto one = run(1), two = run(2);
+  for (size_t i = 0; i < one.size(); ++i) {
+    ASSERT_EQ(one[i].size(), 256u);
+    double dot = 0;
+    for (size_t j = 0; j < one[i].size(); ++j) dot += double(one[i][j]) * two[i][j];
+    EXPECT_GT(dot, 0.99999) << texts[i];  // both unit vectors: the cosine
+  }
+}
+
 TEST(HostCollective, EveryRankGetsTheSameSumAndTheGatherInRankOrder) {
   const Model model = load_model(test::demo_model_dir());
   std::vector<std::unique_ptr<Backend>> backends;
