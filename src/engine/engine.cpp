@@ -307,7 +307,7 @@ void Engine::embed_step(const std::vector<ScheduledSlice>& plan) {
                             : wanted == PooledRows::Last ? LogitsFor::LastToken
                                                          : LogitsFor::None;
     slices.push_back({std::span(s.tokens).subspan(static_cast<size_t>(s.computed), static_cast<size_t>(p.count)),
-                      s.computed, s.blocks, which});
+                      s.computed, s.blocks, which, s.prompt_len});
     rows.push_back(wanted == PooledRows::All ? p.count : wanted == PooledRows::Last ? 1 : 0);
   }
   std::vector<float> hidden;  // [rows, hidden_size]
@@ -342,7 +342,7 @@ void Engine::generate_step(const std::vector<ScheduledSlice>& plan) {
   for (const auto& p : plan) {
     const Sequence& s = *p.sequence;
     slices.push_back({std::span(s.tokens).subspan(static_cast<size_t>(s.computed), static_cast<size_t>(p.count)),
-                      s.computed, s.blocks, p.wants_logits ? LogitsFor::LastToken : LogitsFor::None});
+                      s.computed, s.blocks, p.wants_logits ? LogitsFor::LastToken : LogitsFor::None, s.prompt_len});
   }
   // When every sequence picks greedily from the raw logits, the backend picks too and only the
   // token ids come back (no [rows, vocab] copy to the host). Not when ids past the tokenizer's

@@ -304,9 +304,12 @@ void Transformer::prepare(std::span<const SequenceSlice> slices, KvCache& cache,
     layout.positions.resize(static_cast<size_t>(layout.tokens + count));
     const int64_t* positions = layout.positions.data() + layout.tokens;  // this slice's
     std::iota(layout.positions.begin() + layout.tokens, layout.positions.end(), slice.first_pos);
-    if (a.rope) layout.rope.append(rope_frequencies(c.rope, c.head_dim, c.max_positions, end), positions, count);
+    const int64_t rope_length = std::max(end, slice.rope_length);
+    if (a.rope)
+      layout.rope.append(rope_frequencies(c.rope, c.head_dim, c.max_positions, rope_length), positions, count);
     if (a.local_rope) {
-      layout.local_rope.append(rope_frequencies(*a.local_rope, c.head_dim, c.max_positions, end), positions, count);
+      layout.local_rope.append(rope_frequencies(*a.local_rope, c.head_dim, c.max_positions, rope_length), positions,
+                               count);
     }
     for (int32_t id : slice.tokens) layout.token_ids.push_back(embedding_row(id));
     if (slice.logits != LogitsFor::None) {

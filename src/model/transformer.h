@@ -31,6 +31,9 @@ struct SequenceSlice {
   int64_t first_pos = 0;
   std::span<const int32_t> blocks;
   LogitsFor logits = LogitsFor::LastToken;
+  // The sequence length that picks RoPE frequencies which depend on it (dynamic NTK, LongRoPE), if
+  // more than the slice's end: a prompt prefilled in chunks rotates as it would all at once.
+  int64_t rope_length = 0;
 };
 
 class Transformer {
