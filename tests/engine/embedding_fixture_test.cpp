@@ -13,6 +13,7 @@
 
 #include "backend/cpu/reduced_dot.h"
 #include "engine/engine.h"
+#include "formats/safetensors.h"
 #include "test_support.h"
 #include "util/error.h"
 
@@ -65,6 +66,91 @@ TEST_P(EmbeddingFixture, VectorsMatchSentenceTransformers) {
 
 INSTANTIATE_TEST_SUITE_P(Models, EmbeddingFixture, ::testing::Values("embed_qwen3", "embed_gte_qwen2"));
 
+// Hugging Face's final norm rows of a fixture's prompt, pooled and normalized in double.
+std::vector<double> pooled_reference(const test::Reference& reference, int64_t hidden, PoolingMode mode) {
+  const std::vector<float>& rows = reference.floats.at("final_norm");  // [tokens, hidden]
+  const auto tokens = static_cast<int64_t>(rows.size()) / hidden;
+  std::vector<double> want(static_cast<size_t>(hidden));
+  for (int64_t i = 0; i < hidden; ++i) {
+    if (mode == PoolingMode::Mean) {
+      for (int64_t t = 0; t < tokens; ++t) want[i] += rows[t * hidden + i] / static_cast<double>(tokens);
+    } else {
+      want[i] = rows[(mode == PoolingMode::Last ? tokens - 1 : 0) * hidden + i];
+    }
+  }
+  return want;
+}
+
+// The engine's embedding of `ids`, the prompt prefilled 16 tokens a step.
+std::vector<float> embed(const Model& model, const std::vector<int32_t>& ids, Pooling pooling) {
+  const TensorParallel runner(model);
+  EngineOptions options;
+  options.kv_cache_bytes = 64 * KvCache::bytes_per_block(model.config.kv_shape(), 16);
+  options.limits.max_batched_tokens = 16;
+  Engine engine(runner, nullptr, options);
+  std::vector<float> got;
+  engine.submit({ids, {}, pooling}, [&](const Event& e) {
+    if (e.finish) got = e.embedding;
+  });
+  engine.run_until_idle();
+  return got;
+}
+
+// An architecture fixture laid out as embedding models ship (Qwen3-Embedding, gte-Qwen2): the base
+// model's weights without the "model." prefix and without an LM head, and sentence-transformers'
+// modules.json with a Pooling module (`mode_key` set) and Normalize.
+void write_sentence_transformers(const std::string& fixture, const test::ScratchDir& dir, const std::string& mode_key) {
+  for (const char* file : {"config.json", "generation_config.json"}) {
+    std::filesystem::copy_file(fixture + "/" + file, dir.file(file));
+  }
+  const SafetensorsFile weights(fixture + "/model.safetensors");
+  std::vector<TensorToWrite> tensors;
+  for (const auto& [name, view] : weights.tensors()) {
+    if (name == "lm_head.weight") continue;
+    const std::string base = name.rfind("model.", 0) == 0 ? name.substr(6) : name;
+    tensors.push_back({base, view.dtype, view.shape, view.data});
+  }
+  write_safetensors(dir.file("model.safetensors"), tensors);
+  test::write_file(dir.file("modules.json"), R"([
+    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}])");
+  std::filesystem::create_directories(dir.path() / "1_Pooling");
+  test::write_file(dir.file("1_Pooling/config.json"), "{\"word_embedding_dimension\": 64, \"" + mode_key + "\": true}");
+}
+
+TEST(SentenceTransformersDirectory, LoadsAsShippedAndPoolsHuggingFacesFinalNorm) {
+  // tinyllama: untied, so its head is gone; qwen3: tied, its head is the embedding.
+  for (const std::string name : {"tinyllama", "qwen3"}) {
+    for (const auto& [key, mode] : {std::pair{"pooling_mode_lasttoken", PoolingMode::Last},
+                                    std::pair{"pooling_mode_mean_tokens", PoolingMode::Mean}}) {
+      const test::ScratchDir dir;
+      write_sentence_transformers(test::fixture(name), dir, key);
+      const Model model = load_model(dir.path().string());
+      ASSERT_TRUE(model.pooling) << name;
+      EXPECT_EQ(model.pooling->mode, mode);
+      EXPECT_TRUE(model.pooling->normalize);
+      EXPECT_EQ(model.config.has_lm_head, name == "qwen3");
+      const test::Reference reference = test::read_reference(test::fixture(name + "/reference.safetensors"));
+      const std::vector<float> got = embed(model, reference.ids("input_ids"), *model.pooling);
+      const double minimum = cpu::takes_reduced_dot(model.weights.embed.dtype) ? 0.9998 : 0.99999;
+      EXPECT_GE(cosine(got, pooled_reference(reference, model.config.hidden_size, mode)), minimum)
+          << name << " " << key;
+      if (name == "tinyllama" && mode == PoolingMode::Last) {
+        const TensorParallel runner(model);
+        Engine engine(runner, nullptr, EngineOptions{});
+        try {
+          engine.submit({{1, 2, 3}, {}}, [](const Event&) {});
+          ADD_FAILURE() << "a generation was accepted";
+        } catch (const Error& e) {
+          EXPECT_STREQ(e.what(),
+                       "this model has no LM head (an embedding model's weights): it makes embeddings, not text");
+        }
+      }
+    }
+  }
+}
+
 // Every family's fixture: the engine's embeddings, with each pooling, against Hugging Face's final
 // norm rows of the fixture's prompt (float64), pooled and normalized here as sentence-transformers'
 // Pooling and Normalize modules do: its Transformer module's output is that last hidden state.
@@ -75,36 +161,17 @@ TEST_P(FamilyEmbedding, PoolsHuggingFacesFinalNorm) {
   const test::Reference reference = test::read_reference(c.reference);
   const Model model = load_model(c.model_path);
   const std::vector<int32_t> ids = reference.ids("input_ids");
-  const auto tokens = static_cast<int64_t>(ids.size());
-  if (tokens > model.config.max_positions) GTEST_SKIP() << "the prompt passes the model's context";
-  const std::vector<float>& rows = reference.floats.at("final_norm");  // [tokens, hidden]
-  const int64_t hidden = model.config.hidden_size;
-  const TensorParallel runner(model);
+  if (static_cast<int64_t>(ids.size()) > model.config.max_positions) GTEST_SKIP() << "the prompt passes the context";
   // Float32 products (float32 weights, or NANOSERVE_CPU_F32=1: the embeddings.float32_reference
   // test): the issue's 0.99999. bf16 weights on the default path round activations to bf16 for
   // the bf16 dot products (2^-8 per value, as the GPU does): 0.9998, which a wrong kernel or
   // pooling misses by far.
   const double minimum = cpu::takes_reduced_dot(model.weights.embed.dtype) ? 0.9998 : 0.99999;
   for (PoolingMode mode : {PoolingMode::Last, PoolingMode::Mean, PoolingMode::Cls}) {
-    std::vector<double> want(static_cast<size_t>(hidden));
-    for (int64_t i = 0; i < hidden; ++i) {
-      if (mode == PoolingMode::Mean) {
-        for (int64_t t = 0; t < tokens; ++t) want[i] += rows[t * hidden + i] / static_cast<double>(tokens);
-      } else {
-        want[i] = rows[(mode == PoolingMode::Last ? tokens - 1 : 0) * hidden + i];
-      }
-    }
-    EngineOptions options;
-    options.kv_cache_bytes = 64 * KvCache::bytes_per_block(model.config.kv_shape(), 16);
-    options.limits.max_batched_tokens = 16;  // the prompt in chunks
-    Engine engine(runner, nullptr, options);
-    std::vector<float> got;
-    engine.submit({ids, {}, Pooling{mode, true}}, [&](const Event& e) {
-      if (e.finish) got = e.embedding;
-    });
-    engine.run_until_idle();
-    ASSERT_EQ(got.size(), static_cast<size_t>(hidden));
-    EXPECT_GE(cosine(got, want), minimum) << pooling_mode_name(mode);
+    const std::vector<float> got = embed(model, ids, Pooling{mode, true});
+    ASSERT_EQ(got.size(), static_cast<size_t>(model.config.hidden_size));
+    EXPECT_GE(cosine(got, pooled_reference(reference, model.config.hidden_size, mode)), minimum)
+        << pooling_mode_name(mode);
     double norm = 0;
     for (float x : got) norm += double(x) * x;
     EXPECT_NEAR(norm, 1.0, 1e-5);
