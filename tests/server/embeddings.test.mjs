@@ -1,12 +1,14 @@
 // POST /v1/embeddings with the clients that call it, unmodified but for their base URL: the
 // official `openai` client (embeddings.create, which asks for base64 by default), LangChain's
 // OpenAIEmbeddings and the Vercel AI SDK's embed/embedMany. The demo model serves with
-// `--task embed --pooling mean`; the tiny sentence-transformers fixtures (embed_qwen3,
-// embed_gte_qwen2) serve as their modules.json says, and their vectors are checked against
-// sentence-transformers' own. Bad input gets a 400 naming it.
+// `--task embed --pooling mean`; an architecture fixture laid out as a sentence-transformers
+// directory serves as its modules.json says, against Hugging Face's hidden states. Bad input gets a
+// 400 naming it.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import OpenAI from "openai";
 import { OpenAIEmbeddings } from "@langchain/openai";
 import { embed, embedMany } from "ai";
@@ -139,31 +141,71 @@ test("a generation server says how to serve embeddings", async () => {
   }
 });
 
-// The sentence-transformers fixtures: served as their modules.json says (no --task), each text's
-// vector against sentence-transformers' in float64, and the model's own tokenization.
-for (const name of ["embed_qwen3", "embed_gte_qwen2"]) {
-  test(`${name}: vectors match sentence-transformers (cosine >= 0.99999)`, async () => {
-    const reference = JSON.parse(readFileSync(`${fixtures}/${name}/embeddings.json`, "utf8"));
-    const modelServer = await startServer(["-m", `${fixtures}/${name}`]);
-    try {
-      const r = await post({ input: reference.cases.map((c) => c.text) }, modelServer.url);
-      assert.equal(r.status, 200, JSON.stringify(r.body));
-      reference.cases.forEach((c, i) => {
-        assert.ok(cosine(r.body.data[i].embedding, c.last) >= 0.99999, `${c.text.slice(0, 30)}: ${cosine(r.body.data[i].embedding, c.last)}`);
-      });
-      assert.equal(r.body.usage.prompt_tokens, reference.cases.reduce((s, c) => s + c.ids.length, 0));
-      if (name === "embed_qwen3") {  // is_matryoshka: the leading 16 dimensions, normalized again
-        const short = await post({ input: reference.cases[1].text, dimensions: 16 }, modelServer.url);
-        assert.equal(short.body.data[0].embedding.length, 16);
-        assert.ok(Math.abs(norm(short.body.data[0].embedding) - 1) < 1e-5);
-        assert.ok(cosine(short.body.data[0].embedding, reference.cases[1].last.slice(0, 16)) >= 0.99999);
-      } else {
-        assert.equal((await post({ input: "x", dimensions: 16 }, modelServer.url)).status, 400);
-      }
-      const chat = await fetch(modelServer.url + "/v1/completions", { method: "POST", body: JSON.stringify({ prompt: "hi" }) });
-      assert.equal(chat.status, 400);
-    } finally {
-      await modelServer.stop();
-    }
-  });
+// The qwen3 architecture fixture laid out as an embedding model ships (Qwen3-Embedding): the base
+// model's weights without the "model." prefix, modules.json with last-token pooling and Normalize,
+// and is_matryoshka in its config. Served as its modules.json says (no --task), its vectors are
+// Hugging Face's final norm rows of the fixture prompt, pooled and normalized.
+function sentenceTransformersDir() {
+  const dir = mkdtempSync(path.join(tmpdir(), "nanoserve-st-"));
+  const config = JSON.parse(readFileSync(`${fixtures}/qwen3/config.json`, "utf8"));
+  writeFileSync(`${dir}/config.json`, JSON.stringify({ ...config, architectures: ["Qwen3ForCausalLM"], is_matryoshka: true }));
+  const weights = readFileSync(`${fixtures}/qwen3/model.safetensors`);
+  const headerLength = Number(weights.readBigUInt64LE(0));
+  const header = JSON.parse(weights.subarray(8, 8 + headerLength).toString());
+  const renamed = Object.fromEntries(Object.entries(header).map(([k, v]) => [k.replace(/^model\./, ""), v]));
+  let text = JSON.stringify(renamed);
+  text += " ".repeat((8 - (text.length % 8)) % 8);
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(text.length));
+  writeFileSync(`${dir}/model.safetensors`, Buffer.concat([length, Buffer.from(text), weights.subarray(8 + headerLength)]));
+  // The server starts with a tokenizer; the inputs here are token ids (the demo vocabulary is larger).
+  copyFileSync(`${fixtures}/../../models/demo/tokenizer.json`, `${dir}/tokenizer.json`);
+  writeFileSync(`${dir}/modules.json`, JSON.stringify([
+    { idx: 0, name: "0", path: "", type: "sentence_transformers.models.Transformer" },
+    { idx: 1, name: "1", path: "1_Pooling", type: "sentence_transformers.models.Pooling" },
+    { idx: 2, name: "2", path: "2_Normalize", type: "sentence_transformers.models.Normalize" }]));
+  mkdirSync(`${dir}/1_Pooling`);
+  writeFileSync(`${dir}/1_Pooling/config.json`, JSON.stringify({ word_embedding_dimension: 64, pooling_mode_lasttoken: true }));
+  return dir;
 }
+
+// The float32 tensors of a safetensors file, by name.
+function readTensors(file) {
+  const bytes = readFileSync(file);
+  const headerLength = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString());
+  const out = {};
+  for (const [name, t] of Object.entries(header)) {
+    if (name === "__metadata__") continue;
+    const [begin, end] = t.data_offsets.map((o) => o + 8 + headerLength);
+    const data = bytes.subarray(begin, end);
+    out[name] = t.dtype === "I64" ? Array.from(new BigInt64Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.length)), Number)
+      : Array.from(new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.length)));
+  }
+  return out;
+}
+
+test("a sentence-transformers directory serves embeddings by itself: Hugging Face's last token, normalized; dimensions", async () => {
+  const dir = sentenceTransformersDir();
+  const reference = readTensors(`${fixtures}/qwen3/reference.safetensors`);
+  const ids = reference.input_ids, hidden = 64, last = reference.final_norm.slice((ids.length - 1) * hidden, ids.length * hidden);
+  const modelServer = await startServer(["-m", dir]);
+  try {
+    const r = await post({ input: [ids, ids.slice(0, 10)] }, modelServer.url);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.ok(cosine(r.body.data[0].embedding, last) >= 0.9998, String(cosine(r.body.data[0].embedding, last)));
+    assert.ok(Math.abs(norm(r.body.data[0].embedding) - 1) < 1e-5);
+    assert.equal(r.body.usage.prompt_tokens, ids.length + 10);
+    // is_matryoshka: the leading 16 dimensions, normalized again.
+    const short = await post({ input: ids, dimensions: 16 }, modelServer.url);
+    assert.equal(short.body.data[0].embedding.length, 16);
+    assert.ok(Math.abs(norm(short.body.data[0].embedding) - 1) < 1e-5);
+    assert.ok(cosine(short.body.data[0].embedding, r.body.data[0].embedding.slice(0, 16)) > 0.99999);
+    assert.match((await post({ input: ids, dimensions: 65 }, modelServer.url)).body.error.message, /dimensions: 65 is more than the model's 64/);
+    const completion = await fetch(modelServer.url + "/v1/completions", { method: "POST", body: JSON.stringify({ prompt: [1, 2] }) });
+    assert.equal(completion.status, 400);
+  } finally {
+    await modelServer.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
