@@ -1,7 +1,6 @@
 // Embedding requests through the engine on the demo model: prefill only, pooled from the final
 // norm's rows, checked against the transformer's own final_norm activations pooled here, in chunks
-// and beside generations in the same steps. (Values against sentence-transformers: the
-// embedding fixtures, in embedding_fixture_test.cpp.)
+// and beside generations in the same steps. (Values against Hugging Face: embedding_reference_test.cpp.)
 #include <gtest/gtest.h>
 
 #include <cmath>
