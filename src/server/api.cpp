@@ -312,17 +312,9 @@ void Api::model(const std::shared_ptr<Exchange>& exchange, const std::string& id
 }
 
 std::vector<Prompt> Api::completion_prompts(const nlohmann::ordered_json& prompt) const {
-  auto from_ids = [&](const json& ids) {
+  auto from_ids = [&](const nlohmann::ordered_json& ids) {
     Prompt p;
-    for (const auto& id : ids) {
-      const int64_t v = id.get<int64_t>();
-      if (v < 0 || v >= engine_.config().vocab_size) {
-        throw ApiError(
-            400, fmt::format("prompt: token id {} is outside the vocabulary of {}", v, engine_.config().vocab_size),
-            "prompt");
-      }
-      p.ids.push_back(static_cast<int32_t>(v));
-    }
+    p.ids = token_ids(ids, "prompt: ", "prompt");
     p.text = tokenizer_.decode(p.ids, /*skip_special=*/false);
     return p;
   };
@@ -381,20 +373,27 @@ void Api::embed(const std::shared_ptr<Exchange>& exchange) {
   });
 }
 
+std::vector<int32_t> Api::token_ids(const nlohmann::ordered_json& ids, const std::string& where,
+                                    const std::string& field) const {
+  std::vector<int32_t> out;
+  for (const auto& id : ids) {
+    const int64_t v = id.get<int64_t>();
+    if (v < 0 || v >= engine_.config().vocab_size) {
+      throw ApiError(
+          400, fmt::format("{}token id {} is outside the vocabulary of {}", where, v, engine_.config().vocab_size),
+          field);
+    }
+    out.push_back(static_cast<int32_t>(v));
+  }
+  return out;
+}
+
 std::vector<int32_t> Api::input_ids(const nlohmann::ordered_json& input, const std::string& where) const {
   std::vector<int32_t> ids;
   if (input.is_string()) {
     ids = tokenizer_.encode(input.get<std::string>());  // with the special tokens the model's post-processor adds
   } else {
-    for (const auto& id : input) {
-      const int64_t v = id.get<int64_t>();
-      if (v < 0 || v >= engine_.config().vocab_size) {
-        throw ApiError(
-            400, fmt::format("{}token id {} is outside the vocabulary of {}", where, v, engine_.config().vocab_size),
-            "input");
-      }
-      ids.push_back(static_cast<int32_t>(v));
-    }
+    ids = token_ids(input, where, "input");
   }
   if (static_cast<int64_t>(ids.size()) > engine_.max_model_len()) {
     throw ApiError(

@@ -79,6 +79,9 @@ class Api {
   void embed(const std::shared_ptr<Exchange>& exchange);
   PreparedEmbeddings prepare_embeddings(EmbeddingsRequest request) const;
   std::vector<int32_t> input_ids(const nlohmann::ordered_json& input, const std::string& where) const;
+  // Token ids of a request, checked against the vocabulary; an error names `where` and `field`.
+  std::vector<int32_t> token_ids(const nlohmann::ordered_json& ids, const std::string& where,
+                                 const std::string& field) const;
   void check_task(bool embeddings) const;  // a route of the other task: a 400 that says how to serve it
   // POST /v1/responses, and GET or DELETE of a stored one.
   void respond(const std::shared_ptr<Exchange>& exchange);
