@@ -301,13 +301,16 @@ void Api::models(const std::shared_ptr<Exchange>& exchange) {
          dump({{"object", "list"}, {"data", json::array({model_card()})}}));
 }
 
+void Api::check_model(const std::string& id) const {
+  if (id.empty() || id == options_.model_name) return;
+  throw ApiError(
+      404,
+      fmt::format("the model '{}' does not exist; this server serves '{}'", id.substr(0, 200), options_.model_name),
+      "model", "invalid_request_error", "model_not_found");
+}
+
 void Api::model(const std::shared_ptr<Exchange>& exchange, const std::string& id) {
-  if (id != options_.model_name) {
-    throw ApiError(
-        404,
-        fmt::format("the model '{}' does not exist; this server serves '{}'", id.substr(0, 200), options_.model_name),
-        "model", "invalid_request_error", "model_not_found");
-  }
+  check_model(id);
   answer(exchange, "/v1/models/{id}", http::status::ok, "application/json", dump(model_card()));
 }
 
@@ -339,7 +342,8 @@ Prompt Api::chat_prompt(const GenerationRequest& request) const {
   return Prompt{std::move(prompt.ids), std::move(prompt.text)};
 }
 
-void Api::check_task(bool embeddings) const {
+void Api::accept_call(bool embeddings) const {
+  if (draining_) throw shutting_down();
   if (embeddings && !options_.embedding) {
     throw ApiError(
         400,
@@ -355,12 +359,11 @@ void Api::check_task(bool embeddings) const {
                                options_.model_name),
                    "model");
   }
+  if (in_flight_sequences_ + preparing_ >= options_.max_queued) throw overloaded();
 }
 
 void Api::embed(const std::shared_ptr<Exchange>& exchange) {
-  if (draining_) throw shutting_down();
-  check_task(true);
-  if (in_flight_sequences_ + preparing_ >= options_.max_queued) throw overloaded();
+  accept_call(true);
   off_io(exchange, "/v1/embeddings", [this, exchange] {
     auto prepared = std::make_shared<PreparedEmbeddings>(
         prepare_embeddings(parse_embeddings_request(parse_body(exchange->request()))));
@@ -406,11 +409,7 @@ std::vector<int32_t> Api::input_ids(const nlohmann::ordered_json& input, const s
 
 // On the pool: the request checked against the model, and its inputs tokenized.
 Api::PreparedEmbeddings Api::prepare_embeddings(EmbeddingsRequest request) const {
-  if (!request.model.empty() && request.model != options_.model_name) {
-    throw ApiError(
-        404, fmt::format("the model '{}' does not exist; this server serves '{}'", request.model, options_.model_name),
-        "model", "invalid_request_error", "model_not_found");
-  }
+  check_model(request.model);
   const ModelConfig& c = engine_.config();
   if (request.dimensions) {
     const int64_t d = *request.dimensions;
@@ -442,11 +441,7 @@ Api::PreparedEmbeddings Api::prepare_embeddings(EmbeddingsRequest request) const
 }
 
 void Api::generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind) {
-  if (draining_) throw shutting_down();
-  check_task(false);
-  if (in_flight_sequences_ + preparing_ >= options_.max_queued) {
-    throw overloaded();
-  }
+  accept_call(false);
   const std::string endpoint = kind == ApiKind::Chat ? "/v1/chat/completions" : "/v1/completions";
   off_io(exchange, endpoint, [this, exchange, kind] {
     auto prepared =
@@ -456,9 +451,7 @@ void Api::generate(const std::shared_ptr<Exchange>& exchange, ApiKind kind) {
 }
 
 void Api::respond(const std::shared_ptr<Exchange>& exchange) {
-  if (draining_) throw shutting_down();
-  check_task(false);
-  if (in_flight_sequences_ + preparing_ >= options_.max_queued) throw overloaded();
+  accept_call(false);
   off_io(exchange, "/v1/responses", [this, exchange] {
     auto meta = std::make_shared<ResponsesRequest>(
         parse_responses_request(parse_body(exchange->request()), [this](const std::string& id) {
@@ -489,11 +482,7 @@ void Api::stored_response(const std::shared_ptr<Exchange>& exchange, const std::
 // first (the number of sequences before any prompt is tokenized).
 Api::Prepared Api::prepare(GenerationRequest request) const {
   const ApiKind kind = request.kind;
-  if (!request.model.empty() && request.model != options_.model_name) {
-    throw ApiError(
-        404, fmt::format("the model '{}' does not exist; this server serves '{}'", request.model, options_.model_name),
-        "model", "invalid_request_error", "model_not_found");
-  }
+  check_model(request.model);
   try {
     request.params.validate(engine_.sample_vocab());
   } catch (const Error& e) {

@@ -82,7 +82,10 @@ class Api {
   // Token ids of a request, checked against the vocabulary; an error names `where` and `field`.
   std::vector<int32_t> token_ids(const nlohmann::ordered_json& ids, const std::string& where,
                                  const std::string& field) const;
-  void check_task(bool embeddings) const;  // a route of the other task: a 400 that says how to serve it
+  // A new call, before its body is parsed: refused while draining (503), on a route of the other
+  // task (a 400 that says how to serve it), or when the queue is full (503).
+  void accept_call(bool embeddings) const;
+  void check_model(const std::string& id) const;  // a 404 unless empty or the served model's
   // POST /v1/responses, and GET or DELETE of a stored one.
   void respond(const std::shared_ptr<Exchange>& exchange);
   void start_response(const std::shared_ptr<Exchange>& exchange, ResponsesRequest meta, Prepared prepared);
