@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -55,6 +56,22 @@ std::vector<ModelCase> model_cases() {
     const std::string dir = fixture(std::string("gguf/") + name);
     out.push_back({std::string("gguf_") + name, dir + "/model.gguf", dir + "/reference.safetensors"});
   }
+  return out;
+}
+
+std::vector<double> pooled(const std::vector<float>& rows, int64_t hidden, PoolingMode mode) {
+  const auto tokens = static_cast<int64_t>(rows.size()) / hidden;
+  std::vector<double> out(static_cast<size_t>(hidden));
+  for (int64_t i = 0; i < hidden; ++i) {
+    if (mode == PoolingMode::Mean) {
+      for (int64_t t = 0; t < tokens; ++t) out[i] += rows[t * hidden + i] / static_cast<double>(tokens);
+    } else {
+      out[i] = rows[(mode == PoolingMode::Last ? tokens - 1 : 0) * hidden + i];
+    }
+  }
+  double norm = 0;
+  for (double x : out) norm += x * x;
+  for (double& x : out) x /= std::sqrt(norm);
   return out;
 }
 

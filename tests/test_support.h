@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "model/pooling.h"
+
 namespace nanoserve::test {
 
 std::string fixture(const std::string& relative);  // tests/fixtures/<relative>
@@ -34,6 +36,10 @@ void PrintTo(const ModelCase& c, std::ostream* os);
 std::vector<ModelCase> model_cases();
 
 float max_abs_diff(const float* a, const float* b, size_t n);
+
+// Rows [tokens, hidden] (a model's final norm) pooled as sentence-transformers pools them, then
+// scaled to unit length, in double: what an embedding of them should be.
+std::vector<double> pooled(const std::vector<float>& rows, int64_t hidden, PoolingMode mode);
 
 // A fresh directory under the system temp dir, removed with the object.
 class ScratchDir {

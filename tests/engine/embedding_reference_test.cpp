@@ -25,21 +25,6 @@ double cosine(const std::vector<float>& a, const std::vector<double>& b) {
   return dot / std::sqrt(na * nb);
 }
 
-// Hugging Face's final norm rows of a fixture's prompt, pooled and normalized in double.
-std::vector<double> pooled_reference(const test::Reference& reference, int64_t hidden, PoolingMode mode) {
-  const std::vector<float>& rows = reference.floats.at("final_norm");  // [tokens, hidden]
-  const auto tokens = static_cast<int64_t>(rows.size()) / hidden;
-  std::vector<double> want(static_cast<size_t>(hidden));
-  for (int64_t i = 0; i < hidden; ++i) {
-    if (mode == PoolingMode::Mean) {
-      for (int64_t t = 0; t < tokens; ++t) want[i] += rows[t * hidden + i] / static_cast<double>(tokens);
-    } else {
-      want[i] = rows[(mode == PoolingMode::Last ? tokens - 1 : 0) * hidden + i];
-    }
-  }
-  return want;
-}
-
 // The engine's embedding of `ids`, the prompt prefilled 16 tokens a step.
 std::vector<float> embed(const Model& model, const std::vector<int32_t>& ids, Pooling pooling) {
   const TensorParallel runner(model);
@@ -93,7 +78,7 @@ TEST(SentenceTransformersDirectory, LoadsAsShippedAndPoolsHuggingFacesFinalNorm)
       const test::Reference reference = test::read_reference(test::fixture(name + "/reference.safetensors"));
       const std::vector<float> got = embed(model, reference.ids("input_ids"), *model.pooling);
       const double minimum = cpu::takes_reduced_dot(model.weights.embed.dtype) ? 0.9998 : 0.99999;
-      EXPECT_GE(cosine(got, pooled_reference(reference, model.config.hidden_size, mode)), minimum)
+      EXPECT_GE(cosine(got, test::pooled(reference.floats.at("final_norm"), model.config.hidden_size, mode)), minimum)
           << name << " " << key;
       if (name == "tinyllama" && mode == PoolingMode::Last) {
         const TensorParallel runner(model);
@@ -129,7 +114,7 @@ TEST_P(FamilyEmbedding, PoolsHuggingFacesFinalNorm) {
   for (PoolingMode mode : {PoolingMode::Last, PoolingMode::Mean, PoolingMode::Cls}) {
     const std::vector<float> got = embed(model, ids, Pooling{mode, true});
     ASSERT_EQ(got.size(), static_cast<size_t>(model.config.hidden_size));
-    EXPECT_GE(cosine(got, pooled_reference(reference, model.config.hidden_size, mode)), minimum)
+    EXPECT_GE(cosine(got, test::pooled(reference.floats.at("final_norm"), model.config.hidden_size, mode)), minimum)
         << pooling_mode_name(mode);
     double norm = 0;
     for (float x : got) norm += double(x) * x;

@@ -35,7 +35,7 @@ class EmbeddingTest : public ::testing::Test {
   }
 
   // The prompt's final_norm rows from one plain forward pass, pooled and normalized here.
-  static std::vector<float> expected(const std::vector<int32_t>& ids, PoolingMode mode) {
+  static std::vector<double> expected(const std::vector<int32_t>& ids, PoolingMode mode) {
     const Transformer transformer(*model_);
     auto cache = transformer.new_cache(static_cast<int64_t>(ids.size()));
     std::vector<float> rows;
@@ -43,20 +43,7 @@ class EmbeddingTest : public ::testing::Test {
       if (name == "final_norm") rows.assign(data, data + n * cols);
     };
     transformer.forward(ids, cache, LogitsFor::AllTokens, &sink);
-    const int64_t hidden = model_->config.hidden_size, tokens = static_cast<int64_t>(ids.size());
-    std::vector<double> pooled(static_cast<size_t>(hidden));
-    for (int64_t i = 0; i < hidden; ++i) {
-      if (mode == PoolingMode::Mean) {
-        for (int64_t t = 0; t < tokens; ++t) pooled[i] += rows[t * hidden + i] / static_cast<double>(tokens);
-      } else {
-        pooled[i] = rows[(mode == PoolingMode::Last ? tokens - 1 : 0) * hidden + i];
-      }
-    }
-    double norm = 0;
-    for (double x : pooled) norm += x * x;
-    std::vector<float> out;
-    for (double x : pooled) out.push_back(static_cast<float>(x / std::sqrt(norm)));
-    return out;
+    return test::pooled(rows, model_->config.hidden_size, mode);
   }
 
   struct Result {
@@ -84,7 +71,7 @@ class EmbeddingTest : public ::testing::Test {
     return results;
   }
 
-  static void expect_close(const std::vector<float>& got, const std::vector<float>& want, const std::string& what) {
+  static void expect_close(const std::vector<float>& got, const std::vector<double>& want, const std::string& what) {
     ASSERT_EQ(got.size(), want.size()) << what;
     for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5) << what << " [" << i << "]";
   }
