@@ -17,10 +17,13 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // is shown when a session cannot start. A machine whose tmux server dies on its own cannot run this
 // test: it is skipped there, with the log, as the GPU tests are on a machine without a GPU.
 class TmuxUnavailable extends Error {}
+let servers = 0;
 
 class Terminal {
   constructor(home) {
-    this.socket = path.join(home, "tmux.sock");  // a server of its own: nothing shared with the user's tmux
+    // A server of its own, nothing shared with the user's tmux; and a socket of its own per run: a
+    // second run reusing the first one's path raced the first server's exit on CI ("no server running").
+    this.socket = path.join(home, `tmux-${++servers}.sock`);
     this.home = home;
     this.server = spawn("tmux", ["-S", this.socket, "-f", "/dev/null", "-D", "-v"], { cwd: home, stdio: "ignore" });
     this.exited = null;
@@ -44,7 +47,7 @@ class Terminal {
     return t;
   }
   logs() {
-    return readdirSync(this.home).filter((f) => f.startsWith("tmux-server-"))
+    return readdirSync(this.home).filter((f) => f === `tmux-server-${this.server.pid}.log`)
       .map((f) => `${f}:\n${readFileSync(path.join(this.home, f), "utf8").split("\n").slice(-40).join("\n")}`).join("\n");
   }
   tmux(...args) { return execFileSync("tmux", ["-S", this.socket, "-f", "/dev/null", ...args], { encoding: "utf8" }); }
