@@ -18,6 +18,7 @@ namespace nanoserve {
 namespace {
 
 using test::run_cli;
+using Json = nlohmann::json;
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
@@ -66,6 +67,35 @@ TEST(Cli, TokenizeMatchesHuggingFaceAndDetokenizeRoundTrips) {
   r = run_cli({"detokenize", "-m", dir.path().string()}, "[1, 99999]");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(contains(r.err, "element 1 (99999) is not a token id of this vocabulary (4096 tokens)")) << r.err;
+}
+
+// grammar-test prints one line per MaskBench file, each instance judged, then the sums; a schema
+// it cannot compile is that file's error and the run goes on.
+TEST(Cli, GrammarTestJudgesEachInstanceAndSumsUp) {
+  test::ScratchDir dir;
+  test::write_file(dir.file("object.json"), R"({"schema": {"type": "object", "properties": {"a": {"type": "integer"}},
+      "required": ["a"]}, "tests": [{"valid": true, "data": {"a": 12}}, {"valid": false, "data": {"a": "x"}},
+      {"valid": false, "data": {}}, {"valid": true, "data": {"a": -3}}]})");
+  test::write_file(dir.file("not.json"), R"({"schema": {"not": {"type": "string"}}, "tests": [{"valid": true, "data": 1}]})");
+  const auto r = run_cli({"grammar-test", dir.file("object.json"), dir.file("not.json")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<Json> lines;
+  for (size_t at = 0, end; (end = r.out.find('\n', at)) != std::string::npos; at = end + 1)
+    lines.push_back(Json::parse(r.out.substr(at, end - at)));
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  EXPECT_EQ(lines[0].at("accepted"), Json::parse("[true, false, false, true]"));
+  EXPECT_EQ(lines[0].at("error"), nullptr);
+  EXPECT_GT(lines[0].at("tokens").get<int>(), 10);
+  EXPECT_EQ(lines[1].at("compiled"), false);
+  EXPECT_TRUE(contains(lines[1].at("error").get<std::string>(), "'not' is not supported")) << lines[1];
+  const Json& sum = lines[2];
+  EXPECT_EQ(sum.at("files"), 2);
+  EXPECT_EQ(sum.at("compiled"), 1);
+  EXPECT_EQ(sum.at("passing"), 1);
+  EXPECT_EQ(sum.at("tests"), 4);
+  EXPECT_EQ(sum.at("invalid_accepted"), 0);
+  EXPECT_EQ(sum.at("valid_rejected"), 0);
+  EXPECT_EQ(sum.at("tokens"), lines[0].at("tokens"));
 }
 
 TEST(Cli, ServeRefusesAnAddressItCannotUse) {

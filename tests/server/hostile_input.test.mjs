@@ -16,6 +16,11 @@ const post = (url, path, body, headers = {}) =>
   fetch(url + path, { method: "POST", headers: { "Content-Type": "application/json", ...headers }, body });
 const chat = (content, extra = {}) => JSON.stringify({ messages: [{ role: "user", content }], max_tokens: 2, ...extra });
 
+// /health must not wait on the work below. Waiting would take the work's whole time (seconds under
+// the sanitizers); what a free /health takes is bounded by its scheduling, on CI's 2 cores shared
+// with the work's threads, and the sanitizers slow the server's own code several times over.
+const healthBoundMs = process.env.NANOSERVE_SANITIZE === "1" ? 500 : 100;
+
 // The slowest of /health's answers while `work` runs.
 async function worstHealthDuring(url, work) {
   const poller = pollHealth(url);
@@ -213,7 +218,7 @@ test("a template that loops forever on one word is an error within a second, and
       assert.match((await r.json()).error.message, /units of work/);
     }
     assert.ok(result.ms < 10000, `renders took ${result.ms} ms`);
-    assert.ok(worst < 100, `/health took ${worst} ms during the renders`);
+    assert.ok(worst < healthBoundMs, `/health took ${worst} ms during the renders`);
     assert.equal((await post(s.url, "/v1/chat/completions", chat("hello"))).status, 200);
   } finally {
     assert.equal((await s.stop()).code, 0);
@@ -231,7 +236,7 @@ test("a template that always hangs does not hang start-up", async () => {
   }
 });
 
-test("tokenizing big bodies runs off the io thread: /health answers within 100 ms meanwhile", async () => {
+test("tokenizing big bodies runs off the io thread: /health answers meanwhile", async () => {
   const s = await startServer();
   try {
     const text = "And the LORD said unto Moses, ".repeat(270000);  // 8 MiB
@@ -241,7 +246,7 @@ test("tokenizing big bodies runs off the io thread: /health answers within 100 m
       assert.equal(r.status, 200);
       assert.ok((await r.json()).count > 1000000);
     }
-    assert.ok(worst < 100, `/health took ${worst} ms`);
+    assert.ok(worst < healthBoundMs, `/health took ${worst} ms`);
   } finally {
     await s.stop();
   }
