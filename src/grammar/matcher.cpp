@@ -1,6 +1,7 @@
 #include "grammar/matcher.h"
 
 #include <algorithm>
+#include <bit>
 #include <limits>
 
 #include "util/error.h"
@@ -39,19 +40,18 @@ void Matcher::mask(std::span<float> logits, std::span<const int64_t> end_tokens)
   const auto mask = allowed();
   const auto& bits = *mask;
   bool any = false;
-  for (size_t i = 0; i < logits.size(); ++i) {
-    const size_t w = i >> 6;
-    const uint64_t word = w < bits.size() ? bits[w] : 0;
-    if (word == ~uint64_t{0} && i + 64 <= logits.size() && (i & 63) == 0) {
-      any = true;
-      i += 63;
+  // A word at a time: a full word stays, an empty one is filled, a mixed one has its clear bits set.
+  for (size_t base = 0; base < logits.size(); base += 64) {
+    const size_t n = std::min<size_t>(64, logits.size() - base);
+    const uint64_t in_range = n == 64 ? ~uint64_t{0} : (uint64_t{1} << n) - 1;
+    const uint64_t word = (base >> 6 < bits.size() ? bits[base >> 6] : 0) & in_range;
+    any = any || word != 0;
+    if (word == 0) {
+      std::fill_n(logits.begin() + static_cast<std::ptrdiff_t>(base), n, kRefused);
       continue;
     }
-    if ((word >> (i & 63)) & 1) {
-      any = true;
-    } else {
-      logits[i] = kRefused;
-    }
+    for (uint64_t refused = ~word & in_range; refused; refused &= refused - 1)
+      logits[base + static_cast<size_t>(std::countr_zero(refused))] = kRefused;
   }
   size_t k = 0;
   for (int64_t t : end_tokens) {

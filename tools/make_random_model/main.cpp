@@ -150,13 +150,29 @@ void gguf_vocabulary(const json& tokenizer, int64_t vocab_size, GgufWriter& w, i
   if (*eos >= 0) w.add_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(*eos));
 }
 
-void run(const std::string& shape_name, const std::string& tokenizer_dir, const std::string& out_dir, uint64_t seed) {
-  const Shape* shape = nullptr;
+// One past the tokenizer's largest id, its added tokens included.
+int64_t id_count(const json& tokenizer) {
+  int64_t count = 0;
+  for (const auto& [piece, id] : tokenizer["model"]["vocab"].items()) count = std::max(count, id.get<int64_t>() + 1);
+  for (const auto& added : tokenizer["added_tokens"]) count = std::max(count, added["id"].get<int64_t>() + 1);
+  return count;
+}
+
+void run(const std::string& shape_name, const std::string& tokenizer_dir, const std::string& out_dir, uint64_t seed,
+         int64_t vocab_size) {
+  const Shape* found = nullptr;
   for (const auto& s : kShapes) {
-    if (s.name == shape_name) shape = &s;
+    if (s.name == shape_name) found = &s;
   }
-  if (!shape) fail("unknown shape '{}' (known: llama-3.2-1b, llama-3.2-3b, llama-3.1-8b, demo)", shape_name);
+  if (!found) fail("unknown shape '{}' (known: llama-3.2-1b, llama-3.2-3b, llama-3.1-8b, demo)", shape_name);
+  Shape shaped = *found;
+  const Shape* shape = &shaped;
+  if (vocab_size > 0) shaped.vocab = vocab_size;
   const json tokenizer = read_json_file((fs::path(tokenizer_dir) / "tokenizer.json").string());
+  if (const int64_t ids = id_count(tokenizer); ids > shape->vocab) {
+    fail("the tokenizer's ids reach {} but the vocabulary has {} rows (shape '{}'); pass --vocab-size {} to widen it",
+         ids - 1, shape->vocab, shape_name, ids);
+  }
   const fs::path hf_dir = fs::path(out_dir) / "hf";
   fs::create_directories(hf_dir);
   fs::copy_file(fs::path(tokenizer_dir) / "tokenizer.json", hf_dir / "tokenizer.json",
@@ -219,14 +235,19 @@ int main(int argc, char** argv) {
   CLI::App app{"make_random_model: a model of a real shape with random weights, as HF safetensors and GGUF"};
   std::string shape = "llama-3.2-1b", tokenizer, out;
   uint64_t seed = 1;
+  int64_t vocab_size = 0;
   app.add_option("--shape", shape, "llama-3.2-1b (default), llama-3.2-3b, llama-3.1-8b (untied LM head) or demo");
   app.add_option("--tokenizer", tokenizer, "directory holding a byte-level BPE tokenizer.json (e.g. Llama 3's)")
       ->required();
   app.add_option("--out", out, "output directory")->required();
   app.add_option("--seed", seed, "random seed (default 1)");
+  app.add_option("--vocab-size", vocab_size,
+                 "vocabulary rows instead of the shape's, e.g. the demo shape with Llama 3's 128k tokens: a small "
+                 "model whose sampling and grammar masks cost what a large one's do")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
   CLI11_PARSE(app, argc, argv);
   try {
-    nanoserve::run(shape, tokenizer, out, seed);
+    nanoserve::run(shape, tokenizer, out, seed, vocab_size);
   } catch (const std::exception& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;
