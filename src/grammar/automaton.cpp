@@ -206,18 +206,13 @@ void Automaton::walk(int32_t state, std::vector<uint64_t>& ranks, std::vector<ui
   }
 }
 
-// The states one plain character (TokenTrie::plain_chars) leads to from `state`, each character's
-// bytes read without dying or leaving the local part; false when some character cannot be read
-// so. A JSON string's body leads to itself; a string bounded by maxLength, to its next position.
-bool Automaton::plain_targets(int32_t state) {
-  if (states_[static_cast<size_t>(state)].plain != Plain::Unknown) {
-    return states_[static_cast<size_t>(state)].plain == Plain::Reads;
-  }
-  // Grammars whose plain text reaches ever new states (an unanchored pattern of many alternatives)
-  // are walked instead: the question is asked of at most kMaxPlainStates states, each leading to
-  // at most kMaxPlainTargets.
-  if (plain_states_ >= kMaxPlainStates) return false;
-  ++plain_states_;
+// The state every plain character (TokenTrie::plain_chars) leads to from `state`, each character's
+// bytes read without dying or leaving the local part; kDead when some character cannot be read so
+// or they do not all lead to one state. A JSON string's body leads to itself; a string bounded by
+// maxLength, to its next position. (Following two next states was measured slower over
+// JSONSchemaBench: states whose plain text reaches ever new ones cost more than their walks.)
+int32_t Automaton::plain_next(int32_t state) {
+  if (states_[static_cast<size_t>(state)].plain_next != kUnknown) return states_[static_cast<size_t>(state)].plain_next;
   struct Range {
     uint8_t first, last;
   };
@@ -239,49 +234,57 @@ bool Automaton::plain_targets(int32_t state) {
                           });
     return out;
   }();
-  std::vector<int32_t> targets, frontier, reached;
-  bool reads = true;
-  for (size_t i = 0; i < characters.size() && reads; ++i) {
+  // The check reads bytes and so makes states; it never grows the automaton past half its bound.
+  int32_t target = states_.size() < kMaxStates / 2 ? kUnknown : kDead;
+  std::vector<int32_t> frontier, reached;
+  for (size_t i = 0; i < characters.size() && target != kDead; ++i) {
     frontier = {state};
     for (Range r : characters[i]) {
       reached.clear();
       for (int32_t from : frontier) {
-        for (int b = r.first; b <= r.last && reads; ++b) {
+        for (int b = r.first; b <= r.last && target != kDead; ++b) {
           const int32_t to = next(from, static_cast<uint8_t>(b));
-          reads = to != kDead && !states_[static_cast<size_t>(to)].exits;
-          if (reads && std::find(reached.begin(), reached.end(), to) == reached.end()) reached.push_back(to);
+          if (to == kDead || states_[static_cast<size_t>(to)].exits) target = kDead;
+          if (target != kDead && std::find(reached.begin(), reached.end(), to) == reached.end()) reached.push_back(to);
         }
       }
-      reads = reads && reached.size() <= kMaxPlainTargets;
       std::swap(frontier, reached);
     }
-    for (int32_t t : frontier) {
-      if (std::find(targets.begin(), targets.end(), t) == targets.end()) targets.push_back(t);
-    }
-    reads = reads && targets.size() <= kMaxPlainTargets;
+    if (target != kDead && (frontier.size() != 1 || (target != kUnknown && frontier[0] != target))) target = kDead;
+    if (target != kDead) target = frontier[0];
   }
-  State& st = states_[static_cast<size_t>(state)];
-  st.plain = reads ? Plain::Reads : Plain::Refuses;
-  if (reads) st.plain_targets = std::move(targets);
-  return reads;
+  states_[static_cast<size_t>(state)].plain_next = target;
+  return target;
 }
 
 // Whether every string of `chars` plain characters (the last one possibly cut short) keeps
-// `state` alive inside the local part. Each state keeps the most characters proven and the fewest
-// refused, so a walk asks each question about a state once.
+// `state` alive inside the local part: the chain of plain_next() states is that long, or loops.
+// Each state keeps its chain's length, up to kMaxPlainChars.
 bool Automaton::reads_plain(int32_t state, int32_t chars) {
   if (chars < 0 || chars > kMaxPlainChars) return false;
-  if (chars <= states_[static_cast<size_t>(state)].plain_proven) return true;
-  if (chars >= states_[static_cast<size_t>(state)].plain_refused || !plain_targets(state)) return false;
-  const std::vector<int32_t> targets = states_[static_cast<size_t>(state)].plain_targets;
-  for (int32_t t : targets) {
-    if (!reads_plain(t, chars - 1)) {
-      states_[static_cast<size_t>(state)].plain_refused = static_cast<int16_t>(chars);
-      return false;
+  if (states_[static_cast<size_t>(state)].plain_reach == kUnknown) {
+    std::vector<int32_t> chain{state};  // states whose reach is not known yet, in chain order
+    int32_t reach = 0;                  // of the state after the chain's last
+    for (;;) {
+      const int32_t next_state = plain_next(chain.back());
+      if (next_state == kDead) break;
+      if (std::find(chain.begin(), chain.end(), next_state) != chain.end() ||
+          static_cast<int32_t>(chain.size()) > kMaxPlainChars) {
+        reach = kMaxPlainChars;  // a loop, or longer than any question asked
+        break;
+      }
+      if (states_[static_cast<size_t>(next_state)].plain_reach != kUnknown) {
+        reach = std::min(kMaxPlainChars, states_[static_cast<size_t>(next_state)].plain_reach + 1);
+        break;
+      }
+      chain.push_back(next_state);
+    }
+    for (size_t i = chain.size(); i-- > 0;) {
+      states_[static_cast<size_t>(chain[i])].plain_reach = reach;
+      reach = std::min(kMaxPlainChars, reach + 1);
     }
   }
-  states_[static_cast<size_t>(state)].plain_proven = static_cast<int16_t>(chars);
-  return true;
+  return chars <= states_[static_cast<size_t>(state)].plain_reach;
 }
 
 // The state cut below the deepest frame all its stacks share (kDead when they share none: the

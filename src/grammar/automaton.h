@@ -73,10 +73,7 @@ class Automaton {
     int32_t pos;     // index into Grammar::elements
     int32_t parent;  // the frame to return to, -1 at the root
   };
-  enum class Plain : uint8_t { Unknown, Reads, Refuses };
-  static constexpr int16_t kMaxPlainChars = 256;  // deeper questions are answered by walking
-  static constexpr size_t kMaxPlainStates = 65536;
-  static constexpr size_t kMaxPlainTargets = 1;  // 2 measured slower (JSONSchemaBench p99 1.0 ms against 0.72)
+  static constexpr int32_t kMaxPlainChars = 256;  // deeper subtrees are walked
   struct State {
     // Sorted frame ids whose element is a byte set; kAccept when complete; kExit (local states
     // only) when a parse has returned past the cut.
@@ -87,12 +84,8 @@ class Automaton {
     ByteSet loops;                     // bytes that lead back to this state
     std::shared_ptr<const Mask> mask;  // allowed tokens, once computed
     int32_t local = kUnknown;          // full states: the local state, or kDead when nothing is cut
-    // Plain text (see reads_plain()): whether every plain character can be read, where they lead,
-    // and the most characters proven readable and the fewest refused.
-    Plain plain = Plain::Unknown;
-    std::vector<int32_t> plain_targets;
-    int16_t plain_proven = 0;
-    int16_t plain_refused = kMaxPlainChars + 1;
+    int32_t plain_next = kUnknown;     // where every plain character leads (see plain_next())
+    int32_t plain_reach = kUnknown;    // how many plain characters it reads (see reads_plain())
     std::shared_ptr<const LocalWalk> walked;  // local states: once computed
   };
   static constexpr int32_t kAccept = -1;
@@ -107,7 +100,7 @@ class Automaton {
   void compute_row(int32_t state);
   // Ranks of the tokens the state allows; with `exits`, of those a parse leaves the local part in.
   void walk(int32_t state, std::vector<uint64_t>& ranks, std::vector<uint64_t>* exits);
-  bool plain_targets(int32_t state);
+  int32_t plain_next(int32_t state);
   bool reads_plain(int32_t state, int32_t chars);
   int32_t local_state(int32_t state);
   const LocalWalk& local(int32_t local_state);
@@ -124,7 +117,6 @@ class Automaton {
   std::vector<State> states_;
   std::unordered_map<std::vector<int32_t>, int32_t, StacksHash> state_ids_;
   size_t mask_bytes_ = 0;
-  size_t plain_states_ = 0;  // states whose plain targets were computed
   int32_t start_;
 };
 
