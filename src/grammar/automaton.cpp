@@ -213,33 +213,12 @@ void Automaton::walk(int32_t state, std::vector<uint64_t>& ranks, std::vector<ui
 // JSONSchemaBench: states whose plain text reaches ever new ones cost more than their walks.)
 int32_t Automaton::plain_next(int32_t state) {
   if (states_[static_cast<size_t>(state)].plain_next != kUnknown) return states_[static_cast<size_t>(state)].plain_next;
-  struct Range {
-    uint8_t first, last;
-  };
-  // Well-formed UTF-8: a first byte range, then what each following byte may be.
-  static const std::vector<std::vector<Range>> characters = [] {
-    std::vector<std::vector<Range>> out;
-    for (int b = 0x20; b <= 0x7F; ++b) {
-      if (b != '"' && b != '\\') out.push_back({{static_cast<uint8_t>(b), static_cast<uint8_t>(b)}});
-    }
-    out.insert(out.end(), {
-                              {{0xC2, 0xDF}, {0x80, 0xBF}},
-                              {{0xE0, 0xE0}, {0xA0, 0xBF}, {0x80, 0xBF}},
-                              {{0xE1, 0xEC}, {0x80, 0xBF}, {0x80, 0xBF}},
-                              {{0xED, 0xED}, {0x80, 0x9F}, {0x80, 0xBF}},
-                              {{0xEE, 0xEF}, {0x80, 0xBF}, {0x80, 0xBF}},
-                              {{0xF0, 0xF0}, {0x90, 0xBF}, {0x80, 0xBF}, {0x80, 0xBF}},
-                              {{0xF1, 0xF3}, {0x80, 0xBF}, {0x80, 0xBF}, {0x80, 0xBF}},
-                              {{0xF4, 0xF4}, {0x80, 0x8F}, {0x80, 0xBF}, {0x80, 0xBF}},
-                          });
-    return out;
-  }();
   // The check reads bytes and so makes states; it never grows the automaton past half its bound.
   int32_t target = states_.size() < kMaxStates / 2 ? kUnknown : kDead;
   std::vector<int32_t> frontier, reached;
-  for (size_t i = 0; i < characters.size() && target != kDead; ++i) {
+  for (size_t i = 0; i < plain_characters().size() && target != kDead; ++i) {
     frontier = {state};
-    for (Range r : characters[i]) {
+    for (ByteRange r : plain_characters()[i]) {
       reached.clear();
       for (int32_t from : frontier) {
         for (int b = r.first; b <= r.last && target != kDead; ++b) {

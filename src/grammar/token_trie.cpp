@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <map>
 
 #include "tokenizer/tokenizer.h"
 
@@ -45,55 +46,78 @@ TokenTrie::TokenTrie(int32_t vocab_size, std::vector<std::pair<int32_t, std::str
   count_plain_chars();
 }
 
+const std::vector<std::vector<ByteRange>>& plain_characters() {
+  static const std::vector<std::vector<ByteRange>> characters = [] {
+    std::vector<std::vector<ByteRange>> out;
+    for (int b = 0x20; b <= 0x7F; ++b) {
+      if (b != '"' && b != '\\') out.push_back({{static_cast<uint8_t>(b), static_cast<uint8_t>(b)}});
+    }
+    out.insert(out.end(), {
+                              {{0xC2, 0xDF}, {0x80, 0xBF}},
+                              {{0xE0, 0xE0}, {0xA0, 0xBF}, {0x80, 0xBF}},
+                              {{0xE1, 0xEC}, {0x80, 0xBF}, {0x80, 0xBF}},
+                              {{0xED, 0xED}, {0x80, 0x9F}, {0x80, 0xBF}},
+                              {{0xEE, 0xEF}, {0x80, 0xBF}, {0x80, 0xBF}},
+                              {{0xF0, 0xF0}, {0x90, 0xBF}, {0x80, 0xBF}, {0x80, 0xBF}},
+                              {{0xF1, 0xF3}, {0x80, 0xBF}, {0x80, 0xBF}, {0x80, 0xBF}},
+                              {{0xF4, 0xF4}, {0x80, 0x8F}, {0x80, 0xBF}, {0x80, 0xBF}},
+                          });
+    return out;
+  }();
+  return characters;
+}
+
 namespace {
 
-// Where well-formed UTF-8 is, between characters (0) or inside one (what the next byte must be).
-enum Utf8 : uint8_t { kBoundary, kOneMore, kTwoMore, kThreeMore, kAfterE0, kAfterED, kAfterF0, kAfterF4, kStates };
-constexpr int kRefused = -1;
+constexpr int16_t kRefused = -1;
 
-int utf8_next(int at, uint8_t b) {
-  const bool cont = b >= 0x80 && b <= 0xBF;
-  switch (at) {
-    case kBoundary:
-      if (b >= 0x20 && b <= 0x7F) return b == '"' || b == '\\' ? kRefused : kBoundary;
-      if (b >= 0xC2 && b <= 0xDF) return kOneMore;
-      if (b == 0xE0) return kAfterE0;
-      if (b == 0xED) return kAfterED;
-      if (b >= 0xE1 && b <= 0xEF) return kTwoMore;
-      if (b == 0xF0) return kAfterF0;
-      if (b >= 0xF1 && b <= 0xF3) return kThreeMore;
-      if (b == 0xF4) return kAfterF4;
-      return kRefused;
-    case kOneMore: return cont ? kBoundary : kRefused;
-    case kTwoMore: return cont ? kOneMore : kRefused;
-    case kThreeMore: return cont ? kTwoMore : kRefused;
-    case kAfterE0: return b >= 0xA0 && b <= 0xBF ? kOneMore : kRefused;
-    case kAfterED: return b >= 0x80 && b <= 0x9F ? kOneMore : kRefused;
-    case kAfterF0: return b >= 0x90 && b <= 0xBF ? kTwoMore : kRefused;
-    default: return b >= 0x80 && b <= 0x8F ? kTwoMore : kRefused;  // kAfterF4
+// plain_characters() as a byte machine: place 0 is between characters, each other place is inside
+// one, named by the byte ranges still to come (so characters that end alike share places).
+// next[place][byte] is the place after the byte, or kRefused.
+std::vector<std::array<int16_t, 256>> plain_places() {
+  std::vector<std::array<int16_t, 256>> next(1);
+  next[0].fill(kRefused);
+  std::map<std::vector<std::pair<uint8_t, uint8_t>>, int16_t> places;  // ranges still to come -> place
+  for (const auto& character : plain_characters()) {
+    int16_t at = 0;
+    for (size_t i = 0; i < character.size(); ++i) {
+      std::vector<std::pair<uint8_t, uint8_t>> rest;
+      for (size_t j = i + 1; j < character.size(); ++j) rest.emplace_back(character[j].first, character[j].last);
+      int16_t to = 0;
+      if (!rest.empty()) {
+        auto [it, added] = places.try_emplace(rest, static_cast<int16_t>(next.size()));
+        if (added) next.emplace_back().fill(kRefused);
+        to = it->second;
+      }
+      for (int b = character[i].first; b <= character[i].last; ++b) next[static_cast<size_t>(at)][static_cast<size_t>(b)] = to;
+      at = to;
+    }
   }
+  return next;
 }
 
 }  // namespace
 
-// Children before parents (nodes are in preorder, so backwards): a node's count in each UTF-8
-// place is the largest of its children's, plus one where a child's byte starts a character.
+// Children before parents (nodes are in preorder, so backwards): a node's count in each place of
+// plain_places() is the largest of its children's, plus one where a child's byte starts a character.
 void TokenTrie::count_plain_chars() {
-  std::vector<std::array<int16_t, kStates>> chars(nodes_.size());
+  const auto next = plain_places();
+  const size_t places = next.size();
+  std::vector<int16_t> chars(nodes_.size() * places);  // [node, place]
   for (size_t n = nodes_.size(); n-- > 0;) {
-    for (int at = 0; at < kStates; ++at) {
+    for (size_t at = 0; at < places; ++at) {
       int best = 0;
       for (size_t c = n + 1; c < static_cast<size_t>(nodes_[n].end) && best >= 0;
            c = static_cast<size_t>(nodes_[c].end)) {
-        const int to = utf8_next(at, nodes_[c].byte);
-        const int below = to == kRefused ? kRefused : chars[c][static_cast<size_t>(to)];
-        best = below == kRefused ? kRefused : std::max(best, below + (at == kBoundary ? 1 : 0));
+        const int16_t to = next[at][nodes_[c].byte];
+        const int below = to == kRefused ? kRefused : chars[c * places + static_cast<size_t>(to)];
+        best = below == kRefused ? kRefused : std::max(best, below + (at == 0 ? 1 : 0));
       }
-      chars[n][static_cast<size_t>(at)] = static_cast<int16_t>(std::min(best, 32767));
+      chars[n * places + at] = static_cast<int16_t>(std::min(best, 32767));
     }
   }
   plain_chars_.resize(nodes_.size());
-  for (size_t n = 0; n < nodes_.size(); ++n) plain_chars_[n] = chars[n][kBoundary];
+  for (size_t n = 0; n < nodes_.size(); ++n) plain_chars_[n] = chars[n * places];
 }
 
 std::shared_ptr<const TokenTrie> TokenTrie::of(const Tokenizer& tokenizer) {

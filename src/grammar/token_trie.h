@@ -20,6 +20,15 @@ class Tokenizer;
 
 namespace nanoserve::grammar {
 
+// Plain string text, a character at a time: each entry is one character's byte ranges, its first
+// byte's then each following byte's. ASCII from ' ' to DEL but '"' and '\\', then well-formed UTF-8
+// of two to four bytes. The trie counts characters of it (TokenTrie::plain_chars) and the automaton
+// checks that a state reads every one of them: one definition, so the two cannot disagree.
+struct ByteRange {
+  uint8_t first, last;
+};
+const std::vector<std::vector<ByteRange>>& plain_characters();
+
 class TokenTrie {
  public:
   struct Node {
