@@ -51,7 +51,7 @@ void Backend::rope_attention(int64_t layer, float* q, float* k, const float* v, 
 void Backend::run_step(uint64_t, const StepWork& work, int64_t rows, int64_t cols, StepOutput out) {
   work([&](const float* logits) {
     if (out.picks) {
-      argmax_rows(logits, rows, cols, out.picks);
+      argmax_rows(logits, rows, cols, out.allowed ? out.allowed() : std::span<const uint64_t>(), out.picks);
     } else {
       download(logits, static_cast<size_t>(rows * cols) * sizeof(float), out.logits);
     }

@@ -25,6 +25,12 @@ namespace nanoserve {
 class Backend;
 class KvCache;
 
+// Which tokens each row of a step may pick, in host memory: rows of allowed_words(vocab) words, bit
+// t % 64 of word t / 64 set where token t is allowed. A function, so that it is asked for only when
+// needed (an empty one: every token).
+using AllowedTokens = std::function<std::span<const uint64_t>()>;
+constexpr int64_t allowed_words(int64_t vocab) { return (vocab + 63) / 64; }
+
 // Bytes of a backend's memory, given back to it when the buffer goes.
 class Buffer {
  public:
@@ -126,8 +132,11 @@ class Backend {
   virtual void rope_attention(int64_t layer, float* q, float* k, const float* v, const AttentionParams& params,
                               bool local, RopePairs pairs, KvCache& cache, float* out);
   // out[r] (host memory) = the column of the largest value in row r of x [rows, cols], the lowest
-  // among equals: greedy decoding without copying logits to the host.
-  virtual void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out) = 0;
+  // among equals: greedy decoding without copying logits to the host. With `allowed` (host memory,
+  // [rows, allowed_words(cols)]), only the columns whose bit is set compete, as if the others
+  // were -infinity: grammar-constrained greedy decoding. A row with no bit set gets -1.
+  virtual void argmax_rows(const float* x, int64_t rows, int64_t cols, std::span<const uint64_t> allowed,
+                           int32_t* out) = 0;
 
   // A forward step's device work after begin_step: computes the logits [rows, cols] and hands them
   // to `use` while they live. It may not copy to or from the host.
@@ -138,6 +147,9 @@ class Backend {
   struct StepOutput {
     int32_t* picks = nullptr;
     float* logits = nullptr;
+    // With picks: each row's allowed tokens, asked for once the step's device work is under way so
+    // that the host computes them (grammar masks) meanwhile.
+    AllowedTokens allowed = {};
   };
   // Runs `work`, whose logits are [rows, cols], into `out`. With a nonzero `replay_key`, a backend
   // may record the work the first time it sees the key and replay the recording, without the host

@@ -344,22 +344,27 @@ void Engine::generate_step(const std::vector<ScheduledSlice>& plan) {
     slices.push_back({std::span(s.tokens).subspan(static_cast<size_t>(s.computed), static_cast<size_t>(p.count)),
                       s.computed, s.blocks, p.wants_logits ? LogitsFor::LastToken : LogitsFor::None, s.prompt_len});
   }
-  // When every sequence picks greedily from the raw logits, the backend picks too and only the
-  // token ids come back (no [rows, vocab] copy to the host). Not when ids past the tokenizer's
-  // vocabulary must be masked.
-  const bool greedy =
-      sample_vocab_ == model_.config.vocab_size && std::all_of(plan.begin(), plan.end(), [](const auto& p) {
-        return !p.wants_logits ||
-               (p.sequence->sampler->plain_greedy() && p.sequence->request->params.n == 1 && !p.sequence->matcher);
-      });
-  std::vector<float> logits;
-  std::vector<int32_t> picks;
+  // When every sequence picks greedily, the backend picks too and only the token ids come back (no
+  // [rows, vocab] copy to the host), among each row's allowed tokens where a grammar or ids past the
+  // tokenizer's vocabulary restrict them: the masks, computed meanwhile, go to the device instead.
+  const bool greedy = std::all_of(plan.begin(), plan.end(), [](const auto& p) {
+    return !p.wants_logits || (p.sequence->sampler->plain_greedy() && p.sequence->request->params.n == 1);
+  });
+  const bool masked =
+      sample_vocab_ < model_.config.vocab_size ||
+      std::any_of(plan.begin(), plan.end(), [](const auto& p) { return p.wants_logits && p.sequence->matcher; });
+  StepResults results;
   auto masks = prepare_masks(plan);
+  const AllowedTokens allowed = [&] {
+    for (auto& m : masks) m.wait();
+    fill_allowed(plan, results);
+    return std::span<const uint64_t>(results.allowed);
+  };
   try {
     if (greedy) {
-      picks = ranks_.forward_greedy(slices, caches_);
+      results.picks = ranks_.forward_greedy(slices, caches_, masked ? allowed : AllowedTokens());
     } else {
-      logits = ranks_.forward(slices, caches_);
+      results.logits = ranks_.forward(slices, caches_);
     }
   } catch (const std::exception& e) {  // fails the requests in this batch, not the engine
     for (auto& m : masks) m.wait();
@@ -371,7 +376,33 @@ void Engine::generate_step(const std::vector<ScheduledSlice>& plan) {
     return;
   }
   for (auto& m : masks) m.wait();  // errors surface again, per sequence, when it samples
-  process_logits(plan, greedy, logits, picks);
+  process_logits(plan, greedy, results);
+}
+
+void Engine::fill_allowed(const std::vector<ScheduledSlice>& plan, StepResults& results) const {
+  const int64_t words = allowed_words(model_.config.vocab_size);
+  const auto& ends = model_.config.eos_token_ids;
+  results.allowed.clear();
+  results.refusals.clear();
+  for (const auto& p : plan) {
+    if (!p.wants_logits) continue;
+    const Sequence& s = *p.sequence;
+    results.allowed.resize(results.allowed.size() + static_cast<size_t>(words));
+    results.refusals.emplace_back();
+    const std::span<uint64_t> row = std::span(results.allowed).last(static_cast<size_t>(words));
+    if (!s.matcher) {  // the tokenizer's ids, not the padding rows past them
+      std::fill_n(row.begin(), sample_vocab_ / 64, ~uint64_t{0});
+      if (sample_vocab_ % 64) row[static_cast<size_t>(sample_vocab_ / 64)] = (uint64_t{1} << (sample_vocab_ % 64)) - 1;
+      continue;
+    }
+    try {
+      s.matcher->allowed_bits(
+          row.first(static_cast<size_t>(allowed_words(sample_vocab_))), sample_vocab_,
+          s.request->params.ignore_eos ? std::span<const int64_t>() : std::span<const int64_t>(ends));
+    } catch (const std::exception& e) {
+      results.refusals.back() = e.what();
+    }
+  }
 }
 
 std::vector<std::future<void>> Engine::prepare_masks(const std::vector<ScheduledSlice>& plan) {
@@ -398,8 +429,7 @@ std::vector<std::future<void>> Engine::prepare_masks(const std::vector<Scheduled
 // Each scheduled sequence takes its row: its computed positions advance and, where it wanted
 // logits, it samples. An error there (a token the tokenizer cannot decode, out of memory) fails
 // that sequence alone; the sequences before it have their tokens, the ones after it go on.
-void Engine::process_logits(const std::vector<ScheduledSlice>& plan, bool greedy, const std::vector<float>& logits,
-                            const std::vector<int32_t>& picks) {
+void Engine::process_logits(const std::vector<ScheduledSlice>& plan, bool greedy, const StepResults& results) {
   const int64_t vocab = model_.config.vocab_size;
   int64_t row = 0, prompt_tokens = 0, generated = 0;
   for (const auto& p : plan) {
@@ -411,13 +441,15 @@ void Engine::process_logits(const std::vector<ScheduledSlice>& plan, bool greedy
     std::vector<Sequence*> samples{&s};
     try {
       if (greedy) {
-        const int32_t token = picks[static_cast<size_t>(this_row)];
+        if (!results.refusals.empty() && !results.refusals[static_cast<size_t>(this_row)].empty())
+          throw Error(results.refusals[static_cast<size_t>(this_row)]);
+        const int32_t token = results.picks[static_cast<size_t>(this_row)];
         s.sampler->record(token);
         ++generated;
         append(s, token, nullptr);
         continue;
       }
-      std::span<const float> row_logits(logits.data() + this_row * vocab, static_cast<size_t>(vocab));
+      std::span<const float> row_logits(results.logits.data() + this_row * vocab, static_cast<size_t>(vocab));
       if (s.request->params.n > 1 && !s.forked) fork_samples(s);
       if (s.generated() == 0 && s.index == 0 && s.request->params.n > 1) {
         for (Sequence* other : scheduler_.all()) {

@@ -88,8 +88,16 @@ class Engine {
   void fork_samples(Sequence& first);
   void finish(Sequence& s, FinishReason reason, Event event);
   void fail_all(const std::string& message);  // every sequence scheduled, running or waiting
-  void process_logits(const std::vector<ScheduledSlice>& plan, bool greedy, const std::vector<float>& logits,
-                      const std::vector<int32_t>& picks);
+  // A generation step's outputs, a row per sequence that wants logits.
+  struct StepResults {
+    std::vector<float> logits;          // [rows, vocab]: sequences sample on the host
+    std::vector<int32_t> picks;         // [rows]: or the backend picked greedily
+    std::vector<uint64_t> allowed;      // [rows, allowed_words(vocab)]: what it picked among, if masked
+    std::vector<std::string> refusals;  // [rows]: why a row's grammar allowed nothing ("" if it did)
+  };
+  // Each row's allowed tokens for the backend's pick: its grammar's, else the tokenizer's ids.
+  void fill_allowed(const std::vector<ScheduledSlice>& plan, StepResults& results) const;
+  void process_logits(const std::vector<ScheduledSlice>& plan, bool greedy, const StepResults& results);
   bool is_eos(int32_t token) const;
   void publish_stats(int64_t prompt_tokens, int64_t generated);  // for stats(), read on other threads
 

@@ -31,8 +31,11 @@ class Matcher {
   // Bit per token id (end of sequence excluded).
   std::shared_ptr<const Automaton::Mask> allowed() { return automaton_->allowed(state_); }
   bool allows(int32_t token);
-  // Sets the logits of refused tokens to -infinity: all but the allowed ones, and the end tokens
-  // unless the grammar can end here. Throws Error when nothing at all is allowed.
+  // Writes the bit of each id in [0, vocab) (bits: (vocab + 63) / 64 words), set for the tokens
+  // that may come next: the allowed ones, and the end tokens where the grammar can end here. Throws
+  // Error when nothing at all is allowed.
+  void allowed_bits(std::span<uint64_t> bits, int64_t vocab, std::span<const int64_t> end_tokens);
+  // Sets the logits of the tokens allowed_bits leaves out to -infinity.
   void mask(std::span<float> logits, std::span<const int64_t> end_tokens);
 
  private:

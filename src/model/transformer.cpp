@@ -243,11 +243,12 @@ std::vector<float> Transformer::forward_hidden(std::span<const SequenceSlice> sl
   return hidden;
 }
 
-std::vector<int32_t> Transformer::forward_greedy(std::span<const SequenceSlice> slices, KvCache& cache) const {
+std::vector<int32_t> Transformer::forward_greedy(std::span<const SequenceSlice> slices, KvCache& cache,
+                                                 const AllowedTokens& allowed) const {
   std::vector<int32_t> tokens;
   step(slices, cache, nullptr, Head::Logits, [&](int64_t rows) {
     tokens.resize(static_cast<size_t>(rows));
-    return Backend::StepOutput{.picks = tokens.data()};
+    return Backend::StepOutput{.picks = tokens.data(), .allowed = allowed};
   });
   return tokens;
 }

@@ -49,8 +49,10 @@ class Transformer {
                              const ActivationSink* sink = nullptr) const;
 
   // Like forward, but returns each logits row's argmax (the lowest id among equals), picked by the
-  // backend: greedy decoding with no copy of the logits to the host.
-  std::vector<int32_t> forward_greedy(std::span<const SequenceSlice> slices, KvCache& cache) const;
+  // backend: greedy decoding with no copy of the logits to the host. With `allowed`, among each
+  // row's allowed tokens (a grammar's mask, computed while the step runs).
+  std::vector<int32_t> forward_greedy(std::span<const SequenceSlice> slices, KvCache& cache,
+                                      const AllowedTokens& allowed = {}) const;
 
   // Like forward, but returns the final norm's output instead of logits, for the same rows
   // ([rows, hidden]): the hidden states an embedding model pools.

@@ -187,10 +187,12 @@ std::vector<float> TensorParallel::forward_hidden(std::span<const SequenceSlice>
                           [&](const Transformer& t, KvCache& cache) { return t.forward_hidden(slices, cache); });
 }
 
-std::vector<int32_t> TensorParallel::forward_greedy(std::span<const SequenceSlice> slices,
-                                                    std::span<KvCache> caches) const {
-  return rank_zero_result(caches,
-                          [&](const Transformer& t, KvCache& cache) { return t.forward_greedy(slices, cache); });
+std::vector<int32_t> TensorParallel::forward_greedy(std::span<const SequenceSlice> slices, std::span<KvCache> caches,
+                                                    const AllowedTokens& allowed) const {
+  // Every rank picks from the same logits; only rank 0's picks are kept, so only it needs the mask.
+  return rank_zero_result(caches, [&](const Transformer& t, KvCache& cache) {
+    return t.forward_greedy(slices, cache, &t == ranks_[0]->transformer.get() ? allowed : AllowedTokens());
+  });
 }
 
 }  // namespace nanoserve

@@ -56,7 +56,8 @@ class TensorParallel {
   // Transformer::forward and forward_greedy over every rank, with `caches` from
   // make_caches.
   std::vector<float> forward(std::span<const SequenceSlice> slices, std::span<KvCache> caches) const;
-  std::vector<int32_t> forward_greedy(std::span<const SequenceSlice> slices, std::span<KvCache> caches) const;
+  std::vector<int32_t> forward_greedy(std::span<const SequenceSlice> slices, std::span<KvCache> caches,
+                                      const AllowedTokens& allowed = {}) const;
   std::vector<float> forward_hidden(std::span<const SequenceSlice> slices, std::span<KvCache> caches) const;
 
  private:

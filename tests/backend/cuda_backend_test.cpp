@@ -138,6 +138,41 @@ TEST_P(CudaFixtureTest, ReplayedStepsGiveTheLogitsAndPicksOfLaunchedOnes) {
   }
 }
 
+// Picks under a mask (a grammar's, computed on the host while the step runs) are the argmax of the
+// launched step's logits among the allowed ids: the prompt step launched, later ones replayed. Each
+// step allows a different third of the vocabulary, so an ignored or stale mask shows.
+TEST_P(CudaFixtureTest, MaskedPicksAreTheArgmaxAmongTheAllowed) {
+  const auto eager_backend = make_backend("cuda", *model_, {.cuda_graphs = false});
+  const Transformer eager(*model_, eager_backend.get()), transformer(*model_, backend_.get());
+  const auto prompt = ref_.ids("greedy_prompt");
+  const int64_t vocab = model_->config.vocab_size;
+  constexpr int64_t kSteps = 8;
+  SequenceCache launched = eager.new_cache(static_cast<int64_t>(prompt.size()) + kSteps);
+  SequenceCache masked = transformer.new_cache(static_cast<int64_t>(prompt.size()) + kSteps);
+  std::vector<uint64_t> bits(static_cast<size_t>(allowed_words(vocab)));
+  auto logits = eager.forward(prompt, launched, LogitsFor::LastToken);
+  std::span<const int32_t> tokens = prompt;
+  int32_t token = 0;
+  for (int64_t step = 0; step < kSteps; ++step) {
+    std::fill(bits.begin(), bits.end(), 0);
+    int32_t expected = -1;
+    for (int64_t t = 0; t < vocab; ++t) {
+      if ((t * 7 + step) % 3) continue;
+      bits[static_cast<size_t>(t >> 6)] |= uint64_t{1} << (t & 63);
+      if (expected < 0 || logits[static_cast<size_t>(t)] > logits[static_cast<size_t>(expected)])
+        expected = static_cast<int32_t>(t);
+    }
+    const SequenceSlice slice{tokens, masked.length(), masked.blocks(), LogitsFor::LastToken};
+    const auto picked = transformer.forward_greedy(std::span(&slice, 1), masked.cache(),
+                                                   [&] { return std::span<const uint64_t>(bits); });
+    masked.advance(static_cast<int64_t>(tokens.size()));
+    ASSERT_EQ(picked.at(0), expected) << GetParam().name << " step " << step;
+    token = expected;
+    tokens = std::span(&token, 1);
+    logits = eager.forward(tokens, launched, LogitsFor::LastToken);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, CudaFixtureTest, ::testing::ValuesIn(test::model_cases()),
                          [](const auto& info) { return info.param.name; });
 

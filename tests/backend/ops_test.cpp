@@ -111,6 +111,33 @@ TEST(CpuOps, EmbedGivesZerosForMinusOneAndRefusesOtherIds) {
   EXPECT_THROW(cpu::embed(view, bad, out.data()), Error);
 }
 
+// Masks of every kind a grammar gives: empty, full and mixed words, a partial last word, ties
+// (the lowest allowed index wins), and a row with nothing allowed.
+TEST(CpuOps, ArgmaxAllowedIsTheFirstLargestAmongTheSetBits) {
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> small(0, 7);  // few distinct values: many ties
+  for (int64_t cols : {1, 63, 64, 65, 200, 4096 + 17}) {
+    std::vector<float> row(static_cast<size_t>(cols));
+    for (float& v : row) v = static_cast<float>(small(rng));
+    const int64_t words = (cols + 63) / 64;
+    for (int density : {0, 1, 50, 100}) {
+      std::vector<uint64_t> bits(static_cast<size_t>(words));
+      std::uniform_int_distribution<int> percent(0, 99);
+      for (int64_t c = 0; c < cols; ++c) {
+        const bool whole_word = (c / 64) % 3 == 0 && density == 50;  // some full words among mixed
+        if (whole_word || percent(rng) < density) bits[static_cast<size_t>(c / 64)] |= uint64_t{1} << (c % 64);
+      }
+      int32_t expected = -1;
+      for (int64_t c = 0; c < cols; ++c) {
+        if (((bits[static_cast<size_t>(c / 64)] >> (c % 64)) & 1) &&
+            (expected < 0 || row[static_cast<size_t>(c)] > row[static_cast<size_t>(expected)]))
+          expected = static_cast<int32_t>(c);
+      }
+      EXPECT_EQ(cpu::argmax_allowed(row.data(), cols, bits.data()), expected) << cols << " " << density;
+    }
+  }
+}
+
 TEST(CpuOps, RmsNorm) {
   float x[4] = {1, -2, 3, -4};
   float w[4] = {1, 0.5f, 2, 1};

@@ -473,6 +473,36 @@ word ::= [a-z]{1,6})"));
   EXPECT_EQ(out.at({ids[2], 0}).tokens, std::next(free_alone.begin())->second.tokens);
 }
 
+// Greedy grammar sequences let the backend pick among the mask's tokens (no logits to the host);
+// asking for logprobs sends the same requests down the host's path, which masks the logits and takes
+// their argmax: the tokens must be the same, free sequences in the batch too.
+TEST_F(EngineTest, GreedyGrammarPicksOnTheBackendAsOnTheHost) {
+  const auto g = std::make_shared<const grammar::Grammar>(grammar::parse_gbnf(R"(root ::= "[" item ("," item){0,5} "]"
+item ::= [0-9]{1,3} | "\"" [a-z ]{1,12} "\"")"));
+  auto outcomes = [&](int32_t logprobs) {
+    SamplingParams constrained = greedy(60), free = greedy(12);
+    constrained.grammar = g;
+    constrained.logprobs = free.logprobs = logprobs;
+    Engine engine(*runner_, tokenizer_, options());
+    std::vector<uint64_t> ids;
+    auto out = run(engine, {{prompt(1, 20), constrained}, {prompt(2, 9), free}, {prompt(6, 15), constrained}}, &ids);
+    std::vector<Outcome> ordered;
+    for (uint64_t id : ids) ordered.push_back(out.at({id, 0}));
+    return ordered;
+  };
+  const auto backend = outcomes(-1), host = outcomes(0);
+  ASSERT_EQ(backend.size(), 3u);
+  for (size_t i = 0; i < backend.size(); ++i) {
+    EXPECT_EQ(backend[i].tokens, host[i].tokens) << i;
+    EXPECT_TRUE(host[i].logprobs.size() == host[i].tokens.size()) << "the host path was taken";
+  }
+  const std::regex language(R"(\[([0-9]{1,3}|"[a-z ]{1,12}")(,([0-9]{1,3}|"[a-z ]{1,12}")){0,5}\])");
+  for (size_t i : {0, 2}) {
+    EXPECT_EQ(backend[i].finish, FinishReason::Stop) << backend[i].text;
+    EXPECT_TRUE(std::regex_match(backend[i].text, language)) << backend[i].text;
+  }
+}
+
 // A lazy grammar (tool_choice auto): the output is free until it holds the trigger, then in the
 // grammar from the trigger's first byte on. Greedy, the free part is the free run's own text.
 TEST_F(EngineTest, ALazyGrammarHoldsFromItsTriggerOn) {

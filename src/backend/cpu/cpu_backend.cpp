@@ -88,10 +88,12 @@ class CpuBackend final : public Backend {
   void attention(int64_t layer, const float* q, const float* k, const float* v, const AttentionParams& params,
                  KvCache& cache, float* out) override;
 
-  void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out) override {
+  void argmax_rows(const float* x, int64_t rows, int64_t cols, std::span<const uint64_t> allowed,
+                   int32_t* out) override {
     for (int64_t r = 0; r < rows; ++r) {
       const float* row = x + r * cols;
-      out[r] = static_cast<int32_t>(std::max_element(row, row + cols) - row);  // the first of equals
+      out[r] = allowed.empty() ? static_cast<int32_t>(std::max_element(row, row + cols) - row)  // the first of equals
+                               : cpu::argmax_allowed(row, cols, allowed.data() + r * allowed_words(cols));
     }
   }
   void gather_rows(const float* src, std::span<const int64_t> rows, int64_t cols, float* dst) override {

@@ -1,6 +1,7 @@
 #include "backend/cpu/ops.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -155,6 +156,27 @@ void rope(float* x, const RopeTable& table, int64_t heads, int64_t head_dim, Rop
 
 void clamp(float* x, float limit, int64_t n) {
   each_value(n, [&](int64_t i) { x[i] = std::clamp(x[i], -limit, limit); });
+}
+
+// A word at a time: an empty word is skipped, a full one scanned whole, a mixed one bit by bit (a
+// grammar's mask is mostly one or the other).
+int32_t argmax_allowed(const float* row, int64_t cols, const uint64_t* allowed) {
+  int64_t best = -1;
+  auto consider = [&](int64_t c) {
+    if (best < 0 || row[c] > row[best]) best = c;
+  };
+  for (int64_t base = 0; base < cols; base += 64) {
+    const uint64_t word = allowed[base >> 6];
+    if (word == ~uint64_t{0} && base + 64 <= cols) {
+      consider(std::max_element(row + base, row + base + 64) - row);
+      continue;
+    }
+    for (uint64_t bits = word; bits; bits &= bits - 1) {
+      const int64_t c = base + std::countr_zero(bits);
+      if (c < cols) consider(c);
+    }
+  }
+  return static_cast<int32_t>(best);
 }
 
 }  // namespace nanoserve::cpu

@@ -38,6 +38,10 @@ void softcap(float* x, float cap, int64_t n);
 // x = clamp(x, -limit, limit).
 void clamp(float* x, float limit, int64_t n);
 
+// The index of the largest of row[0, cols) whose bit is set in `allowed` (bit c % 64 of word
+// c / 64), the lowest among equals; -1 when no bit is set.
+int32_t argmax_allowed(const float* row, int64_t cols, const uint64_t* allowed);
+
 // apply_rope (backend/rope_table.h) on x [tokens, heads * head_dim] by a step's table, shared between threads.
 void rope(float* x, const RopeTable& table, int64_t heads, int64_t head_dim, RopePairs pairs);
 

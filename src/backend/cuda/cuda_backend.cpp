@@ -236,10 +236,13 @@ class CudaBackend final : public Backend {
     attend(layer, q, k, v, params, rotation(local, pairs), cache, out);
   }
   void run_step(uint64_t replay_key, const StepWork& work, int64_t rows, int64_t cols, StepOutput out) override;
-  void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out) override {
+  void argmax_rows(const float* x, int64_t rows, int64_t cols, std::span<const uint64_t> allowed,
+                   int32_t* out) override {
     const auto timer = profile_.time("argmax_rows");
     Buffer picks = allocate(static_cast<size_t>(rows) * sizeof(int32_t));
-    cuda::argmax_rows(x, rows, cols, static_cast<int32_t*>(picks.data()), stream_);
+    const Buffer bits = allowed.empty() ? Buffer() : upload_array(allowed.data(), allowed.size());
+    cuda::argmax_rows(x, rows, cols, static_cast<const uint64_t*>(bits.data()), static_cast<int32_t*>(picks.data()),
+                      stream_);
     launched("argmax_rows");
     download(picks.data(), static_cast<size_t>(rows) * sizeof(int32_t), out);
   }
@@ -388,19 +391,22 @@ void CudaBackend::run_step(uint64_t replay_key, const StepWork& work, int64_t ro
   if (!record_steps_ || replay_key == 0 || rows > kMaxRecordedRows || not_recordable_.count(replay_key)) {
     return Backend::run_step(replay_key, work, rows, cols, out);
   }
+  // A pick under a mask happens after the replay, once the host has the mask: its recording leaves
+  // the logits, as one for the logits themselves does.
+  const bool picks_inside = out.picks && !out.allowed;
   // Sized for the largest recorded step, so that they never move.
   if (!picks_.data()) picks_ = allocate(kMaxRecordedRows * sizeof(int32_t));
-  if (out.logits && logits_.bytes() < static_cast<size_t>(kMaxRecordedRows * cols) * sizeof(float)) {
+  if (!picks_inside && logits_.bytes() < static_cast<size_t>(kMaxRecordedRows * cols) * sizeof(float)) {
     graphs_.clear();
     logits_ = allocate(static_cast<size_t>(kMaxRecordedRows * cols) * sizeof(float));
   }
   // Argmax and logits recordings of one step differ.
-  const uint64_t key = replay_key * 2 + (out.picks ? 1 : 0);
+  const uint64_t key = replay_key * 2 + (picks_inside ? 1 : 0);
   cudaGraphExec_t graph = graphs_.find(key);
   if (!graph) {
     graph = record(work, [&](const float* logits) {
-      if (out.picks) {
-        cuda::argmax_rows(logits, rows, cols, static_cast<int32_t*>(picks_.data()), stream_);
+      if (picks_inside) {
+        cuda::argmax_rows(logits, rows, cols, nullptr, static_cast<int32_t*>(picks_.data()), stream_);
         launched("argmax_rows");
       } else {
         copy(logits, static_cast<size_t>(rows * cols) * sizeof(float), logits_.data());
@@ -413,8 +419,10 @@ void CudaBackend::run_step(uint64_t replay_key, const StepWork& work, int64_t ro
     graphs_.add(key, graph);
   }
   check(cudaGraphLaunch(graph, stream_), "replaying a decode step");
-  if (out.picks) {
+  if (picks_inside) {
     download(picks_.data(), static_cast<size_t>(rows) * sizeof(int32_t), out.picks);
+  } else if (out.picks) {
+    argmax_rows(logits_.floats(), rows, cols, out.allowed(), out.picks);
   } else {
     download(logits_.data(), static_cast<size_t>(rows * cols) * sizeof(float), out.logits);
   }

@@ -94,16 +94,19 @@ __global__ void rope_kernel(float* q, int64_t heads, float* k, int64_t kv_heads,
   v[second] = r.y;
 }
 
-// One block per row; ties go to the lower index, as on the CPU.
-__global__ void argmax_kernel(const float* x, int64_t cols, int32_t* out) {
+// One block per row; ties go to the lower index, as on the CPU. With `allowed` ([rows, words] bits),
+// only the columns whose bit is set compete; a row with none gets -1.
+__global__ void argmax_kernel(const float* x, int64_t cols, const uint64_t* allowed, int64_t words, int32_t* out) {
   __shared__ float best_value[kThreads];
   __shared__ int32_t best_index[kThreads];
   wait_for_inputs();
   const float* row = x + blockIdx.x * cols;
+  const uint64_t* bits = allowed ? allowed + blockIdx.x * words : nullptr;
   float value = -INFINITY;
-  int32_t index = 0;
+  int32_t index = -1;
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
-    if (row[i] > value) {  // strictly greater: a thread's first maximum is its lowest index
+    if (bits && !((bits[i >> 6] >> (i & 63)) & 1)) continue;
+    if (index < 0 || row[i] > value) {  // strictly greater: a thread's first maximum is its lowest index
       value = row[i];
       index = static_cast<int32_t>(i);
     }
@@ -113,9 +116,9 @@ __global__ void argmax_kernel(const float* x, int64_t cols, int32_t* out) {
   __syncthreads();
   for (int stride = kThreads / 2; stride > 0; stride /= 2) {
     if (threadIdx.x < stride) {
-      const float v = best_value[threadIdx.x + stride];
-      const int32_t j = best_index[threadIdx.x + stride];
-      if (v > best_value[threadIdx.x] || (v == best_value[threadIdx.x] && j < best_index[threadIdx.x])) {
+      const float v = best_value[threadIdx.x + stride], mine = best_value[threadIdx.x];
+      const int32_t j = best_index[threadIdx.x + stride], i = best_index[threadIdx.x];
+      if (j >= 0 && (i < 0 || v > mine || (v == mine && j < i))) {
         best_value[threadIdx.x] = v;
         best_index[threadIdx.x] = j;
       }
@@ -231,8 +234,11 @@ void rope(float* q, int64_t heads, float* k, int64_t kv_heads, int64_t tokens, i
   }
 }
 
-void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out, cudaStream_t stream) {
-  if (rows) launch(argmax_kernel, static_cast<unsigned>(rows), kThreads, 0, stream, x, cols, out);
+void argmax_rows(const float* x, int64_t rows, int64_t cols, const uint64_t* allowed, int32_t* out,
+                 cudaStream_t stream) {
+  if (rows) {
+    launch(argmax_kernel, static_cast<unsigned>(rows), kThreads, 0, stream, x, cols, allowed, (cols + 63) / 64, out);
+  }
 }
 
 void gather_rows(const float* src, const int64_t* rows, int64_t count, int64_t cols, float* dst, cudaStream_t stream) {

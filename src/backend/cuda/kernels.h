@@ -82,8 +82,10 @@ struct Rotation {
 void rope(float* q, int64_t heads, float* k, int64_t kv_heads, int64_t tokens, int64_t head_dim,
           const Rotation& rotation, cudaStream_t stream);
 
-// out[r] = the index of row r's largest value in x [rows, cols], the lowest among equals.
-void argmax_rows(const float* x, int64_t rows, int64_t cols, int32_t* out, cudaStream_t stream);
+// out[r] = the index of row r's largest value in x [rows, cols], the lowest among equals; with
+// `allowed` (device, [rows, (cols + 63) / 64] bits), among the columns whose bit is set, -1 if none.
+void argmax_rows(const float* x, int64_t rows, int64_t cols, const uint64_t* allowed, int32_t* out,
+                 cudaStream_t stream);
 
 // dst[i] = src[rows[i]]; dst[rows[i]] += weights[i] * src[i] (rows distinct). Indices on the device.
 void gather_rows(const float* src, const int64_t* rows, int64_t count, int64_t cols, float* dst, cudaStream_t stream);
