@@ -8,7 +8,7 @@ namespace nanoserve {
 
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
   if (this != &other) {
-    if (data_) owner_->release(data_);
+    if (data_) owner_->release(data_, bytes_);
     owner_ = other.owner_;
     data_ = other.data_;
     bytes_ = other.bytes_;
@@ -19,7 +19,7 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
 }
 
 Buffer::~Buffer() {
-  if (data_) owner_->release(data_);
+  if (data_) owner_->release(data_, bytes_);
 }
 
 void Backend::linears(const float* x, int64_t rows, std::span<const Linear* const> layers,

@@ -165,7 +165,7 @@ class Backend {
 
  protected:
   friend class Buffer;
-  virtual void release(void* data) = 0;
+  virtual void release(void* data, size_t bytes) = 0;  // a Buffer's, with its size
 };
 
 struct BackendOptions {

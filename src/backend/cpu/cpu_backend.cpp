@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "backend/cpu/buffer_pool.h"
 #include "backend/cpu/interleaved_q8_0.h"
 #include "backend/cpu/ops.h"
 #include "backend/cpu/reduced_dot.h"
@@ -35,13 +36,7 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
   std::string describe() const override { return fmt::format("cpu ({} threads)", ThreadPool::global().size()); }
 
-  Buffer allocate(size_t bytes) override {
-    // 64-byte alignment for full-width vector loads; aligned_alloc wants a multiple of it.
-    const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
-    void* data = std::aligned_alloc(64, rounded);
-    if (!data) throw std::bad_alloc();
-    return Buffer(this, data, bytes);
-  }
+  Buffer allocate(size_t bytes) override { return Buffer(this, pool_.take(bytes), bytes); }
   void upload(const void* host, size_t bytes, void* dst) override { std::memcpy(dst, host, bytes); }
   void download(const void* src, size_t bytes, void* host) override { std::memcpy(host, src, bytes); }
   void copy(const void* src, size_t bytes, void* dst) override { std::memmove(dst, src, bytes); }
@@ -112,7 +107,7 @@ class CpuBackend final : public Backend {
   }
 
  protected:
-  void release(void* data) override { std::free(data); }
+  void release(void* data, size_t bytes) override { pool_.give(data, bytes); }
 
  private:
   const StepLayout& step() const {
@@ -129,6 +124,7 @@ class CpuBackend final : public Backend {
     return same_shape ? &it->second : nullptr;
   }
 
+  cpu::BufferPool pool_;  // first: the last member gone, after any buffer the others hold
   const StepLayout* step_ = nullptr;
   std::map<const uint8_t*, cpu::InterleavedQ8_0> interleaved_;  // by the file bytes they came from
 };

@@ -263,7 +263,7 @@ class CudaBackend final : public Backend {
   }
 
  protected:
-  void release(void* data) override { cudaFreeAsync(data, stream_); }
+  void release(void* data, size_t) override { cudaFreeAsync(data, stream_); }
 
  private:
   template <typename T>
