@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <regex>
 
 #include "formats/safetensors.h"
 #include "test_support.h"
@@ -255,6 +256,33 @@ TEST(Cli, BenchReportsThroughputAndLatency) {
     EXPECT_TRUE(contains(r.out, line)) << line << "\n" << r.out;
   }
   EXPECT_TRUE(contains(r.err, "KV cache: 0.25 GiB f32, 2048 blocks of 16 tokens")) << r.err;
+}
+
+// nano-vllm's workload in small: lengths drawn from ranges, the same for the same seed; the totals
+// fall within the ranges' bounds; a malformed range is named.
+TEST(Cli, BenchDrawsLengthsFromRanges) {
+  auto totals = [](const std::string& seed) {
+    auto r = run_cli({"bench", "--num-requests", "8", "--concurrency", "8", "--input-len-range", "10:40",
+                      "--output-len-range", "2:6", "--seed", seed});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "requests 8 | input 10-40 | output 2-6")) << r.out;
+    EXPECT_TRUE(contains(r.out, "inter-token latency ms")) << r.out;
+    std::smatch m;
+    EXPECT_TRUE(std::regex_search(r.out, m, std::regex(R"(tokens in / out +(\d+) +(\d+))"))) << r.out;
+    return std::pair(std::stoi(m[1]), std::stoi(m[2]));
+  };
+  const auto [in, out] = totals("1");
+  EXPECT_GE(in, 8 * 10);
+  EXPECT_LE(in, 8 * 40);
+  EXPECT_GE(out, 8 * 2);
+  EXPECT_LE(out, 8 * 6);
+  EXPECT_EQ(totals("1"), std::pair(in, out));
+  EXPECT_NE(totals("2"), std::pair(in, out));
+  auto bad = run_cli({"bench", "--input-len-range", "40:10"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_TRUE(contains(bad.err, "--input-len-range 40:10: expected 1 <= A <= B")) << bad.err;
+  bad = run_cli({"bench", "--output-len-range", "5"});
+  EXPECT_TRUE(contains(bad.err, "--output-len-range 5: expected two token counts as A:B, e.g. 100:1024")) << bad.err;
 }
 
 TEST(Cli, GenerateStopsAtAStopString) {
