@@ -1,10 +1,18 @@
-// Embeddings against Hugging Face: every family's fixture, and one laid out as a sentence-transformers
-// directory, embedded through the engine and checked against the fixture's final norm rows pooled as
-// sentence-transformers pools them (its Transformer module's output is that last hidden state).
+// Embeddings against references. The sentence-transformers fixtures
+// (tools/fixtures/make_embedding_fixtures.py): tiny Qwen3-Embedding- and gte-Qwen2-shaped
+// directories, loaded as shipped (modules.json pooling, base weights without an LM head), their
+// texts tokenized and embedded through the engine with each pooling, against the vectors
+// sentence-transformers' modules computed in float64. And against Hugging Face: every family's
+// fixture, and one laid out as a sentence-transformers directory, checked against the fixture's
+// final norm rows pooled as sentence-transformers pools them (its Transformer module's output is
+// that last hidden state).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 
 #include "backend/cpu/reduced_dot.h"
 #include "engine/engine.h"
@@ -23,6 +31,57 @@ double cosine(const std::vector<float>& a, const std::vector<double>& b) {
     nb += b[i] * b[i];
   }
   return dot / std::sqrt(na * nb);
+}
+
+class EmbeddingFixture : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EmbeddingFixture, VectorsMatchSentenceTransformers) {
+  const std::string dir = test::fixture(GetParam());
+  const Model model = load_model(dir);
+  const Tokenizer tokenizer = Tokenizer::from_file(dir);
+  ASSERT_TRUE(model.pooling);
+  EXPECT_EQ(model.pooling->mode, PoolingMode::Last);
+  EXPECT_TRUE(model.pooling->normalize);
+  std::ifstream in(dir + "/embeddings.json");
+  const auto reference = nlohmann::json::parse(in);
+  const TensorParallel runner(model);
+  for (PoolingMode mode : {PoolingMode::Last, PoolingMode::Mean, PoolingMode::Cls}) {
+    EngineOptions options;
+    options.kv_cache_bytes = 64 * KvCache::bytes_per_block(model.config.kv_shape(), 16);
+    options.limits.max_batched_tokens = 32;  // the long text in chunks
+    Engine engine(runner, &tokenizer, options);
+    std::map<uint64_t, std::vector<float>> vectors;
+    std::vector<uint64_t> ids;
+    for (const auto& c : reference["cases"]) {
+      const std::vector<int32_t> tokens = tokenizer.encode(c["text"].get<std::string>());
+      ASSERT_EQ(tokens, c["ids"].get<std::vector<int32_t>>()) << c["text"];
+      ids.push_back(engine.submit({tokens, {}, Pooling{mode, true}}, [&](const Event& e) {
+        if (e.finish) vectors[e.request_id] = e.embedding;
+      }));
+    }
+    engine.run_until_idle();
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const auto& want = reference["cases"][i][pooling_mode_name(mode)].get<std::vector<double>>();
+      EXPECT_GE(cosine(vectors.at(ids[i]), want), 0.99999) << pooling_mode_name(mode) << " of text " << i;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, EmbeddingFixture, ::testing::Values("embed_qwen3", "embed_gte_qwen2"));
+
+TEST(EmbeddingFixtureModel, BaseWeightsWithoutAHeadEmbedButDoNotGenerate) {
+  const Model model = load_model(test::fixture("embed_gte_qwen2"));
+  EXPECT_FALSE(model.config.has_lm_head);
+  EXPECT_FALSE(model.config.matryoshka);
+  EXPECT_TRUE(load_model(test::fixture("embed_qwen3")).config.matryoshka);
+  const TensorParallel runner(model);
+  Engine engine(runner, nullptr, EngineOptions{});
+  try {
+    engine.submit({{1, 2, 3}, {}}, [](const Event&) {});
+    FAIL() << "a generation was accepted";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "this model has no LM head (an embedding model's weights): it makes embeddings, not text");
+  }
 }
 
 // The engine's embedding of `ids`, the prompt prefilled 16 tokens a step.

@@ -1,9 +1,10 @@
 // POST /v1/embeddings with the clients that call it, unmodified but for their base URL: the
 // official `openai` client (embeddings.create, which asks for base64 by default), LangChain's
 // OpenAIEmbeddings and the Vercel AI SDK's embed/embedMany. The demo model serves with
-// `--task embed --pooling mean`; an architecture fixture laid out as a sentence-transformers
-// directory serves as its modules.json says, against Hugging Face's hidden states. Bad input gets a
-// 400 naming it.
+// `--task embed --pooling mean`; the tiny sentence-transformers fixtures (embed_qwen3,
+// embed_gte_qwen2) serve as their modules.json says, against the vectors sentence-transformers'
+// modules computed, and an architecture fixture laid out as a sentence-transformers directory, against
+// Hugging Face's hidden states. Bad input gets a 400 naming it.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -209,3 +210,32 @@ test("a sentence-transformers directory serves embeddings by itself: Hugging Fac
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// The sentence-transformers fixtures: served as their modules.json says (no --task), each text's
+// vector against sentence-transformers' in float64, and the model's own tokenization.
+for (const name of ["embed_qwen3", "embed_gte_qwen2"]) {
+  test(`${name}: vectors match sentence-transformers (cosine >= 0.99999)`, async () => {
+    const reference = JSON.parse(readFileSync(`${fixtures}/${name}/embeddings.json`, "utf8"));
+    const modelServer = await startServer(["-m", `${fixtures}/${name}`]);
+    try {
+      const r = await post({ input: reference.cases.map((c) => c.text) }, modelServer.url);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      reference.cases.forEach((c, i) => {
+        assert.ok(cosine(r.body.data[i].embedding, c.last) >= 0.99999, `${c.text.slice(0, 30)}: ${cosine(r.body.data[i].embedding, c.last)}`);
+      });
+      assert.equal(r.body.usage.prompt_tokens, reference.cases.reduce((s, c) => s + c.ids.length, 0));
+      if (name === "embed_qwen3") {  // is_matryoshka: the leading 16 dimensions, normalized again
+        const short = await post({ input: reference.cases[1].text, dimensions: 16 }, modelServer.url);
+        assert.equal(short.body.data[0].embedding.length, 16);
+        assert.ok(Math.abs(norm(short.body.data[0].embedding) - 1) < 1e-5);
+        assert.ok(cosine(short.body.data[0].embedding, reference.cases[1].last.slice(0, 16)) >= 0.99999);
+      } else {
+        assert.equal((await post({ input: "x", dimensions: 16 }, modelServer.url)).status, 400);
+      }
+      const chat = await fetch(modelServer.url + "/v1/completions", { method: "POST", body: JSON.stringify({ prompt: "hi" }) });
+      assert.equal(chat.status, 400);
+    } finally {
+      await modelServer.stop();
+    }
+  });
+}
