@@ -36,7 +36,7 @@ struct LengthRange {
 struct BenchOptions {
   ModelOptions model;
   int pp = 0, tg = 0, repetitions = 5;  // the forward-pass benchmark (bench_forward.cpp)
-  int num_requests = 64, concurrency = 8;
+  int num_requests = 64, concurrency = 8, warmup_requests = 0;
   LengthRange input_len, output_len;
   std::string dataset;
   std::string json_schema;  // a file: every request's output constrained to its instances
@@ -118,26 +118,40 @@ std::vector<std::vector<int32_t>> make_prompts(const BenchOptions& opt, const Mo
   return prompts;
 }
 
-void run_bench(const BenchOptions& opt) {
-  Model model = load(opt.model);
-  const auto lengths = draw_lengths(opt);
-  const auto prompts = make_prompts(opt, model, lengths);
-  const auto ranks = open_ranks(opt.model, model);
-  std::optional<Tokenizer> tokenizer;
-  std::shared_ptr<const grammar::Grammar> grammar;
-  if (!opt.json_schema.empty()) {  // structured output needs the tokenizer's vocabulary
-    tokenizer.emplace(load_tokenizer(opt.model));
-    grammar =
-        std::make_shared<const grammar::Grammar>(grammar::compile_json_schema(read_ordered_json_file(opt.json_schema)));
+void report(const BenchOptions& opt, std::span<const Timing> timings, double seconds, const EngineStats& stats,
+            const std::string& device) {
+  int64_t input = 0, output = 0;
+  std::vector<double> ttft, tpot, itl;
+  for (const auto& t : timings) {
+    input += t.prompt_tokens;
+    output += t.output_tokens;
+    ttft.push_back(ms(t.first_token - t.submitted));
+    if (t.output_tokens > 1) tpot.push_back(ms(t.finished - t.first_token) / static_cast<double>(t.output_tokens - 1));
+    itl.insert(itl.end(), t.gaps_ms.begin(), t.gaps_ms.end());
   }
-  Engine engine(*ranks, tokenizer ? &*tokenizer : nullptr,
-                engine_options(opt.engine, opt.kv_pool, model.config, *ranks));
-  std::vector<Timing> timings(prompts.size());
+  fmt::print("requests {} | input {} | output {} | concurrency {} | {}\n", timings.size(), opt.input_len.describe(),
+             opt.output_len.describe(), opt.concurrency, device);
+  if (opt.warmup_requests) fmt::print("after {} warm-up requests\n", opt.warmup_requests);
+  fmt::print("{:<28}{:>12}{:>12}\n", "tokens in / out", input, output);
+  fmt::print("{:<28}{:>12.2f}\n", "requests/s", static_cast<double>(timings.size()) / seconds);
+  fmt::print("{:<28}{:>12.1f}\n", "input tok/s", static_cast<double>(input) / seconds);
+  fmt::print("{:<28}{:>12.1f}\n", "output tok/s", static_cast<double>(output) / seconds);
+  fmt::print("{:<28}{:>12.2f}{:>12.2f}\n", "TTFT ms p50 / p99", percentile(ttft, 0.5), percentile(ttft, 0.99));
+  fmt::print("{:<28}{:>12.3f}{:>12.3f}\n", "time per output token ms", percentile(tpot, 0.5), percentile(tpot, 0.99));
+  fmt::print("{:<28}{:>12.3f}{:>12.3f}\n", "inter-token latency ms", percentile(itl, 0.5), percentile(itl, 0.99));
+  fmt::print("{:<28}{:>12} / {}\n", "peak KV blocks used", stats.peak_used_blocks, stats.total_blocks);
+  fmt::print("{:<28}{:>12}\n", "preemptions", stats.preemptions);
+}
+
+// Runs requests [first, first + count) `concurrency` at a time on the started engine; returns the
+// seconds they took, each request's timing in `timings`.
+double run_wave(Engine& engine, const std::vector<std::vector<int32_t>>& prompts,
+                const std::vector<std::pair<int, int>>& lengths, size_t first, size_t count, int concurrency,
+                const std::shared_ptr<const grammar::Grammar>& grammar, std::vector<Timing>& timings) {
   std::mutex m;
   std::condition_variable done;
-  size_t next = 0, finished = 0, in_flight = 0;
+  size_t next = first, finished = 0, in_flight = 0;
   std::string error;
-
   auto submit_next = [&]() {  // with m held
     const size_t i = next++;
     SamplingParams p;
@@ -170,41 +184,47 @@ void run_bench(const BenchOptions& opt) {
       done.notify_one();
     });
   };
-
   const auto start = Clock::now();
-  engine.start();
   {
     std::unique_lock lock(m);
-    while (finished < prompts.size()) {
-      while (next < prompts.size() && in_flight < static_cast<size_t>(opt.concurrency)) submit_next();
+    while (finished < count) {
+      while (next < first + count && in_flight < static_cast<size_t>(concurrency)) submit_next();
       done.wait(lock);
     }
   }
-  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  engine.stop();
   if (!error.empty()) fail("{}", error);
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
 
-  int64_t input = 0, output = 0;
-  std::vector<double> ttft, tpot, itl;
-  for (const auto& t : timings) {
-    input += t.prompt_tokens;
-    output += t.output_tokens;
-    ttft.push_back(ms(t.first_token - t.submitted));
-    if (t.output_tokens > 1) tpot.push_back(ms(t.finished - t.first_token) / static_cast<double>(t.output_tokens - 1));
-    itl.insert(itl.end(), t.gaps_ms.begin(), t.gaps_ms.end());
+void run_bench(BenchOptions opt) {
+  Model model = load(opt.model);
+  // The warm-up requests come first, drawn like the others.
+  const auto warmup = static_cast<size_t>(opt.warmup_requests);
+  opt.num_requests += opt.warmup_requests;
+  const auto lengths = draw_lengths(opt);
+  const auto all_prompts = make_prompts(opt, model, lengths);
+  const auto ranks = open_ranks(opt.model, model);
+  std::optional<Tokenizer> tokenizer;
+  std::shared_ptr<const grammar::Grammar> grammar;
+  if (!opt.json_schema.empty()) {  // structured output needs the tokenizer's vocabulary
+    tokenizer.emplace(load_tokenizer(opt.model));
+    grammar =
+        std::make_shared<const grammar::Grammar>(grammar::compile_json_schema(read_ordered_json_file(opt.json_schema)));
   }
-  const EngineStats stats = engine.stats();
-  fmt::print("requests {} | input {} | output {} | concurrency {} | {}\n", prompts.size(), opt.input_len.describe(),
-             opt.output_len.describe(), opt.concurrency, ranks->describe());
-  fmt::print("{:<28}{:>12}{:>12}\n", "tokens in / out", input, output);
-  fmt::print("{:<28}{:>12.2f}\n", "requests/s", static_cast<double>(prompts.size()) / seconds);
-  fmt::print("{:<28}{:>12.1f}\n", "input tok/s", static_cast<double>(input) / seconds);
-  fmt::print("{:<28}{:>12.1f}\n", "output tok/s", static_cast<double>(output) / seconds);
-  fmt::print("{:<28}{:>12.2f}{:>12.2f}\n", "TTFT ms p50 / p99", percentile(ttft, 0.5), percentile(ttft, 0.99));
-  fmt::print("{:<28}{:>12.3f}{:>12.3f}\n", "time per output token ms", percentile(tpot, 0.5), percentile(tpot, 0.99));
-  fmt::print("{:<28}{:>12.3f}{:>12.3f}\n", "inter-token latency ms", percentile(itl, 0.5), percentile(itl, 0.99));
-  fmt::print("{:<28}{:>12} / {}\n", "peak KV blocks used", stats.peak_used_blocks, stats.total_blocks);
-  fmt::print("{:<28}{:>12}\n", "preemptions", stats.preemptions);
+  Engine engine(*ranks, tokenizer ? &*tokenizer : nullptr,
+                engine_options(opt.engine, opt.kv_pool, model.config, *ranks));
+  std::vector<Timing> all_timings(all_prompts.size());
+  engine.start();
+  try {
+    if (warmup) run_wave(engine, all_prompts, lengths, 0, warmup, opt.concurrency, grammar, all_timings);
+    const size_t count = all_prompts.size() - warmup;
+    const double seconds = run_wave(engine, all_prompts, lengths, warmup, count, opt.concurrency, grammar, all_timings);
+    engine.stop();
+    report(opt, std::span(all_timings).subspan(warmup), seconds, engine.stats(), ranks->describe());
+  } catch (...) {
+    engine.stop();
+    throw;
+  }
 }
 
 // --NAME-len N (every request) and --NAME-len-range A:B (drawn uniformly), either one setting `range`.
@@ -227,6 +247,10 @@ void register_bench(CLI::App& app) {
   add_model_options(*cmd, opt->model);
   add_parallel_option(*cmd, opt->model);
   cmd->add_option("--num-requests", opt->num_requests, "requests to run (default 64)")->check(positive());
+  cmd->add_option("--warmup-requests", opt->warmup_requests,
+                  "requests run first and left out of the figures, drawn like the others: caches warm (a grammar's "
+                  "masks, the GPU's recorded steps), as in a server that has been up a while (default 0)")
+      ->check(non_negative());
   add_length_options(*cmd, "input", opt->input_len, "prompt tokens");
   add_length_options(*cmd, "output", opt->output_len, "generated tokens");
   cmd->add_option("--concurrency", opt->concurrency, "requests in flight at once (default 8)")->check(positive());

@@ -278,6 +278,13 @@ TEST(Cli, BenchDrawsLengthsFromRanges) {
   EXPECT_LE(out, 8 * 6);
   EXPECT_EQ(totals("1"), std::pair(in, out));
   EXPECT_NE(totals("2"), std::pair(in, out));
+  // Warm-up requests run first and stay out of the figures: the 8 measured keep their totals.
+  auto warm = run_cli({"bench", "--num-requests", "8", "--concurrency", "8", "--input-len", "12", "--output-len", "3",
+                       "--warmup-requests", "5"});
+  ASSERT_EQ(warm.exit_code, 0) << warm.err;
+  EXPECT_TRUE(contains(warm.out, "requests 8 | input 12 | output 3")) << warm.out;
+  EXPECT_TRUE(contains(warm.out, "after 5 warm-up requests")) << warm.out;
+  EXPECT_TRUE(std::regex_search(warm.out, std::regex(R"(tokens in / out +96 +24\n)"))) << warm.out;
   auto bad = run_cli({"bench", "--input-len-range", "40:10"});
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_TRUE(contains(bad.err, "--input-len-range 40:10: expected 1 <= A <= B")) << bad.err;
