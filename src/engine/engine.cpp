@@ -354,13 +354,19 @@ void Engine::generate_step(const std::vector<ScheduledSlice>& plan) {
       sample_vocab_ < model_.config.vocab_size ||
       std::any_of(plan.begin(), plan.end(), [](const auto& p) { return p.wants_logits && p.sequence->matcher; });
   StepResults results;
+  const auto step_time = profile_.time("generate step");
   auto masks = prepare_masks(plan);
   const AllowedTokens allowed = [&] {
-    for (auto& m : masks) m.wait();
+    {
+      const auto t = profile_.time("mask wait");
+      for (auto& m : masks) m.wait();
+    }
+    const auto t = profile_.time("mask fill");
     fill_allowed(plan, results);
     return std::span<const uint64_t>(results.allowed);
   };
   try {
+    const auto t = profile_.time("forward");
     if (greedy) {
       results.picks = ranks_.forward_greedy(slices, caches_, masked ? allowed : AllowedTokens());
     } else {
@@ -376,6 +382,7 @@ void Engine::generate_step(const std::vector<ScheduledSlice>& plan) {
     return;
   }
   for (auto& m : masks) m.wait();  // errors surface again, per sequence, when it samples
+  const auto t = profile_.time("sampling");
   process_logits(plan, greedy, results);
 }
 

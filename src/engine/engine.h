@@ -17,6 +17,7 @@
 #include "engine/block_manager.h"
 #include "engine/request.h"
 #include "engine/scheduler.h"
+#include "engine/step_profile.h"
 #include "grammar/token_trie.h"
 #include "backend/kv_cache.h"
 #include "model/transformer.h"
@@ -125,6 +126,7 @@ class Engine {
   EngineStats stats_;
   std::thread loop_;
   std::atomic<bool> stopping_{false};
+  StepProfile profile_;  // NANOSERVE_ENGINE_PROFILE
 };
 
 }  // namespace nanoserve

@@ -77,7 +77,8 @@ TEST(Cli, GrammarTestJudgesEachInstanceAndSumsUp) {
   test::write_file(dir.file("object.json"), R"({"schema": {"type": "object", "properties": {"a": {"type": "integer"}},
       "required": ["a"]}, "tests": [{"valid": true, "data": {"a": 12}}, {"valid": false, "data": {"a": "x"}},
       {"valid": false, "data": {}}, {"valid": true, "data": {"a": -3}}]})");
-  test::write_file(dir.file("not.json"), R"({"schema": {"not": {"type": "string"}}, "tests": [{"valid": true, "data": 1}]})");
+  test::write_file(dir.file("not.json"),
+                   R"({"schema": {"not": {"type": "string"}}, "tests": [{"valid": true, "data": 1}]})");
   const auto r = run_cli({"grammar-test", dir.file("object.json"), dir.file("not.json")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::vector<Json> lines;
@@ -290,6 +291,25 @@ TEST(Cli, BenchDrawsLengthsFromRanges) {
   EXPECT_TRUE(contains(bad.err, "--input-len-range 40:10: expected 1 <= A <= B")) << bad.err;
   bad = run_cli({"bench", "--output-len-range", "5"});
   EXPECT_TRUE(contains(bad.err, "--output-len-range 5: expected two token counts as A:B, e.g. 100:1024")) << bad.err;
+}
+
+// NANOSERVE_ENGINE_PROFILE=1: the engine thread's time by phase, a line each, on stderr; with a
+// grammar, the waits for its masks among them. Unset, nothing.
+TEST(Cli, EngineProfileSaysWhereTheStepsWent) {
+  const test::ScratchDir dir;
+  const std::string schema = dir.file("schema.json");
+  test::write_file(schema, R"({"type": "array", "items": {"type": "integer"}})");
+  const std::vector<std::string> args{"bench", "--num-requests", "4", "--concurrency", "4",   "--input-len",
+                                      "8",     "--output-len",   "6", "--json-schema", schema};
+  const auto r = run_cli(args, "", {"NANOSERVE_ENGINE_PROFILE=1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "engine thread time by phase:")) << r.err;
+  for (const char* phase : {"forward", "generate step", "mask fill", "mask wait", "sampling"}) {
+    EXPECT_TRUE(std::regex_search(r.err, std::regex(std::string("\\n  ") + phase + " +[0-9.]+ ms +[0-9]+ calls")))
+        << phase << "\n"
+        << r.err;
+  }
+  EXPECT_FALSE(contains(run_cli(args).err, "engine thread time"));
 }
 
 TEST(Cli, GenerateStopsAtAStopString) {
