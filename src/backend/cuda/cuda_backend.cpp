@@ -59,6 +59,35 @@ class Staging {
   std::vector<uint8_t> bytes_;
 };
 
+// Page-locked host memory, grown as needed. A copy from it is queued behind the kernels before it
+// and the host goes on; one from pageable memory waits for them to finish before staging its bytes.
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  ~PinnedBuffer() {
+    if (data_) cudaFreeHost(data_);
+  }
+  // A pinned copy of `bytes` bytes at src, valid until the next call (the caller's copies from it
+  // have finished by then).
+  const void* hold(const void* src, size_t bytes) {
+    if (bytes > capacity_) {
+      if (data_) cudaFreeHost(data_);
+      data_ = nullptr;
+      capacity_ = 0;
+      check(cudaMallocHost(&data_, bytes), "allocating pinned host memory");
+      capacity_ = bytes;
+    }
+    std::memcpy(data_, src, bytes);
+    return data_;
+  }
+
+ private:
+  void* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
 // Thrown by a copy between host and device while a step is being recorded: the step then runs
 // without a recording, now and whenever its key comes back.
 struct NotRecordable {};
@@ -239,8 +268,15 @@ class CudaBackend final : public Backend {
   void argmax_rows(const float* x, int64_t rows, int64_t cols, std::span<const uint64_t> allowed,
                    int32_t* out) override {
     const auto timer = profile_.time("argmax_rows");
+    if (recording_) throw NotRecordable{};
     Buffer picks = allocate(static_cast<size_t>(rows) * sizeof(int32_t));
-    const Buffer bits = allowed.empty() ? Buffer() : upload_array(allowed.data(), allowed.size());
+    Buffer bits;
+    if (!allowed.empty()) {  // queued behind the step's kernels, which may still run
+      bits = allocate(allowed.size_bytes());
+      check(cudaMemcpyAsync(bits.data(), mask_staging_.hold(allowed.data(), allowed.size_bytes()), allowed.size_bytes(),
+                            cudaMemcpyHostToDevice, stream_),
+            "copying the allowed tokens to the GPU");
+    }
     cuda::argmax_rows(x, rows, cols, static_cast<const uint64_t*>(bits.data()), static_cast<int32_t*>(picks.data()),
                       stream_);
     launched("argmax_rows");
@@ -327,6 +363,7 @@ class CudaBackend final : public Backend {
   bool recording_ = false;
   Buffer picks_;   // [kMaxRecordedRows]
   Buffer logits_;  // [kMaxRecordedRows, vocab]
+  PinnedBuffer mask_staging_;  // argmax_rows' allowed tokens on their way up
   StepGraphs graphs_;
   std::unordered_set<uint64_t> not_recordable_;
 };
