@@ -1,8 +1,8 @@
 // The CPU backend's memory for activations: freed blocks wait for the next allocation of their
 // size. A forward step allocates the same buffers as the one before it, and memory handed back to
-// the system returns as fresh pages that the kernel must clear: when the engine steps on a thread of
-// its own, glibc's arena for that thread gives large blocks back whatever mallopt says, and a
-// quarter of a decode step (64 sequences, 128k vocabulary) went to clearing pages.
+// the system returns as fresh pages that the kernel must clear. With the engine stepping on a
+// thread of its own, glibc gave its large blocks back despite main's mallopt, and a quarter of a
+// decode step (64 sequences, 128k vocabulary) went to clearing pages (perf).
 #pragma once
 
 #include <cstddef>
