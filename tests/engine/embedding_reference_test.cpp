@@ -33,6 +33,18 @@ double cosine(const std::vector<float>& a, const std::vector<double>& b) {
   return dot / std::sqrt(na * nb);
 }
 
+// A model without an LM head (an embedding checkpoint's base weights) refuses to generate.
+void expect_no_generation(const Model& model) {
+  const TensorParallel runner(model);
+  Engine engine(runner, nullptr, EngineOptions{});
+  try {
+    engine.submit({{1, 2, 3}, {}}, [](const Event&) {});
+    ADD_FAILURE() << "a generation was accepted";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "this model has no LM head (an embedding model's weights): it makes embeddings, not text");
+  }
+}
+
 class EmbeddingFixture : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(EmbeddingFixture, VectorsMatchSentenceTransformers) {
@@ -74,14 +86,7 @@ TEST(EmbeddingFixtureModel, BaseWeightsWithoutAHeadEmbedButDoNotGenerate) {
   EXPECT_FALSE(model.config.has_lm_head);
   EXPECT_FALSE(model.config.matryoshka);
   EXPECT_TRUE(load_model(test::fixture("embed_qwen3")).config.matryoshka);
-  const TensorParallel runner(model);
-  Engine engine(runner, nullptr, EngineOptions{});
-  try {
-    engine.submit({{1, 2, 3}, {}}, [](const Event&) {});
-    FAIL() << "a generation was accepted";
-  } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "this model has no LM head (an embedding model's weights): it makes embeddings, not text");
-  }
+  expect_no_generation(model);
 }
 
 // The engine's embedding of `ids`, the prompt prefilled 16 tokens a step.
@@ -139,17 +144,7 @@ TEST(SentenceTransformersDirectory, LoadsAsShippedAndPoolsHuggingFacesFinalNorm)
       const double minimum = cpu::takes_reduced_dot(model.weights.embed.dtype) ? 0.9998 : 0.99999;
       EXPECT_GE(cosine(got, test::pooled(reference.floats.at("final_norm"), model.config.hidden_size, mode)), minimum)
           << name << " " << key;
-      if (name == "tinyllama" && mode == PoolingMode::Last) {
-        const TensorParallel runner(model);
-        Engine engine(runner, nullptr, EngineOptions{});
-        try {
-          engine.submit({{1, 2, 3}, {}}, [](const Event&) {});
-          ADD_FAILURE() << "a generation was accepted";
-        } catch (const Error& e) {
-          EXPECT_STREQ(e.what(),
-                       "this model has no LM head (an embedding model's weights): it makes embeddings, not text");
-        }
-      }
+      if (name == "tinyllama" && mode == PoolingMode::Last) expect_no_generation(model);
     }
   }
 }
