@@ -228,12 +228,16 @@ void Engine::sample(Sequence& s, std::span<const float> logits) {
   std::vector<float> masked;
   if (s.matcher) {  // refused tokens to -infinity; end of sequence only where the grammar may end
     masked.assign(logits.begin(), logits.end());
-    const auto& eos = model_.config.eos_token_ids;
-    s.matcher->mask(masked, s.request->params.ignore_eos ? std::span<const int64_t>() : std::span<const int64_t>(eos));
+    s.matcher->mask(masked, grammar_end_tokens(s));
     logits = masked;
   }
   const int32_t token = s.sampler->sample(logits, &logprob);
   append(s, token, s.request->params.logprobs >= 0 ? &logprob : nullptr);
+}
+
+std::span<const int64_t> Engine::grammar_end_tokens(const Sequence& s) const {
+  if (s.request->params.ignore_eos) return {};
+  return model_.config.eos_token_ids;
 }
 
 void Engine::append(Sequence& s, int32_t token, const TokenLogprob* logprob) {
@@ -388,7 +392,6 @@ void Engine::generate_step(const std::vector<ScheduledSlice>& plan) {
 
 void Engine::fill_allowed(const std::vector<ScheduledSlice>& plan, StepResults& results) const {
   const int64_t words = allowed_words(model_.config.vocab_size);
-  const auto& ends = model_.config.eos_token_ids;
   results.allowed.clear();
   results.refusals.clear();
   for (const auto& p : plan) {
@@ -403,9 +406,8 @@ void Engine::fill_allowed(const std::vector<ScheduledSlice>& plan, StepResults& 
       continue;
     }
     try {
-      s.matcher->allowed_bits(
-          row.first(static_cast<size_t>(allowed_words(sample_vocab_))), sample_vocab_,
-          s.request->params.ignore_eos ? std::span<const int64_t>() : std::span<const int64_t>(ends));
+      s.matcher->allowed_bits(row.first(static_cast<size_t>(allowed_words(sample_vocab_))), sample_vocab_,
+                              grammar_end_tokens(s));
     } catch (const std::exception& e) {
       results.refusals.back() = e.what();
     }

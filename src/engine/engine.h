@@ -81,6 +81,8 @@ class Engine {
   void embed_step(const std::vector<ScheduledSlice>& plan);
   void generate_step(const std::vector<ScheduledSlice>& plan);
   void sample(Sequence& s, std::span<const float> logits);
+  // The end-of-sequence tokens a sequence's grammar allows where it can end: none with ignore_eos.
+  std::span<const int64_t> grammar_end_tokens(const Sequence& s) const;
   // Starts computing the allowed tokens of the scheduled grammar sequences, on other threads while
   // the forward pass runs; the returned futures finish before sampling.
   std::vector<std::future<void>> prepare_masks(const std::vector<ScheduledSlice>& plan);
