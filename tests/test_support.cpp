@@ -10,8 +10,18 @@
 #include <sstream>
 
 #include "formats/safetensors.h"
+#include "util/error.h"
 
 namespace nanoserve::test {
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 namespace fs = std::filesystem;
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -15,6 +16,8 @@ namespace nanoserve::test {
 
 std::string fixture(const std::string& relative);  // tests/fixtures/<relative>
 std::string demo_model_dir();                      // models/demo
+// The message of the Error that fn throws, or "" when it throws none.
+std::string error_of(const std::function<void()>& fn);
 
 // Every tensor of a reference.safetensors file, widened: F32 as float, I64 as int64.
 struct Reference {

@@ -48,7 +48,21 @@ void Backend::rope_attention(int64_t layer, float* q, float* k, const float* v, 
   attention(layer, q, k, v, params, cache, out);
 }
 
-void Backend::run_step(uint64_t, const StepWork& work, int64_t rows, int64_t cols, StepOutput out) {
+Step Backend::begin_step(StepLayout layout, uint64_t replay_key) { return Step(*this, std::move(layout), replay_key); }
+
+Step::Step(Backend& backend, StepLayout layout, uint64_t replay_key)
+    : backend_(&backend), layout_(std::make_unique<const StepLayout>(std::move(layout))), replay_key_(replay_key) {
+  backend_->start_step(*layout_);
+}
+
+Step::Step(Step&& other) noexcept
+    : backend_(other.backend_), layout_(std::move(other.layout_)), replay_key_(other.replay_key_) {}
+
+Step::~Step() {
+  if (layout_) backend_->end_step();
+}
+
+void Backend::run_step(const Step&, const StepWork& work, int64_t rows, int64_t cols, StepOutput out) {
   work([&](const float* logits) {
     if (out.picks) {
       argmax_rows(logits, rows, cols, out.allowed ? out.allowed() : std::span<const uint64_t>(), out.picks);

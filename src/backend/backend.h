@@ -1,11 +1,11 @@
 // The operations the forward pass runs, on memory the backend owns: host memory for the CPU
 // backend, device memory for CUDA. model/transformer.cpp calls only these, so one forward pass
 // serves every backend. Activation arguments are float arrays in the backend's memory; weights are
-// the model's TensorViews, which a device backend maps to its own copies.
+// Linears and Norms of the WeightSet the backend was made with, which it finds by their handles.
 //
 // A backend runs one forward step at a time (one Transformer uses it): begin_step hands it what
-// every layer reads (positions, RoPE tables, each sequence's block table), which rope and attention
-// then read.
+// every layer reads (positions, RoPE tables, each sequence's block table) in a Step, which embed,
+// rope and attention then read until the Step runs its work and goes.
 #pragma once
 
 #include <cstddef>
@@ -24,6 +24,7 @@ namespace nanoserve {
 
 class Backend;
 class KvCache;
+class Step;
 
 // Which tokens each row of a step may pick, in host memory: rows of allowed_words(vocab) words, bit
 // t % 64 of word t / 64 set where token t is allowed. A function, so that it is asked for only when
@@ -90,13 +91,19 @@ class Backend {
   // calls it before the rank's work; the CUDA runtime keeps a current GPU per thread).
   virtual void bind_thread() {}
 
-  virtual void begin_step(const StepLayout& step) = 0;
+  // Starts a forward step over `layout`, which the Step owns. A nonzero replay_key is the caller's
+  // promise that the step's work copies nothing to or from the host and runs the operations, on
+  // the buffers and shapes, of every earlier step with that key, only the step's own values (ids,
+  // positions, block tables) changing: a backend may record the work the first time and replay the
+  // recording after. Zero: the work just runs (prefill, MoE routing on the host, a sink).
+  Step begin_step(StepLayout layout, uint64_t replay_key);
 
-  // out[t] = table[the step's token id or position t]: [step tokens, table columns]. The caller
-  // has checked that the ids are rows of the table, or -1: a zero row (the token of a
-  // vocabulary-parallel rank's embedding that another rank holds).
+  // out[t] = the row of the token embedding for the step's token t (Tokens), or of the learned
+  // position table for its position (Positions): [step tokens, hidden]. The caller has checked that
+  // the ids are rows of the table, or -1: a zero row (the token of a vocabulary-parallel rank's
+  // embedding that another rank holds).
   enum class Ids { Tokens, Positions };
-  virtual void embed(const TensorView& table, Ids ids, float* out) = 0;
+  virtual void embed(Ids ids, float* out) = 0;
   virtual void norm(NormKind kind, const float* x, const Norm& params, int64_t rows, int64_t cols, double eps,
                     float* out) = 0;
   // x += y, then out = norm(x): a residual add and the norm after it, in one pass where the backend
@@ -139,7 +146,7 @@ class Backend {
                            int32_t* out) = 0;
 
   // A forward step's device work after begin_step: computes the logits [rows, cols] and hands them
-  // to `use` while they live. It may not copy to or from the host.
+  // to `use` while they live. With a replay key it copies nothing to or from the host.
   using LogitsUser = std::function<void(const float* logits)>;
   using StepWork = std::function<void(const LogitsUser& use)>;
   // Where a step's results go, on the host: each logits row's argmax (as argmax_rows), or the
@@ -151,12 +158,6 @@ class Backend {
     // that the host computes them (grammar masks) meanwhile.
     AllowedTokens allowed = {};
   };
-  // Runs `work`, whose logits are [rows, cols], into `out`. With a nonzero `replay_key`, a backend
-  // may record the work the first time it sees the key and replay the recording, without the host
-  // side, for later steps with that key: the caller promises the same operations on the same
-  // buffers and shapes, the step's own values (ids, positions, block tables) coming from
-  // begin_step. By default the work just runs.
-  virtual void run_step(uint64_t replay_key, const StepWork& work, int64_t rows, int64_t cols, StepOutput out);
   // dst[i] = src[rows[i]], rows of `cols` floats.
   virtual void gather_rows(const float* src, std::span<const int64_t> rows, int64_t cols, float* dst) = 0;
   // dst[rows[i]] += weights[i] * src[i]; the rows are distinct.
@@ -165,7 +166,39 @@ class Backend {
 
  protected:
   friend class Buffer;
+  friend class Step;
   virtual void release(void* data, size_t bytes) = 0;  // a Buffer's, with its size
+  // The step's layout, which stays where it is until end_step.
+  virtual void start_step(const StepLayout& layout) = 0;
+  virtual void end_step() {}
+  // Step::run: runs `work`, whose logits are [rows, cols], into `out`, or replays its recording
+  // (begin_step). By default the work just runs.
+  virtual void run_step(const Step& step, const StepWork& work, int64_t rows, int64_t cols, StepOutput out);
+};
+
+// One forward step on a backend, from begin_step: it owns what every layer reads and the key it
+// may be replayed under, and ends the backend's step when it goes. The layers' ops run inside
+// `work`, which run hands to the backend.
+class Step {
+ public:
+  Step(Step&& other) noexcept;
+  Step& operator=(Step&&) = delete;
+  Step(const Step&) = delete;
+  Step& operator=(const Step&) = delete;
+  ~Step();
+
+  const StepLayout& layout() const { return *layout_; }
+  uint64_t replay_key() const { return replay_key_; }
+  void run(const Backend::StepWork& work, int64_t rows, int64_t cols, Backend::StepOutput out) const {
+    backend_->run_step(*this, work, rows, cols, std::move(out));
+  }
+
+ private:
+  friend class Backend;
+  Step(Backend& backend, StepLayout layout, uint64_t replay_key);
+  Backend* backend_;
+  std::unique_ptr<const StepLayout> layout_;  // where the backend reads it, however the Step moves
+  uint64_t replay_key_;
 };
 
 struct BackendOptions {

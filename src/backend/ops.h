@@ -1,6 +1,7 @@
 // The vocabulary of the forward pass that every backend speaks and the model describes itself in:
 // a linear layer, a norm and its kind, an activation, attention's parameters. Weights are
-// TensorViews; the backends decide how to run them (backend/cpu/ops.h, backend/cuda/).
+// TensorViews in host memory with a handle, their WeightId; the backends decide how to run them
+// (backend/cpu/ops.h, backend/cuda/).
 #pragma once
 
 #include <cstdint>
@@ -9,11 +10,18 @@
 
 namespace nanoserve {
 
+// A weight's handle: its index among the Linears (or Norms) of the WeightSet a backend was made
+// with, by which the backend finds what it prepared for it (a device copy, a repacked layout)
+// without looking at the view's address. -1: not given to a backend (an absent weight, or a test's
+// own view, which only the CPU backend can run).
+using WeightId = int32_t;
+
 // A linear layer: weight [out, in], or [in, out] when in_out (GPT-2's Conv1D), in which case the
 // view may be a column range of a wider matrix (row_stride). bias [out] is optional (data == nullptr).
 struct Linear {
   TensorView weight, bias;
   bool in_out = false;
+  WeightId id = -1;
   int64_t out_features() const { return weight.shape[in_out ? 1 : 0]; }
   int64_t in_features() const { return weight.shape[in_out ? 0 : 1]; }
 };
@@ -21,6 +29,7 @@ struct Linear {
 // A normalization's parameters; bias only for LayerNorm.
 struct Norm {
   TensorView weight, bias;
+  WeightId id = -1;
 };
 
 enum class NormKind {

@@ -1,6 +1,7 @@
 // The weights a backend prepares once, when it is made (copies them to its device, repacks them for
-// its kernels): the model lists them here, and the backend finds each again by the view an op is
-// handed. A backend knows nothing of layers, families or the files the weights came from.
+// its kernels). The model lists them here, each Linear and Norm at the index its WeightId names, and
+// the ops name them by that handle. A backend knows nothing of layers, families or the files the
+// weights came from.
 #pragma once
 
 #include <vector>
@@ -11,9 +12,15 @@
 namespace nanoserve {
 
 struct WeightSet {
-  std::vector<TensorView> tables;  // row lookups: the token embedding first, then learned positions
-  std::vector<Norm> norms;         // every norm's gamma (and beta)
-  std::vector<Linear> linears;     // every matrix product, the LM head first
+  TensorView token_embed;       // [vocab, hidden] (a vocabulary-parallel rank's rows)
+  TensorView position_embed;    // [max_positions, hidden]; learned positions only
+  std::vector<Norm> norms;      // norms[i].id == i
+  std::vector<Linear> linears;  // linears[i].id == i
+
+  // The entry a handle names, which must be the caller's view: a handle out of range, or one of
+  // another model's weights, throws Error.
+  const Linear& at(const Linear& linear) const;
+  const Norm& at(const Norm& norm) const;
 };
 
 }  // namespace nanoserve

@@ -116,7 +116,7 @@ void print_tensors(Model& m) {
   }
   if (m.config.tied_embeddings) {
     fmt::print("{:<30} {:<56} alias of embed (same storage, {})\n", "lm_head", "-",
-               m.weights.lm_head.data == m.weights.embed.data ? "verified" : "NOT shared");
+               m.weights.lm_head.weight.data == m.weights.embed.data ? "verified" : "NOT shared");
   }
   for (const auto& name : m.ignored_tensors) fmt::print("{:<30} {:<56} ignored (not a weight)\n", "-", name);
   fmt::print("\nparameters    {} ({:.2f}M)\n", params, static_cast<double>(params) / 1e6);

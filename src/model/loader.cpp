@@ -143,9 +143,10 @@ void bind_weights(Model& model, const std::vector<std::string>& ignorable_suffix
     used.insert(found_as);
   }
   if (model.config.tied_embeddings) {
-    model.weights.lm_head = model.weights.embed;  // an alias: same bytes, never a copy
-    model.weights.lm_head.name = "lm_head";
+    model.weights.lm_head.weight = model.weights.embed;  // an alias: same bytes, never a copy
+    model.weights.lm_head.weight.name = "lm_head";
   }
+  number_weights(model.weights);
   for (const auto& [name, _] : model.tensors) {
     if (used.count(name)) continue;
     bool ignorable = false;

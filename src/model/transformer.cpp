@@ -12,18 +12,18 @@
 namespace nanoserve {
 
 struct Transformer::Batch {
-  StepLayout layout;
+  Step step;
   std::vector<int64_t> logit_rows;  // the rows whose logits the slices ask for, in order
   const ActivationSink* sink = nullptr;
   Backend* backend = nullptr;
 
-  int64_t tokens() const { return layout.tokens; }
+  int64_t tokens() const { return step.layout().tokens; }
   // Hands a [tokens, cols] activation to the sink, on the host.
   void emit(const std::string& name, const float* data, int64_t cols) const {
     if (!sink) return;
-    std::vector<float> host(static_cast<size_t>(layout.tokens * cols));
+    std::vector<float> host(static_cast<size_t>(tokens() * cols));
     backend->download(data, host.size() * sizeof(float), host.data());
-    (*sink)(name, host.data(), layout.tokens, cols);
+    (*sink)(name, host.data(), tokens(), cols);
   }
 };
 
@@ -47,12 +47,12 @@ void Transformer::embed(const Batch& step, float* x) const {
   const ArchSpec& a = model_.arch;
   Backend& be = *backend_;
   const int64_t hidden = model_.config.hidden_size, n = step.tokens() * hidden;
-  be.embed(model_.weights.embed, Backend::Ids::Tokens, x);
+  be.embed(Backend::Ids::Tokens, x);
   if (share_.vocab_parallel) sum_across_ranks(x, n);  // each token's row from the rank holding it
   if (a.embed_scale != 1.0f) be.scale(x, a.embed_scale, n);
   if (!a.rope) {
     Buffer learned = be.floats(n);  // [tokens, hidden]
-    be.embed(model_.weights.position_embed, Backend::Ids::Positions, learned.floats());
+    be.embed(Backend::Ids::Positions, learned.floats());
     be.add(x, learned.floats(), n);
   }
 }
@@ -205,8 +205,8 @@ Buffer Transformer::logits(const Batch& batch, const float* x) const {
   if (n == 0) return {};
   if (!c.has_lm_head) fail("this model has no LM head (an embedding model's weights): it makes embeddings, not text");
   const Buffer normed = final_rows(batch, x);
-  Buffer logits = be.floats(n * model_.weights.lm_head.shape[0]);  // [n, this rank's vocabulary rows]
-  be.linear(normed.floats(), n, {model_.weights.lm_head, {}, false}, logits.floats());
+  Buffer logits = be.floats(n * model_.weights.lm_head.out_features());  // [n, this rank's vocabulary rows]
+  be.linear(normed.floats(), n, model_.weights.lm_head, logits.floats());
   if (share_.vocab_parallel) logits = join_vocabulary(logits.floats(), n);
   if (a.final_softcap > 0) be.softcap(logits.floats(), a.final_softcap, n * c.vocab_size);
   return logits;
@@ -214,7 +214,7 @@ Buffer Transformer::logits(const Batch& batch, const float* x) const {
 
 Buffer Transformer::join_vocabulary(const float* mine, int64_t rows) const {
   Backend& be = *backend_;
-  const int64_t share = model_.weights.lm_head.shape[0], vocab = model_.config.vocab_size;
+  const int64_t share = model_.weights.lm_head.out_features(), vocab = model_.config.vocab_size;
   Buffer all = be.floats(share_.ranks * rows * share);  // [ranks, rows, share]
   share_.collective->all_gather(mine, rows * share, all.floats());
   Buffer logits = be.floats(rows * vocab);  // [rows, vocab]: rank r's columns [r * share, (r + 1) * share)
@@ -253,12 +253,9 @@ std::vector<int32_t> Transformer::forward_greedy(std::span<const SequenceSlice> 
   return tokens;
 }
 
-// Decode steps (a token per sequence, each wanting its logits) repeat the same operations on the
-// same buffers for a given number of sequences and cache, so the backend may replay them.
 void Transformer::step(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink, Head head,
                        const std::function<Backend::StepOutput(int64_t rows)>& output) const {
-  Batch batch;
-  prepare(slices, cache, sink, batch);
+  const Batch batch = prepare(slices, cache, sink, head);
   const auto rows = static_cast<int64_t>(batch.logit_rows.size());
   const Backend::StepOutput out = output(rows);
   if (rows == 0) {  // keys and values only
@@ -266,27 +263,34 @@ void Transformer::step(std::span<const SequenceSlice> slices, KvCache& cache, co
     return;
   }
   const bool logits = head == Head::Logits;
-  const bool decode = logits && !sink && rows == batch.tokens() && rows == static_cast<int64_t>(slices.size());
-  const uint64_t replay_key = decode ? (cache.id() << 24 | static_cast<uint64_t>(rows)) : 0;
   const auto work = [&](const Backend::LogitsUser& use) {
     const Buffer x = residual(batch, cache);
     const Buffer result = logits ? this->logits(batch, x.floats()) : final_rows(batch, x.floats());
     use(result.floats());
   };
-  backend_->run_step(replay_key, work, rows, logits ? model_.config.vocab_size : model_.config.hidden_size, out);
+  batch.step.run(work, rows, logits ? model_.config.vocab_size : model_.config.hidden_size, out);
 }
 
-void Transformer::prepare(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink,
-                          Batch& batch) const {
+// Decode steps (a token per sequence, each wanting its logits) repeat the same operations on the
+// same buffers for a given number of sequences and cache, so the backend may replay them, unless
+// the step copies to the host midway: activations for a sink, or MoE routing.
+uint64_t Transformer::replay_key(std::span<const SequenceSlice> slices, const KvCache& cache, int64_t tokens,
+                                 int64_t logit_rows, bool sink, Head head) const {
+  const bool decode = head == Head::Logits && logit_rows == tokens && logit_rows == static_cast<int64_t>(slices.size());
+  if (!decode || sink || model_.arch.mlp == MlpKind::Moe) return 0;
+  return cache.id() << 24 | static_cast<uint64_t>(logit_rows);
+}
+
+Transformer::Batch Transformer::prepare(std::span<const SequenceSlice> slices, KvCache& cache,
+                                        const ActivationSink* sink, Head head) const {
   const ModelConfig& c = model_.config;
   const ArchSpec& a = model_.arch;
   if (&cache.backend() != backend_) {
     fail("the KV cache lives on the {} backend, the model runs on {}", cache.backend().name(), backend_->name());
   }
   const int64_t vocab = c.vocab_size;
-  batch.sink = sink;
-  batch.backend = backend_;
-  StepLayout& layout = batch.layout;
+  StepLayout layout;
+  std::vector<int64_t> logit_rows;
   for (const auto& slice : slices) {
     const auto count = static_cast<int64_t>(slice.tokens.size());
     if (count == 0) fail("forward needs at least one token per sequence");
@@ -315,12 +319,14 @@ void Transformer::prepare(std::span<const SequenceSlice> slices, KvCache& cache,
     for (int32_t id : slice.tokens) layout.token_ids.push_back(embedding_row(id));
     if (slice.logits != LogitsFor::None) {
       for (int64_t r = slice.logits == LogitsFor::AllTokens ? 0 : count - 1; r < count; ++r) {
-        batch.logit_rows.push_back(layout.tokens + r);
+        logit_rows.push_back(layout.tokens + r);
       }
     }
     layout.tokens += count;
   }
-  backend_->begin_step(layout);  // which keeps a reference to it: batch outlives the step
+  const uint64_t key =
+      replay_key(slices, cache, layout.tokens, static_cast<int64_t>(logit_rows.size()), sink != nullptr, head);
+  return Batch{backend_->begin_step(std::move(layout), key), std::move(logit_rows), sink, backend_};
 }
 
 Buffer Transformer::residual(const Batch& batch, KvCache& cache) const {

@@ -70,7 +70,7 @@ class Transformer {
   }
 
  private:
-  struct Batch;  // per-call state: the step's layout and the sink
+  struct Batch;  // per-call state: the backend's Step and the sink
   void embed(const Batch& batch, float* x) const;
   void attention_block(const Batch& batch, int64_t layer, const float* normed, KvCache& cache, float* out) const;
   void project_qkv(const Batch& batch, int64_t layer, const float* normed, float* q, float* k, float* v) const;
@@ -88,8 +88,11 @@ class Transformer {
   int32_t embedding_row(int32_t id) const;
   // Sums a row-parallel product's partial sums across ranks, in place (nothing with one rank).
   void sum_across_ranks(float* x, int64_t count) const;
-  // A step's host side: checks the slices, lays them out and hands the layout to the backend.
-  void prepare(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink, Batch& batch) const;
+  // A step's host side: checks the slices, lays them out and begins the backend's step.
+  Batch prepare(std::span<const SequenceSlice> slices, KvCache& cache, const ActivationSink* sink, Head head) const;
+  // The key under which the backend may replay the step (Backend::begin_step), or 0.
+  uint64_t replay_key(std::span<const SequenceSlice> slices, const KvCache& cache, int64_t tokens, int64_t logit_rows,
+                      bool sink, Head head) const;
   // Its device side: every layer, leaving the residual stream [tokens, hidden] (no copies to or
   // from the host, but the sink's and MoE routing's).
   Buffer residual(const Batch& batch, KvCache& cache) const;

@@ -166,26 +166,60 @@ void list_mlp(SlotLister& s, LayerWeights& l, const std::string& p, int64_t laye
 
 }  // namespace
 
-std::vector<const Linear*> linears_of(const LayerWeights& l) {
-  std::vector<const Linear*> linears = {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down, &l.router};
-  for (const Expert& e : l.experts) linears.insert(linears.end(), {&e.gate, &e.up, &e.down});
+namespace {
+
+// A layer's products, as pointers as const as the layer.
+template <class Layer>
+auto layer_linears(Layer& l) {
+  std::vector<decltype(&l.q)> linears = {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down, &l.router};
+  for (auto& e : l.experts) linears.insert(linears.end(), {&e.gate, &e.up, &e.down});
   return linears;
+}
+
+// Every present norm and product, in handle order: the final norm and the LM head, then each
+// layer's (an absent weight has no data and no handle).
+template <class W, class OnNorm, class OnLinear>
+void each_weight(W& w, OnNorm on_norm, OnLinear on_linear) {
+  if (w.final_norm.weight.data) on_norm(w.final_norm);
+  if (w.lm_head.weight.data) on_linear(w.lm_head);  // none for an embedding model's base weights
+  for (auto& l : w.layers) {
+    for (auto* n : {&l.attn_norm, &l.q_norm, &l.k_norm, &l.post_attn_norm, &l.mlp_norm, &l.post_mlp_norm}) {
+      if (n->weight.data) on_norm(*n);
+    }
+    for (auto* linear : layer_linears(l)) {
+      if (linear->weight.data) on_linear(*linear);
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<const Linear*> linears_of(const LayerWeights& l) { return layer_linears(l); }
+
+void number_weights(Weights& w) {
+  WeightId norms = 0, linears = 0;
+  each_weight(
+      w, [&](Norm& n) { n.id = norms++; }, [&](Linear& l) { l.id = linears++; });
 }
 
 WeightSet weight_set(const Weights& w) {
   WeightSet set;
-  set.tables.push_back(w.embed);
-  if (w.position_embed.data) set.tables.push_back(w.position_embed);
-  set.norms.push_back(w.final_norm);
-  if (w.lm_head.data) set.linears.push_back({w.lm_head, {}, false});  // none for an embedding model's base weights
-  for (const LayerWeights& l : w.layers) {
-    for (const Norm* n : {&l.attn_norm, &l.q_norm, &l.k_norm, &l.post_attn_norm, &l.mlp_norm, &l.post_mlp_norm}) {
-      if (n->weight.data) set.norms.push_back(*n);
-    }
-    for (const Linear* linear : linears_of(l)) {
-      if (linear->weight.data) set.linears.push_back(*linear);
-    }
-  }
+  set.token_embed = w.embed;
+  set.position_embed = w.position_embed;
+  const auto check = [](WeightId id, size_t index, const TensorView& view) {
+    if (id != static_cast<WeightId>(index))
+      fail("{}: handle {}, expected {} (weights not numbered)", view.name, id, index);
+  };
+  each_weight(
+      w,
+      [&](const Norm& n) {
+        check(n.id, set.norms.size(), n.weight);
+        set.norms.push_back(n);
+      },
+      [&](const Linear& l) {
+        check(l.id, set.linears.size(), l.weight);
+        set.linears.push_back(l);
+      });
   return set;
 }
 
@@ -215,7 +249,7 @@ std::vector<WeightSlot> weight_slots(Weights& w, const ModelConfig& c, const Arc
   }
   s.norm("final_norm", n.final_norm, if_set(layer_norm, n.final_norm_bias), hidden, hidden_why, &w.final_norm);
   if (!c.tied_embeddings && c.has_lm_head)
-    s.tensor("lm_head", n.lm_head, {c.vocab_size, hidden}, vocab_why, &w.lm_head);
+    s.tensor("lm_head", n.lm_head, {c.vocab_size, hidden}, vocab_why, &w.lm_head.weight);
   return slots;
 }
 

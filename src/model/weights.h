@@ -36,15 +36,17 @@ struct Weights {
   TensorView embed;           // [vocab, hidden]
   TensorView position_embed;  // [max_positions, hidden] (learned positions only)
   std::vector<LayerWeights> layers;
-  Norm final_norm;     // [hidden]
-  TensorView lm_head;  // [vocab, hidden]; the same bytes as embed when tied
+  Norm final_norm;  // [hidden]
+  Linear lm_head;   // [vocab, hidden]; the same bytes as embed when tied
 };
 
 // A layer's products: q, k, v, o, the MLP's and the router, then each expert's (absent ones too,
 // which have no data).
 std::vector<const Linear*> linears_of(const LayerWeights& layer);
 
-// Every weight, as a backend prepares them when it is made (backend/weight_set.h).
+// Gives every present Linear and Norm its handle (backend/ops.h), once the views are bound.
+void number_weights(Weights& weights);
+// Every weight, as a backend prepares them when it is made (backend/weight_set.h); numbered.
 WeightSet weight_set(const Weights& weights);
 
 // One tensor on disk and where it goes. A fused tensor has several parts, split along its output

@@ -10,18 +10,23 @@ namespace {
 
 // Column-parallel: this rank's share of the output features, with its share of
 // the bias.
+// The split keeps the weight's handle: each rank's backend is made from its own shard.
 Linear split_outputs(const Linear& l, int rank, int ranks) {
   const int64_t size = l.out_features() / ranks, begin = rank * size;
-  return {l.in_out ? columns_of(l.weight, begin, size) : rows_of(l.weight, begin, size),
-          elements_of(l.bias, begin, size), l.in_out};
+  Linear split = l;
+  split.weight = l.in_out ? columns_of(l.weight, begin, size) : rows_of(l.weight, begin, size);
+  split.bias = elements_of(l.bias, begin, size);
+  return split;
 }
 
 // Row-parallel: this rank's share of the input features. The partial products
 // are summed across ranks, so only rank 0 adds the bias.
 Linear split_inputs(const Linear& l, int rank, int ranks) {
   const int64_t size = l.in_features() / ranks, begin = rank * size;
-  return {l.in_out ? rows_of(l.weight, begin, size) : columns_of(l.weight, begin, size),
-          rank == 0 ? l.bias : TensorView{}, l.in_out};
+  Linear split = l;
+  split.weight = l.in_out ? rows_of(l.weight, begin, size) : columns_of(l.weight, begin, size);
+  if (rank != 0) split.bias = {};
+  return split;
 }
 
 void check_divides(int64_t value, const char* field, int ranks, const char* why) {
@@ -82,7 +87,7 @@ Model shard_model(const Model& model, int rank, int ranks) {
   if (ranks > 1 && splits_vocabulary(model.config, ranks)) {
     const int64_t rows = model.config.vocab_size / ranks;
     s.embed = rows_of(w.embed, rank * rows, rows);
-    s.lm_head = rows_of(w.lm_head, rank * rows, rows);
+    s.lm_head.weight = rows_of(w.lm_head.weight, rank * rows, rows);
   }
   for (LayerWeights& l : s.layers) {
     l.q = split_outputs(l.q, rank, ranks);

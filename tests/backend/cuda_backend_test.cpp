@@ -14,6 +14,7 @@
 #include <random>
 
 #include "backend/backend.h"
+#include "backend/cpu/ops.h"
 #include "backend/cuda_plugin.h"
 #include "backend/device_array.h"
 #include "engine/engine.h"
@@ -335,7 +336,7 @@ TEST(CudaBackend, PrefillAttentionOnTensorCoresMatchesTheCpu) {
         b->upload(q.data(), q.size() * sizeof(float), qb.data());
         b->upload(k.data(), k.size() * sizeof(float), kb.data());
         b->upload(v.data(), v.size() * sizeof(float), vb.data());
-        b->begin_step(layout);
+        const Step step = b->begin_step(layout, 0);
         b->attention(0, qb.floats(), kb.floats(), vb.floats(), params, *caches[static_cast<size_t>(which++)],
                      ob.floats());
         outs.emplace_back(static_cast<size_t>(q_size));
@@ -366,6 +367,38 @@ TEST(CudaBackend, RefusesAQuantizedKvCache) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("q8_0 is CPU-only"), std::string::npos) << e.what();
   }
+}
+
+// A replay key promises a step without host copies (Backend::begin_step): one that copies anyway is
+// the caller's bug, refused with a message, and the backend works on. Without a key it runs.
+TEST(CudaStep, AHostCopyInsideARecordedStepIsRefused) {
+  SKIP_WITHOUT_GPU();
+  const Model model = load_model(test::fixture("tinyllama"));
+  const auto backend = make_backend("cuda", model);
+  const std::vector<int32_t> blocks = {0};
+  StepLayout layout;
+  layout.tokens = 1;
+  layout.token_ids = {3};
+  layout.positions = {0};
+  layout.sequences = {{0, 1, 0, blocks}};
+  const int64_t hidden = model.config.hidden_size;
+  std::vector<float> copied(static_cast<size_t>(hidden)), out(copied.size()), row(copied.size());
+  const auto work = [&](const Backend::LogitsUser& use) {
+    const Buffer x = backend->floats(hidden);  // [1, hidden]
+    backend->embed(Backend::Ids::Tokens, x.floats());
+    backend->download(x.data(), copied.size() * sizeof(float), copied.data());
+    use(x.floats());
+  };
+  {
+    const Step step = backend->begin_step(layout, 42);
+    EXPECT_EQ(test::error_of([&] { step.run(work, 1, hidden, {.logits = out.data()}); }),
+              "a copy from the GPU while recording a decode step: a step with host copies needs replay key 0");
+  }
+  const Step step = backend->begin_step(layout, 0);
+  step.run(work, 1, hidden, {.logits = out.data()});
+  cpu::load_row(model.weights.embed, 3, row.data());
+  EXPECT_EQ(out, row);
+  EXPECT_EQ(copied, row);
 }
 
 }  // namespace

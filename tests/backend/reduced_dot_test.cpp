@@ -233,13 +233,14 @@ TEST(InterleavedQ8_0, TheCpuBackendMultipliesAModelsQ8_0WeightsThroughIt) {
   for (auto& v : bias) v = dist(rng);
   for (auto& v : x) v = dist(rng);
   Model model;
-  model.weights.lm_head = {"lm_head", DType::Q8_0, {n, k}, head_q.data(), head_q.size()};
+  model.weights.lm_head.weight = {"lm_head", DType::Q8_0, {n, k}, head_q.data(), head_q.size()};
   model.weights.layers.resize(1);
   Linear& q = model.weights.layers[0].q;
   q = {{"layers.0.attn.q", DType::Q8_0, {n, k}, q_q.data(), q_q.size()},
        {"layers.0.attn.q.bias", DType::F32, {n}, reinterpret_cast<const uint8_t*>(bias.data()), bias.size() * 4}};
+  number_weights(model.weights);
   const auto backend = make_cpu_backend(model);
-  for (const Linear& layer : {Linear{model.weights.lm_head, {}, false}, q}) {
+  for (const Linear& layer : {model.weights.lm_head, q}) {
     std::vector<float> got(static_cast<size_t>(rows * n)), expected(got.size());
     backend->linear(x.data(), rows, layer, got.data());
     cpu::InterleavedQ8_0(layer.weight).multiply(x.data(), rows, expected.data());

@@ -72,7 +72,7 @@ TEST(GgufModel, QuantizedWeightsStayInTheMappedFile) {
   const Model m = load_model(test::demo_model_dir() + "/demo-q4_k_m.gguf");
   EXPECT_EQ(m.weights.embed.dtype, DType::Q6_K);
   EXPECT_EQ(m.weights.layers[0].q.weight.dtype, DType::Q4_K);
-  EXPECT_EQ(m.weights.lm_head.data, m.weights.embed.data);
+  EXPECT_EQ(m.weights.lm_head.weight.data, m.weights.embed.data);
   for (const auto& layer : m.weights.layers) {
     for (const Linear* l : {&layer.q, &layer.k, &layer.v, &layer.o, &layer.gate, &layer.up, &layer.down}) {
       EXPECT_TRUE(inside(l->weight, m.gguf->file())) << l->weight.name;

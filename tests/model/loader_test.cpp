@@ -66,18 +66,18 @@ TEST(Loader, BindsEveryWeightToTheRightBytes) {
   EXPECT_EQ(std::memcmp(k1.data, disk.data, disk.nbytes), 0);
   EXPECT_EQ(k1.name, "layers.1.attn.k");
   EXPECT_EQ(k1.shape, (Shape{16, 64}));  // kv_heads 2 x head_dim 8 (GQA 4:1)
-  EXPECT_NE(m.weights.lm_head.data, m.weights.embed.data) << "tinyllama has a separate LM head";
+  EXPECT_NE(m.weights.lm_head.weight.data, m.weights.embed.data) << "tinyllama has a separate LM head";
 }
 
 TEST(Loader, TiedHeadIsAnAliasOfTheEmbedding) {
   for (const char* dir : {"llama32"}) {
     Model m = load_model(test::fixture(dir));
     EXPECT_TRUE(m.config.tied_embeddings);
-    EXPECT_EQ(m.weights.lm_head.data, m.weights.embed.data) << "same storage, not a copy";
-    EXPECT_EQ(m.weights.lm_head.shape, m.weights.embed.shape);
+    EXPECT_EQ(m.weights.lm_head.weight.data, m.weights.embed.data) << "same storage, not a copy";
+    EXPECT_EQ(m.weights.lm_head.weight.shape, m.weights.embed.shape);
   }
   Model demo = load_model(test::demo_model_dir());
-  EXPECT_EQ(demo.weights.lm_head.data, demo.weights.embed.data);
+  EXPECT_EQ(demo.weights.lm_head.weight.data, demo.weights.embed.data);
 }
 
 TEST(Loader, ShardedCheckpoint) {
@@ -110,7 +110,7 @@ TEST(Loader, Conv1DColumnViews) {
   EXPECT_EQ(l.k.weight.row_stride, 192);
   EXPECT_EQ(l.k.weight.data, l.q.weight.data + 64 * 4);
   EXPECT_EQ(l.v.bias.data, l.q.bias.data + 128 * 4);
-  EXPECT_EQ(m.weights.lm_head.data, m.weights.embed.data);
+  EXPECT_EQ(m.weights.lm_head.weight.data, m.weights.embed.data);
 }
 
 TEST(Loader, FamilyOptionsFromConfig) {

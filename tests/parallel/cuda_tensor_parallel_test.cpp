@@ -99,10 +99,10 @@ TEST_F(CudaTensorParallel, StridedCopyAndZeroEmbeddingRows) {
   step.positions = {0, 1, 2};
   const std::vector<int32_t> blocks = {0};
   step.sequences = {{0, 3, 0, blocks}};
-  backend->begin_step(step);
+  const Step started = backend->begin_step(step, 0);
   const int64_t hidden = model_->config.hidden_size;
   Buffer out = backend->floats(3 * hidden);
-  backend->embed(model_->weights.embed, Backend::Ids::Tokens, out.floats());
+  backend->embed(Backend::Ids::Tokens, out.floats());
   const auto got = download(*backend, out);
   std::vector<float> row(static_cast<size_t>(hidden));
   cpu::load_row(model_->weights.embed, 5, row.data());

@@ -29,14 +29,7 @@ std::vector<float> row_of(const TensorView& t, int64_t row) {
   return out;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 // One sequence in caches of its own: blocks 0, 1, 2, ...
 struct Sequence {
@@ -260,6 +253,17 @@ TEST(HostCollective, EveryRankGetsTheSameSumAndTheGatherInRankOrder) {
     EXPECT_EQ(sums[static_cast<size_t>(r)], expected) << "rank " << r;
     EXPECT_EQ(gathers[static_cast<size_t>(r)], (std::vector<float>{0, 0, 1, 10, 2, 20})) << "rank " << r;
   }
+}
+
+// A tensor-parallel shard keeps each weight's handle, with its own rank's view behind it.
+TEST(Shard, KeepsEachWeightsHandle) {
+  const Model m = load_model(test::fixture("tinyllama"));
+  const Model shard = shard_model(m, 1, 2);
+  const WeightSet set = weight_set(shard.weights);
+  const Linear& down = shard.weights.layers[1].down;
+  EXPECT_EQ(down.id, m.weights.layers[1].down.id);
+  EXPECT_EQ(set.at(down).weight.shape, down.weight.shape);
+  EXPECT_EQ(down.in_features() * 2, m.weights.layers[1].down.in_features());
 }
 
 }  // namespace

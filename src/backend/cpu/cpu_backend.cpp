@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <map>
+#include <memory>
 #include <new>
 
 #include <fmt/format.h>
@@ -23,14 +23,14 @@ namespace {
 class CpuBackend final : public Backend {
  public:
   // Interleaves the model's Q8_0 products once (interleaved_q8_0.h) where the int8 kernels run.
-  explicit CpuBackend(const WeightSet& weights) {
+  explicit CpuBackend(const WeightSet& weights) : weights_(weights), interleaved_(weights.linears.size()) {
     if (!cpu::takes_reduced_dot(DType::Q8_0)) return;
-    auto interleave = [&](const TensorView& w, bool in_out) {
-      if (w.dtype != DType::Q8_0 || in_out) return;
-      // The file's copy is read again only for a tied embedding's rows.
-      if (interleaved_.try_emplace(w.data, w).second) release_pages(w.data, w.nbytes);
-    };
-    for (const Linear& linear : weights.linears) interleave(linear.weight, linear.in_out);
+    for (const Linear& linear : weights.linears) {
+      const TensorView& w = linear.weight;
+      if (w.dtype != DType::Q8_0 || linear.in_out) continue;
+      interleaved_[static_cast<size_t>(linear.id)] = std::make_unique<cpu::InterleavedQ8_0>(w);
+      release_pages(w.data, w.nbytes);  // the file's copy is read again only for a tied embedding's rows
+    }
   }
 
   std::string name() const override { return "cpu"; }
@@ -49,12 +49,10 @@ class CpuBackend final : public Backend {
   }
   int64_t kv_budget(double) const override { return 0; }
 
-  void begin_step(const StepLayout& step) override { step_ = &step; }
-
-  void embed(const TensorView& table, Ids ids, float* out) override {
-    if (ids == Ids::Tokens) return cpu::embed(table, step().token_ids, out);
+  void embed(Ids ids, float* out) override {
+    if (ids == Ids::Tokens) return cpu::embed(weights_.token_embed, step().token_ids, out);
     const std::vector<int32_t> positions(step().positions.begin(), step().positions.end());
-    cpu::embed(table, positions, out);
+    cpu::embed(weights_.position_embed, positions, out);
   }
   void norm(NormKind kind, const float* x, const Norm& params, int64_t rows, int64_t cols, double eps,
             float* out) override {
@@ -108,6 +106,8 @@ class CpuBackend final : public Backend {
 
  protected:
   void release(void* data, size_t bytes) override { pool_.give(data, bytes); }
+  void start_step(const StepLayout& layout) override { step_ = &layout; }
+  void end_step() override { step_ = nullptr; }
 
  private:
   const StepLayout& step() const {
@@ -115,18 +115,17 @@ class CpuBackend final : public Backend {
     return *step_;
   }
 
-  // The interleaved copy of the layer's weights, if it has one (the same bytes and shape).
+  // The interleaved copy of the layer's weights, if it has one. A view without a handle (a test's)
+  // runs as it is.
   const cpu::InterleavedQ8_0* interleaved_of(const Linear& layer) const {
-    if (layer.in_out || layer.weight.dtype != DType::Q8_0) return nullptr;
-    auto it = interleaved_.find(layer.weight.data);
-    if (it == interleaved_.end()) return nullptr;
-    const bool same_shape = it->second.rows() == layer.weight.shape[0] && it->second.columns() == layer.weight.shape[1];
-    return same_shape ? &it->second : nullptr;
+    if (layer.id < 0) return nullptr;
+    return interleaved_[static_cast<size_t>(weights_.at(layer).id)].get();
   }
 
   cpu::BufferPool pool_;  // first: the last member gone, after any buffer the others hold
   const StepLayout* step_ = nullptr;
-  std::map<const uint8_t*, cpu::InterleavedQ8_0> interleaved_;  // by the file bytes they came from
+  WeightSet weights_;
+  std::vector<std::unique_ptr<cpu::InterleavedQ8_0>> interleaved_;  // by handle; null where not Q8_0
 };
 
 // Keys and values are read through per-position row pointers, so that attention never sees the

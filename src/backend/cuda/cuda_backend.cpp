@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstring>
 #include <unordered_map>
-#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -88,10 +87,6 @@ class PinnedBuffer {
   size_t capacity_ = 0;
 };
 
-// Thrown by a copy between host and device while a step is being recorded: the step then runs
-// without a recording, now and whenever its key comes back.
-struct NotRecordable {};
-
 // Recorded decode steps by key, destroyed with the backend.
 class StepGraphs {
  public:
@@ -133,7 +128,7 @@ class CudaBackend final : public Backend {
       : gpu_(options.gpu),
         weights_(weights),
         batch_invariant_(options.batch_invariant),
-        tensor_core_attention_(!options.batch_invariant && weights.tables.at(0).dtype != DType::F32),
+        tensor_core_attention_(!options.batch_invariant && weights.token_embed.dtype != DType::F32),
         profile_(stream_),
         record_steps_(options.cuda_graphs && !profile_.enabled()) {
     check(cublasCreate(&cublas_), "creating a handle");
@@ -173,11 +168,11 @@ class CudaBackend final : public Backend {
     return Buffer(this, data, bytes);
   }
   void upload(const void* host, size_t bytes, void* dst) override {
-    if (recording_) throw NotRecordable{};
+    refuse_while_recording("a copy to the GPU");
     check(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, stream_), "copying to the GPU");
   }
   void download(const void* src, size_t bytes, void* host) override {
-    if (recording_) throw NotRecordable{};
+    refuse_while_recording("a copy from the GPU");
     check(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, stream_), "copying from the GPU");
     check(cudaStreamSynchronize(stream_), "running the forward pass");
     profile_.collect();
@@ -203,26 +198,22 @@ class CudaBackend final : public Backend {
     return std::max<int64_t>(0, static_cast<int64_t>(budget));
   }
 
-  void begin_step(const StepLayout& step) override;
-
-  void embed(const TensorView& table, Ids ids, float* out) override {
-    const cuda::Matrix& m = weights_.matrix(table);
+  void embed(Ids ids, float* out) override {
+    const cuda::Matrix& m = ids == Ids::Tokens ? weights_.token_embed() : weights_.position_embed();
     const int32_t* rows = ids == Ids::Tokens ? step_.token_ids : step_.positions;
     timed("embed", [&] { cuda::embed(m, rows, step_.tokens, out, stream_); });
   }
   void norm(NormKind kind, const float* x, const Norm& params, int64_t rows, int64_t cols, double eps,
             float* out) override {
     check_norm_width(cols);
-    const float* weight = weights_.vector(params.weight);
-    const float* bias = weights_.vector(params.bias);
+    const auto [weight, bias] = weights_.at(params);
     timed("norm",
           [&] { cuda::norm(norm_type(kind), x, weight, bias, rows, cols, static_cast<float>(eps), out, stream_); });
   }
   void add_norm(NormKind kind, float* x, const float* y, const Norm& params, int64_t rows, int64_t cols, double eps,
                 float* out) override {
     check_norm_width(cols);
-    const float* weight = weights_.vector(params.weight);
-    const float* bias = weights_.vector(params.bias);
+    const auto [weight, bias] = weights_.at(params);
     timed("add_norm", [&] {
       cuda::add_norm(norm_type(kind), x, y, weight, bias, rows, cols, static_cast<float>(eps), out, stream_);
     });
@@ -264,11 +255,10 @@ class CudaBackend final : public Backend {
     if (!step_.one_token_slices) return Backend::rope_attention(layer, q, k, v, params, local, pairs, cache, out);
     attend(layer, q, k, v, params, rotation(local, pairs), cache, out);
   }
-  void run_step(uint64_t replay_key, const StepWork& work, int64_t rows, int64_t cols, StepOutput out) override;
   void argmax_rows(const float* x, int64_t rows, int64_t cols, std::span<const uint64_t> allowed,
                    int32_t* out) override {
     const auto timer = profile_.time("argmax_rows");
-    if (recording_) throw NotRecordable{};
+    refuse_while_recording("a pick copied to the host");
     Buffer picks = allocate(static_cast<size_t>(rows) * sizeof(int32_t));
     Buffer bits;
     if (!allowed.empty()) {  // queued behind the step's kernels, which may still run
@@ -300,6 +290,8 @@ class CudaBackend final : public Backend {
 
  protected:
   void release(void* data, size_t) override { cudaFreeAsync(data, stream_); }
+  void start_step(const StepLayout& layout) override;
+  void run_step(const Step& step, const StepWork& work, int64_t rows, int64_t cols, StepOutput out) override;
 
  private:
   template <typename T>
@@ -327,6 +319,11 @@ class CudaBackend final : public Backend {
     return !takes_tensor_cores(w) && rows <= cuda::kMatvecRows;
   }
   cudaGraphExec_t record(const StepWork& work, const LogitsUser& use);
+  // A recorded step replays without its host side: a copy to or from the host inside one breaks the
+  // promise of its replay key (Backend::begin_step), a bug in the caller.
+  void refuse_while_recording(const char* what) const {
+    if (recording_) fail("{} while recording a decode step: a step with host copies needs replay key 0", what);
+  }
   Buffer converted_input(const float* x, int64_t rows, const cuda::Matrix& w);
   void product(const void* input, int64_t rows, const Linear& layer, float* out);
   // Runs `launch` (kernels on the stream) timed under `name`, and checks that it launched.
@@ -365,12 +362,11 @@ class CudaBackend final : public Backend {
   Buffer logits_;  // [kMaxRecordedRows, vocab]
   PinnedBuffer mask_staging_;  // argmax_rows' allowed tokens on their way up
   StepGraphs graphs_;
-  std::unordered_set<uint64_t> not_recordable_;
 };
 
 // The arrays go in one upload, those whose size depends only on the step's shape first, so that
 // a decode step of a given batch finds them where its recording reads them.
-void CudaBackend::begin_step(const StepLayout& layout) {
+void CudaBackend::start_step(const StepLayout& layout) {
   const std::vector<int32_t> positions(layout.positions.begin(), layout.positions.end());
   std::vector<int32_t> table_of_token, tables, singles, tiles;
   for (const auto& s : layout.sequences) {
@@ -423,10 +419,11 @@ void CudaBackend::begin_step(const StepLayout& layout) {
 // A decode step's kernels, launched one by one from the host, take longer to launch than to run
 // on a small batch: the first step of each key is recorded as a CUDA graph, and later ones replay
 // it in one launch, leaving their picks or logits at a fixed place to copy to the host. Steps that
-// copy to or from the host midway (MoE routing, say) are not recordable.
-void CudaBackend::run_step(uint64_t replay_key, const StepWork& work, int64_t rows, int64_t cols, StepOutput out) {
-  if (!record_steps_ || replay_key == 0 || rows > kMaxRecordedRows || not_recordable_.count(replay_key)) {
-    return Backend::run_step(replay_key, work, rows, cols, out);
+// copy to or from the host midway (MoE routing, say) come without a replay key.
+void CudaBackend::run_step(const Step& step, const StepWork& work, int64_t rows, int64_t cols, StepOutput out) {
+  const uint64_t replay_key = step.replay_key();
+  if (!record_steps_ || replay_key == 0 || rows > kMaxRecordedRows) {
+    return Backend::run_step(step, work, rows, cols, out);
   }
   // A pick under a mask happens after the replay, once the host has the mask: its recording leaves
   // the logits, as one for the logits themselves does.
@@ -449,10 +446,6 @@ void CudaBackend::run_step(uint64_t replay_key, const StepWork& work, int64_t ro
         copy(logits, static_cast<size_t>(rows * cols) * sizeof(float), logits_.data());
       }
     });
-    if (!graph) {
-      not_recordable_.insert(replay_key);
-      return Backend::run_step(replay_key, work, rows, cols, out);
-    }
     graphs_.add(key, graph);
   }
   check(cudaGraphLaunch(graph, stream_), "replaying a decode step");
@@ -465,7 +458,7 @@ void CudaBackend::run_step(uint64_t replay_key, const StepWork& work, int64_t ro
   }
 }
 
-// The work's kernels as an executable graph, or null when it copies to or from the host.
+// The work's kernels as an executable graph.
 cudaGraphExec_t CudaBackend::record(const StepWork& work, const LogitsUser& use) {
   check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "recording a decode step");
   recording_ = true;
@@ -478,9 +471,6 @@ cudaGraphExec_t CudaBackend::record(const StepWork& work, const LogitsUser& use)
   };
   try {
     work(use);
-  } catch (const NotRecordable&) {
-    abandon();
-    return nullptr;
   } catch (...) {
     abandon();
     throw;
@@ -502,9 +492,9 @@ cudaGraphExec_t CudaBackend::record(const StepWork& work, const LogitsUser& use)
 // read the activations rounded to the weight type, with float32 accumulation.
 void CudaBackend::linear(const float* x, int64_t rows, const Linear& layer, float* out) {
   if (rows == 0) return;
-  const cuda::Matrix& w = weights_.matrix(layer.weight);
+  const auto& [w, bias] = weights_.at(layer);
   if (takes_matvec(w, rows)) {
-    const cuda::MatvecTarget target{w, weights_.vector(layer.bias), out};
+    const cuda::MatvecTarget target{w, bias, out};
     timed("linear (matvec)", [&] { cuda::matvec(x, rows, &target, 1, stream_); });
     return;
   }
@@ -523,8 +513,7 @@ Buffer CudaBackend::converted_input(const float* x, int64_t rows, const cuda::Ma
 
 // out = input * W^T (+ bias) for an input already in w's type, beyond matvec's batch sizes.
 void CudaBackend::product(const void* input, int64_t rows, const Linear& layer, float* out) {
-  const cuda::Matrix& w = weights_.matrix(layer.weight);
-  const float* bias = weights_.vector(layer.bias);
+  const auto& [w, bias] = weights_.at(layer);
   if (takes_tensor_cores(w)) {
     timed("linear (tensor cores)", [&] { cuda::tensor_core_linear(input, rows, w, bias, out, stream_); });
     return;
@@ -550,7 +539,8 @@ void CudaBackend::linears(const float* x, int64_t rows, std::span<const Linear* 
                           std::span<float* const> outs) {
   std::vector<cuda::MatvecTarget> targets;
   for (size_t i = 0; i < layers.size(); ++i) {
-    targets.push_back({weights_.matrix(layers[i]->weight), weights_.vector(layers[i]->bias), outs[i]});
+    const auto& [w, bias] = weights_.at(*layers[i]);
+    targets.push_back({w, bias, outs[i]});
   }
   // Matrices of one weight type and width read the same input, rounded to that type.
   const bool same_input = std::all_of(targets.begin(), targets.end(), [&](const cuda::MatvecTarget& t) {
@@ -572,15 +562,13 @@ void CudaBackend::linears(const float* x, int64_t rows, std::span<const Linear* 
 // Decode-sized steps take gate and up in one matvec launch that also applies the activation.
 void CudaBackend::gated_linear(const float* x, int64_t rows, const Linear& gate, const Linear& up, Activation act,
                                float* out) {
-  const cuda::Matrix& g = weights_.matrix(gate.weight);
-  const cuda::Matrix& u = weights_.matrix(up.weight);
+  const auto& [g, gate_bias] = weights_.at(gate);
+  const auto& [u, up_bias] = weights_.at(up);
   if (rows == 0 || g.type != u.type || g.rows != u.rows || g.cols != u.cols || !takes_matvec(g, rows)) {
     return Backend::gated_linear(x, rows, gate, up, act, out);
   }
-  timed("gated linear (matvec)", [&] {
-    cuda::gated_matvec(x, rows, g, weights_.vector(gate.bias), u, weights_.vector(up.bias), act_type(act), out,
-                       stream_);
-  });
+  timed("gated linear (matvec)",
+        [&] { cuda::gated_matvec(x, rows, g, gate_bias, u, up_bias, act_type(act), out, stream_); });
 }
 
 void CudaBackend::attend(int64_t layer, const float* q, const float* k, const float* v, const AttentionParams& params,

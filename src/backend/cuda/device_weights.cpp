@@ -32,11 +32,17 @@ void store(WeightType type, float value, int64_t i, std::vector<uint8_t>& out) {
 
 }  // namespace
 
-DeviceWeights::DeviceWeights(const WeightSet& weights) {
+DeviceWeights::DeviceWeights(const WeightSet& weights) : set_(weights) {
   try {
-    for (const TensorView& table : weights.tables) add_matrix(table, false);
-    for (const Norm& norm : weights.norms) add_norm(norm);
-    for (const Linear& linear : weights.linears) add_linear(linear);
+    token_embed_ = add_matrix(weights.token_embed, false);
+    if (weights.position_embed.data) position_embed_ = add_matrix(weights.position_embed, false);
+    for (const Norm& norm : weights.norms) norms_.push_back({add_vector(norm.weight), add_vector(norm.bias)});
+    for (const Linear& linear : weights.linears) {
+      // A tied LM head is the embedding's bytes: it shares the embedding's copy.
+      const bool tied =
+          linear.weight.data == weights.token_embed.data && linear.weight.shape == weights.token_embed.shape;
+      products_.push_back({tied ? token_embed_ : add_matrix(linear.weight, linear.in_out), add_vector(linear.bias)});
+    }
   } catch (...) {
     for (void* p : allocations_) cudaFree(p);
     throw;
@@ -45,30 +51,6 @@ DeviceWeights::DeviceWeights(const WeightSet& weights) {
 
 DeviceWeights::~DeviceWeights() {
   for (void* p : allocations_) cudaFree(p);
-}
-
-const Matrix& DeviceWeights::matrix(const TensorView& view) const {
-  auto it = matrices_.find(view.data);
-  if (it == matrices_.end()) fail("{}: not on the GPU", view.name);
-  return it->second;
-}
-
-const float* DeviceWeights::vector(const TensorView& view) const {
-  if (!view.data) return nullptr;
-  auto it = vectors_.find(view.data);
-  if (it == vectors_.end()) fail("{}: not on the GPU", view.name);
-  return it->second;
-}
-
-void DeviceWeights::add_linear(const Linear& linear) {
-  if (!linear.weight.data) return;
-  add_matrix(linear.weight, linear.in_out);
-  add_vector(linear.bias);
-}
-
-void DeviceWeights::add_norm(const Norm& norm) {
-  add_vector(norm.weight);
-  add_vector(norm.bias);
 }
 
 void* DeviceWeights::upload(const void* host, size_t bytes, const std::string& name) {
@@ -86,8 +68,7 @@ void* DeviceWeights::upload(const void* host, size_t bytes, const std::string& n
   return device;
 }
 
-void DeviceWeights::add_matrix(const TensorView& view, bool in_out) {
-  if (matrices_.count(view.data)) return;  // a tied head shares the embedding's copy
+Matrix DeviceWeights::add_matrix(const TensorView& view, bool in_out) {
   const WeightType type = device_type(view.dtype);
   const int64_t src_rows = view.shape[0], src_cols = view.shape[1];
   Matrix m{nullptr, type, in_out ? src_cols : src_rows, in_out ? src_rows : src_cols};
@@ -106,14 +87,14 @@ void DeviceWeights::add_matrix(const TensorView& view, bool in_out) {
     }
     m.data = upload(host.data(), bytes, view.name);
   }
-  matrices_[view.data] = m;
+  return m;
 }
 
-void DeviceWeights::add_vector(const TensorView& view) {
-  if (!view.data || vectors_.count(view.data)) return;
+const float* DeviceWeights::add_vector(const TensorView& view) {
+  if (!view.data) return nullptr;
   std::vector<float> host(static_cast<size_t>(view.numel()));
   cpu::load_row(view, 0, host.data());
-  vectors_[view.data] = static_cast<const float*>(upload(host.data(), host.size() * sizeof(float), view.name));
+  return static_cast<const float*>(upload(host.data(), host.size() * sizeof(float), view.name));
 }
 
 }  // namespace nanoserve::cuda

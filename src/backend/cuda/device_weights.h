@@ -1,11 +1,10 @@
-// A model's weights copied to the GPU once, found again by the host view they came from. Matrices
-// keep float32, bfloat16 or float16 as stored; GGUF block-quantized ones are widened to bfloat16 (the
-// GPU has no quantized kernels yet) and Conv1D [in, out] ones transposed, so that every device
-// matrix is [out, in]. Norm weights and biases become float32 vectors.
+// A model's weights copied to the GPU once, found again by their handles (backend/weight_set.h).
+// Matrices keep float32, bfloat16 or float16 as stored; GGUF block-quantized ones are widened to
+// bfloat16 and Conv1D [in, out] ones transposed, so that every device matrix is [out, in]. Norm
+// weights and biases become float32 vectors.
 #pragma once
 
 #include <cstddef>
-#include <map>
 #include <vector>
 
 #include "backend/cuda/kernels.h"
@@ -20,19 +19,30 @@ class DeviceWeights {
   DeviceWeights(const DeviceWeights&) = delete;
   DeviceWeights& operator=(const DeviceWeights&) = delete;
 
-  const Matrix& matrix(const TensorView& view) const;
-  const float* vector(const TensorView& view) const;  // null for an absent (empty) view
+  struct Product {
+    Matrix weight;
+    const float* bias = nullptr;  // [weight.rows], or null
+  };
+  struct NormVectors {
+    const float* weight = nullptr;
+    const float* bias = nullptr;  // LayerNorm's, or null
+  };
+  const Matrix& token_embed() const { return token_embed_; }
+  const Matrix& position_embed() const { return position_embed_; }
+  const Product& at(const Linear& linear) const { return products_[static_cast<size_t>(set_.at(linear).id)]; }
+  const NormVectors& at(const Norm& norm) const { return norms_[static_cast<size_t>(set_.at(norm).id)]; }
+  DType embed_dtype() const { return set_.token_embed.dtype; }
   size_t bytes() const { return bytes_; }
 
  private:
-  void add_linear(const Linear& linear);
-  void add_norm(const Norm& norm);
-  void add_matrix(const TensorView& view, bool in_out);
-  void add_vector(const TensorView& view);
+  Matrix add_matrix(const TensorView& view, bool in_out);
+  const float* add_vector(const TensorView& view);
   void* upload(const void* host, size_t bytes, const std::string& name);
 
-  std::map<const uint8_t*, Matrix> matrices_;
-  std::map<const uint8_t*, const float*> vectors_;
+  WeightSet set_;
+  Matrix token_embed_, position_embed_;
+  std::vector<Product> products_;   // by handle
+  std::vector<NormVectors> norms_;  // by handle
   std::vector<void*> allocations_;
   size_t bytes_ = 0;
 };
