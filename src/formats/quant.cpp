@@ -173,4 +173,89 @@ void quantize_row_q8_0(const float* src, uint8_t* dst, int64_t n) {
   }
 }
 
+namespace {
+
+int nearest(float v, int low, int high) { return std::clamp(static_cast<int>(std::lround(v)), low, high); }
+
+void store_f16(float v, uint8_t* dst) {
+  const uint16_t half = float_to_f16(v);
+  std::memcpy(dst, &half, 2);
+}
+
+}  // namespace
+
+// Q4_K: each sub-block of 32 spans [lo, hi] (lo <= 0) in 15 steps: scale (hi - lo) / 15 and min
+// -lo, both 6-bit multiples of the block's d and dmin (scale_min's packing, inverted).
+void quantize_row_q4_k(const float* src, uint8_t* dst, int64_t n) {
+  for (int64_t b = 0; b < n / 256; ++b, src += 256, dst += 144) {
+    float scales[8], mins[8], max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; ++j) {
+      const float* x = src + 32 * j;
+      const float lo = std::min(0.0f, *std::min_element(x, x + 32)), hi = *std::max_element(x, x + 32);
+      scales[j] = (hi - lo) / 15.0f;
+      mins[j] = -lo;
+      max_scale = std::max(max_scale, scales[j]);
+      max_min = std::max(max_min, mins[j]);
+    }
+    store_f16(max_scale / 63.0f, dst);
+    store_f16(max_min / 63.0f, dst + 2);
+    const float d = f16_at(dst), dmin = f16_at(dst + 2);
+    uint8_t* packed = dst + 4;
+    std::memset(packed, 0, 12);
+    uint8_t q6_scale[8], q6_min[8];
+    for (int j = 0; j < 8; ++j) {
+      q6_scale[j] = static_cast<uint8_t>(d > 0 ? nearest(scales[j] / d, 0, 63) : 0);
+      q6_min[j] = static_cast<uint8_t>(dmin > 0 ? nearest(mins[j] / dmin, 0, 63) : 0);
+      if (j < 4) {
+        packed[j] |= q6_scale[j];
+        packed[j + 4] |= q6_min[j];
+      } else {
+        packed[j + 4] = static_cast<uint8_t>((q6_scale[j] & 0x0F) | ((q6_min[j] & 0x0F) << 4));
+        packed[j - 4] |= static_cast<uint8_t>((q6_scale[j] >> 4) << 6);
+        packed[j] |= static_cast<uint8_t>((q6_min[j] >> 4) << 6);
+      }
+    }
+    uint8_t* qs = dst + 16;
+    for (int j = 0; j < 8; ++j) {
+      const float step = d * static_cast<float>(q6_scale[j]), offset = dmin * static_cast<float>(q6_min[j]);
+      for (int l = 0; l < 32; ++l) {
+        const auto q = static_cast<uint8_t>(step > 0 ? nearest((src[32 * j + l] + offset) / step, 0, 15) : 0);
+        uint8_t& byte = qs[32 * (j / 2) + l];
+        byte = j % 2 == 0 ? q : static_cast<uint8_t>(byte | (q << 4));
+      }
+    }
+  }
+}
+
+// Q6_K: each group of 16 values has an 8-bit multiple of d as its scale, max|x| / 31 rounded; the
+// values are q - 32 in [-32, 31] steps of it. Group g's scale is byte g, and its 6-bit values are
+// split as q6_k reads them.
+void quantize_row_q6_k(const float* src, uint8_t* dst, int64_t n) {
+  for (int64_t b = 0; b < n / 256; ++b, src += 256, dst += 210) {
+    float group_scale[16], max_scale = 0;
+    for (int g = 0; g < 16; ++g) {
+      float amax = 0;
+      for (int l = 0; l < 16; ++l) amax = std::max(amax, std::abs(src[16 * g + l]));
+      group_scale[g] = amax / 31.0f;
+      max_scale = std::max(max_scale, group_scale[g]);
+    }
+    store_f16(max_scale / 127.0f, dst + 208);
+    const float d = f16_at(dst + 208);
+    uint8_t* ql = dst;
+    uint8_t* qh = dst + 128;
+    std::memset(dst, 0, 192);
+    for (int g = 0; g < 16; ++g) {
+      const auto scale = static_cast<uint8_t>(d > 0 ? nearest(group_scale[g] / d, 0, 127) : 0);
+      dst[192 + g] = scale;
+      const float step = d * static_cast<float>(scale);
+      for (int l = 0; l < 16; ++l) {
+        const int v = 16 * g + l, half = v / 128, quarter = v % 128 / 32, at = v % 32;
+        const auto q = static_cast<uint8_t>(step > 0 ? nearest(src[v] / step, -32, 31) + 32 : 32);
+        ql[64 * half + 32 * (quarter & 1) + at] |= static_cast<uint8_t>((q & 0x0F) << (4 * (quarter >> 1)));
+        qh[32 * half + at] |= static_cast<uint8_t>((q >> 4) << (2 * quarter));
+      }
+    }
+  }
+}
+
 }  // namespace nanoserve

@@ -282,6 +282,47 @@ TEST(Quantize, Q8_0AsGgmlReference) {
   }
 }
 
+// The plain K-quant rounding read back by the dequantizer: each value within its group's step of the
+// original (half a step of rounding, plus what the 6- or 8-bit scales cost at the grid's ends), and
+// the row's RMS error near the step's uniform-rounding share. A packing error misses by whole steps
+// on most values. Steps: Q4_K a sub-block of 32's range (from min(0, x)) over 15; Q6_K a group of
+// 16's max|x| over 31. Groups of every sign mix and scale, and an all-zero block.
+TEST(Quantize, Q4_KAndQ6_KRoundTripWithinTheirSteps) {
+  std::vector<float> row(4096);
+  for (size_t i = 0; i < row.size(); ++i) {
+    row[i] = std::sin(static_cast<float>(i) * 0.37f) * static_cast<float>(1 + i / 96 % 9) + (i / 512 % 2 ? 0.7f : 0);
+  }
+  std::fill(row.begin() + 1024, row.begin() + 1280, 0.0f);
+  struct Case {
+    GgmlType type;
+    void (*quantize)(const float*, uint8_t*, int64_t);
+    int64_t block_bytes, group;
+    double max_steps, rms_steps;
+  };
+  for (const Case c : {Case{GgmlType::Q4_K, quantize_row_q4_k, 144, 32, 1.0, 0.35},
+                       Case{GgmlType::Q6_K, quantize_row_q6_k, 210, 16, 1.0, 0.35}}) {
+    std::vector<uint8_t> q(row.size() / 256 * static_cast<size_t>(c.block_bytes));
+    c.quantize(row.data(), q.data(), static_cast<int64_t>(row.size()));
+    std::vector<float> back(row.size());
+    dequantize_row(c.type, q.data(), back.data(), static_cast<int64_t>(row.size()));
+    double squares = 0, step_squares = 0;
+    for (size_t g = 0; g < row.size() / static_cast<size_t>(c.group); ++g) {
+      const float* x = row.data() + g * c.group;
+      const float lo = std::min(0.0f, *std::min_element(x, x + c.group)), hi = *std::max_element(x, x + c.group);
+      const float amax = std::max(std::abs(lo), std::abs(hi));
+      const double step = c.type == GgmlType::Q4_K ? (hi - lo) / 15.0 : amax / 31.0;
+      for (int64_t l = 0; l < c.group; ++l) {
+        const double error = std::abs(back[g * c.group + l] - x[l]);
+        ASSERT_LE(error, c.max_steps * step + 1e-7)
+            << (c.type == GgmlType::Q4_K ? "Q4_K" : "Q6_K") << " value " << g * c.group + l;
+        squares += error * error;
+        step_squares += step * step;
+      }
+    }
+    EXPECT_LE(std::sqrt(squares / step_squares), c.rms_steps) << (c.type == GgmlType::Q4_K ? "Q4_K" : "Q6_K");
+  }
+}
+
 }  // namespace
 }  // namespace nanoserve
 

@@ -1,10 +1,12 @@
 // make_random_model: a model of a real shape with random weights of realistic scale, for benchmarks.
 // Writes DIR/hf (config.json, model.safetensors in bf16, the given tokenizer.json) and
 // DIR/model-bf16.gguf (the same weights; q/k rows permuted into llama.cpp's RoPE layout, as its
-// converter does, and the vocabulary as tokenizer.ggml.*). Quantized files are made from the GGUF
-// with llama.cpp's llama-quantize (bench/cpu_vs_llamacpp does).
+// converter does, and the vocabulary as tokenizer.ggml.*). --quantize q8_0,q4_k_m also writes
+// DIR/model-q8_0.gguf and DIR/model-q4_k_m.gguf with nanoserve's plain quantizers (formats/quant.h)
+// and llama.cpp's Q4_K_M choice of types; llama.cpp's llama-quantize makes closer fits of the same
+// types (bench/cpu/vs_llamacpp uses it where the peer is built).
 //
-//   make_random_model --shape llama-3.2-1b --tokenizer DIR_WITH_TOKENIZER_JSON --out DIR
+//   make_random_model --shape llama-3.2-1b --tokenizer DIR_WITH_TOKENIZER_JSON --out DIR [--quantize q8_0,q4_k_m]
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
@@ -16,6 +18,7 @@
 
 #include "formats/dtype.h"
 #include "formats/gguf_writer.h"
+#include "formats/quant.h"
 #include "formats/safetensors.h"
 #include "util/error.h"
 #include "util/json_fields.h"
@@ -158,74 +161,137 @@ int64_t id_count(const json& tokenizer) {
   return count;
 }
 
+// The GGUF header of the shape: architecture, sizes and the vocabulary.
+void gguf_metadata(const Shape& shape, const json& tokenizer, uint32_t file_type, GgufWriter& gguf, int64_t* bos,
+                   int64_t* eos) {
+  gguf_vocabulary(tokenizer, shape.vocab, gguf, bos, eos);
+  const std::string arch = "llama.";
+  gguf.add_string("general.architecture", "llama");
+  gguf.add_string("general.name", std::string("random ") + shape.name);
+  gguf.add_u32(arch + "block_count", static_cast<uint32_t>(shape.layers));
+  gguf.add_u32(arch + "context_length", static_cast<uint32_t>(shape.max_positions));
+  gguf.add_u32(arch + "embedding_length", static_cast<uint32_t>(shape.hidden));
+  gguf.add_u32(arch + "feed_forward_length", static_cast<uint32_t>(shape.intermediate));
+  gguf.add_u32(arch + "attention.head_count", static_cast<uint32_t>(shape.heads));
+  gguf.add_u32(arch + "attention.head_count_kv", static_cast<uint32_t>(shape.kv_heads));
+  gguf.add_f32(arch + "attention.layer_norm_rms_epsilon", 1e-5f);
+  gguf.add_f32(arch + "rope.freq_base", static_cast<float>(shape.rope_theta));
+  gguf.add_u32(arch + "vocab_size", static_cast<uint32_t>(shape.vocab));
+  gguf.add_u32(arch + "rope.dimension_count", static_cast<uint32_t>(shape.hidden / shape.heads));
+  gguf.add_u32("general.file_type", file_type);
+}
+
+// A file type: the GGUF file_type and each matrix's block type.
+struct FileType {
+  const char* name;
+  uint32_t file_type;
+  GgmlType (*matrix_type)(const std::string& gguf_name, int64_t layer, int64_t layers);
+};
+
+// llama.cpp's Q4_K_M: Q6_K for the embedding (the tied LM head) and for attn_v and ffn_down in
+// the first and last eighth of the layers and every third between; Q4_K elsewhere.
+GgmlType q4_k_m_type(const std::string& name, int64_t layer, int64_t layers) {
+  const bool more_bits = layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2;
+  if (name == "token_embd.weight" || name == "output.weight") return GgmlType::Q6_K;
+  if ((name.ends_with("attn_v.weight") || name.ends_with("ffn_down.weight")) && more_bits) return GgmlType::Q6_K;
+  return GgmlType::Q4_K;
+}
+
+constexpr FileType kFileTypes[] = {
+    {"bf16", 32, [](const std::string&, int64_t, int64_t) { return GgmlType::BF16; }},
+    {"q8_0", 7, [](const std::string&, int64_t, int64_t) { return GgmlType::Q8_0; }},
+    {"q4_k_m", 15, q4_k_m_type},
+};
+
+// The layer of a blk.N. tensor name (-1 for the others).
+int64_t layer_of(const std::string& gguf_name) {
+  return gguf_name.starts_with("blk.") ? std::stoll(gguf_name.substr(4)) : -1;
+}
+
+// bf16 matrix rows as `type`'s bytes.
+std::vector<uint8_t> encode(const std::vector<uint16_t>& bf16, GgmlType type) {
+  if (type == GgmlType::BF16) {
+    std::vector<uint8_t> bytes(bf16.size() * 2);
+    std::memcpy(bytes.data(), bf16.data(), bytes.size());
+    return bytes;
+  }
+  std::vector<float> values(bf16.size());
+  for (size_t i = 0; i < bf16.size(); ++i) values[i] = bf16_to_float(bf16[i]);
+  const auto n = static_cast<int64_t>(values.size());
+  const DType dtype = type == GgmlType::Q8_0 ? DType::Q8_0 : type == GgmlType::Q4_K ? DType::Q4_K : DType::Q6_K;
+  std::vector<uint8_t> bytes(static_cast<size_t>(dtype_bytes(dtype, n)));
+  if (type == GgmlType::Q8_0) quantize_row_q8_0(values.data(), bytes.data(), n);
+  if (type == GgmlType::Q4_K) quantize_row_q4_k(values.data(), bytes.data(), n);
+  if (type == GgmlType::Q6_K) quantize_row_q6_k(values.data(), bytes.data(), n);
+  return bytes;
+}
+
+// DIR/model-<type>.gguf: the matrices (q/k rows permuted) in the file type's blocks, norms in float32.
+void write_gguf(const Shape& shape, const json& tokenizer, const std::vector<Tensor>& tensors, const FileType& type,
+                const fs::path& path) {
+  GgufWriter gguf;
+  int64_t bos = -1, eos = -1;
+  gguf_metadata(shape, tokenizer, type.file_type, gguf, &bos, &eos);
+  std::vector<std::vector<uint8_t>> contents;  // what the writer reads from, alive until write()
+  contents.reserve(tensors.size());
+  for (const auto& t : tensors) {
+    if (t.shape.size() == 1) {  // norms are float32 in GGUF, as the converter writes them
+      contents.emplace_back(t.bf16.size() * 4);
+      auto* gamma = reinterpret_cast<float*>(contents.back().data());
+      for (size_t i = 0; i < t.bf16.size(); ++i) gamma[i] = bf16_to_float(t.bf16[i]);
+      gguf.add_tensor(t.gguf_name, GgmlType::F32, t.shape, contents.back().data(), contents.back().size());
+      continue;
+    }
+    const bool is_q = t.gguf_name.ends_with("attn_q.weight"), is_k = t.gguf_name.ends_with("attn_k.weight");
+    const GgmlType block = type.matrix_type(t.gguf_name, layer_of(t.gguf_name), shape.layers);
+    contents.push_back(encode(is_q || is_k ? permute_rows(t, is_q ? shape.heads : shape.kv_heads) : t.bf16, block));
+    gguf.add_tensor(t.gguf_name, block, t.shape, contents.back().data(), contents.back().size());
+  }
+  gguf.write(path.string());
+  fmt::print(stderr, "wrote {}\n", path.string());
+}
+
 void run(const std::string& shape_name, const std::string& tokenizer_dir, const std::string& out_dir, uint64_t seed,
-         int64_t vocab_size) {
+         int64_t vocab_size, const std::vector<std::string>& quantized) {
   const Shape* found = nullptr;
   for (const auto& s : kShapes) {
     if (s.name == shape_name) found = &s;
   }
   if (!found) fail("unknown shape '{}' (known: llama-3.2-1b, llama-3.2-3b, llama-3.1-8b, demo)", shape_name);
-  Shape shaped = *found;
-  const Shape* shape = &shaped;
-  if (vocab_size > 0) shaped.vocab = vocab_size;
+  std::vector<const FileType*> types = {&kFileTypes[0]};
+  for (const std::string& name : quantized) {
+    const auto* it = std::find_if(std::begin(kFileTypes) + 1, std::end(kFileTypes),
+                                  [&](const FileType& t) { return name == t.name; });
+    if (it == std::end(kFileTypes)) fail("--quantize {}: unknown type (known: q8_0, q4_k_m)", name);
+    types.push_back(it);
+  }
+  Shape shape = *found;
+  if (vocab_size > 0) shape.vocab = vocab_size;
   const json tokenizer = read_json_file((fs::path(tokenizer_dir) / "tokenizer.json").string());
-  if (const int64_t ids = id_count(tokenizer); ids > shape->vocab) {
+  if (const int64_t ids = id_count(tokenizer); ids > shape.vocab) {
     fail("the tokenizer's ids reach {} but the vocabulary has {} rows (shape '{}'); pass --vocab-size {} to widen it",
-         ids - 1, shape->vocab, shape_name, ids);
+         ids - 1, shape.vocab, shape_name, ids);
   }
   const fs::path hf_dir = fs::path(out_dir) / "hf";
   fs::create_directories(hf_dir);
   fs::copy_file(fs::path(tokenizer_dir) / "tokenizer.json", hf_dir / "tokenizer.json",
                 fs::copy_options::overwrite_existing);
-
-  GgufWriter gguf;
+  GgufWriter vocabulary;  // for the special tokens' ids
   int64_t bos = -1, eos = -1;
-  gguf_vocabulary(tokenizer, shape->vocab, gguf, &bos, &eos);
-  std::ofstream(hf_dir / "config.json") << hf_config(*shape, {{"bos_token_id", bos}, {"eos_token_id", eos}}).dump(2);
+  gguf_vocabulary(tokenizer, shape.vocab, vocabulary, &bos, &eos);
+  std::ofstream(hf_dir / "config.json") << hf_config(shape, {{"bos_token_id", bos}, {"eos_token_id", eos}}).dump(2);
   std::ofstream(hf_dir / "tokenizer_config.json")
       << json{{"add_bos_token", true}, {"bos_token", "<|begin_of_text|>"}, {"eos_token", "<|end_of_text|>"}}.dump(2);
 
-  const std::string arch = "llama.";
-  gguf.add_string("general.architecture", "llama");
-  gguf.add_string("general.name", std::string("random ") + shape->name);
-  gguf.add_u32(arch + "block_count", static_cast<uint32_t>(shape->layers));
-  gguf.add_u32(arch + "context_length", static_cast<uint32_t>(shape->max_positions));
-  gguf.add_u32(arch + "embedding_length", static_cast<uint32_t>(shape->hidden));
-  gguf.add_u32(arch + "feed_forward_length", static_cast<uint32_t>(shape->intermediate));
-  gguf.add_u32(arch + "attention.head_count", static_cast<uint32_t>(shape->heads));
-  gguf.add_u32(arch + "attention.head_count_kv", static_cast<uint32_t>(shape->kv_heads));
-  gguf.add_f32(arch + "attention.layer_norm_rms_epsilon", 1e-5f);
-  gguf.add_f32(arch + "rope.freq_base", static_cast<float>(shape->rope_theta));
-  gguf.add_u32(arch + "vocab_size", static_cast<uint32_t>(shape->vocab));
-  gguf.add_u32(arch + "rope.dimension_count", static_cast<uint32_t>(shape->hidden / shape->heads));
-  gguf.add_u32("general.file_type", 32);  // LLAMA_FTYPE_MOSTLY_BF16
-
-  fmt::print(stderr, "generating {} weights...\n", shape->name);
-  const auto tensors = weights(*shape, seed);
+  fmt::print(stderr, "generating {} weights...\n", shape.name);
+  const auto tensors = weights(shape, seed);
   std::vector<TensorToWrite> hf;
-  std::vector<std::vector<uint16_t>> permuted;
-  std::vector<std::vector<float>> gammas;  // norms are float32 in GGUF, as the converter writes them
-  permuted.reserve(2 * static_cast<size_t>(shape->layers));
-  gammas.reserve(2 * static_cast<size_t>(shape->layers) + 1);
-  for (const auto& t : tensors) {
-    hf.push_back({t.hf_name, DType::BF16, t.shape, t.bf16.data()});
-    const void* data = t.bf16.data();
-    if (t.gguf_name.ends_with("attn_q.weight") || t.gguf_name.ends_with("attn_k.weight")) {
-      const bool is_q = t.gguf_name.ends_with("attn_q.weight");
-      permuted.push_back(permute_rows(t, is_q ? shape->heads : shape->kv_heads));
-      data = permuted.back().data();
-    }
-    if (t.shape.size() == 1) {
-      gammas.emplace_back(t.bf16.size());
-      for (size_t i = 0; i < t.bf16.size(); ++i) gammas.back()[i] = bf16_to_float(t.bf16[i]);
-      gguf.add_tensor(t.gguf_name, GgmlType::F32, t.shape, gammas.back().data(), gammas.back().size() * 4);
-    } else {
-      gguf.add_tensor(t.gguf_name, GgmlType::BF16, t.shape, data, t.bf16.size() * 2);
-    }
-  }
+  for (const auto& t : tensors) hf.push_back({t.hf_name, DType::BF16, t.shape, t.bf16.data()});
   write_safetensors((hf_dir / "model.safetensors").string(), hf);
-  gguf.write((fs::path(out_dir) / "model-bf16.gguf").string());
-  fmt::print(stderr, "wrote {} and {}\n", hf_dir.string(), (fs::path(out_dir) / "model-bf16.gguf").string());
+  fmt::print(stderr, "wrote {}\n", hf_dir.string());
+  for (const FileType* type : types) {
+    write_gguf(shape, tokenizer, tensors, *type, fs::path(out_dir) / fmt::format("model-{}.gguf", type->name));
+  }
 }
 
 }  // namespace
@@ -236,6 +302,7 @@ int main(int argc, char** argv) {
   std::string shape = "llama-3.2-1b", tokenizer, out;
   uint64_t seed = 1;
   int64_t vocab_size = 0;
+  std::vector<std::string> quantized;
   app.add_option("--shape", shape, "llama-3.2-1b (default), llama-3.2-3b, llama-3.1-8b (untied LM head) or demo");
   app.add_option("--tokenizer", tokenizer, "directory holding a byte-level BPE tokenizer.json (e.g. Llama 3's)")
       ->required();
@@ -245,9 +312,11 @@ int main(int argc, char** argv) {
                  "vocabulary rows instead of the shape's, e.g. the demo shape with Llama 3's 128k tokens: a small "
                  "model whose sampling and grammar masks cost what a large one's do")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
+  app.add_option("--quantize", quantized, "also write these GGUF types: q8_0, q4_k_m (comma-separated)")
+      ->delimiter(',');
   CLI11_PARSE(app, argc, argv);
   try {
-    nanoserve::run(shape, tokenizer, out, seed, vocab_size);
+    nanoserve::run(shape, tokenizer, out, seed, vocab_size, quantized);
   } catch (const std::exception& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;
