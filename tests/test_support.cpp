@@ -14,6 +14,24 @@
 
 namespace nanoserve::test {
 
+std::vector<uint8_t> random_blocks(DType type, int64_t blocks, std::mt19937& rng) {
+  std::vector<int> scale_offsets = {0};  // float16 scales inside a block, set to sensible magnitudes
+  if (type == DType::Q4_1 || type == DType::Q5_1 || type == DType::Q4_K || type == DType::Q5_K) scale_offsets = {0, 2};
+  if (type == DType::Q6_K) scale_offsets = {208};
+  const auto block_bytes = static_cast<int64_t>(dtype_size(type));
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(0.005f, 0.02f);
+  std::vector<uint8_t> bytes(static_cast<size_t>(blocks * block_bytes));
+  for (auto& b : bytes) b = static_cast<uint8_t>(byte(rng));
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int offset : scale_offsets) {
+      const uint16_t half = float_to_f16(scale(rng));
+      std::memcpy(bytes.data() + b * block_bytes + offset, &half, 2);
+    }
+  }
+  return bytes;
+}
+
 std::string error_of(const std::function<void()>& fn) {
   try {
     fn();

@@ -7,9 +7,11 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "formats/dtype.h"
 #include "model/pooling.h"
 
 namespace nanoserve::test {
@@ -39,6 +41,9 @@ void PrintTo(const ModelCase& c, std::ostream* os);
 std::vector<ModelCase> model_cases();
 
 float max_abs_diff(const float* a, const float* b, size_t n);
+// Blocks of a quantized type: random bytes (every byte pattern is a valid block) with float16
+// scales of about 0.01.
+std::vector<uint8_t> random_blocks(DType type, int64_t blocks, std::mt19937& rng);
 
 // Rows [tokens, hidden] (a model's final norm) pooled as sentence-transformers pools them, then
 // scaled to unit length, in double: what an embedding of them should be.

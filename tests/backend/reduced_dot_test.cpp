@@ -17,6 +17,7 @@
 
 #include "backend/cpu/ops.h"
 #include "formats/quant.h"
+#include "test_support.h"
 #include "util/error.h"
 
 namespace nanoserve {
@@ -31,7 +32,6 @@ struct Shape {
 struct QuantType {
   DType dtype;
   int64_t block_elems, block_bytes;
-  std::vector<int> scale_offsets;  // float16 scales inside a block, set to sensible magnitudes
   int64_t act_block;               // activation values sharing one 8-bit scale
   double act_error;                // an activation's worst error, in steps of its block's scale
 };
@@ -39,25 +39,14 @@ struct QuantType {
 // Activations in Q8_0 blocks are off by half a step plus the float16 rounding of the step
 // (127 * 2^-11 of one); the 256-value blocks keep a float step: half a step plus float rounding.
 const QuantType kTypes[] = {
-    {DType::Q8_0, 32, 34, {0}, 32, 0.57},
-    {DType::Q4_0, 32, 18, {0}, 32, 0.57},
-    {DType::Q4_K, 256, 144, {0, 2}, 256, 0.501},
-    {DType::Q6_K, 256, 210, {208}, 256, 0.501},
+    {DType::Q8_0, 32, 34, 32, 0.57},
+    {DType::Q4_0, 32, 18, 32, 0.57},
+    {DType::Q4_K, 256, 144, 256, 0.501},
+    {DType::Q6_K, 256, 210, 256, 0.501},
 };
 
-// Blocks of random bytes (every byte pattern is a valid block) with scales of about 0.01.
 std::vector<uint8_t> random_blocks(const QuantType& type, int64_t blocks, std::mt19937& rng) {
-  std::uniform_int_distribution<int> byte(0, 255);
-  std::uniform_real_distribution<float> scale(0.005f, 0.02f);
-  std::vector<uint8_t> bytes(static_cast<size_t>(blocks * type.block_bytes));
-  for (auto& b : bytes) b = static_cast<uint8_t>(byte(rng));
-  for (int64_t b = 0; b < blocks; ++b) {
-    for (int offset : type.scale_offsets) {
-      const uint16_t half = float_to_f16(scale(rng));
-      std::memcpy(bytes.data() + b * type.block_bytes + offset, &half, 2);
-    }
-  }
-  return bytes;
+  return test::random_blocks(type.dtype, blocks, rng);
 }
 
 void PrintTo(const QuantType& type, std::ostream* os) { *os << dtype_name(type.dtype); }

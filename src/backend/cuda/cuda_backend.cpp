@@ -38,8 +38,8 @@ cudaDataType data_type(cuda::WeightType type) {
     case cuda::WeightType::F32: return CUDA_R_32F;
     case cuda::WeightType::BF16: return CUDA_R_16BF;
     case cuda::WeightType::F16: return CUDA_R_16F;
+    default: fail("no cuBLAS type for quantized blocks (they are widened to bf16 first)");
   }
-  return CUDA_R_32F;
 }
 
 // Packs host arrays into one upload, each at a 16-byte aligned offset.
@@ -314,7 +314,9 @@ class CudaBackend final : public Backend {
     }
   }
   // Which kernel multiplies by w (see linear).
-  bool takes_tensor_cores(const cuda::Matrix& w) const { return batch_invariant_ && cuda::tensor_core_linear_fits(w); }
+  bool takes_tensor_cores(const cuda::Matrix& w) const {
+    return batch_invariant_ && cuda::tensor_core_linear_fits({nullptr, cuda::product_type(w.type), w.rows, w.cols});
+  }
   bool takes_matvec(const cuda::Matrix& w, int64_t rows) const {
     return !takes_tensor_cores(w) && rows <= cuda::kMatvecRows;
   }
@@ -505,15 +507,23 @@ void CudaBackend::linear(const float* x, int64_t rows, const Linear& layer, floa
 // x rounded to w's half type for the tensor cores (cuBLAS and the fixed-order kernel), or no
 // buffer when w is float32 and reads x as it is.
 Buffer CudaBackend::converted_input(const float* x, int64_t rows, const cuda::Matrix& w) {
-  if (w.type == cuda::WeightType::F32) return {};
+  const cuda::WeightType type = cuda::product_type(w.type);
+  if (type == cuda::WeightType::F32) return {};
   Buffer converted = allocate(static_cast<size_t>(rows * w.cols) * 2);
-  timed("convert", [&] { cuda::convert(x, rows * w.cols, w.type, converted.data(), stream_); });
+  timed("convert", [&] { cuda::convert(x, rows * w.cols, type, converted.data(), stream_); });
   return converted;
 }
 
-// out = input * W^T (+ bias) for an input already in w's type, beyond matvec's batch sizes.
+// out = input * W^T (+ bias) for an input already in w's product type, beyond matvec's batch
+// sizes. Quantized blocks are widened to bf16 for the product, into memory it then frees.
 void CudaBackend::product(const void* input, int64_t rows, const Linear& layer, float* out) {
-  const auto& [w, bias] = weights_.at(layer);
+  auto [w, bias] = weights_.at(layer);
+  Buffer widened;
+  if (cuda::is_quantized(w.type)) {
+    widened = allocate(static_cast<size_t>(w.rows * w.cols) * 2);
+    timed("dequantize", [&] { cuda::dequantize(w, widened.data(), stream_); });
+    w = {widened.data(), cuda::WeightType::BF16, w.rows, w.cols};
+  }
   if (takes_tensor_cores(w)) {
     timed("linear (tensor cores)", [&] { cuda::tensor_core_linear(input, rows, w, bias, out, stream_); });
     return;
@@ -542,10 +552,17 @@ void CudaBackend::linears(const float* x, int64_t rows, std::span<const Linear* 
     const auto& [w, bias] = weights_.at(*layers[i]);
     targets.push_back({w, bias, outs[i]});
   }
-  // Matrices of one weight type and width read the same input, rounded to that type.
-  const bool same_input = std::all_of(targets.begin(), targets.end(), [&](const cuda::MatvecTarget& t) {
-    return t.w.type == targets[0].w.type && t.w.cols == targets[0].w.cols;
+  // Matrices of one product type and width read the same input, rounded to that type; of one
+  // weight type, they go in one matvec launch.
+  const auto all = [&](auto same) {
+    return std::all_of(targets.begin(), targets.end(), [&](const cuda::MatvecTarget& t) {
+      return same(t.w, targets[0].w) && t.w.cols == targets[0].w.cols;
+    });
+  };
+  const bool same_input = all([](const cuda::Matrix& a, const cuda::Matrix& b) {
+    return cuda::product_type(a.type) == cuda::product_type(b.type);
   });
+  const bool same_type = all([](const cuda::Matrix& a, const cuda::Matrix& b) { return a.type == b.type; });
   if (rows > 0 && same_input && !takes_matvec(targets[0].w, rows)) {  // one conversion for every product
     const Buffer converted = converted_input(x, rows, targets[0].w);
     for (size_t i = 0; i < layers.size(); ++i)
@@ -553,7 +570,7 @@ void CudaBackend::linears(const float* x, int64_t rows, std::span<const Linear* 
     return;
   }
   const auto fits = [&](const cuda::MatvecTarget& t) { return takes_matvec(t.w, rows); };
-  if (!same_input || targets.size() > cuda::kMaxMatvecTargets || !std::all_of(targets.begin(), targets.end(), fits)) {
+  if (!same_type || targets.size() > cuda::kMaxMatvecTargets || !std::all_of(targets.begin(), targets.end(), fits)) {
     return Backend::linears(x, rows, layers, outs);
   }
   timed("linear (matvec)", [&] { cuda::matvec(x, rows, targets.data(), static_cast<int>(targets.size()), stream_); });

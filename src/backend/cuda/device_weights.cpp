@@ -12,10 +12,19 @@ namespace nanoserve::cuda {
 
 namespace {
 
+// Block types the kernels decode stay as stored (quantized.cu); the other quantized ones widen to
+// bf16.
 WeightType device_type(DType dtype) {
-  if (dtype == DType::F32) return WeightType::F32;
-  if (dtype == DType::F16) return WeightType::F16;
-  return WeightType::BF16;  // bf16 as stored; quantized types widened to it
+  switch (dtype) {
+    case DType::F32: return WeightType::F32;
+    case DType::F16: return WeightType::F16;
+    case DType::Q8_0: return WeightType::Q8_0;
+    case DType::Q4_0: return WeightType::Q4_0;
+    case DType::Q4_K: return WeightType::Q4_K;
+    case DType::Q5_K: return WeightType::Q5_K;
+    case DType::Q6_K: return WeightType::Q6_K;
+    default: return WeightType::BF16;
+  }
 }
 
 size_t type_size(WeightType type) { return type == WeightType::F32 ? 4 : 2; }
@@ -69,7 +78,9 @@ void* DeviceWeights::upload(const void* host, size_t bytes, const std::string& n
 }
 
 Matrix DeviceWeights::add_matrix(const TensorView& view, bool in_out) {
-  const WeightType type = device_type(view.dtype);
+  const WeightType stored = device_type(view.dtype);
+  if (is_quantized(stored) && !in_out) return add_blocks(view, stored);
+  const WeightType type = is_quantized(stored) ? WeightType::BF16 : stored;
   const int64_t src_rows = view.shape[0], src_cols = view.shape[1];
   Matrix m{nullptr, type, in_out ? src_cols : src_rows, in_out ? src_rows : src_cols};
   const auto bytes = static_cast<size_t>(m.rows * m.cols) * type_size(type);
@@ -88,6 +99,19 @@ Matrix DeviceWeights::add_matrix(const TensorView& view, bool in_out) {
     m.data = upload(host.data(), bytes, view.name);
   }
   return m;
+}
+
+// The rows' blocks, one after another (a view of some columns of a wider matrix, a tensor-parallel
+// rank's, is gathered from its rows).
+Matrix DeviceWeights::add_blocks(const TensorView& view, WeightType type) {
+  const Matrix m{nullptr, type, view.shape[0], view.shape[1]};
+  const auto row_bytes = static_cast<size_t>(m.row_bytes());
+  const auto stride_bytes = static_cast<size_t>(view.stride() / block_values(type) * block_bytes(type));
+  if (stride_bytes == row_bytes) return {upload(view.data, row_bytes * m.rows, view.name), type, m.rows, m.cols};
+  std::vector<uint8_t> host(row_bytes * static_cast<size_t>(m.rows));
+  for (int64_t r = 0; r < m.rows; ++r)
+    std::memcpy(host.data() + r * row_bytes, view.data + r * stride_bytes, row_bytes);
+  return {upload(host.data(), host.size(), view.name), type, m.rows, m.cols};
 }
 
 const float* DeviceWeights::add_vector(const TensorView& view) {

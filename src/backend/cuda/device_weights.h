@@ -1,7 +1,8 @@
 // A model's weights copied to the GPU once, found again by their handles (backend/weight_set.h).
-// Matrices keep float32, bfloat16 or float16 as stored; GGUF block-quantized ones are widened to
-// bfloat16 and Conv1D [in, out] ones transposed, so that every device matrix is [out, in]. Norm
-// weights and biases become float32 vectors.
+// Matrices keep float32, bfloat16 or float16 as stored, and GGUF's Q8_0, Q4_0, Q4_K, Q5_K and
+// Q6_K blocks as the file has them (the kernels decode them: quantized.cu); other block types are
+// widened to bfloat16 and Conv1D [in, out] matrices transposed, so that every device matrix is
+// [out, in]. Norm weights and biases become float32 vectors.
 #pragma once
 
 #include <cstddef>
@@ -36,6 +37,7 @@ class DeviceWeights {
 
  private:
   Matrix add_matrix(const TensorView& view, bool in_out);
+  Matrix add_blocks(const TensorView& view, WeightType type);
   const float* add_vector(const TensorView& view);
   void* upload(const void* host, size_t bytes, const std::string& name);
 

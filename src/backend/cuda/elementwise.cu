@@ -3,6 +3,7 @@
 #include <type_traits>
 
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/quantized.cuh"
 
 namespace nanoserve::cuda {
 namespace {
@@ -160,6 +161,7 @@ void embed(const Matrix& table, const int32_t* tokens, int64_t count, float* out
       launch(embed_kernel<__half>, grid, kThreads, 0, stream, static_cast<const __half*>(table.data), tokens,
              table.cols, out);
       break;
+    default: quantized_embed(table, tokens, count, out, stream);
   }
 }
 

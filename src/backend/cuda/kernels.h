@@ -1,6 +1,6 @@
 // The CUDA kernels of the forward pass, as host functions that launch on a stream. Activations are
-// float32 [rows, cols] in device memory; weights are device matrices of float32, bfloat16 or
-// float16. Callers check launch errors (cuda_backend.cpp).
+// float32 [rows, cols] in device memory; weights are device matrices of float32, bfloat16, float16
+// or GGUF's quantized blocks. Callers check launch errors (cuda_backend.cpp).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -9,13 +9,40 @@
 
 namespace nanoserve::cuda {
 
-enum class WeightType { F32, BF16, F16 };
+// Q8_0 ... Q6_K: GGUF's blocks as the file holds them (formats/quant.cpp says what each holds),
+// every row cols / block values of blocks.
+enum class WeightType { F32, BF16, F16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K };
+__host__ __device__ constexpr bool is_quantized(WeightType type) { return type >= WeightType::Q8_0; }
+// Values and bytes per block (1 and the element's size for the plain types).
+__host__ __device__ constexpr int block_values(WeightType type) {
+  return type == WeightType::Q8_0 || type == WeightType::Q4_0 ? 32 : is_quantized(type) ? 256 : 1;
+}
+__host__ __device__ constexpr int block_bytes(WeightType type) {
+  switch (type) {
+    case WeightType::F32: return 4;
+    case WeightType::BF16:
+    case WeightType::F16: return 2;
+    case WeightType::Q8_0: return 34;
+    case WeightType::Q4_0: return 18;
+    case WeightType::Q4_K: return 144;
+    case WeightType::Q5_K: return 176;
+    case WeightType::Q6_K: return 210;
+  }
+  return 0;
+}
+
+// The type a matrix's products beyond matvec run in on the tensor cores: its own, or bfloat16 for
+// quantized blocks (widened by dequantize first).
+__host__ __device__ constexpr WeightType product_type(WeightType type) {
+  return is_quantized(type) ? WeightType::BF16 : type;
+}
 
 // A weight matrix on the device, row-major [rows, cols] (a linear layer's [out, in]).
 struct Matrix {
   const void* data = nullptr;
   WeightType type = WeightType::F32;
   int64_t rows = 0, cols = 0;
+  int64_t row_bytes() const { return cols / block_values(type) * block_bytes(type); }
 };
 
 enum class NormType { Rms, RmsPlusOne, Layer };
@@ -37,7 +64,8 @@ void add_norm(NormType type, float* x, const float* y, const float* weight, cons
 // [n]. F32 weights read the activations as they are.
 void convert(const float* x, int64_t n, WeightType type, void* out, cudaStream_t stream);
 // out[rows, w.rows] = x[rows, w.cols] * W^T (+ bias) for each target, x rounded to w's type as it
-// is read; for rows <= kMatvecRows: warps per output feature read each weight row once for all
+// is read (quantized blocks: x as it is, the blocks decoded to float in registers: quantized.cu);
+// for rows <= kMatvecRows: warps per output feature read each weight row once for all
 // rows. Beyond two rows cuBLAS is faster (bench/gpu/linear_kernels on an H200: 4 rows of an
 // 8192x2048 matrix, 23 us against 11 us). Targets (up to kMaxMatvecTargets) share the weight type
 // and w.cols, and go in one launch.
@@ -60,6 +88,9 @@ void gated_matvec(const float* x, int64_t rows, const Matrix& gate, const float*
 bool tensor_core_linear_fits(const Matrix& w);
 void tensor_core_linear(const void* x, int64_t rows, const Matrix& w, const float* bias, float* out,
                         cudaStream_t stream);
+// out [w.rows, w.cols] bfloat16 = a quantized matrix's values: what the tensor cores multiply for
+// the rows beyond matvec's.
+void dequantize(const Matrix& w, void* out, cudaStream_t stream);
 // out[r, c] += bias[c] over [rows, cols].
 void add_bias(float* out, const float* bias, int64_t rows, int64_t cols, cudaStream_t stream);
 

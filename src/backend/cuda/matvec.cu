@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/quantized.cuh"
 
 namespace nanoserve::cuda {
 namespace {
@@ -196,6 +197,7 @@ void launch_targets(const float* x, int64_t rows, const MatvecTarget* list, int 
     case WeightType::BF16:
       return launch_type(x, rows, targets_of<__nv_bfloat16>(list, count, gated, act), cols, stream);
     case WeightType::F16: return launch_type(x, rows, targets_of<__half>(list, count, gated, act), cols, stream);
+    default: return quantized_matvec(x, rows, list, count, gated, act, stream);
   }
 }
 
