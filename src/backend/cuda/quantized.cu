@@ -113,15 +113,6 @@ void launch_rows(const float* x, const QuantTargets& t, int64_t cols, cudaStream
   launch_with<Q, R, 8>(x, t, cols, stream);
 }
 
-template <WeightType Q>
-void launch_matvec(const float* x, int64_t rows, const QuantTargets& t, int64_t cols, cudaStream_t stream) {
-  if (rows == 1) {
-    launch_rows<Q, 1>(x, t, cols, stream);
-  } else {
-    launch_rows<Q, 2>(x, t, cols, stream);
-  }
-}
-
 // A thread per group of 8 values.
 template <WeightType Q>
 __global__ void dequantize_kernel(const uint8_t* w, int64_t row_bytes, int64_t rows, int64_t cols, __nv_bfloat16* out) {
@@ -151,6 +142,46 @@ __global__ void embed_kernel(const uint8_t* table, int64_t row_bytes, const int3
   }
 }
 
+// Calls Launch<Q>::run(args...) with Q the block type `type` names.
+template <template <WeightType> class Launch, typename... Args>
+void for_block_type(WeightType type, Args&&... args) {
+  switch (type) {
+    case WeightType::Q8_0: return Launch<WeightType::Q8_0>::run(std::forward<Args>(args)...);
+    case WeightType::Q4_0: return Launch<WeightType::Q4_0>::run(std::forward<Args>(args)...);
+    case WeightType::Q4_K: return Launch<WeightType::Q4_K>::run(std::forward<Args>(args)...);
+    case WeightType::Q5_K: return Launch<WeightType::Q5_K>::run(std::forward<Args>(args)...);
+    case WeightType::Q6_K: return Launch<WeightType::Q6_K>::run(std::forward<Args>(args)...);
+    default: return;
+  }
+}
+
+template <WeightType Q>
+struct Matvec {
+  static void run(const float* x, int64_t rows, const QuantTargets& t, int64_t cols, cudaStream_t stream) {
+    if (rows == 1) {
+      launch_rows<Q, 1>(x, t, cols, stream);
+    } else {
+      launch_rows<Q, 2>(x, t, cols, stream);
+    }
+  }
+};
+
+template <WeightType Q>
+struct Dequantize {
+  static void run(const Matrix& w, __nv_bfloat16* out, cudaStream_t stream) {
+    launch(dequantize_kernel<Q>, blocks_for(w.rows * (w.cols / 8), 256), 256, 0, stream,
+           static_cast<const uint8_t*>(w.data), w.row_bytes(), w.rows, w.cols, out);
+  }
+};
+
+template <WeightType Q>
+struct Embed {
+  static void run(const Matrix& table, const int32_t* tokens, int64_t count, float* out, cudaStream_t stream) {
+    launch(embed_kernel<Q>, static_cast<unsigned>(count), 256, 0, stream, static_cast<const uint8_t*>(table.data),
+           table.row_bytes(), tokens, table.cols, out);
+  }
+};
+
 }  // namespace
 
 void quantized_matvec(const float* x, int64_t rows, const MatvecTarget* list, int count, bool gated, ActType act,
@@ -166,62 +197,15 @@ void quantized_matvec(const float* x, int64_t rows, const MatvecTarget* list, in
     t.out[i] = list[i].out;
     t.features[i] = list[i].w.rows;
   }
-  const int64_t cols = list[0].w.cols;
-  switch (list[0].w.type) {
-    case WeightType::Q8_0: return launch_matvec<WeightType::Q8_0>(x, rows, t, cols, stream);
-    case WeightType::Q4_0: return launch_matvec<WeightType::Q4_0>(x, rows, t, cols, stream);
-    case WeightType::Q4_K: return launch_matvec<WeightType::Q4_K>(x, rows, t, cols, stream);
-    case WeightType::Q5_K: return launch_matvec<WeightType::Q5_K>(x, rows, t, cols, stream);
-    case WeightType::Q6_K: return launch_matvec<WeightType::Q6_K>(x, rows, t, cols, stream);
-    default: return;
-  }
+  for_block_type<Matvec>(list[0].w.type, x, rows, t, list[0].w.cols, stream);
 }
 
 void dequantize(const Matrix& w, void* out, cudaStream_t stream) {
-  const auto* data = static_cast<const uint8_t*>(w.data);
-  auto* dst = static_cast<__nv_bfloat16*>(out);
-  const unsigned grid = blocks_for(w.rows * (w.cols / 8), 256);
-  switch (w.type) {
-    case WeightType::Q8_0:
-      return launch(dequantize_kernel<WeightType::Q8_0>, grid, 256, 0, stream, data, w.row_bytes(), w.rows, w.cols,
-                    dst);
-    case WeightType::Q4_0:
-      return launch(dequantize_kernel<WeightType::Q4_0>, grid, 256, 0, stream, data, w.row_bytes(), w.rows, w.cols,
-                    dst);
-    case WeightType::Q4_K:
-      return launch(dequantize_kernel<WeightType::Q4_K>, grid, 256, 0, stream, data, w.row_bytes(), w.rows, w.cols,
-                    dst);
-    case WeightType::Q5_K:
-      return launch(dequantize_kernel<WeightType::Q5_K>, grid, 256, 0, stream, data, w.row_bytes(), w.rows, w.cols,
-                    dst);
-    case WeightType::Q6_K:
-      return launch(dequantize_kernel<WeightType::Q6_K>, grid, 256, 0, stream, data, w.row_bytes(), w.rows, w.cols,
-                    dst);
-    default: return;
-  }
+  for_block_type<Dequantize>(w.type, w, static_cast<__nv_bfloat16*>(out), stream);
 }
 
 void quantized_embed(const Matrix& table, const int32_t* tokens, int64_t count, float* out, cudaStream_t stream) {
-  const auto* data = static_cast<const uint8_t*>(table.data);
-  const auto grid = static_cast<unsigned>(count);
-  switch (table.type) {
-    case WeightType::Q8_0:
-      return launch(embed_kernel<WeightType::Q8_0>, grid, 256, 0, stream, data, table.row_bytes(), tokens, table.cols,
-                    out);
-    case WeightType::Q4_0:
-      return launch(embed_kernel<WeightType::Q4_0>, grid, 256, 0, stream, data, table.row_bytes(), tokens, table.cols,
-                    out);
-    case WeightType::Q4_K:
-      return launch(embed_kernel<WeightType::Q4_K>, grid, 256, 0, stream, data, table.row_bytes(), tokens, table.cols,
-                    out);
-    case WeightType::Q5_K:
-      return launch(embed_kernel<WeightType::Q5_K>, grid, 256, 0, stream, data, table.row_bytes(), tokens, table.cols,
-                    out);
-    case WeightType::Q6_K:
-      return launch(embed_kernel<WeightType::Q6_K>, grid, 256, 0, stream, data, table.row_bytes(), tokens, table.cols,
-                    out);
-    default: return;
-  }
+  for_block_type<Embed>(table.type, table, tokens, count, out, stream);
 }
 
 }  // namespace nanoserve::cuda
