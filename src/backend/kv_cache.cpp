@@ -15,6 +15,7 @@ namespace {
 int64_t bytes_per_row(const KvShape& c, KvDType dtype) {
   const int64_t width = c.row_width();
   if (dtype == KvDType::F32) return width * static_cast<int64_t>(sizeof(float));
+  if (dtype == KvDType::BF16) return width * 2;
   if (c.head_dim % 32 != 0) fail("a q8_0 KV cache needs head_dim to be a multiple of 32 (this model: {})", c.head_dim);
   return dtype_bytes(DType::Q8_0, width);
 }
@@ -28,11 +29,22 @@ uint64_t next_cache_id() {
 bool parse_kv_dtype(std::string_view name, KvDType* out) {
   if (name == "f32")
     *out = KvDType::F32;
+  else if (name == "bf16")
+    *out = KvDType::BF16;
   else if (name == "q8_0")
     *out = KvDType::Q8_0;
   else
     return false;
   return true;
+}
+
+std::string_view kv_dtype_name(KvDType dtype) {
+  switch (dtype) {
+    case KvDType::F32: return "f32";
+    case KvDType::BF16: return "bf16";
+    case KvDType::Q8_0: return "q8_0";
+  }
+  return "?";
 }
 
 KvCache::KvCache(const KvShape& c, int64_t num_blocks, int64_t block_size, KvDType dtype, Backend& backend)
@@ -66,6 +78,12 @@ void KvCache::write(int64_t layer, int32_t block, int64_t slot, const float* key
   if (dtype_ == KvDType::F32) {
     std::memcpy(k, key, static_cast<size_t>(row_bytes_));
     std::memcpy(v, value, static_cast<size_t>(row_bytes_));
+  } else if (dtype_ == KvDType::BF16) {
+    for (int64_t i = 0; i < row_width_; ++i) {
+      const uint16_t kb = float_to_bf16(key[i]), vb = float_to_bf16(value[i]);
+      std::memcpy(k + 2 * i, &kb, 2);
+      std::memcpy(v + 2 * i, &vb, 2);
+    }
   } else {
     quantize_row_q8_0(key, k, row_width_);
     quantize_row_q8_0(value, v, row_width_);
@@ -76,7 +94,7 @@ const float* KvCache::read(const std::vector<Buffer>& rows, int64_t layer, int32
                            float* scratch) const {
   const uint8_t* r = static_cast<const uint8_t*>(rows[static_cast<size_t>(layer)].data()) + offset(block, slot);
   if (dtype_ == KvDType::F32) return reinterpret_cast<const float*>(r);
-  dequantize_row(GgmlType::Q8_0, r, scratch, row_width_);
+  dequantize_row(dtype_ == KvDType::BF16 ? GgmlType::BF16 : GgmlType::Q8_0, r, scratch, row_width_);
   return scratch;
 }
 

@@ -1,9 +1,9 @@
 // Paged key/value storage: fixed-size blocks of positions, shared by all sequences. A sequence
 // owns a block table (block ids in position order); position p lives in block table[p / block_size]
 // at slot p % block_size. Which sequence holds which block is the engine's business
-// (engine/block_manager.h); this class only stores rows, as float32 or as Q8_0 blocks (int8 with
-// a float16 scale per 32 values: 27% of the memory), in the memory of the backend that attends
-// over them (host or GPU).
+// (engine/block_manager.h); this class only stores rows, as float32, bfloat16 (half the memory,
+// each value rounded once as stored) or Q8_0 blocks (int8 with a float16 scale per 32 values: 27%
+// of the memory; CPU only), in the memory of the backend that attends over them (host or GPU).
 #pragma once
 
 #include <cstdint>
@@ -16,10 +16,11 @@
 
 namespace nanoserve {
 
-enum class KvDType { F32, Q8_0 };
+enum class KvDType { F32, BF16, Q8_0 };
 
-// "f32" or "q8_0"; false for other names.
+// "f32", "bf16" or "q8_0"; false for other names.
 bool parse_kv_dtype(std::string_view name, KvDType* out);
+std::string_view kv_dtype_name(KvDType dtype);
 
 class KvCache {
  public:
@@ -50,7 +51,7 @@ class KvCache {
   // Host-memory caches only (the CPU backend's). Stores one position's key and value rows [row_width].
   void write(int64_t layer, int32_t block, int64_t slot, const float* key, const float* value);
   // One position's key or value row as float: a pointer into the cache (F32), or `scratch`
-  // [row_width], which it fills (Q8_0).
+  // [row_width], which it fills (BF16, Q8_0).
   const float* key(int64_t layer, int32_t block, int64_t slot, float* scratch) const;
   const float* value(int64_t layer, int32_t block, int64_t slot, float* scratch) const;
   void copy_block(int32_t from, int32_t to);  // every layer, keys and values

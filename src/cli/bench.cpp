@@ -276,7 +276,7 @@ void register_bench(CLI::App& app) {
           "--pp/--tg)",
           opt->model.tensor_parallel_size);
     }
-    run_forward_bench({opt->model, opt->pp, opt->tg, opt->repetitions, opt->seed, opt->engine.kv_dtype});
+    run_forward_bench({opt->model, opt->pp, opt->tg, opt->repetitions, opt->seed, opt->kv_pool.kv_dtype});
   });
 }
 

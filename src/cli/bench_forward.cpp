@@ -11,6 +11,7 @@
 
 #include "cli/bench_forward.h"
 #include "cli/common.h"
+#include "cli/sampling_options.h"
 #include "model/transformer.h"
 #include "util/thread_pool.h"
 
@@ -71,7 +72,8 @@ void run_forward_bench(const ForwardBenchOptions& opt) {
     for (auto& id : ids) id = token(rng);
     return ids;
   };
-  SequenceCache cache = transformer.new_cache(std::max(opt.prompt_tokens, opt.gen_tokens), opt.kv_dtype);
+  SequenceCache cache = transformer.new_cache(std::max(opt.prompt_tokens, opt.gen_tokens),
+                                              opt.kv_dtype.value_or(default_kv_dtype(*backend, model)));
   // Warm-up of both paths (a GPU loads its kernels on first use), as llama-bench does.
   if (opt.prompt_tokens > 0) time_prompt(transformer, cache, random_tokens(opt.prompt_tokens));
   time_generation(transformer, cache, random_tokens(std::clamp(opt.gen_tokens, 1, 8)));

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "cli/common.h"
 #include "backend/kv_cache.h"
@@ -13,7 +14,7 @@ struct ForwardBenchOptions {
   int prompt_tokens = 0, gen_tokens = 0;  // pp and tg; 0 skips
   int repetitions = 5;
   uint64_t seed = 0;
-  KvDType kv_dtype = KvDType::F32;
+  std::optional<KvDType> kv_dtype;  // unset: default_kv_dtype
 };
 
 void run_forward_bench(const ForwardBenchOptions& options);

@@ -30,7 +30,7 @@ struct PerplexityOptions {
   std::string file, text;
   int window = 512;
   int context = 512;
-  KvDType kv_dtype = KvDType::F32;
+  std::optional<KvDType> kv_dtype;  // unset: default_kv_dtype
 };
 
 // Token windows and which of their predictions count.
@@ -111,7 +111,7 @@ void run_perplexity(const PerplexityOptions& opt) {
   if (windows < 1) fail("{}: {} tokens, fewer than one window of {}", source, w.stream.size(), w.length);
   const auto backend = open_backend(opt.model, model);
   Transformer transformer(model, backend.get());
-  SequenceCache cache = transformer.new_cache(w.length, opt.kv_dtype);
+  SequenceCache cache = transformer.new_cache(w.length, opt.kv_dtype.value_or(default_kv_dtype(*backend, model)));
   double nll = 0;
   const auto start = std::chrono::steady_clock::now();
   {

@@ -58,26 +58,35 @@ void add_engine_options(CLI::App& cmd, EngineOptions& options, KvPoolOptions& po
   cmd.add_flag_callback(
       "--no-prefix-caching", [&options] { options.prefix_caching = false; },
       "do not reuse the KV blocks of earlier prompts");
-  add_kv_dtype_option(cmd, options.kv_dtype);
+  add_kv_dtype_option(cmd, pool.kv_dtype);
 }
 
-void add_kv_dtype_option(CLI::App& cmd, KvDType& dtype) {
+void add_kv_dtype_option(CLI::App& cmd, std::optional<KvDType>& dtype) {
   cmd.add_option_function<std::string>(
       "--kv-cache-dtype",
       [&dtype](const std::string& name) {
-        if (!parse_kv_dtype(name, &dtype))
-          throw CLI::ValidationError("--kv-cache-dtype", "expected f32 or q8_0, got " + name);
+        KvDType parsed;
+        if (!parse_kv_dtype(name, &parsed))
+          throw CLI::ValidationError("--kv-cache-dtype", "expected f32, bf16 or q8_0, got " + name);
+        dtype = parsed;
       },
-      "how the KV cache stores keys and values: f32 (default) or q8_0 (int8 blocks with a scale per 32 values, "
-      "27% of the memory)");
+      "how the KV cache stores keys and values: f32 (4 bytes a value), bf16 (2; the default on a GPU for models "
+      "that are not float32) or q8_0 (int8 blocks with a scale per 32 values, 1.06 bytes; CPU only); default f32 "
+      "on the CPU");
+}
+
+KvDType default_kv_dtype(const Backend& backend, const Model& model) {
+  return backend.name() == "cuda" && model.weights.embed.dtype != DType::F32 ? KvDType::BF16 : KvDType::F32;
 }
 
 EngineOptions engine_options(const EngineOptions& options, const KvPoolOptions& pool, const ModelConfig& config,
                              const TensorParallel& ranks) {
   EngineOptions out = options;
   const Backend& backend = ranks.backend(0);
-  if (out.kv_dtype != KvDType::F32 && backend.name() != "cpu") {
-    fail("--kv-cache-dtype q8_0 runs on the CPU only; the {} backend keeps keys and values in f32", backend.name());
+  out.kv_dtype = pool.kv_dtype.value_or(default_kv_dtype(backend, ranks.model()));
+  if (out.kv_dtype == KvDType::Q8_0 && backend.name() != "cpu") {
+    fail("--kv-cache-dtype q8_0 runs on the CPU only; the {} backend keeps keys and values in f32 or bf16",
+         backend.name());
   }
   double kv_cache_gib = pool.kv_cache_gib;
   if (kv_cache_gib == 0) {
@@ -97,9 +106,8 @@ EngineOptions engine_options(const EngineOptions& options, const KvPoolOptions& 
       out.kv_cache_bytes / KvCache::bytes_per_block(ranks.rank_config().kv_shape(), out.block_size, out.kv_dtype);
   const int64_t tokens = blocks * out.block_size;
   log::info("KV cache: {:.2f} GiB {}{}, {} blocks of {} tokens = {} tokens ({} full-context sequences of {}{})",
-            kv_cache_gib, out.kv_dtype == KvDType::Q8_0 ? "q8_0" : "f32", ranks.ranks() > 1 ? " per rank" : "", blocks,
-            out.block_size, tokens, tokens / context, context,
-            context < config.max_positions ? ", --max-model-len" : "");
+            kv_cache_gib, kv_dtype_name(out.kv_dtype), ranks.ranks() > 1 ? " per rank" : "", blocks, out.block_size,
+            tokens, tokens / context, context, context < config.max_positions ? ", --max-model-len" : "");
   if (tokens < context) {
     log::warning(
         "the KV cache holds {} tokens, less than one sequence of the full context ({}): longer requests will be "

@@ -78,5 +78,15 @@ TEST(Perplexity, Q8KvCacheStaysWithinATenthOfAPercent) {
   EXPECT_NE(quantized.nll, f32.nll);  // the cache really is quantized
 }
 
+// A bf16 cache rounds each key and value once (2^-9 relative): #31 asks for 0.1% of f32's perplexity.
+TEST(Perplexity, Bf16KvCacheStaysWithinATenthOfAPercent) {
+  const std::vector<std::string> args = {"--file", test::demo_model_dir() + "/heldout.jsonl"};
+  auto bf16 = args;
+  bf16.insert(bf16.end(), {"--kv-cache-dtype", "bf16"});
+  const auto f32 = run_perplexity(args), rounded = run_perplexity(bf16);
+  EXPECT_NEAR(rounded.ppl, f32.ppl, 0.001 * f32.ppl);
+  EXPECT_NE(rounded.nll, f32.nll);  // the cache really holds bf16
+}
+
 }  // namespace
 }  // namespace nanoserve

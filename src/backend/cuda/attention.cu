@@ -1,4 +1,4 @@
-// Attention over the paged float32 cache, in float32.
+// Attention over the paged cache (float32 or bfloat16 elements, C), in float32.
 // Decode (a few queries per sequence): one block per (query token, KV head) holds the queries of
 // that KV head's group, one warp each, so the group reads each key and value row once (into shared
 // memory, 32 at a time). A warp scores 32 keys at a time, a key per lane, and folds them into an
@@ -17,15 +17,15 @@
 namespace nanoserve::cuda {
 namespace {
 
-__global__ void write_kv_kernel(StepArrays step, const float* k, const float* v, int64_t kv_dim, float* keys,
-                                float* values) {
+template <typename C>
+__global__ void write_kv_kernel(StepArrays step, const float* k, const float* v, int64_t kv_dim, C* keys, C* values) {
   wait_for_inputs();
   const int64_t t = blockIdx.x;
   const int64_t row =
       cache_row(step.block_tables + step.table_of_token[t], static_cast<int>(step.block_size), step.positions[t]);
   for (int64_t i = threadIdx.x; i < kv_dim; i += blockDim.x) {
-    keys[row * kv_dim + i] = k[t * kv_dim + i];
-    values[row * kv_dim + i] = v[t * kv_dim + i];
+    keys[row * kv_dim + i] = to_cache<C>(k[t * kv_dim + i]);
+    values[row * kv_dim + i] = to_cache<C>(v[t * kv_dim + i]);
   }
 }
 
@@ -51,12 +51,13 @@ __device__ inline float dot64(const float* q, Load4 load4) {
   return __fadd_rn(__fadd_rn(part[0], part[1]), __fadd_rn(part[2], part[3]));
 }
 
-// Dims d to d + 3 of a row of `hd` floats in global memory, zero past its end; whole float4 loads
-// when hd is a multiple of 4 (rows then start 16-byte aligned).
-__device__ inline float4 load4_padded(const float* row, int d, int hd) {
-  if (hd % 4 == 0) return d < hd ? *reinterpret_cast<const float4*>(row + d) : make_float4(0, 0, 0, 0);
-  return make_float4(d < hd ? row[d] : 0, d + 1 < hd ? row[d + 1] : 0, d + 2 < hd ? row[d + 2] : 0,
-                     d + 3 < hd ? row[d + 3] : 0);
+// Dims d to d + 3 of a cache row of `hd` elements in global memory, as floats, zero past its end;
+// whole 4-element loads when hd is a multiple of 4 (rows then start aligned to them).
+template <typename C>
+__device__ inline float4 load4_padded(const C* row, int d, int hd) {
+  if (hd % 4 == 0) return d < hd ? load4(row + d) : make_float4(0, 0, 0, 0);
+  const auto at = [&](int i) { return i < hd ? to_float(row[i]) : 0.0f; };
+  return make_float4(at(d), at(d + 1), at(d + 2), at(d + 3));
 }
 
 // The sum of S slice dots, in the order the tiled kernel's shuffles add them.
@@ -135,9 +136,9 @@ struct DecodeTiles {
 // reads them from the cache, so no separate write has to come first. The cache's earlier rows
 // are then staged before wait_for_inputs, overlapping the kernel before. With a `rotation`
 // (fresh steps only), q and the fresh key are rotated as they are read.
-template <int S>
-__global__ void attention_kernel(StepArrays step, AttentionShape shape, const float* q, float* keys, float* values,
-                                 float* out, float* partials, int* arrivals, FreshKv fresh, Rotation rotation) {
+template <int S, typename C>
+__global__ void attention_kernel(StepArrays step, AttentionShape shape, const float* q, C* keys, C* values, float* out,
+                                 float* partials, int* arrivals, FreshKv fresh, Rotation rotation) {
   using Tiles = DecodeTiles<S>;
   constexpr int kValues = 2 * S, kWidth = Tiles::kWidth, kKeyStride = Tiles::kKeyStride;
   extern __shared__ float shared[];
@@ -184,18 +185,19 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
   };
   const float* q_row = q + (t * shape.heads + head) * hd;
   for (int d = lane; d < kWidth; d += 32) tiles.query[d] = d < hd ? read(q_row, d) : 0.0f;
-  // This step's own key and value: into the tiles (the chunk of pos is then staged) and the cache.
+  // This step's own key and value: into the tiles (the chunk of pos is then staged) and the cache,
+  // rounded as the cache holds them, so that later steps read what this one used.
   const auto add_fresh = [&] {
     const int j = pos % kKeyTile;
     const int64_t row = cache_row(table, block_size, pos) * kv_dim + head_offset;
     for (int d = threadIdx.x; d < kWidth; d += blockDim.x) {
-      const float key = d < hd ? read(fresh.k + t * kv_dim + head_offset, d) : 0.0f;
-      const float value = d < hd ? fresh.v[t * kv_dim + head_offset + d] : 0.0f;
+      const float key = d < hd ? as_cached<C>(read(fresh.k + t * kv_dim + head_offset, d)) : 0.0f;
+      const float value = d < hd ? as_cached<C>(fresh.v[t * kv_dim + head_offset + d]) : 0.0f;
       tiles.keys[j * kKeyStride + d] = key;
       tiles.values[j * kWidth + d] = value;
       if (d < hd) {
-        keys[row + d] = key;
-        values[row + d] = value;
+        keys[row + d] = to_cache<C>(key);
+        values[row + d] = to_cache<C>(value);
       }
     }
   };
@@ -273,10 +275,10 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
 
 // Queries of long slices. S: threads per query (head_dim <= 64 * S); each holds 64 dims of its
 // query and output.
-template <int S>
+template <int S, typename C>
 __global__ void __launch_bounds__(kQueryTile* S)
-    tiled_attention_kernel(StepArrays step, AttentionShape shape, const float* q, const float* keys,
-                           const float* values, float* out) {
+    tiled_attention_kernel(StepArrays step, AttentionShape shape, const float* q, const C* keys, const C* values,
+                           float* out) {
   // Keys then values, [kKeyTile, 64 * S] each: rows padded with zeros to whole 64-dim slices, so
   // that every loop over a slice has a fixed length and the arrays below stay in registers.
   extern __shared__ float staged[];
@@ -311,8 +313,8 @@ __global__ void __launch_bounds__(kQueryTile* S)
       float key = 0, value = 0;  // padding, and rows past the last key (never stale: 0 * NaN is NaN)
       if (j < keys_here && d < hd) {
         const int64_t row = cache_row(table, block_size, k0 + j);
-        key = keys[row * kv_dim + kv_head * hd + d];
-        value = values[row * kv_dim + kv_head * hd + d];
+        key = to_float(keys[row * kv_dim + kv_head * hd + d]);
+        value = to_float(values[row * kv_dim + kv_head * hd + d]);
       }
       k_tile[i] = key;
       v_tile[i] = value;
@@ -353,28 +355,66 @@ __global__ void __launch_bounds__(kQueryTile* S)
   }
 }
 
-template <int S>
-void launch_tiled(const StepArrays& step, const AttentionShape& shape, const float* q, const float* keys,
-                  const float* values, float* out, cudaStream_t stream) {
+template <int S, typename C>
+void launch_tiled(const StepArrays& step, const AttentionShape& shape, const float* q, const C* keys, const C* values,
+                  float* out, cudaStream_t stream) {
   const size_t shared = 2 * kKeyTile * 64 * S * sizeof(float);
-  cudaFuncSetAttribute(tiled_attention_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  cudaFuncSetAttribute(tiled_attention_kernel<S, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                        static_cast<int>(shared));
   const dim3 grid(static_cast<unsigned>(step.tile_count), static_cast<unsigned>(shape.heads));
-  launch(tiled_attention_kernel<S>, grid, static_cast<unsigned>(kQueryTile * S), shared, stream, step, shape, q, keys,
-         values, out);
+  launch(tiled_attention_kernel<S, C>, grid, static_cast<unsigned>(kQueryTile * S), shared, stream, step, shape, q,
+         keys, values, out);
 }
 
-template <int S>
-void launch_decode(const StepArrays& step, const AttentionShape& shape, const float* q, float* key_rows,
-                   float* value_rows, float* out, int partitions, float* partials, int* arrivals, FreshKv fresh,
-                   const Rotation& rotation, cudaStream_t stream) {
+template <int S, typename C>
+void launch_decode(const StepArrays& step, const AttentionShape& shape, const float* q, C* key_rows, C* value_rows,
+                   float* out, int partitions, float* partials, int* arrivals, FreshKv fresh, const Rotation& rotation,
+                   cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(step.singles), static_cast<unsigned>(shape.kv_heads),
                   static_cast<unsigned>(partitions));
   const int group = static_cast<int>(shape.heads / shape.kv_heads);
   const size_t shared = DecodeTiles<S>::bytes(group);
-  cudaFuncSetAttribute(attention_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
-  launch(attention_kernel<S>, grid, group * 32, shared, stream, step, shape, q, key_rows, value_rows, out, partials,
+  cudaFuncSetAttribute(attention_kernel<S, C>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
+  launch(attention_kernel<S, C>, grid, group * 32, shared, stream, step, shape, q, key_rows, value_rows, out, partials,
          arrivals, fresh, rotation);
+}
+
+// Every kernel of a step over a cache of element type C.
+template <typename C>
+void attend(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
+            const Rotation& rotation, C* key_rows, C* value_rows, float* out, int partitions, float* partials,
+            int* arrivals, bool tensor_cores, cudaStream_t stream) {
+  const int64_t kv_dim = shape.kv_heads * shape.head_dim;
+  // Steps of one token per sequence store their keys and values, rotated, in the attention kernel.
+  FreshKv fresh;
+  if (step.one_token_slices) {
+    fresh = {k, v};
+  } else {
+    launch(write_kv_kernel<C>, static_cast<unsigned>(step.tokens), 128, 0, stream, step, k, v, kv_dim, key_rows,
+           value_rows);
+  }
+  if (step.tile_count > 0 && tensor_cores && flash_attention_fits(shape)) {
+    flash_attention<C>(step, shape, q, key_rows, value_rows, out, stream);
+  } else if (step.tile_count > 0) {
+    if (shape.head_dim <= 64) {
+      launch_tiled<1, C>(step, shape, q, key_rows, value_rows, out, stream);
+    } else if (shape.head_dim <= 128) {
+      launch_tiled<2, C>(step, shape, q, key_rows, value_rows, out, stream);
+    } else {
+      launch_tiled<4, C>(step, shape, q, key_rows, value_rows, out, stream);
+    }
+  }
+  if (step.singles == 0) return;
+  if (shape.head_dim <= 64) {
+    launch_decode<1, C>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation,
+                        stream);
+  } else if (shape.head_dim <= 128) {
+    launch_decode<2, C>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation,
+                        stream);
+  } else {
+    launch_decode<4, C>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation,
+                        stream);
+  }
 }
 
 }  // namespace
@@ -385,39 +425,15 @@ int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors) {
 }
 
 void attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
-               const Rotation& rotation, float* key_rows, float* value_rows, float* out, int partitions,
+               const Rotation& rotation, CacheType cache, void* key_rows, void* value_rows, float* out, int partitions,
                float* partials, int* arrivals, bool tensor_cores, cudaStream_t stream) {
   if (step.tokens == 0) return;
-  const int64_t kv_dim = shape.kv_heads * shape.head_dim;
-  // Steps of one token per sequence store their keys and values, rotated, in the attention kernel.
-  FreshKv fresh;
-  if (step.one_token_slices) {
-    fresh = {k, v};
+  if (cache == CacheType::BF16) {
+    attend(step, shape, q, k, v, rotation, static_cast<__nv_bfloat16*>(key_rows),
+           static_cast<__nv_bfloat16*>(value_rows), out, partitions, partials, arrivals, tensor_cores, stream);
   } else {
-    launch(write_kv_kernel, static_cast<unsigned>(step.tokens), 128, 0, stream, step, k, v, kv_dim, key_rows,
-           value_rows);
-  }
-  if (step.tile_count > 0 && tensor_cores && flash_attention_fits(shape)) {
-    flash_attention(step, shape, q, key_rows, value_rows, out, stream);
-  } else if (step.tile_count > 0) {
-    if (shape.head_dim <= 64) {
-      launch_tiled<1>(step, shape, q, key_rows, value_rows, out, stream);
-    } else if (shape.head_dim <= 128) {
-      launch_tiled<2>(step, shape, q, key_rows, value_rows, out, stream);
-    } else {
-      launch_tiled<4>(step, shape, q, key_rows, value_rows, out, stream);
-    }
-  }
-  if (step.singles == 0) return;
-  if (shape.head_dim <= 64) {
-    launch_decode<1>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation,
-                     stream);
-  } else if (shape.head_dim <= 128) {
-    launch_decode<2>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation,
-                     stream);
-  } else {
-    launch_decode<4>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation,
-                     stream);
+    attend(step, shape, q, k, v, rotation, static_cast<float*>(key_rows), static_cast<float*>(value_rows), out,
+           partitions, partials, arrivals, tensor_cores, stream);
   }
 }
 

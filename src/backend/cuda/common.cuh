@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "backend/cuda/kernels.h"
@@ -17,6 +18,28 @@ namespace nanoserve::cuda {
 __device__ inline float to_float(float x) { return x; }
 __device__ inline float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ inline float to_float(__half x) { return __half2float(x); }
+
+// A KV cache element, float or bfloat16 (CacheType): a value as the cache stores it, and four
+// consecutive elements as floats (p 4-element aligned).
+template <typename C>
+__device__ inline C to_cache(float x) {
+  if constexpr (std::is_same_v<C, float>) {
+    return x;
+  } else {
+    return __float2bfloat16(x);
+  }
+}
+template <typename C>
+__device__ inline float as_cached(float x) {
+  return to_float(to_cache<C>(x));
+}
+__device__ inline float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ inline float4 load4(const __nv_bfloat16* p) {
+  const uint2 u = *reinterpret_cast<const uint2*>(p);
+  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
+  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
+  return make_float4(a.x, a.y, b.x, b.y);
+}
 
 __device__ inline float activation(ActType act, float x) {
   if (act == ActType::Silu) return x / (1.0f + expf(-x));

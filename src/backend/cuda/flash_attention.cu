@@ -95,9 +95,9 @@ __device__ inline void stage_queries(__nv_bfloat16* dst, __nv_bfloat16* low, Row
 // The tile's keys and values, [kKeys][D] each from their cache rows (`rows[j]`, -1: zeros past
 // the last key; `offset` selects the head): keys split into k_dst and k_low, values rounded to
 // bf16 into v_dst. Each pass loads up to 8 float4 of each before storing them.
-template <int D>
-__device__ inline void stage_keys(__nv_bfloat16* k_dst, __nv_bfloat16* k_low, __nv_bfloat16* v_dst, const float* keys,
-                                  const float* values, const int* rows, int kv_dim, int offset) {
+template <int D, typename C>
+__device__ inline void stage_keys(__nv_bfloat16* k_dst, __nv_bfloat16* k_low, __nv_bfloat16* v_dst, const C* keys,
+                                  const C* values, const int* rows, int kv_dim, int offset) {
   constexpr int kChunks = D / 4, kThreads = 32 * kWarps, kEach = kKeys * kChunks / kThreads;
   constexpr int kPass = D >= 96 ? 4 : kEach;  // fewer at once for wide heads, whose registers are fuller
   static_assert(kEach % kPass == 0);
@@ -108,8 +108,8 @@ __device__ inline void stage_keys(__nv_bfloat16* k_dst, __nv_bfloat16* k_low, __
     for (int e = 0; e < kPass; ++e) {
       const int i = threadIdx.x + (first + e) * kThreads, row = rows[i / kChunks];
       const int64_t at = static_cast<int64_t>(row) * kv_dim + offset + 4 * (i % kChunks);
-      k[e] = row >= 0 ? *reinterpret_cast<const float4*>(keys + at) : make_float4(0, 0, 0, 0);
-      v[e] = row >= 0 ? *reinterpret_cast<const float4*>(values + at) : make_float4(0, 0, 0, 0);
+      k[e] = row >= 0 ? load4(keys + at) : make_float4(0, 0, 0, 0);
+      v[e] = row >= 0 ? load4(values + at) : make_float4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int e = 0; e < kPass; ++e) {
@@ -132,10 +132,10 @@ __device__ inline const __nv_bfloat16* fragment_row(const __nv_bfloat16* base, i
   return base + (row + lane % 8 + 8 * row_half) * kStride<D> + col + 8 * col_half;
 }
 
-template <int D>
+template <int D, typename C>
 __global__ void __launch_bounds__(32 * kWarps)
-    flash_attention_kernel(StepArrays step, AttentionShape shape, const float* q, const float* keys,
-                           const float* values, float* out) {
+    flash_attention_kernel(StepArrays step, AttentionShape shape, const float* q, const C* keys, const C* values,
+                           float* out) {
   extern __shared__ __align__(16) unsigned char shared_raw[];
   __shared__ int key_rows[kKeys];  // the cache row of each key of the tile
   wait_for_inputs();
@@ -186,7 +186,7 @@ __global__ void __launch_bounds__(32 * kWarps)
           static_cast<int>(threadIdx.x) < keys_here ? cache_row(table, block_size, k0 + threadIdx.x) : -1;
     }
     __syncthreads();
-    stage_keys<D>(k_tile, k_low, v_tile, keys, values, key_rows, kv_dim, kv_head * D);
+    stage_keys<D, C>(k_tile, k_low, v_tile, keys, values, key_rows, kv_dim, kv_head * D);
     __syncthreads();
     if (k0 > warp_last_pos || k0 + kKeys <= warp_first_start) continue;  // every key masked for this warp
 
@@ -277,14 +277,14 @@ __global__ void __launch_bounds__(32 * kWarps)
   }
 }
 
-template <int D>
-void launch_head_dim(const StepArrays& step, const AttentionShape& shape, const float* q, const float* keys,
-                     const float* values, float* out, cudaStream_t stream) {
+template <int D, typename C>
+void launch_head_dim(const StepArrays& step, const AttentionShape& shape, const float* q, const C* keys,
+                     const C* values, float* out, cudaStream_t stream) {
   constexpr size_t shared = shared_bytes<D>();
-  cudaFuncSetAttribute(flash_attention_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  cudaFuncSetAttribute(flash_attention_kernel<D, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                        static_cast<int>(shared));
   const dim3 grid(static_cast<unsigned>(step.tile_count), static_cast<unsigned>(shape.heads));
-  launch(flash_attention_kernel<D>, grid, 32 * kWarps, shared, stream, step, shape, q, keys, values, out);
+  launch(flash_attention_kernel<D, C>, grid, 32 * kWarps, shared, stream, step, shape, q, keys, values, out);
 }
 
 }  // namespace
@@ -300,16 +300,22 @@ bool flash_attention_fits(const AttentionShape& shape) {
   }
 }
 
-void flash_attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* keys,
-                     const float* values, float* out, cudaStream_t stream) {
+template <typename C>
+void flash_attention(const StepArrays& step, const AttentionShape& shape, const float* q, const C* keys,
+                     const C* values, float* out, cudaStream_t stream) {
   switch (shape.head_dim) {
-    case 16: return launch_head_dim<16>(step, shape, q, keys, values, out, stream);
-    case 32: return launch_head_dim<32>(step, shape, q, keys, values, out, stream);
-    case 64: return launch_head_dim<64>(step, shape, q, keys, values, out, stream);
-    case 96: return launch_head_dim<96>(step, shape, q, keys, values, out, stream);
-    case 128: return launch_head_dim<128>(step, shape, q, keys, values, out, stream);
+    case 16: return launch_head_dim<16, C>(step, shape, q, keys, values, out, stream);
+    case 32: return launch_head_dim<32, C>(step, shape, q, keys, values, out, stream);
+    case 64: return launch_head_dim<64, C>(step, shape, q, keys, values, out, stream);
+    case 96: return launch_head_dim<96, C>(step, shape, q, keys, values, out, stream);
+    case 128: return launch_head_dim<128, C>(step, shape, q, keys, values, out, stream);
     default: break;
   }
 }
+
+template void flash_attention<float>(const StepArrays&, const AttentionShape&, const float*, const float*, const float*,
+                                     float*, cudaStream_t);
+template void flash_attention<__nv_bfloat16>(const StepArrays&, const AttentionShape&, const float*,
+                                             const __nv_bfloat16*, const __nv_bfloat16*, float*, cudaStream_t);
 
 }  // namespace nanoserve::cuda

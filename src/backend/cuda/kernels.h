@@ -156,7 +156,11 @@ struct AttentionShape {
 constexpr int64_t kMaxPartitions = 16;
 int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors);
 
-// Stores k, v [tokens, kv_heads * head_dim] at their slots of the layer's float32 rows, then
+// How the KV cache holds keys and values: float32, or bfloat16 (half the memory; each value rounded
+// once as stored, and every kernel reads it as stored: a decode step's own key too).
+enum class CacheType { F32, BF16 };
+
+// Stores k, v [tokens, kv_heads * head_dim] at their slots of the layer's rows (of `cache` type), then
 // attends each query of q [tokens, heads * head_dim] over its sequence's keys into out. Short
 // slices' queries split their keys `partitions` ways when partitions > 1, with scratch `partials`
 // [singles, heads, partitions, head_dim + 2] and counters `arrivals` [singles, kv_heads], zeros
@@ -165,13 +169,14 @@ int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors);
 // slice length (batch-invariant). A `rotation`, for steps of one-token slices only, rotates q and
 // k as rope() would, as the kernel reads them (q and k are left as they were).
 void attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
-               const Rotation& rotation, float* key_rows, float* value_rows, float* out, int partitions,
+               const Rotation& rotation, CacheType cache, void* key_rows, void* value_rows, float* out, int partitions,
                float* partials, int* arrivals, bool tensor_cores, cudaStream_t stream);
 
 // The step's tiles (long slices) attended on the tensor cores, q, k and v rounded to bf16: for
 // head_dim 16, 32, 64, 96 or 128.
 bool flash_attention_fits(const AttentionShape& shape);
-void flash_attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* keys,
-                     const float* values, float* out, cudaStream_t stream);
+template <typename C>
+void flash_attention(const StepArrays& step, const AttentionShape& shape, const float* q, const C* keys,
+                     const C* values, float* out, cudaStream_t stream);
 
 }  // namespace nanoserve::cuda
