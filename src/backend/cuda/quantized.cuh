@@ -31,22 +31,30 @@ __device__ inline void scale_min_k(int j, const uint8_t* s, float& scale, float&
   }
 }
 
+// Group g's eight quants as integers q, and the map back to values: value = scale * q - offset
+// (offset 0 but for Q4_K and Q5_K, whose blocks have minimums).
+struct GroupQuants {
+  int q[8];
+  float scale, offset;
+};
+
 template <WeightType Q>
-__device__ inline void decode_group(const uint8_t* row, int64_t g, float (&w)[8]) {
+__device__ inline GroupQuants group_quants(const uint8_t* row, int64_t g) {
+  GroupQuants out;
   uint8_t q[8];
   if constexpr (Q == WeightType::Q8_0) {  // d, 32 int8
     const uint8_t* b = row + (g >> 2) * 34;
-    const float d = half_at(b);
     load8(b + 2 + (g & 3) * 8, q);
+    out = {{}, half_at(b), 0.0f};
 #pragma unroll
-    for (int i = 0; i < 8; ++i) w[i] = static_cast<float>(static_cast<int8_t>(q[i])) * d;
+    for (int i = 0; i < 8; ++i) out.q[i] = static_cast<int8_t>(q[i]);
   } else if constexpr (Q == WeightType::Q4_0) {  // d, 16 bytes: values 0-15 low nibbles, 16-31 high
     const uint8_t* b = row + (g >> 2) * 18;
-    const float d = half_at(b);
     const int part = static_cast<int>(g & 3), shift = (part >> 1) * 4;
     load8(b + 2 + (part & 1) * 8, q);
+    out = {{}, half_at(b), 0.0f};
 #pragma unroll
-    for (int i = 0; i < 8; ++i) w[i] = static_cast<float>(((q[i] >> shift) & 0x0F) - 8) * d;
+    for (int i = 0; i < 8; ++i) out.q[i] = ((q[i] >> shift) & 0x0F) - 8;
   } else if constexpr (Q == WeightType::Q4_K || Q == WeightType::Q5_K) {
     // d, dmin, 12 bytes of scales, (Q5_K: 32 bytes of fifth bits), 128 bytes of nibbles: each 64
     // values are 32 bytes' low nibbles then their high nibbles.
@@ -55,16 +63,16 @@ __device__ inline void decode_group(const uint8_t* row, int64_t g, float (&w)[8]
     const int v = static_cast<int>(g & 31) * 8, sub = v >> 5, offset = v & 31, shift = (sub & 1) * 4;
     float scale, min;
     scale_min_k(sub, b + 4, scale, min);
-    const float dl = half_at(b) * scale, ml = half_at(b + 2) * min;
+    out.scale = half_at(b) * scale;
+    out.offset = half_at(b + 2) * min;
     const auto* qs = reinterpret_cast<const uint2*>(b + (kFiveBit ? 48 : 16) + (sub >> 1) * 32 + offset);
     *reinterpret_cast<uint2*>(q) = *qs;  // 8-byte aligned: blocks of 144 and 176 bytes, offsets of 8
     uint8_t high[8] = {};
     if constexpr (kFiveBit) *reinterpret_cast<uint2*>(high) = *reinterpret_cast<const uint2*>(b + 16 + offset);
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
-      int value = (q[i] >> shift) & 0x0F;
-      if constexpr (kFiveBit) value += ((high[i] >> sub) & 1) << 4;
-      w[i] = __fsub_rn(__fmul_rn(dl, static_cast<float>(value)), ml);  // unfused, as the CPU decodes
+      out.q[i] = (q[i] >> shift) & 0x0F;
+      if constexpr (kFiveBit) out.q[i] += ((high[i] >> sub) & 1) << 4;
     }
   } else {  // Q6_K: 128 bytes of low nibbles, 64 of high bit pairs, 16 int8 scales, d
     const uint8_t* b = row + (g >> 5) * 210;
@@ -72,15 +80,21 @@ __device__ inline void decode_group(const uint8_t* row, int64_t g, float (&w)[8]
     uint8_t hi[8];
     load8(b + 64 * half + (quarter & 1) * 32 + l, q);
     load8(b + 128 + 32 * half + l, hi);
-    const float s =
-        half_at(b + 208) * static_cast<float>(static_cast<int8_t>(b[192 + 8 * half + l / 16 + 2 * quarter]));
+    out.scale = half_at(b + 208) * static_cast<float>(static_cast<int8_t>(b[192 + 8 * half + l / 16 + 2 * quarter]));
+    out.offset = 0.0f;
     const int low_shift = (quarter >> 1) * 4, high_shift = 2 * quarter;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const int value = (((q[i] >> low_shift) & 0x0F) | (((hi[i] >> high_shift) & 3) << 4)) - 32;
-      w[i] = s * static_cast<float>(value);
-    }
+    for (int i = 0; i < 8; ++i) out.q[i] = (((q[i] >> low_shift) & 0x0F) | (((hi[i] >> high_shift) & 3) << 4)) - 32;
   }
+  return out;
+}
+
+// Group g's values, in the CPU's float operations (unfused: scale * q, then - offset).
+template <WeightType Q>
+__device__ inline void decode_group(const uint8_t* row, int64_t g, float (&w)[8]) {
+  const GroupQuants group = group_quants<Q>(row, g);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) w[i] = __fsub_rn(__fmul_rn(group.scale, static_cast<float>(group.q[i])), group.offset);
 }
 
 // The quantized targets of matvec/gated_matvec (quantized.cu).
