@@ -51,18 +51,12 @@ struct Tensor {
   std::vector<uint16_t> bf16;
 };
 
-uint16_t to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return static_cast<uint16_t>((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-
 Tensor make(std::string hf, std::string gguf, std::vector<int64_t> shape, float stddev, std::mt19937_64& rng) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   Tensor t{std::move(hf), std::move(gguf), std::move(shape), std::vector<uint16_t>(static_cast<size_t>(n))};
   std::normal_distribution<float> normal(0.0f, stddev);
-  for (auto& v : t.bf16) v = to_bf16(stddev == 0 ? 1.0f : normal(rng));
+  for (auto& v : t.bf16) v = float_to_bf16(stddev == 0 ? 1.0f : normal(rng));
   return t;
 }
 

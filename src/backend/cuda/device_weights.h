@@ -32,7 +32,6 @@ class DeviceWeights {
   const Matrix& position_embed() const { return position_embed_; }
   const Product& at(const Linear& linear) const { return products_[static_cast<size_t>(set_.at(linear).id)]; }
   const NormVectors& at(const Norm& norm) const { return norms_[static_cast<size_t>(set_.at(norm).id)]; }
-  DType embed_dtype() const { return set_.token_embed.dtype; }
   size_t bytes() const { return bytes_; }
 
  private:
