@@ -240,6 +240,7 @@ void run_chat(const ChatOptions& opt) {
       fmt::print(stderr, "error: {}\n", e.what());
       messages.erase(messages.end() - 1);
     }
+    LineReader::forget_interrupt();  // a Ctrl-C during the reply stopped it; the prompt starts afresh
   }
 }
 

@@ -28,6 +28,7 @@ bool continues(std::string& line) {
 }  // namespace
 
 void LineReader::interrupt() { g_interrupted = true; }
+void LineReader::forget_interrupt() { g_interrupted = false; }
 
 std::string default_history_path() {
   const char* home = std::getenv("HOME");
@@ -60,10 +61,12 @@ LineReader::~LineReader() {
 }
 
 LineReader::Status LineReader::read_line(std::string& line, bool continuation) {
-  g_interrupted = false;
+  // Kept from before the read: the terminal driver flushed what was typed with the Ctrl-C, so
+  // waiting in the editor would leave the user's Ctrl-C unanswered.
+  if (g_interrupted.exchange(false)) return Status::Interrupted;
   if (!editor_) {
     if (!std::getline(std::cin, line)) {
-      if (g_interrupted) {
+      if (g_interrupted.exchange(false)) {
         std::cin.clear();
         return Status::Interrupted;
       }
@@ -74,7 +77,7 @@ LineReader::Status LineReader::read_line(std::string& line, bool continuation) {
   g_continuation = continuation;
   int count = 0;
   const char* text = el_gets(editor_, &count);
-  if (g_interrupted) {
+  if (g_interrupted.exchange(false)) {
     el_reset(editor_);  // drop the half-typed line
     return Status::Interrupted;
   }

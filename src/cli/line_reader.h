@@ -23,8 +23,11 @@ class LineReader {
   Status read(std::string& message);
   bool terminal() const { return editor_ != nullptr; }
 
-  // Set by the SIGINT handler: a read in progress returns Interrupted.
+  // Set by the SIGINT handler: a read in progress returns Interrupted, and so does the next read
+  // when the Ctrl-C came between two (while a command ran, before the editor took the terminal).
   static void interrupt();
+  // Drops a Ctrl-C that was meant for something else (a reply it stopped), not for the prompt.
+  static void forget_interrupt();
 
  private:
   Status read_line(std::string& line, bool continuation);
