@@ -2,8 +2,10 @@
 // owns a block table (block ids in position order); position p lives in block table[p / block_size]
 // at slot p % block_size. Which sequence holds which block is the engine's business
 // (engine/block_manager.h); this class only stores rows, as float32, bfloat16 (half the memory,
-// each value rounded once as stored) or Q8_0 blocks (int8 with a float16 scale per 32 values: 27%
-// of the memory; CPU only), in the memory of the backend that attends over them (host or GPU).
+// each value rounded once as stored), FP8 E4M3 with a float scale per row and head (a head's largest
+// magnitude maps to 448, fp8's largest: 27% of the memory at head_dim 64) or Q8_0 blocks (int8 with
+// a float16 scale per 32 values: 27% of the memory; CPU only), in the memory of the backend that
+// attends over them (host or GPU).
 #pragma once
 
 #include <cstdint>
@@ -16,9 +18,9 @@
 
 namespace nanoserve {
 
-enum class KvDType { F32, BF16, Q8_0 };
+enum class KvDType { F32, BF16, FP8, Q8_0 };
 
-// "f32", "bf16" or "q8_0"; false for other names.
+// "f32", "bf16", "fp8" (or "fp8_e4m3") or "q8_0"; false for other names.
 bool parse_kv_dtype(std::string_view name, KvDType* out);
 std::string_view kv_dtype_name(KvDType dtype);
 
@@ -47,6 +49,10 @@ class KvCache {
   // A layer's rows in the backend's memory: [num_blocks * block_size, row_bytes].
   void* keys(int64_t layer) const { return keys_[static_cast<size_t>(layer)].data(); }
   void* values(int64_t layer) const { return values_[static_cast<size_t>(layer)].data(); }
+  // FP8 only (nullptr otherwise): a layer's scales, [num_blocks * block_size, kv_heads]; element d of
+  // a row's head h stands for its fp8 value times scales[row * kv_heads + h].
+  float* key_scales(int64_t layer) const { return scales_of(keys_, layer); }
+  float* value_scales(int64_t layer) const { return scales_of(values_, layer); }
 
   // Host-memory caches only (the CPU backend's). Stores one position's key and value rows [row_width].
   void write(int64_t layer, int32_t block, int64_t slot, const float* key, const float* value);
@@ -58,13 +64,16 @@ class KvCache {
 
  private:
   int64_t offset(int32_t block, int64_t slot) const;  // bytes into a layer's rows
+  float* scales_of(const std::vector<Buffer>& rows, int64_t layer) const;
+  void write_fp8(const float* x, uint8_t* row, float* scales) const;  // x [row_width]
   const float* read(const std::vector<Buffer>& rows, int64_t layer, int32_t block, int64_t slot, float* scratch) const;
 
-  int64_t num_blocks_, block_size_, row_width_, row_bytes_;
+  int64_t num_blocks_, block_size_, row_width_, row_bytes_, kv_heads_, head_dim_;
+  int64_t scales_at_;  // FP8: bytes into a layer's buffer where its scales start, after the rows
   KvDType dtype_;
   Backend* backend_;
   uint64_t id_;
-  std::vector<Buffer> keys_, values_;  // [layers][num_blocks * block_size * row_bytes]
+  std::vector<Buffer> keys_, values_;  // [layers][num_blocks * block_size * row_bytes (+ FP8's scales)]
 };
 
 // One sequence in a private KvCache with blocks 0, 1, 2, ... in order: what the CLI's one-shot

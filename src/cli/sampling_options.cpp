@@ -67,12 +67,12 @@ void add_kv_dtype_option(CLI::App& cmd, std::optional<KvDType>& dtype) {
       [&dtype](const std::string& name) {
         KvDType parsed;
         if (!parse_kv_dtype(name, &parsed))
-          throw CLI::ValidationError("--kv-cache-dtype", "expected f32, bf16 or q8_0, got " + name);
+          throw CLI::ValidationError("--kv-cache-dtype", "expected f32, bf16, fp8 or q8_0, got " + name);
         dtype = parsed;
       },
       "how the KV cache stores keys and values: f32 (4 bytes a value), bf16 (2; the default on a GPU for models "
-      "that are not float32) or q8_0 (int8 blocks with a scale per 32 values, 1.06 bytes; CPU only); default f32 "
-      "on the CPU");
+      "that are not float32), fp8 (e4m3 with a float scale per position and head: 1.06 bytes at head_dim 64, "
+      "1.03 at 128) or q8_0 (int8 blocks with a scale per 32 values, 1.06 bytes; CPU only); default f32 on the CPU");
 }
 
 KvDType default_kv_dtype(const Backend& backend, const Model& model) {
@@ -85,7 +85,7 @@ EngineOptions engine_options(const EngineOptions& options, const KvPoolOptions& 
   const Backend& backend = ranks.backend(0);
   out.kv_dtype = pool.kv_dtype.value_or(default_kv_dtype(backend, ranks.model()));
   if (out.kv_dtype == KvDType::Q8_0 && backend.name() != "cpu") {
-    fail("--kv-cache-dtype q8_0 runs on the CPU only; the {} backend keeps keys and values in f32 or bf16",
+    fail("--kv-cache-dtype q8_0 runs on the CPU only; the {} backend keeps keys and values in f32, bf16 or fp8",
          backend.name());
   }
   double kv_cache_gib = pool.kv_cache_gib;

@@ -83,4 +83,35 @@ inline uint16_t float_to_f16(float f) {
   return static_cast<uint16_t>(sign | ((rounded - 0x38000000) >> 13));
 }
 
+// FP8 E4M3 (the "fn" variant of CUDA's __nv_fp8_e4m3: 1 sign, 4 exponent bits biased by 7, 3
+// mantissa bits; no infinities, 0x7f/0xff is NaN, 448 the largest value).
+inline float fp8_e4m3_to_float(uint8_t bits) {
+  const int exponent = (bits >> 3) & 0xf, mantissa = bits & 7;
+  float magnitude;
+  if (exponent == 0xf && mantissa == 7) {
+    magnitude = __builtin_nanf("");
+  } else if (exponent == 0) {
+    magnitude = static_cast<float>(mantissa) * 0.001953125f;  // 2^-9, the subnormal step
+  } else {
+    magnitude = __builtin_ldexpf(static_cast<float>(8 + mantissa), exponent - 10);
+  }
+  return bits & 0x80 ? -magnitude : magnitude;
+}
+
+// Round to nearest even, saturating to +-448 as CUDA's __nv_fp8_e4m3(float) does; NaN stays NaN.
+inline uint8_t float_to_fp8_e4m3(float f) {
+  const uint8_t sign = __builtin_signbit(f) ? 0x80 : 0;
+  const float magnitude = __builtin_fabsf(f);
+  if (__builtin_isnan(f)) return sign | 0x7f;
+  if (magnitude >= 448.0f) return sign | 0x7e;
+  if (magnitude < 0.015625f) {  // below 2^-6: subnormal steps of 2^-9 (8 steps reach the smallest normal, 0x08)
+    return static_cast<uint8_t>(sign | static_cast<uint8_t>(__builtin_rintf(magnitude * 512.0f)));
+  }
+  int exponent = 0;
+  __builtin_frexpf(magnitude, &exponent);  // magnitude = m * 2^exponent, m in [0.5, 1)
+  // The value in units of its exponent's mantissa step: [8, 16]; 16 carries into the next exponent.
+  const auto steps = static_cast<int>(__builtin_rintf(__builtin_ldexpf(magnitude, 4 - exponent)));
+  return static_cast<uint8_t>(sign | (((exponent + 6) << 3) + steps - 8));
+}
+
 }  // namespace nanoserve

@@ -283,8 +283,9 @@ TEST_F(CudaEngineTest, SixtyFourConcurrentRequestsDecodeAsAlone) {
 // the output, a weighted mean of values, is off by at most 2 * 2^-9 = 0.4% of the values' largest
 // magnitude: 5e-3. A wrong mask or tile misses by tens of percent. The batch-invariant backend keeps
 // the float32 kernels: 1e-5. Then a decoded token of each sequence (the float32 decode kernel). All
-// of it with a float32 cache and with a bf16 one: every backend then reads the same rounded keys and
-// values (the decode kernel its step's own key too), so the bounds stay.
+// of it with a float32 cache, a bf16 one and an fp8 one: every backend then reads the same rounded
+// keys and values (the decode kernel its step's own key too, scaled as the CPU scales it), so the
+// bounds stay.
 TEST(CudaBackend, PrefillAttentionOnTensorCoresMatchesTheCpu) {
   SKIP_WITHOUT_GPU();
   struct Case {
@@ -304,7 +305,7 @@ TEST(CudaBackend, PrefillAttentionOnTensorCoresMatchesTheCpu) {
   // of each (the decode kernel, which stores the step's own keys itself).
   const std::vector<std::vector<std::pair<int64_t, int64_t>>> steps = {
       {{0, 200}, {0, 130}}, {{200, 100}}, {{300, 1}, {130, 1}}};
-  for (const KvDType dtype : {KvDType::F32, KvDType::BF16}) {
+  for (const KvDType dtype : {KvDType::F32, KvDType::BF16, KvDType::FP8}) {
     for (const Case& c : {Case{8, 2, 64, 0, 0}, Case{4, 4, 128, 0, 0}, Case{4, 2, 32, 100, 0}, Case{6, 3, 96, 0, 30},
                           Case{4, 1, 16, 0, 0}, Case{4, 2, 16, 8, 0}}) {
       ModelConfig config = model.config;

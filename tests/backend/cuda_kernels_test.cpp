@@ -221,13 +221,15 @@ TEST(CudaKernels, DecodeAttentionRotatingItsInputsIsRopeThenAttention) {
           const DeviceArray partials_apart(partial_bytes), arrivals_apart(zeros);
           cuda::rope(q_apart.as<float>(), kHeads, k_apart.as<float>(), kKvHeads, tokens, head_dim, rotation, nullptr);
           cuda::attention(step, shape, q_apart.as<float>(), k_apart.as<float>(), v_dev.as<float>(), {},
-                          cuda::CacheType::F32, keys_apart.as<float>(), values_apart.as<float>(), out_apart.as<float>(),
+                          cuda::CacheType::F32, {keys_apart.as<float>(), values_apart.as<float>(), nullptr, nullptr},
+                          out_apart.as<float>(),
                           partitions, partials_apart.as<float>(), arrivals_apart.as<int>(), false, nullptr);
           // Fused: attention rotating q and the step's keys itself.
           const DeviceArray q_fused(q), k_fused(k), keys_fused(keys), values_fused(values), out_fused(out_bytes);
           const DeviceArray partials_fused(partial_bytes), arrivals_fused(zeros);
           cuda::attention(step, shape, q_fused.as<float>(), k_fused.as<float>(), v_dev.as<float>(), rotation,
-                          cuda::CacheType::F32, keys_fused.as<float>(), values_fused.as<float>(), out_fused.as<float>(),
+                          cuda::CacheType::F32, {keys_fused.as<float>(), values_fused.as<float>(), nullptr, nullptr},
+                          out_fused.as<float>(),
                           partitions, partials_fused.as<float>(), arrivals_fused.as<int>(), false, nullptr);
           ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
           EXPECT_TRUE(same_bits(out_fused.floats(), out_apart.floats())) << what << ": the outputs";

@@ -218,7 +218,7 @@ TEST(Cli, Q8KvCacheHoldsMoreBlocks) {
   EXPECT_TRUE(contains(r.err, "KV cache: 0.25 GiB q8_0, 7710 blocks of 16 tokens")) << r.err;
   r = run_cli({"generate", "-p", "x", "--kv-cache-dtype", "q4_0"});
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_TRUE(contains(r.err, "--kv-cache-dtype: expected f32, bf16 or q8_0, got q4_0")) << r.err;
+  EXPECT_TRUE(contains(r.err, "--kv-cache-dtype: expected f32, bf16, fp8 or q8_0, got q4_0")) << r.err;
 }
 
 // bf16 rows take half of f32's: twice the blocks (f32: 2048), on the CPU as on a GPU.

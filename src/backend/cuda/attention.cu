@@ -1,4 +1,4 @@
-// Attention over the paged cache (float32 or bfloat16 elements, C), in float32.
+// Attention over the paged cache (float32, bfloat16 or scaled FP8 elements, C), in float32.
 // Decode (a few queries per sequence): one block per (query token, KV head) holds the queries of
 // that KV head's group, one warp each, so the group reads each key and value row once (into shared
 // memory, 32 at a time). A warp scores 32 keys at a time, a key per lane, and folds them into an
@@ -17,15 +17,28 @@
 namespace nanoserve::cuda {
 namespace {
 
+// One block per token, a warp per KV head in turn.
 template <typename C>
-__global__ void write_kv_kernel(StepArrays step, const float* k, const float* v, int64_t kv_dim, C* keys, C* values) {
+__global__ void write_kv_kernel(StepArrays step, const float* k, const float* v, int64_t kv_heads, int64_t head_dim,
+                                CacheRows<C> rows) {
   wait_for_inputs();
-  const int64_t t = blockIdx.x;
+  const int64_t t = blockIdx.x, kv_dim = kv_heads * head_dim;
   const int64_t row =
       cache_row(step.block_tables + step.table_of_token[t], static_cast<int>(step.block_size), step.positions[t]);
-  for (int64_t i = threadIdx.x; i < kv_dim; i += blockDim.x) {
-    keys[row * kv_dim + i] = to_cache<C>(k[t * kv_dim + i]);
-    values[row * kv_dim + i] = to_cache<C>(v[t * kv_dim + i]);
+  const int hd = static_cast<int>(head_dim), lane = threadIdx.x % 32;
+  for (int64_t h = threadIdx.x / 32; h < kv_heads; h += blockDim.x / 32) {
+    const float* key = k + t * kv_dim + h * head_dim;
+    const float* value = v + t * kv_dim + h * head_dim;
+    const float key_scale = head_scale<C>(hd, [&](int d) { return key[d]; });
+    const float value_scale = head_scale<C>(hd, [&](int d) { return value[d]; });
+    for (int d = lane; d < hd; d += 32) {
+      rows.keys[row * kv_dim + h * head_dim + d] = to_cache<C>(key[d], key_scale);
+      rows.values[row * kv_dim + h * head_dim + d] = to_cache<C>(value[d], value_scale);
+    }
+    if (kScaled<C> && lane == 0) {
+      rows.key_scales[row * kv_heads + h] = key_scale;
+      rows.value_scales[row * kv_heads + h] = value_scale;
+    }
   }
 }
 
@@ -137,7 +150,7 @@ struct DecodeTiles {
 // are then staged before wait_for_inputs, overlapping the kernel before. With a `rotation`
 // (fresh steps only), q and the fresh key are rotated as they are read.
 template <int S, typename C>
-__global__ void attention_kernel(StepArrays step, AttentionShape shape, const float* q, C* keys, C* values, float* out,
+__global__ void attention_kernel(StepArrays step, AttentionShape shape, const float* q, CacheRows<C> rows, float* out,
                                  float* partials, int* arrivals, FreshKv fresh, Rotation rotation) {
   using Tiles = DecodeTiles<S>;
   constexpr int kValues = 2 * S, kWidth = Tiles::kWidth, kKeyStride = Tiles::kKeyStride;
@@ -160,23 +173,57 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
   const bool holds_fresh = fresh.k && begin <= pos / kKeyTile && pos / kKeyTile < end;
 
   // Chunk c's cache rows, zero outside [first, pos]; with `fresh`, all but the row of pos (add_fresh's).
+  // Each key's cache row (-1: none) and, for FP8, its scales are looked up once, by a thread each,
+  // and the next chunk's as soon as this one's are out: their loads overlap this chunk's.
+  struct Lookup {
+    int row = -1;
+    float key_scale = 1, value_scale = 1;
+  };
+  const auto look_up = [&](int c) {
+    Lookup found;
+    const int p = c * kKeyTile + static_cast<int>(threadIdx.x);
+    if (threadIdx.x < kKeyTile && p >= first && p <= pos && !(fresh.k && p == pos)) {
+      found.row = cache_row(table, block_size, p);
+      if constexpr (kScaled<C>) {
+        found.key_scale = rows.key_scales[found.row * shape.kv_heads + kv_head];
+        found.value_scale = rows.value_scales[found.row * shape.kv_heads + kv_head];
+      }
+    }
+    return found;
+  };
+  __shared__ int chunk_rows[kKeyTile];
+  __shared__ float key_scales[kKeyTile], value_scales[kKeyTile];
+  Lookup next;
   const auto stage = [&](int c) {
+    if (threadIdx.x < kKeyTile) {
+      chunk_rows[threadIdx.x] = next.row;
+      key_scales[threadIdx.x] = next.key_scale;
+      value_scales[threadIdx.x] = next.value_scale;
+    }
+    __syncthreads();
+    if (c + 1 < end) next = look_up(c + 1);
     for (int i = threadIdx.x; i < kKeyTile * kWidth / 4; i += blockDim.x) {
-      const int j = i / (kWidth / 4), d = i % (kWidth / 4) * 4, p = c * kKeyTile + j;
-      if (fresh.k && p == pos) continue;
+      const int j = i / (kWidth / 4), d = i % (kWidth / 4) * 4, row = chunk_rows[j];
+      if (fresh.k && c * kKeyTile + j == pos) continue;
       float4 key = make_float4(0, 0, 0, 0), value = key;
-      if (p >= first && p <= pos && d < hd) {
-        const int64_t row = cache_row(table, block_size, p) * kv_dim + head_offset;
-        key = load4_padded(keys + row, d, hd);
-        value = load4_padded(values + row, d, hd);
+      if (row >= 0 && d < hd) {
+        const int64_t at = static_cast<int64_t>(row) * kv_dim + head_offset;
+        key = scaled<C>(load4_padded(rows.keys + at, d, hd), key_scales, j);
+        value = scaled<C>(load4_padded(rows.values + at, d, hd), value_scales, j);
       }
       *reinterpret_cast<float4*>(tiles.keys + j * kKeyStride + d) = key;
       *reinterpret_cast<float4*>(tiles.values + j * kWidth + d) = value;
     }
   };
-  if (begin < end && fresh.k) stage(begin);
+  if (begin < end && fresh.k) {
+    next = look_up(begin);
+    stage(begin);
+  }
   wait_for_inputs();
-  if (begin < end && !fresh.k) stage(begin);
+  if (begin < end && !fresh.k) {
+    next = look_up(begin);  // the step's own rows, stored by write_kv_kernel before this
+    stage(begin);
+  }
   const int half = static_cast<int>(rotation.rotary_dim / 2);
   const float* cos = rotation.cos ? rotation.cos + t * half : nullptr;
   const float* sin = rotation.sin ? rotation.sin + t * half : nullptr;
@@ -186,19 +233,29 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
   const float* q_row = q + (t * shape.heads + head) * hd;
   for (int d = lane; d < kWidth; d += 32) tiles.query[d] = d < hd ? read(q_row, d) : 0.0f;
   // This step's own key and value: into the tiles (the chunk of pos is then staged) and the cache,
-  // rounded as the cache holds them, so that later steps read what this one used.
+  // rounded as the cache holds them, so that later steps read what this one used. Every warp
+  // finds the head's scales itself (the same), so none waits for another.
   const auto add_fresh = [&] {
     const int j = pos % kKeyTile;
-    const int64_t row = cache_row(table, block_size, pos) * kv_dim + head_offset;
+    const int64_t row = cache_row(table, block_size, pos);
+    const auto key_at = [&](int d) { return read(fresh.k + t * kv_dim + head_offset, d); };
+    const auto value_at = [&](int d) { return fresh.v[t * kv_dim + head_offset + d]; };
+    const float key_scale = head_scale<C>(hd, key_at), value_scale = head_scale<C>(hd, value_at);
     for (int d = threadIdx.x; d < kWidth; d += blockDim.x) {
-      const float key = d < hd ? as_cached<C>(read(fresh.k + t * kv_dim + head_offset, d)) : 0.0f;
-      const float value = d < hd ? as_cached<C>(fresh.v[t * kv_dim + head_offset + d]) : 0.0f;
+      float key = 0, value = 0;
+      if (d < hd) {
+        const C k = to_cache<C>(key_at(d), key_scale), v = to_cache<C>(value_at(d), value_scale);
+        rows.keys[row * kv_dim + head_offset + d] = k;
+        rows.values[row * kv_dim + head_offset + d] = v;
+        key = scaled<C>(to_float(k), &key_scale, 0);
+        value = scaled<C>(to_float(v), &value_scale, 0);
+      }
       tiles.keys[j * kKeyStride + d] = key;
       tiles.values[j * kWidth + d] = value;
-      if (d < hd) {
-        keys[row + d] = to_cache<C>(key);
-        values[row + d] = to_cache<C>(value);
-      }
+    }
+    if (kScaled<C> && threadIdx.x == 0) {
+      rows.key_scales[row * shape.kv_heads + kv_head] = key_scale;
+      rows.value_scales[row * shape.kv_heads + kv_head] = value_scale;
     }
   };
 
@@ -277,8 +334,7 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
 // query and output.
 template <int S, typename C>
 __global__ void __launch_bounds__(kQueryTile* S)
-    tiled_attention_kernel(StepArrays step, AttentionShape shape, const float* q, const C* keys, const C* values,
-                           float* out) {
+    tiled_attention_kernel(StepArrays step, AttentionShape shape, const float* q, CacheRows<C> rows, float* out) {
   // Keys then values, [kKeyTile, 64 * S] each: rows padded with zeros to whole 64-dim slices, so
   // that every loop over a slice has a fixed length and the arrays below stay in registers.
   extern __shared__ float staged[];
@@ -312,9 +368,9 @@ __global__ void __launch_bounds__(kQueryTile* S)
       const int j = i / kStride, d = i % kStride;
       float key = 0, value = 0;  // padding, and rows past the last key (never stale: 0 * NaN is NaN)
       if (j < keys_here && d < hd) {
-        const int64_t row = cache_row(table, block_size, k0 + j);
-        key = to_float(keys[row * kv_dim + kv_head * hd + d]);
-        value = to_float(values[row * kv_dim + kv_head * hd + d]);
+        const int64_t row = cache_row(table, block_size, k0 + j), scale_at = row * shape.kv_heads + kv_head;
+        key = scaled<C>(to_float(rows.keys[row * kv_dim + kv_head * hd + d]), rows.key_scales, scale_at);
+        value = scaled<C>(to_float(rows.values[row * kv_dim + kv_head * hd + d]), rows.value_scales, scale_at);
       }
       k_tile[i] = key;
       v_tile[i] = value;
@@ -356,18 +412,18 @@ __global__ void __launch_bounds__(kQueryTile* S)
 }
 
 template <int S, typename C>
-void launch_tiled(const StepArrays& step, const AttentionShape& shape, const float* q, const C* keys, const C* values,
+void launch_tiled(const StepArrays& step, const AttentionShape& shape, const float* q, const CacheRows<C>& rows,
                   float* out, cudaStream_t stream) {
   const size_t shared = 2 * kKeyTile * 64 * S * sizeof(float);
   cudaFuncSetAttribute(tiled_attention_kernel<S, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                        static_cast<int>(shared));
   const dim3 grid(static_cast<unsigned>(step.tile_count), static_cast<unsigned>(shape.heads));
   launch(tiled_attention_kernel<S, C>, grid, static_cast<unsigned>(kQueryTile * S), shared, stream, step, shape, q,
-         keys, values, out);
+         rows, out);
 }
 
 template <int S, typename C>
-void launch_decode(const StepArrays& step, const AttentionShape& shape, const float* q, C* key_rows, C* value_rows,
+void launch_decode(const StepArrays& step, const AttentionShape& shape, const float* q, const CacheRows<C>& rows,
                    float* out, int partitions, float* partials, int* arrivals, FreshKv fresh, const Rotation& rotation,
                    cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(step.singles), static_cast<unsigned>(shape.kv_heads),
@@ -375,46 +431,48 @@ void launch_decode(const StepArrays& step, const AttentionShape& shape, const fl
   const int group = static_cast<int>(shape.heads / shape.kv_heads);
   const size_t shared = DecodeTiles<S>::bytes(group);
   cudaFuncSetAttribute(attention_kernel<S, C>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
-  launch(attention_kernel<S, C>, grid, group * 32, shared, stream, step, shape, q, key_rows, value_rows, out, partials,
-         arrivals, fresh, rotation);
+  launch(attention_kernel<S, C>, grid, group * 32, shared, stream, step, shape, q, rows, out, partials, arrivals, fresh,
+         rotation);
 }
 
 // Every kernel of a step over a cache of element type C.
 template <typename C>
 void attend(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
-            const Rotation& rotation, C* key_rows, C* value_rows, float* out, int partitions, float* partials,
+            const Rotation& rotation, const CacheRows<C>& rows, float* out, int partitions, float* partials,
             int* arrivals, bool tensor_cores, cudaStream_t stream) {
-  const int64_t kv_dim = shape.kv_heads * shape.head_dim;
   // Steps of one token per sequence store their keys and values, rotated, in the attention kernel.
   FreshKv fresh;
   if (step.one_token_slices) {
     fresh = {k, v};
   } else {
-    launch(write_kv_kernel<C>, static_cast<unsigned>(step.tokens), 128, 0, stream, step, k, v, kv_dim, key_rows,
-           value_rows);
+    launch(write_kv_kernel<C>, static_cast<unsigned>(step.tokens), 128, 0, stream, step, k, v, shape.kv_heads,
+           shape.head_dim, rows);
   }
   if (step.tile_count > 0 && tensor_cores && flash_attention_fits(shape)) {
-    flash_attention<C>(step, shape, q, key_rows, value_rows, out, stream);
+    flash_attention<C>(step, shape, q, rows, out, stream);
   } else if (step.tile_count > 0) {
     if (shape.head_dim <= 64) {
-      launch_tiled<1, C>(step, shape, q, key_rows, value_rows, out, stream);
+      launch_tiled<1, C>(step, shape, q, rows, out, stream);
     } else if (shape.head_dim <= 128) {
-      launch_tiled<2, C>(step, shape, q, key_rows, value_rows, out, stream);
+      launch_tiled<2, C>(step, shape, q, rows, out, stream);
     } else {
-      launch_tiled<4, C>(step, shape, q, key_rows, value_rows, out, stream);
+      launch_tiled<4, C>(step, shape, q, rows, out, stream);
     }
   }
   if (step.singles == 0) return;
   if (shape.head_dim <= 64) {
-    launch_decode<1, C>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation,
-                        stream);
+    launch_decode<1, C>(step, shape, q, rows, out, partitions, partials, arrivals, fresh, rotation, stream);
   } else if (shape.head_dim <= 128) {
-    launch_decode<2, C>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation,
-                        stream);
+    launch_decode<2, C>(step, shape, q, rows, out, partitions, partials, arrivals, fresh, rotation, stream);
   } else {
-    launch_decode<4, C>(step, shape, q, key_rows, value_rows, out, partitions, partials, arrivals, fresh, rotation,
-                        stream);
+    launch_decode<4, C>(step, shape, q, rows, out, partitions, partials, arrivals, fresh, rotation, stream);
   }
+}
+
+// The layer's rows as elements of C.
+template <typename C>
+CacheRows<C> typed(const CacheRows<void>& rows) {
+  return {static_cast<C*>(rows.keys), static_cast<C*>(rows.values), rows.key_scales, rows.value_scales};
 }
 
 }  // namespace
@@ -425,15 +483,16 @@ int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors) {
 }
 
 void attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
-               const Rotation& rotation, CacheType cache, void* key_rows, void* value_rows, float* out, int partitions,
+               const Rotation& rotation, CacheType cache, const CacheRows<void>& rows, float* out, int partitions,
                float* partials, int* arrivals, bool tensor_cores, cudaStream_t stream) {
   if (step.tokens == 0) return;
-  if (cache == CacheType::BF16) {
-    attend(step, shape, q, k, v, rotation, static_cast<__nv_bfloat16*>(key_rows),
-           static_cast<__nv_bfloat16*>(value_rows), out, partitions, partials, arrivals, tensor_cores, stream);
-  } else {
-    attend(step, shape, q, k, v, rotation, static_cast<float*>(key_rows), static_cast<float*>(value_rows), out,
-           partitions, partials, arrivals, tensor_cores, stream);
+  const auto run = [&](const auto& typed_rows) {
+    attend(step, shape, q, k, v, rotation, typed_rows, out, partitions, partials, arrivals, tensor_cores, stream);
+  };
+  switch (cache) {
+    case CacheType::F32: return run(typed<float>(rows));
+    case CacheType::BF16: return run(typed<__nv_bfloat16>(rows));
+    case CacheType::FP8: return run(typed<Fp8>(rows));
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 #include <cstdlib>
 #include <string_view>
@@ -18,20 +19,23 @@ namespace nanoserve::cuda {
 __device__ inline float to_float(float x) { return x; }
 __device__ inline float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ inline float to_float(__half x) { return __half2float(x); }
+using Fp8 = __nv_fp8_e4m3;
+__device__ inline float to_float(Fp8 x) { return static_cast<float>(x); }
 
-// A KV cache element, float or bfloat16 (CacheType): a value as the cache stores it, and four
-// consecutive elements as floats (p 4-element aligned).
+// A KV cache element, float, bfloat16 or FP8 (CacheType): a value as the cache stores it, and four
+// consecutive elements as floats (p 4-element aligned). FP8 elements are scaled (kScaled): x is
+// the value over its head's scale.
+template <typename C>
+constexpr bool kScaled = std::is_same_v<C, Fp8>;
 template <typename C>
 __device__ inline C to_cache(float x) {
   if constexpr (std::is_same_v<C, float>) {
     return x;
+  } else if constexpr (kScaled<C>) {
+    return Fp8(x);  // round to nearest even, saturating at 448
   } else {
     return __float2bfloat16(x);
   }
-}
-template <typename C>
-__device__ inline float as_cached(float x) {
-  return to_float(to_cache<C>(x));
 }
 __device__ inline float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
 __device__ inline float4 load4(const __nv_bfloat16* p) {
@@ -39,6 +43,55 @@ __device__ inline float4 load4(const __nv_bfloat16* p) {
   const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.x));
   const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&u.y));
   return make_float4(a.x, a.y, b.x, b.y);
+}
+__device__ inline float4 load4(const Fp8* p) {
+  return static_cast<float4>(*reinterpret_cast<const __nv_fp8x4_e4m3*>(p));
+}
+
+// An FP8 head's scale from its largest magnitude (backend/kv_cache.cpp's fp8_scale).
+__device__ inline float fp8_scale(float largest) { return largest > 0 ? __fdiv_rn(largest, 448.0f) : 1.0f; }
+
+// Element values times their head's scale (FP8); unchanged for the unscaled types.
+template <typename C>
+__device__ inline float4 scaled(float4 v, const float* scales, int64_t at) {
+  if constexpr (kScaled<C>) {
+    const float s = scales[at];
+    return make_float4(__fmul_rn(v.x, s), __fmul_rn(v.y, s), __fmul_rn(v.z, s), __fmul_rn(v.w, s));
+  } else {
+    return v;
+  }
+}
+template <typename C>
+__device__ inline float scaled(float v, const float* scales, int64_t at) {
+  if constexpr (kScaled<C>) {
+    return __fmul_rn(v, scales[at]);
+  } else {
+    return v;
+  }
+}
+
+// The scale of a head's values, value(d) for d in [0, hd), as the cache would store them (1 for
+// the unscaled types), computed by the calling warp; warps that call it for the same values get
+// the same scale.
+template <typename C, typename Value>
+__device__ inline float head_scale(int hd, Value value) {
+  if constexpr (kScaled<C>) {
+    float largest = 0;
+    for (int d = threadIdx.x % 32; d < hd; d += 32) largest = fmaxf(largest, fabsf(value(d)));
+    for (int offset = 16; offset > 0; offset /= 2) largest = fmaxf(largest, __shfl_xor_sync(0xffffffffu, largest, offset));
+    return fp8_scale(largest);
+  } else {
+    return 1.0f;
+  }
+}
+// x as the cache stores it under its head's `scale`.
+template <typename C>
+__device__ inline C to_cache(float x, float scale) {
+  if constexpr (kScaled<C>) {
+    return to_cache<C>(__fdiv_rn(x, scale));
+  } else {
+    return to_cache<C>(x);
+  }
 }
 
 __device__ inline float activation(ActType act, float x) {

@@ -591,7 +591,7 @@ void CudaBackend::gated_linear(const float* x, int64_t rows, const Linear& gate,
 void CudaBackend::attend(int64_t layer, const float* q, const float* k, const float* v, const AttentionParams& params,
                          const cuda::Rotation& rotation, KvCache& cache, float* out) {
   if (cache.dtype() == KvDType::Q8_0)
-    fail("the cuda backend keeps keys and values in f32 or bf16; --kv-cache-dtype q8_0 is CPU-only");
+    fail("the cuda backend keeps keys and values in f32, bf16 or fp8; --kv-cache-dtype q8_0 is CPU-only");
   if (params.head_dim > 256) fail("the cuda backend's attention handles head_dim up to 256, not {}", params.head_dim);
   if (params.heads / params.kv_heads > 32)
     fail("the cuda backend's attention handles up to 32 query heads per KV head");
@@ -608,9 +608,12 @@ void CudaBackend::attend(int64_t layer, const float* q, const float* k, const fl
     partials = floats(step.singles * params.heads * partitions *
                       (params.head_dim + 2));  // [singles, heads, partitions, head_dim + 2]
   }
-  const auto type = cache.dtype() == KvDType::BF16 ? cuda::CacheType::BF16 : cuda::CacheType::F32;
-  cuda::attention(step, shape, q, k, v, rotation, type, cache.keys(layer), cache.values(layer), out, partitions,
-                  partials.floats(),
+  const auto type = cache.dtype() == KvDType::BF16  ? cuda::CacheType::BF16
+                    : cache.dtype() == KvDType::FP8 ? cuda::CacheType::FP8
+                                                    : cuda::CacheType::F32;
+  const cuda::CacheRows<void> rows{cache.keys(layer), cache.values(layer), cache.key_scales(layer),
+                                   cache.value_scales(layer)};
+  cuda::attention(step, shape, q, k, v, rotation, type, rows, out, partitions, partials.floats(),
                   static_cast<int*>(attention_arrivals_.data()), tensor_core_attention_, stream_);
   launched("attention");
 }

@@ -93,11 +93,14 @@ __device__ inline void stage_queries(__nv_bfloat16* dst, __nv_bfloat16* low, Row
 }
 
 // The tile's keys and values, [kKeys][D] each from their cache rows (`rows[j]`, -1: zeros past
-// the last key; `offset` selects the head): keys split into k_dst and k_low, values rounded to
-// bf16 into v_dst. Each pass loads up to 8 float4 of each before storing them.
+// the last key) of KV head `kv_head`, times their scales (FP8; `scales` [2][kKeys], keys' then
+// values'): keys split into k_dst and k_low, values rounded to bf16 into v_dst. Each pass loads up to
+// 8 float4 of each before storing them.
 template <int D, typename C>
-__device__ inline void stage_keys(__nv_bfloat16* k_dst, __nv_bfloat16* k_low, __nv_bfloat16* v_dst, const C* keys,
-                                  const C* values, const int* rows, int kv_dim, int offset) {
+__device__ inline void stage_keys(__nv_bfloat16* k_dst, __nv_bfloat16* k_low, __nv_bfloat16* v_dst,
+                                  const CacheRows<C>& cache, const int* rows, const float* scales, int kv_heads,
+                                  int kv_head) {
+  const int kv_dim = kv_heads * D, offset = kv_head * D;
   constexpr int kChunks = D / 4, kThreads = 32 * kWarps, kEach = kKeys * kChunks / kThreads;
   constexpr int kPass = D >= 96 ? 4 : kEach;  // fewer at once for wide heads, whose registers are fuller
   static_assert(kEach % kPass == 0);
@@ -108,8 +111,8 @@ __device__ inline void stage_keys(__nv_bfloat16* k_dst, __nv_bfloat16* k_low, __
     for (int e = 0; e < kPass; ++e) {
       const int i = threadIdx.x + (first + e) * kThreads, row = rows[i / kChunks];
       const int64_t at = static_cast<int64_t>(row) * kv_dim + offset + 4 * (i % kChunks);
-      k[e] = row >= 0 ? load4(keys + at) : make_float4(0, 0, 0, 0);
-      v[e] = row >= 0 ? load4(values + at) : make_float4(0, 0, 0, 0);
+      k[e] = row >= 0 ? scaled<C>(load4(cache.keys + at), scales, i / kChunks) : make_float4(0, 0, 0, 0);
+      v[e] = row >= 0 ? scaled<C>(load4(cache.values + at), scales + kKeys, i / kChunks) : make_float4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int e = 0; e < kPass; ++e) {
@@ -134,10 +137,10 @@ __device__ inline const __nv_bfloat16* fragment_row(const __nv_bfloat16* base, i
 
 template <int D, typename C>
 __global__ void __launch_bounds__(32 * kWarps)
-    flash_attention_kernel(StepArrays step, AttentionShape shape, const float* q, const C* keys, const C* values,
-                           float* out) {
+    flash_attention_kernel(StepArrays step, AttentionShape shape, const float* q, CacheRows<C> cache, float* out) {
   extern __shared__ __align__(16) unsigned char shared_raw[];
-  __shared__ int key_rows[kKeys];  // the cache row of each key of the tile
+  __shared__ int key_rows[kKeys];          // the cache row of each key of the tile
+  __shared__ float key_scales[2][kKeys];  // FP8: each key's scale, then each value's
   wait_for_inputs();
   auto* q_tile = reinterpret_cast<__nv_bfloat16*>(shared_raw);  // [kRows][kStride], then the remainders
   __nv_bfloat16* q_low = q_tile + kRows * kStride<D>;
@@ -149,7 +152,6 @@ __global__ void __launch_bounds__(32 * kWarps)
   const int first_token = step.tiles[2 * tile], count = step.tiles[2 * tile + 1];
   const int heads = static_cast<int>(shape.heads), head = static_cast<int>(blockIdx.y);
   const int kv_head = head / (heads / static_cast<int>(shape.kv_heads));
-  const int kv_dim = static_cast<int>(shape.kv_heads) * D;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int first_pos = step.positions[first_token], last_pos = first_pos + count - 1;
   const int32_t* table = step.block_tables + step.table_of_token[first_token];
@@ -182,11 +184,17 @@ __global__ void __launch_bounds__(32 * kWarps)
     const int keys_here = min(kKeys, last_pos - k0 + 1);
     __syncthreads();  // every warp is done with the previous tile
     if (threadIdx.x < kKeys) {
-      key_rows[threadIdx.x] =
+      const int row =
           static_cast<int>(threadIdx.x) < keys_here ? cache_row(table, block_size, k0 + threadIdx.x) : -1;
+      key_rows[threadIdx.x] = row;
+      if (kScaled<C> && row >= 0) {
+        key_scales[0][threadIdx.x] = cache.key_scales[static_cast<int64_t>(row) * shape.kv_heads + kv_head];
+        key_scales[1][threadIdx.x] = cache.value_scales[static_cast<int64_t>(row) * shape.kv_heads + kv_head];
+      }
     }
     __syncthreads();
-    stage_keys<D, C>(k_tile, k_low, v_tile, keys, values, key_rows, kv_dim, kv_head * D);
+    stage_keys<D, C>(k_tile, k_low, v_tile, cache, key_rows, key_scales[0], static_cast<int>(shape.kv_heads),
+                     kv_head);
     __syncthreads();
     if (k0 > warp_last_pos || k0 + kKeys <= warp_first_start) continue;  // every key masked for this warp
 
@@ -278,13 +286,13 @@ __global__ void __launch_bounds__(32 * kWarps)
 }
 
 template <int D, typename C>
-void launch_head_dim(const StepArrays& step, const AttentionShape& shape, const float* q, const C* keys,
-                     const C* values, float* out, cudaStream_t stream) {
+void launch_head_dim(const StepArrays& step, const AttentionShape& shape, const float* q, const CacheRows<C>& cache,
+                     float* out, cudaStream_t stream) {
   constexpr size_t shared = shared_bytes<D>();
   cudaFuncSetAttribute(flash_attention_kernel<D, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                        static_cast<int>(shared));
   const dim3 grid(static_cast<unsigned>(step.tile_count), static_cast<unsigned>(shape.heads));
-  launch(flash_attention_kernel<D, C>, grid, 32 * kWarps, shared, stream, step, shape, q, keys, values, out);
+  launch(flash_attention_kernel<D, C>, grid, 32 * kWarps, shared, stream, step, shape, q, cache, out);
 }
 
 }  // namespace
@@ -301,21 +309,23 @@ bool flash_attention_fits(const AttentionShape& shape) {
 }
 
 template <typename C>
-void flash_attention(const StepArrays& step, const AttentionShape& shape, const float* q, const C* keys,
-                     const C* values, float* out, cudaStream_t stream) {
+void flash_attention(const StepArrays& step, const AttentionShape& shape, const float* q, const CacheRows<C>& cache,
+                     float* out, cudaStream_t stream) {
   switch (shape.head_dim) {
-    case 16: return launch_head_dim<16, C>(step, shape, q, keys, values, out, stream);
-    case 32: return launch_head_dim<32, C>(step, shape, q, keys, values, out, stream);
-    case 64: return launch_head_dim<64, C>(step, shape, q, keys, values, out, stream);
-    case 96: return launch_head_dim<96, C>(step, shape, q, keys, values, out, stream);
-    case 128: return launch_head_dim<128, C>(step, shape, q, keys, values, out, stream);
+    case 16: return launch_head_dim<16, C>(step, shape, q, cache, out, stream);
+    case 32: return launch_head_dim<32, C>(step, shape, q, cache, out, stream);
+    case 64: return launch_head_dim<64, C>(step, shape, q, cache, out, stream);
+    case 96: return launch_head_dim<96, C>(step, shape, q, cache, out, stream);
+    case 128: return launch_head_dim<128, C>(step, shape, q, cache, out, stream);
     default: break;
   }
 }
 
-template void flash_attention<float>(const StepArrays&, const AttentionShape&, const float*, const float*, const float*,
+template void flash_attention<float>(const StepArrays&, const AttentionShape&, const float*, const CacheRows<float>&,
                                      float*, cudaStream_t);
 template void flash_attention<__nv_bfloat16>(const StepArrays&, const AttentionShape&, const float*,
-                                             const __nv_bfloat16*, const __nv_bfloat16*, float*, cudaStream_t);
+                                             const CacheRows<__nv_bfloat16>&, float*, cudaStream_t);
+template void flash_attention<Fp8>(const StepArrays&, const AttentionShape&, const float*, const CacheRows<Fp8>&, float*,
+                                   cudaStream_t);
 
 }  // namespace nanoserve::cuda

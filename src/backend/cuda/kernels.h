@@ -156,9 +156,21 @@ struct AttentionShape {
 constexpr int64_t kMaxPartitions = 16;
 int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors);
 
-// How the KV cache holds keys and values: float32, or bfloat16 (half the memory; each value rounded
-// once as stored, and every kernel reads it as stored: a decode step's own key too).
-enum class CacheType { F32, BF16 };
+// How the KV cache holds keys and values: float32, bfloat16 (half the memory) or FP8 E4M3 with a
+// float scale per position and head (a quarter, and the scales), the head's largest magnitude
+// mapped to 448 (as backend/kv_cache.cpp does on the CPU). Each value is rounded once as stored, and
+// every kernel reads it as stored: a decode step's own key too.
+enum class CacheType { F32, BF16, FP8 };
+
+// One layer of the cache: keys and values [positions, kv_heads * head_dim] of C; for FP8, each
+// row's scales [positions, kv_heads] (a head's values are its elements times its scale).
+template <typename C>
+struct CacheRows {
+  C* keys;
+  C* values;
+  float* key_scales;
+  float* value_scales;
+};
 
 // Stores k, v [tokens, kv_heads * head_dim] at their slots of the layer's rows (of `cache` type), then
 // attends each query of q [tokens, heads * head_dim] over its sequence's keys into out. Short
@@ -169,14 +181,14 @@ enum class CacheType { F32, BF16 };
 // slice length (batch-invariant). A `rotation`, for steps of one-token slices only, rotates q and
 // k as rope() would, as the kernel reads them (q and k are left as they were).
 void attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
-               const Rotation& rotation, CacheType cache, void* key_rows, void* value_rows, float* out, int partitions,
+               const Rotation& rotation, CacheType cache, const CacheRows<void>& rows, float* out, int partitions,
                float* partials, int* arrivals, bool tensor_cores, cudaStream_t stream);
 
 // The step's tiles (long slices) attended on the tensor cores, q, k and v rounded to bf16: for
 // head_dim 16, 32, 64, 96 or 128.
 bool flash_attention_fits(const AttentionShape& shape);
 template <typename C>
-void flash_attention(const StepArrays& step, const AttentionShape& shape, const float* q, const C* keys,
-                     const C* values, float* out, cudaStream_t stream);
+void flash_attention(const StepArrays& step, const AttentionShape& shape, const float* q, const CacheRows<C>& rows,
+                     float* out, cudaStream_t stream);
 
 }  // namespace nanoserve::cuda
