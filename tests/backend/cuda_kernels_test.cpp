@@ -163,6 +163,44 @@ TEST(CudaKernels, AddNormGivesTheBitsOfAddThenNorm) {
   }
 }
 
+// The argmax of each row against the host's, the lowest index among equal maxima: rows of widths
+// that are and are not whole float4s (an odd width also misaligns every other row), a vocabulary's
+// width, maxima repeated across the threads' columns, and a mask allowing every third column.
+TEST(CudaKernels, ArgmaxRowsPicksTheFirstLargestAllowedColumn) {
+  if (!gpu_usable()) GTEST_SKIP() << "no CUDA GPU here";
+  std::mt19937 rng(21);
+  for (const int64_t cols : {1, 37, 1000, 4097, 128256}) {
+    for (const bool masked : {false, true}) {
+      constexpr int64_t kRows = 5;
+      std::vector<float> x = normal_floats(kRows * cols, 1.0f, rng);
+      for (int64_t r = 0; r < kRows; ++r) {  // the row's maximum again at scattered later columns
+        const auto row = x.begin() + r * cols;
+        const float top = *std::max_element(row, row + cols) + 1.0f;
+        for (int64_t c = r; c < cols; c += 7 + r * 977) row[c] = top;
+      }
+      const int64_t words = (cols + 63) / 64;
+      std::vector<uint64_t> bits(static_cast<size_t>(kRows * words), 0);
+      std::vector<int32_t> expected(kRows, -1);
+      for (int64_t r = 0; r < kRows; ++r) {
+        for (int64_t c = 0; c < cols; ++c) {
+          if (masked && (c + r) % 3 != 0) continue;
+          bits[static_cast<size_t>(r * words + c / 64)] |= uint64_t{1} << (c % 64);
+          const float v = x[static_cast<size_t>(r * cols + c)];
+          int32_t& best = expected[static_cast<size_t>(r)];
+          if (best < 0 || v > x[static_cast<size_t>(r * cols + best)]) best = static_cast<int32_t>(c);
+        }
+      }
+      const DeviceArray x_dev(x), bits_dev(bits), out(static_cast<size_t>(kRows) * sizeof(int32_t));
+      cuda::argmax_rows(x_dev.as<float>(), kRows, cols, masked ? bits_dev.as<uint64_t>() : nullptr, out.as<int32_t>(),
+                        nullptr);
+      std::vector<int32_t> picked(kRows);
+      ASSERT_EQ(cudaMemcpy(picked.data(), out.as<int32_t>(), picked.size() * sizeof(int32_t), cudaMemcpyDeviceToHost),
+                cudaSuccess);
+      EXPECT_EQ(picked, expected) << cols << " columns" << (masked ? ", masked" : "");
+    }
+  }
+}
+
 // A decode step's attention with RoPE in the kernel against the rope kernel then attention: the
 // same bits in the output and in the cache rows it stores, for rotate-half and interleaved pairs,
 // partial rotary, one and several partitions, and head_dim 64 and 128 (S = 1, 2).
@@ -222,15 +260,15 @@ TEST(CudaKernels, DecodeAttentionRotatingItsInputsIsRopeThenAttention) {
           cuda::rope(q_apart.as<float>(), kHeads, k_apart.as<float>(), kKvHeads, tokens, head_dim, rotation, nullptr);
           cuda::attention(step, shape, q_apart.as<float>(), k_apart.as<float>(), v_dev.as<float>(), {},
                           cuda::CacheType::F32, {keys_apart.as<float>(), values_apart.as<float>(), nullptr, nullptr},
-                          out_apart.as<float>(),
-                          partitions, partials_apart.as<float>(), arrivals_apart.as<int>(), false, nullptr);
+                          out_apart.as<float>(), partitions, partials_apart.as<float>(), arrivals_apart.as<int>(),
+                          false, nullptr);
           // Fused: attention rotating q and the step's keys itself.
           const DeviceArray q_fused(q), k_fused(k), keys_fused(keys), values_fused(values), out_fused(out_bytes);
           const DeviceArray partials_fused(partial_bytes), arrivals_fused(zeros);
           cuda::attention(step, shape, q_fused.as<float>(), k_fused.as<float>(), v_dev.as<float>(), rotation,
                           cuda::CacheType::F32, {keys_fused.as<float>(), values_fused.as<float>(), nullptr, nullptr},
-                          out_fused.as<float>(),
-                          partitions, partials_fused.as<float>(), arrivals_fused.as<int>(), false, nullptr);
+                          out_fused.as<float>(), partitions, partials_fused.as<float>(), arrivals_fused.as<int>(),
+                          false, nullptr);
           ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
           EXPECT_TRUE(same_bits(out_fused.floats(), out_apart.floats())) << what << ": the outputs";
           EXPECT_TRUE(same_bits(keys_fused.floats(), keys_apart.floats())) << what << ": the cached keys";

@@ -78,7 +78,8 @@ __device__ inline float head_scale(int hd, Value value) {
   if constexpr (kScaled<C>) {
     float largest = 0;
     for (int d = threadIdx.x % 32; d < hd; d += 32) largest = fmaxf(largest, fabsf(value(d)));
-    for (int offset = 16; offset > 0; offset /= 2) largest = fmaxf(largest, __shfl_xor_sync(0xffffffffu, largest, offset));
+    for (int offset = 16; offset > 0; offset /= 2)
+      largest = fmaxf(largest, __shfl_xor_sync(0xffffffffu, largest, offset));
     return fp8_scale(largest);
   } else {
     return 1.0f;
@@ -144,6 +145,18 @@ __device__ inline int cache_row(const int32_t* table, int block_size, int pos) {
 }
 
 inline unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
+
+// A decode matvec's warps per output feature (matvec.cu, quantized.cu): the fewest of 1, 2, 4, ...
+// up to `widest` whose launch still has kMatvecMinBlocks blocks (about four per multiprocessor of an
+// H100/H200), so that matrices of few rows still keep every multiprocessor's loads in flight.
+// blocks(w): the launch's blocks at w warps per feature.
+constexpr int64_t kMatvecMinBlocks = 512;
+template <typename Blocks>
+int warps_per_feature(int widest, Blocks blocks) {
+  int w = 1;
+  while (w < widest && blocks(w) < kMatvecMinBlocks) w *= 2;
+  return w;
+}
 
 // Programmatic dependent launch (compute capability 9.0 and up): a kernel started by launch()
 // may be scheduled while the kernel before it in the stream is still running, which hides the

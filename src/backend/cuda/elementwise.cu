@@ -95,38 +95,54 @@ __global__ void rope_kernel(float* q, int64_t heads, float* k, int64_t kv_heads,
   v[second] = r.y;
 }
 
-// One block per row; ties go to the lower index, as on the CPU. With `allowed` ([rows, words] bits),
-// only the columns whose bit is set compete; a row with none gets -1.
-__global__ void argmax_kernel(const float* x, int64_t cols, const uint64_t* allowed, int64_t words, int32_t* out) {
-  __shared__ float best_value[kThreads];
-  __shared__ int32_t best_index[kThreads];
+// The larger of two candidates (index -1: none); ties go to the lower index, as on the CPU.
+struct Candidate {
+  float value;
+  int32_t index;
+};
+__device__ inline Candidate better(Candidate a, Candidate b) {
+  return b.index >= 0 && (a.index < 0 || b.value > a.value || (b.value == a.value && b.index < a.index)) ? b : a;
+}
+__device__ inline Candidate warp_better(Candidate c) {
+  for (int offset = 16; offset > 0; offset /= 2) {
+    c = better(c, {__shfl_xor_sync(0xffffffffu, c.value, offset), __shfl_xor_sync(0xffffffffu, c.index, offset)});
+  }
+  return c;
+}
+
+// One block of kArgmaxThreads per row, each thread keeping the first maximum of the columns it reads
+// (in increasing order: strictly greater replaces), a float4 at a time where the row allows (256
+// threads reading a float at a time took 298 us for 256 rows of a 128k vocabulary, 0.43 TB/s). With
+// `allowed` ([rows, words] bits), only the columns whose bit is set compete; a row with none gets -1.
+constexpr int kArgmaxThreads = 1024;
+__global__ void __launch_bounds__(kArgmaxThreads)
+    argmax_kernel(const float* x, int64_t cols, const uint64_t* allowed, int64_t words, int32_t* out) {
+  __shared__ Candidate best[kArgmaxThreads / 32];
   wait_for_inputs();
   const float* row = x + blockIdx.x * cols;
   const uint64_t* bits = allowed ? allowed + blockIdx.x * words : nullptr;
-  float value = -INFINITY;
-  int32_t index = -1;
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
-    if (bits && !((bits[i >> 6] >> (i & 63)) & 1)) continue;
-    if (index < 0 || row[i] > value) {  // strictly greater: a thread's first maximum is its lowest index
-      value = row[i];
-      index = static_cast<int32_t>(i);
-    }
+  Candidate mine{-INFINITY, -1};
+  const auto consider = [&](int64_t i, float v) {
+    if (!bits || ((bits[i >> 6] >> (i & 63)) & 1)) mine = better(mine, {v, static_cast<int32_t>(i)});
+  };
+  const int64_t vectors = (blockIdx.x * cols) % 4 == 0 ? cols / 4 : 0;  // whole float4s of an aligned row
+  const auto* row4 = reinterpret_cast<const float4*>(row);
+#pragma unroll 4
+  for (int64_t v = threadIdx.x; v < vectors; v += blockDim.x) {
+    const float4 f = __ldcs(row4 + v);
+    consider(4 * v, f.x);
+    consider(4 * v + 1, f.y);
+    consider(4 * v + 2, f.z);
+    consider(4 * v + 3, f.w);
   }
-  best_value[threadIdx.x] = value;
-  best_index[threadIdx.x] = index;
+  for (int64_t i = 4 * vectors + threadIdx.x; i < cols; i += blockDim.x) consider(i, row[i]);
+  mine = warp_better(mine);
+  if (threadIdx.x % 32 == 0) best[threadIdx.x / 32] = mine;
   __syncthreads();
-  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) {
-      const float v = best_value[threadIdx.x + stride], mine = best_value[threadIdx.x];
-      const int32_t j = best_index[threadIdx.x + stride], i = best_index[threadIdx.x];
-      if (j >= 0 && (i < 0 || v > mine || (v == mine && j < i))) {
-        best_value[threadIdx.x] = v;
-        best_index[threadIdx.x] = j;
-      }
-    }
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) out[blockIdx.x] = best_index[0];
+  if (threadIdx.x >= 32) return;
+  mine = threadIdx.x < blockDim.x / 32 ? best[threadIdx.x] : Candidate{-INFINITY, -1};
+  mine = warp_better(mine);
+  if (threadIdx.x == 0) out[blockIdx.x] = mine.index;
 }
 
 __global__ void gather_kernel(const float* src, const int64_t* rows, int64_t cols, float* dst) {
@@ -239,7 +255,8 @@ void rope(float* q, int64_t heads, float* k, int64_t kv_heads, int64_t tokens, i
 void argmax_rows(const float* x, int64_t rows, int64_t cols, const uint64_t* allowed, int32_t* out,
                  cudaStream_t stream) {
   if (rows) {
-    launch(argmax_kernel, static_cast<unsigned>(rows), kThreads, 0, stream, x, cols, allowed, (cols + 63) / 64, out);
+    launch(argmax_kernel, static_cast<unsigned>(rows), kArgmaxThreads, 0, stream, x, cols, allowed, (cols + 63) / 64,
+           out);
   }
 }
 

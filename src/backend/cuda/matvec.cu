@@ -15,8 +15,7 @@
 namespace nanoserve::cuda {
 namespace {
 
-constexpr int kWarps = 8;            // warps per block
-constexpr int64_t kMinBlocks = 512;  // about four blocks per multiprocessor of an H100/H200
+constexpr int kWarps = 8;  // warps per block
 
 // An activation as the weight type would hold it.
 template <typename T>
@@ -61,10 +60,7 @@ __device__ inline void accumulate(const uint4& wv, const float* x, int64_t cols,
 }
 
 // Features per block of a gated launch, whose 2 * W warps per feature fit a block for W < kWarps.
-template <int W>
-__host__ __device__ constexpr int gated_features() {
-  return W < kWarps ? kWarps / (2 * W) : 1;
-}
+__host__ __device__ constexpr int gated_features(int w) { return w < kWarps ? kWarps / (2 * w) : 1; }
 
 // 16-byte weight loads a lane issues before the activations are ready (wait_for_inputs), so that
 // a product's first weights are on their way while the kernel before it finishes.
@@ -78,7 +74,7 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_kernel(const float* x, Tar
   int64_t f = 0;
   if (targets.gated) {
     target = warp / W % 2;
-    f = blockIdx.x * static_cast<int64_t>(gated_features<W>()) + warp / (2 * W);
+    f = blockIdx.x * static_cast<int64_t>(gated_features(W)) + warp / (2 * W);
   } else {
     while (target + 1 < targets.count && blockIdx.x >= targets.first_block[target + 1]) ++target;
     f = (blockIdx.x - targets.first_block[target]) * static_cast<int64_t>(kWarps / W) + warp / W;
@@ -152,31 +148,32 @@ Targets<T> targets_of(const MatvecTarget* list, int count, bool gated, ActType a
   return targets;
 }
 
-// W warps per feature: the fewest that still give kMinBlocks blocks over all the targets.
-template <typename T, int R, int W>
-bool launch_with(const float* x, Targets<T> targets, int64_t cols, cudaStream_t stream) {
+// The blocks of a launch at w warps per feature, and (not gated) where each target's start.
+template <typename T>
+int64_t lay_out_blocks(Targets<T>& targets, int w) {
+  if (targets.gated) return blocks_for(targets.features[0], gated_features(w));
   int64_t blocks = 0;
-  if (targets.gated) {
-    blocks = blocks_for(targets.features[0], gated_features<W>());
-  } else {
-    for (int i = 0; i < targets.count; ++i) {
-      targets.first_block[i] = blocks;
-      blocks += blocks_for(targets.features[i], kWarps / W);
-    }
-    targets.first_block[targets.count] = blocks;
+  for (int i = 0; i < targets.count; ++i) {
+    targets.first_block[i] = blocks;
+    blocks += blocks_for(targets.features[i], kWarps / w);
   }
-  const int widest = targets.gated ? kWarps / 2 : kWarps;
-  if (W < widest && blocks < kMinBlocks) return false;
-  launch(matvec_kernel<T, R, W>, static_cast<unsigned>(blocks), kWarps * 32, 0, stream, x, targets, cols);
-  return true;
+  targets.first_block[targets.count] = blocks;
+  return blocks;
 }
 
+// A gated launch gives a feature's gate and up rows W warps each, so W stops at kWarps / 2.
 template <typename T, int R>
-void launch_rows(const float* x, const Targets<T>& targets, int64_t cols, cudaStream_t stream) {
-  if (launch_with<T, R, 1>(x, targets, cols, stream)) return;
-  if (launch_with<T, R, 2>(x, targets, cols, stream)) return;
-  if (launch_with<T, R, 4>(x, targets, cols, stream)) return;
-  launch_with<T, R, 8>(x, targets, cols, stream);
+void launch_rows(const float* x, Targets<T> targets, int64_t cols, cudaStream_t stream) {
+  const int w =
+      warps_per_feature(targets.gated ? kWarps / 2 : kWarps, [&](int warps) { return lay_out_blocks(targets, warps); });
+  const auto blocks = static_cast<unsigned>(lay_out_blocks(targets, w));
+  constexpr unsigned kThreads = kWarps * 32;
+  switch (w) {
+    case 1: return launch(matvec_kernel<T, R, 1>, blocks, kThreads, 0, stream, x, targets, cols);
+    case 2: return launch(matvec_kernel<T, R, 2>, blocks, kThreads, 0, stream, x, targets, cols);
+    case 4: return launch(matvec_kernel<T, R, 4>, blocks, kThreads, 0, stream, x, targets, cols);
+    default: return launch(matvec_kernel<T, R, kWarps>, blocks, kThreads, 0, stream, x, targets, cols);
+  }
 }
 
 template <typename T>

@@ -52,7 +52,6 @@ __device__ inline void dot_group(const uint8_t* row, int64_t g, const float* x, 
 // a warp per feature, and 553-570 with four groups a lane decoded at once (more registers, fewer
 // warps in flight). The factored dot (dot_group) added 2-4% in one alternating run: Q8_0 746 -> 763,
 // Q4_K_M 661 -> 686.
-constexpr int64_t kMinBlocks = 512;
 
 template <WeightType Q, int R, int W>
 __global__ void __launch_bounds__(kWarps * 32)
@@ -98,26 +97,29 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-// The fewest warps per feature that still give kMinBlocks blocks over the targets.
-template <WeightType Q, int R, int W>
-bool launch_with(const float* x, QuantTargets t, int64_t cols, cudaStream_t stream) {
+// The blocks of a launch at w warps per feature, and where each target's start (a gated launch's up
+// rows share the gate's blocks and warps).
+int64_t lay_out_blocks(QuantTargets& t, int w) {
   int64_t blocks = 0;
   for (int i = 0; i < t.count; ++i) {
     t.first_block[i] = blocks;
-    if (!t.gated || i == 0) blocks += blocks_for(t.features[i], kWarps / W);
+    if (!t.gated || i == 0) blocks += blocks_for(t.features[i], kWarps / w);
   }
   t.first_block[t.count] = blocks;
-  if (W < kWarps && blocks < kMinBlocks) return false;
-  launch(quantized_matvec_kernel<Q, R, W>, static_cast<unsigned>(blocks), kWarps * 32, 0, stream, x, t, cols);
-  return true;
+  return blocks;
 }
 
 template <WeightType Q, int R>
-void launch_rows(const float* x, const QuantTargets& t, int64_t cols, cudaStream_t stream) {
-  if (launch_with<Q, R, 1>(x, t, cols, stream)) return;
-  if (launch_with<Q, R, 2>(x, t, cols, stream)) return;
-  if (launch_with<Q, R, 4>(x, t, cols, stream)) return;
-  launch_with<Q, R, 8>(x, t, cols, stream);
+void launch_rows(const float* x, QuantTargets t, int64_t cols, cudaStream_t stream) {
+  const int w = warps_per_feature(kWarps, [&](int warps) { return lay_out_blocks(t, warps); });
+  const auto blocks = static_cast<unsigned>(lay_out_blocks(t, w));
+  constexpr unsigned kThreads = kWarps * 32;
+  switch (w) {
+    case 1: return launch(quantized_matvec_kernel<Q, R, 1>, blocks, kThreads, 0, stream, x, t, cols);
+    case 2: return launch(quantized_matvec_kernel<Q, R, 2>, blocks, kThreads, 0, stream, x, t, cols);
+    case 4: return launch(quantized_matvec_kernel<Q, R, 4>, blocks, kThreads, 0, stream, x, t, cols);
+    default: return launch(quantized_matvec_kernel<Q, R, kWarps>, blocks, kThreads, 0, stream, x, t, cols);
+  }
 }
 
 // A thread per group of 8 values.
