@@ -157,6 +157,16 @@ int warps_per_feature(int widest, Blocks blocks) {
   while (w < widest && blocks(w) < kMatvecMinBlocks) w *= 2;
   return w;
 }
+// launch(std::integral_constant<int, W>) for W = w, one of 1, 2, 4 and 8: a kernel templated on W.
+template <typename Launch>
+void with_warps_per_feature(int w, Launch launch) {
+  switch (w) {
+    case 1: return launch(std::integral_constant<int, 1>{});
+    case 2: return launch(std::integral_constant<int, 2>{});
+    case 4: return launch(std::integral_constant<int, 4>{});
+    default: return launch(std::integral_constant<int, 8>{});
+  }
+}
 
 // Programmatic dependent launch (compute capability 9.0 and up): a kernel started by launch()
 // may be scheduled while the kernel before it in the stream is still running, which hides the

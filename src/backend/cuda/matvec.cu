@@ -15,7 +15,8 @@
 namespace nanoserve::cuda {
 namespace {
 
-constexpr int kWarps = 8;  // warps per block
+constexpr int kWarps = 8;    // warps per block
+static_assert(kWarps == 8);  // the widest with_warps_per_feature gives
 
 // An activation as the weight type would hold it.
 template <typename T>
@@ -167,13 +168,9 @@ void launch_rows(const float* x, Targets<T> targets, int64_t cols, cudaStream_t 
   const int w =
       warps_per_feature(targets.gated ? kWarps / 2 : kWarps, [&](int warps) { return lay_out_blocks(targets, warps); });
   const auto blocks = static_cast<unsigned>(lay_out_blocks(targets, w));
-  constexpr unsigned kThreads = kWarps * 32;
-  switch (w) {
-    case 1: return launch(matvec_kernel<T, R, 1>, blocks, kThreads, 0, stream, x, targets, cols);
-    case 2: return launch(matvec_kernel<T, R, 2>, blocks, kThreads, 0, stream, x, targets, cols);
-    case 4: return launch(matvec_kernel<T, R, 4>, blocks, kThreads, 0, stream, x, targets, cols);
-    default: return launch(matvec_kernel<T, R, kWarps>, blocks, kThreads, 0, stream, x, targets, cols);
-  }
+  with_warps_per_feature(w, [&](auto warps) {
+    launch(matvec_kernel<T, R, decltype(warps)::value>, blocks, kWarps * 32, 0, stream, x, targets, cols);
+  });
 }
 
 template <typename T>

@@ -7,7 +7,8 @@
 namespace nanoserve::cuda {
 namespace {
 
-constexpr int kWarps = 8;  // warps per block, a feature each
+constexpr int kWarps = 8;    // warps per block, a feature each
+static_assert(kWarps == 8);  // the widest with_warps_per_feature gives
 
 // The matrices of one launch (as in matvec.cu), and where each one's blocks start. Gated: gate and
 // up share a warp, which writes act(gate) * up.
@@ -113,13 +114,9 @@ template <WeightType Q, int R>
 void launch_rows(const float* x, QuantTargets t, int64_t cols, cudaStream_t stream) {
   const int w = warps_per_feature(kWarps, [&](int warps) { return lay_out_blocks(t, warps); });
   const auto blocks = static_cast<unsigned>(lay_out_blocks(t, w));
-  constexpr unsigned kThreads = kWarps * 32;
-  switch (w) {
-    case 1: return launch(quantized_matvec_kernel<Q, R, 1>, blocks, kThreads, 0, stream, x, t, cols);
-    case 2: return launch(quantized_matvec_kernel<Q, R, 2>, blocks, kThreads, 0, stream, x, t, cols);
-    case 4: return launch(quantized_matvec_kernel<Q, R, 4>, blocks, kThreads, 0, stream, x, t, cols);
-    default: return launch(quantized_matvec_kernel<Q, R, kWarps>, blocks, kThreads, 0, stream, x, t, cols);
-  }
+  with_warps_per_feature(w, [&](auto warps) {
+    launch(quantized_matvec_kernel<Q, R, decltype(warps)::value>, blocks, kWarps * 32, 0, stream, x, t, cols);
+  });
 }
 
 // A thread per group of 8 values.
