@@ -15,6 +15,7 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/ops.h"
+#include "backend/cuda/kernels.h"
 #include "backend/cuda_plugin.h"
 #include "backend/device_array.h"
 #include "engine/engine.h"
@@ -358,6 +359,52 @@ TEST(CudaBackend, PrefillAttentionOnTensorCoresMatchesTheCpu) {
         std::printf("  %s: tensor cores %.3g, float32 %.3g of the largest |v| %.3g\n", what.c_str(),
                     tensor_cores / v_scale, float32 / v_scale, v_scale);
       }
+    }
+  }
+}
+
+// The decode kernel gives each query head of a KV head's group a warp of one block, so its registers
+// bound the group (decode_max_query_group, at most 32): the backend runs the largest group they
+// allow and refuses the next one by name, instead of a launch that fails.
+TEST(CudaBackend, AttentionRefusesAQueryGroupTheDecodeKernelCannotHold) {
+  SKIP_WITHOUT_GPU();
+  const Model model = load_model(test::demo_model_dir());
+  const auto gpu = make_backend("cuda", model);
+  constexpr int64_t kHeadDim = 256;
+  const int64_t most = cuda::decode_max_query_group(kHeadDim, cuda::CacheType::BF16);
+  ASSERT_GE(most, 1);
+  ASSERT_LE(most, cuda::kMaxQueryGroup);
+  ModelConfig config = model.config;
+  config.layers = 1;
+  config.kv_heads = 1;
+  config.head_dim = kHeadDim;
+  KvCache cache(config.kv_shape(), 1, 16, KvDType::BF16, *gpu);
+  const std::vector<int32_t> table = {0};
+  for (const int64_t group : {most, most + 1}) {
+    StepLayout layout;
+    layout.sequences.push_back({0, 1, 0, table});  // one token at position 0: the decode kernel's
+    layout.positions = {0};
+    layout.token_ids = {0};
+    layout.tokens = 1;
+    const std::vector<float> q(static_cast<size_t>(group * kHeadDim), 0.5f), kv(kHeadDim, 0.25f);
+    Buffer qb = gpu->floats(group * kHeadDim), kb = gpu->floats(kHeadDim), vb = gpu->floats(kHeadDim),
+           ob = gpu->floats(group * kHeadDim);
+    gpu->upload(q.data(), q.size() * sizeof(float), qb.data());
+    gpu->upload(kv.data(), kv.size() * sizeof(float), kb.data());
+    gpu->upload(kv.data(), kv.size() * sizeof(float), vb.data());
+    const AttentionParams params{group, 1, kHeadDim, 0.0625f, 0.0f, 0};
+    const Step step = gpu->begin_step(layout, 0);
+    const std::string error =
+        test::error_of([&] { gpu->attention(0, qb.floats(), kb.floats(), vb.floats(), params, cache, ob.floats()); });
+    if (group == most) {
+      EXPECT_EQ(error, "") << "group " << group;
+      std::vector<float> out(q.size());
+      gpu->download(ob.data(), out.size() * sizeof(float), out.data());
+      for (const float x : out) ASSERT_EQ(x, 0.25f) << "group " << group;  // one key: its value
+    } else {
+      EXPECT_EQ(error, fmt::format("the cuda backend's attention handles up to {} query heads per KV head at head_dim "
+                                   "256 with a bf16 cache, not {}",
+                                   most, group));
     }
   }
 }

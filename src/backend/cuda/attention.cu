@@ -475,7 +475,32 @@ CacheRows<C> typed(const CacheRows<void>& rows) {
   return {static_cast<C*>(rows.keys), static_cast<C*>(rows.values), rows.key_scales, rows.value_scales};
 }
 
+// The query group the decode kernel's registers allow in one block, at most kMaxQueryGroup.
+template <int S, typename C>
+int64_t max_query_group() {
+  static const int64_t most = [] {
+    cudaFuncAttributes attributes{};
+    if (cudaFuncGetAttributes(&attributes, attention_kernel<S, C>) != cudaSuccess) return kMaxQueryGroup;
+    return std::min<int64_t>(kMaxQueryGroup, attributes.maxThreadsPerBlock / 32);
+  }();
+  return most;
+}
+
+template <typename C>
+int64_t max_query_group(int64_t head_dim) {
+  return head_dim <= 64 ? max_query_group<1, C>() : head_dim <= 128 ? max_query_group<2, C>() : max_query_group<4, C>();
+}
+
 }  // namespace
+
+int64_t decode_max_query_group(int64_t head_dim, CacheType cache) {
+  switch (cache) {
+    case CacheType::F32: return max_query_group<float>(head_dim);
+    case CacheType::BF16: return max_query_group<__nv_bfloat16>(head_dim);
+    case CacheType::FP8: return max_query_group<Fp8>(head_dim);
+  }
+  return kMaxQueryGroup;
+}
 
 int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors) {
   const int64_t blocks = std::max<int64_t>(1, singles * kv_heads);

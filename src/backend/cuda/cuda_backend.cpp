@@ -360,8 +360,8 @@ class CudaBackend final : public Backend {
   // write their picks to picks_, so both stay put while recordings exist.
   bool record_steps_;
   bool recording_ = false;
-  Buffer picks_;   // [kMaxRecordedRows]
-  Buffer logits_;  // [kMaxRecordedRows, vocab]
+  Buffer picks_;               // [kMaxRecordedRows]
+  Buffer logits_;              // [kMaxRecordedRows, vocab]
   PinnedBuffer mask_staging_;  // argmax_rows' allowed tokens on their way up
   StepGraphs graphs_;
 };
@@ -593,9 +593,17 @@ void CudaBackend::attend(int64_t layer, const float* q, const float* k, const fl
   if (cache.dtype() == KvDType::Q8_0)
     fail("the cuda backend keeps keys and values in f32, bf16 or fp8; --kv-cache-dtype q8_0 is CPU-only");
   if (params.head_dim > 256) fail("the cuda backend's attention handles head_dim up to 256, not {}", params.head_dim);
-  if (params.heads / params.kv_heads > 32)
-    fail("the cuda backend's attention handles up to 32 query heads per KV head");
   if (cache.num_blocks() * cache.block_size() >= (int64_t{1} << 31)) fail("a KV cache of 2^31 positions or more");
+  const auto type = cache.dtype() == KvDType::BF16  ? cuda::CacheType::BF16
+                    : cache.dtype() == KvDType::FP8 ? cuda::CacheType::FP8
+                                                    : cuda::CacheType::F32;
+  const int64_t group = params.heads / params.kv_heads, most = cuda::decode_max_query_group(params.head_dim, type);
+  if (group > most) {
+    fail(
+        "the cuda backend's attention handles up to {} query heads per KV head at head_dim {} with a {} cache, "
+        "not {}",
+        most, params.head_dim, kv_dtype_name(cache.dtype()), group);
+  }
   const auto timer = profile_.time("attention");
   cuda::StepArrays step = step_;
   step.block_size = cache.block_size();
@@ -608,9 +616,6 @@ void CudaBackend::attend(int64_t layer, const float* q, const float* k, const fl
     partials = floats(step.singles * params.heads * partitions *
                       (params.head_dim + 2));  // [singles, heads, partitions, head_dim + 2]
   }
-  const auto type = cache.dtype() == KvDType::BF16  ? cuda::CacheType::BF16
-                    : cache.dtype() == KvDType::FP8 ? cuda::CacheType::FP8
-                                                    : cuda::CacheType::F32;
   const cuda::CacheRows<void> rows{cache.keys(layer), cache.values(layer), cache.key_scales(layer),
                                    cache.value_scales(layer)};
   cuda::attention(step, shape, q, k, v, rotation, type, rows, out, partitions, partials.floats(),

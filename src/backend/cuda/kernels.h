@@ -172,6 +172,13 @@ struct CacheRows {
   float* value_scales;
 };
 
+// The query heads per KV head that attention handles: the decode kernel gives each a warp of one
+// block of up to 32 * kMaxQueryGroup threads. Its registers may allow fewer at a head_dim and cache
+// type (bounding them for the largest blocks slowed every other decode by 4.5%):
+// decode_max_query_group says how many.
+constexpr int64_t kMaxQueryGroup = 32;
+int64_t decode_max_query_group(int64_t head_dim, CacheType cache);
+
 // Stores k, v [tokens, kv_heads * head_dim] at their slots of the layer's rows (of `cache` type), then
 // attends each query of q [tokens, heads * head_dim] over its sequence's keys into out. Short
 // slices' queries split their keys `partitions` ways when partitions > 1, with scratch `partials`
