@@ -165,7 +165,7 @@ void KvCache::copy_block(int32_t from, int32_t to) {
   backend_->bind_thread();
   // A block's rows, then (FP8) its scales.
   const auto n = static_cast<size_t>(block_size_ * row_bytes_);
-  const auto scales = static_cast<size_t>(dtype_ == KvDType::FP8 ? block_size_ * kv_heads_ * 4 : 0);
+  const size_t scales = dtype_ == KvDType::FP8 ? static_cast<size_t>(block_size_ * kv_heads_) * sizeof(float) : 0;
   for (auto* rows : {&keys_, &values_}) {
     for (auto& layer : *rows) {
       auto* bytes = static_cast<uint8_t*>(layer.data());
