@@ -1,6 +1,7 @@
 #include "backend/kv_cache.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -138,8 +139,18 @@ const float* KvCache::read(const std::vector<Buffer>& rows, int64_t layer, int32
   const uint8_t* r = static_cast<const uint8_t*>(rows[static_cast<size_t>(layer)].data()) + offset(block, slot);
   if (dtype_ == KvDType::F32) return reinterpret_cast<const float*>(r);
   if (dtype_ == KvDType::FP8) {
+    // Every code's value, looked up: decoding each in turn made the demo's perplexity run 35% slower
+    // than with bf16, looking them up 15-22%.
+    static const std::array<float, 256> decoded = [] {
+      std::array<float, 256> values{};
+      for (int code = 0; code < 256; ++code)
+        values[static_cast<size_t>(code)] = fp8_e4m3_to_float(static_cast<uint8_t>(code));
+      return values;
+    }();
     const float* scales = scales_of(rows, layer) + (block * block_size_ + slot) * kv_heads_;
-    for (int64_t i = 0; i < row_width_; ++i) scratch[i] = fp8_e4m3_to_float(r[i]) * scales[i / head_dim_];
+    for (int64_t h = 0; h < kv_heads_; ++h) {
+      for (int64_t d = h * head_dim_; d < (h + 1) * head_dim_; ++d) scratch[d] = decoded[r[d]] * scales[h];
+    }
     return scratch;
   }
   dequantize_row(dtype_ == KvDType::BF16 ? GgmlType::BF16 : GgmlType::Q8_0, r, scratch, row_width_);
