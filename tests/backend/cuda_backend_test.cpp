@@ -425,11 +425,19 @@ TEST(CudaBackend, RefusesAQuantizedKvCache) {
 }
 
 // A replay key promises a step without host copies (Backend::begin_step): one that copies anyway is
-// the caller's bug, refused with a message, and the backend works on. Without a key it runs.
+// the caller's bug, refused with a message, and the backend works on. Without a key it runs. (The
+// backend records steps once an attention has shown it the model's KV heads, which size the
+// recorded attention's counters: a forward pass comes first.)
 TEST(CudaStep, AHostCopyInsideARecordedStepIsRefused) {
   SKIP_WITHOUT_GPU();
   const Model model = load_model(test::fixture("tinyllama"));
   const auto backend = make_backend("cuda", model);
+  {
+    Transformer transformer(model, backend.get());
+    SequenceCache cache = transformer.new_cache(16);
+    const int32_t token[1] = {3};
+    transformer.forward(token, cache, LogitsFor::LastToken);
+  }
   const std::vector<int32_t> blocks = {0};
   StepLayout layout;
   layout.tokens = 1;

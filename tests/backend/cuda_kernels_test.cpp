@@ -201,35 +201,50 @@ TEST(CudaKernels, ArgmaxRowsPicksTheFirstLargestAllowedColumn) {
   }
 }
 
+// A decode step of one token per sequence at `positions` on the device: each sequence's block table
+// over distinct blocks of one pool, in a scattered order.
+struct DecodeStep {
+  static constexpr int kBlockSize = 16;
+  std::vector<int32_t> tables, table_of_token, singles;
+  int64_t cache_rows = 0;
+  std::unique_ptr<DeviceArray> positions_dev, tables_dev, owners_dev, singles_dev;
+  cuda::StepArrays step;
+
+  DecodeStep(const std::vector<int32_t>& positions, std::mt19937& rng) {
+    const auto tokens = static_cast<int64_t>(positions.size());
+    int32_t next_block = 0;
+    for (int64_t t = 0; t < tokens; ++t) {
+      table_of_token.push_back(static_cast<int32_t>(tables.size()));
+      singles.push_back(static_cast<int32_t>(t));
+      for (int b = 0; b <= positions[t] / kBlockSize; ++b) tables.push_back(next_block++);
+    }
+    std::shuffle(tables.begin(), tables.end(), rng);
+    cache_rows = static_cast<int64_t>(next_block) * kBlockSize;
+    positions_dev = std::make_unique<DeviceArray>(positions);
+    tables_dev = std::make_unique<DeviceArray>(tables);
+    owners_dev = std::make_unique<DeviceArray>(table_of_token);
+    singles_dev = std::make_unique<DeviceArray>(singles);
+    step.tokens = tokens;
+    step.positions = positions_dev->as<int32_t>();
+    step.block_tables = tables_dev->as<int32_t>();
+    step.table_of_token = owners_dev->as<int32_t>();
+    step.block_size = kBlockSize;
+    step.single_tokens = singles_dev->as<int32_t>();
+    step.singles = tokens;
+    step.one_token_slices = true;
+  }
+};
+
 // A decode step's attention with RoPE in the kernel against the rope kernel then attention: the
 // same bits in the output and in the cache rows it stores, for rotate-half and interleaved pairs,
 // partial rotary, one and several partitions, and head_dim 64 and 128 (S = 1, 2).
 TEST(CudaKernels, DecodeAttentionRotatingItsInputsIsRopeThenAttention) {
   if (!gpu_usable()) GTEST_SKIP() << "no CUDA GPU here";
   std::mt19937 rng(13);
-  constexpr int kBlockSize = 16, kHeads = 8, kKvHeads = 2;
-  const std::vector<int32_t> positions = {0, 37, 300};  // one token per sequence
-  const auto tokens = static_cast<int64_t>(positions.size());
-  // Each sequence's block table, over distinct blocks of one pool in a scattered order.
-  std::vector<int32_t> tables, table_of_token, singles;
-  int32_t next_block = 0;
-  for (int64_t t = 0; t < tokens; ++t) {
-    table_of_token.push_back(static_cast<int32_t>(tables.size()));
-    singles.push_back(static_cast<int32_t>(t));
-    for (int b = 0; b <= positions[t] / kBlockSize; ++b) tables.push_back(next_block++);
-  }
-  std::shuffle(tables.begin(), tables.end(), rng);
-  const int64_t cache_rows = static_cast<int64_t>(next_block) * kBlockSize;
-  const DeviceArray positions_dev(positions), tables_dev(tables), owners_dev(table_of_token), singles_dev(singles);
-  cuda::StepArrays step;
-  step.tokens = tokens;
-  step.positions = positions_dev.as<int32_t>();
-  step.block_tables = tables_dev.as<int32_t>();
-  step.table_of_token = owners_dev.as<int32_t>();
-  step.block_size = kBlockSize;
-  step.single_tokens = singles_dev.as<int32_t>();
-  step.singles = tokens;
-  step.one_token_slices = true;
+  constexpr int kHeads = 8, kKvHeads = 2;
+  const DecodeStep decode({0, 37, 300}, rng);
+  const cuda::StepArrays& step = decode.step;
+  const int64_t tokens = step.tokens, cache_rows = decode.cache_rows;
   for (const int64_t head_dim : {64, 128}) {
     for (const int64_t rotary_dim : {head_dim, head_dim / 2}) {
       for (const bool interleaved : {false, true}) {
@@ -260,14 +275,14 @@ TEST(CudaKernels, DecodeAttentionRotatingItsInputsIsRopeThenAttention) {
           cuda::rope(q_apart.as<float>(), kHeads, k_apart.as<float>(), kKvHeads, tokens, head_dim, rotation, nullptr);
           cuda::attention(step, shape, q_apart.as<float>(), k_apart.as<float>(), v_dev.as<float>(), {},
                           cuda::CacheType::F32, {keys_apart.as<float>(), values_apart.as<float>(), nullptr, nullptr},
-                          out_apart.as<float>(), partitions, partials_apart.as<float>(), arrivals_apart.as<int>(),
+                          out_apart.as<float>(), {partitions, 1}, partials_apart.as<float>(), arrivals_apart.as<int>(),
                           false, nullptr);
           // Fused: attention rotating q and the step's keys itself.
           const DeviceArray q_fused(q), k_fused(k), keys_fused(keys), values_fused(values), out_fused(out_bytes);
           const DeviceArray partials_fused(partial_bytes), arrivals_fused(zeros);
           cuda::attention(step, shape, q_fused.as<float>(), k_fused.as<float>(), v_dev.as<float>(), rotation,
                           cuda::CacheType::F32, {keys_fused.as<float>(), values_fused.as<float>(), nullptr, nullptr},
-                          out_fused.as<float>(), partitions, partials_fused.as<float>(), arrivals_fused.as<int>(),
+                          out_fused.as<float>(), {partitions, 1}, partials_fused.as<float>(), arrivals_fused.as<int>(),
                           false, nullptr);
           ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
           EXPECT_TRUE(same_bits(out_fused.floats(), out_apart.floats())) << what << ": the outputs";
@@ -280,6 +295,86 @@ TEST(CudaKernels, DecodeAttentionRotatingItsInputsIsRopeThenAttention) {
       }
     }
   }
+}
+
+// Decode attention with its queries' keys split into runs (DecodeSplit) against one pass: the same
+// output to float32 rounding (the runs' partial sums combine in another order), the same bits in
+// the cache rows the step stores, and the counters left zero for the next step. Queries of 1, 32,
+// 33, 301, 1001 and 2048 keys, so that with runs of at least 2 or 8 chunks some take one run, some
+// fewer than the launch allows, some as many; a float32 cache and a bf16 one.
+TEST(CudaKernels, DecodeAttentionInRunsIsOnePass) {
+  if (!gpu_usable()) GTEST_SKIP() << "no CUDA GPU here";
+  std::mt19937 rng(17);
+  constexpr int kHeads = 8, kKvHeads = 2;
+  const DecodeStep decode({0, 31, 32, 300, 1000, 2047}, rng);
+  const cuda::StepArrays& step = decode.step;
+  const int64_t tokens = step.tokens;
+  for (const int64_t head_dim : {64, 128}) {
+    for (const cuda::CacheType cache : {cuda::CacheType::F32, cuda::CacheType::BF16}) {
+      const int64_t kv_dim = kKvHeads * head_dim, elements = decode.cache_rows * kv_dim;
+      const std::vector<float> q = normal_floats(tokens * kHeads * head_dim, 1.0f, rng);
+      const std::vector<float> k = normal_floats(tokens * kv_dim, 1.0f, rng),
+                               v = normal_floats(tokens * kv_dim, 1.0f, rng);
+      const std::vector<float> keys = normal_floats(elements, 1.0f, rng), values = normal_floats(elements, 1.0f, rng);
+      std::vector<__nv_bfloat16> bf16_keys, bf16_values;
+      for (int64_t i = 0; i < elements; ++i) {
+        bf16_keys.push_back(__float2bfloat16(keys[static_cast<size_t>(i)]));
+        bf16_values.push_back(__float2bfloat16(values[static_cast<size_t>(i)]));
+      }
+      const DeviceArray q_dev(q), k_dev(k), v_dev(v);
+      const cuda::AttentionShape shape{kHeads, kKvHeads, head_dim, 0.125f, 0.0f, 0};
+      const std::vector<int32_t> zeros(static_cast<size_t>(tokens * kKvHeads), 0);
+      // The output and the cache's keys and values (as stored) of a step split as `split` says.
+      const auto run = [&](const cuda::DecodeSplit& split) {
+        const bool f32 = cache == cuda::CacheType::F32;
+        const DeviceArray keys_dev = f32 ? DeviceArray(keys) : DeviceArray(bf16_keys);
+        const DeviceArray values_dev = f32 ? DeviceArray(values) : DeviceArray(bf16_values);
+        const DeviceArray out(static_cast<size_t>(tokens * kHeads * head_dim) * sizeof(float));
+        const DeviceArray partials(static_cast<size_t>(tokens * kHeads * split.partitions * (head_dim + 2)) *
+                                   sizeof(float));
+        const DeviceArray arrivals(zeros);
+        cuda::attention(step, shape, q_dev.as<float>(), k_dev.as<float>(), v_dev.as<float>(), {}, cache,
+                        {keys_dev.as<void>(), values_dev.as<void>(), nullptr, nullptr}, out.as<float>(), split,
+                        partials.as<float>(), arrivals.as<int>(), false, nullptr);
+        EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        EXPECT_TRUE(same_bits(arrivals.floats(), std::vector<float>(zeros.size(), 0.0f))) << "counters left at zero";
+        return std::vector<std::vector<float>>{out.floats(), keys_dev.floats(), values_dev.floats()};
+      };
+      const auto one_pass = run({1, 1});
+      for (const cuda::DecodeSplit split : {cuda::DecodeSplit{16, 8}, {3, 8}, {16, 2}, {4, 1}}) {
+        const std::string what =
+            fmt::format("head_dim {}, {} cache, split {{{}, {}}}", head_dim,
+                        cache == cuda::CacheType::F32 ? "f32" : "bf16", split.partitions, split.run_chunks);
+        const auto in_runs = run(split);
+        float largest = 0;
+        for (size_t i = 0; i < one_pass[0].size(); ++i) {
+          largest = std::max(largest, std::abs(in_runs[0][i] - one_pass[0][i]));
+        }
+        EXPECT_LE(largest, 2e-6f) << what << ": the outputs";
+        EXPECT_TRUE(same_bits(in_runs[1], one_pass[1])) << what << ": the cached keys";
+        EXPECT_TRUE(same_bits(in_runs[2], one_pass[2])) << what << ": the cached values";
+      }
+    }
+  }
+}
+
+// How decode queries split (on an H100's 132 multiprocessors, 8 KV heads, steps of up to 64
+// queries recorded): a small batch fills the GPU with runs of any length; a recorded batch that
+// fills it splits by the batch alone, in runs of 256 keys or more; a larger batch splits by its
+// longest query, in runs of 256 keys or more, up to kMaxPartitions.
+TEST(CudaKernels, DecodeSplitFillsTheGpuAndShortensTheLongestQueries) {
+  const auto split = [](int64_t singles, int64_t longest) {
+    const cuda::DecodeSplit s = cuda::decode_split(singles, 8, longest, 64, 132);
+    return std::pair(s.partitions, s.run_chunks);
+  };
+  EXPECT_EQ(split(1, 100), std::pair(16, 1));   // 264 blocks wanted: 33 runs a query, at most 16
+  EXPECT_EQ(split(16, 5000), std::pair(3, 1));  // 128 pairs: ceil(264 / 128)
+  EXPECT_EQ(split(33, 100), std::pair(4, 8));   // 264 pairs: ceil(8 * 132 / 264)
+  EXPECT_EQ(split(64, 100000), std::pair(3, 8));
+  EXPECT_EQ(split(256, 100), std::pair(1, 8));
+  EXPECT_EQ(split(256, 2048), std::pair(8, 8));
+  EXPECT_EQ(split(256, 2049), std::pair(9, 8));
+  EXPECT_EQ(split(256, 1000000), std::pair(16, 8));
 }
 
 }  // namespace

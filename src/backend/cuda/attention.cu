@@ -3,8 +3,8 @@
 // that KV head's group, one warp each, so the group reads each key and value row once (into shared
 // memory, 32 at a time). A warp scores 32 keys at a time, a key per lane, and folds them into an
 // online softmax; each lane owns 2 * S values of the output. When the batch is too small to fill
-// the GPU, each query's keys are split into runs taken by separate blocks, the last of which to
-// finish combines them (flash-decoding).
+// the GPU, or some queries have many more keys than the rest, a query's keys are split into runs
+// taken by separate blocks, the last of which to finish combines them (flash-decoding).
 // Prefill: one block per (tile of 64 queries of a sequence, head) stages 32 keys and values at a
 // time in shared memory, where every query reads them; a query's head_dim values are split over
 // S = 1, 2 or 4 threads of 64 dims each.
@@ -140,10 +140,11 @@ struct DecodeTiles {
 // Queries of short slices. S: 64-dim slices of head_dim (head_dim <= 64 * S); each lane owns 2 * S
 // output values. The block's warps (the KV head's query heads) stage each chunk of 32 keys and
 // values in shared memory together, every load issued before any is used; a warp then scores the
-// chunk a key per lane and folds it into an online softmax. With gridDim.z partitions, block z
-// takes the z-th run of the query's chunks and leaves (max, sum, unnormalized output) in partials
-// [singles, heads, partitions, head_dim + 2]; the last of a query's blocks to finish (counted in
-// arrivals [singles, kv_heads]) combines them. With one partition, a block writes the output.
+// chunk a key per lane and folds it into an online softmax. A query of n chunks takes
+// min(gridDim.z, ceil(n / run_chunks)) runs (blocks z beyond them return at once): block z takes
+// the z-th run and leaves (max, sum, unnormalized output) in partials
+// [singles, heads, gridDim.z, head_dim + 2]; the last of a query's blocks to finish (counted in
+// arrivals [singles, kv_heads]) combines them. A query of one run writes its output itself.
 // With `fresh` (k and v of a step whose slices are one token each), a query's own key and value
 // are read from there, and the block whose run holds them stores them in the cache: no other block
 // reads them from the cache, so no separate write has to come first. The cache's earlier rows
@@ -151,7 +152,7 @@ struct DecodeTiles {
 // (fresh steps only), q and the fresh key are rotated as they are read.
 template <int S, typename C>
 __global__ void attention_kernel(StepArrays step, AttentionShape shape, const float* q, CacheRows<C> rows, float* out,
-                                 float* partials, int* arrivals, FreshKv fresh, Rotation rotation) {
+                                 int run_chunks, float* partials, int* arrivals, FreshKv fresh, Rotation rotation) {
   using Tiles = DecodeTiles<S>;
   constexpr int kValues = 2 * S, kWidth = Tiles::kWidth, kKeyStride = Tiles::kKeyStride;
   extern __shared__ float shared[];
@@ -166,8 +167,10 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
   const int pos = step.positions[t], block_size = static_cast<int>(step.block_size);
   const int first = shape.window > 0 ? max(0, pos - static_cast<int>(shape.window) + 1) : 0;
   const int32_t* table = step.block_tables + step.table_of_token[t];
-  const int partitions = static_cast<int>(gridDim.z), first_chunk = first / kKeyTile;
-  const int chunks = pos / kKeyTile - first_chunk + 1, per_partition = (chunks + partitions - 1) / partitions;
+  const int first_chunk = first / kKeyTile, chunks = pos / kKeyTile - first_chunk + 1;
+  const int partitions = min(static_cast<int>(gridDim.z), max(1, (chunks + run_chunks - 1) / run_chunks));
+  if (static_cast<int>(blockIdx.z) >= partitions) return;  // a shorter query than the launch's longest
+  const int per_partition = (chunks + partitions - 1) / partitions;
   const int begin = first_chunk + static_cast<int>(blockIdx.z) * per_partition;
   const int end = min(first_chunk + chunks, begin + per_partition);
   const bool holds_fresh = fresh.k && begin <= pos / kKeyTile && pos / kKeyTile < end;
@@ -300,7 +303,7 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
     m = m_new;
   }
   if (partitions > 1) {
-    float* part = partials + ((blockIdx.x * shape.heads + head) * partitions + blockIdx.z) * (hd + 2);
+    float* part = partials + ((blockIdx.x * shape.heads + head) * gridDim.z + blockIdx.z) * (hd + 2);
     if (lane == 0) {  // m = -inf: an empty run
       part[0] = m;
       part[1] = l;
@@ -318,7 +321,7 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
     }
     __syncthreads();
     if (last_to_arrive) {
-      combine_partitions(partials + (blockIdx.x * shape.heads + head) * partitions * (hd + 2), partitions, hd, lane,
+      combine_partitions(partials + (blockIdx.x * shape.heads + head) * gridDim.z * (hd + 2), partitions, hd, lane,
                          out + (t * shape.heads + head) * hd);
     }
     return;
@@ -424,21 +427,21 @@ void launch_tiled(const StepArrays& step, const AttentionShape& shape, const flo
 
 template <int S, typename C>
 void launch_decode(const StepArrays& step, const AttentionShape& shape, const float* q, const CacheRows<C>& rows,
-                   float* out, int partitions, float* partials, int* arrivals, FreshKv fresh, const Rotation& rotation,
-                   cudaStream_t stream) {
+                   float* out, const DecodeSplit& split, float* partials, int* arrivals, FreshKv fresh,
+                   const Rotation& rotation, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(step.singles), static_cast<unsigned>(shape.kv_heads),
-                  static_cast<unsigned>(partitions));
+                  static_cast<unsigned>(split.partitions));
   const int group = static_cast<int>(shape.heads / shape.kv_heads);
   const size_t shared = DecodeTiles<S>::bytes(group);
   cudaFuncSetAttribute(attention_kernel<S, C>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
-  launch(attention_kernel<S, C>, grid, group * 32, shared, stream, step, shape, q, rows, out, partials, arrivals, fresh,
-         rotation);
+  launch(attention_kernel<S, C>, grid, group * 32, shared, stream, step, shape, q, rows, out, split.run_chunks,
+         partials, arrivals, fresh, rotation);
 }
 
 // Every kernel of a step over a cache of element type C.
 template <typename C>
 void attend(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
-            const Rotation& rotation, const CacheRows<C>& rows, float* out, int partitions, float* partials,
+            const Rotation& rotation, const CacheRows<C>& rows, float* out, const DecodeSplit& split, float* partials,
             int* arrivals, bool tensor_cores, cudaStream_t stream) {
   // Steps of one token per sequence store their keys and values, rotated, in the attention kernel.
   FreshKv fresh;
@@ -461,11 +464,11 @@ void attend(const StepArrays& step, const AttentionShape& shape, const float* q,
   }
   if (step.singles == 0) return;
   if (shape.head_dim <= 64) {
-    launch_decode<1, C>(step, shape, q, rows, out, partitions, partials, arrivals, fresh, rotation, stream);
+    launch_decode<1, C>(step, shape, q, rows, out, split, partials, arrivals, fresh, rotation, stream);
   } else if (shape.head_dim <= 128) {
-    launch_decode<2, C>(step, shape, q, rows, out, partitions, partials, arrivals, fresh, rotation, stream);
+    launch_decode<2, C>(step, shape, q, rows, out, split, partials, arrivals, fresh, rotation, stream);
   } else {
-    launch_decode<4, C>(step, shape, q, rows, out, partitions, partials, arrivals, fresh, rotation, stream);
+    launch_decode<4, C>(step, shape, q, rows, out, split, partials, arrivals, fresh, rotation, stream);
   }
 }
 
@@ -502,17 +505,29 @@ int64_t decode_max_query_group(int64_t head_dim, CacheType cache) {
   return kMaxQueryGroup;
 }
 
-int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors) {
-  const int64_t blocks = std::max<int64_t>(1, singles * kv_heads);
-  return static_cast<int>(std::clamp<int64_t>((2 * multiprocessors + blocks - 1) / blocks, 1, kMaxPartitions));
+DecodeSplit decode_split(int64_t singles, int64_t kv_heads, int64_t longest_keys, int64_t recorded_rows,
+                         int multiprocessors) {
+  const int64_t pairs = std::max<int64_t>(1, singles * kv_heads);
+  const auto runs = [](int64_t n, int64_t per) {
+    return static_cast<int>(std::clamp<int64_t>((n + per - 1) / per, 1, kMaxPartitions));
+  };
+  // Too few (query, KV head) pairs for two blocks a multiprocessor: runs of any length fill it.
+  if (pairs < 2 * multiprocessors) return {runs(2 * multiprocessors, pairs), 1};
+  // Enough blocks, but the longest queries would keep theirs busy long after the others end: runs of
+  // at least kRunChunks chunks (256 keys), whose partials cost under 2% of the keys' reads. A recorded
+  // step's launch cannot follow the lengths: its split follows the batch (a few blocks a
+  // multiprocessor), and the shorter queries' blocks beyond their runs return at once.
+  constexpr int64_t kRunChunks = 8, kRecordedBlocksPerMultiprocessor = 8;
+  if (singles <= recorded_rows) return {runs(kRecordedBlocksPerMultiprocessor * multiprocessors, pairs), kRunChunks};
+  return {runs(longest_keys, kKeyTile * kRunChunks), kRunChunks};
 }
 
 void attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
-               const Rotation& rotation, CacheType cache, const CacheRows<void>& rows, float* out, int partitions,
-               float* partials, int* arrivals, bool tensor_cores, cudaStream_t stream) {
+               const Rotation& rotation, CacheType cache, const CacheRows<void>& rows, float* out,
+               const DecodeSplit& split, float* partials, int* arrivals, bool tensor_cores, cudaStream_t stream) {
   if (step.tokens == 0) return;
   const auto run = [&](const auto& typed_rows) {
-    attend(step, shape, q, k, v, rotation, typed_rows, out, partitions, partials, arrivals, tensor_cores, stream);
+    attend(step, shape, q, k, v, rotation, typed_rows, out, split, partials, arrivals, tensor_cores, stream);
   };
   switch (cache) {
     case CacheType::F32: return run(typed<float>(rows));

@@ -143,9 +143,6 @@ class CudaBackend final : public Backend {
     check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "configuring the memory pool");
     check(cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, gpu_),
           "reading the GPU's properties");
-    // Split decode attention's counters: a step splits fewer than 2 * multiprocessors queries and heads.
-    attention_arrivals_ = allocate(static_cast<size_t>(2 * multiprocessors_) * sizeof(int));
-    zero(attention_arrivals_.data(), attention_arrivals_.bytes());
   }
   ~CudaBackend() override { cublasDestroy(cublas_); }
 
@@ -291,6 +288,7 @@ class CudaBackend final : public Backend {
  protected:
   void release(void* data, size_t) override { cudaFreeAsync(data, stream_); }
   void start_step(const StepLayout& layout) override;
+  void reserve_arrivals(int64_t count);
   void run_step(const Step& step, const StepWork& work, int64_t rows, int64_t cols, StepOutput out) override;
 
  private:
@@ -352,8 +350,12 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   cuda::OpProfile profile_;
   Buffer cublas_workspace_;
-  Buffer attention_arrivals_;  // zeros between steps, at a fixed place for recorded ones
-  Buffer step_buffer_;         // the step's arrays, which step_ and the tables point into
+  // Split decode attention's counters [singles, kv_heads]: zeros between steps, at a fixed place
+  // for recorded ones, so sized before a step runs for the most KV heads an attention has had.
+  Buffer attention_arrivals_;
+  int64_t attention_kv_heads_ = 0;  // 0: no attention has run yet, and no step is recorded
+  int64_t longest_single_ = 0;      // the most keys a decode query of the step attends to
+  Buffer step_buffer_;              // the step's arrays, which step_ and the tables point into
   cuda::StepArrays step_;
   cuda::Rotation rope_, local_rope_;  // the step's tables (interleaved set per call)
   // Recorded decode steps: their kernels read the step arrays at fixed places in step_buffer_ and
@@ -410,6 +412,9 @@ void CudaBackend::start_step(const StepLayout& layout) {
   step_.block_tables = array(at_tables);
   step_.single_tokens = array(at_singles);
   step_.singles = static_cast<int64_t>(singles.size());
+  longest_single_ = 0;
+  for (const int32_t t : singles) longest_single_ = std::max<int64_t>(longest_single_, positions[t] + 1);
+  reserve_arrivals(step_.singles * attention_kv_heads_);
   step_.tiles = array(at_tiles);
   step_.tile_count = static_cast<int64_t>(tiles.size() / 2);
   step_.one_token_slices = std::all_of(layout.sequences.begin(), layout.sequences.end(),
@@ -418,13 +423,22 @@ void CudaBackend::start_step(const StepLayout& layout) {
   local_rope_ = {floats(at_local_cos), floats(at_local_sin), layout.local_rope.rotary_dim, false};
 }
 
+// Room for `count` split attention counters. Recordings read the old ones: they go.
+void CudaBackend::reserve_arrivals(int64_t count) {
+  const size_t bytes = static_cast<size_t>(count) * sizeof(int);
+  if (attention_arrivals_.bytes() >= bytes) return;
+  graphs_.clear();
+  attention_arrivals_ = allocate(std::max(bytes, 2 * attention_arrivals_.bytes()));
+  zero(attention_arrivals_.data(), attention_arrivals_.bytes());
+}
+
 // A decode step's kernels, launched one by one from the host, take longer to launch than to run
 // on a small batch: the first step of each key is recorded as a CUDA graph, and later ones replay
 // it in one launch, leaving their picks or logits at a fixed place to copy to the host. Steps that
 // copy to or from the host midway (MoE routing, say) come without a replay key.
 void CudaBackend::run_step(const Step& step, const StepWork& work, int64_t rows, int64_t cols, StepOutput out) {
   const uint64_t replay_key = step.replay_key();
-  if (!record_steps_ || replay_key == 0 || rows > kMaxRecordedRows) {
+  if (!record_steps_ || replay_key == 0 || rows > kMaxRecordedRows || attention_kv_heads_ == 0) {
     return Backend::run_step(step, work, rows, cols, out);
   }
   // A pick under a mask happens after the replay, once the host has the mask: its recording leaves
@@ -609,16 +623,20 @@ void CudaBackend::attend(int64_t layer, const float* q, const float* k, const fl
   step.block_size = cache.block_size();
   const cuda::AttentionShape shape{params.heads, params.kv_heads, params.head_dim,
                                    params.scale, params.softcap,  params.window};
-  const int partitions =
-      batch_invariant_ ? 1 : cuda::decode_partitions(step.singles, params.kv_heads, multiprocessors_);
+  const cuda::DecodeSplit split = batch_invariant_ ? cuda::DecodeSplit{}
+                                                   : cuda::decode_split(step.singles, params.kv_heads, longest_single_,
+                                                                        kMaxRecordedRows, multiprocessors_);
   Buffer partials;
-  if (partitions > 1) {
-    partials = floats(step.singles * params.heads * partitions *
+  if (split.partitions > 1) {
+    partials = floats(step.singles * params.heads * split.partitions *
                       (params.head_dim + 2));  // [singles, heads, partitions, head_dim + 2]
   }
+  attention_kv_heads_ = std::max(attention_kv_heads_, params.kv_heads);
+  // A recorded step comes after one that ran every layer: start_step sized the counters for it.
+  if (!recording_) reserve_arrivals(step.singles * params.kv_heads);
   const cuda::CacheRows<void> rows{cache.keys(layer), cache.values(layer), cache.key_scales(layer),
                                    cache.value_scales(layer)};
-  cuda::attention(step, shape, q, k, v, rotation, type, rows, out, partitions, partials.floats(),
+  cuda::attention(step, shape, q, k, v, rotation, type, rows, out, split, partials.floats(),
                   static_cast<int*>(attention_arrivals_.data()), tensor_core_attention_, stream_);
   launched("attention");
 }

@@ -149,12 +149,22 @@ struct AttentionShape {
   int64_t window;        // 0: none; else keys (pos - window, pos]
 };
 
-// Decode queries can split their keys into runs attended in parallel, then combined
-// (flash-decoding): when few queries would leave most multiprocessors idle. The combination
-// rounds differently from one pass, and the split depends on the batch, so batch-invariant steps
-// take 1 (no split). It splits only steps of fewer than 2 * multiprocessors (query, KV head) pairs.
-constexpr int64_t kMaxPartitions = 16;
-int decode_partitions(int64_t singles, int64_t kv_heads, int multiprocessors);
+// Decode queries can split their keys into runs attended in parallel by separate blocks, then
+// combined (flash-decoding): when few queries would leave most multiprocessors idle, and when some
+// queries' keys are so many more than the others' that their blocks would finish long after the
+// rest. A query of n chunks of 32 keys takes min(partitions, ceil(n / run_chunks)) runs. The
+// combination rounds differently from one pass, and the split depends on the batch, so
+// batch-invariant steps take {1, 1} (no split).
+struct DecodeSplit {
+  int partitions = 1;  // the most runs of a query: the launch's blocks per (query, KV head)
+  int run_chunks = 1;  // the fewest chunks of 32 keys a run takes
+};
+constexpr int kMaxPartitions = 16;
+// The split of a step's `singles` decode queries over `kv_heads`, the longest attending to
+// `longest_keys` keys. Steps of up to `recorded_rows` queries may be recorded and replayed with
+// other lengths: their split depends on the batch alone.
+DecodeSplit decode_split(int64_t singles, int64_t kv_heads, int64_t longest_keys, int64_t recorded_rows,
+                         int multiprocessors);
 
 // How the KV cache holds keys and values: float32, bfloat16 (half the memory) or FP8 E4M3 with a
 // float scale per position and head (a quarter, and the scales), the head's largest magnitude
@@ -181,15 +191,15 @@ int64_t decode_max_query_group(int64_t head_dim, CacheType cache);
 
 // Stores k, v [tokens, kv_heads * head_dim] at their slots of the layer's rows (of `cache` type), then
 // attends each query of q [tokens, heads * head_dim] over its sequence's keys into out. Short
-// slices' queries split their keys `partitions` ways when partitions > 1, with scratch `partials`
-// [singles, heads, partitions, head_dim + 2] and counters `arrivals` [singles, kv_heads], zeros
+// slices' queries split their keys as `split` says, with scratch `partials`
+// [singles, heads, split.partitions, head_dim + 2] and counters `arrivals` [singles, kv_heads], zeros
 // that it leaves zero. Long slices run on the tensor cores (flash_attention) when `tensor_cores`
 // and the shape fits; otherwise, as short ones always do, in float32 with one arithmetic for every
 // slice length (batch-invariant). A `rotation`, for steps of one-token slices only, rotates q and
 // k as rope() would, as the kernel reads them (q and k are left as they were).
 void attention(const StepArrays& step, const AttentionShape& shape, const float* q, const float* k, const float* v,
-               const Rotation& rotation, CacheType cache, const CacheRows<void>& rows, float* out, int partitions,
-               float* partials, int* arrivals, bool tensor_cores, cudaStream_t stream);
+               const Rotation& rotation, CacheType cache, const CacheRows<void>& rows, float* out,
+               const DecodeSplit& split, float* partials, int* arrivals, bool tensor_cores, cudaStream_t stream);
 
 // The step's tiles (long slices) attended on the tensor cores, q, k and v rounded to bf16: for
 // head_dim 16, 32, 64, 96 or 128.
