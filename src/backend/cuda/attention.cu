@@ -64,15 +64,6 @@ __device__ inline float dot64(const float* q, Load4 load4) {
   return __fadd_rn(__fadd_rn(part[0], part[1]), __fadd_rn(part[2], part[3]));
 }
 
-// Dims d to d + 3 of a cache row of `hd` elements in global memory, as floats, zero past its end;
-// whole 4-element loads when hd is a multiple of 4 (rows then start aligned to them).
-template <typename C>
-__device__ inline float4 load4_padded(const C* row, int d, int hd) {
-  if (hd % 4 == 0) return d < hd ? load4(row + d) : make_float4(0, 0, 0, 0);
-  const auto at = [&](int i) { return i < hd ? to_float(row[i]) : 0.0f; };
-  return make_float4(at(d), at(d + 1), at(d + 2), at(d + 3));
-}
-
 // The sum of S slice dots, in the order the tiled kernel's shuffles add them.
 template <int S>
 __device__ inline float sum_slices(const float (&dots)[S]) {
@@ -119,28 +110,33 @@ __device__ inline void combine_partitions(const float* parts, int partitions, in
   }
 }
 
-// The decode kernel's shared memory: a chunk's keys [kKeyTile, 64 * S + 4] (each row padded by 4
-// floats, so that the 8 lanes of a quarter warp reading 8 rows' float4 hit distinct banks), its
-// values [kKeyTile, 64 * S], then each warp's query [64 * S]; rows zero past head_dim.
-template <int S>
+// The decode kernel's shared memory: two buffers, each a chunk's keys [kKeyTile, 64 * S + 4] and
+// values [kKeyTile, 64 * S] as the cache holds them (C), then each warp's query [64 * S] in float.
+// Key rows are padded by 4 elements, so that the lanes of a warp, a row each, read distinct banks
+// (for 16-, 8- and 4-byte reads alike), and are zero from head_dim on.
+template <int S, typename C>
 struct DecodeTiles {
   static constexpr int kWidth = 64 * S, kKeyStride = kWidth + 4;
+  static constexpr int kKeyElements = kKeyTile * kKeyStride, kValueElements = kKeyTile * kWidth;
   static constexpr size_t bytes(int group) {
-    return static_cast<size_t>(kKeyTile * (kKeyStride + kWidth) + group * kWidth) * sizeof(float);
+    return 2 * static_cast<size_t>(kKeyElements + kValueElements) * sizeof(C) +
+           static_cast<size_t>(group) * kWidth * sizeof(float);
   }
-  float* keys;
-  float* values;
+  C* keys;
+  C* values;
   float* query;
-  __device__ explicit DecodeTiles(float* shared)
-      : keys(shared),
-        values(shared + kKeyTile * kKeyStride),
-        query(shared + kKeyTile * (kKeyStride + kWidth) + threadIdx.x / 32 * kWidth) {}
+  __device__ explicit DecodeTiles(void* shared)
+      : keys(static_cast<C*>(shared)),
+        values(keys + 2 * kKeyElements),
+        query(reinterpret_cast<float*>(values + 2 * kValueElements) + threadIdx.x / 32 * kWidth) {}
+  __device__ C* key_row(int buffer, int j) const { return keys + buffer * kKeyElements + j * kKeyStride; }
+  __device__ C* value_row(int buffer, int j) const { return values + buffer * kValueElements + j * kWidth; }
 };
 
 // Queries of short slices. S: 64-dim slices of head_dim (head_dim <= 64 * S); each lane owns 2 * S
-// output values. The block's warps (the KV head's query heads) stage each chunk of 32 keys and
-// values in shared memory together, every load issued before any is used; a warp then scores the
-// chunk a key per lane and folds it into an online softmax. A query of n chunks takes
+// output values. The block's warps (the KV head's query heads) copy each chunk of 32 keys and
+// values into shared memory together, the next chunk's while they read this one (two buffers); a
+// warp scores a chunk a key per lane and folds it into an online softmax. A query of n chunks takes
 // min(gridDim.z, ceil(n / run_chunks)) runs (blocks z beyond them return at once): block z takes
 // the z-th run and leaves (max, sum, unnormalized output) in partials
 // [singles, heads, gridDim.z, head_dim + 2]; the last of a query's blocks to finish (counted in
@@ -148,16 +144,16 @@ struct DecodeTiles {
 // With `fresh` (k and v of a step whose slices are one token each), a query's own key and value
 // are read from there, and the block whose run holds them stores them in the cache: no other block
 // reads them from the cache, so no separate write has to come first. The cache's earlier rows
-// are then staged before wait_for_inputs, overlapping the kernel before. With a `rotation`
+// are then requested before wait_for_inputs, overlapping the kernel before. With a `rotation`
 // (fresh steps only), q and the fresh key are rotated as they are read.
 template <int S, typename C>
 __global__ void attention_kernel(StepArrays step, AttentionShape shape, const float* q, CacheRows<C> rows, float* out,
                                  int run_chunks, float* partials, int* arrivals, FreshKv fresh, Rotation rotation) {
-  using Tiles = DecodeTiles<S>;
-  constexpr int kValues = 2 * S, kWidth = Tiles::kWidth, kKeyStride = Tiles::kKeyStride;
-  extern __shared__ float shared[];
+  using Tiles = DecodeTiles<S, C>;
+  constexpr int kValues = 2 * S, kWidth = Tiles::kWidth;
+  extern __shared__ float4 decode_shared[];
   __shared__ bool last_to_arrive;
-  const Tiles tiles(shared);
+  const Tiles tiles(decode_shared);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   // The step's arrays and the cache's earlier rows: no kernel of this step writes them.
   const int64_t t = step.single_tokens[blockIdx.x], kv_head = blockIdx.y;
@@ -174,10 +170,15 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
   const int begin = first_chunk + static_cast<int>(blockIdx.z) * per_partition;
   const int end = min(first_chunk + chunks, begin + per_partition);
   const bool holds_fresh = fresh.k && begin <= pos / kKeyTile && pos / kKeyTile < end;
+  // Key dims from head_dim on stay zero in both buffers (no copy writes them).
+  for (int i = threadIdx.x; i < 2 * kKeyTile * (kWidth - hd); i += blockDim.x) {
+    tiles.key_row(0, i / (kWidth - hd))[hd + i % (kWidth - hd)] = to_cache<C>(0.0f);
+  }
 
-  // Chunk c's cache rows, zero outside [first, pos]; with `fresh`, all but the row of pos (add_fresh's).
-  // Each key's cache row (-1: none) and, for FP8, its scales are looked up once, by a thread each,
-  // and the next chunk's as soon as this one's are out: their loads overlap this chunk's.
+  // Chunk c's cache rows (-1: none: outside [first, pos], or with `fresh` the row of pos, add_fresh's)
+  // and, for FP8, their scales, looked up a thread a key, two chunks ahead of the chunk being read,
+  // into one of three slots (chunk c's is (c - begin) % 3): the slot being read, the one the next
+  // copies come from, and the one being filled.
   struct Lookup {
     int row = -1;
     float key_scale = 1, value_scale = 1;
@@ -185,7 +186,7 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
   const auto look_up = [&](int c) {
     Lookup found;
     const int p = c * kKeyTile + static_cast<int>(threadIdx.x);
-    if (threadIdx.x < kKeyTile && p >= first && p <= pos && !(fresh.k && p == pos)) {
+    if (threadIdx.x < kKeyTile && c < end && p >= first && p <= pos && !(fresh.k && p == pos)) {
       found.row = cache_row(table, block_size, p);
       if constexpr (kScaled<C>) {
         found.key_scale = rows.key_scales[found.row * shape.kv_heads + kv_head];
@@ -194,39 +195,49 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
     }
     return found;
   };
-  __shared__ int chunk_rows[kKeyTile];
-  __shared__ float key_scales[kKeyTile], value_scales[kKeyTile];
+  __shared__ int chunk_rows[3][kKeyTile];
+  __shared__ float key_scales[3][kKeyTile], value_scales[3][kKeyTile];
   Lookup next;
-  const auto stage = [&](int c) {
+  const auto publish = [&](int c) {
     if (threadIdx.x < kKeyTile) {
-      chunk_rows[threadIdx.x] = next.row;
-      key_scales[threadIdx.x] = next.key_scale;
-      value_scales[threadIdx.x] = next.value_scale;
+      const int slot = (c - begin) % 3;
+      chunk_rows[slot][threadIdx.x] = next.row;
+      key_scales[slot][threadIdx.x] = next.key_scale;
+      value_scales[slot][threadIdx.x] = next.value_scale;
     }
-    __syncthreads();
-    if (c + 1 < end) next = look_up(c + 1);
-    for (int i = threadIdx.x; i < kKeyTile * kWidth / 4; i += blockDim.x) {
-      const int j = i / (kWidth / 4), d = i % (kWidth / 4) * 4, row = chunk_rows[j];
-      if (fresh.k && c * kKeyTile + j == pos) continue;
-      float4 key = make_float4(0, 0, 0, 0), value = key;
-      if (row >= 0 && d < hd) {
-        const int64_t at = static_cast<int64_t>(row) * kv_dim + head_offset;
-        key = scaled<C>(load4_padded(rows.keys + at, d, hd), key_scales, j);
-        value = scaled<C>(load4_padded(rows.values + at, d, hd), value_scales, j);
-      }
-      *reinterpret_cast<float4*>(tiles.keys + j * kKeyStride + d) = key;
-      *reinterpret_cast<float4*>(tiles.values + j * kWidth + d) = value;
-    }
+    next = look_up(c + 1);
   };
-  if (begin < end && fresh.k) {
+  // Chunk c's rows into buffer (c - begin) % 2 as the cache holds them, without waiting for them.
+  const auto request = [&](int c) {
+    const int slot = (c - begin) % 3, buffer = (c - begin) % 2;
+    for (int i = threadIdx.x; i < kKeyTile * kWidth / 4; i += blockDim.x) {
+      const int j = i / (kWidth / 4), d = i % (kWidth / 4) * 4, row = chunk_rows[slot][j];
+      if (row < 0 || d >= hd) continue;
+      const int64_t at = static_cast<int64_t>(row) * kv_dim + head_offset + d;
+      C* key = tiles.key_row(buffer, j) + d;
+      C* value = tiles.value_row(buffer, j) + d;
+      if (hd % 4 == 0) {  // rows then start aligned to 4 elements
+        copy_async<4 * sizeof(C)>(key, rows.keys + at);
+        copy_async<4 * sizeof(C)>(value, rows.values + at);
+      } else {
+        for (int e = 0; e < 4 && d + e < hd; ++e) {
+          key[e] = rows.keys[at + e];
+          value[e] = rows.values[at + e];
+        }
+      }
+    }
+    commit_copies();
+  };
+  const auto start = [&] {
     next = look_up(begin);
-    stage(begin);
-  }
+    publish(begin);
+    publish(begin + 1);
+    __syncthreads();
+    request(begin);
+  };
+  if (begin < end && fresh.k) start();
   wait_for_inputs();
-  if (begin < end && !fresh.k) {
-    next = look_up(begin);  // the step's own rows, stored by write_kv_kernel before this
-    stage(begin);
-  }
+  if (begin < end && !fresh.k) start();  // the step's own rows, stored by write_kv_kernel before this
   const int half = static_cast<int>(rotation.rotary_dim / 2);
   const float* cos = rotation.cos ? rotation.cos + t * half : nullptr;
   const float* sin = rotation.sin ? rotation.sin + t * half : nullptr;
@@ -235,51 +246,52 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
   };
   const float* q_row = q + (t * shape.heads + head) * hd;
   for (int d = lane; d < kWidth; d += 32) tiles.query[d] = d < hd ? read(q_row, d) : 0.0f;
-  // This step's own key and value: into the tiles (the chunk of pos is then staged) and the cache,
-  // rounded as the cache holds them, so that later steps read what this one used. Every warp
-  // finds the head's scales itself (the same), so none waits for another.
-  const auto add_fresh = [&] {
-    const int j = pos % kKeyTile;
+  // This step's own key and value: into chunk c's buffer and the cache, rounded as the cache holds
+  // them, so that later steps read what this one used. Every warp finds the head's scales itself
+  // (the same), so none waits for another.
+  const auto add_fresh = [&](int c) {
+    const int j = pos % kKeyTile, slot = (c - begin) % 3, buffer = (c - begin) % 2;
     const int64_t row = cache_row(table, block_size, pos);
     const auto key_at = [&](int d) { return read(fresh.k + t * kv_dim + head_offset, d); };
     const auto value_at = [&](int d) { return fresh.v[t * kv_dim + head_offset + d]; };
     const float key_scale = head_scale<C>(hd, key_at), value_scale = head_scale<C>(hd, value_at);
-    for (int d = threadIdx.x; d < kWidth; d += blockDim.x) {
-      float key = 0, value = 0;
-      if (d < hd) {
-        const C k = to_cache<C>(key_at(d), key_scale), v = to_cache<C>(value_at(d), value_scale);
-        rows.keys[row * kv_dim + head_offset + d] = k;
-        rows.values[row * kv_dim + head_offset + d] = v;
-        key = scaled<C>(to_float(k), &key_scale, 0);
-        value = scaled<C>(to_float(v), &value_scale, 0);
-      }
-      tiles.keys[j * kKeyStride + d] = key;
-      tiles.values[j * kWidth + d] = value;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+      const C k = to_cache<C>(key_at(d), key_scale), v = to_cache<C>(value_at(d), value_scale);
+      rows.keys[row * kv_dim + head_offset + d] = k;
+      rows.values[row * kv_dim + head_offset + d] = v;
+      tiles.key_row(buffer, j)[d] = k;
+      tiles.value_row(buffer, j)[d] = v;
     }
-    if (kScaled<C> && threadIdx.x == 0) {
-      rows.key_scales[row * shape.kv_heads + kv_head] = key_scale;
-      rows.value_scales[row * shape.kv_heads + kv_head] = value_scale;
+    if (threadIdx.x == 0) {
+      key_scales[slot][j] = key_scale;
+      value_scales[slot][j] = value_scale;
+      if constexpr (kScaled<C>) {
+        rows.key_scales[row * shape.kv_heads + kv_head] = key_scale;
+        rows.value_scales[row * shape.kv_heads + kv_head] = value_scale;
+      }
     }
   };
 
   float m = -INFINITY, l = 0, acc[kValues] = {};
   for (int c = begin; c < end; ++c) {
-    if (c != begin) {
-      __syncthreads();  // the previous chunk is no longer read
-      stage(c);
-    }
-    if (holds_fresh && c == pos / kKeyTile) add_fresh();
+    const int slot = (c - begin) % 3, buffer = (c - begin) % 2;
+    wait_copies();  // this thread's copies of chunk c
+    if (holds_fresh && c == pos / kKeyTile) add_fresh(c);
+    // Every thread's copies of chunk c are in, and chunk c - 1 is no longer read: its buffer and
+    // slot take chunks c + 1 and c + 2.
     __syncthreads();
+    if (c + 2 < end) publish(c + 2);
+    if (c + 1 < end) request(c + 1);
     const int p0 = c * kKeyTile, p = p0 + lane;
     const bool valid = p >= first && p <= pos;
     float s = -INFINITY;
     if (valid) {
-      const float* key = tiles.keys + lane * kKeyStride;
+      const C* key = tiles.key_row(buffer, lane);
       float dots[S];
 #pragma unroll
       for (int sl = 0; sl < S; ++sl) {
-        const auto* key_slice = reinterpret_cast<const float4*>(key + 64 * sl);
-        dots[sl] = dot64(tiles.query + 64 * sl, [&](int i) { return key_slice[i]; });
+        dots[sl] = dot64(tiles.query + 64 * sl,
+                         [&](int i) { return scaled<C>(load4(key + 64 * sl + 4 * i), key_scales[slot], lane); });
       }
       s = score_of(sum_slices<S>(dots), shape);
     }
@@ -294,10 +306,12 @@ __global__ void attention_kernel(StepArrays step, AttentionShape shape, const fl
       const float wj = __shfl_sync(0xffffffffu, weight, j);
       if (p0 + j < first || p0 + j > pos) continue;  // the same for the whole warp
       l = __fadd_rn(l, wj);
-      const float* v = tiles.values + j * kWidth;
+      const C* v = tiles.value_row(buffer, j);
 #pragma unroll
       for (int i = 0; i < kValues; ++i) {
-        if (lane + 32 * i < hd) acc[i] = __fmaf_rn(wj, v[lane + 32 * i], acc[i]);
+        if (lane + 32 * i < hd) {
+          acc[i] = __fmaf_rn(wj, scaled<C>(to_float(v[lane + 32 * i]), value_scales[slot], j), acc[i]);
+        }
       }
     }
     m = m_new;
@@ -432,7 +446,7 @@ void launch_decode(const StepArrays& step, const AttentionShape& shape, const fl
   const dim3 grid(static_cast<unsigned>(step.singles), static_cast<unsigned>(shape.kv_heads),
                   static_cast<unsigned>(split.partitions));
   const int group = static_cast<int>(shape.heads / shape.kv_heads);
-  const size_t shared = DecodeTiles<S>::bytes(group);
+  const size_t shared = DecodeTiles<S, C>::bytes(group);
   cudaFuncSetAttribute(attention_kernel<S, C>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
   launch(attention_kernel<S, C>, grid, group * 32, shared, stream, step, shape, q, rows, out, split.run_chunks,
          partials, arrivals, fresh, rotation);

@@ -146,6 +146,21 @@ __device__ inline int cache_row(const int32_t* table, int block_size, int pos) {
   return table[pos / block_size] * block_size + pos % block_size;
 }
 
+// A shared-memory pointer as the 32-bit address PTX's shared-memory instructions take.
+__device__ inline uint32_t shared_address(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+// Copies `bytes` (4, 8 or 16, both addresses aligned to them) from global to shared memory without
+// holding them in registers: the thread goes on, commit_copies closes the group of those it has
+// requested, and wait_copies waits until all of them have arrived (for this thread: a
+// __syncthreads after it makes every thread's visible).
+template <size_t bytes>
+__device__ inline void copy_async(void* shared, const void* global) {
+  static_assert(bytes == 4 || bytes == 8 || bytes == 16);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], %2;\n" ::"r"(shared_address(shared)), "l"(global), "n"(bytes));
+}
+__device__ inline void commit_copies() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ inline void wait_copies() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
 inline unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
 
 // A decode matvec's warps per output feature (matvec.cu, quantized.cu): the fewest of 1, 2, 4, ...
