@@ -9,9 +9,12 @@
 // remainder, and S = Ql Kh + Qh Kl + Qh Kh leaves about 2^-16 of |q||k| (that fixture: 0.9%). P
 // and V stay single bf16: a weighted mean of values moves by 2^-9 of their magnitude, the rounding
 // every product of the model already has.
-// Staging a key tile: the tile's 64 cache rows are looked up once into shared memory, then every
-// thread issues all its loads before it converts and stores any, so the block waits on memory
-// about once per tile rather than once per row.
+// Staging a key tile: the tile's 64 cache rows are looked up once into shared memory. A bf16 cache
+// holds the tiles' elements as they are, and exactly (no remainder to split off keys): its rows are
+// copied with cp.async into one of two buffers while the warps read the other, and the products with
+// the keys' remainders are left out (they are zero). Other caches' rows are loaded, every thread
+// issuing all its loads before it converts and stores any, so the block waits on memory about once
+// per tile rather than once per row.
 //
 // Register fragments (PTX ISA, mma.m16n8k16): for lane t, an A fragment holds rows t/4 and t/4 + 8,
 // columns 2(t%4) + {0,1} and + 8; a B fragment column t/4, rows 2(t%4) + {0,1} and + 8; a C
@@ -34,10 +37,14 @@ static_assert(kRows == kQueryTile, "a block takes one step tile");
 template <int D>
 constexpr int kStride = D + 8;
 
-// Q's head and remainder, K's head and remainder, V.
-template <int D>
+// Whether a cache of C holds its keys and values as the tiles do: bf16, exactly.
+template <typename C>
+constexpr bool kRawTiles = std::is_same_v<C, __nv_bfloat16>;
+
+// Q's head and remainder, then K's head and remainder and V, or (kRawTiles) two buffers of K and V.
+template <int D, typename C>
 constexpr size_t shared_bytes() {
-  return static_cast<size_t>(2 * kRows + 3 * kKeys) * kStride<D> * sizeof(__nv_bfloat16);
+  return static_cast<size_t>(2 * kRows + (kRawTiles<C> ? 4 : 3) * kKeys) * kStride<D> * sizeof(__nv_bfloat16);
 }
 
 __device__ inline uint32_t pack_bf16(float low, float high) {
@@ -121,6 +128,27 @@ __device__ inline void stage_keys(__nv_bfloat16* k_dst, __nv_bfloat16* k_low, __
   }
 }
 
+// The tile's keys and values from a bf16 cache into k_dst and v_dst [kKeys][kStride], 16 bytes a
+// copy, without waiting for them (rows -1, past the last key, are zeroed).
+template <int D>
+__device__ inline void request_keys(__nv_bfloat16* k_dst, __nv_bfloat16* v_dst, const CacheRows<__nv_bfloat16>& cache,
+                                    const int* rows, int kv_heads, int kv_head) {
+  const int kv_dim = kv_heads * D, offset = kv_head * D;
+  constexpr int kChunks = D / 8;  // 16-byte copies per row
+  for (int i = threadIdx.x; i < kKeys * kChunks; i += blockDim.x) {
+    const int j = i / kChunks, row = rows[j], at = j * kStride<D> + 8 * (i % kChunks);
+    if (row < 0) {
+      *reinterpret_cast<uint4*>(k_dst + at) = make_uint4(0, 0, 0, 0);
+      *reinterpret_cast<uint4*>(v_dst + at) = make_uint4(0, 0, 0, 0);
+      continue;
+    }
+    const int64_t from = static_cast<int64_t>(row) * kv_dim + offset + 8 * (i % kChunks);
+    copy_async<16>(k_dst + at, cache.keys + from);
+    copy_async<16>(v_dst + at, cache.values + from);
+  }
+  commit_copies();
+}
+
 // The lane's address for ldmatrix.x4 of the 16x16 tile at (row, col) of a [rows][kStride] array:
 // `row_major_pairs` picks the order of the four 8x8 matrices. A operands and transposed V take
 // (rows 0-7, cols 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15); K takes (0-7, 0-7), (0-7, 8-15),
@@ -137,14 +165,16 @@ template <int D, typename C>
 __global__ void __launch_bounds__(32 * kWarps)
     flash_attention_kernel(StepArrays step, AttentionShape shape, const float* q, CacheRows<C> cache, float* out) {
   extern __shared__ __align__(16) unsigned char shared_raw[];
-  __shared__ int key_rows[kKeys];          // the cache row of each key of the tile
+  __shared__ int key_rows[2][kKeys];      // the cache row of each key of the tile (two tiles: kRawTiles)
   __shared__ float key_scales[2][kKeys];  // FP8: each key's scale, then each value's
   wait_for_inputs();
+  constexpr int kTile = kKeys * kStride<D>;
   auto* q_tile = reinterpret_cast<__nv_bfloat16*>(shared_raw);  // [kRows][kStride], then the remainders
   __nv_bfloat16* q_low = q_tile + kRows * kStride<D>;
-  __nv_bfloat16* k_tile = q_low + kRows * kStride<D>;  // [kKeys][kStride], then the remainders
-  __nv_bfloat16* k_low = k_tile + kKeys * kStride<D>;
-  __nv_bfloat16* v_tile = k_low + kKeys * kStride<D>;  // [kKeys][kStride]
+  // [kKeys][kStride] each: K, its remainders and V; or (kRawTiles) K and V, then K and V again.
+  __nv_bfloat16* k_tiles = q_low + kRows * kStride<D>;
+  __nv_bfloat16* k_low = k_tiles + kTile;
+  __nv_bfloat16* v_tiles = k_tiles + (kRawTiles<C> ? 1 : 2) * kTile;
 
   const int tile = static_cast<int>(step.tile_count) - 1 - static_cast<int>(blockIdx.x);  // the longest first
   const int first_token = step.tiles[2 * tile], count = step.tiles[2 * tile + 1];
@@ -178,22 +208,45 @@ __global__ void __launch_bounds__(32 * kWarps)
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0, 0};
 
   const int first_key = window > 0 ? max(0, first_pos - window + 1) : 0;
-  for (int k0 = first_key / kKeys * kKeys; k0 <= last_pos; k0 += kKeys) {
-    const int keys_here = min(kKeys, last_pos - k0 + 1);
-    __syncthreads();  // every warp is done with the previous tile
+  // The cache rows of the tile from k0 into key_rows[b] (-1 past the last key), and FP8's scales.
+  const auto look_up = [&](int k0, int b) {
     if (threadIdx.x < kKeys) {
-      const int row =
-          static_cast<int>(threadIdx.x) < keys_here ? cache_row(table, block_size, k0 + threadIdx.x) : -1;
-      key_rows[threadIdx.x] = row;
+      const int p = k0 + static_cast<int>(threadIdx.x);
+      const int row = p <= last_pos ? cache_row(table, block_size, p) : -1;
+      key_rows[b][threadIdx.x] = row;
       if (kScaled<C> && row >= 0) {
         key_scales[0][threadIdx.x] = cache.key_scales[static_cast<int64_t>(row) * shape.kv_heads + kv_head];
         key_scales[1][threadIdx.x] = cache.value_scales[static_cast<int64_t>(row) * shape.kv_heads + kv_head];
       }
     }
+  };
+  const int kv_heads = static_cast<int>(shape.kv_heads);
+  if constexpr (kRawTiles<C>) {  // the first tile's copies
+    look_up(first_key / kKeys * kKeys, 0);
     __syncthreads();
-    stage_keys<D, C>(k_tile, k_low, v_tile, cache, key_rows, key_scales[0], static_cast<int>(shape.kv_heads),
-                     kv_head);
-    __syncthreads();
+    request_keys<D>(k_tiles, v_tiles, cache, key_rows[0], kv_heads, kv_head);
+  }
+  for (int k0 = first_key / kKeys * kKeys, tile = 0; k0 <= last_pos; k0 += kKeys, ++tile) {
+    const int b = kRawTiles<C> ? tile % 2 : 0;
+    const __nv_bfloat16* k_tile = k_tiles + 2 * b * kTile;
+    const __nv_bfloat16* v_tile = v_tiles + 2 * b * kTile;
+    if constexpr (kRawTiles<C>) {
+      if (k0 + kKeys <= last_pos) look_up(k0 + kKeys, b ^ 1);
+      wait_copies();
+      // This tile's copies are in, and every warp is done with the previous tile: the next one's
+      // copies may go into its buffers.
+      __syncthreads();
+      if (k0 + kKeys <= last_pos) {
+        request_keys<D>(k_tiles + 2 * (b ^ 1) * kTile, v_tiles + 2 * (b ^ 1) * kTile, cache, key_rows[b ^ 1], kv_heads,
+                        kv_head);
+      }
+    } else {
+      __syncthreads();  // every warp is done with the previous tile
+      look_up(k0, 0);
+      __syncthreads();
+      stage_keys<D, C>(k_tiles, k_low, v_tiles, cache, key_rows[0], key_scales[0], kv_heads, kv_head);
+      __syncthreads();
+    }
     if (k0 > warp_last_pos || k0 + kKeys <= warp_first_start) continue;  // every key masked for this warp
 
     float s[kKeys / 8][4] = {};
@@ -201,15 +254,18 @@ __global__ void __launch_bounds__(32 * kWarps)
     for (int kk = 0; kk < D / 16; ++kk) {
 #pragma unroll
       for (int nn = 0; nn < kKeys / 16; ++nn) {
-        uint32_t b[4], b_low[4];
+        uint32_t b[4];
         ldmatrix_x4(b, fragment_row<D>(k_tile, 16 * nn, 16 * kk, true));
-        ldmatrix_x4(b_low, fragment_row<D>(k_low, 16 * nn, 16 * kk, true));
         // The small terms first, then the large one, into the same float32 sums.
         mma(s[2 * nn], q_low_frag[kk], b[0], b[1]);
-        mma(s[2 * nn], q_frag[kk], b_low[0], b_low[1]);
-        mma(s[2 * nn], q_frag[kk], b[0], b[1]);
         mma(s[2 * nn + 1], q_low_frag[kk], b[2], b[3]);
-        mma(s[2 * nn + 1], q_frag[kk], b_low[2], b_low[3]);
+        if constexpr (!kRawTiles<C>) {
+          uint32_t b_low[4];
+          ldmatrix_x4(b_low, fragment_row<D>(k_low, 16 * nn, 16 * kk, true));
+          mma(s[2 * nn], q_frag[kk], b_low[0], b_low[1]);
+          mma(s[2 * nn + 1], q_frag[kk], b_low[2], b_low[3]);
+        }
+        mma(s[2 * nn], q_frag[kk], b[0], b[1]);
         mma(s[2 * nn + 1], q_frag[kk], b[2], b[3]);
       }
     }
@@ -286,7 +342,7 @@ __global__ void __launch_bounds__(32 * kWarps)
 template <int D, typename C>
 void launch_head_dim(const StepArrays& step, const AttentionShape& shape, const float* q, const CacheRows<C>& cache,
                      float* out, cudaStream_t stream) {
-  constexpr size_t shared = shared_bytes<D>();
+  constexpr size_t shared = shared_bytes<D, C>();
   cudaFuncSetAttribute(flash_attention_kernel<D, C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                        static_cast<int>(shared));
   const dim3 grid(static_cast<unsigned>(step.tile_count), static_cast<unsigned>(shape.heads));
@@ -323,7 +379,7 @@ template void flash_attention<float>(const StepArrays&, const AttentionShape&, c
                                      float*, cudaStream_t);
 template void flash_attention<__nv_bfloat16>(const StepArrays&, const AttentionShape&, const float*,
                                              const CacheRows<__nv_bfloat16>&, float*, cudaStream_t);
-template void flash_attention<Fp8>(const StepArrays&, const AttentionShape&, const float*, const CacheRows<Fp8>&, float*,
-                                   cudaStream_t);
+template void flash_attention<Fp8>(const StepArrays&, const AttentionShape&, const float*, const CacheRows<Fp8>&,
+                                   float*, cudaStream_t);
 
 }  // namespace nanoserve::cuda
