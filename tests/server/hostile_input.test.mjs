@@ -6,7 +6,7 @@ import net from "node:net";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startServer, metrics, pollHealth, rawRequest } from "./harness.mjs";
+import { startServer, metrics, pollHealth, rawRequest, waitFor } from "./harness.mjs";
 
 const demo = new URL("../../models/demo/", import.meta.url).pathname;
 const scratch = mkdtempSync(join(tmpdir(), "nanoserve-hostile-"));
@@ -101,8 +101,14 @@ test("n and prompts x n are checked before anything is allocated", async () => {
 test("sequences, not calls, count against --max-queued", async () => {
   const s = await startServer(["--max-queued", "8"]);
   try {
-    // A long call of 8 sequences fills the queue; a second call waits for none of it: 503.
-    const long = post(s.url, "/v1/completions", JSON.stringify({ prompt: "x", n: 8, max_tokens: 600, ignore_eos: true }));
+    // A long call of 8 sequences fills the queue (streamed: its 200 comes at once); a second call
+    // waits for none of it: 503.
+    const hangUp = new AbortController();
+    const long = await fetch(s.url + "/v1/completions", {
+      method: "POST", headers: { "Content-Type": "application/json" }, signal: hangUp.signal,
+      body: JSON.stringify({ prompt: "x", n: 8, max_tokens: 1000, ignore_eos: true, stream: true }),
+    });
+    assert.equal(long.status, 200);
     let r;
     for (let i = 0; i < 100; ++i) {
       r = await post(s.url, "/v1/completions", JSON.stringify({ prompt: "y", max_tokens: 1 }));
@@ -111,7 +117,10 @@ test("sequences, not calls, count against --max-queued", async () => {
     }
     assert.equal(r.status, 503);
     assert.match((await r.json()).error.message, /8 sequences in flight/);
-    assert.equal((await long).status, 200);
+    // Hung up on, the long call gives its 8 places back (waiting for it to end would take 8,000
+    // tokens: 30 s under the sanitizers).
+    hangUp.abort();
+    await waitFor(async () => (await post(s.url, "/v1/completions", JSON.stringify({ prompt: "y", max_tokens: 1 }))).status === 200);
   } finally {
     await s.stop();
   }
